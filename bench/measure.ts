@@ -1,0 +1,92 @@
+// Side-by-side measurement of the three paths between two emulated hosts: host namespace to host
+// namespace, container to container over the kernel VXLAN overlay, and container to container on
+// SlimFast. Rounds are interleaved (A B C A B C …) so that a noisy neighbour hits all paths alike.
+import path from 'node:path';
+import { execa } from 'execa';
+import { repoRoot } from '../broker/paths.js';
+import type { Topology } from '../lab/topology.js';
+
+export const CLIENTS = path.join(repoRoot(), 'bench', 'clients');
+export const CONNRATE = path.join(CLIENTS, 'connrate');
+export const ECHOD = path.join(CLIENTS, 'echod');
+
+export const PATHS = ['host', 'vxlan', 'slimfast'] as const;
+export type PathName = (typeof PATHS)[number];
+
+export interface ConnrateResult {
+  conns: number;
+  errors: number;
+  seconds: number;
+  rate: number;
+  connect_p50_us: number;
+  connect_p99_us: number;
+  rtt_p50_us: number;
+  rtt_p99_us: number;
+  first_error: string;
+}
+
+const PORTS: Record<PathName, number> = { host: 8082, vxlan: 8081, slimfast: 8080 };
+
+/** Starts one echo server per path on the second host / its first container. */
+export async function startServers(topo: Topology): Promise<void> {
+  const [, h2] = topo.hosts;
+  const c2 = topo.container('c2');
+  topo.spawn(c2, [ECHOD, String(PORTS.slimfast)]);
+  topo.spawn(c2, [ECHOD, String(PORTS.vxlan)], { slimfast: false });
+  const hostServer = execa('ip', ['netns', 'exec', h2.ns, ECHOD, String(PORTS.host), h2.ip], { reject: false, cleanup: true });
+  topo.adopt(hostServer);
+  await topo.waitPort(c2, PORTS.slimfast);
+  await topo.waitPort(c2, PORTS.vxlan);
+  await topo.waitListener(c2.ip, PORTS.slimfast);
+}
+
+/** Runs connrate once over one path. */
+export async function connrate(topo: Topology, which: PathName, args: string[]): Promise<ConnrateResult> {
+  const [h1, h2] = topo.hosts;
+  const c1 = topo.container('c1');
+  const c2 = topo.container('c2');
+  const argv =
+    which === 'host'
+      ? ['netns', 'exec', h1.ns, CONNRATE, h2.ip, String(PORTS.host), ...args]
+      : topo.argv(c1, [CONNRATE, c2.ip, String(PORTS[which]), ...args], which === 'slimfast');
+  const r = await execa('ip', argv, { reject: false, timeout: 120_000 });
+  if (r.exitCode !== 0) throw new Error(`connrate over ${which} failed (${r.exitCode}): ${r.stderr || r.stdout}`);
+  return JSON.parse(r.stdout) as ConnrateResult;
+}
+
+export function median(values: number[]): number {
+  const v = [...values].sort((a, b) => a - b);
+  if (v.length === 0) return NaN;
+  const mid = Math.floor(v.length / 2);
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
+}
+
+export interface PathSummary {
+  path: PathName;
+  rate: number[];
+  connectP50: number[];
+  rttP50: number[];
+  errors: number;
+}
+
+/** Interleaved rounds; onRound reports progress. */
+export async function interleaved(
+  topo: Topology,
+  rounds: number,
+  args: string[],
+  onRound: (round: number, which: PathName, r: ConnrateResult) => void,
+): Promise<PathSummary[]> {
+  const out = new Map<PathName, PathSummary>(PATHS.map((p) => [p, { path: p, rate: [], connectP50: [], rttP50: [], errors: 0 }]));
+  for (let round = 1; round <= rounds; round++) {
+    for (const which of PATHS) {
+      const r = await connrate(topo, which, args);
+      const s = out.get(which)!;
+      s.rate.push(r.rate);
+      s.connectP50.push(r.connect_p50_us);
+      s.rttP50.push(r.rtt_p50_us);
+      s.errors += r.errors;
+      onRound(round, which, r);
+    }
+  }
+  return [...out.values()];
+}

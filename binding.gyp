@@ -1,0 +1,20 @@
+{
+  "targets": [
+    {
+      "target_name": "slimfast_addon",
+      "sources": [
+        "native/addon/addon.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native/include"
+      ],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wno-unused-parameter"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

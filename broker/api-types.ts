@@ -1,0 +1,37 @@
+// Messages of proto/slimfast.proto as the TypeScript side sees them (camelCase, as proto-loader maps them).
+
+export interface ContainerMsg {
+  id: string;
+  ip: string;
+  netns: string;
+  socket: string;
+  env: Record<string, string>;
+  pid: number;
+  createdAt: string;
+}
+
+export interface HealthMsg {
+  serving: boolean;
+  hostIp: string;
+  port: number;
+  subnet: string;
+  overlay: string;
+  version: string;
+  pid: number;
+  uptimeSeconds: number;
+}
+
+export interface ListenerMsg {
+  ip: string;
+  port: number;
+  containerId: string;
+  channels: number;
+}
+
+export interface PeerMsg {
+  ip: string;
+  subnet: string;
+  port: number;
+  synced: boolean;
+  listeners: number;
+}

@@ -1,0 +1,173 @@
+// The per-host broker: native engine (hot path) + registry + listener sync + gRPC control API.
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { ContainerMsg } from './api-types.js';
+import { formatCidr, parseCidr, parseIp } from './cidr.js';
+import { loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
+import { readNetnsIp } from './netns.js';
+import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
+import { serviceDefinition } from './proto.js';
+import { containerEnv, type ContainerRecord, Registry } from './registry.js';
+import { claimStateDir, releaseStateDir, stateLayout, type StateLayout } from './state-dir.js';
+import { ListenerSync } from './sync.js';
+import { Logger } from './log.js';
+
+export const VERSION = '0.1.0';
+export const DEFAULT_SUBNET = '10.88.0.0/16';
+
+export interface DaemonOptions {
+  hostIp: string;
+  stateDir: string;
+  port: number;
+  peersFile?: string;
+  subnet?: string;
+  logLevel?: string;
+}
+
+/** Works out this host's subnet, the overlay and the other hosts from the options. */
+export function resolveMembership(opts: DaemonOptions): { self: HostEntry; others: HostEntry[]; overlay: string } {
+  parseIp(opts.hostIp);
+  let m: Membership;
+  if (opts.peersFile) {
+    m = loadPeersFile(opts.peersFile, opts.port);
+  } else {
+    const subnet = opts.subnet ?? DEFAULT_SUBNET;
+    const cidr = parseCidr(subnet);
+    m = { hosts: [{ ip: opts.hostIp, subnet: formatCidr(cidr), port: opts.port, cidr }], overlay: formatCidr(cidr) };
+  }
+  const self = m.hosts.find((h) => h.ip === opts.hostIp);
+  if (!self) {
+    throw new Error(`--host-ip ${opts.hostIp} is not one of the hosts in ${opts.peersFile}; add it or fix --host-ip`);
+  }
+  if (opts.subnet && formatCidr(parseCidr(opts.subnet)) !== self.subnet) {
+    throw new Error(`--subnet ${opts.subnet} disagrees with the peers file, which gives ${self.ip} the subnet ${self.subnet}`);
+  }
+  if (self.port !== opts.port) self.port = opts.port;
+  return { self, others: m.hosts.filter((h) => h !== self), overlay: m.overlay };
+}
+
+function toMsg(rec: ContainerRecord): ContainerMsg {
+  return { ...rec, env: containerEnv(rec) };
+}
+
+export class Daemon {
+  private engine!: NativeEngine;
+  private registry!: Registry;
+  private sync!: ListenerSync;
+  private server?: grpc.Server;
+  private layout: StateLayout;
+  private readonly started = Date.now();
+  private membership!: ReturnType<typeof resolveMembership>;
+  private stopping?: Promise<void>;
+
+  constructor(private readonly opts: DaemonOptions, private readonly log = new Logger(opts.logLevel ?? 'info')) {
+    this.layout = stateLayout(opts.stateDir);
+  }
+
+  async start(): Promise<void> {
+    this.membership = resolveMembership(this.opts);
+    const { self, others, overlay } = this.membership;
+    const note = await claimStateDir(this.layout);
+    if (note) this.log.info(note);
+
+    const { Engine } = loadAddon();
+    this.engine = new Engine();
+    this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
+    this.engine.start(
+      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet },
+      (ev) => this.onEngineEvent(ev),
+    );
+    this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
+    this.registry = new Registry(this.layout, this.engine, self.cidr);
+    this.registry.restore((msg) => this.log.info(msg));
+    this.sync.start(others);
+
+    this.server = new grpc.Server();
+    this.server.addService(serviceDefinition(), this.handlers());
+    await new Promise<void>((resolve, reject) => {
+      this.server!.bindAsync(`unix:${this.layout.controlSocket}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(new Error(`cannot serve the control API on ${this.layout.controlSocket}: ${err.message}`)) : resolve(),
+      );
+    });
+    fs.chmodSync(this.layout.controlSocket, 0o660);
+    this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${others.length} peer(s), state dir ${this.layout.dir}`);
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.sync?.stop();
+      if (this.server) await new Promise<void>((resolve) => this.server!.tryShutdown(() => resolve()));
+      this.engine?.stop();
+      releaseStateDir(this.layout);
+      this.log.info('stopped');
+    })();
+    return this.stopping;
+  }
+
+  private onEngineEvent(ev: EngineEvent): void {
+    switch (ev.type) {
+      case 'listener':
+        this.log.debug(`listener ${ev.op} ${ev.ip}:${ev.port} (${ev.containerId})`);
+        this.sync.localChange(ev.op, `${ev.ip}:${ev.port}`);
+        break;
+      case 'sync':
+        this.sync.acceptSubscriber(ev.fd, ev.peerIp);
+        break;
+      case 'log':
+        this.log[ev.level](ev.msg);
+        break;
+    }
+  }
+
+  private handlers(): grpc.UntypedServiceImplementation {
+    const unary =
+      <Req, Res>(fn: (req: Req) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> =>
+      (call, callback) => {
+        Promise.resolve()
+          .then(() => fn(call.request))
+          .then(
+            (res) => callback(null, res),
+            (err: Error) => callback({ code: grpc.status.FAILED_PRECONDITION, details: err.message } as grpc.ServiceError),
+          );
+      };
+    const { self, overlay } = this.membership;
+    return {
+      health: unary(() => ({
+        serving: true,
+        hostIp: self.ip,
+        port: self.port,
+        subnet: self.subnet,
+        overlay,
+        version: VERSION,
+        pid: process.pid,
+        uptimeSeconds: (Date.now() - this.started) / 1000,
+      })),
+      registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
+        if (!req.id) throw new Error('a container id is required');
+        if (!req.netns) throw new Error('a network namespace path is required (--netns)');
+        if (!fs.existsSync(req.netns)) throw new Error(`network namespace ${req.netns} does not exist`);
+        const ip = req.ip || (await readNetnsIp(req.netns));
+        const rec = this.registry.add({ id: req.id, ip, netns: req.netns, pid: req.pid });
+        this.log.info(`registered container ${rec.id} (${rec.ip})`);
+        return toMsg(rec);
+      }),
+      unregisterContainer: unary((req: { id: string }) => {
+        const removed = this.registry.remove(req.id);
+        if (removed) this.log.info(`unregistered container ${req.id}`);
+        return { removed };
+      }),
+      listContainers: unary(() => ({ containers: this.registry.list().map(toMsg) })),
+      listListeners: unary(() => ({ listeners: this.engine.listeners() })),
+      getCounters: unary(() => ({ counters: this.engine.counters() })),
+      listPeers: unary(() => ({
+        peers: this.sync.peerStates().map((p) => ({
+          ip: p.peer.ip,
+          subnet: p.peer.subnet,
+          port: p.peer.port,
+          synced: p.synced,
+          listeners: p.listeners.size,
+        })),
+      })),
+    };
+  }
+}

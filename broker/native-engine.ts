@@ -1,0 +1,79 @@
+// The contract between the TypeScript control plane and the native addon (native/addon/).
+// The addon owns the per-connection hot path on its own epoll thread; TypeScript pushes table
+// changes down and reads counters and listener tables back.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { repoRoot } from './paths.js';
+
+export interface EngineOptions {
+  /** Host address the reserved port binds to; host connections to peers originate from it too. */
+  hostIp: string;
+  /** The reserved TCP port for container traffic (default 4800). */
+  port: number;
+  /** The whole overlay network, e.g. "10.200.0.0/16"; told to every preload in HELLO_OK. */
+  overlayCidr: string;
+  /** This host's share of the overlay, e.g. "10.200.1.0/24". */
+  localSubnet: string;
+}
+
+export interface PeerRoute {
+  /** Peer host address (its reserved port listens there). */
+  ip: string;
+  /** Overlay subnet owned by that host. */
+  subnet: string;
+  /** Peer's reserved port. */
+  port: number;
+}
+
+export interface ListenerInfo {
+  ip: string;
+  port: number;
+  containerId: string;
+  /** Number of listener channels (processes/SO_REUSEPORT sockets) sharing this address. */
+  channels: number;
+}
+
+export type EngineEvent =
+  | { type: 'listener'; op: 'add' | 'remove'; ip: string; port: number; containerId: string }
+  /** A peer broker opened a SYNC stream on the reserved port; fd is a connected TCP socket
+   *  whose 48-byte header has been consumed. TypeScript now owns the fd. */
+  | { type: 'sync'; fd: number; peerIp: string }
+  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string };
+
+export interface NativeEngine {
+  /** Binds the reserved port and starts the epoll thread. Throws on failure (e.g. EADDRINUSE). */
+  start(opts: EngineOptions, onEvent: (ev: EngineEvent) => void): void;
+  /** Stops the thread and closes every socket it owns. Idempotent. */
+  stop(): void;
+  /** Creates the container's SOCK_SEQPACKET broker socket at socketPath (mode 0666) and starts
+   *  serving preloads on it. Throws if the id or ip is already registered. */
+  addContainer(id: string, ip: string, socketPath: string): void;
+  /** Closes the container's broker socket, its preload connections and its listeners. */
+  removeContainer(id: string): boolean;
+  /** Replaces the routing table used for longest-prefix match (peers other than this host). */
+  setPeers(peers: PeerRoute[]): void;
+  /** Listening addresses ("ip:port") of a peer's containers, or null when unknown; connects
+   *  to a peer whose view is unknown or lacks the address fall back to the ordinary path. */
+  setRemoteListeners(peerIp: string, listeners: string[] | null): void;
+  listeners(): ListenerInfo[];
+  counters(): Record<string, number>;
+}
+
+interface AddonModule {
+  Engine: new () => NativeEngine;
+}
+
+let cached: AddonModule | undefined;
+
+export function loadAddon(): AddonModule {
+  if (!cached) {
+    const require = createRequire(import.meta.url);
+    const file = path.join(repoRoot(), 'build', 'Release', 'slimfast_addon.node');
+    try {
+      cached = require(file) as AddonModule;
+    } catch (err) {
+      throw new Error(`cannot load the SlimFast addon at ${file} (${(err as Error).message}); run "npm run build:native"`);
+    }
+  }
+  return cached;
+}

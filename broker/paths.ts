@@ -1,0 +1,19 @@
+// Where this install's files are, independent of the working directory.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository (or unpacked release) root: dist/broker/paths.js -> ../.. */
+export function repoRoot(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  return path.resolve(here, '..', '..');
+}
+
+export function installPaths() {
+  const root = repoRoot();
+  return {
+    preload: path.join(root, 'native', 'preload', 'libslimfast.so'),
+    runc: path.join(root, 'bin', 'slimfast-runc'),
+    hook: path.join(root, 'bin', 'slimfast-hook'),
+    cli: path.join(root, 'bin', 'slimfast'),
+  };
+}

@@ -1,0 +1,79 @@
+// The broker's state directory: control socket, pid file, registered containers, per-container
+// broker sockets. A directory left behind by a killed daemon is taken over; one whose daemon is
+// still alive is refused.
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+
+export interface StateLayout {
+  dir: string;
+  controlSocket: string;
+  pidFile: string;
+  containersFile: string;
+  containersDir: string;
+}
+
+export function stateLayout(dir: string): StateLayout {
+  const abs = path.resolve(dir);
+  return {
+    dir: abs,
+    controlSocket: path.join(abs, 'slimfast.sock'),
+    pidFile: path.join(abs, 'slimfast.pid'),
+    containersFile: path.join(abs, 'containers.json'),
+    containersDir: path.join(abs, 'containers'),
+  };
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function socketAnswers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(file);
+    const done = (v: boolean) => {
+      s.destroy();
+      resolve(v);
+    };
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+    setTimeout(() => done(false), 1000).unref();
+  });
+}
+
+/** Prepares the directory for a new daemon; returns a note when leftovers were taken over. */
+export async function claimStateDir(layout: StateLayout): Promise<string | undefined> {
+  fs.mkdirSync(layout.containersDir, { recursive: true, mode: 0o755 });
+  let note: string | undefined;
+  if (fs.existsSync(layout.pidFile)) {
+    const pid = Number(fs.readFileSync(layout.pidFile, 'utf8').trim());
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && pidAlive(pid) && (await socketAnswers(layout.controlSocket))) {
+      throw new Error(`another slimfast daemon (pid ${pid}) is serving ${layout.dir}; stop it first or pass a different --state-dir`);
+    }
+    note = `took over state dir ${layout.dir} left by pid ${pid}`;
+  }
+  fs.rmSync(layout.controlSocket, { force: true });
+  fs.writeFileSync(layout.pidFile, `${process.pid}\n`);
+  return note;
+}
+
+export function releaseStateDir(layout: StateLayout): void {
+  fs.rmSync(layout.controlSocket, { force: true });
+  try {
+    if (fs.readFileSync(layout.pidFile, 'utf8').trim() === String(process.pid)) fs.rmSync(layout.pidFile, { force: true });
+  } catch {
+    // already gone
+  }
+}
+
+/** Writes a file atomically (write a temporary file, then rename). */
+export function writeFileAtomic(file: string, data: string): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, data);
+  fs.renameSync(tmp, file);
+}

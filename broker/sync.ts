@@ -1,0 +1,142 @@
+// Listener sync between brokers (docs/protocol.md §3): every broker streams its SlimFast listener
+// table to the peers that subscribe, and subscribes to every peer so that its native engine knows
+// which remote (vIP, port) pairs are SlimFast listeners.
+import net from 'node:net';
+import readline from 'node:readline';
+import type { NativeEngine } from './native-engine.js';
+import type { HostEntry } from './peers.js';
+import { buildHeader, HDR_SYNC } from './header.js';
+
+const PING_MS = 2000;
+const DEAD_MS = 6000;
+
+type SyncLine =
+  | { type: 'full'; host: string; listeners: string[] }
+  | { type: 'add' | 'remove'; listener: string }
+  | { type: 'ping' };
+
+export interface PeerState {
+  peer: HostEntry;
+  synced: boolean;
+  listeners: Set<string>;
+}
+
+export class ListenerSync {
+  private readonly local = new Set<string>();
+  private readonly subscribers = new Set<net.Socket>();
+  private readonly peers = new Map<string, PeerState & { socket?: net.Socket; timer?: NodeJS.Timeout; backoff: number }>();
+  private pingTimer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    private readonly hostIp: string,
+    private readonly engine: NativeEngine,
+    private readonly log: (level: 'info' | 'warn' | 'debug', msg: string) => void,
+  ) {}
+
+  start(peers: HostEntry[]): void {
+    for (const peer of peers) {
+      this.peers.set(peer.ip, { peer, synced: false, listeners: new Set(), backoff: 200 });
+      this.engine.setRemoteListeners(peer.ip, null);
+      this.subscribe(peer.ip);
+    }
+    this.pingTimer = setInterval(() => this.broadcast({ type: 'ping' }), PING_MS);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    for (const s of this.subscribers) s.destroy();
+    for (const p of this.peers.values()) {
+      if (p.timer) clearTimeout(p.timer);
+      p.socket?.destroy();
+    }
+  }
+
+  peerStates(): PeerState[] {
+    return [...this.peers.values()].map(({ peer, synced, listeners }) => ({ peer, synced, listeners }));
+  }
+
+  /** A local listener appeared or went away (event from the native engine). */
+  localChange(op: 'add' | 'remove', key: string): void {
+    if (op === 'add') this.local.add(key);
+    else this.local.delete(key);
+    this.broadcast({ type: op, listener: key });
+  }
+
+  /** A peer opened a SYNC stream to us; fd has its header consumed already. */
+  acceptSubscriber(fd: number, peerIp: string): void {
+    const socket = new net.Socket({ fd, readable: true, writable: true });
+    if (!this.peers.has(peerIp)) {
+      this.log('warn', `refusing listener sync from ${peerIp}: not a peer of this host`);
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.on('error', () => socket.destroy());
+    socket.on('close', () => this.subscribers.delete(socket));
+    socket.resume(); // subscribers send nothing after the header; read and drop anything else
+    this.subscribers.add(socket);
+    this.send(socket, { type: 'full', host: this.hostIp, listeners: [...this.local] });
+  }
+
+  private send(socket: net.Socket, line: SyncLine): void {
+    if (!socket.destroyed) socket.write(JSON.stringify(line) + '\n');
+  }
+
+  private broadcast(line: SyncLine): void {
+    for (const s of this.subscribers) this.send(s, line);
+  }
+
+  private subscribe(peerIp: string): void {
+    const state = this.peers.get(peerIp);
+    if (!state || this.stopped) return;
+    const socket = net.connect({ host: state.peer.ip, port: state.peer.port, localAddress: this.hostIp });
+    state.socket = socket;
+    let deadTimer: NodeJS.Timeout | undefined;
+    const alive = () => {
+      if (deadTimer) clearTimeout(deadTimer);
+      deadTimer = setTimeout(() => socket.destroy(new Error('no data for 6 s')), DEAD_MS);
+    };
+    socket.setNoDelay(true);
+    socket.once('connect', () => {
+      socket.write(buildHeader({ type: HDR_SYNC }));
+      alive();
+    });
+    const lines = readline.createInterface({ input: socket });
+    lines.on('line', (text) => {
+      alive();
+      let msg: SyncLine;
+      try {
+        msg = JSON.parse(text) as SyncLine;
+      } catch {
+        socket.destroy(new Error('malformed sync line'));
+        return;
+      }
+      if (msg.type === 'full') {
+        state.listeners = new Set(msg.listeners);
+        state.synced = true;
+        state.backoff = 200;
+        this.log('info', `listener table of ${peerIp} in sync (${state.listeners.size} listeners)`);
+      } else if (msg.type === 'add') {
+        state.listeners.add(msg.listener);
+      } else if (msg.type === 'remove') {
+        state.listeners.delete(msg.listener);
+      } else {
+        return;
+      }
+      if (state.synced) this.engine.setRemoteListeners(peerIp, [...state.listeners]);
+    });
+    socket.on('error', (err) => this.log('debug', `listener sync with ${peerIp}: ${err.message}`));
+    socket.on('close', () => {
+      if (deadTimer) clearTimeout(deadTimer);
+      if (state.synced) this.log('warn', `lost listener sync with ${peerIp}; its connections take the ordinary path until it is back`);
+      state.synced = false;
+      state.listeners.clear();
+      this.engine.setRemoteListeners(peerIp, null);
+      if (this.stopped) return;
+      state.timer = setTimeout(() => this.subscribe(peerIp), state.backoff);
+      state.backoff = Math.min(state.backoff * 2, 5000);
+    });
+  }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test suite: unit tests, preload behaviour tests and end-to-end tests in network namespaces.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "ci/test.sh: run as root: the tests create network namespaces" >&2
+  exit 1
+fi
+# Incremental: a no-op right after `npm ci`.
+npx tsc -p tsconfig.json
+make -s -C native/preload all tests
+make -s -C bench/clients
+[ -f build/Release/slimfast_addon.node ] || npx node-gyp rebuild --silent
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+npx ava "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One plain summary line ("N passed, N failed, N skipped") from ava's own closing lines.
+passed=$(sed -nE 's/^ *([0-9]+) tests? passed.*/\1/p' "$log" | tail -1)
+failed=$(sed -nE 's/^ *([0-9]+) tests? failed.*/\1/p' "$log" | tail -1)
+skipped=$(sed -nE 's/^ *([0-9]+) tests? skipped.*/\1/p' "$log" | tail -1)
+echo "ava: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+exit "$rc"

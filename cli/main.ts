@@ -1,0 +1,179 @@
+// The `slimfast` command line (contract in the design doc: keep these commands and flags stable).
+import { parseArgs } from 'node:util';
+import { resolveStateDir } from '../broker/config-file.js';
+import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
+import { Daemon } from '../broker/daemon.js';
+import { installPaths } from '../broker/paths.js';
+import { printTable } from './table.js';
+
+const USAGE = `usage: slimfast <command> [options]
+
+commands:
+  daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info]
+                       run this host's broker in the foreground until SIGTERM
+  status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
+  container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
+                                               register a container; prints JSON with the env to run under
+  container rm --id ID [--state-dir DIR]       unregister a container
+  container ls [--state-dir DIR] [--json]      list registered containers
+  paths --json                                 absolute paths of this install
+`;
+
+class UsageError extends Error {}
+
+type Opts = Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>;
+
+function parse(args: string[], options: Opts) {
+  try {
+    return parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true }).values as Record<
+      string,
+      string | boolean | undefined
+    >;
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+}
+
+function need(v: Record<string, unknown>, name: string): string {
+  const value = v[name];
+  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  return value;
+}
+
+function portOf(text: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port must be 1-65535, got "${text}"`);
+  return port;
+}
+
+async function daemon(args: string[]): Promise<number> {
+  const v = parse(args, {
+    'host-ip': { type: 'string' },
+    'state-dir': { type: 'string' },
+    port: { type: 'string', default: '4800' },
+    peers: { type: 'string' },
+    subnet: { type: 'string' },
+    'log-level': { type: 'string', default: 'info' },
+  });
+  const d = new Daemon({
+    hostIp: need(v, 'host-ip'),
+    stateDir: resolveStateDir(v['state-dir'] as string | undefined),
+    port: portOf(v.port as string),
+    peersFile: v.peers as string | undefined,
+    subnet: v.subnet as string | undefined,
+    logLevel: v['log-level'] as string,
+  });
+  process.on('SIGPIPE', () => {});
+  await d.start();
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await d.stop();
+  return 0;
+}
+
+async function withClient<T>(stateDirFlag: unknown, fn: (c: ControlClient) => Promise<T>): Promise<T> {
+  const client = new ControlClient(resolveStateDir(stateDirFlag as string | undefined));
+  try {
+    return await fn(client);
+  } finally {
+    client.close();
+  }
+}
+
+async function status(args: string[]): Promise<number> {
+  const v = parse(args, { 'state-dir': { type: 'string' }, json: { type: 'boolean' } });
+  return withClient(v['state-dir'], async (c) => {
+    const [health, peers, containers, listeners, counters] = await Promise.all([c.health(), c.peers(), c.containers(), c.listeners(), c.counters()]);
+    if (v.json) {
+      console.log(JSON.stringify({ health, peers, containers, listeners, counters }, null, 2));
+      return 0;
+    }
+    console.log(`host ${health.hostIp}:${health.port}  subnet ${health.subnet}  overlay ${health.overlay}  pid ${health.pid}  up ${health.uptimeSeconds.toFixed(0)} s`);
+    printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
+    printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));
+    printTable('listeners', ['address', 'container', 'channels'], listeners.map((l) => [`${l.ip}:${l.port}`, l.containerId, l.channels]));
+    printTable('counters', ['name', 'value'], Object.entries(counters).sort().map(([k, n]) => [k, n]));
+    return 0;
+  });
+}
+
+async function container(args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === 'add') {
+    const v = parse(rest, { id: { type: 'string' }, netns: { type: 'string' }, ip: { type: 'string' }, 'state-dir': { type: 'string' } });
+    const id = need(v, 'id');
+    const netns = need(v, 'netns');
+    return withClient(v['state-dir'], async (c) => {
+      const rec = await c.register({ id, netns, ip: v.ip as string | undefined });
+      console.log(JSON.stringify({ id: rec.id, ip: rec.ip, socket: rec.socket, env: rec.env }));
+      return 0;
+    });
+  }
+  if (sub === 'rm') {
+    const v = parse(rest, { id: { type: 'string' }, 'state-dir': { type: 'string' } });
+    const id = need(v, 'id');
+    return withClient(v['state-dir'], async (c) => {
+      if (!(await c.unregister(id))) {
+        console.error(`slimfast: no container "${id}" is registered`);
+        return 1;
+      }
+      return 0;
+    });
+  }
+  if (sub === 'ls') {
+    const v = parse(rest, { json: { type: 'boolean' }, 'state-dir': { type: 'string' } });
+    return withClient(v['state-dir'], async (c) => {
+      const list = await c.containers();
+      if (v.json) console.log(JSON.stringify(list.map(({ id, ip, netns, socket, pid, createdAt }) => ({ id, ip, netns, socket, pid, createdAt }))));
+      else printTable(undefined, ['id', 'ip', 'netns', 'since'], list.map((x) => [x.id, x.ip, x.netns, x.createdAt]));
+      return 0;
+    });
+  }
+  throw new UsageError(`unknown "container ${sub ?? ''}": use add, rm or ls`);
+}
+
+async function paths(args: string[]): Promise<number> {
+  parse(args, { json: { type: 'boolean' } });
+  console.log(JSON.stringify(installPaths()));
+  return 0;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { daemon, status, container, paths };
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const fn = COMMANDS[cmd];
+  try {
+    if (!fn) throw new UsageError(`unknown command "${cmd}"`);
+    if (rest.includes('--help')) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    return await fn(rest);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`slimfast: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    console.error(`slimfast: ${(err as Error).message}`);
+    return err instanceof BrokerUnreachable ? 3 : 1;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+    if (process.argv[2] !== 'daemon') setImmediate(() => process.exit(code));
+  },
+  (err) => {
+    console.error(`slimfast: ${(err as Error).stack ?? err}`);
+    process.exit(1);
+  },
+);

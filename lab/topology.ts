@@ -1,0 +1,368 @@
+// Emulated hosts for tests, the demo and the benchmarks: every host is a network namespace with a
+// bridge for its containers and a kernel VXLAN device joining the bridges into one overlay L2
+// (the tunnelling baseline); containers are network namespaces on those bridges. Each host runs a
+// real `slimfast daemon`. Every name carries a per-run prefix; destroy() removes everything, and
+// sweepStale() removes what a killed run left behind.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { repoRoot } from '../broker/paths.js';
+
+export const CLI = path.join(repoRoot(), 'bin', 'slimfast');
+const PREFIX = 'sft';
+export const OVERLAY = '10.200.0.0/16';
+
+export interface Host {
+  index: number;
+  ns: string;
+  ip: string;
+  subnet: string;
+  bridgeIp: string;
+  stateDir: string;
+  daemon?: ResultPromise;
+  daemonLog: string;
+}
+
+export interface Container {
+  name: string;
+  ns: string;
+  netnsPath: string;
+  ip: string;
+  host: Host;
+  /** Present once registered with the host's broker. */
+  env?: Record<string, string>;
+}
+
+export interface TopologyOptions {
+  hosts?: number;
+  /** Containers per host, e.g. [2, 1]. */
+  containers?: number[];
+  /** Start a broker on every host and register every container (default true). */
+  slimfast?: boolean;
+  port?: number;
+}
+
+async function run(cmd: string, args: string[], opts: { input?: string; timeout?: number } = {}): Promise<string> {
+  const r = await execa(cmd, args, { reject: false, timeout: opts.timeout ?? 30_000, input: opts.input });
+  if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.exitCode}): ${r.stderr || r.stdout}`);
+  return r.stdout;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Deletes namespaces and state dirs of earlier runs whose process is gone. */
+export async function sweepStale(): Promise<void> {
+  const list = await run('ip', ['netns', 'list']).catch(() => '');
+  for (const line of list.split('\n')) {
+    const name = line.split(' ')[0];
+    const m = /^sft(\d+)x/.exec(name);
+    if (m && !pidAlive(Number(m[1]))) await run('ip', ['netns', 'del', name]).catch(() => {});
+  }
+  for (const entry of fs.readdirSync(os.tmpdir())) {
+    const m = /^sft(\d+)x/.exec(entry);
+    if (m && !pidAlive(Number(m[1]))) fs.rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
+  }
+}
+
+let counter = 0;
+
+export class Topology {
+  readonly id: string;
+  readonly dir: string;
+  readonly hosts: Host[] = [];
+  readonly containers: Container[] = [];
+  readonly port: number;
+  private readonly children = new Set<ResultPromise>();
+  private readonly namespaces: string[] = [];
+  private destroyed = false;
+
+  private constructor(port: number) {
+    this.id = `${PREFIX}${process.pid}x${(counter++).toString(36)}${Math.random().toString(36).slice(2, 5)}`;
+    this.dir = path.join(os.tmpdir(), this.id);
+    this.port = port;
+  }
+
+  static async create(opts: TopologyOptions = {}): Promise<Topology> {
+    await sweepStale();
+    const t = new Topology(opts.port ?? 4800);
+    try {
+      await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
+      if (opts.slimfast ?? true) {
+        await t.startBrokers();
+        for (const c of t.containers) await t.register(c);
+      }
+      return t;
+    } catch (err) {
+      await t.destroy();
+      throw err;
+    }
+  }
+
+  private async addNs(name: string): Promise<void> {
+    await run('ip', ['netns', 'add', name]);
+    this.namespaces.push(name);
+    await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+    // No IPv6: its autoconfiguration chatter would cross the VXLAN device and blur its counters.
+    await run('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  }
+
+  private async build(hostCount: number, perHost: number[]): Promise<void> {
+    fs.mkdirSync(this.dir, { recursive: true });
+    const underlay = hostCount > 2 ? `${this.id}sw` : undefined;
+    if (underlay) {
+      await this.addNs(underlay);
+      await run('ip', ['-n', underlay, 'link', 'add', 'sw0', 'type', 'bridge']);
+      await run('ip', ['-n', underlay, 'link', 'set', 'sw0', 'up']);
+    }
+    for (let i = 1; i <= hostCount; i++) {
+      const ns = `${this.id}h${i}`;
+      await this.addNs(ns);
+      const host: Host = {
+        index: i,
+        ns,
+        ip: `192.168.77.${i}`,
+        subnet: `10.200.${i}.0/24`,
+        bridgeIp: `10.200.${i}.1`,
+        stateDir: path.join(this.dir, `h${i}`),
+        daemonLog: path.join(this.dir, `h${i}.log`),
+      };
+      this.hosts.push(host);
+      if (underlay) {
+        await run('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', `p${i}`, 'netns', underlay]);
+        await run('ip', ['-n', underlay, 'link', 'set', `p${i}`, 'master', 'sw0', 'up']);
+      }
+    }
+    if (!underlay && hostCount === 2) {
+      await run('ip', ['link', 'add', 'eth0', 'netns', this.hosts[0].ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.hosts[1].ns]);
+    }
+    for (const h of this.hosts) {
+      if (hostCount > 1) {
+        await run('ip', ['-n', h.ns, 'addr', 'add', `${h.ip}/24`, 'dev', 'eth0']);
+        await run('ip', ['-n', h.ns, 'link', 'set', 'eth0', 'up']);
+      } else {
+        await run('ip', ['-n', h.ns, 'addr', 'add', `${h.ip}/32`, 'dev', 'lo']);
+      }
+      await run('ip', ['-n', h.ns, 'link', 'add', 'br0', 'type', 'bridge']);
+      await run('ip', ['-n', h.ns, 'addr', 'add', `${h.bridgeIp}/16`, 'dev', 'br0']);
+      await run('ip', ['-n', h.ns, 'link', 'set', 'br0', 'up']);
+      if (hostCount > 1) {
+        await run('ip', ['-n', h.ns, 'link', 'add', 'vx0', 'type', 'vxlan', 'id', '42', 'local', h.ip, 'dstport', '4789', 'dev', 'eth0']);
+        await run('ip', ['-n', h.ns, 'link', 'set', 'vx0', 'master', 'br0', 'mtu', '1450', 'up']);
+        for (const other of this.hosts) {
+          if (other !== h) await run('bridge', ['-n', h.ns, 'fdb', 'append', '00:00:00:00:00:00', 'dev', 'vx0', 'dst', other.ip]);
+        }
+      }
+    }
+    let n = 0;
+    for (const h of this.hosts) {
+      for (let k = 0; k < (perHost[h.index - 1] ?? 0); k++) await this.addContainer(h, `c${++n}`);
+    }
+  }
+
+  /** Adds a container namespace on host h (not registered with the broker). */
+  async addContainer(h: Host, name: string): Promise<Container> {
+    const ns = `${this.id}${name}`;
+    await this.addNs(ns);
+    const onHost = this.containers.filter((c) => c.host === h).length;
+    const ip = `10.200.${h.index}.${onHost + 2}`;
+    const hostIf = `v${name}`;
+    await run('ip', ['link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', 'name', hostIf, 'netns', h.ns]);
+    await run('ip', ['-n', h.ns, 'link', 'set', hostIf, 'master', 'br0', 'mtu', '1450', 'up']);
+    await run('ip', ['-n', ns, 'addr', 'add', `${ip}/16`, 'dev', 'eth0']);
+    await run('ip', ['-n', ns, 'link', 'set', 'eth0', 'mtu', '1450', 'up']);
+    await run('ip', ['-n', ns, 'route', 'add', 'default', 'via', h.bridgeIp]);
+    const c: Container = { name, ns, netnsPath: `/run/netns/${ns}`, ip, host: h };
+    this.containers.push(c);
+    return c;
+  }
+
+  container(name: string): Container {
+    const c = this.containers.find((x) => x.name === name);
+    if (!c) throw new Error(`no container ${name} in this topology`);
+    return c;
+  }
+
+  peersFile(): string {
+    const file = path.join(this.dir, 'peers.json');
+    const doc = { overlay: OVERLAY, hosts: this.hosts.map((h) => ({ ip: h.ip, subnet: h.subnet, port: this.port })) };
+    fs.writeFileSync(file, JSON.stringify(doc, null, 2));
+    return file;
+  }
+
+  async startBroker(h: Host, extra: string[] = []): Promise<void> {
+    const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
+      '--port', String(this.port), '--peers', this.peersFile(), ...extra];
+    const child = execa('ip', args, {
+      reject: false,
+      stdin: 'ignore',
+      stdout: { file: h.daemonLog, append: true },
+      stderr: { file: h.daemonLog, append: true },
+      cleanup: true,
+    });
+    h.daemon = child;
+    this.children.add(child);
+    child.finally(() => this.children.delete(child)).catch(() => {});
+    await this.waitFor(async () => (await this.cli(['status', '--state-dir', h.stateDir], { reject: false })).exitCode === 0, 15_000, `broker on ${h.ns} to serve (log: ${h.daemonLog})`);
+  }
+
+  async stopBroker(h: Host, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const d = h.daemon;
+    if (!d) return;
+    h.daemon = undefined;
+    d.kill(signal);
+    const timer = setTimeout(() => d.kill('SIGKILL'), 5000);
+    await d.catch(() => {});
+    clearTimeout(timer);
+  }
+
+  async startBrokers(): Promise<void> {
+    await Promise.all(this.hosts.map((h) => this.startBroker(h)));
+    if (this.hosts.length > 1) await this.waitSynced();
+  }
+
+  /** Waits until every broker holds a live copy of every peer's listener table. */
+  async waitSynced(timeoutMs = 15_000): Promise<void> {
+    await this.waitFor(async () => {
+      for (const h of this.hosts) {
+        const st = await this.status(h);
+        if (!st.peers.every((p: { synced: boolean }) => p.synced)) return false;
+      }
+      return true;
+    }, timeoutMs, 'brokers to sync listener tables');
+  }
+
+  /** Waits until every host's view of peer listeners includes ip:port (or the local table does). */
+  async waitListener(ip: string, port: number, timeoutMs = 10_000): Promise<void> {
+    await this.waitFor(async () => {
+      for (const h of this.hosts.filter((x) => x.daemon)) {
+        const st = await this.status(h);
+        const local = st.listeners.some((l: { ip: string; port: number }) => l.ip === ip && l.port === port);
+        if (local) continue;
+        const owner = this.hosts.find((x) => ip.startsWith(x.subnet.split('.').slice(0, 3).join('.') + '.'));
+        if (owner === h) return false;
+        const peer = st.peers.find((p: { ip: string }) => p.ip === owner?.ip);
+        if (!peer?.synced || peer.listeners === 0) return false;
+      }
+      return true;
+    }, timeoutMs, `listener ${ip}:${port} to be known on every host`);
+  }
+
+  async status(h: Host): Promise<any> {
+    const r = await this.cli(['status', '--json', '--state-dir', h.stateDir]);
+    return JSON.parse(r.stdout);
+  }
+
+  async counters(h: Host): Promise<Record<string, number>> {
+    return (await this.status(h)).counters;
+  }
+
+  cli(args: string[], opts: { reject?: boolean } = {}) {
+    return execa(process.execPath, [CLI, ...args], { reject: opts.reject ?? true, timeout: 20_000 });
+  }
+
+  async register(c: Container): Promise<void> {
+    const r = await this.cli(['container', 'add', '--state-dir', c.host.stateDir, '--id', c.name, '--netns', c.netnsPath]);
+    const out = JSON.parse(r.stdout) as { ip: string; env: Record<string, string> };
+    if (out.ip !== c.ip) throw new Error(`broker read IP ${out.ip} for ${c.name}, expected ${c.ip}`);
+    c.env = out.env;
+  }
+
+  /** argv prefix that runs a command inside container c, on SlimFast when `slimfast` (default) and registered. */
+  argv(c: Container, cmd: string[], slimfast = true): string[] {
+    const env = slimfast && c.env ? Object.entries(c.env).map(([k, v]) => `${k}=${v}`) : [];
+    return ['netns', 'exec', c.ns, 'env', ...env, ...cmd];
+  }
+
+  /** Runs a command to completion inside container c. */
+  exec(c: Container, cmd: string[], opts: { slimfast?: boolean; timeout?: number; env?: Record<string, string>; reject?: boolean } = {}) {
+    const extra = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
+    return execa('ip', this.argv(c, [...(extra.length ? ['env', ...extra] : []), ...cmd], opts.slimfast ?? true), {
+      reject: opts.reject ?? false,
+      timeout: opts.timeout ?? 60_000,
+      stdin: 'ignore',
+    });
+  }
+
+  /** Starts a long-running command inside container c; it is killed by destroy(). */
+  spawn(c: Container, cmd: string[], opts: { slimfast?: boolean; env?: Record<string, string> } = {}): ResultPromise {
+    const extra = Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`);
+    const child = execa('ip', this.argv(c, [...(extra.length ? ['env', ...extra] : []), ...cmd], opts.slimfast ?? true), {
+      reject: false,
+      stdin: 'ignore',
+      cleanup: true,
+      buffer: true,
+    });
+    this.children.add(child);
+    child.finally(() => this.children.delete(child)).catch(() => {});
+    return child;
+  }
+
+  /** Lets destroy() kill a process started elsewhere. */
+  adopt(child: ResultPromise): void {
+    this.children.add(child);
+    child.finally(() => this.children.delete(child)).catch(() => {});
+  }
+
+  /** Runs a command in a host's namespace. */
+  hostExec(h: Host, cmd: string[]) {
+    return execa('ip', ['netns', 'exec', h.ns, ...cmd], { reject: false, timeout: 30_000 });
+  }
+
+  /** Packet counters of the host's VXLAN device. */
+  async overlayPackets(h: Host): Promise<{ tx: number; rx: number }> {
+    const out = JSON.parse(await run('ip', ['-n', h.ns, '-s', '-j', 'link', 'show', 'vx0'])) as {
+      stats64: { tx: { packets: number }; rx: { packets: number } };
+    }[];
+    return { tx: out[0].stats64.tx.packets, rx: out[0].stats64.rx.packets };
+  }
+
+  /** Waits until a TCP port is listening inside container c (checked with ss). */
+  async waitPort(c: Container, port: number, timeoutMs = 10_000): Promise<void> {
+    await this.waitFor(async () => {
+      const r = await execa('ip', ['netns', 'exec', c.ns, 'ss', '-Hltn', `sport = :${port}`], { reject: false });
+      return r.stdout.trim().length > 0;
+    }, timeoutMs, `port ${port} to listen in ${c.name}`);
+  }
+
+  async waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      try {
+        if (await check()) return;
+      } catch {
+        // not yet
+      }
+      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const h of this.hosts) await this.stopBroker(h).catch(() => {});
+    for (const child of [...this.children]) child.kill('SIGKILL');
+    await Promise.allSettled([...this.children]);
+    for (const ns of [...this.namespaces].reverse()) {
+      // processes still inside (forked servers) would keep the namespace alive: kill them first
+      const pids = await execa('ip', ['netns', 'pids', ns], { reject: false });
+      for (const pid of pids.stdout.split('\n').filter(Boolean)) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      await run('ip', ['netns', 'del', ns]).catch(() => {});
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,106 @@
+/* SlimFast wire formats shared by the preload library and the broker addon.
+ *
+ * Two formats live here:
+ *   1. sf_msg: the fixed-size messages on the SOCK_SEQPACKET Unix connection between a process's
+ *      preload library and its host's broker (one connection per process), and on listener channels.
+ *   2. sf_hdr: the fixed 48-byte header a client host's broker writes as the first bytes of every
+ *      host TCP connection to a peer's reserved port. docs/protocol.md describes both in prose.
+ *
+ * All addresses and ports are in network byte order; every other integer is in host byte order for
+ * sf_msg (both ends run on the same host) and big-endian for sf_hdr (it crosses hosts).
+ */
+#ifndef SLIMFAST_WIRE_H
+#define SLIMFAST_WIRE_H
+
+#include <stdint.h>
+
+/* ---------- preload <-> broker (SOCK_SEQPACKET, one message per packet) ---------- */
+
+#define SF_MSG_VERSION 1
+
+enum sf_msg_type {
+  /* preload -> broker */
+  SF_HELLO = 1,         /* a = pid. Reply SF_HELLO_OK.                                       */
+  SF_CONNECT = 2,       /* vip_b:port_b = destination, port_a = port the app bound (0 = any). */
+  SF_LISTEN = 3,        /* carries the app's bound+listening TCP socket (SCM_RIGHTS);
+                           vip_a:port_a = its bound address (0.0.0.0 allowed), a = backlog.   */
+  SF_QUERY_CHANNEL = 4, /* a = st_ino of an inherited AF_UNIX/SEQPACKET fd (after exec).
+                           Reply SF_CHANNEL_INFO, status 0 with vip_a:port_a when it is one of
+                           this broker's listener channels, else status ENOENT.              */
+
+  /* broker -> preload (replies echo the request's seq) */
+  SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length. */
+  SF_CONNECT_OK = 102,  /* status 0: one connected TCP socket attached (SCM_RIGHTS);
+                           vip_a:port_a = virtual local address, vip_b:port_b = virtual peer.
+                           status SF_STATUS_FALLBACK: not SlimFast's; connect the app's own
+                           socket as usual. status > 0: fail connect() with that errno.       */
+  SF_LISTEN_OK = 103,   /* status 0: the listener channel is attached (SCM_RIGHTS);
+                           vip_a:port_a = virtual listening address. status FALLBACK: keep the
+                           app's own listening socket. status > 0: errno for listen().         */
+  SF_CHANNEL_INFO = 104,
+
+  /* broker -> application, on a listener channel: one per incoming connection */
+  SF_ACCEPTED = 201     /* one connected TCP socket attached (SCM_RIGHTS);
+                           vip_a:port_a = local (virtual) address, vip_b:port_b = peer.      */
+};
+
+/* status value meaning "not SlimFast's business: use the ordinary socket call". */
+#define SF_STATUS_FALLBACK (-1)
+
+struct sf_msg {
+  uint16_t type;     /* enum sf_msg_type                                    */
+  uint16_t version;  /* SF_MSG_VERSION                                      */
+  uint32_t seq;      /* request id chosen by the preload, echoed in replies */
+  int32_t status;    /* replies: 0, SF_STATUS_FALLBACK or a positive errno  */
+  uint32_t vip_a;    /* network order */
+  uint32_t vip_b;    /* network order */
+  uint16_t port_a;   /* network order */
+  uint16_t port_b;   /* network order */
+  uint64_t a;        /* type-specific */
+};                   /* 32 bytes */
+
+_Static_assert(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
+
+/* ---------- host connection header (client broker -> server broker, reserved port) ---------- */
+
+#define SF_HDR_MAGIC 0x534c4631u /* "SLF1" */
+#define SF_HDR_VERSION 1
+#define SF_HDR_LEN 48
+#define SF_DEFAULT_PORT 4800
+
+enum sf_hdr_type {
+  SF_HDR_CONNECT = 1, /* a container connection: hand this socket to the listener of dst */
+  SF_HDR_SYNC = 2     /* a broker-to-broker control stream (listener table sync)           */
+};
+
+/* Byte layout, all integers big-endian, addresses and ports as on the wire:
+ *  off size field
+ *    0    4 magic      "SLF1"
+ *    4    1 version    SF_HDR_VERSION
+ *    5    1 type       enum sf_hdr_type
+ *    6    2 hdr_len    SF_HDR_LEN (lets a receiver skip fields a later version appends)
+ *    8    4 dst_vip
+ *   12    2 dst_port
+ *   14    2 src_port
+ *   16    4 src_vip    stamped by the client's broker from the container's registration
+ *   20    4 key_id     0 = unauthenticated
+ *   24    8 nonce      sender's CLOCK_REALTIME in ns (freshness / replay window)
+ *   32   16 tag        MAC over bytes 0..31 when key_id != 0, else zero
+ */
+struct sf_hdr {
+  uint32_t magic;
+  uint8_t version;
+  uint8_t type;
+  uint16_t hdr_len;
+  uint32_t dst_vip;
+  uint16_t dst_port;
+  uint16_t src_port;
+  uint32_t src_vip;
+  uint32_t key_id;
+  uint64_t nonce;
+  uint8_t tag[16];
+} __attribute__((packed));
+
+_Static_assert(sizeof(struct sf_hdr) == SF_HDR_LEN, "sf_hdr must stay 48 bytes");
+
+#endif

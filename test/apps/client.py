@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Test client. Prints one JSON object.
+
+  client.py echo HOST PORT COUNT   COUNT connections: connect, read the server's hello line, echo a
+                                   message, close. Reports what both ends saw as addresses.
+  client.py hold HOST PORT SECS    one connection held open for SECS seconds.
+  client.py refused HOST PORT      expects the connect to fail; reports errno and how long it took."""
+import json
+import socket
+import sys
+import time
+
+
+def fmt(addr):
+    return f"{addr[0]}:{addr[1]}"
+
+
+def read_line(s):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = s.recv(1)
+        if not chunk:
+            raise ConnectionError("server closed before its hello line")
+        buf += chunk
+    return buf.decode().strip()
+
+
+def one(host, port, i):
+    s = socket.create_connection((host, port), timeout=10)
+    try:
+        hello = read_line(s).split()
+        msg = f"message {i} " + "x" * (i % 100)
+        s.sendall(msg.encode())
+        got = b""
+        while len(got) < len(msg):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        return {
+            "local": fmt(s.getsockname()),
+            "peer": fmt(s.getpeername()),
+            "server_local": hello[1],
+            "server_peer": hello[2],
+            "server_pid": int(hello[3]),
+            "echo_ok": got.decode() == msg,
+        }
+    finally:
+        s.close()
+
+
+def main():
+    mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "echo":
+        count = int(sys.argv[4])
+        results, errors = [], []
+        t0 = time.monotonic()
+        for i in range(count):
+            try:
+                results.append(one(host, port, i))
+            except OSError as e:
+                errors.append(f"{type(e).__name__}: {e}")
+        elapsed = time.monotonic() - t0
+        print(json.dumps({"results": results, "errors": errors, "seconds": elapsed}))
+    elif mode == "hold":
+        s = socket.create_connection((host, port), timeout=10)
+        hello = read_line(s)
+        print(json.dumps({"local": fmt(s.getsockname()), "peer": fmt(s.getpeername()), "hello": hello}), flush=True)
+        time.sleep(float(sys.argv[4]))
+        s.close()
+    elif mode == "refused":
+        t0 = time.monotonic()
+        try:
+            s = socket.create_connection((host, port), timeout=10)
+            s.close()
+            print(json.dumps({"connected": True, "seconds": time.monotonic() - t0}))
+        except OSError as e:
+            print(json.dumps({"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}))
+    else:
+        sys.exit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    main()

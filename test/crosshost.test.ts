@@ -1,0 +1,149 @@
+// End to end across two emulated hosts: container TCP on host sockets through the reserved port.
+import test from 'ava';
+import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { Topology } from '../lab/topology.js';
+
+let topo: Topology;
+
+test.before(async () => {
+  // c1, c3 on host 1; c2, c4 on host 2. c4 is never registered (an address SlimFast does not know).
+  topo = await Topology.create({ containers: [1, 1] });
+  await topo.addContainer(topo.hosts[0], 'c3');
+  await topo.register(topo.container('c3'));
+  await topo.addContainer(topo.hosts[1], 'c4');
+});
+
+test.after.always(async () => {
+  await topo?.destroy();
+});
+
+const echo = async (from: string, to: string, port: number, count: number, slimfast = true): Promise<EchoRun> => {
+  const c = topo.container(from);
+  const r = await topo.exec(c, [PY, CLIENT, 'echo', topo.container(to).ip, String(port), String(count)], { slimfast, timeout: 60_000 });
+  if (r.exitCode !== 0) throw new Error(`client failed (${r.exitCode}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as EchoRun;
+};
+
+test.serial('cross-host connections use one host TCP connection to the reserved port, not the overlay', async (t) => {
+  const [h1, h2] = topo.hosts;
+  const c1 = topo.container('c1');
+  const c2 = topo.container('c2');
+  topo.spawn(c2, [PY, ECHO_SERVER, '7000']);
+  await topo.waitPort(c2, 7000);
+  await topo.waitListener(c2.ip, 7000);
+
+  const before = { h1: await topo.overlayPackets(h1), h2: await topo.overlayPackets(h2), c1: await topo.counters(h1), c2: await topo.counters(h2) };
+  const run = await echo('c1', 'c2', 7000, 50);
+  t.deepEqual(run.errors, []);
+  t.is(run.results.length, 50);
+  for (const r of run.results) {
+    t.true(r.echo_ok);
+    // virtual addresses on both ends, consistent with each other
+    t.is(r.peer, `${c2.ip}:7000`);
+    t.is(r.server_local, `${c2.ip}:7000`);
+    t.true(r.local.startsWith(`${c1.ip}:`), r.local);
+    t.is(r.server_peer, r.local);
+  }
+  const after = { h1: await topo.overlayPackets(h1), h2: await topo.overlayPackets(h2), c1: await topo.counters(h1), c2: await topo.counters(h2) };
+  t.deepEqual(after.h1, before.h1, 'VXLAN device on host 1 carried no packets');
+  t.deepEqual(after.h2, before.h2, 'VXLAN device on host 2 carried no packets');
+  t.is(after.c1.handed_out - before.c1.handed_out, 50);
+  t.is(after.c2.handed_in - before.c2.handed_in, 50);
+
+  // while a connection is open, the host namespace shows the plain host TCP connection
+  const hold = topo.spawn(c1, [PY, CLIENT, 'hold', c2.ip, '7000', '3']);
+  let ss = '';
+  await topo.waitFor(async () => {
+    ss = (await topo.hostExec(h1, ['ss', '-Htn', 'state', 'established', `dst ${h2.ip}:4800`])).stdout;
+    return ss.includes(`${h2.ip}:4800`);
+  }, 5000, 'host connection in ss');
+  t.regex(ss, /192\.168\.77\.1:\d+\s+192\.168\.77\.2:4800/);
+  await hold;
+});
+
+test.serial('same-host connections skip the reserved port and the header', async (t) => {
+  const [h1] = topo.hosts;
+  const c3 = topo.container('c3');
+  topo.spawn(c3, [PY, ECHO_SERVER, '7100']);
+  await topo.waitPort(c3, 7100);
+  await topo.waitListener(c3.ip, 7100);
+  const before = await topo.counters(h1);
+  const run = await echo('c1', 'c3', 7100, 20);
+  t.deepEqual(run.errors, []);
+  for (const r of run.results) {
+    t.true(r.echo_ok);
+    t.is(r.peer, `${c3.ip}:7100`);
+    t.is(r.server_peer, r.local);
+  }
+  const after = await topo.counters(h1);
+  t.is(after.same_host - before.same_host, 20);
+  t.is(after.handed_out - before.handed_out, 0);
+  t.is(after.handed_in - before.handed_in, 0);
+});
+
+test.serial('a client not on SlimFast reaches a SlimFast server over the container interface', async (t) => {
+  const c2 = topo.container('c2');
+  // port 7000 is served on SlimFast by the first test; make sure it is there even when run alone
+  if (!(await topo.status(topo.hosts[1])).listeners.some((l: { port: number }) => l.port === 7000)) {
+    topo.spawn(c2, [PY, ECHO_SERVER, '7000']);
+    await topo.waitListener(c2.ip, 7000);
+  }
+  const before = await topo.counters(topo.hosts[1]);
+  const run = await echo('c1', 'c2', 7000, 10, false);
+  t.deepEqual(run.errors, []);
+  for (const r of run.results) {
+    t.true(r.echo_ok);
+    t.is(r.server_peer, r.local, 'the server sees the real client address');
+  }
+  const after = await topo.counters(topo.hosts[1]);
+  t.is(after.plain_accepts - before.plain_accepts, 10);
+});
+
+test.serial('a SlimFast client reaches servers that are not on SlimFast', async (t) => {
+  const c2 = topo.container('c2');
+  const c4 = topo.container('c4');
+  // a plain process in a registered container, and one in an unregistered container
+  topo.spawn(c2, [PY, ECHO_SERVER, '7200'], { slimfast: false });
+  topo.spawn(c4, [PY, ECHO_SERVER, '7300'], { slimfast: false });
+  await topo.waitPort(c2, 7200);
+  await topo.waitPort(c4, 7300);
+  const before = await topo.counters(topo.hosts[0]);
+  for (const [to, port] of [['c2', 7200], ['c4', 7300]] as const) {
+    const run = await echo('c1', to, port, 5);
+    t.deepEqual(run.errors, [], `to ${to}`);
+    for (const r of run.results) {
+      t.true(r.echo_ok);
+      t.is(r.server_peer, r.local);
+    }
+  }
+  const after = await topo.counters(topo.hosts[0]);
+  t.true(after.fallbacks - before.fallbacks >= 10, 'both went the ordinary way');
+});
+
+test.serial('connecting to a port where nothing listens is refused promptly', async (t) => {
+  for (const to of ['c2', 'c3', 'c4']) {
+    const r = await topo.exec(topo.container('c1'), [PY, CLIENT, 'refused', topo.container(to).ip, '7999']);
+    const out = JSON.parse(r.stdout) as { connected: boolean; errno: number; seconds: number };
+    t.false(out.connected, to);
+    t.is(out.errno, 111, `${to}: ECONNREFUSED`);
+    t.true(out.seconds < 2, `${to}: refused in ${out.seconds} s`);
+  }
+});
+
+test.serial('several forked processes accepting on one listener never mix up peers', async (t) => {
+  const c2 = topo.container('c2');
+  topo.spawn(c2, [PY, ECHO_SERVER, '7400', '--fork', '3']);
+  await topo.waitPort(c2, 7400);
+  await topo.waitListener(c2.ip, 7400);
+  const runs = await Promise.all([echo('c1', 'c2', 7400, 30), echo('c3', 'c2', 7400, 30)]);
+  const pids = new Set<number>();
+  for (const run of runs) {
+    t.deepEqual(run.errors, []);
+    for (const r of run.results) {
+      t.true(r.echo_ok);
+      t.is(r.server_peer, r.local, 'each connection is paired with its own peer');
+      pids.add(r.server_pid);
+    }
+  }
+  t.true(pids.size >= 2, `accepted by ${pids.size} worker process(es)`);
+});
