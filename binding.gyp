@@ -3,7 +3,17 @@
     {
       "target_name": "slimfast_addon",
       "sources": [
-        "native/addon/addon.cc"
+        "native/addon/binding.cc",
+        "native/addon/events.cc",
+        "native/addon/engine_loop.cc",
+        "native/addon/reserved_port.cc",
+        "native/addon/preload.cc",
+        "native/addon/connect.cc",
+        "native/addon/samehost.cc",
+        "native/addon/listeners.cc",
+        "native/addon/routing.cc",
+        "native/addon/containers.cc",
+        "native/addon/util.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -8,12 +8,18 @@ import { repoRoot } from './paths.js';
 export interface EngineOptions {
   /** Host address the reserved port binds to; host connections to peers originate from it too. */
   hostIp: string;
-  /** The reserved TCP port for container traffic (default 4800). */
+  /** The reserved TCP port for container traffic (default 4800; 0 = ephemeral, see counters().port). */
   port: number;
   /** The whole overlay network, e.g. "10.200.0.0/16"; told to every preload in HELLO_OK. */
   overlayCidr: string;
   /** This host's share of the overlay, e.g. "10.200.1.0/24". */
   localSubnet: string;
+  /** Per-connection log events (default false). */
+  debug?: boolean;
+  /** Deadline for a peer's header on the reserved port (default 5000 ms). */
+  headerTimeoutMs?: number;
+  /** Deadline for a cross-host connect before falling back (default 3000 ms). */
+  connectTimeoutMs?: number;
 }
 
 export interface PeerRoute {

@@ -18,6 +18,12 @@ export interface ContainerRecord {
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
+/** The directory of a container's broker socket (also bind-mounted into the container by slimfast-runc). */
+export function containerSocketDir(layout: StateLayout, id: string): string {
+  const h = crypto.createHash('sha256').update(id).digest('hex').slice(0, 12);
+  return path.join(layout.containersDir, h);
+}
+
 export function containerEnv(rec: ContainerRecord): Record<string, string> {
   return { LD_PRELOAD: installPaths().preload, SLIMFAST_SOCKET: rec.socket };
 }
@@ -41,8 +47,7 @@ export class Registry {
 
   /** Short per-container directory: Unix socket paths are limited to 107 bytes. */
   private socketDir(id: string): string {
-    const h = crypto.createHash('sha256').update(id).digest('hex').slice(0, 12);
-    return path.join(this.layout.containersDir, h);
+    return containerSocketDir(this.layout, id);
   }
 
   add(input: { id: string; ip: string; netns: string; pid?: number; createdAt?: string }): ContainerRecord {

@@ -104,6 +104,7 @@ export class ListenerSync {
       alive();
     });
     const lines = readline.createInterface({ input: socket });
+    lines.on('error', () => {}); // the socket's own error handler below reports it
     lines.on('line', (text) => {
       alive();
       let msg: SyncLine;

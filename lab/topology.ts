@@ -74,6 +74,9 @@ export async function sweepStale(): Promise<void> {
 
 let counter = 0;
 
+/** Thrown by a waitFor check to stop waiting at once. */
+export class GiveUp extends Error {}
+
 export class Topology {
   readonly id: string;
   readonly dir: string;
@@ -111,7 +114,9 @@ export class Topology {
     this.namespaces.push(name);
     await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     // No IPv6: its autoconfiguration chatter would cross the VXLAN device and blur its counters.
-    await run('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+    // Short-connection loops would otherwise stall on ports held in TIME_WAIT after a few seconds.
+    await run('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1',
+      'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=10000 65000']);
   }
 
   private async build(hostCount: number, perHost: number[]): Promise<void> {
@@ -190,10 +195,13 @@ export class Topology {
     return c;
   }
 
+  /** Writes the static membership file once (brokers may start concurrently and read it). */
   peersFile(): string {
     const file = path.join(this.dir, 'peers.json');
+    if (fs.existsSync(file)) return file;
     const doc = { overlay: OVERLAY, hosts: this.hosts.map((h) => ({ ip: h.ip, subnet: h.subnet, port: this.port })) };
-    fs.writeFileSync(file, JSON.stringify(doc, null, 2));
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(doc, null, 2));
+    fs.renameSync(`${file}.tmp`, file);
     return file;
   }
 
@@ -210,7 +218,15 @@ export class Topology {
     h.daemon = child;
     this.children.add(child);
     child.finally(() => this.children.delete(child)).catch(() => {});
-    await this.waitFor(async () => (await this.cli(['status', '--state-dir', h.stateDir], { reject: false })).exitCode === 0, 15_000, `broker on ${h.ns} to serve (log: ${h.daemonLog})`);
+    try {
+      await this.waitFor(async () => {
+        if (child.exitCode !== null) throw new GiveUp(`broker on ${h.ns} exited with ${child.exitCode}`);
+        return (await this.cli(['status', '--state-dir', h.stateDir], { reject: false })).exitCode === 0;
+      }, 15_000, `broker on ${h.ns} to serve`);
+    } catch (err) {
+      const log = fs.existsSync(h.daemonLog) ? fs.readFileSync(h.daemonLog, 'utf8').split('\n').slice(-15).join('\n') : '';
+      throw new Error(`${(err as Error).message}; its log ends:\n${log}`);
+    }
   }
 
   async stopBroker(h: Host, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -337,7 +353,8 @@ export class Topology {
     for (;;) {
       try {
         if (await check()) return;
-      } catch {
+      } catch (err) {
+        if (err instanceof GiveUp) throw err;
         // not yet
       }
       if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
@@ -350,9 +367,8 @@ export class Topology {
     this.destroyed = true;
     for (const h of this.hosts) await this.stopBroker(h).catch(() => {});
     for (const child of [...this.children]) child.kill('SIGKILL');
-    await Promise.allSettled([...this.children]);
-    for (const ns of [...this.namespaces].reverse()) {
-      // processes still inside (forked servers) would keep the namespace alive: kill them first
+    // Forked servers hold our pipes and keep namespaces alive: kill everything inside first.
+    for (const ns of this.namespaces) {
       const pids = await execa('ip', ['netns', 'pids', ns], { reject: false });
       for (const pid of pids.stdout.split('\n').filter(Boolean)) {
         try {
@@ -361,8 +377,9 @@ export class Topology {
           // gone
         }
       }
-      await run('ip', ['netns', 'del', ns]).catch(() => {});
     }
+    await Promise.race([Promise.allSettled([...this.children]), new Promise((r) => setTimeout(r, 5000).unref())]);
+    for (const ns of [...this.namespaces].reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {});
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }

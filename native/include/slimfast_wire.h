@@ -14,6 +14,12 @@
 
 #include <stdint.h>
 
+#ifdef __cplusplus
+#define SF_STATIC_ASSERT static_assert
+#else
+#define SF_STATIC_ASSERT _Static_assert
+#endif
+
 /* ---------- preload <-> broker (SOCK_SEQPACKET, one message per packet) ---------- */
 
 #define SF_MSG_VERSION 1
@@ -59,7 +65,7 @@ struct sf_msg {
   uint64_t a;        /* type-specific */
 };                   /* 32 bytes */
 
-_Static_assert(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
+SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 
 /* ---------- host connection header (client broker -> server broker, reserved port) ---------- */
 
@@ -101,6 +107,6 @@ struct sf_hdr {
   uint8_t tag[16];
 } __attribute__((packed));
 
-_Static_assert(sizeof(struct sf_hdr) == SF_HDR_LEN, "sf_hdr must stay 48 bytes");
+SF_STATIC_ASSERT(sizeof(struct sf_hdr) == SF_HDR_LEN, "sf_hdr must stay 48 bytes");
 
 #endif

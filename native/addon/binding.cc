@@ -1,0 +1,254 @@
+// N-API binding: class Engine as described in broker/native-engine.ts.
+#include <napi.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "engine.h"
+#include "events.h"
+#include "util.h"
+
+namespace sf {
+namespace {
+
+Napi::Value throw_type(Napi::Env env, const std::string& msg) {
+  Napi::TypeError::New(env, msg).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+Napi::Value throw_error(Napi::Env env, const Error& e) {
+  Napi::Error err = Napi::Error::New(env, e.msg.empty() ? strerror(e.code) : e.msg);
+  if (e.code) {
+    const char* name = strerrorname_np(e.code);
+    if (name) err.Set("code", Napi::String::New(env, name));
+    err.Set("errno", Napi::Number::New(env, e.code));
+  }
+  err.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// Reads a string property; false (with a JS exception thrown) if it is missing or not a string.
+bool get_string(Napi::Object o, const char* key, const char* where, std::string* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsString()) {
+    throw_type(o.Env(), std::string(where) + ": \"" + key + "\" must be a string");
+    return false;
+  }
+  *out = v.As<Napi::String>().Utf8Value();
+  return true;
+}
+
+bool get_port(Napi::Object o, const char* key, const char* where, bool allow_zero, uint16_t* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) {
+    *out = SF_DEFAULT_PORT;
+    return true;
+  }
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (d != double(int64_t(d)) || d < (allow_zero ? 0 : 1) || d > 65535) {
+    throw_type(o.Env(), std::string(where) + ": \"" + key + "\" must be an integer port number");
+    return false;
+  }
+  *out = uint16_t(d);
+  return true;
+}
+
+bool get_ms(Napi::Object o, const char* key, int* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return true;
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 1 && d <= 3600000)) {
+    throw_type(o.Env(), std::string("start(opts): \"") + key + "\" must be 1..3600000 ms");
+    return false;
+  }
+  *out = int(d);
+  return true;
+}
+
+}  // namespace
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod<&EngineWrap::Start>("start"),
+                        InstanceMethod<&EngineWrap::Stop>("stop"),
+                        InstanceMethod<&EngineWrap::AddContainer>("addContainer"),
+                        InstanceMethod<&EngineWrap::RemoveContainer>("removeContainer"),
+                        InstanceMethod<&EngineWrap::SetPeers>("setPeers"),
+                        InstanceMethod<&EngineWrap::SetRemoteListeners>("setRemoteListeners"),
+                        InstanceMethod<&EngineWrap::Listeners>("listeners"),
+                        InstanceMethod<&EngineWrap::Counters>("counters")});
+  }
+
+  explicit EngineWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<EngineWrap>(info), eng_(new Engine) {
+    // Stop the thread before the environment goes away (process exit without stop()).
+    napi_add_env_cleanup_hook(info.Env(), &EngineWrap::Cleanup, this);
+    env_ = info.Env();
+  }
+
+  ~EngineWrap() override {
+    napi_remove_env_cleanup_hook(env_, &EngineWrap::Cleanup, this);
+    Shutdown();
+  }
+
+ private:
+  static void Cleanup(void* self) { static_cast<EngineWrap*>(self)->Shutdown(); }
+
+  void Shutdown() {
+    eng_->stop();
+    if (sink_) {
+      sink_->close();
+      sink_.reset();
+    }
+  }
+
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* where = "start(opts, onEvent)";
+    if (info.Length() < 2 || !info[0].IsObject() || !info[1].IsFunction())
+      return throw_type(env, std::string(where) + ": expects an options object and an event callback");
+    Napi::Object o = info[0].As<Napi::Object>();
+    Config cfg;
+    std::string host, overlay, local;
+    if (!get_string(o, "hostIp", where, &host) || !get_string(o, "overlayCidr", where, &overlay) ||
+        !get_string(o, "localSubnet", where, &local) || !get_port(o, "port", where, true, &cfg.port) ||
+        !get_ms(o, "headerTimeoutMs", &cfg.header_timeout_ms) ||
+        !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms))
+      return env.Undefined();
+    if (!parse_ip(host, &cfg.host_ip)) return throw_type(env, "start: hostIp \"" + host + "\" is not an IPv4 address");
+    if (!parse_cidr(overlay, &cfg.overlay_net, &cfg.overlay_prefix))
+      return throw_type(env, "start: overlayCidr \"" + overlay + "\" is not an IPv4 prefix (a.b.c.d/len)");
+    if (!parse_cidr(local, &cfg.local_net, &cfg.local_prefix))
+      return throw_type(env, "start: localSubnet \"" + local + "\" is not an IPv4 prefix (a.b.c.d/len)");
+    cfg.debug = o.Get("debug").ToBoolean().Value();
+    if (eng_->running()) return throw_error(env, Error{EALREADY, "the engine is already started; call stop() first"});
+    auto sink = std::make_unique<JsEventSink>(env, info[1].As<Napi::Function>(), &eng_->ctr.events_dropped);
+    Error e = eng_->start(cfg, sink.get());
+    if (e) {
+      sink->close();
+      return throw_error(env, e);
+    }
+    sink_ = std::move(sink);
+    return env.Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value AddContainer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString())
+      return throw_type(env, "addContainer(id, ip, socketPath): expects three strings");
+    std::string id = info[0].As<Napi::String>().Utf8Value();
+    std::string ips = info[1].As<Napi::String>().Utf8Value();
+    std::string path = info[2].As<Napi::String>().Utf8Value();
+    uint32_t ip;
+    if (id.empty()) return throw_type(env, "addContainer: the container id is empty");
+    if (!parse_ip(ips, &ip)) return throw_type(env, "addContainer: \"" + ips + "\" is not an IPv4 address");
+    Error e = eng_->add_container(id, ip, path);
+    if (e) return throw_error(env, e);
+    return env.Undefined();
+  }
+
+  Napi::Value RemoveContainer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) return throw_type(env, "removeContainer(id): id must be a string");
+    return Napi::Boolean::New(env, eng_->remove_container(info[0].As<Napi::String>().Utf8Value()));
+  }
+
+  Napi::Value SetPeers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const char* where = "setPeers(peers)";
+    if (info.Length() < 1 || !info[0].IsArray()) return throw_type(env, "setPeers(peers): expects an array of {ip, subnet, port}");
+    Napi::Array a = info[0].As<Napi::Array>();
+    std::vector<Route> routes;
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      if (!v.IsObject()) return throw_type(env, "setPeers: peers[" + std::to_string(i) + "] is not an object");
+      Napi::Object p = v.As<Napi::Object>();
+      std::string ip, subnet;
+      Route r{};
+      if (!get_string(p, "ip", where, &ip) || !get_string(p, "subnet", where, &subnet) ||
+          !get_port(p, "port", where, false, &r.peer_port))
+        return env.Undefined();
+      if (!parse_ip(ip, &r.peer_ip)) return throw_type(env, "setPeers: \"" + ip + "\" is not an IPv4 address");
+      if (!parse_cidr(subnet, &r.net, &r.prefix))
+        return throw_type(env, "setPeers: \"" + subnet + "\" is not an IPv4 prefix (a.b.c.d/len)");
+      routes.push_back(r);
+    }
+    eng_->set_peers(routes);
+    return env.Undefined();
+  }
+
+  Napi::Value SetRemoteListeners(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t peer;
+    if (info.Length() < 1 || !info[0].IsString() || !parse_ip(info[0].As<Napi::String>().Utf8Value(), &peer))
+      return throw_type(env, "setRemoteListeners(peerIp, listeners): peerIp must be an IPv4 address");
+    if (info.Length() < 2 || info[1].IsNull() || info[1].IsUndefined()) {
+      eng_->set_remote_listeners(peer, nullptr);
+      return env.Undefined();
+    }
+    if (!info[1].IsArray()) return throw_type(env, "setRemoteListeners: listeners must be an array of \"ip:port\" or null");
+    Napi::Array a = info[1].As<Napi::Array>();
+    std::vector<uint64_t> keys;
+    keys.reserve(a.Length());
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Value v = a.Get(i);
+      std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+      size_t colon = s.rfind(':');
+      uint32_t ip;
+      char* end = nullptr;
+      long port = colon == std::string::npos ? -1 : strtol(s.c_str() + colon + 1, &end, 10);
+      if (colon == std::string::npos || !parse_ip(s.substr(0, colon), &ip) || !end || *end || port < 1 || port > 65535)
+        return throw_type(env, "setRemoteListeners: listeners[" + std::to_string(i) + "] is not \"ip:port\"");
+      keys.push_back(addr_key(ip, uint16_t(port)));
+    }
+    eng_->set_remote_listeners(peer, &keys);
+    return env.Undefined();
+  }
+
+  Napi::Value Listeners(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<ListenerRow> rows = eng_->listener_rows();
+    Napi::Array a = Napi::Array::New(env, rows.size());
+    for (size_t i = 0; i < rows.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("ip", ip_str(rows[i].ip));
+      o.Set("port", Napi::Number::New(env, rows[i].port));
+      o.Set("containerId", rows[i].container);
+      o.Set("channels", Napi::Number::New(env, rows[i].channels));
+      a.Set(uint32_t(i), o);
+    }
+    return a;
+  }
+
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+#define SF_X(n) o.Set(#n, Napi::Number::New(env, double(eng_->ctr.n.load(std::memory_order_relaxed))));
+    SF_COUNTERS(SF_X)
+#undef SF_X
+    // Not a counter the thread keeps: read from /proc when asked (nothing on the hot path).
+    o.Set("engine_cpu_us", Napi::Number::New(env, double(eng_->thread_cpu_ns() / 1000)));
+    return o;
+  }
+
+  std::unique_ptr<Engine> eng_;
+  std::unique_ptr<JsEventSink> sink_;
+  napi_env env_ = nullptr;
+};
+
+}  // namespace sf
+
+static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Engine", sf::EngineWrap::Define(env));
+  return exports;
+}
+
+NODE_API_MODULE(slimfast_addon, Init)

@@ -1,0 +1,177 @@
+// SF_CONNECT: decide between same-host pair, cross-host handoff and fallback; run cross-host
+// connects asynchronously on the epoll thread (the preload waits for the reply).
+#include <arpa/inet.h>
+#include <endian.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+void OutConn::recycle(Engine& e) {
+  if (e.free_out.size() < 1024) e.free_out.push_back(this); else delete this;
+}
+
+uint16_t Engine::next_src_port() {
+  uint16_t p = next_port;
+  next_port = p >= 60999 ? 32768 : uint16_t(p + 1);
+  return p;
+}
+
+void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
+  uint32_t dst = ntohl(req.vip_b);
+  uint16_t dport = ntohs(req.port_b);
+  auto sport = [&] { return req.port_a ? ntohs(req.port_a) : next_src_port(); };
+  if (dport != 0) {
+    if (by_ip.count(dst)) {  // a container on this host
+      if (Listener* l = find_listener(dst, dport)) return same_host(pc, req, l, sport());
+    } else if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) &&
+               !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
+      const Route* r = lpm(dst);
+      if (r && view_has(r->peer_ip, dst, dport)) return start_out(pc, req, *r, sport());
+    }
+  }
+  inc(ctr.fallbacks);
+  reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
+}
+
+void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int rc = -1;
+  if (fd >= 0) {
+    // Source address hostIp; the port is picked at connect() time (4-tuple sharing).
+    set_int_opt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+    sockaddr_in la{};
+    la.sin_family = AF_INET;
+    la.sin_addr.s_addr = htonl(cfg.host_ip);
+    sockaddr_in pa{};
+    pa.sin_family = AF_INET;
+    pa.sin_port = htons(r.peer_port);
+    pa.sin_addr.s_addr = htonl(r.peer_ip);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) == 0) {
+      rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
+      if (rc < 0 && (errno == EINPROGRESS || errno == EINTR)) rc = 1;  // pending
+    }
+  }
+  OutConn* o = nullptr;
+  if (rc >= 0) {
+    if (!free_out.empty()) {
+      o = free_out.back();
+      free_out.pop_back();
+      o->dead = false;
+    } else {
+      o = new (std::nothrow) OutConn;
+    }
+  }
+  if (!o) {
+    if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
+    close_fd(fd);
+    inc(ctr.connect_failures);
+    inc(ctr.fallbacks);
+    reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
+    return;
+  }
+  o->ev.fd = fd;
+  o->pc = pc;
+  o->seq = req.seq;
+  o->dst = ntohl(req.vip_b);
+  o->dport = ntohs(req.port_b);
+  o->sport = sport;
+  o->pprev = nullptr;
+  o->pnext = pc->outs;
+  if (pc->outs) pc->outs->pprev = o;
+  pc->outs = o;
+  inc(ctr.pending_connects);
+  if (rc == 0) return finish_out(o);  // connected at once
+  if (!ep_add(o->ev, EPOLLOUT)) return fail_out(o);
+  out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
+}
+
+void Engine::unlink_out(OutConn* o) {
+  ep_del(o->ev);
+  out_timers.remove(o);
+  if (o->pprev) o->pprev->pnext = o->pnext; else o->pc->outs = o->pnext;
+  if (o->pnext) o->pnext->pprev = o->pprev;
+  o->pprev = o->pnext = nullptr;
+  dec(ctr.pending_connects);
+  bury(o);
+}
+
+void Engine::on_out(OutConn* o) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(o->ev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err == 0) return finish_out(o);
+  SF_DLOG("connect to %s:%u failed: %s", ip_str(o->dst).c_str(), o->dport, strerror(err));
+  fail_out(o);
+}
+
+void Engine::finish_out(OutConn* o) {
+  unlink_out(o);
+  int fd = o->ev.fd;
+  o->ev.fd = -1;
+  PreloadConn* pc = o->pc;
+  sf_hdr h;
+  memset(&h, 0, sizeof h);
+  h.magic = htonl(SF_HDR_MAGIC);
+  h.version = SF_HDR_VERSION;
+  h.type = SF_HDR_CONNECT;
+  h.hdr_len = htons(SF_HDR_LEN);
+  h.dst_vip = htonl(o->dst);
+  h.dst_port = htons(o->dport);
+  h.src_port = htons(o->sport);
+  h.src_vip = htonl(pc->c->ip);
+  h.key_id = 0;
+  h.nonce = htobe64(realtime_ns());
+  // TCP_NODELAY only for the header, so it leaves at once; the app gets the default back.
+  set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  ssize_t n;
+  do {
+    n = send(fd, &h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 0);
+  if (n != ssize_t(sizeof h)) {
+    close_fd(fd);
+    inc(ctr.connect_failures);
+    inc(ctr.fallbacks);
+    reply(pc, o->seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
+    return;
+  }
+  make_blocking_fresh(fd);
+  inc(ctr.handed_out);
+  reply(pc, o->seq, SF_CONNECT_OK, 0, fd, pc->c->ip, o->sport, o->dst, o->dport);
+  close_fd(fd);
+}
+
+void Engine::fail_out(OutConn* o) {
+  unlink_out(o);
+  close_fd(o->ev.fd);
+  o->ev.fd = -1;
+  inc(ctr.connect_failures);
+  inc(ctr.fallbacks);
+  reply(o->pc, o->seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
+}
+
+// The preload connection went away: drop the request without a reply.
+void Engine::kill_out(OutConn* o) {
+  unlink_out(o);
+  close_fd(o->ev.fd);
+  o->ev.fd = -1;
+}
+
+void Engine::expire_outs(int64_t now) {
+  while (out_timers.head && out_timers.head->deadline <= now) {
+    SF_DLOG("connect to %s:%u timed out", ip_str(out_timers.head->dst).c_str(), out_timers.head->dport);
+    fail_out(out_timers.head);
+  }
+}
+
+}  // namespace sf

@@ -1,0 +1,39 @@
+// Engine counters: plain atomics, written by the engine thread (or by JS calls under the engine
+// mutex), read lock-free by counters().
+#pragma once
+#include <atomic>
+#include <cstdint>
+
+#define SF_COUNTERS(X)                                                                              \
+  X(handed_out)       /* cross-host connects handed to a preload with a header written        */ \
+  X(handed_in)        /* reserved-port connections pushed down a listener channel             */ \
+  X(same_host)        /* loopback pairs made for local container-to-container connects        */ \
+  X(fallbacks)        /* CONNECT answered with SF_STATUS_FALLBACK                             */ \
+  X(refused)          /* reserved-port CONNECT for an unknown listener (reset)                */ \
+  X(header_errors)    /* malformed, truncated or timed-out host headers                       */ \
+  X(connect_failures) /* cross-host connects that failed or timed out                         */ \
+  X(plain_accepts)    /* ordinary clients accepted on an app's real listening socket          */ \
+  X(channel_full)     /* connections reset because every channel of the listener was full     */ \
+  X(sync_streams)     /* SYNC streams handed to JS                                            */ \
+  X(bad_msgs)         /* malformed preload messages (connection closed)                       */ \
+  X(listen_ok)        /* listener channels created                                            */ \
+  X(events_dropped)   /* log events dropped because the event queue was full                  */ \
+  X(preload_conns)    /* gauge: open preload connections                                      */ \
+  X(containers)       /* gauge: registered containers                                         */ \
+  X(listeners)        /* gauge: listener table entries (vIP:port keys)                        */ \
+  X(pending_headers)  /* gauge: reserved-port connections waiting for their header            */ \
+  X(pending_connects) /* gauge: cross-host connects in progress                               */ \
+  X(port)             /* the reserved port actually bound (useful with port 0)                */
+
+namespace sf {
+
+struct Counters {
+#define SF_X(n) std::atomic<uint64_t> n{0};
+  SF_COUNTERS(SF_X)
+#undef SF_X
+};
+
+inline void inc(std::atomic<uint64_t>& c) { c.fetch_add(1, std::memory_order_relaxed); }
+inline void dec(std::atomic<uint64_t>& c) { c.fetch_sub(1, std::memory_order_relaxed); }
+
+}  // namespace sf

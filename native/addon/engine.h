@@ -1,0 +1,324 @@
+// The SlimFast broker engine: one epoll thread that owns the per-connection hot path.
+//
+// Threads and locks
+//   * The engine thread runs Engine::run(): epoll_wait without any lock, then takes `mu` once for
+//     the whole batch of events (plus timer expiry and garbage collection) and drops it before
+//     the next epoll_wait.
+//   * JS calls (addContainer, removeContainer, setPeers, ...) take `mu` for a short time and change
+//     the tables directly; epoll_ctl is thread-safe, so no hand-off to the thread is needed.
+//     The eventfd only wakes the thread for stop().
+//   * Objects that are registered in epoll are never freed while an epoll_wait might still return
+//     them: killing marks them dead (handlers skip dead owners), and they are freed (or returned
+//     to a free list) at the end of the engine thread's next locked batch.
+//   * Counters are atomics and are read without the lock.
+//   * Events to JS go through EventSink (events.cc: a queue plus one ThreadSafeFunction).
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "counters.h"
+#include "slimfast_wire.h"
+
+namespace sf {
+
+struct Engine;
+
+// What an epoll registration points at (epoll_event.data.ptr is an Ev*).
+enum EvKind : uint8_t {
+  EV_WAKE,       // eventfd (stop)
+  EV_RESERVED,   // reserved-port TCP listener
+  EV_LOOPBACK,   // 127.0.0.1 listener for same-host pairs (drains strays)
+  EV_CONTAINER,  // a container's SOCK_SEQPACKET broker socket
+  EV_PRELOAD,    // one preload connection
+  EV_HEADER,     // reserved-port connection whose header is incomplete
+  EV_OUT,        // cross-host connect in progress
+  EV_CHAN,       // broker end of a listener channel (HUP = every app copy closed)
+  EV_REAL,       // the app's real listening socket (plain, non-SlimFast clients)
+};
+
+// Base of everything that can be killed while an epoll event may still point at it.
+struct Obj {
+  bool dead = false;
+  virtual ~Obj() = default;
+  virtual void recycle(Engine&) { delete this; }
+};
+
+struct Ev {
+  EvKind kind;
+  int fd = -1;
+  Obj* owner = nullptr;
+  explicit Ev(EvKind k, Obj* o = nullptr) : kind(k), owner(o) {}
+};
+
+// Intrusive FIFO for objects that share one timeout: appending keeps it sorted by deadline.
+template <class T>
+struct TimerList {
+  T* head = nullptr;
+  T* tail = nullptr;
+  void push(T* x, int64_t deadline) {
+    x->deadline = deadline;
+    x->tprev = tail;
+    x->tnext = nullptr;
+    if (tail) tail->tnext = x; else head = x;
+    tail = x;
+    x->timed = true;
+  }
+  void remove(T* x) {
+    if (!x->timed) return;
+    if (x->tprev) x->tprev->tnext = x->tnext; else head = x->tnext;
+    if (x->tnext) x->tnext->tprev = x->tprev; else tail = x->tprev;
+    x->tprev = x->tnext = nullptr;
+    x->timed = false;
+  }
+};
+
+struct Container;
+struct Listener;
+struct Channel;
+struct PreloadConn;
+
+// Progress of reading one host header (never more than hdr_len bytes).
+struct HdrState {
+  uint8_t buf[SF_HDR_LEN];
+  uint32_t got = 0;          // bytes consumed so far
+  uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len once the fixed part is validated)
+};
+
+struct HeaderConn : Obj {
+  Ev ev{EV_HEADER, this};
+  uint32_t peer_ip = 0;
+  HdrState st;
+  int64_t deadline = 0;
+  HeaderConn *tprev = nullptr, *tnext = nullptr;
+  bool timed = false;
+  void recycle(Engine& e) override;
+};
+
+struct OutConn : Obj {
+  Ev ev{EV_OUT, this};
+  PreloadConn* pc = nullptr;
+  uint32_t seq = 0;
+  uint32_t dst = 0;  // host order
+  uint16_t dport = 0, sport = 0;
+  int64_t deadline = 0;
+  OutConn *tprev = nullptr, *tnext = nullptr;
+  bool timed = false;
+  OutConn *pprev = nullptr, *pnext = nullptr;  // the preload connection's pending list
+  void recycle(Engine& e) override;
+};
+
+struct PreloadConn : Obj {
+  Ev ev{EV_PRELOAD, this};
+  Container* c = nullptr;
+  OutConn* outs = nullptr;  // pending cross-host connects of this connection
+};
+
+struct Container : Obj {
+  std::string id;
+  uint32_t ip = 0;  // host order
+  std::string path;
+  dev_t path_dev = 0;  // identity of the socket file we created (unlink only our own)
+  ino_t path_ino = 0;
+  Ev ev{EV_CONTAINER, this};
+  std::vector<PreloadConn*> conns;
+  std::vector<Channel*> channels;
+};
+
+struct Listener : Obj {
+  uint32_t vip = 0;
+  uint16_t port = 0;
+  Container* c = nullptr;
+  std::vector<Channel*> chans;
+  uint32_t rr = 0;
+};
+
+struct Channel : Obj {
+  Ev chan{EV_CHAN, this};  // broker end of the socketpair
+  Ev real{EV_REAL, this};  // the app's real listening socket
+  Listener* l = nullptr;
+  Container* c = nullptr;
+  uint64_t ino = 0;        // st_ino of the app end (SF_QUERY_CHANNEL)
+  uint32_t bound_vip = 0;  // as the app bound it (0.0.0.0 allowed), host order
+  uint16_t port = 0;
+};
+
+struct Route {
+  uint32_t net;  // host order
+  uint8_t prefix;
+  uint32_t peer_ip;  // host order
+  uint16_t peer_port;
+};
+
+struct Config {
+  uint32_t host_ip = 0;
+  uint16_t port = SF_DEFAULT_PORT;
+  uint32_t overlay_net = 0;
+  uint8_t overlay_prefix = 0;
+  uint32_t local_net = 0;
+  uint8_t local_prefix = 32;
+  bool debug = false;
+  int header_timeout_ms = 5000;
+  int connect_timeout_ms = 3000;
+};
+
+enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+// Where events go (events.cc implements it with a ThreadSafeFunction). Thread-safe.
+struct EventSink {
+  virtual ~EventSink() = default;
+  virtual void listener(bool add, uint32_t ip, uint16_t port, const std::string& container) = 0;
+  // false: nobody will take the fd (engine stopping); the caller closes it.
+  virtual bool sync(int fd, uint32_t peer_ip) = 0;
+  virtual void log(int level, std::string msg) = 0;
+};
+
+struct Error {
+  int code = 0;  // errno, 0 = no error
+  std::string msg;
+  explicit operator bool() const { return code != 0 || !msg.empty(); }
+};
+
+struct ListenerRow {
+  uint32_t ip;
+  uint16_t port;
+  std::string container;
+  uint32_t channels;
+};
+
+struct Engine {
+  Engine();
+  ~Engine();
+
+  // ---- JS-facing API (JS thread; each takes mu) ----
+  Error start(const Config& cfg, EventSink* sink);  // sink is owned by the caller; kept until stop
+  void stop();                                       // joins the thread, closes everything
+  Error add_container(const std::string& id, uint32_t ip, const std::string& path);
+  bool remove_container(const std::string& id);
+  void set_peers(const std::vector<Route>& routes);
+  void set_remote_listeners(uint32_t peer_ip, const std::vector<uint64_t>* keys);  // null = unknown
+  std::vector<ListenerRow> listener_rows();
+  bool running() const { return running_; }
+  uint64_t thread_cpu_ns() const;  // CPU time used by the engine thread so far (0 if unknown)
+
+  Counters ctr;
+
+  // ---- everything below is engine state, guarded by mu ----
+  std::mutex mu;
+  Config cfg;
+  EventSink* sink = nullptr;
+  int epfd = -1;
+  Ev wake{EV_WAKE}, reserved{EV_RESERVED}, loopback{EV_LOOPBACK};
+  uint32_t loop_port = 0;  // loopback listener port, network order
+  std::thread thr;
+  std::atomic<int> tid{0};  // engine thread id (its CPU time is in /proc/self/task/TID/schedstat)
+  std::atomic<bool> stopping{false};
+  bool running_ = false;
+
+  std::unordered_map<std::string, Container*> by_id;
+  std::unordered_map<uint32_t, Container*> by_ip;
+  std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
+
+  std::vector<uint8_t> route_prefixes;                   // distinct prefix lengths, longest first
+  std::unordered_map<uint64_t, Route> routes;            // (prefix << 32 | net) -> route
+  std::unordered_map<uint32_t, std::unordered_set<uint64_t>> views;  // peer ip -> "ip:port" keys
+
+  std::vector<Obj*> garbage;
+  TimerList<HeaderConn> hdr_timers;
+  TimerList<OutConn> out_timers;
+  std::vector<HeaderConn*> free_hdr;
+  std::vector<OutConn*> free_out;
+  uint16_t next_port = 32768;
+  int64_t last_log[8] = {};
+  int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
+
+  // engine_loop.cc
+  void run();
+  void dispatch(Ev* ev, uint32_t events);
+  bool ensure_epoll(Error* err);
+  bool ep_add(Ev& ev, uint32_t events);
+  void ep_del(Ev& ev);
+  void bury(Obj* o);  // o is dead: free it after the current batch
+  void collect_garbage();
+  int next_timeout(int64_t now);
+  void teardown();
+  void close_core();
+  void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  bool ratelimit(int slot);  // true at most once per second per slot
+  int accept_fd(int lfd, int flags, sockaddr* addr, socklen_t* len);  // accept4 + EMFILE shedding
+  void nudge();              // wake the thread (after JS killed objects, so they are freed)
+
+  // reserved_port.cc
+  Error open_reserved();
+  void on_reserved();
+  int read_header(int fd, HdrState& st);  // HDR_DONE / HDR_AGAIN / HDR_BAD
+  void process_header(int fd, uint32_t peer_ip, const HdrState& st);
+  void park_header(int fd, uint32_t peer_ip, const HdrState& st);
+  void on_header(HeaderConn* h);
+  void drop_header(HeaderConn* h, bool count_error);
+  void expire_headers(int64_t now);
+
+  // samehost.cc
+  Error open_loopback();
+  void on_loopback();
+  bool loopback_pair(int* client, int* server, uint16_t* client_port);
+  void same_host(PreloadConn* pc, const sf_msg& req, Listener* l, uint16_t sport);
+
+  // connect.cc
+  void on_connect(PreloadConn* pc, const sf_msg& req);
+  uint16_t next_src_port();
+  void start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport);
+  void on_out(OutConn* o);
+  void finish_out(OutConn* o);
+  void fail_out(OutConn* o);
+  void kill_out(OutConn* o);
+  void unlink_out(OutConn* o);
+  void expire_outs(int64_t now);
+
+  // routing.cc
+  const Route* lpm(uint32_t ip) const;
+  bool view_has(uint32_t peer_ip, uint32_t vip, uint16_t port) const;
+
+  // listeners.cc
+  Listener* find_listener(uint32_t vip, uint16_t port) const;
+  bool push_accepted(Listener* l, int fd, const sf_msg& m, Channel* prefer);
+  void on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds);
+  void on_real_accept(Channel* ch);
+  void kill_channel(Channel* ch, bool emit);
+  void query_channel(PreloadConn* pc, const sf_msg& req);
+
+  // preload.cc
+  void on_container_accept(Container* c);
+  void on_preload(PreloadConn* pc);
+  void handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds);
+  bool reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status, int fd,
+             uint32_t vip_a = 0, uint16_t port_a = 0, uint32_t vip_b = 0, uint16_t port_b = 0,
+             uint64_t a = 0);
+  void kill_preload(PreloadConn* pc);
+
+  // containers.cc
+  void kill_container(Container* c, bool emit);
+};
+
+// Per-connection debug logging: arguments are not even evaluated unless cfg.debug is set.
+#define SF_DLOG(...)                                \
+  do {                                              \
+    if (cfg.debug) logf(LOG_DEBUG, __VA_ARGS__);    \
+  } while (0)
+
+enum { HDR_DONE = 0, HDR_AGAIN = 1, HDR_BAD = 2 };
+
+// Builds an sf_msg with version and seq filled in (addresses/ports given in host order).
+sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a,
+                uint32_t vip_b, uint16_t port_b, uint64_t a);
+
+}  // namespace sf

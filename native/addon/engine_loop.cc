@@ -1,0 +1,271 @@
+// Engine lifecycle and the epoll loop: start/stop, dispatch, timers, deferred frees, logging.
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+Engine::Engine() {}
+
+Engine::~Engine() { stop(); }
+
+sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a,
+                uint32_t vip_b, uint16_t port_b, uint64_t a) {
+  sf_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = type;
+  m.version = SF_MSG_VERSION;
+  m.seq = seq;
+  m.status = status;
+  m.vip_a = htonl(vip_a);
+  m.vip_b = htonl(vip_b);
+  m.port_a = htons(port_a);
+  m.port_b = htons(port_b);
+  m.a = a;
+  return m;
+}
+
+bool Engine::ensure_epoll(Error* err) {
+  if (epfd >= 0) return true;
+  epfd = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd < 0) {
+    if (err) *err = Error{errno, std::string("epoll_create1: ") + strerror(errno)};
+    return false;
+  }
+  return true;
+}
+
+bool Engine::ep_add(Ev& ev, uint32_t events) {
+  epoll_event e{};
+  e.events = events;
+  e.data.ptr = &ev;
+  return epoll_ctl(epfd, EPOLL_CTL_ADD, ev.fd, &e) == 0;
+}
+
+void Engine::ep_del(Ev& ev) {
+  if (ev.fd >= 0 && epfd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, ev.fd, nullptr);
+}
+
+void Engine::bury(Obj* o) {
+  o->dead = true;
+  garbage.push_back(o);
+}
+
+void Engine::collect_garbage() {
+  // Swap first: recycle() never buries, but keep this robust against re-entry.
+  std::vector<Obj*> g;
+  g.swap(garbage);
+  for (Obj* o : g) o->recycle(*this);
+  if (garbage.empty()) {
+    g.clear();
+    garbage.swap(g);  // keep the capacity: no allocation per batch
+  }
+}
+
+Error Engine::start(const Config& c, EventSink* s) {
+  std::lock_guard<std::mutex> lk(mu);
+  if (running_) return Error{EALREADY, "the engine is already started; call stop() first"};
+  Error err;
+  if (!ensure_epoll(&err)) return err;
+  cfg = c;
+  ctr.port.store(0);
+  auto failed = [&](Error e) {
+    close_core();
+    if (by_id.empty()) {  // nothing else lives in the epoll set: leave no descriptor behind
+      close_fd(epfd);
+      epfd = -1;
+    }
+    return e;
+  };
+  if ((err = open_reserved())) return failed(err);
+  if ((err = open_loopback())) return failed(err);
+  wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake.fd < 0 || !ep_add(wake, EPOLLIN))
+    return failed(Error{errno, std::string("eventfd: ") + strerror(errno)});
+  spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  sink = s;
+  stopping.store(false);
+  try {
+    thr = std::thread([this] { run(); });
+  } catch (...) {
+    sink = nullptr;
+    return failed(Error{EAGAIN, "cannot start the engine thread"});
+  }
+  running_ = true;
+  return err;
+}
+
+void Engine::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    if (!running_) {
+      teardown();  // containers added without start() still own sockets
+      return;
+    }
+    stopping.store(true);
+    nudge();
+  }
+  if (thr.joinable()) thr.join();
+  tid.store(0);
+  std::lock_guard<std::mutex> lk(mu);
+  running_ = false;
+  teardown();
+  sink = nullptr;
+}
+
+// Closes every socket and frees every object (thread not running, mu held).
+void Engine::teardown() {
+  std::vector<Container*> cs;
+  for (auto& kv : by_id) cs.push_back(kv.second);
+  for (Container* c : cs) kill_container(c, false);
+  while (hdr_timers.head) drop_header(hdr_timers.head, false);
+  // Every OutConn belongs to a preload connection, all killed above.
+  close_core();
+  collect_garbage();
+  for (HeaderConn* h : free_hdr) delete h;
+  for (OutConn* o : free_out) delete o;
+  free_hdr.clear();
+  free_out.clear();
+  close_fd(epfd);
+  epfd = -1;
+}
+
+// The reserved port, the loopback listener and the eventfd.
+void Engine::close_core() {
+  for (Ev* ev : {&reserved, &loopback, &wake}) {
+    ep_del(*ev);
+    close_fd(ev->fd);
+    ev->fd = -1;
+  }
+  close_fd(spare_fd);
+  spare_fd = -1;
+  ctr.port.store(0);
+}
+
+int Engine::next_timeout(int64_t now) {
+  int64_t t = -1;
+  if (hdr_timers.head) t = hdr_timers.head->deadline;
+  if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
+  if (t < 0) return -1;
+  // +10 ms: CLOCK_MONOTONIC_COARSE ticks every few ms, avoid waking just before the deadline.
+  return t <= now ? 0 : int(t - now + 10);
+}
+
+uint64_t Engine::thread_cpu_ns() const {
+  int t = tid.load();
+  if (!t) return 0;
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", t);
+  FILE* f = fopen(path, "re");
+  if (!f) return 0;
+  unsigned long long ns = 0;
+  if (fscanf(f, "%llu", &ns) != 1) ns = 0;
+  fclose(f);
+  return ns;
+}
+
+void Engine::run() {
+  pthread_setname_np(pthread_self(), "sf-engine");
+  tid.store(int(gettid()));
+  constexpr int kMaxEvents = 256;
+  epoll_event evs[kMaxEvents];
+  int timeout;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    timeout = next_timeout(now_ms());
+  }
+  while (!stopping.load(std::memory_order_relaxed)) {
+    int n = epoll_wait(epfd, evs, kMaxEvents, timeout);
+    if (n < 0) {
+      if (errno != EINTR) {
+        logf(LOG_ERROR, "epoll_wait: %s", strerror(errno));
+        usleep(10000);
+      }
+      n = 0;
+    }
+    std::lock_guard<std::mutex> lk(mu);
+    for (int i = 0; i < n; i++) dispatch(static_cast<Ev*>(evs[i].data.ptr), evs[i].events);
+    int64_t now = now_ms();
+    expire_headers(now);
+    expire_outs(now);
+    collect_garbage();
+    timeout = next_timeout(now);
+  }
+}
+
+void Engine::dispatch(Ev* ev, uint32_t events) {
+  if (ev->owner && ev->owner->dead) return;
+  switch (ev->kind) {
+    case EV_WAKE: {
+      uint64_t v;
+      while (read(ev->fd, &v, sizeof v) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    case EV_RESERVED: on_reserved(); break;
+    case EV_LOOPBACK: on_loopback(); break;
+    case EV_CONTAINER: on_container_accept(static_cast<Container*>(ev->owner)); break;
+    case EV_PRELOAD: on_preload(static_cast<PreloadConn*>(ev->owner)); break;
+    case EV_HEADER: on_header(static_cast<HeaderConn*>(ev->owner)); break;
+    case EV_OUT: on_out(static_cast<OutConn*>(ev->owner)); break;
+    case EV_CHAN: kill_channel(static_cast<Channel*>(ev->owner), true); break;
+    case EV_REAL:
+      if (events & EPOLLIN) on_real_accept(static_cast<Channel*>(ev->owner));
+      break;
+  }
+}
+
+int Engine::accept_fd(int lfd, int flags, sockaddr* addr, socklen_t* len) {
+  for (;;) {
+    int fd = accept4(lfd, addr, len, flags);
+    if (fd >= 0) return fd;
+    if (errno == EINTR) continue;
+    if ((errno == EMFILE || errno == ENFILE) && spare_fd >= 0) {
+      // Out of descriptors: a level-triggered listener would spin. Drop one connection using the
+      // spare descriptor's slot, so every wakeup still makes progress.
+      close(spare_fd);
+      int x = accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (x >= 0) reset_close(x);
+      spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (ratelimit(1)) logf(LOG_ERROR, "out of file descriptors: dropping incoming connections");
+      errno = EMFILE;
+    }
+    return -1;
+  }
+}
+
+void Engine::nudge() {
+  if (!running_ || wake.fd < 0) return;
+  uint64_t one = 1;
+  if (write(wake.fd, &one, sizeof one) < 0) { /* counter saturated: the thread is waking anyway */ }
+}
+
+bool Engine::ratelimit(int slot) {
+  int64_t now = now_ms();
+  if (now - last_log[slot] < 1000) return false;
+  last_log[slot] = now;
+  return true;
+}
+
+void Engine::logf(int level, const char* fmt, ...) {
+  if (!sink || (level == LOG_DEBUG && !cfg.debug)) return;
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  sink->log(level, buf);
+}
+
+}  // namespace sf

@@ -1,0 +1,202 @@
+// The listener table: (vIP, port) -> listener channels. SF_LISTEN, pushing accepted sockets down
+// channels (round-robin), plain accepts on the app's real socket, channel HUP, SF_QUERY_CHANNEL.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+template <class T>
+static void erase_one(std::vector<T*>& v, T* x) {
+  auto it = std::find(v.begin(), v.end(), x);
+  if (it != v.end()) v.erase(it);
+}
+
+Listener* Engine::find_listener(uint32_t vip, uint16_t port) const {
+  auto it = table.find(addr_key(vip, port));
+  return it == table.end() ? nullptr : it->second;
+}
+
+// One SF_ACCEPTED (+ fd) down one of the listener's channels. A channel that is full (EAGAIN) or
+// whose app end is gone (EPIPE, HUP not processed yet) is skipped. false: nobody took it.
+bool Engine::push_accepted(Listener* l, int fd, const sf_msg& m, Channel* prefer) {
+  if (prefer && !prefer->dead && send_msg(prefer->chan.fd, m, fd) == 0) return true;
+  size_t n = l->chans.size();
+  for (size_t i = 0; i < n; i++) {
+    Channel* ch = l->chans[l->rr++ % n];
+    if (ch == prefer) continue;
+    if (send_msg(ch->chan.fd, m, fd) == 0) return true;
+  }
+  return false;
+}
+
+static bool sockopt_is(int fd, int opt, int want) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  return getsockopt(fd, SOL_SOCKET, opt, &v, &len) == 0 && v == want;
+}
+
+void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
+  Container* c = pc->c;
+  auto fail = [&](int32_t status) {
+    for (int i = 0; i < nfds; i++) close_fd(fds[i]);
+    reply(pc, req.seq, SF_LISTEN_OK, status, -1);
+  };
+  if (nfds != 1) return fail(EINVAL);
+  uint32_t bound = ntohl(req.vip_a);
+  if (bound != 0 && bound != c->ip) return fail(SF_STATUS_FALLBACK);  // not the container's vIP
+  int rfd = fds[0];
+  if (!sockopt_is(rfd, SO_TYPE, SOCK_STREAM) || !sockopt_is(rfd, SO_ACCEPTCONN, 1) ||
+      !sockopt_is(rfd, SO_PROTOCOL, IPPROTO_TCP))
+    return fail(EINVAL);
+  uint16_t port = ntohs(req.port_a);
+  if (port == 0) {  // take it from the socket itself
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    if (getsockname(rfd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) sockaddr_ip(ss, &port);
+    if (port == 0) return fail(EINVAL);
+  }
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return fail(errno);
+  struct stat st;
+  Channel* ch = nullptr;
+  int err = 0;
+  if (fstat(sp[1], &st) < 0 || !set_nonblock(sp[0], true) || !set_nonblock(rfd, true)) err = errno;
+  else if (!(ch = new (std::nothrow) Channel)) err = ENOMEM;
+  if (!err) {
+    grow_sndbuf(sp[0], 4 << 20);  // room for many queued SF_ACCEPTED before EAGAIN
+    ch->chan.fd = sp[0];
+    ch->real.fd = rfd;
+    if (!ep_add(ch->chan, EPOLLRDHUP) || !ep_add(ch->real, EPOLLIN)) {
+      err = errno;
+      ep_del(ch->chan);
+      delete ch;  // never seen by epoll_wait: safe to free now
+    }
+  }
+  if (err) {
+    close_fd(sp[0]);
+    close_fd(sp[1]);
+    return fail(err);
+  }
+  uint32_t vip = bound ? bound : c->ip;
+  Listener* l = find_listener(vip, port);
+  bool added = false;
+  if (!l) {
+    l = new (std::nothrow) Listener;
+    if (!l) {
+      ep_del(ch->chan);
+      ep_del(ch->real);
+      close_fd(sp[0]);
+      close_fd(sp[1]);
+      ch->chan.fd = ch->real.fd = -1;
+      bury(ch);
+      return fail(ENOMEM);
+    }
+    l->vip = vip;
+    l->port = port;
+    l->c = c;
+    table.emplace(addr_key(vip, port), l);
+    inc(ctr.listeners);
+    added = true;
+  }
+  ch->l = l;
+  ch->c = c;
+  ch->ino = st.st_ino;
+  ch->bound_vip = bound;
+  ch->port = port;
+  l->chans.push_back(ch);
+  c->channels.push_back(ch);
+  inc(ctr.listen_ok);
+  if (added && sink) sink->listener(true, vip, port, c->id);
+  SF_DLOG("listen %s:%u (%s), %zu channel(s)", ip_str(vip).c_str(), port, c->id.c_str(), l->chans.size());
+  // If this reply fails, the app end dies with it and the channel's HUP cleans up.
+  reply(pc, req.seq, SF_LISTEN_OK, 0, sp[1], bound, port);
+  close_fd(sp[1]);
+}
+
+// Ordinary clients that reached the app's real socket (container interface): same channel.
+void Engine::on_real_accept(Channel* ch) {
+  for (int i = 0; i < 64 && !ch->dead; i++) {
+    int fd = accept_fd(ch->real.fd, SOCK_CLOEXEC, nullptr, nullptr);
+    if (fd < 0) {
+      if (errno == ECONNABORTED || errno == EPROTO) continue;
+      if (errno == EINVAL) {  // no longer listening: stop watching it, keep the channel
+        ep_del(ch->real);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && ratelimit(4)) {
+        logf(LOG_WARN, "accept on %s:%u: %s", ip_str(ch->l->vip).c_str(), ch->port, strerror(errno));
+      }
+      return;
+    }
+    sockaddr_storage ls{}, ps{};
+    socklen_t ll = sizeof ls, pl = sizeof ps;
+    uint16_t lport = 0, pport = 0;
+    uint32_t lip = 0, pip = 0;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ls), &ll) == 0) lip = sockaddr_ip(ls, &lport);
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&ps), &pl) == 0) pip = sockaddr_ip(ps, &pport);
+    sf_msg m = make_msg(SF_ACCEPTED, 0, 0, lip, lport, pip, pport, 0);
+    if (push_accepted(ch->l, fd, m, ch)) {
+      inc(ctr.plain_accepts);
+      close_fd(fd);
+    } else {
+      inc(ctr.channel_full);
+      reset_close(fd);
+    }
+  }
+}
+
+// Every copy of the channel's app end is closed (or the container goes away).
+void Engine::kill_channel(Channel* ch, bool emit) {
+  if (ch->dead) return;
+  ep_del(ch->chan);
+  ep_del(ch->real);
+  close_fd(ch->chan.fd);
+  close_fd(ch->real.fd);
+  ch->chan.fd = ch->real.fd = -1;
+  Listener* l = ch->l;
+  erase_one(l->chans, ch);
+  erase_one(ch->c->channels, ch);
+  bury(ch);
+  if (l->chans.empty()) {
+    table.erase(addr_key(l->vip, l->port));
+    dec(ctr.listeners);
+    SF_DLOG("listener %s:%u removed", ip_str(l->vip).c_str(), l->port);
+    if (emit && sink) sink->listener(false, l->vip, l->port, l->c->id);
+    bury(l);
+  }
+}
+
+void Engine::query_channel(PreloadConn* pc, const sf_msg& req) {
+  for (Channel* ch : pc->c->channels) {
+    if (ch->ino == req.a) {
+      reply(pc, req.seq, SF_CHANNEL_INFO, 0, -1, ch->bound_vip, ch->port, 0, 0, req.a);
+      return;
+    }
+  }
+  reply(pc, req.seq, SF_CHANNEL_INFO, ENOENT, -1, 0, 0, 0, 0, req.a);
+}
+
+std::vector<ListenerRow> Engine::listener_rows() {
+  std::lock_guard<std::mutex> lk(mu);
+  std::vector<ListenerRow> rows;
+  rows.reserve(table.size());
+  for (auto& kv : table) {
+    Listener* l = kv.second;
+    rows.push_back(ListenerRow{l->vip, l->port, l->c->id, uint32_t(l->chans.size())});
+  }
+  std::sort(rows.begin(), rows.end(), [](const ListenerRow& a, const ListenerRow& b) {
+    return a.ip != b.ip ? a.ip < b.ip : a.port < b.port;
+  });
+  return rows;
+}
+
+}  // namespace sf

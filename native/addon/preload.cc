@@ -1,0 +1,136 @@
+// Preload connections: accept on a container's broker socket, read sf_msg requests (batch per
+// wakeup), dispatch, reply. The container a connection belongs to is the socket it came in on.
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+void Engine::on_container_accept(Container* c) {
+  for (int i = 0; i < 64; i++) {
+    int fd = accept_fd(c->ev.fd, SOCK_NONBLOCK | SOCK_CLOEXEC, nullptr, nullptr);
+    if (fd < 0) {
+      if (errno == ECONNABORTED || errno == EPROTO) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && ratelimit(5))
+        logf(LOG_WARN, "accept on the broker socket of %s: %s", c->id.c_str(), strerror(errno));
+      return;
+    }
+    PreloadConn* pc = new (std::nothrow) PreloadConn;
+    if (!pc) {
+      close_fd(fd);
+      return;
+    }
+    pc->c = c;
+    pc->ev.fd = fd;
+    grow_sndbuf(fd, 1 << 20);  // replies must never hit EAGAIN while the preload is just slow
+    if (!ep_add(pc->ev, EPOLLIN | EPOLLRDHUP)) {
+      close_fd(fd);
+      delete pc;
+      continue;
+    }
+    c->conns.push_back(pc);
+    inc(ctr.preload_conns);
+  }
+}
+
+void Engine::on_preload(PreloadConn* pc) {
+  constexpr int kMaxFds = 8;
+  for (int i = 0; i < 64 && !pc->dead; i++) {
+    sf_msg m;
+    union {
+      char buf[CMSG_SPACE(sizeof(int) * kMaxFds)];
+      cmsghdr align;
+    } u;
+    iovec iov{&m, sizeof m};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    ssize_t n = recvmsg(pc->ev.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) kill_preload(pc);
+      return;
+    }
+    int fds[kMaxFds];
+    int nfds = 0;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < cnt; k++) {
+        int f;
+        memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof f);
+        if (nfds < kMaxFds) fds[nfds++] = f; else close_fd(f);
+      }
+    }
+    if (n == 0 && nfds == 0) {  // EOF
+      kill_preload(pc);
+      return;
+    }
+    if (n != ssize_t(sizeof m) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+        m.version != SF_MSG_VERSION) {
+      for (int k = 0; k < nfds; k++) close_fd(fds[k]);
+      inc(ctr.bad_msgs);
+      if (ratelimit(6))
+        logf(LOG_WARN, "malformed message from a preload of %s (%zd bytes, version %u): closing it",
+             pc->c->id.c_str(), n, n >= 4 ? unsigned(m.version) : 0u);
+      kill_preload(pc);
+      return;
+    }
+    handle_msg(pc, m, fds, nfds);
+  }
+}
+
+void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
+  if (m.type != SF_LISTEN) {  // only LISTEN carries a descriptor
+    for (int k = 0; k < nfds; k++) close_fd(fds[k]);
+  }
+  Container* c = pc->c;
+  switch (m.type) {
+    case SF_HELLO:
+      reply(pc, m.seq, SF_HELLO_OK, 0, -1, c->ip, 0, cfg.overlay_net, 0, cfg.overlay_prefix);
+      break;
+    case SF_CONNECT: on_connect(pc, m); break;
+    case SF_LISTEN: on_listen(pc, m, fds, nfds); break;
+    case SF_QUERY_CHANNEL: query_channel(pc, m); break;
+    default:  // unknown request: ignore it (a newer preload may try optional things)
+      inc(ctr.bad_msgs);
+      break;
+  }
+}
+
+bool Engine::reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status, int fd,
+                   uint32_t vip_a, uint16_t port_a, uint32_t vip_b, uint16_t port_b, uint64_t a) {
+  if (pc->dead) return false;
+  sf_msg m = make_msg(type, seq, status, vip_a, port_a, vip_b, port_b, a);
+  int e = send_msg(pc->ev.fd, m, fd);
+  if (e == 0) return true;
+  // A preload that does not read its replies (EAGAIN) is broken; EPIPE: it is gone.
+  if (e != EPIPE && e != ECONNRESET && ratelimit(7))
+    logf(LOG_WARN, "reply to a preload of %s failed (%s): closing it", pc->c->id.c_str(), strerror(e));
+  kill_preload(pc);
+  return false;
+}
+
+void Engine::kill_preload(PreloadConn* pc) {
+  if (pc->dead) return;
+  while (pc->outs) kill_out(pc->outs);
+  ep_del(pc->ev);
+  close_fd(pc->ev.fd);
+  pc->ev.fd = -1;
+  auto& v = pc->c->conns;
+  auto it = std::find(v.begin(), v.end(), pc);
+  if (it != v.end()) v.erase(it);
+  dec(ctr.preload_conns);
+  bury(pc);
+}
+
+}  // namespace sf

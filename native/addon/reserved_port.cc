@@ -1,0 +1,203 @@
+// The reserved port: batch accept, read exactly the host header, hand the socket to a listener
+// channel (CONNECT) or to JS (SYNC). Headers that are not complete at accept time wait in epoll.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+void HeaderConn::recycle(Engine& e) {
+  if (e.free_hdr.size() < 1024) e.free_hdr.push_back(this); else delete this;
+}
+
+Error Engine::open_reserved() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{errno, std::string("socket: ") + strerror(errno)};
+  set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(cfg.port);
+  a.sin_addr.s_addr = htonl(cfg.host_ip);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
+    int e = errno;
+    close_fd(fd);
+    return Error{e, "cannot bind the reserved port " + ip_str(cfg.host_ip) + ":" +
+                        std::to_string(cfg.port) + ": " + strerror(e)};
+  }
+  // Wake up only once the client's first bytes (the header) are there.
+  set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, std::max(1, cfg.header_timeout_ms / 1000));
+  socklen_t al = sizeof a;
+  if (listen(fd, 4096) < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &al) < 0) {
+    int e = errno;
+    close_fd(fd);
+    return Error{e, std::string("cannot listen on the reserved port: ") + strerror(e)};
+  }
+  reserved.fd = fd;
+  if (!ep_add(reserved, EPOLLIN)) {
+    int e = errno;
+    close_fd(fd);
+    reserved.fd = -1;
+    return Error{e, std::string("epoll_ctl: ") + strerror(e)};
+  }
+  ctr.port.store(ntohs(a.sin_port));
+  return Error{};
+}
+
+void Engine::on_reserved() {
+  for (int i = 0; i < 256; i++) {
+    sockaddr_in pa;
+    socklen_t pl = sizeof pa;
+    // Blocking socket (no SOCK_NONBLOCK): it goes to the application as accept() would give it.
+    int fd = accept_fd(reserved.fd, SOCK_CLOEXEC, reinterpret_cast<sockaddr*>(&pa), &pl);
+    if (fd < 0) {
+      if (errno == ECONNABORTED || errno == EPROTO) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && ratelimit(0))
+        logf(LOG_WARN, "reserved port accept: %s", strerror(errno));
+      return;
+    }
+    uint32_t peer = pa.sin_family == AF_INET ? ntohl(pa.sin_addr.s_addr) : 0;
+    HdrState st;
+    switch (read_header(fd, st)) {
+      case HDR_DONE: process_header(fd, peer, st); break;
+      case HDR_AGAIN: park_header(fd, peer, st); break;
+      default:
+        inc(ctr.header_errors);
+        SF_DLOG("bad header from %s", ip_str(peer).c_str());
+        close_fd(fd);
+    }
+  }
+}
+
+static bool header_ok(const uint8_t* b, uint32_t* hdr_len) {
+  sf_hdr h;
+  memcpy(&h, b, sizeof h);
+  if (ntohl(h.magic) != SF_HDR_MAGIC || h.version != SF_HDR_VERSION) return false;
+  if (h.type != SF_HDR_CONNECT && h.type != SF_HDR_SYNC) return false;
+  uint16_t len = ntohs(h.hdr_len);
+  if (len < SF_HDR_LEN) return false;
+  *hdr_len = len;
+  return true;
+}
+
+// Reads at most the header's bytes: the fixed 48, then (hdr_len - 48) bytes that are discarded.
+int Engine::read_header(int fd, HdrState& st) {
+  uint8_t scratch[512];
+  while (st.got < st.need) {
+    ssize_t n;
+    if (st.got < SF_HDR_LEN)
+      n = recv(fd, st.buf + st.got, SF_HDR_LEN - st.got, MSG_DONTWAIT);
+    else
+      n = recv(fd, scratch, std::min<size_t>(st.need - st.got, sizeof scratch), MSG_DONTWAIT);
+    if (n > 0) {
+      bool fixed_part_done = st.got < SF_HDR_LEN && st.got + n == SF_HDR_LEN;
+      st.got += uint32_t(n);
+      if (fixed_part_done && !header_ok(st.buf, &st.need)) return HDR_BAD;
+      continue;
+    }
+    if (n == 0) return HDR_BAD;  // EOF inside the header
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return HDR_AGAIN;
+    return HDR_BAD;
+  }
+  return HDR_DONE;
+}
+
+void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
+  sf_hdr h;
+  memcpy(&h, st.buf, sizeof h);
+  if (h.type == SF_HDR_SYNC) {
+    inc(ctr.sync_streams);
+    SF_DLOG("sync stream from %s", ip_str(peer_ip).c_str());
+    if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now
+    return;
+  }
+  uint32_t dst = ntohl(h.dst_vip);
+  uint16_t dport = ntohs(h.dst_port);
+  Listener* l = find_listener(dst, dport);
+  if (!l) {
+    inc(ctr.refused);
+    SF_DLOG("refused %s:%u from %s", ip_str(dst).c_str(), dport, ip_str(peer_ip).c_str());
+    reset_close(fd);
+    return;
+  }
+  sf_msg m = make_msg(SF_ACCEPTED, 0, 0, dst, dport, ntohl(h.src_vip), ntohs(h.src_port), 0);
+  if (push_accepted(l, fd, m, nullptr)) {
+    inc(ctr.handed_in);
+    close_fd(fd);
+  } else {
+    inc(ctr.channel_full);
+    reset_close(fd);
+  }
+}
+
+void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
+  HeaderConn* h;
+  if (!free_hdr.empty()) {
+    h = free_hdr.back();
+    free_hdr.pop_back();
+    h->dead = false;
+  } else if (!(h = new (std::nothrow) HeaderConn)) {
+    inc(ctr.header_errors);
+    close_fd(fd);
+    return;
+  }
+  h->ev.fd = fd;
+  h->peer_ip = peer_ip;
+  h->st = st;
+  if (!ep_add(h->ev, EPOLLIN | EPOLLRDHUP)) {
+    inc(ctr.header_errors);
+    close_fd(fd);
+    h->ev.fd = -1;
+    bury(h);
+    return;
+  }
+  hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
+  inc(ctr.pending_headers);
+}
+
+void Engine::on_header(HeaderConn* h) {
+  int r = read_header(h->ev.fd, h->st);
+  if (r == HDR_AGAIN) return;
+  if (r == HDR_BAD) {
+    drop_header(h, true);
+    return;
+  }
+  int fd = h->ev.fd;
+  ep_del(h->ev);
+  h->ev.fd = -1;  // ownership moves on: drop_header must not close it
+  HdrState st = h->st;
+  uint32_t peer = h->peer_ip;
+  drop_header(h, false);
+  process_header(fd, peer, st);
+}
+
+void Engine::drop_header(HeaderConn* h, bool count_error) {
+  if (h->ev.fd >= 0) {
+    ep_del(h->ev);
+    close_fd(h->ev.fd);
+    h->ev.fd = -1;
+  }
+  hdr_timers.remove(h);
+  dec(ctr.pending_headers);
+  if (count_error) inc(ctr.header_errors);
+  bury(h);
+}
+
+void Engine::expire_headers(int64_t now) {
+  while (hdr_timers.head && hdr_timers.head->deadline <= now) {
+    SF_DLOG("header timeout from %s", ip_str(hdr_timers.head->peer_ip).c_str());
+    drop_header(hdr_timers.head, true);
+  }
+}
+
+}  // namespace sf

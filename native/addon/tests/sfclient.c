@@ -1,0 +1,355 @@
+/* sfclient: a small client of the SlimFast preload <-> broker protocol, for tests.
+ *
+ *   sfclient SOCKET_PATH
+ *
+ * Connects (SOCK_SEQPACKET) to a container's broker socket, then reads commands from stdin, one
+ * per line, and prints exactly one JSON line per command on stdout. Descriptors it receives are
+ * named by their fd number ("h"). Commands:
+ *
+ *   hello                         SF_HELLO
+ *   connect IP PORT [SPORT]       SF_CONNECT to IP:PORT (port_a = SPORT or 0)
+ *   listen VIP PORT [BACKLOG]     real TCP socket on 127.0.0.1:0 listening, then SF_LISTEN with it;
+ *                                 prints the reply plus "real_port" (our copy is closed after)
+ *   listen-notlistening VIP PORT  SF_LISTEN with a bound but not listening TCP socket
+ *   listen-nofd VIP PORT          SF_LISTEN without a descriptor
+ *   accept H MS                   wait up to MS for one SF_ACCEPTED on channel H
+ *   send H TEXT                   write TEXT on socket H
+ *   recv H MS                     read once from socket H (data / eof / error / timeout)
+ *   close H                       close fd H
+ *   query H                       SF_QUERY_CHANNEL with st_ino of fd H
+ *   queryino N                    SF_QUERY_CHANNEL with inode N
+ *   raw TYPE VERSION LEN          send a raw LEN-byte message (malformed-message tests)
+ *   names H                       real getsockname/getpeername of socket H
+ *   blackhole                     a 127.0.0.1 listener whose accept queue is full (SYNs dropped)
+ *   drain H                       fork a child that takes every SF_ACCEPTED on channel H, reads
+ *                                 until EOF and closes (runs until the channel or we go away)
+ *   loop N IP PORT [ECHO]         N sequential CONNECTs; each socket is closed at once, or with
+ *                                 ECHO=1 sends 16 bytes and waits for the peer's close
+ *   quit
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/prctl.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "slimfast_wire.h"
+
+static int broker = -1;
+static uint32_t next_seq = 1;
+
+static const char *ipstr(uint32_t net_order, char *buf) {
+  struct in_addr a = {net_order};
+  inet_ntop(AF_INET, &a, buf, 16);
+  return buf;
+}
+
+static uint32_t ipparse(const char *s) {
+  struct in_addr a;
+  if (inet_pton(AF_INET, s, &a) != 1) return 0;
+  return a.s_addr;
+}
+
+static int send_req(struct sf_msg *m, int fd) {
+  struct iovec iov = {m, sizeof *m};
+  struct msghdr mh = {0};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (fd >= 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  return sendmsg(broker, &mh, MSG_NOSIGNAL) == (ssize_t)sizeof *m ? 0 : -1;
+}
+
+/* Receives one sf_msg (+ optional fd) from sock within ms. 0 ok, else prints an error line. */
+static int recv_msg(int sock, struct sf_msg *m, int *fd, int ms) {
+  struct pollfd p = {sock, POLLIN, 0};
+  *fd = -1;
+  int r = poll(&p, 1, ms);
+  if (r == 0) {
+    printf("{\"error\":\"timeout\"}\n");
+    return -1;
+  }
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * 4)];
+    struct cmsghdr align;
+  } u;
+  struct iovec iov = {m, sizeof *m};
+  struct msghdr mh = {0};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+  if (n <= 0) {
+    printf("{\"error\":\"%s\"}\n", n == 0 ? "eof" : strerror(errno));
+    return -1;
+  }
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) memcpy(fd, CMSG_DATA(c), sizeof(int));
+  if (n != sizeof *m) {
+    printf("{\"error\":\"short message %zd\"}\n", n);
+    return -1;
+  }
+  return 0;
+}
+
+static void print_msg(const struct sf_msg *m, int fd, const char *extra) {
+  char a[16], b[16];
+  printf("{\"type\":%u,\"version\":%u,\"seq\":%u,\"status\":%d,\"vip_a\":\"%s\",\"port_a\":%u,"
+         "\"vip_b\":\"%s\",\"port_b\":%u,\"a\":%llu,\"h\":%d%s}\n",
+         m->type, m->version, m->seq, m->status, ipstr(m->vip_a, a), ntohs(m->port_a), ipstr(m->vip_b, b),
+         ntohs(m->port_b), (unsigned long long)m->a, fd, extra ? extra : "");
+}
+
+/* Sends a request and prints its reply (checking the echoed seq). */
+static void request(struct sf_msg *m, int fd, const char *extra) {
+  m->version = SF_MSG_VERSION;
+  m->seq = next_seq++;
+  if (send_req(m, fd) < 0) {
+    printf("{\"error\":\"send: %s\"}\n", strerror(errno));
+    return;
+  }
+  struct sf_msg r;
+  int rfd;
+  if (recv_msg(broker, &r, &rfd, 5000) < 0) return;
+  if (r.seq != m->seq) {
+    printf("{\"error\":\"seq mismatch %u != %u\"}\n", r.seq, m->seq);
+    return;
+  }
+  print_msg(&r, rfd, extra);
+}
+
+static int tcp_listener(int backlog, int do_listen, uint16_t *port) {
+  int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) < 0 || (do_listen && listen(s, backlog) < 0) ||
+      getsockname(s, (struct sockaddr *)&a, &al) < 0)
+    return -1;
+  *port = ntohs(a.sin_port);
+  return s;
+}
+
+/* Child of "drain": accept connections from the channel, read each until EOF, close. */
+static void drain(int ch) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  for (;;) {
+    struct sf_msg r;
+    int fd;
+    struct pollfd p = {ch, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0) continue;
+    union {
+      char buf[CMSG_SPACE(sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct iovec iov = {&r, sizeof r};
+    struct msghdr mh = {0};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    ssize_t n = recvmsg(ch, &mh, 0);
+    if (n <= 0) _exit(0);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    if (!c || c->cmsg_type != SCM_RIGHTS) continue;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    char buf[256];
+    while (recv(fd, buf, sizeof buf, 0) > 0) {
+    }
+    close(fd);
+  }
+}
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 2) {
+    fprintf(stderr, "usage: sfclient SOCKET_PATH\n");
+    return 2;
+  }
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  broker = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  struct sockaddr_un ua = {.sun_family = AF_UNIX};
+  strncpy(ua.sun_path, argv[1], sizeof ua.sun_path - 1);
+  if (broker < 0 || connect(broker, (struct sockaddr *)&ua, sizeof ua) < 0) {
+    printf("{\"error\":\"connect %s: %s\"}\n", argv[1], strerror(errno));
+    return 1;
+  }
+  printf("{\"ready\":true}\n");
+  char line[512];
+  while (fgets(line, sizeof line, stdin)) {
+    char cmd[32] = "", x[128] = "", y[128] = "", z[128] = "";
+    sscanf(line, "%31s %127s %127s %127s", cmd, x, y, z);
+    struct sf_msg m;
+    memset(&m, 0, sizeof m);
+    if (!strcmp(cmd, "hello")) {
+      m.type = SF_HELLO;
+      m.a = (uint64_t)getpid();
+      request(&m, -1, NULL);
+    } else if (!strcmp(cmd, "connect")) {
+      m.type = SF_CONNECT;
+      m.vip_b = ipparse(x);
+      m.port_b = htons((uint16_t)atoi(y));
+      m.port_a = htons((uint16_t)atoi(z));
+      request(&m, -1, NULL);
+    } else if (!strcmp(cmd, "listen") || !strcmp(cmd, "listen-notlistening") || !strcmp(cmd, "listen-nofd")) {
+      uint16_t real_port = 0;
+      int s = -1;
+      if (strcmp(cmd, "listen-nofd")) {
+        s = tcp_listener(z[0] ? atoi(z) : 16, !strcmp(cmd, "listen"), &real_port);
+        if (s < 0) {
+          printf("{\"error\":\"listener: %s\"}\n", strerror(errno));
+          continue;
+        }
+      }
+      m.type = SF_LISTEN;
+      m.vip_a = ipparse(x);
+      m.port_a = htons((uint16_t)atoi(y));
+      m.a = 16;
+      char extra[64];
+      snprintf(extra, sizeof extra, ",\"real_port\":%u", real_port);
+      request(&m, s, extra);
+      if (s >= 0) close(s); /* the preload dup3s the channel over it */
+    } else if (!strcmp(cmd, "accept")) {
+      struct sf_msg r;
+      int fd;
+      if (recv_msg(atoi(x), &r, &fd, atoi(y)) == 0) print_msg(&r, fd, NULL);
+    } else if (!strcmp(cmd, "send")) {
+      ssize_t n = send(atoi(x), y, strlen(y), MSG_NOSIGNAL);
+      if (n < 0) printf("{\"error\":\"%s\"}\n", strerror(errno));
+      else printf("{\"sent\":%zd}\n", n);
+    } else if (!strcmp(cmd, "recv")) {
+      struct pollfd p = {atoi(x), POLLIN, 0};
+      char buf[4096];
+      if (poll(&p, 1, atoi(y)) == 0) {
+        printf("{\"error\":\"timeout\"}\n");
+        continue;
+      }
+      ssize_t n = recv(atoi(x), buf, sizeof buf - 1, MSG_DONTWAIT);
+      if (n < 0) printf("{\"error\":\"%s\"}\n", strerrorname_np(errno));
+      else if (n == 0) printf("{\"eof\":true}\n");
+      else {
+        buf[n] = 0;
+        for (ssize_t i = 0; i < n; i++)
+          if (buf[i] == '"' || buf[i] == '\\' || (unsigned char)buf[i] < 32) buf[i] = '?';
+        printf("{\"data\":\"%s\"}\n", buf);
+      }
+    } else if (!strcmp(cmd, "close")) {
+      printf("{\"closed\":%d}\n", close(atoi(x)) == 0);
+    } else if (!strcmp(cmd, "query") || !strcmp(cmd, "queryino")) {
+      struct stat st;
+      m.type = SF_QUERY_CHANNEL;
+      if (!strcmp(cmd, "query")) {
+        if (fstat(atoi(x), &st) < 0) {
+          printf("{\"error\":\"fstat: %s\"}\n", strerror(errno));
+          continue;
+        }
+        m.a = st.st_ino;
+      } else {
+        m.a = strtoull(x, NULL, 10);
+      }
+      request(&m, -1, NULL);
+    } else if (!strcmp(cmd, "raw")) {
+      struct sf_msg r;
+      char buf[64] = {0};
+      size_t len = (size_t)atoi(z);
+      if (len > sizeof buf) len = sizeof buf;
+      memset(&r, 0, sizeof r);
+      r.type = (uint16_t)atoi(x);
+      r.version = (uint16_t)atoi(y);
+      r.seq = next_seq++;
+      memcpy(buf, &r, sizeof r);
+      printf("{\"sent\":%zd}\n", send(broker, buf, len, MSG_NOSIGNAL));
+    } else if (!strcmp(cmd, "names")) {
+      struct sockaddr_in l = {0}, p = {0};
+      socklen_t ll = sizeof l, pl = sizeof p;
+      char a[16], b[16];
+      getsockname(atoi(x), (struct sockaddr *)&l, &ll);
+      getpeername(atoi(x), (struct sockaddr *)&p, &pl);
+      printf("{\"local\":\"%s:%u\",\"peer\":\"%s:%u\"}\n", ipstr(l.sin_addr.s_addr, a), ntohs(l.sin_port),
+             ipstr(p.sin_addr.s_addr, b), ntohs(p.sin_port));
+    } else if (!strcmp(cmd, "blackhole")) {
+      uint16_t port;
+      int s = tcp_listener(0, 1, &port);
+      struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+      for (int i = 0; s >= 0 && i < 3; i++) { /* fill the accept queue; later SYNs are dropped */
+        int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(c, (struct sockaddr *)&a, sizeof a);
+      }
+      usleep(50000);
+      printf("{\"port\":%u}\n", s < 0 ? 0 : port);
+    } else if (!strcmp(cmd, "drain")) {
+      pid_t pid = fork();
+      if (pid == 0) drain(atoi(x));
+      printf("{\"pid\":%d}\n", (int)pid);
+    } else if (!strcmp(cmd, "loop")) {
+      int n = atoi(x), ok = 0, fb = 0, err = 0;
+      int echo = atoi(z[0] ? z : "0");
+      char dst[128], port[32];
+      sscanf(line, "%*s %*s %127s %31s", dst, port);
+      double t0 = now_us();
+      for (int i = 0; i < n; i++) {
+        memset(&m, 0, sizeof m);
+        m.type = SF_CONNECT;
+        m.version = SF_MSG_VERSION;
+        m.seq = next_seq++;
+        m.vip_b = ipparse(dst);
+        m.port_b = htons((uint16_t)atoi(port));
+        struct sf_msg r;
+        int fd;
+        if (send_req(&m, -1) < 0 || recv_msg(broker, &r, &fd, 5000) < 0) break;
+        if (r.status == 0 && fd >= 0) {
+          ok++;
+          if (echo) {
+            char b[16] = "0123456789abcde";
+            send(fd, b, 16, MSG_NOSIGNAL);
+            shutdown(fd, SHUT_WR);
+            while (recv(fd, b, sizeof b, 0) > 0) {
+            }
+          }
+          close(fd);
+        } else if (r.status == SF_STATUS_FALLBACK) {
+          fb++;
+        } else {
+          err++;
+        }
+      }
+      double us = now_us() - t0;
+      printf("{\"ok\":%d,\"fallback\":%d,\"errors\":%d,\"us_per_conn\":%.2f}\n", ok, fb, err, n ? us / n : 0);
+    } else if (!strcmp(cmd, "quit")) {
+      break;
+    } else {
+      printf("{\"error\":\"unknown command %s\"}\n", cmd);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,130 @@
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+namespace sf {
+
+int64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+uint64_t realtime_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+void close_fd(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+void reset_close(int fd) {
+  if (fd < 0) return;
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  close(fd);
+}
+
+bool set_nonblock(int fd, bool on) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return false;
+  int nfl = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+  return nfl == fl || fcntl(fd, F_SETFL, nfl) == 0;
+}
+
+void make_blocking_fresh(int fd) { fcntl(fd, F_SETFL, 0); }
+
+bool set_int_opt(int fd, int level, int opt, int val) {
+  return setsockopt(fd, level, opt, &val, sizeof val) == 0;
+}
+
+void grow_sndbuf(int fd, int bytes) {
+  if (!set_int_opt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytes)) set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
+}
+
+int send_msg(int sock, const sf_msg& m, int fd) {
+  iovec iov{const_cast<sf_msg*>(&m), sizeof m};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    cmsghdr align;
+  } u;
+  if (fd >= 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  }
+  for (;;) {
+    ssize_t n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == ssize_t(sizeof m)) return 0;
+    if (n < 0 && errno == EINTR) continue;
+    return n < 0 ? errno : EMSGSIZE;
+  }
+}
+
+uint32_t sockaddr_ip(const sockaddr_storage& ss, uint16_t* port) {
+  if (ss.ss_family == AF_INET) {
+    auto* s = reinterpret_cast<const sockaddr_in*>(&ss);
+    if (port) *port = ntohs(s->sin_port);
+    return ntohl(s->sin_addr.s_addr);
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* s = reinterpret_cast<const sockaddr_in6*>(&ss);
+    if (port) *port = ntohs(s->sin6_port);
+    if (IN6_IS_ADDR_V4MAPPED(&s->sin6_addr)) {
+      uint32_t v;
+      memcpy(&v, &s->sin6_addr.s6_addr[12], 4);
+      return ntohl(v);
+    }
+    return 0;
+  }
+  if (port) *port = 0;
+  return 0;
+}
+
+std::string ip_str(uint32_t ip) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+  return buf;
+}
+
+bool parse_ip(const std::string& s, uint32_t* out) {
+  in_addr a;
+  if (inet_pton(AF_INET, s.c_str(), &a) != 1) return false;
+  *out = ntohl(a.s_addr);
+  return true;
+}
+
+bool parse_cidr(const std::string& s, uint32_t* net, uint8_t* prefix) {
+  size_t slash = s.find('/');
+  if (slash == std::string::npos || slash + 1 >= s.size() || s.size() - slash > 3) return false;
+  uint32_t ip;
+  if (!parse_ip(s.substr(0, slash), &ip)) return false;
+  int p = 0;
+  for (size_t i = slash + 1; i < s.size(); i++) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    p = p * 10 + (s[i] - '0');
+  }
+  if (p > 32) return false;
+  *prefix = uint8_t(p);
+  *net = ip & prefix_mask(uint8_t(p));
+  return true;
+}
+
+}  // namespace sf

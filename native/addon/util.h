@@ -1,0 +1,36 @@
+// Small syscall helpers shared by the engine files. Every helper checks its syscalls and retries
+// EINTR; none of them raises SIGPIPE (sends use MSG_NOSIGNAL).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <sys/socket.h>
+#include "slimfast_wire.h"
+
+namespace sf {
+
+int64_t now_ms();                 // CLOCK_MONOTONIC_COARSE, milliseconds
+uint64_t realtime_ns();           // CLOCK_REALTIME, nanoseconds (header nonce)
+void close_fd(int fd);            // close(); never retried (Linux frees the fd even on EINTR)
+void reset_close(int fd);         // SO_LINGER {1,0} then close: the peer sees a reset
+bool set_nonblock(int fd, bool on);
+// One fcntl: back to a blocking socket (for sockets we created: no other status flag is set).
+void make_blocking_fresh(int fd);
+bool set_int_opt(int fd, int level, int opt, int val);
+void grow_sndbuf(int fd, int bytes);  // SO_SNDBUFFORCE (root), else SO_SNDBUF
+
+// Sends one sf_msg, optionally with one fd (SCM_RIGHTS), without blocking. 0 or an errno.
+int send_msg(int sock, const sf_msg& m, int fd);
+
+// IPv4 address of a sockaddr (AF_INET or v4-mapped AF_INET6), host order; 0 otherwise.
+uint32_t sockaddr_ip(const sockaddr_storage& ss, uint16_t* port_host);
+
+std::string ip_str(uint32_t ip_host);
+bool parse_ip(const std::string& s, uint32_t* ip_host);
+bool parse_cidr(const std::string& s, uint32_t* net_host, uint8_t* prefix);
+inline uint32_t prefix_mask(uint8_t p) { return p ? (0xffffffffu << (32 - p)) : 0; }
+inline bool in_prefix(uint32_t ip, uint32_t net, uint8_t p) { return (ip & prefix_mask(p)) == net; }
+inline uint64_t addr_key(uint32_t ip_host, uint16_t port_host) {
+  return (uint64_t(ip_host) << 16) | port_host;
+}
+
+}  // namespace sf

@@ -1,0 +1,92 @@
+// The command-line contract: clear errors for bad input, and the daemon's state-dir takeover.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { execa } from 'execa';
+import { CLI, Topology } from '../lab/topology.js';
+
+const cli = (args: string[], opts: { env?: Record<string, string> } = {}) =>
+  execa(process.execPath, [CLI, ...args], { reject: false, timeout: 20_000, env: opts.env });
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfcli-'));
+
+test('paths --json names existing files of this install', async (t) => {
+  const r = await cli(['paths', '--json']);
+  t.is(r.exitCode, 0);
+  const p = JSON.parse(r.stdout) as Record<string, string>;
+  t.deepEqual(Object.keys(p).sort(), ['cli', 'hook', 'preload', 'runc']);
+  for (const v of Object.values(p)) t.true(path.isAbsolute(v));
+  t.true(fs.existsSync(p.cli));
+  t.true(fs.existsSync(p.preload), 'the preload library is built');
+});
+
+test('usage errors exit 2 and say what is wrong', async (t) => {
+  const r1 = await cli(['daemon']);
+  t.is(r1.exitCode, 2);
+  t.regex(r1.stderr, /--host-ip is required/);
+  const r2 = await cli(['frobnicate']);
+  t.is(r2.exitCode, 2);
+  t.regex(r2.stderr, /unknown command "frobnicate"/);
+  const r3 = await cli(['container', 'add', '--id', 'x']);
+  t.is(r3.exitCode, 2);
+  t.regex(r3.stderr, /--netns is required/);
+  const r4 = await cli(['daemon', '--host-ip', '127.0.0.1', '--port', '70000']);
+  t.is(r4.exitCode, 2);
+  t.regex(r4.stderr, /--port must be 1-65535/);
+});
+
+test('a bad peers file is refused with the reason', async (t) => {
+  const dir = tmp();
+  const peers = path.join(dir, 'peers.json');
+  fs.writeFileSync(peers, '{"hosts": [{"ip": "127.0.0.1", "subnet": "10.1.0.0/24"}, {"ip": "127.0.0.2", "subnet": "10.1.0.128/25"}]}');
+  const r = await cli(['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's'), '--peers', peers]);
+  t.is(r.exitCode, 1);
+  t.regex(r.stderr, /overlap/);
+  fs.writeFileSync(peers, '{"hosts": [{"ip": "127.0.0.2", "subnet": "10.1.0.0/24"}]}');
+  const r2 = await cli(['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's'), '--peers', peers]);
+  t.is(r2.exitCode, 1);
+  t.regex(r2.stderr, /--host-ip 127\.0\.0\.1 is not one of the hosts/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('commands against a missing broker fail fast with a hint', async (t) => {
+  const dir = tmp();
+  const started = Date.now();
+  const r = await cli(['status', '--state-dir', dir]);
+  t.is(r.exitCode, 3);
+  t.regex(r.stderr, /no SlimFast broker at .*slimfast\.sock/);
+  t.true(Date.now() - started < 10_000);
+  const r2 = await cli(['container', 'ls'], { env: { SLIMFAST_STATE_DIR: dir } });
+  t.is(r2.exitCode, 3, 'SLIMFAST_STATE_DIR is honoured');
+  t.regex(r2.stderr, new RegExp(dir));
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test.serial('a state dir left by a killed daemon is taken over; registrations survive', async (t) => {
+  const topo = await Topology.create({ hosts: 1, containers: [1] });
+  try {
+    const [h] = topo.hosts;
+    const c = topo.container('c1');
+    const bad = await topo.cli(['container', 'add', '--state-dir', h.stateDir, '--id', 'bad id', '--netns', c.netnsPath], { reject: false });
+    t.is(bad.exitCode, 1);
+    t.regex(bad.stderr, /container id "bad id" is invalid/);
+    const dup = await topo.cli(['container', 'add', '--state-dir', h.stateDir, '--id', 'c1', '--netns', c.netnsPath], { reject: false });
+    t.regex(dup.stderr, /already registered/);
+    const second = await topo.cli(['daemon', '--host-ip', h.ip, '--state-dir', h.stateDir, '--port', String(topo.port + 1)], { reject: false });
+    t.is(second.exitCode, 1, 'a second daemon on a live state dir is refused');
+    t.regex(second.stderr, /another slimfast daemon .* is serving/);
+
+    await topo.stopBroker(h, 'SIGKILL');
+    await topo.startBroker(h);
+    const ls = JSON.parse((await topo.cli(['container', 'ls', '--json', '--state-dir', h.stateDir])).stdout) as { id: string; ip: string }[];
+    t.deepEqual(ls.map((x) => [x.id, x.ip]), [['c1', c.ip]]);
+    const rm = await topo.cli(['container', 'rm', '--state-dir', h.stateDir, '--id', 'c1']);
+    t.is(rm.exitCode, 0);
+    const rm2 = await topo.cli(['container', 'rm', '--state-dir', h.stateDir, '--id', 'c1'], { reject: false });
+    t.is(rm2.exitCode, 1);
+    t.regex(rm2.stderr, /no container "c1"/);
+  } finally {
+    await topo.destroy();
+  }
+});
