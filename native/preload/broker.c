@@ -1,0 +1,474 @@
+/* The per-process broker connection and request/reply matching.
+ *
+ * One SOCK_SEQPACKET connection per process, opened lazily (first connect/listen of a TCP socket)
+ * and shared by all threads. Requests carry a seq; replies echo it.
+ *
+ * Leader/follower: a mutex + condvar protect the table of outstanding requests. A waiting thread
+ * that finds nobody reading becomes the reader: it drops the mutex, reads one reply (first polling
+ * with MSG_DONTWAIT for a short adaptive budget, then ppoll with its deadline), retakes the mutex,
+ * files the reply (and its fd) under the owner's seq, wakes everybody and looks at its own slot
+ * again. No lock is ever held across a blocking call. A reply nobody waits for any more (its
+ * requester timed out) is dropped and its fd closed.
+ *
+ * Failure handling: every wait has a deadline (SLIMFAST_TIMEOUT_MS, 3 s). EOF or an error kills
+ * the connection (shutdown wakes its reader; the fd is closed when its last user lets go); the next
+ * request reconnects, with a growing back-off while the broker cannot be reached. A timeout
+ * suspends the broker for a while (requests fall back at once) without dropping the connection.
+ * A forked child closes the inherited connection and starts from scratch.
+ */
+#include "sf.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NPEND 64
+
+struct conn {
+  int fd;
+  int refs;   /* cur's reference + threads using it */
+  int dead;
+  int reader; /* a thread is reading it */
+  struct conn *next;
+};
+
+struct pend {
+  int used, done, failed;
+  uint32_t seq;
+  struct conn *c;
+  struct sf_msg msg;
+  int fd;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv;
+static int cv_ready;
+static struct conn *cur;   /* the live connection, or NULL */
+static struct conn *conns; /* every connection object not yet freed */
+static int cur_fd = -1;    /* lock-free copy of cur->fd for sf_broker_is_fd */
+static int opening;
+static int64_t retry_at;      /* no connection attempt before this */
+static int backoff_ms;
+static int64_t suspend_until; /* after a timeout: fall back at once until then */
+static int suspend_ms;
+static struct sf_info info;
+static uint32_t next_seq;
+static struct pend pend[NPEND];
+static int64_t wait_ewma_ns = 10000; /* how long a reader usually waits for a reply */
+static pid_t owner_pid;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+static void cv_init_locked(void) {
+  if (cv_ready) return;
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&cv, &a);
+  pthread_condattr_destroy(&a);
+  cv_ready = 1;
+}
+
+/* Wait on cv until deadline; returns ETIMEDOUT once it passed. */
+static int cv_wait(int64_t deadline) {
+  struct timespec ts = {(time_t)(deadline / 1000000000), (long)(deadline % 1000000000)};
+  return pthread_cond_timedwait(&cv, &mu, &ts);
+}
+
+static void conn_put(struct conn *c) {
+  if (--c->refs > 0) return;
+  sf_tab_drop(c->fd);
+  REAL(close)(c->fd);
+  for (struct conn **pp = &conns; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  free(c);
+}
+
+static void conn_kill(struct conn *c, const char *why) {
+  if (c->dead) return;
+  SF_DEBUG("broker connection fd %d lost (%s)", c->fd, why);
+  c->dead = 1;
+  shutdown(c->fd, SHUT_RDWR);
+  for (int i = 0; i < NPEND; i++)
+    if (pend[i].used && pend[i].c == c && !pend[i].done) pend[i].done = pend[i].failed = 1;
+  if (cur == c) {
+    cur = NULL;
+    __atomic_store_n(&cur_fd, -1, __ATOMIC_RELAXED);
+    conn_put(c);
+  }
+  pthread_cond_broadcast(&cv);
+}
+
+/* Child of a fork (or a clone that bypassed the atfork handlers): nothing here is ours. */
+static void reset_locked(void) {
+  for (struct conn *c = conns, *n; c; c = n) {
+    n = c->next;
+    sf_tab_drop(c->fd);
+    REAL(close)(c->fd);
+    free(c);
+  }
+  conns = cur = NULL;
+  __atomic_store_n(&cur_fd, -1, __ATOMIC_RELAXED);
+  for (int i = 0; i < NPEND; i++) {
+    if (pend[i].used && pend[i].fd >= 0) REAL(close)(pend[i].fd);
+    memset(&pend[i], 0, sizeof pend[i]);
+  }
+  opening = 0;
+  retry_at = suspend_until = 0;
+  backoff_ms = suspend_ms = 0;
+  owner_pid = getpid();
+}
+
+void sf_broker_atfork_child(void) {
+  pthread_mutex_init(&mu, NULL);
+  cv_ready = 0;
+  cv_init_locked();
+  reset_locked();
+}
+
+/* ---- raw message I/O (no locks held) ---- */
+
+static int send_msg(int fd, const struct sf_msg *m, int send_fd, int64_t deadline) {
+  struct iovec iov = {(void *)m, sizeof *m};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  if (send_fd >= 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof u.buf;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &send_fd, sizeof(int));
+  }
+  for (;;) {
+    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == (ssize_t)sizeof *m) return 0;
+    if (n >= 0) return -1;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return -1;
+    int64_t left = deadline - sf_now_ns();
+    if (left <= 0) return -1;
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+    if (ppoll(&pfd, 1, &ts, NULL) < 0 && errno != EINTR) return -1;
+  }
+}
+
+/* One packet: 1 = message (*rfd = attached fd or -1), 0 = garbage (skipped), -1 = EOF/error,
+   -2 = would block. */
+static int recv_msg(int fd, struct sf_msg *m, int *rfd) {
+  struct iovec iov = {m, sizeof *m};
+  union {
+    char buf[CMSG_SPACE(4 * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.buf;
+  mh.msg_controllen = sizeof u.buf;
+  *rfd = -1;
+  ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR) return -2;
+    return -1;
+  }
+  if (n == 0) return -1;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    int nfd = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < nfd; i++) {
+      int x;
+      memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
+      if (*rfd < 0)
+        *rfd = x;
+      else
+        REAL(close)(x);
+    }
+  }
+  if (n != (ssize_t)sizeof *m || (mh.msg_flags & MSG_TRUNC)) {
+    if (*rfd >= 0) REAL(close)(*rfd);
+    *rfd = -1;
+    return 0;
+  }
+  return 1;
+}
+
+/* Read one reply: poll without blocking for `spin_ns`, then block until deadline.
+   1 = message, 0 = deadline passed, -1 = connection dead. */
+static int read_reply(int fd, int64_t deadline, int64_t spin_ns, struct sf_msg *m, int *rfd) {
+  int64_t start = sf_now_ns(), spin_end = start + spin_ns;
+  for (;;) {
+    int r = recv_msg(fd, m, rfd);
+    if (r == 1) {
+      int64_t waited = sf_now_ns() - start;
+      wait_ewma_ns += (waited - wait_ewma_ns) / 8; /* only the reader writes it */
+      return 1;
+    }
+    if (r == -1) return -1;
+    if (r == 0) continue;
+    int64_t now = sf_now_ns();
+    if (now < spin_end) {
+      for (int i = 0; i < 16; i++) cpu_relax();
+      continue;
+    }
+    if (now >= deadline) return 0;
+    int64_t left = deadline - now;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
+    if (ppoll(&pfd, 1, &ts, NULL) < 0 && errno != EINTR) return -1;
+  }
+}
+
+static int64_t spin_budget(void) {
+  int64_t max = (int64_t)sf_conf.spin_max_us * 1000;
+  if (max <= 0) return 0;
+  int64_t w = wait_ewma_ns;
+  if (w > max) return 2000; /* replies come too late for polling to pay; keep measuring */
+  int64_t b = 2 * w + 2000;
+  return b > max ? max : b;
+}
+
+/* ---- connection set-up ---- */
+
+static int open_broker(struct sf_info *inf, int64_t deadline) {
+  int fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, sf_conf.sock_path, strlen(sf_conf.sock_path));
+  if (REAL(connect)(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    SF_DEBUG("cannot reach broker %s: %s", sf_conf.sock_path, strerror(errno));
+    REAL(close)(fd);
+    return -1;
+  }
+  fd = sf_fd_move_high(fd);
+  struct sf_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = SF_HELLO;
+  m.version = SF_MSG_VERSION;
+  m.a = (uint64_t)getpid();
+  if (send_msg(fd, &m, -1, deadline) != 0) goto fail;
+  for (;;) {
+    int rfd;
+    int r = read_reply(fd, deadline, 0, &m, &rfd);
+    if (r <= 0) goto fail;
+    if (rfd >= 0) REAL(close)(rfd);
+    if (m.type == SF_HELLO_OK && m.seq == 0) break;
+  }
+  if (m.status != 0) goto fail;
+  inf->vip = m.vip_a;
+  inf->net = m.vip_b;
+  uint32_t p = (uint32_t)m.a;
+  inf->mask = p == 0 ? 0 : htonl(p >= 32 ? 0xffffffffu : ~(0xffffffffu >> p));
+  inf->net &= inf->mask;
+  SF_DEBUG("broker connection fd %d up (prefix /%u)", fd, p);
+  return fd;
+fail:
+  SF_DEBUG("broker handshake failed");
+  REAL(close)(fd);
+  return -1;
+}
+
+/* Returns the live connection with a reference taken, or NULL (caller falls back). */
+static struct conn *acquire(int64_t deadline) {
+  pthread_mutex_lock(&mu);
+  cv_init_locked();
+  if (owner_pid != getpid()) reset_locked();
+  for (;;) {
+    int64_t now = sf_now_ns();
+    if (now < suspend_until) break;
+    if (cur) {
+      cur->refs++;
+      struct conn *c = cur;
+      pthread_mutex_unlock(&mu);
+      return c;
+    }
+    if (now < retry_at) break;
+    if (opening) {
+      if (cv_wait(deadline) == ETIMEDOUT) break;
+      continue;
+    }
+    opening = 1;
+    pthread_mutex_unlock(&mu);
+    struct sf_info inf;
+    int fd = open_broker(&inf, deadline);
+    struct conn *c = fd >= 0 ? calloc(1, sizeof *c) : NULL;
+    pthread_mutex_lock(&mu);
+    opening = 0;
+    if (c) {
+      c->fd = fd;
+      c->refs = 1;
+      c->next = conns;
+      conns = c;
+      cur = c;
+      __atomic_store_n(&cur_fd, fd, __ATOMIC_RELAXED);
+      sf_tab_mark_internal(fd, -1);
+      info = inf;
+      backoff_ms = 0;
+    } else {
+      if (fd >= 0) REAL(close)(fd);
+      backoff_ms = backoff_ms ? (backoff_ms >= 16000 ? 30000 : backoff_ms * 2) : 250;
+      retry_at = sf_now_ns() + (int64_t)backoff_ms * 1000000;
+    }
+    pthread_cond_broadcast(&cv);
+  }
+  pthread_mutex_unlock(&mu);
+  return NULL;
+}
+
+int sf_broker_info(struct sf_info *out) {
+  int saved = errno;
+  struct conn *c = acquire(sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000);
+  if (!c) {
+    errno = saved;
+    return -1;
+  }
+  pthread_mutex_lock(&mu);
+  *out = info;
+  conn_put(c);
+  pthread_mutex_unlock(&mu);
+  errno = saved;
+  return 0;
+}
+
+static void file_reply(struct conn *c, const struct sf_msg *m, int fd) {
+  for (int i = 0; i < NPEND; i++) {
+    struct pend *p = &pend[i];
+    if (p->used && !p->done && p->c == c && p->seq == m->seq) {
+      p->msg = *m;
+      p->fd = fd;
+      p->done = 1;
+      return;
+    }
+  }
+  SF_DEBUG("dropping late or unknown reply type %u seq %u", m->type, m->seq);
+  if (fd >= 0) REAL(close)(fd);
+}
+
+int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd) {
+  int saved = errno;
+  int64_t deadline = sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000;
+  *rep_fd = -1;
+  struct conn *c = acquire(deadline);
+  if (!c) {
+    errno = saved;
+    return -1;
+  }
+  pthread_mutex_lock(&mu);
+  struct pend *p = NULL;
+  for (;;) {
+    for (int i = 0; i < NPEND && !p; i++)
+      if (!pend[i].used) p = &pend[i];
+    if (p || c->dead || cv_wait(deadline) == ETIMEDOUT) break;
+  }
+  if (!p) {
+    conn_put(c);
+    pthread_mutex_unlock(&mu);
+    errno = saved;
+    return -1;
+  }
+  memset(p, 0, sizeof *p);
+  p->used = 1;
+  p->c = c;
+  p->fd = -1;
+  if (++next_seq == 0) next_seq = 1; /* seq 0 is the handshake's */
+  p->seq = next_seq;
+  pthread_mutex_unlock(&mu);
+
+  req->seq = p->seq;
+  req->version = SF_MSG_VERSION;
+  int sent = send_msg(c->fd, req, send_fd, deadline);
+
+  pthread_mutex_lock(&mu);
+  if (sent != 0) conn_kill(c, "send failed");
+  int timed_out = 0;
+  while (!p->done) {
+    if (c->dead) {
+      p->failed = 1;
+      break;
+    }
+    if (sf_now_ns() >= deadline) {
+      timed_out = 1;
+      break;
+    }
+    if (!c->reader) {
+      c->reader = 1;
+      int fd = c->fd;
+      int64_t spin = spin_budget();
+      pthread_mutex_unlock(&mu);
+      struct sf_msg m;
+      int mfd;
+      int r = read_reply(fd, deadline, spin, &m, &mfd);
+      pthread_mutex_lock(&mu);
+      c->reader = 0;
+      if (r == 1)
+        file_reply(c, &m, mfd);
+      else if (r < 0)
+        conn_kill(c, "read failed or EOF");
+      pthread_cond_broadcast(&cv);
+      continue;
+    }
+    cv_wait(deadline);
+  }
+  int ok = p->done && !p->failed;
+  if (ok) {
+    *rep = p->msg;
+    *rep_fd = p->fd;
+  }
+  p->used = 0;
+  if (timed_out) {
+    suspend_ms = suspend_ms ? (suspend_ms >= 16000 ? 30000 : suspend_ms * 2) : 1000;
+    suspend_until = sf_now_ns() + (int64_t)suspend_ms * 1000000;
+    SF_DEBUG("broker did not answer within %d ms; falling back for %d ms", sf_conf.timeout_ms,
+             suspend_ms);
+  } else if (ok) {
+    suspend_ms = 0;
+  }
+  conn_put(c);
+  pthread_cond_broadcast(&cv);
+  pthread_mutex_unlock(&mu);
+  errno = saved;
+  return ok ? 0 : -1;
+}
+
+int sf_broker_is_fd(int fd) { return fd >= 0 && __atomic_load_n(&cur_fd, __ATOMIC_RELAXED) == fd; }
+
+void sf_broker_relocate(int fd) {
+  pthread_mutex_lock(&mu);
+  if (cur && cur->fd == fd) {
+    int n = sf_fd_dup_high(fd);
+    if (n >= 0 && n != fd) {
+      sf_tab_mark_internal(n, -1);
+      cur->fd = n;
+      __atomic_store_n(&cur_fd, n, __ATOMIC_RELAXED);
+      sf_tab_drop(fd);
+      REAL(close)(fd);
+    }
+  }
+  pthread_mutex_unlock(&mu);
+}

@@ -1,0 +1,114 @@
+/* Initialisation, fork handling, and adoption of listener channels inherited across exec. */
+#include "sf.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static pid_t owner_pid;
+
+int sf_table_owner(void) { return getpid() == __atomic_load_n(&owner_pid, __ATOMIC_RELAXED); }
+
+static void atfork_child(void) {
+  __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
+  sf_tab_atfork_child(); /* first: the broker reset below drops table entries */
+  sf_broker_atfork_child();
+}
+
+static void mark_candidate(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return;
+  int dom = 0, type = 0;
+  socklen_t l1 = sizeof dom, l2 = sizeof type;
+  if (REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) != 0 ||
+      REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
+    return;
+  if (dom != AF_UNIX || type != SOCK_SEQPACKET) return;
+  struct sf_entry e;
+  memset(&e, 0, sizeof e);
+  e.kind = SF_K_CAND;
+  e.hidden_fd = -1;
+  e.ino = (uint64_t)st.st_ino;
+  sf_tab_set(fd, &e, NULL);
+  SF_DEBUG("fd %d: inherited unix seqpacket socket, may be a listener channel", fd);
+}
+
+/* A new image starts with an empty table. Inherited AF_UNIX/SEQPACKET fds may be listener
+   channels; remember which, and ask the broker about one only when the app uses it. */
+static void scan_inherited(void) {
+  int dfd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    for (int fd = 0; fd < 1024; fd++) mark_candidate(fd);
+    return;
+  }
+  char buf[4096];
+  for (;;) {
+    long n = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      struct dirent64 *d = (struct dirent64 *)(buf + off);
+      off += d->d_reclen;
+      if (d->d_name[0] < '0' || d->d_name[0] > '9') continue;
+      int fd = 0;
+      for (const char *p = d->d_name; *p >= '0' && *p <= '9'; p++) fd = fd * 10 + (*p - '0');
+      if (fd != dfd) mark_candidate(fd);
+    }
+  }
+  REAL(close)(dfd);
+}
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static void init_once(void) {
+  int saved = errno;
+  sf_real_init();
+  sf_conf_init();
+  owner_pid = getpid();
+  if (sf_conf.enabled) {
+    pthread_atfork(NULL, NULL, atfork_child);
+    scan_inherited();
+    SF_DEBUG("loaded, broker socket %s", sf_conf.sock_path);
+  }
+  errno = saved;
+}
+
+void sf_init(void) { pthread_once(&once, init_once); }
+
+__attribute__((constructor)) static void sf_constructor(void) { sf_init(); }
+
+int sf_adopt(int fd) {
+  int saved = errno;
+  struct sf_entry e;
+  if (!sf_tab_get(fd, &e)) return SF_K_NONE;
+  if (e.kind != SF_K_CAND) return e.kind;
+  if (sf_fd_ino(fd) != e.ino) {
+    sf_tab_del(fd, NULL);
+    errno = saved;
+    return SF_K_NONE;
+  }
+  struct sf_msg req, rep;
+  memset(&req, 0, sizeof req);
+  req.type = SF_QUERY_CHANNEL;
+  req.a = e.ino;
+  int rfd;
+  if (sf_broker_call(&req, -1, &rep, &rfd) != 0) {
+    errno = saved;
+    return SF_K_CAND; /* unknown: ask again later */
+  }
+  if (rfd >= 0) REAL(close)(rfd);
+  if (rep.type == SF_CHANNEL_INFO && rep.status == 0) {
+    e.kind = SF_K_CHAN;
+    e.l_ip = rep.vip_a;
+    e.l_port = rep.port_a;
+    SF_DEBUG("fd %d: adopted as a listener channel", fd);
+  } else {
+    e.kind = SF_K_NOTCHAN;
+  }
+  e.hidden_fd = -1;
+  sf_tab_set(fd, &e, NULL);
+  errno = saved;
+  return e.kind;
+}

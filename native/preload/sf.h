@@ -1,0 +1,202 @@
+/* SlimFast preload library: internal declarations shared by the source files.
+ *
+ * Layout (one concern per file):
+ *   real.c      dlsym(RTLD_NEXT) pointers to the libc functions we interpose
+ *   util.c      configuration from the environment, debug log, clocks, internal fd placement
+ *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signals blocked)
+ *   broker.c    the per-process broker connection, request/reply matching (leader/follower)
+ *   swap.c      putting a new socket onto the app's fd number (flags, options, epoll sets)
+ *   sockcalls.c socket/bind/listen/accept/accept4/connect/getsockname/getpeername/[gs]etsockopt
+ *   fdops.c     dup/dup2/dup3/fcntl/close/close_range/closefrom
+ *   epoll.c     epoll_create/epoll_create1/epoll_ctl bookkeeping
+ *   forkexec.c  constructor, fork handling, adoption of listener channels after exec
+ */
+#ifndef SF_PRELOAD_H
+#define SF_PRELOAD_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "slimfast_wire.h"
+
+#define SF_EXPORT __attribute__((visibility("default")))
+#define SF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---------- real.c ---------- */
+struct sf_real {
+  int (*socket)(int, int, int);
+  int (*bind)(int, const struct sockaddr *, socklen_t);
+  int (*listen)(int, int);
+  int (*accept)(int, struct sockaddr *, socklen_t *);
+  int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+  int (*connect)(int, const struct sockaddr *, socklen_t);
+  int (*getsockname)(int, struct sockaddr *, socklen_t *);
+  int (*getpeername)(int, struct sockaddr *, socklen_t *);
+  int (*setsockopt)(int, int, int, const void *, socklen_t);
+  int (*getsockopt)(int, int, int, void *, socklen_t *);
+  int (*dup)(int);
+  int (*dup2)(int, int);
+  int (*dup3)(int, int, int);
+  int (*fcntl)(int, int, ...);
+  int (*fcntl64)(int, int, ...);
+  int (*close)(int);
+  int (*close_range)(unsigned, unsigned, int);
+  void (*closefrom)(int);
+  int (*epoll_create)(int);
+  int (*epoll_create1)(int);
+  int (*epoll_ctl)(int, int, int, struct epoll_event *);
+};
+extern struct sf_real sf_real;
+extern int sf_real_ready;
+void sf_real_init(void);
+#define REAL(f) (SF_UNLIKELY(!sf_real_ready) ? (sf_real_init(), sf_real.f) : sf_real.f)
+
+/* ---------- util.c ---------- */
+struct sf_conf {
+  int enabled;          /* SLIMFAST_SOCKET set and usable */
+  int debug;            /* SLIMFAST_DEBUG=1 */
+  int timeout_ms;       /* SLIMFAST_TIMEOUT_MS, default 3000 */
+  int spin_max_us;      /* SLIMFAST_SPIN_US, default 20; 0 = never poll before blocking */
+  char sock_path[108];
+};
+extern struct sf_conf sf_conf;
+void sf_conf_init(void); /* idempotent */
+void sf_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define SF_DEBUG(...) do { if (SF_UNLIKELY(sf_conf.debug)) sf_log(__VA_ARGS__); } while (0)
+int64_t sf_now_ns(void);
+/* Move an internal fd (broker connection, hidden listener) out of the app's low range, CLOEXEC.
+   Returns the new fd (the old one is closed) or the old fd if it cannot be moved. */
+int sf_fd_move_high(int fd);
+/* Duplicate fd into the high range (CLOEXEC); -1 on failure. */
+int sf_fd_dup_high(int fd);
+uint64_t sf_fd_ino(int fd); /* st_ino, 0 on error */
+int sf_fd_nonblock(int fd, int on); /* set/clear O_NONBLOCK on the open file description */
+
+/* ---------- fdtable.c ---------- */
+enum sf_kind {
+  SF_K_NONE = 0,
+  SF_K_SOCK,     /* AF_INET TCP socket, not yet connected or listening through SlimFast */
+  SF_K_CONN,     /* connected socket handed over by the broker: virtual addresses */
+  SF_K_CHAN,     /* listener channel (AF_UNIX SEQPACKET fed by the broker) on the app's fd */
+  SF_K_CAND,     /* inherited across exec, AF_UNIX SEQPACKET: may be a channel, not asked yet */
+  SF_K_NOTCHAN,  /* inherited unix fd the broker said is not a channel (negative cache) */
+  SF_K_EPOLL,    /* an epoll instance (generation number identifies it) */
+  SF_K_INTERNAL  /* our own fd (broker connection, hidden listener): invisible to the app */
+};
+
+#define SF_MAX_OPTS 10
+#define SF_MAX_EPS 8
+#define SF_OPT_MAXLEN 16
+
+struct sf_opt {
+  int32_t level, name;
+  uint32_t len;
+  uint8_t val[SF_OPT_MAXLEN];
+};
+
+struct sf_ep {
+  int32_t epfd;
+  uint32_t events;
+  uint64_t data;
+  uint64_t gen; /* generation of the epoll instance (0 = unknown) */
+};
+
+#define SF_F_NONBLOCK 0x01  /* created with SOCK_NONBLOCK */
+#define SF_F_CLOEXEC 0x02   /* created with SOCK_CLOEXEC */
+#define SF_F_BOUND 0x04     /* bind() succeeded */
+#define SF_F_OPTLOST 0x08   /* more options than we could record */
+#define SF_F_EPLOST 0x10    /* more epoll sets than we could record */
+#define SF_F_SWAPPING 0x20  /* a thread is replacing the fd (channel fallback) */
+
+struct sf_entry {
+  uint8_t kind, flags, nopts, neps;
+  int32_t hidden_fd;      /* CHAN: CLOEXEC dup of the real listening socket (-1 = none);
+                             INTERNAL: the app fd that owns this hidden fd (-1 = broker conn) */
+  uint32_t bound_ip;      /* network order */
+  uint16_t bound_port;
+  uint16_t l_port, p_port;
+  uint32_t l_ip, p_ip;    /* virtual local / peer (network order) */
+  uint64_t ino;           /* st_ino of the socket the entry describes (staleness check) */
+  uint64_t gen;           /* EPOLL: instance generation */
+  struct sf_opt opts[SF_MAX_OPTS];
+  struct sf_ep eps[SF_MAX_EPS];
+};
+
+#define SF_TAB_MAXFD (1 << 24)
+
+/* Lock-free hint: nonzero if fd may have an entry. */
+int sf_tab_has(int fd);
+/* Copy fd's entry into *out; 1 if present, 0 if not. */
+int sf_tab_get(int fd, struct sf_entry *out);
+/* Create or replace fd's entry; the replaced one (if any) is copied into *old (may be NULL) and
+   1 is returned; 0 if there was none; -1 if the fd cannot be tracked. */
+int sf_tab_set(int fd, const struct sf_entry *in, struct sf_entry *old);
+/* Remove fd's entry unless it is SF_K_INTERNAL; copy it into *old. Returns 1 if removed,
+   0 if absent, 2 if the fd is internal (nothing removed). */
+int sf_tab_del(int fd, struct sf_entry *old);
+/* Remove fd's entry whatever its kind (our own fds). */
+void sf_tab_drop(int fd);
+/* Mark fd as one of our own (INTERNAL, owner = app fd or -1). */
+void sf_tab_mark_internal(int fd, int owner);
+/* Run fn on the entry under the slot lock (e is NULL-kind-zeroed scratch when absent and create
+   is set). fn returns SF_UPD_KEEP, SF_UPD_STORE or SF_UPD_DELETE; fn must not block or call
+   anything that takes another slot lock. Returns fn's result, or -1 if absent and !create. */
+enum { SF_UPD_KEEP = 0, SF_UPD_STORE = 1, SF_UPD_DELETE = 2 };
+typedef int (*sf_upd_fn)(struct sf_entry *e, int present, void *arg);
+int sf_tab_update(int fd, sf_upd_fn fn, void *arg);
+/* Visit every entry in [lo, hi]; cb gets a copy; entries for which it returns nonzero are
+   removed. Used by close_range. */
+void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int fd, const struct sf_entry *e, void *arg),
+                 void *arg);
+void sf_tab_atfork_child(void);
+
+/* ---------- broker.c ---------- */
+struct sf_info {
+  uint32_t vip, net, mask; /* network order */
+};
+/* Make sure the broker connection is up (opening it lazily); fills *info. 0 or -1. */
+int sf_broker_info(struct sf_info *info);
+/* One request/reply. send_fd (or -1) travels with the request. On 0, *rep is the reply and
+   *rep_fd the attached fd (or -1; the caller owns it). -1: broker unreachable, dead or too slow
+   (the caller falls back). */
+int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd);
+int sf_broker_is_fd(int fd);
+/* The app wants fd number `fd` and it is our broker connection: move ours away. */
+void sf_broker_relocate(int fd);
+void sf_broker_atfork_child(void);
+
+/* ---------- swap.c ---------- */
+/* Replace the app's fd with newfd (consumed): keeps FD_CLOEXEC of the app's fd and O_NONBLOCK
+   of `flags` (the app fd's F_GETFL, read now when -1), replays recorded options (if replay_opts),
+   re-registers fd in the recorded epoll sets. Returns 0, or -1 with errno (newfd closed). */
+int sf_swap_in(int fd, int newfd, const struct sf_entry *e, int replay_opts, int flags);
+/* Release resources held by an entry that is gone (closes a channel's hidden fd). */
+void sf_entry_release(const struct sf_entry *e);
+/* Close (really) one of our hidden fds and drop its INTERNAL entry. */
+void sf_hidden_close(int hfd);
+/* Create a hidden (high, CLOEXEC, INTERNAL) dup of fd owned by app fd `owner`; -1 on failure. */
+int sf_hidden_dup(int fd, int owner);
+/* The app wants fd number `fd` (dup2 target) and it is one of our internal fds: move it. */
+void sf_internal_relocate(int fd);
+void sf_fill_addr(struct sockaddr *addr, socklen_t *len, uint32_t ip, uint16_t port);
+
+/* ---------- epoll.c ---------- */
+/* 1 if the epoll instance recorded as (epfd, gen) is still the one at epfd. */
+int sf_epoll_same(int epfd, uint64_t gen);
+
+/* ---------- forkexec.c ---------- */
+void sf_init(void); /* idempotent; the constructor calls it */
+/* 0 in the child of a vfork() (it shares our memory but not our fds: it must not edit the table). */
+int sf_table_owner(void);
+/* An SF_K_CAND fd is being used: ask the broker whether it is a channel; updates the table.
+   Returns the new kind. */
+int sf_adopt(int fd);
+
+#endif

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Runs the preload tests against tests/bin/fakebroker inside a private network namespace
+# (needs root and iproute2). Usage: tests/run_local.sh [t_name ...]
+# Environment: VALGRIND=1 runs each test under valgrind; ASAN=1 uses libslimfast-asan.so.
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+bin=$here/tests/bin
+lib=$here/libslimfast.so
+if [ "${ASAN:-0}" = 1 ]; then lib="$(${CC:-cc} -print-file-name=libasan.so) $here/libslimfast-asan.so"; fi
+ns=sfpre-$$-$RANDOM
+sock=/tmp/$ns.sock
+vip=10.250.0.2
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  ip netns del "$ns" 2>/dev/null
+  rm -f "$sock" "$log"
+}
+trap cleanup EXIT
+ip netns add "$ns" || { echo "cannot create a network namespace" >&2; exit 77; }
+ip -n "$ns" link set lo up
+ip -n "$ns" addr add $vip/24 dev lo
+nsx() { ip netns exec "$ns" "$@"; }
+
+log=/tmp/$ns.log
+ip netns exec "$ns" "$bin/fakebroker" --socket "$sock" --vip $vip --net 10.250.0.0/24 >>"$log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.02; done
+ip netns exec "$ns" env LD_PRELOAD="$lib" SLIMFAST_SOCKET="$sock" "$bin/echo_server" 9000 >>"$log" 2>&1 &
+pids+=($!)
+ip netns exec "$ns" "$bin/echo_server" 9001 >>"$log" 2>&1 &
+pids+=($!)
+sleep 0.3
+
+export SF_TEST_SELF_IP=$vip SF_TEST_ECHO=$vip:9000 SF_TEST_CLOSED=$vip:9999 SF_TEST_PLAIN=$vip:9001
+tests=("$@")
+[ ${#tests[@]} -eq 0 ] && tests=($(cd "$bin" && ls t_* | sort))
+pass=0 fail=0 skip=0
+for t in "${tests[@]}"; do
+  wrap=()
+  [ "${VALGRIND:-0}" = 1 ] && wrap=(valgrind -q --error-exitcode=99 --trace-children=yes)
+  start=$(date +%s.%N)
+  out=$(nsx env LD_PRELOAD="$lib" SLIMFAST_SOCKET="$sock" "${wrap[@]}" "$bin/$t" 2>&1)
+  rc=$?
+  dt=$(echo "$(date +%s.%N) - $start" | bc -l)
+  case $rc in
+    0) pass=$((pass+1)); printf 'PASS %-28s %5.2fs\n' "$t" "$dt" ;;
+    77) skip=$((skip+1)); printf 'SKIP %-28s %s\n' "$t" "$(echo "$out" | tail -1)" ;;
+    *) fail=$((fail+1)); printf 'FAIL %-28s rc=%d\n%s\n' "$t" "$rc" "$out" ;;
+  esac
+done
+echo "passed $pass, failed $fail, skipped $skip"
+[ $fail -eq 0 ]

@@ -1,0 +1,105 @@
+/* Configuration, debug log, clock and internal fd placement. */
+#include "sf.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+struct sf_conf sf_conf;
+static int conf_done;
+
+static int env_int(const char *name, int def, int lo, int hi) {
+  const char *s = getenv(name);
+  if (!s || !*s) return def;
+  char *end;
+  long v = strtol(s, &end, 10);
+  if (*end || v < lo || v > hi) return def;
+  return (int)v;
+}
+
+void sf_conf_init(void) {
+  if (__atomic_load_n(&conf_done, __ATOMIC_ACQUIRE)) return;
+  const char *d = getenv("SLIMFAST_DEBUG");
+  sf_conf.debug = d && d[0] == '1';
+  sf_conf.timeout_ms = env_int("SLIMFAST_TIMEOUT_MS", 3000, 1, 600000);
+  sf_conf.spin_max_us = env_int("SLIMFAST_SPIN_US", 20, 0, 1000);
+  const char *p = getenv("SLIMFAST_SOCKET");
+  if (p && *p && strlen(p) < sizeof sf_conf.sock_path) {
+    strcpy(sf_conf.sock_path, p);
+    sf_conf.enabled = 1;
+  }
+  __atomic_store_n(&conf_done, 1, __ATOMIC_RELEASE);
+}
+
+void sf_log(const char *fmt, ...) {
+  int saved = errno;
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "[slimfast %d] ", (int)getpid());
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+  va_end(ap);
+  if (m < 0) m = 0;
+  n += m;
+  if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
+  buf[n++] = '\n';
+  ssize_t w = write(2, buf, (size_t)n);
+  (void)w;
+  errno = saved;
+}
+
+int64_t sf_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Lowest fd number for our own fds: above select()'s range when the limit allows, else in the
+   top quarter of the limit, so they stay out of the numbers an application usually sees. */
+static int high_base(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 3;
+  rlim_t soft = rl.rlim_cur;
+  if (soft > 1100) return 1024;
+  int b = (int)(soft * 3 / 4);
+  return b < 3 ? 3 : b;
+}
+
+int sf_fd_dup_high(int fd) {
+  int n = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, high_base());
+  if (n < 0) n = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, 3);
+  return n;
+}
+
+int sf_fd_move_high(int fd) {
+  int saved = errno;
+  int n = sf_fd_dup_high(fd);
+  if (n < 0) {
+    REAL(fcntl)(fd, F_SETFD, FD_CLOEXEC);
+    errno = saved;
+    return fd;
+  }
+  REAL(close)(fd);
+  errno = saved;
+  return n;
+}
+
+uint64_t sf_fd_ino(int fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return 0;
+  return (uint64_t)st.st_ino;
+}
+
+int sf_fd_nonblock(int fd, int on) {
+  int fl = REAL(fcntl)(fd, F_GETFL);
+  if (fl < 0) return -1;
+  int nf = on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK);
+  if (nf == fl) return 0;
+  return REAL(fcntl)(fd, F_SETFL, nf);
+}
