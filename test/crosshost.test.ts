@@ -147,3 +147,21 @@ test.serial('several forked processes accepting on one listener never mix up pee
   }
   t.true(pids.size >= 2, `accepted by ${pids.size} worker process(es)`);
 });
+
+test.serial('several threads accepting on one listener never mix up peers', async (t) => {
+  const c2 = topo.container('c2');
+  topo.spawn(c2, [PY, ECHO_SERVER, '7500', '--threads', '4']);
+  await topo.waitPort(c2, 7500);
+  await topo.waitListener(c2.ip, 7500);
+  const runs = await Promise.all([echo('c1', 'c2', 7500, 30), echo('c3', 'c2', 7500, 30)]);
+  const threads = new Set<string>();
+  for (const run of runs) {
+    t.deepEqual(run.errors, []);
+    for (const r of run.results) {
+      t.true(r.echo_ok);
+      t.is(r.server_peer, r.local, 'each connection is paired with its own peer');
+      threads.add(r.server_thread);
+    }
+  }
+  t.true(threads.size >= 2, `accepted by ${threads.size} thread(s): ${[...threads].join(', ')}`);
+});

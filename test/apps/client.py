@@ -43,6 +43,7 @@ def one(host, port, i):
             "server_local": hello[1],
             "server_peer": hello[2],
             "server_pid": int(hello[3]),
+            "server_thread": hello[4],
             "echo_ok": got.decode() == msg,
         }
     finally:

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Test echo server. Usage: echo_server.py PORT [--fork N] [--bind ADDR]
+"""Test echo server. Usage: echo_server.py PORT [--fork N] [--threads N] [--bind ADDR]
 
 Each connection first gets one line "hello <local ip:port> <peer ip:port> <pid>" (what accept() and
-getsockname() told this process), then every byte it sends is echoed back. With --fork N, N worker
-processes accept on the one listening socket (fork after listen, like nginx)."""
+getsockname() told this process and thread), then every byte it sends is echoed back. With --fork N,
+N worker processes accept on the one listening socket (fork after listen, like nginx); with
+--threads N, N threads of one process do."""
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ def fmt(addr):
 
 def serve(conn, peer):
     try:
-        conn.sendall(f"hello {fmt(conn.getsockname())} {fmt(peer)} {os.getpid()}\n".encode())
+        conn.sendall(f"hello {fmt(conn.getsockname())} {fmt(peer)} {os.getpid()} {threading.current_thread().name}\n".encode())
         while True:
             data = conn.recv(65536)
             if not data:
@@ -35,12 +36,13 @@ def accept_loop(ls):
             conn, peer = ls.accept()
         except InterruptedError:
             continue
-        threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
+        threading.Thread(target=serve, args=(conn, peer), daemon=True, name=threading.current_thread().name).start()
 
 
 def main():
     port = int(sys.argv[1])
     workers = int(sys.argv[sys.argv.index("--fork") + 1]) if "--fork" in sys.argv else 0
+    threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 0
     bind = sys.argv[sys.argv.index("--bind") + 1] if "--bind" in sys.argv else "0.0.0.0"
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -64,7 +66,9 @@ def main():
 
     signal.signal(signal.SIGTERM, stop)
     print(f"listening {port}", flush=True)
-    if workers:
+    for i in range(threads):
+        threading.Thread(target=accept_loop, args=(ls,), daemon=True, name=f"acceptor{i}").start()
+    if workers or threads:
         signal.pause()
     else:
         accept_loop(ls)

@@ -13,6 +13,7 @@ export interface EchoResult {
   server_local: string;
   server_peer: string;
   server_pid: number;
+  server_thread: string;
   echo_ok: boolean;
 }
 
