@@ -10,6 +10,7 @@ fi
 npx tsc -p tsconfig.json
 make -s -C native/preload all tests
 make -s -C bench/clients
+make -s -C native/launcher
 [ -f build/Release/slimfast_addon.node ] || npx node-gyp rebuild --silent
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -17,9 +18,9 @@ set +e
 npx ava "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
-# One plain summary line ("N passed, N failed, N skipped") from ava's own closing lines.
-passed=$(sed -nE 's/^ *([0-9]+) tests? passed.*/\1/p' "$log" | tail -1)
-failed=$(sed -nE 's/^ *([0-9]+) tests? failed.*/\1/p' "$log" | tail -1)
-skipped=$(sed -nE 's/^ *([0-9]+) tests? skipped.*/\1/p' "$log" | tail -1)
+# One plain summary line ("N passed, N failed, N skipped") counted from ava's per-test lines.
+passed=$(grep -cE '^\s*✔' "$log" || true)
+failed=$(grep -cE '^\s*✘' "$log" || true)
+skipped=$(grep -cE '^\s*- ' "$log" || true)
 echo "ava: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 exit "$rc"

@@ -1,0 +1,66 @@
+// Podman's precreate hook stage: the runtime configuration comes on stdin and the (modified)
+// configuration goes to stdout, before Podman hands it to the OCI runtime. This applies the same
+// modifiers as slimfast-runc create, except the hooks, which Podman adds from the hooks.d files, so that
+// Podman's hooks directory alone puts containers on SlimFast with a plain runc or crun.
+//
+// The configuration does not name the container. Podman >= 4.4 runs the hook in the container's bundle
+// directory, .../overlay-containers/<ID>/userdata, and every Podman bind-mounts files from there (hosts,
+// resolv.conf, .containerenv); failing both an id is made up. It is recorded as the annotation
+// io.slimfast.id for the createRuntime hook.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ANNOTATION_ID } from '../runtime-wrapper/constants.js';
+import { buildCtx } from '../runtime-wrapper/context.js';
+import { parseLossless, stringifyLossless } from '../runtime-wrapper/json-lossless.js';
+import { PRECREATE_MODIFIERS, skipReason } from '../runtime-wrapper/modifiers/index.js';
+import { type Ctx, type Spec, SpecError, applyModifiers } from '../runtime-wrapper/spec.js';
+import { HookInputError } from './oci-state.js';
+
+const PODMAN_USERDATA = /\/overlay-containers\/([0-9a-f]{64})\/userdata(?:\/|$)/;
+
+/** The container id from Podman's bundle directory (the hook's working directory in Podman >= 4.4), if it is one. */
+export function idFromBundleDir(dir: string): string | undefined {
+  return PODMAN_USERDATA.exec(path.resolve(dir))?.[1];
+}
+
+/**
+ * The container id from the files Podman mounts from the container's userdata directory
+ * (.../overlay-containers/<ID>/userdata/{hosts,hostname,resolv.conf,.containerenv}), when they agree.
+ */
+export function idFromPodmanMounts(spec: Spec): string | undefined {
+  const ids = new Set<string>();
+  for (const m of spec.mounts ?? []) {
+    const id = typeof m.source === 'string' ? PODMAN_USERDATA.exec(m.source)?.[1] : undefined;
+    if (id) ids.add(id);
+  }
+  return ids.size === 1 ? [...ids][0] : undefined;
+}
+
+export interface PrecreateResult {
+  output: string;
+  changed: boolean;
+  skipped?: string;
+}
+
+export function precreate(input: string, cwd: string, env: NodeJS.ProcessEnv = process.env, makeCtx: (id: string) => Ctx = (id) => buildCtx(id, env)): PrecreateResult {
+  let spec: Spec;
+  try {
+    spec = parseLossless(input) as Spec;
+  } catch (err) {
+    throw new HookInputError(`stdin is not an OCI runtime configuration (${(err as Error).message}); slimfast-hook precreate is run by Podman as a precreate hook`);
+  }
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new HookInputError('stdin is not an OCI runtime configuration object');
+  // A made-up id works for createRuntime, which sees the annotation, but Podman runs poststop with the
+  // annotations it was given (without ours) and the real id: the real id is worth finding.
+  const id = spec.annotations?.[ANNOTATION_ID] || idFromBundleDir(cwd) || idFromPodmanMounts(spec) || `sf-${crypto.randomBytes(8).toString('hex')}`;
+  const ctx = makeCtx(id);
+  const skipped = skipReason(spec, ctx);
+  if (skipped) return { output: input, changed: false, skipped };
+  if (!fs.existsSync(ctx.preload)) {
+    throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
+  }
+  applyModifiers(spec, ctx, PRECREATE_MODIFIERS);
+  for (const dir of ctx.needDirs) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  return { output: stringifyLossless(spec), changed: true };
+}

@@ -1,0 +1,57 @@
+// Builds the modifiers' context from this install and the environment.
+import fs from 'node:fs';
+import { resolveStateDir } from '../broker/config-file.js';
+import { installPaths } from '../broker/paths.js';
+import { containerSocketDir } from '../broker/registry.js';
+import { stateLayout } from '../broker/state-dir.js';
+import { DEFAULT_HOOK_TIMEOUT_S, FORWARDED_ENV, HOOK_PATH } from './constants.js';
+import type { Ctx } from './spec.js';
+
+/** SLIMFAST_HOOK_TIMEOUT in seconds (a positive number, "s" suffix allowed), else the default. */
+export function hookTimeoutSeconds(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.SLIMFAST_HOOK_TIMEOUT?.trim();
+  if (!raw) return DEFAULT_HOOK_TIMEOUT_S;
+  const n = Number(raw.replace(/s$/i, ''));
+  if (!Number.isFinite(n) || n <= 0) {
+    throw new Error(`SLIMFAST_HOOK_TIMEOUT="${raw}" is not a positive number of seconds`);
+  }
+  return n;
+}
+
+function nsId(p: string): string | undefined {
+  try {
+    const st = fs.statSync(p);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when nsPath is the network namespace this process (the runtime) or init runs in. */
+export function isHostNetns(nsPath: string): boolean {
+  const id = nsId(nsPath);
+  if (!id) return false;
+  return id === nsId('/proc/self/ns/net') || id === nsId('/proc/1/ns/net');
+}
+
+/** The host path of libslimfast.so: SLIMFAST_PRELOAD (packaging, tests) or this install's. */
+export function preloadPath(env: NodeJS.ProcessEnv = process.env): string {
+  return env.SLIMFAST_PRELOAD || installPaths().preload;
+}
+
+export function buildCtx(id: string, env: NodeJS.ProcessEnv = process.env): Ctx {
+  const stateDir = stateLayout(resolveStateDir(env.SLIMFAST_STATE_DIR || undefined)).dir;
+  const hookEnv = [HOOK_PATH, `SLIMFAST_STATE_DIR=${stateDir}`];
+  for (const name of FORWARDED_ENV) if (env[name]) hookEnv.push(`${name}=${env[name]}`);
+  return {
+    id,
+    stateDir,
+    preload: preloadPath(env),
+    hook: installPaths().hook,
+    hookEnv,
+    hookTimeout: Math.ceil(hookTimeoutSeconds(env)) + 2,
+    socketDir: containerSocketDir(stateLayout(stateDir), id),
+    isHostNetns,
+    needDirs: [],
+  };
+}

@@ -1,0 +1,39 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { applyChange, readIfExists } from './common.js';
+import { planPodman } from './podman.js';
+
+const HOOK = '/opt/slimfast/bin/slimfast-hook';
+
+test('three hooks.d files: precreate, createRuntime, poststop, schema 1.0.0', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfpodman-'));
+  const changes = planPodman(dir, readIfExists, { hook: HOOK, stateDir: '/run/sf' });
+  const results = changes.map((c) => applyChange(c));
+  t.true(results.every((r) => r.changed && r.created));
+  t.deepEqual(fs.readdirSync(dir).sort(), ['50-slimfast-createruntime.json', '50-slimfast-poststop.json', '50-slimfast-precreate.json']);
+  const stages: Record<string, string[]> = {};
+  for (const f of fs.readdirSync(dir)) {
+    const doc = JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8'));
+    t.is(doc.version, '1.0.0');
+    t.is(doc.hook.path, HOOK);
+    t.true(doc.hook.env.includes('SLIMFAST_STATE_DIR=/run/sf'));
+    t.deepEqual(doc.when, { always: true });
+    stages[doc.stages[0]] = doc.hook.args;
+  }
+  t.deepEqual(stages, { precreate: ['slimfast-hook', 'precreate'], createRuntime: ['slimfast-hook', 'create'], poststop: ['slimfast-hook', 'poststop'] });
+  // Idempotent.
+  t.true(planPodman(dir, readIfExists, { hook: HOOK, stateDir: '/run/sf' }).every((c) => applyChange(c).changed === false));
+  // A change (another state dir) rewrites with backups.
+  const r = planPodman(dir, readIfExists, { hook: HOOK }).map((c) => applyChange(c));
+  t.true(r.every((x) => x.changed && x.backup !== undefined));
+  t.is(fs.readdirSync(dir).length, 6);
+  t.false(JSON.parse(fs.readFileSync(path.join(dir, '50-slimfast-poststop.json'), 'utf8')).hook.env.some((e: string) => e.startsWith('SLIMFAST_STATE_DIR=')));
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('an annotation condition instead of always', (t) => {
+  const [c] = planPodman('/x', () => undefined, { hook: HOOK, whenAnnotation: ['^io\\.slimfast\\.enable$', '^true$'] });
+  t.deepEqual(JSON.parse(c.after).when, { annotations: { '^io\\.slimfast\\.enable$': '^true$' } });
+});

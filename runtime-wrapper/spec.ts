@@ -1,0 +1,152 @@
+// The OCI runtime configuration (a bundle's config.json, or an exec --process file): read, modify by a
+// list of SpecModifiers, write back atomically with the same mode, owner and formatting. Unknown fields
+// and key order are kept (new keys go last); 64-bit integers are kept exactly.
+import fs from 'node:fs';
+import path from 'node:path';
+import { detectIndent, parseLossless, stringifyLossless } from './json-lossless.js';
+
+export interface Mount {
+  destination: string;
+  type?: string;
+  source?: string;
+  options?: string[];
+  [key: string]: unknown;
+}
+
+export interface Hook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+  [key: string]: unknown;
+}
+
+export interface Process {
+  args?: string[];
+  env?: string[];
+  [key: string]: unknown;
+}
+
+export interface Namespace {
+  type: string;
+  path?: string;
+  [key: string]: unknown;
+}
+
+export interface Spec {
+  ociVersion?: string;
+  process?: Process;
+  root?: { path: string; readonly?: boolean; [key: string]: unknown };
+  hostname?: string;
+  mounts?: Mount[];
+  hooks?: Record<string, Hook[] | undefined> & { [key: string]: unknown };
+  annotations?: Record<string, string>;
+  linux?: { namespaces?: Namespace[]; [key: string]: unknown };
+  [key: string]: unknown;
+}
+
+/** What the modifiers need to know about the container and this install. */
+export interface Ctx {
+  /** The id this container is registered with at the broker (annotation io.slimfast.id). */
+  id: string;
+  /** The broker's state dir, resolved (SLIMFAST_STATE_DIR, config file, /run/slimfast). */
+  stateDir: string;
+  /** Host path of libslimfast.so. */
+  preload: string;
+  /** Host path of the slimfast-hook executable. */
+  hook: string;
+  /** Environment given to the hooks (NAME=value). */
+  hookEnv: string[];
+  /** Seconds runc allows each hook before killing it. */
+  hookTimeout: number;
+  /** Host directory of this container's broker socket (bind-mounted at /.slimfast/run). */
+  socketDir: string;
+  /** Whether a network namespace path is the host's (the one the runtime runs in). */
+  isHostNetns(nsPath: string): boolean;
+  /** Directories that must exist before the runtime starts (bind-mount sources); filled by modifiers. */
+  needDirs: string[];
+}
+
+/** One change to the configuration. Applying it twice must give the same result as applying it once. */
+export interface SpecModifier {
+  name: string;
+  modify(spec: Spec, ctx: Ctx): void;
+}
+
+export class SpecError extends Error {}
+
+export interface LoadedJson<T> {
+  file: string;
+  value: T;
+  /** The exact text read. */
+  text: string;
+}
+
+export function readJsonFile<T>(file: string, what = 'OCI configuration'): LoadedJson<T> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SpecError(`cannot read the ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = parseLossless(text);
+  } catch (err) {
+    throw new SpecError(`the ${what} ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new SpecError(`the ${what} ${file} is not a JSON object`);
+  return { file, value: value as T, text };
+}
+
+/** Serializes like the original: same indentation, same trailing newline. */
+export function formatLike(original: string, value: unknown): string {
+  const out = stringifyLossless(value, detectIndent(original) || undefined);
+  return /\n\s*$/.test(original) ? out + '\n' : out;
+}
+
+/**
+ * Writes the file atomically (temporary file in the same directory, fsync, rename) with the original's
+ * mode and owner. Returns false, writing nothing, when the content is unchanged.
+ */
+export function writeJsonFileAtomic(loaded: LoadedJson<unknown>, value: unknown): boolean {
+  const text = formatLike(loaded.text, value);
+  if (text === loaded.text) return false;
+  writeFileKeepingMode(loaded.file, text);
+  return true;
+}
+
+export function writeFileKeepingMode(file: string, text: string, fallbackMode = 0o644): void {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(file);
+  } catch {
+    st = undefined;
+  }
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.slimfast-${process.pid}.tmp`);
+  const fd = fs.openSync(tmp, 'w', st ? st.mode & 0o7777 : fallbackMode);
+  try {
+    fs.writeSync(fd, text);
+    if (st) {
+      fs.fchmodSync(fd, st.mode & 0o7777);
+      if (process.getuid?.() === 0 && (st.uid !== 0 || st.gid !== 0)) fs.fchownSync(fd, st.uid, st.gid);
+    }
+    fs.fsyncSync(fd);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fs.closeSync(fd);
+  try {
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Applies the modifiers in order. */
+export function applyModifiers(spec: Spec, ctx: Ctx, modifiers: readonly SpecModifier[]): void {
+  for (const m of modifiers) m.modify(spec, ctx);
+}
