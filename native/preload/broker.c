@@ -102,7 +102,7 @@ static void conn_kill(struct conn *c, const char *why) {
   if (c->dead) return;
   SF_DEBUG("broker connection fd %d lost (%s)", c->fd, why);
   c->dead = 1;
-  shutdown(c->fd, SHUT_RDWR);
+  REAL(shutdown)(c->fd, SHUT_RDWR);
   for (int i = 0; i < NPEND; i++)
     if (pend[i].used && pend[i].c == c && !pend[i].done) pend[i].done = pend[i].failed = 1;
   if (cur == c) {

@@ -39,6 +39,7 @@ void sf_real_init(void) {
   LOAD(getpeername);
   LOAD(setsockopt);
   LOAD(getsockopt);
+  LOAD(shutdown);
   LOAD(dup);
   LOAD(dup2);
   LOAD(dup3);

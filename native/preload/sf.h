@@ -6,7 +6,9 @@
  *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signals blocked)
  *   broker.c    the per-process broker connection, request/reply matching (leader/follower)
  *   swap.c      putting a new socket onto the app's fd number (flags, options, epoll sets)
- *   sockcalls.c socket/bind/listen/accept/accept4/connect/getsockname/getpeername/[gs]etsockopt
+ *   sockcalls.c socket/bind/listen/accept/accept4/connect/getsockname/getpeername/[gs]etsockopt/
+ *               shutdown
+ *   inet6.c     AF_INET6 sockets on IPv4 overlay addresses: v4-mapped addresses, IPPROTO_IPV6 options
  *   fdops.c     dup/dup2/dup3/fcntl/close/close_range/closefrom
  *   epoll.c     epoll_create/epoll_create1/epoll_ctl bookkeeping
  *   forkexec.c  constructor, fork handling, adoption of listener channels after exec
@@ -41,6 +43,7 @@ struct sf_real {
   int (*getpeername)(int, struct sockaddr *, socklen_t *);
   int (*setsockopt)(int, int, int, const void *, socklen_t);
   int (*getsockopt)(int, int, int, void *, socklen_t *);
+  int (*shutdown)(int, int);
   int (*dup)(int);
   int (*dup2)(int, int);
   int (*dup3)(int, int, int);
@@ -82,7 +85,7 @@ int sf_fd_nonblock(int fd, int on); /* set/clear O_NONBLOCK on the open file des
 /* ---------- fdtable.c ---------- */
 enum sf_kind {
   SF_K_NONE = 0,
-  SF_K_SOCK,     /* AF_INET TCP socket, not yet connected or listening through SlimFast */
+  SF_K_SOCK,     /* AF_INET or AF_INET6 TCP socket, not yet connected or listening through SlimFast */
   SF_K_CONN,     /* connected socket handed over by the broker: virtual addresses */
   SF_K_CHAN,     /* listener channel (AF_UNIX SEQPACKET fed by the broker) on the app's fd */
   SF_K_CAND,     /* inherited across exec, AF_UNIX SEQPACKET: may be a channel, not asked yet */
@@ -114,12 +117,15 @@ struct sf_ep {
 #define SF_F_OPTLOST 0x08   /* more options than we could record */
 #define SF_F_EPLOST 0x10    /* more epoll sets than we could record */
 #define SF_F_SWAPPING 0x20  /* a thread is replacing the fd (channel fallback) */
+#define SF_F_V6 0x40        /* the app sees an AF_INET6 socket: addresses are v4-mapped sockaddr_in6
+                               (the socket itself may be an AF_INET host socket) */
+#define SF_F_SHUT 0x80      /* CHAN: the app shut the listener down (accept fails with EINVAL) */
 
 struct sf_entry {
   uint8_t kind, flags, nopts, neps;
   int32_t hidden_fd;      /* CHAN: CLOEXEC dup of the real listening socket (-1 = none);
                              INTERNAL: the app fd that owns this hidden fd (-1 = broker conn) */
-  uint32_t bound_ip;      /* network order */
+  uint32_t bound_ip;      /* network order (AF_INET6: the v4 of ::ffff:a.b.c.d, 0 for ::) */
   uint16_t bound_port;
   uint16_t l_port, p_port;
   uint32_t l_ip, p_ip;    /* virtual local / peer (network order) */
@@ -185,7 +191,22 @@ void sf_hidden_close(int hfd);
 int sf_hidden_dup(int fd, int owner);
 /* The app wants fd number `fd` (dup2 target) and it is one of our internal fds: move it. */
 void sf_internal_relocate(int fd);
-void sf_fill_addr(struct sockaddr *addr, socklen_t *len, uint32_t ip, uint16_t port);
+/* The app's view of (ip, port): sockaddr_in, or with v6 a sockaddr_in6 (::ffff:ip, :: for ip 0);
+   truncated to *len like the kernel does, *len set to the full size. */
+void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port);
+
+/* ---------- inet6.c ---------- */
+/* An AF_INET6 address SlimFast can serve: :: (*ip = 0) or ::ffff:a.b.c.d (*ip = a.b.c.d, network
+   order). 1 if so (port in *port, network order), 0 for every other address (::1, link-local, ...). */
+int sf_v6_to_v4(const struct sockaddr *addr, socklen_t len, uint32_t *ip, uint16_t *port);
+/* IPV6_V6ONLY of fd (1 on error: treat as IPv6-only, i.e. leave it alone). */
+int sf_v6only(int fd);
+/* An IPPROTO_IPV6 option that has an IPPROTO_IP equivalent on an AF_INET socket:
+   IPV6_TCLASS -> IP_TOS, IPV6_UNICAST_HOPS -> IP_TTL. 1 and *name4 set, else 0. */
+int sf_v6_opt_v4(int name, int *name4);
+/* setsockopt/getsockopt at IPPROTO_IPV6 on fd, an AF_INET host socket the app sees as AF_INET6. */
+int sf_v6_setsockopt(int fd, int name, const void *val, socklen_t len);
+int sf_v6_getsockopt(int fd, int name, void *val, socklen_t *len);
 
 /* ---------- epoll.c ---------- */
 /* 1 if the epoll instance recorded as (epfd, gen) is still the one at epfd. */

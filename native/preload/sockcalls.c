@@ -1,4 +1,6 @@
-/* socket/bind/listen/accept/accept4/connect/getsockname/getpeername/setsockopt/getsockopt. */
+/* socket/bind/listen/accept/accept4/connect/getsockname/getpeername/setsockopt/getsockopt/shutdown.
+ * AF_INET6 sockets take part when what they do is IPv4 underneath (inet6.c): a dual-stack listener
+ * on :: or ::ffff:<vIP>, a connect to ::ffff:<overlay address>. */
 #include "sf.h"
 
 #include <fcntl.h>
@@ -8,6 +10,13 @@
 #include <unistd.h>
 
 #define IS_LOOPBACK(ip) ((ntohl(ip) >> 24) == 127)
+
+/* The kernel's family of fd is AF_INET (a host socket under an app's AF_INET6 socket). */
+static int is_inet4(int fd) {
+  int d = 0;
+  socklen_t l = sizeof d;
+  return REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &d, &l) == 0 && d == AF_INET;
+}
 
 static void forget(int fd) {
   struct sf_entry old;
@@ -34,7 +43,7 @@ static int entry_of(int fd, struct sf_entry *e) {
 
 SF_EXPORT int socket(int domain, int type, int protocol) {
   int fd = REAL(socket)(domain, type, protocol);
-  if (fd < 0 || domain != AF_INET || !sf_conf.enabled) return fd;
+  if (fd < 0 || (domain != AF_INET && domain != AF_INET6) || !sf_conf.enabled) return fd;
   if (!sf_table_owner()) return fd; /* a vfork child: our memory is its parent's */
   int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
   if (base != SOCK_STREAM || (protocol != 0 && protocol != IPPROTO_TCP)) return fd;
@@ -44,32 +53,48 @@ SF_EXPORT int socket(int domain, int type, int protocol) {
   e.kind = SF_K_SOCK;
   e.hidden_fd = -1;
   e.flags = (uint8_t)(((type & SOCK_NONBLOCK) ? SF_F_NONBLOCK : 0) |
-                      ((type & SOCK_CLOEXEC) ? SF_F_CLOEXEC : 0));
+                      ((type & SOCK_CLOEXEC) ? SF_F_CLOEXEC : 0) |
+                      (domain == AF_INET6 ? SF_F_V6 : 0));
   e.ino = sf_fd_ino(fd);
   if (sf_tab_set(fd, &e, &old) == 1) sf_entry_release(&old);
   errno = saved;
   return fd;
 }
 
+struct bind_arg {
+  int v6, ok; /* ok: an address SlimFast can serve (AF_INET6: :: or ::ffff:a.b.c.d) */
+  uint32_t ip;
+  uint16_t port;
+};
 static int upd_bound(struct sf_entry *e, int present, void *arg) {
-  const struct sockaddr_in *sin = arg;
-  if (!present || e->kind != SF_K_SOCK) return SF_UPD_KEEP;
-  e->bound_ip = sin->sin_addr.s_addr;
-  e->bound_port = sin->sin_port;
+  const struct bind_arg *a = arg;
+  if (!present || e->kind != SF_K_SOCK || !(e->flags & SF_F_V6) != !a->v6) return SF_UPD_KEEP;
+  if (!a->ok) return SF_UPD_DELETE; /* ::1, link-local, a real IPv6 address: not ours */
+  e->bound_ip = a->ip;
+  e->bound_port = a->port;
   e->flags |= SF_F_BOUND;
   return SF_UPD_STORE;
 }
 
 SF_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
   int r = REAL(bind)(fd, addr, len);
-  if (r == 0 && sf_tab_has(fd) && addr && len >= sizeof(struct sockaddr_in) &&
-      addr->sa_family == AF_INET) {
-    int saved = errno;
+  if (r != 0 || !sf_tab_has(fd) || !addr) return r;
+  int saved = errno;
+  struct bind_arg a = {0, 0, 0, 0};
+  if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
     struct sockaddr_in sin;
     memcpy(&sin, addr, sizeof sin);
-    sf_tab_update(fd, upd_bound, &sin);
-    errno = saved;
+    a.ok = 1;
+    a.ip = sin.sin_addr.s_addr;
+    a.port = sin.sin_port;
+  } else if (addr->sa_family == AF_INET6) {
+    a.v6 = 1;
+    a.ok = sf_v6_to_v4(addr, len, &a.ip, &a.port);
+  } else {
+    return r;
   }
+  sf_tab_update(fd, upd_bound, &a);
+  errno = saved;
   return r;
 }
 
@@ -101,18 +126,35 @@ static int plain_connect(int fd, const struct sockaddr *addr, socklen_t len, int
 }
 
 SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
-  if (!sf_tab_has(fd) || !addr || len < sizeof(struct sockaddr_in) || addr->sa_family != AF_INET)
-    return REAL(connect)(fd, addr, len);
-  int saved = errno;
-  struct sf_entry e;
-  if (entry_of(fd, &e) != SF_K_SOCK) {
-    errno = saved;
+  if (!sf_tab_has(fd) || !addr) return REAL(connect)(fd, addr, len);
+  int v6;
+  uint32_t ip;
+  uint16_t port;
+  if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+    struct sockaddr_in sin;
+    memcpy(&sin, addr, sizeof sin);
+    v6 = 0;
+    ip = sin.sin_addr.s_addr;
+    port = sin.sin_port;
+  } else if (addr->sa_family == AF_INET6 && sf_v6_to_v4(addr, len, &ip, &port)) {
+    v6 = 1; /* :: (loopback for connect) or ::ffff:a.b.c.d */
+  } else {
+    if (addr->sa_family == AF_INET6) { /* a real IPv6 destination: never SlimFast's */
+      int saved = errno;
+      struct sf_entry e;
+      if (sf_tab_get(fd, &e) && e.kind == SF_K_SOCK) forget(fd);
+      errno = saved;
+    }
     return REAL(connect)(fd, addr, len);
   }
-  struct sockaddr_in dst;
-  memcpy(&dst, addr, sizeof dst);
-  uint32_t ip = dst.sin_addr.s_addr;
-  if (ip == INADDR_ANY || IS_LOOPBACK(ip) || IN_MULTICAST(ntohl(ip)) || ip == INADDR_BROADCAST)
+  int saved = errno;
+  struct sf_entry e;
+  if (entry_of(fd, &e) != SF_K_SOCK || !(e.flags & SF_F_V6) != !v6) {
+    errno = saved;
+    return REAL(connect)(fd, addr, len); /* wrong family for the socket: the kernel says so */
+  }
+  if (ip == INADDR_ANY || IS_LOOPBACK(ip) || IN_MULTICAST(ntohl(ip)) || ip == INADDR_BROADCAST ||
+      (v6 && sf_v6only(fd)))
     return plain_connect(fd, addr, len, saved);
   struct sf_info inf;
   if (sf_broker_info(&inf) != 0 || (ip & inf.mask) != inf.net)
@@ -122,7 +164,7 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   memset(&req, 0, sizeof req);
   req.type = SF_CONNECT;
   req.vip_b = ip;
-  req.port_b = dst.sin_port;
+  req.port_b = port;
   if (e.flags & SF_F_BOUND) {
     req.vip_a = e.bound_ip;
     req.port_a = e.bound_port;
@@ -147,8 +189,13 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   /* Settle the socket's state with the kernel: a socket the broker connected without blocking is
      still "connecting" for the socket layer (the app's next connect() would return 0 instead of
      EISCONN), and one whose handshake is still running must be waited for when the app's socket
-     blocks. The kernel ignores the address here. */
-  int r = REAL(connect)(fd, addr, len);
+     blocks. The kernel ignores the address here (the socket is an AF_INET one now). */
+  struct sockaddr_in dst;
+  memset(&dst, 0, sizeof dst);
+  dst.sin_family = AF_INET;
+  dst.sin_addr.s_addr = ip;
+  dst.sin_port = port;
+  int r = REAL(connect)(fd, (struct sockaddr *)&dst, sizeof dst);
   if (r != 0 && errno != EISCONN && errno != EALREADY && errno != EINPROGRESS) return -1;
   int fl = REAL(fcntl)(fd, F_GETFL);
   if (fl >= 0 && (fl & O_NONBLOCK)) {
@@ -159,99 +206,7 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   return 0;
 }
 
-/* ---- listen ---- */
-
-struct chan_arg {
-  int hidden;
-  uint32_t ip;
-  uint16_t port;
-  uint64_t ino;
-};
-static int upd_channel(struct sf_entry *e, int present, void *arg) {
-  struct chan_arg *a = arg;
-  e->kind = SF_K_CHAN;
-  e->hidden_fd = a->hidden;
-  e->l_ip = a->ip;
-  e->l_port = a->port;
-  e->p_ip = 0;
-  e->p_port = 0;
-  e->ino = a->ino;
-  e->nopts = 0;
-  e->flags &= (uint8_t)~SF_F_SWAPPING;
-  (void)present;
-  return SF_UPD_STORE;
-}
-
-SF_EXPORT int listen(int fd, int backlog) {
-  if (!sf_tab_has(fd)) return REAL(listen)(fd, backlog);
-  int saved = errno;
-  struct sf_entry e;
-  int kind = entry_of(fd, &e);
-  if (kind == SF_K_CHAN) {
-    errno = saved;
-    return e.hidden_fd >= 0 ? REAL(listen)(e.hidden_fd, backlog) : 0;
-  }
-  if (kind != SF_K_SOCK) {
-    errno = saved;
-    return REAL(listen)(fd, backlog);
-  }
-  int r = REAL(listen)(fd, backlog);
-  if (r != 0) return r;
-  struct sockaddr_in sin;
-  socklen_t sl = sizeof sin;
-  struct sf_info inf;
-  if (REAL(getsockname)(fd, (struct sockaddr *)&sin, &sl) != 0 || sin.sin_family != AF_INET ||
-      (sin.sin_addr.s_addr != INADDR_ANY && IS_LOOPBACK(sin.sin_addr.s_addr)) ||
-      sf_broker_info(&inf) != 0 ||
-      (sin.sin_addr.s_addr != INADDR_ANY && sin.sin_addr.s_addr != inf.vip)) {
-    forget(fd);
-    errno = saved;
-    return 0;
-  }
-  /* read before the broker gets the socket: it may change the shared file status flags */
-  int app_fl = REAL(fcntl)(fd, F_GETFL);
-  struct sf_msg req, rep;
-  memset(&req, 0, sizeof req);
-  req.type = SF_LISTEN;
-  req.vip_a = sin.sin_addr.s_addr;
-  req.port_a = sin.sin_port;
-  req.a = (uint64_t)(int64_t)backlog;
-  int rfd;
-  /* The broker makes the real listening socket non-blocking for its own accepts, and that file
-     description is the app's: take the app's O_NONBLOCK from before the call. */
-  int fl0 = REAL(fcntl)(fd, F_GETFL);
-  if (sf_broker_call(&req, fd, &rep, &rfd) != 0 || rep.type != SF_LISTEN_OK ||
-      rep.status < 0 || (rep.status == 0 && rfd < 0)) {
-    if (rfd >= 0) REAL(close)(rfd);
-    if (fl0 >= 0) REAL(fcntl)(fd, F_SETFL, fl0);
-    SF_DEBUG("listen fd %d: ordinary listening socket", fd);
-    forget(fd);
-    errno = saved;
-    return 0;
-  }
-  if (rep.status > 0) {
-    if (rfd >= 0) REAL(close)(rfd);
-    forget(fd);
-    errno = rep.status;
-    return -1;
-  }
-  int hidden = sf_hidden_dup(fd, fd);
-  if (sf_swap_in(fd, rfd, &e, 0, app_fl) != 0) {
-    int err = errno;
-    sf_hidden_close(hidden);
-    errno = err;
-    return -1;
-  }
-  if (fl0 >= 0) sf_fd_nonblock(fd, (fl0 & O_NONBLOCK) != 0);
-  struct chan_arg a = {hidden, rep.vip_a, rep.port_a ? rep.port_a : sin.sin_port, sf_fd_ino(fd)};
-  if (!rep.vip_a && !rep.port_a) a.ip = sin.sin_addr.s_addr;
-  sf_tab_update(fd, upd_channel, &a);
-  SF_DEBUG("listen fd %d: now a SlimFast listener channel (hidden %d)", fd, hidden);
-  errno = saved;
-  return 0;
-}
-
-/* ---- accept ---- */
+/* ---- listener channels: claim, fall back ---- */
 
 struct claim_arg {
   struct sf_entry e;
@@ -281,26 +236,32 @@ static int upd_unclaim(struct sf_entry *e, int present, void *arg) {
 
 /* After exec there is no hidden real socket: listen afresh on the channel's address. */
 static int relisten(const struct sf_entry *e) {
-  int s = REAL(socket)(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int v6 = (e->flags & SF_F_V6) != 0;
+  int s = REAL(socket)(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) return -1;
-  int one = 1;
+  int one = 1, zero = 0;
   REAL(setsockopt)(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in sin;
-  memset(&sin, 0, sizeof sin);
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = e->l_ip;
-  sin.sin_port = e->l_port;
-  if (REAL(bind)(s, (struct sockaddr *)&sin, sizeof sin) != 0 || REAL(listen)(s, 511) != 0) {
+  if (v6) REAL(setsockopt)(s, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+  union {
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+  } u;
+  socklen_t ul = sizeof u;
+  sf_fill_addr((struct sockaddr *)&u, &ul, v6, e->l_ip, e->l_port);
+  if (REAL(bind)(s, (struct sockaddr *)&u, ul) != 0 || REAL(listen)(s, 511) != 0) {
     REAL(close)(s);
     return -1;
   }
   return s;
 }
 
-/* The channel reads EOF (broker gone): put the real listening socket back on the app's fd.
-   0 = fd is an ordinary listening socket now; -1 = could not (errno set). */
-static int channel_fallback(int fd) {
+/* Put the real listening socket back on the app's fd (the channel reads EOF because the broker is
+   gone, or the app listens again after shutdown()). 0 = fd is an ordinary socket now, *was (if
+   not NULL) the channel's entry, or kind SF_K_NONE when another thread did it; -1 = could not
+   (errno set). */
+static int channel_fallback(int fd, struct sf_entry *was) {
   struct claim_arg a;
+  if (was) was->kind = SF_K_NONE;
   for (int spins = 0;; spins++) {
     a.result = 0;
     sf_tab_update(fd, upd_claim, &a);
@@ -326,19 +287,163 @@ static int channel_fallback(int fd) {
   int r = sf_swap_in(fd, real, &a.e, 0, -1);
   int err = errno;
   sf_tab_drop(fd);
-  SF_DEBUG("listener fd %d: broker gone, back to the ordinary listening socket", fd);
+  SF_DEBUG("listener fd %d: back to the ordinary listening socket", fd);
+  if (was && r == 0) *was = a.e;
   errno = err;
   return r;
 }
 
+/* The channel's real listening socket was shut down (shutdown(SHUT_RD|SHUT_RDWR) on this fd, a
+   dup of it or in another process sharing it): what the kernel's listener would then answer. */
+static int channel_is_shut(const struct sf_entry *e) {
+  if (e->flags & SF_F_SHUT) return 1;
+  if (e->hidden_fd < 0) return 0;
+  int v = 1;
+  socklen_t l = sizeof v;
+  return REAL(getsockopt)(e->hidden_fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v == 0;
+}
+
+/* ---- listen ---- */
+
+struct chan_arg {
+  int hidden;
+  uint32_t ip;
+  uint16_t port;
+  uint64_t ino;
+};
+static int upd_channel(struct sf_entry *e, int present, void *arg) {
+  struct chan_arg *a = arg;
+  e->kind = SF_K_CHAN;
+  e->hidden_fd = a->hidden;
+  e->l_ip = a->ip;
+  e->l_port = a->port;
+  e->p_ip = 0;
+  e->p_port = 0;
+  e->ino = a->ino;
+  e->nopts = 0;
+  e->flags &= (uint8_t) ~(SF_F_SWAPPING | SF_F_SHUT);
+  (void)present;
+  return SF_UPD_STORE;
+}
+
+/* The app's own listening socket's address, if SlimFast can serve it: AF_INET, or AF_INET6
+   dual-stack on :: or ::ffff:a.b.c.d (the wire carries the IPv4 address). */
+static int listen_addr(int fd, int v6, uint32_t *ip, uint16_t *port) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (REAL(getsockname)(fd, (struct sockaddr *)&ss, &sl) != 0) return 0;
+  if (v6)
+    return ss.ss_family == AF_INET6 && sf_v6_to_v4((struct sockaddr *)&ss, sl, ip, port) &&
+           !sf_v6only(fd);
+  if (ss.ss_family != AF_INET) return 0;
+  const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+  *ip = sin->sin_addr.s_addr;
+  *port = sin->sin_port;
+  return 1;
+}
+
+SF_EXPORT int listen(int fd, int backlog) {
+  if (!sf_tab_has(fd)) return REAL(listen)(fd, backlog);
+  int saved = errno;
+  struct sf_entry e;
+  int kind = entry_of(fd, &e);
+  if (kind == SF_K_CHAN && channel_is_shut(&e)) {
+    /* listening again after shutdown(): the kernel's listener would. Take the real socket back
+       and hand it over afresh, keeping the fd's epoll registrations. */
+    struct sf_entry was;
+    if (channel_fallback(fd, &was) != 0) return -1;
+    if (was.kind != SF_K_CHAN) {
+      errno = saved;
+      return REAL(listen)(fd, backlog);
+    }
+    e = was;
+    e.kind = SF_K_SOCK;
+    e.hidden_fd = -1;
+    e.flags &= (uint8_t)(SF_F_NONBLOCK | SF_F_CLOEXEC | SF_F_V6 | SF_F_EPLOST);
+    e.nopts = 0;
+    e.ino = sf_fd_ino(fd);
+    if (sf_tab_set(fd, &e, NULL) < 0) {
+      errno = saved;
+      return REAL(listen)(fd, backlog);
+    }
+    kind = SF_K_SOCK;
+  }
+  if (kind == SF_K_CHAN) {
+    errno = saved;
+    return e.hidden_fd >= 0 ? REAL(listen)(e.hidden_fd, backlog) : 0;
+  }
+  if (kind != SF_K_SOCK) {
+    errno = saved;
+    return REAL(listen)(fd, backlog);
+  }
+  int r = REAL(listen)(fd, backlog);
+  if (r != 0) return r;
+  int v6 = (e.flags & SF_F_V6) != 0;
+  uint32_t lip = 0;
+  uint16_t lport = 0;
+  struct sf_info inf;
+  if (!listen_addr(fd, v6, &lip, &lport) || (lip != INADDR_ANY && IS_LOOPBACK(lip)) ||
+      sf_broker_info(&inf) != 0 || (lip != INADDR_ANY && lip != inf.vip)) {
+    forget(fd);
+    errno = saved;
+    return 0;
+  }
+  /* read before the broker gets the socket: it may change the shared file status flags */
+  int app_fl = REAL(fcntl)(fd, F_GETFL);
+  struct sf_msg req, rep;
+  memset(&req, 0, sizeof req);
+  req.type = SF_LISTEN;
+  req.vip_a = lip;
+  req.port_a = lport;
+  req.a = (uint64_t)(int64_t)backlog;
+  int rfd;
+  /* The broker makes the real listening socket non-blocking for its own accepts, and that file
+     description is the app's: take the app's O_NONBLOCK from before the call. */
+  int fl0 = REAL(fcntl)(fd, F_GETFL);
+  if (sf_broker_call(&req, fd, &rep, &rfd) != 0 || rep.type != SF_LISTEN_OK ||
+      rep.status < 0 || (rep.status == 0 && rfd < 0)) {
+    if (rfd >= 0) REAL(close)(rfd);
+    if (fl0 >= 0) REAL(fcntl)(fd, F_SETFL, fl0);
+    SF_DEBUG("listen fd %d: ordinary listening socket", fd);
+    forget(fd);
+    errno = saved;
+    return 0;
+  }
+  if (rep.status > 0) {
+    if (rfd >= 0) REAL(close)(rfd);
+    forget(fd);
+    errno = rep.status;
+    return -1;
+  }
+  int hidden = sf_hidden_dup(fd, fd);
+  if (sf_swap_in(fd, rfd, &e, 0, app_fl) != 0) {
+    int err = errno;
+    sf_hidden_close(hidden);
+    errno = err;
+    return -1;
+  }
+  if (fl0 >= 0) sf_fd_nonblock(fd, (fl0 & O_NONBLOCK) != 0);
+  struct chan_arg a = {hidden, rep.vip_a, rep.port_a ? rep.port_a : lport, sf_fd_ino(fd)};
+  if (!rep.vip_a && !rep.port_a) a.ip = lip;
+  sf_tab_update(fd, upd_channel, &a);
+  SF_DEBUG("listen fd %d: now a SlimFast listener channel (hidden %d%s)", fd, hidden,
+           v6 ? ", AF_INET6 dual-stack" : "");
+  errno = saved;
+  return 0;
+}
+
+/* ---- accept ---- */
+
 struct acc_arg {
   const struct sf_msg *m;
   uint64_t ino;
+  uint8_t flags;
 };
 static int upd_accepted(struct sf_entry *e, int present, void *arg) {
   struct acc_arg *a = arg;
   memset(e, 0, sizeof *e);
   e->kind = SF_K_CONN;
+  e->flags = a->flags;
   e->hidden_fd = -1;
   e->l_ip = a->m->vip_a;
   e->l_port = a->m->port_a;
@@ -346,6 +451,14 @@ static int upd_accepted(struct sf_entry *e, int present, void *arg) {
   e->p_port = a->m->port_b;
   e->ino = a->ino;
   (void)present;
+  return SF_UPD_STORE;
+}
+
+static int upd_shut(struct sf_entry *e, int present, void *arg) {
+  int *first = arg;
+  if (!present || e->kind != SF_K_CHAN || (e->flags & SF_F_SHUT)) return SF_UPD_KEEP;
+  e->flags |= SF_F_SHUT;
+  *first = 1;
   return SF_UPD_STORE;
 }
 
@@ -358,8 +471,8 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
     errno = saved;
     return PLAIN_ACCEPT();
   }
-  if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
-    errno = EINVAL;
+  if ((flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) || (e.flags & SF_F_SHUT)) {
+    errno = EINVAL; /* bad flags, or a listener that was shut down */
     return -1;
   }
   for (;;) {
@@ -378,7 +491,17 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
     ssize_t n = recvmsg(fd, &mh, (flags & SOCK_CLOEXEC) ? MSG_CMSG_CLOEXEC : 0);
     if (n < 0) return -1; /* EAGAIN, EINTR, ... as accept would */
     if (n == 0) {
-      if (channel_fallback(fd) != 0) return -1;
+      /* EOF: shutdown() (here or by another thread, a dup, another process), else the broker
+         is gone */
+      struct sf_entry now;
+      if (sf_tab_get(fd, &now) && now.kind == SF_K_CHAN && now.ino == e.ino &&
+          channel_is_shut(&now)) {
+        int first = 0;
+        sf_tab_update(fd, upd_shut, &first);
+        errno = EINVAL;
+        return -1;
+      }
+      if (channel_fallback(fd, NULL) != 0) return -1;
       errno = saved;
       return PLAIN_ACCEPT();
     }
@@ -406,14 +529,15 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
     }
     /* The description came from the broker: set O_NONBLOCK exactly as asked. */
     sf_fd_nonblock(nfd, (flags & SOCK_NONBLOCK) != 0);
-    struct acc_arg a = {&m, sf_fd_ino(nfd)};
+    int v6 = (e.flags & SF_F_V6) != 0; /* an AF_INET6 listener's connections look AF_INET6 */
+    struct acc_arg a = {&m, sf_fd_ino(nfd), v6 ? SF_F_V6 : 0};
     struct sf_entry old;
     if (sf_tab_get(nfd, &old)) {
       sf_tab_del(nfd, &old);
       sf_entry_release(&old);
     }
     sf_tab_update(nfd, upd_accepted, &a);
-    if (addr && alen) sf_fill_addr(addr, alen, m.vip_b, m.port_b);
+    if (addr && alen) sf_fill_addr(addr, alen, v6, m.vip_b, m.port_b);
     errno = saved;
     return nfd;
   }
@@ -427,6 +551,67 @@ SF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags)
   return do_accept(fd, addr, alen, flags, 1);
 }
 
+/* ---- shutdown ---- */
+
+/* On a listener channel shutdown(SHUT_RD|SHUT_RDWR) does what it does to a kernel listener: the
+   listener stops (the real socket stops listening, the broker drops the channel), every accept()
+   blocked on it and every later one fails with EINVAL, connections not accepted yet are closed.
+   SHUT_WR does nothing; a second shutdown says ENOTCONN. Other sockets: libc's. */
+SF_EXPORT int shutdown(int fd, int how) {
+  if (!sf_tab_has(fd)) return REAL(shutdown)(fd, how);
+  int saved = errno;
+  struct sf_entry e;
+  int k = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
+  if (k == SF_K_CHAN || k == SF_K_CAND) k = entry_of(fd, &e); /* connections: no fstat */
+  errno = saved;
+  if (k != SF_K_CHAN) return REAL(shutdown)(fd, how);
+  if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (channel_is_shut(&e)) {
+    errno = ENOTCONN;
+    return -1;
+  }
+  if (how == SHUT_WR) return 0;
+  int first = 0;
+  sf_tab_update(fd, upd_shut, &first); /* before the wake-up: woken accepts must see it */
+  if (!first) {
+    errno = ENOTCONN;
+    return -1;
+  }
+  if (e.hidden_fd >= 0) REAL(shutdown)(e.hidden_fd, SHUT_RD); /* stop listening for plain clients */
+  REAL(shutdown)(fd, SHUT_RDWR); /* wakes accept()s blocked on the channel; the broker drops it */
+  for (;;) { /* connections queued but never accepted: closed, as the kernel resets them */
+    char buf[sizeof(struct sf_msg)];
+    struct iovec iov = {buf, sizeof buf};
+    union {
+      char b[CMSG_SPACE(4 * sizeof(int))];
+      struct cmsghdr align;
+    } u;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.b;
+    mh.msg_controllen = sizeof u.b;
+    ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n <= 0) break;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+      int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      for (int i = 0; i < cnt; i++) {
+        int x;
+        memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
+        REAL(close)(x);
+      }
+    }
+  }
+  SF_DEBUG("listener fd %d: shut down", fd);
+  errno = saved;
+  return 0;
+}
+
 /* ---- addresses ---- */
 
 SF_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen) {
@@ -436,7 +621,7 @@ SF_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen) {
   int k = entry_of(fd, &e);
   errno = saved;
   if (k != SF_K_CONN && k != SF_K_CHAN) return REAL(getsockname)(fd, addr, alen);
-  sf_fill_addr(addr, alen, e.l_ip, e.l_port);
+  sf_fill_addr(addr, alen, (e.flags & SF_F_V6) != 0, e.l_ip, e.l_port);
   return 0;
 }
 
@@ -451,7 +636,7 @@ SF_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen) {
     return -1;
   }
   if (k != SF_K_CONN) return REAL(getpeername)(fd, addr, alen);
-  sf_fill_addr(addr, alen, e.p_ip, e.p_port);
+  sf_fill_addr(addr, alen, (e.flags & SF_F_V6) != 0, e.p_ip, e.p_port);
   return 0;
 }
 
@@ -486,6 +671,8 @@ static int recordable(int level, int name, const void *val, socklen_t len) {
         return 1;
     }
   }
+  int name4;
+  if (level == IPPROTO_IPV6) return sf_v6_opt_v4(name, &name4); /* replayed as IP_TOS/IP_TTL */
   return level == IPPROTO_IP && name == IP_TOS;
 }
 
@@ -516,8 +703,11 @@ SF_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t
   int k = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
   /* a stale SOCK entry only gains an option it never replays (connect checks st_ino); a channel
      must be the right one before options are redirected to its hidden socket */
-  if (k == SF_K_CHAN || k == SF_K_CAND) k = entry_of(fd, &e);
+  if (k == SF_K_CHAN || k == SF_K_CAND || (k == SF_K_CONN && level == IPPROTO_IPV6))
+    k = entry_of(fd, &e);
   errno = saved;
+  if (k == SF_K_CONN && level == IPPROTO_IPV6 && (e.flags & SF_F_V6) && is_inet4(fd))
+    return sf_v6_setsockopt(fd, name, val, len);
   if (k == SF_K_CHAN) {
     /* a listener's options belong to the real listening socket; a receive timeout also to the
        channel, where accept() waits */
@@ -557,17 +747,22 @@ SF_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
   struct sf_entry e;
   int k = entry_of(fd, &e);
   errno = saved;
+  if (k == SF_K_CONN && (e.flags & SF_F_V6)) {
+    /* an AF_INET6 app socket that is (maybe) an AF_INET host socket underneath */
+    if (level == SOL_SOCKET && name == SO_DOMAIN) return put_int(val, len, AF_INET6);
+    if (level == IPPROTO_IPV6 && is_inet4(fd)) return sf_v6_getsockopt(fd, name, val, len);
+  }
   if (k != SF_K_CHAN) return REAL(getsockopt)(fd, level, name, val, len);
   if (level == SOL_SOCKET) {
     switch (name) {
       case SO_TYPE:
         return put_int(val, len, SOCK_STREAM);
       case SO_DOMAIN:
-        return put_int(val, len, AF_INET);
+        return put_int(val, len, (e.flags & SF_F_V6) ? AF_INET6 : AF_INET);
       case SO_PROTOCOL:
         return put_int(val, len, IPPROTO_TCP);
       case SO_ACCEPTCONN:
-        return put_int(val, len, 1);
+        return put_int(val, len, !channel_is_shut(&e));
       case SO_ERROR:
         return put_int(val, len, 0);
       case SO_RCVTIMEO:

@@ -5,16 +5,32 @@
 #include <string.h>
 #include <unistd.h>
 
-void sf_fill_addr(struct sockaddr *addr, socklen_t *len, uint32_t ip, uint16_t port) {
+void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port) {
   if (!addr || !len) return;
-  struct sockaddr_in sin;
-  memset(&sin, 0, sizeof sin);
-  sin.sin_family = AF_INET;
-  sin.sin_addr.s_addr = ip;
-  sin.sin_port = port;
-  socklen_t n = *len < (socklen_t)sizeof sin ? *len : (socklen_t)sizeof sin;
-  memcpy(addr, &sin, n); /* truncated like the kernel does */
-  *len = sizeof sin;
+  union {
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+  } u;
+  socklen_t full;
+  memset(&u, 0, sizeof u);
+  if (v6) {
+    u.sin6.sin6_family = AF_INET6;
+    u.sin6.sin6_port = port;
+    if (ip) { /* ::ffff:a.b.c.d; 0 stays :: (a listener bound to the unspecified address) */
+      u.sin6.sin6_addr.s6_addr[10] = 0xff;
+      u.sin6.sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&u.sin6.sin6_addr.s6_addr[12], &ip, 4);
+    }
+    full = sizeof u.sin6;
+  } else {
+    u.sin.sin_family = AF_INET;
+    u.sin.sin_addr.s_addr = ip;
+    u.sin.sin_port = port;
+    full = sizeof u.sin;
+  }
+  socklen_t n = *len < full ? *len : full;
+  memcpy(addr, &u, n); /* truncated like the kernel does */
+  *len = full;
 }
 
 int sf_hidden_dup(int fd, int owner) {
@@ -59,11 +75,23 @@ void sf_internal_relocate(int fd) {
 }
 
 static void replay_opts(int fd, const struct sf_entry *e) {
+  int dom = -1;
   for (int i = 0; i < e->nopts; i++) {
     const struct sf_opt *o = &e->opts[i];
-    if (REAL(setsockopt)(fd, o->level, o->name, o->val, o->len) != 0)
-      SF_DEBUG("replaying option %d/%d on fd %d failed: %s", o->level, o->name, fd,
-               strerror(errno));
+    int level = o->level, name = o->name;
+    if (level == IPPROTO_IPV6) { /* recorded on an AF_INET6 socket; fd may be an AF_INET one */
+      if (dom < 0) {
+        socklen_t l = sizeof dom;
+        if (REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) != 0) dom = 0;
+      }
+      if (dom == AF_INET) {
+        if (sf_v6_setsockopt(fd, name, o->val, o->len) != 0)
+          SF_DEBUG("replaying IPv6 option %d on fd %d failed: %s", name, fd, strerror(errno));
+        continue;
+      }
+    }
+    if (REAL(setsockopt)(fd, level, name, o->val, o->len) != 0)
+      SF_DEBUG("replaying option %d/%d on fd %d failed: %s", level, name, fd, strerror(errno));
   }
 }
 

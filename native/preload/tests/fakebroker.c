@@ -112,6 +112,18 @@ static void push_accepted(struct listener *l, int fd, uint32_t lip, uint16_t lpo
   if (send_fd_msg(l->bend, &m, fd) != 0) LOG("push to channel failed: %s", strerror(errno));
 }
 
+static void v4_of(const struct sockaddr_storage *ss, uint32_t *ip, uint16_t *port) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+    *ip = s4->sin_addr.s_addr;
+    *port = s4->sin_port;
+  } else if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+    if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) memcpy(ip, &s6->sin6_addr.s6_addr[12], 4);
+    *port = s6->sin6_port;
+  }
+}
+
 static void handle(int c) {
   struct sf_msg m;
   int fd;
@@ -303,13 +315,14 @@ int main(int argc, char **argv) {
       }
       if (r->revents & POLLIN) {
         int x = accept4(ls[i].real, NULL, NULL, SOCK_CLOEXEC);
-        if (x >= 0) {
-          struct sockaddr_in la, pa;
+        if (x >= 0) { /* the real socket may be a dual-stack AF_INET6 one: v4-mapped addresses */
+          struct sockaddr_storage la, pa;
           socklen_t l1 = sizeof la, l2 = sizeof pa;
-          getsockname(x, (struct sockaddr *)&la, &l1);
-          getpeername(x, (struct sockaddr *)&pa, &l2);
-          push_accepted(&ls[i], x, la.sin_addr.s_addr, la.sin_port, pa.sin_addr.s_addr,
-                        pa.sin_port);
+          uint32_t lip = 0, pip = 0;
+          uint16_t lport = 0, pport = 0;
+          if (getsockname(x, (struct sockaddr *)&la, &l1) == 0) v4_of(&la, &lip, &lport);
+          if (getpeername(x, (struct sockaddr *)&pa, &l2) == 0) v4_of(&pa, &pip, &pport);
+          push_accepted(&ls[i], x, lip, lport, pip, pport);
           close(x);
         }
       }

@@ -315,6 +315,66 @@ void fx_expect_slimfast(int fd, const char *what) {
          fx_fmt(&raw));
 }
 
+struct sockaddr_in6 fx_mk6(uint32_t ip_net, uint16_t port_host) {
+  struct sockaddr_in6 sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons(port_host);
+  if (ip_net) {
+    sa.sin6_addr.s6_addr[10] = 0xff;
+    sa.sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&sa.sin6_addr.s6_addr[12], &ip_net, 4);
+  }
+  return sa;
+}
+
+const char *fx_fmt6(const struct sockaddr_in6 *sa) {
+  static char bufs[8][72];
+  static int i;
+  char *b = bufs[i++ & 7];
+  char ip[INET6_ADDRSTRLEN];
+  if (sa->sin6_family != AF_INET6) {
+    snprintf(b, 72, "(family %d)", sa->sin6_family);
+    return b;
+  }
+  inet_ntop(AF_INET6, &sa->sin6_addr, ip, sizeof ip);
+  snprintf(b, 72, "[%s]:%u", ip, ntohs(sa->sin6_port));
+  return b;
+}
+
+int fx_is_mapped(const struct sockaddr_in6 *sa, uint32_t ip_net, uint16_t port_net) {
+  struct sockaddr_in6 want = fx_mk6(ip_net, 0);
+  return sa->sin6_family == AF_INET6 && sa->sin6_port == port_net && sa->sin6_flowinfo == 0 &&
+         sa->sin6_scope_id == 0 && memcmp(&sa->sin6_addr, &want.sin6_addr, 16) == 0;
+}
+
+int fx_socket6(int type_flags) {
+  int fd = socket(AF_INET6, SOCK_STREAM | type_flags, 0);
+  if (fd < 0 && errno == EAFNOSUPPORT) SKIP("no IPv6 in this kernel");
+  CHECKF(fd >= 0, "socket(AF_INET6): %s", strerror(errno));
+  return fd;
+}
+
+struct sockaddr_in6 fx_sockname6(int fd) {
+  struct sockaddr_in6 sa;
+  socklen_t l = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  CHECK_SYS(getsockname(fd, (struct sockaddr *)&sa, &l));
+  CHECKF(l == sizeof sa && sa.sin6_family == AF_INET6, "getsockname: family %d, length %u",
+         sa.sin6_family, (unsigned)l);
+  return sa;
+}
+
+struct sockaddr_in6 fx_peername6(int fd) {
+  struct sockaddr_in6 sa;
+  socklen_t l = sizeof sa;
+  memset(&sa, 0, sizeof sa);
+  CHECK_SYS(getpeername(fd, (struct sockaddr *)&sa, &l));
+  CHECKF(l == sizeof sa && sa.sin6_family == AF_INET6, "getpeername: family %d, length %u",
+         sa.sin6_family, (unsigned)l);
+  return sa;
+}
+
 int fx_count_fds(void) {
   DIR *d = opendir("/proc/self/fd");
   if (!d) return -1;

@@ -96,6 +96,16 @@ int fx_is_swapped(int fd);
 void fx_expect_slimfast(int fd, const char *what);
 int fx_same_addr(const struct sockaddr_in *a, const struct sockaddr_in *b);
 
+/* AF_INET6 on the IPv4 overlay: ::ffff:ip (:: for ip 0), "[addr]:port", and whether sa is exactly
+   the sockaddr_in6 the kernel gives for ::ffff:ip:port (flowinfo 0, scope 0; :: for ip 0). */
+struct sockaddr_in6 fx_mk6(uint32_t ip_net, uint16_t port_host);
+const char *fx_fmt6(const struct sockaddr_in6 *sa);
+int fx_is_mapped(const struct sockaddr_in6 *sa, uint32_t ip_net, uint16_t port_net);
+/* An AF_INET6 TCP socket, or a skip when the kernel has no IPv6. */
+int fx_socket6(int type_flags);
+struct sockaddr_in6 fx_sockname6(int fd); /* checked: AF_INET6, full length */
+struct sockaddr_in6 fx_peername6(int fd);
+
 int fx_count_fds(void);
 /* Run this binary again with argv[1..] = args, after applying env changes ("K=V" sets, "K" unsets).
    Returns the child's exit code (128+sig when killed). */
