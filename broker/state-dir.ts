@@ -24,7 +24,8 @@ export function stateLayout(dir: string): StateLayout {
   };
 }
 
-function pidAlive(pid: number): boolean {
+/** True when a process with this pid exists (EPERM: exists, not ours). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

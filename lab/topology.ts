@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { repoRoot } from '../broker/paths.js';
+import { pidAlive } from '../broker/state-dir.js';
 
 export const CLI = path.join(repoRoot(), 'bin', 'slimfast');
 const PREFIX = 'sft';
@@ -40,6 +41,8 @@ export interface TopologyOptions {
   containers?: number[];
   /** Start a broker on every host and register every container (default true). */
   slimfast?: boolean;
+  /** With slimfast: register the containers' namespaces with the brokers (default true); false leaves that to e.g. slimfast-hook. */
+  register?: boolean;
   port?: number;
 }
 
@@ -47,15 +50,6 @@ async function run(cmd: string, args: string[], opts: { input?: string; timeout?
   const r = await execa(cmd, args, { reject: false, timeout: opts.timeout ?? 30_000, input: opts.input });
   if (r.exitCode !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (${r.exitCode}): ${r.stderr || r.stdout}`);
   return r.stdout;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Deletes namespaces and state dirs of earlier runs whose process is gone. */
@@ -85,6 +79,7 @@ export class Topology {
   readonly port: number;
   private readonly children = new Set<ResultPromise>();
   private readonly namespaces: string[] = [];
+  private readonly cleanups: (() => Promise<void>)[] = [];
   private destroyed = false;
 
   private constructor(port: number) {
@@ -100,7 +95,7 @@ export class Topology {
       await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
       if (opts.slimfast ?? true) {
         await t.startBrokers();
-        for (const c of t.containers) await t.register(c);
+        if (opts.register ?? true) for (const c of t.containers) await t.register(c);
       }
       return t;
     } catch (err) {
@@ -362,9 +357,15 @@ export class Topology {
     }
   }
 
+  /** Runs fn first thing in destroy() (latest first), while the brokers still run, e.g. to delete runc containers. */
+  onDestroy(fn: () => Promise<void>): void {
+    this.cleanups.push(fn);
+  }
+
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
+    for (const fn of [...this.cleanups].reverse()) await fn().catch(() => {});
     for (const h of this.hosts) await this.stopBroker(h).catch(() => {});
     for (const child of [...this.children]) child.kill('SIGKILL');
     // Forked servers hold our pipes and keep namespaces alive: kill everything inside first.

@@ -179,37 +179,11 @@ static int send_msg(int fd, const struct sf_msg *m, int send_fd, int64_t deadlin
 /* One packet: 1 = message (*rfd = attached fd or -1), 0 = garbage (skipped), -1 = EOF/error,
    -2 = would block. */
 static int recv_msg(int fd, struct sf_msg *m, int *rfd) {
-  struct iovec iov = {m, sizeof *m};
-  union {
-    char buf[CMSG_SPACE(4 * sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.buf;
-  mh.msg_controllen = sizeof u.buf;
-  *rfd = -1;
-  ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EINTR) return -2;
-    return -1;
-  }
+  int trunc;
+  ssize_t n = sf_recv_fd(fd, m, sizeof *m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, rfd, &trunc);
+  if (n < 0) return (errno == EAGAIN || errno == EINTR) ? -2 : -1;
   if (n == 0) return -1;
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    int nfd = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < nfd; i++) {
-      int x;
-      memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
-      if (*rfd < 0)
-        *rfd = x;
-      else
-        REAL(close)(x);
-    }
-  }
-  if (n != (ssize_t)sizeof *m || (mh.msg_flags & MSG_TRUNC)) {
+  if (n != (ssize_t)sizeof *m || (trunc & MSG_TRUNC)) {
     if (*rfd >= 0) REAL(close)(*rfd);
     *rfd = -1;
     return 0;

@@ -81,6 +81,7 @@ int sf_fd_move_high(int fd);
 int sf_fd_dup_high(int fd);
 uint64_t sf_fd_ino(int fd); /* st_ino, 0 on error */
 int sf_fd_nonblock(int fd, int on); /* set/clear O_NONBLOCK on the open file description */
+ssize_t sf_recv_fd(int fd, void *buf, size_t len, int flags, int *rfd, int *trunc);
 
 /* ---------- fdtable.c ---------- */
 enum sf_kind {

@@ -477,18 +477,8 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
   }
   for (;;) {
     struct sf_msg m;
-    struct iovec iov = {&m, sizeof m};
-    union {
-      char buf[CMSG_SPACE(4 * sizeof(int))];
-      struct cmsghdr align;
-    } u;
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    ssize_t n = recvmsg(fd, &mh, (flags & SOCK_CLOEXEC) ? MSG_CMSG_CLOEXEC : 0);
+    int nfd, trunc;
+    ssize_t n = sf_recv_fd(fd, &m, sizeof m, (flags & SOCK_CLOEXEC) ? MSG_CMSG_CLOEXEC : 0, &nfd, &trunc);
     if (n < 0) return -1; /* EAGAIN, EINTR, ... as accept would */
     if (n == 0) {
       /* EOF: shutdown() (here or by another thread, a dup, another process), else the broker
@@ -505,20 +495,7 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
       errno = saved;
       return PLAIN_ACCEPT();
     }
-    int nfd = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      for (int i = 0; i < cnt; i++) {
-        int x;
-        memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
-        if (nfd < 0)
-          nfd = x;
-        else
-          REAL(close)(x);
-      }
-    }
-    if (nfd < 0 && (mh.msg_flags & MSG_CTRUNC)) {
+    if (nfd < 0 && (trunc & MSG_CTRUNC)) {
       errno = EMFILE; /* the kernel could not install the fd: out of descriptors */
       return -1;
     }
@@ -583,29 +560,10 @@ SF_EXPORT int shutdown(int fd, int how) {
   if (e.hidden_fd >= 0) REAL(shutdown)(e.hidden_fd, SHUT_RD); /* stop listening for plain clients */
   REAL(shutdown)(fd, SHUT_RDWR); /* wakes accept()s blocked on the channel; the broker drops it */
   for (;;) { /* connections queued but never accepted: closed, as the kernel resets them */
-    char buf[sizeof(struct sf_msg)];
-    struct iovec iov = {buf, sizeof buf};
-    union {
-      char b[CMSG_SPACE(4 * sizeof(int))];
-      struct cmsghdr align;
-    } u;
-    struct msghdr mh;
-    memset(&mh, 0, sizeof mh);
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.b;
-    mh.msg_controllen = sizeof u.b;
-    ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n <= 0) break;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-      if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-      int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      for (int i = 0; i < cnt; i++) {
-        int x;
-        memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
-        REAL(close)(x);
-      }
-    }
+    struct sf_msg m;
+    int x;
+    if (sf_recv_fd(fd, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &x, NULL) <= 0) break;
+    if (x >= 0) REAL(close)(x);
   }
   SF_DEBUG("listener fd %d: shut down", fd);
   errno = saved;

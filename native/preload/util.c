@@ -103,3 +103,37 @@ int sf_fd_nonblock(int fd, int on) {
   if (nf == fl) return 0;
   return REAL(fcntl)(fd, F_SETFL, nf);
 }
+
+/* Receives one packet of at most `len` bytes with its SCM_RIGHTS fds: keeps the first fd in *rfd
+   (-1 when none) and closes any extra ones. Returns recvmsg's result; *ctrunc tells whether the
+   kernel had to drop fds (out of descriptors). */
+ssize_t sf_recv_fd(int fd, void *buf, size_t len, int flags, int *rfd, int *trunc) {
+  struct iovec iov = {buf, len};
+  union {
+    char b[CMSG_SPACE(4 * sizeof(int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh;
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.b;
+  mh.msg_controllen = sizeof u.b;
+  *rfd = -1;
+  ssize_t n = recvmsg(fd, &mh, flags);
+  if (trunc) *trunc = n >= 0 ? (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) : 0;
+  if (n < 0) return n;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < cnt; i++) {
+      int x;
+      memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
+      if (*rfd < 0)
+        *rfd = x;
+      else
+        REAL(close)(x);
+    }
+  }
+  return n;
+}
