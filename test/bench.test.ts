@@ -1,0 +1,79 @@
+// The benchmark harness works: `node dist/bench/main.js --quick` measures every workload over every
+// path with positive results and no errors, and writes its JSON and SVG. It does not judge speed.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { execa } from 'execa';
+import { repoRoot } from '../broker/paths.js';
+
+const WORKLOADS = ['conn-1', 'conn-4', 'rr-kept', 'iperf3', 'nginx', 'memcached', 'redis-k0', 'redis-k1', 'samehost-1'];
+const PATHS = ['host', 'vxlan', 'slimfast'];
+
+interface Spread {
+  median: number;
+  n: number;
+}
+
+interface Results {
+  schema: string;
+  mode: string;
+  errors: string[];
+  paths: string[];
+  workloads: {
+    id: string;
+    metrics: { id: string; better: string; paths: Record<string, Spread>; ratios: Record<string, Spread> }[];
+    errors: Record<string, number>;
+    samples: { path: string; error?: string; ops: number; cpu?: { total_s: number } }[];
+  }[];
+}
+
+test('npm run bench --quick measures every workload over every path', async (t) => {
+  t.timeout(240_000);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfbench-'));
+  try {
+    const json = path.join(dir, 'quick.json');
+    const started = Date.now();
+    const r = await execa(process.execPath, [path.join(repoRoot(), 'dist', 'bench', 'main.js'), '--quick', '--json-out', json], {
+      reject: false,
+      timeout: 200_000,
+      all: true,
+    });
+    const seconds = (Date.now() - started) / 1000;
+    const out = r.all ?? '';
+    t.true(fs.existsSync(json), `no JSON written; output ends:\n${out.slice(-3000)}`);
+    const res = JSON.parse(fs.readFileSync(json, 'utf8')) as Results;
+    t.is(res.schema, 'slimfast-bench/1');
+    t.is(res.mode, 'quick');
+    t.deepEqual(res.paths, PATHS);
+    t.deepEqual(res.errors, [], `the run reported problems:\n${res.errors.join('\n')}`);
+    t.is(r.exitCode, 0, out.slice(-3000));
+    t.deepEqual(res.workloads.map((w) => w.id).sort(), [...WORKLOADS].sort());
+    for (const w of res.workloads) {
+      const primary = w.metrics[0];
+      t.is(primary.better, 'higher', `${w.id}: the first metric is a rate`);
+      for (const p of PATHS) {
+        t.is(w.errors[p], 0, `${w.id} over ${p}: errors`);
+        const samples = w.samples.filter((s) => s.path === p);
+        t.true(samples.length >= 1, `${w.id} over ${p}: no sample`);
+        for (const s of samples) {
+          t.is(s.error, undefined, `${w.id} over ${p}: ${s.error}`);
+          t.true(s.ops > 0, `${w.id} over ${p}: no operations`);
+          t.true((s.cpu?.total_s ?? 0) > 0, `${w.id} over ${p}: no CPU time counted`);
+        }
+        for (const m of w.metrics) {
+          t.true(m.paths[p].n >= 1 && m.paths[p].median > 0, `${w.id} ${m.id} over ${p}: ${m.paths[p].median}`);
+        }
+      }
+      for (const m of w.metrics) {
+        for (const k of ['slimfast_vs_host', 'slimfast_vs_vxlan', 'vxlan_vs_host']) t.true(m.ratios[k].median > 0, `${w.id} ${m.id}: ratio ${k}`);
+      }
+    }
+    const svg = fs.readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
+    t.regex(svg, /^<\?xml[^]*<svg[^]*<\/svg>\s*$/);
+    for (const id of WORKLOADS) t.true(svg.includes(`${id} · `), `the chart shows ${id}`);
+    t.log(`--quick took ${seconds.toFixed(1)} s`);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
