@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchclock.h"
+
 static struct sockaddr_in dst;
 static long max_ops = 1000000;
 static double max_seconds = 5;
@@ -37,17 +39,6 @@ struct worker {
   long n, cap, errors, sets, hits;
   char first_error[128];
 };
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 static void note_error(struct worker *w, const char *what, const char *detail) {
   if (w->errors++ == 0) snprintf(w->first_error, sizeof w->first_error, "%s: %s", what, detail);
@@ -143,12 +134,6 @@ static void *run(void *arg) {
   }
   if (kept >= 0) close(kept);
   return NULL;
-}
-
-static double pct(double *v, long n, double p) {
-  if (n == 0) return 0;
-  long i = (long)(p * (n - 1) + 0.5);
-  return v[i];
 }
 
 int main(int argc, char **argv) {
