@@ -40,7 +40,14 @@ export async function startServers(topo: Topology): Promise<void> {
   await topo.waitListener(c2.ip, PORTS.slimfast);
 }
 
-/** Runs connrate once over one path. */
+/** The JSON line connrate prints (its only output line when it succeeds). */
+export function parseConnrate(text: string): ConnrateResult {
+  const line = text.split('\n').find((l) => l.startsWith('{"conns"'));
+  if (!line) throw new Error(`no connrate result in: ${text.trim().slice(0, 300)}`);
+  return JSON.parse(line) as ConnrateResult;
+}
+
+/** Runs connrate once over one path, between the lab's namespace containers c1 and c2. */
 export async function connrate(topo: Topology, which: PathName, args: string[]): Promise<ConnrateResult> {
   const [h1, h2] = topo.hosts;
   const c1 = topo.container('c1');
@@ -51,7 +58,7 @@ export async function connrate(topo: Topology, which: PathName, args: string[]):
       : topo.argv(c1, [CONNRATE, c2.ip, String(PORTS[which]), ...args], which === 'slimfast');
   const r = await execa('ip', argv, { reject: false, timeout: 120_000 });
   if (r.exitCode !== 0) throw new Error(`connrate over ${which} failed (${r.exitCode}): ${r.stderr || r.stdout}`);
-  return JSON.parse(r.stdout) as ConnrateResult;
+  return parseConnrate(r.stdout);
 }
 
 export function median(values: number[]): number {
@@ -69,17 +76,16 @@ export interface PathSummary {
   errors: number;
 }
 
-/** Interleaved rounds; onRound reports progress. */
+/** Interleaved rounds of one connrate sample per path (run does the sample); onRound reports progress. */
 export async function interleaved(
-  topo: Topology,
+  run: (which: PathName) => Promise<ConnrateResult>,
   rounds: number,
-  args: string[],
   onRound: (round: number, which: PathName, r: ConnrateResult) => void,
 ): Promise<PathSummary[]> {
   const out = new Map<PathName, PathSummary>(PATHS.map((p) => [p, { path: p, rate: [], connectP50: [], rttP50: [], errors: 0 }]));
   for (let round = 1; round <= rounds; round++) {
     for (const which of PATHS) {
-      const r = await connrate(topo, which, args);
+      const r = await run(which);
       const s = out.get(which)!;
       s.rate.push(r.rate);
       s.connectP50.push(r.connect_p50_us);

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { installPaths, repoRoot } from '../broker/paths.js';
+import { parseConnrate } from '../bench/measure.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { type Host, Topology } from '../lab/topology.js';
 
@@ -13,12 +14,6 @@ const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
 const PORT = 7100;
 const CONNS = 200;
-
-interface Connrate {
-  conns: number;
-  errors: number;
-  first_error?: string;
-}
 
 interface Registered {
   id: string;
@@ -35,12 +30,6 @@ test.after.always(async () => {
 async function registered(h: Host): Promise<Registered[]> {
   const r = await topo!.cli(['container', 'ls', '--json', '--state-dir', h.stateDir]);
   return JSON.parse(r.stdout) as Registered[];
-}
-
-function parseConnrate(text: string): Connrate {
-  const line = text.split('\n').find((l) => l.startsWith('{"conns"'));
-  if (!line) throw new Error(`no connrate JSON in: ${text}`);
-  return JSON.parse(line) as Connrate;
 }
 
 test.serial('runc containers through slimfast-runc: registered by the hook, TCP over SlimFast, exec, poststop, pass-through', async (t) => {
