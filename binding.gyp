@@ -9,6 +9,7 @@
         "native/addon/reserved_port.cc",
         "native/addon/preload.cc",
         "native/addon/connect.cc",
+        "native/addon/pool.cc",
         "native/addon/samehost.cc",
         "native/addon/listeners.cc",
         "native/addon/routing.cc",

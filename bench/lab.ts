@@ -47,6 +47,9 @@ export interface BrokerCounters {
   fallbacks: number;
   plain_accepts: number;
   connect_failures: number;
+  /** of handed_out, connects served from a pre-established pool (no round trip to the broker) */
+  pool_taken: number;
+  pool_stocked: number;
 }
 
 export class BenchLab {
@@ -227,6 +230,8 @@ export class BenchLab {
       fallbacks: sum('fallbacks'),
       plain_accepts: sum('plain_accepts'),
       connect_failures: sum('connect_failures'),
+      pool_taken: sum('pool_taken'),
+      pool_stocked: sum('pool_stocked'),
     };
   }
 

@@ -22,6 +22,8 @@ export interface DaemonOptions {
   peersFile?: string;
   subnet?: string;
   logLevel?: string;
+  /** Pre-established connections per process and peer at first (0 = none); see EngineOptions.poolDepth. */
+  poolDepth?: number;
 }
 
 /** Works out this host's subnet, the overlay and the other hosts from the options. */
@@ -74,7 +76,7 @@ export class Daemon {
     this.engine = new Engine();
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
     this.engine.start(
-      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet },
+      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth },
       (ev) => this.onEngineEvent(ev),
     );
     this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));

@@ -20,6 +20,12 @@ export interface EngineOptions {
   headerTimeoutMs?: number;
   /** Deadline for a cross-host connect before falling back (default 3000 ms). */
   connectTimeoutMs?: number;
+  /** Pre-established connections a process gets per peer at first (0..64, default 4; 0: no pools). */
+  poolDepth?: number;
+  /** Largest a pool grows when its process keeps finding it empty (1..256, default 64). */
+  poolMax?: number;
+  /** Receiving side: how long a pooled connection may wait for its destination (default 120000 ms). */
+  poolIdleMs?: number;
 }
 
 export interface PeerRoute {

@@ -10,7 +10,7 @@ import { printTable } from './table.js';
 const USAGE = `usage: slimfast <command> [options]
 
 commands:
-  daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info]
+  daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4]
                        run this host's broker in the foreground until SIGTERM
   status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
@@ -55,7 +55,10 @@ async function daemon(args: string[]): Promise<number> {
     peers: { type: 'string' },
     subnet: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
+    'pool-depth': { type: 'string', default: '4' },
   });
+  const poolDepth = Number(v['pool-depth']);
+  if (!Number.isInteger(poolDepth) || poolDepth < 0 || poolDepth > 64) throw new UsageError(`--pool-depth must be 0-64 (0: no pre-established connections), got "${v['pool-depth']}"`);
   const d = new Daemon({
     hostIp: need(v, 'host-ip'),
     stateDir: resolveStateDir(v['state-dir'] as string | undefined),
@@ -63,6 +66,7 @@ async function daemon(args: string[]): Promise<number> {
     peersFile: v.peers as string | undefined,
     subnet: v.subnet as string | undefined,
     logLevel: v['log-level'] as string,
+    poolDepth,
   });
   process.on('SIGPIPE', () => {});
   await d.start();

@@ -1,6 +1,7 @@
 // End to end across two emulated hosts: container TCP on host sockets through the reserved port.
 import test from 'ava';
 import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { execa } from 'execa';
 import { Topology } from '../lab/topology.js';
 
 let topo: Topology;
@@ -49,6 +50,9 @@ test.serial('cross-host connections use one host TCP connection to the reserved 
   t.deepEqual(after.h2, before.h2, 'VXLAN device on host 2 carried no packets');
   t.is(after.c1.handed_out - before.c1.handed_out, 50);
   t.is(after.c2.handed_in - before.c2.handed_in, 50);
+  // The first connect asks the broker; it sends a pool, and nearly all later ones come from it.
+  const pooled = after.c1.pool_taken - before.c1.pool_taken;
+  t.true(pooled >= 40 && pooled <= 49, `${pooled} of 50 connects came from the pool`);
 
   // while a connection is open, the host namespace shows the plain host TCP connection
   const hold = topo.spawn(c1, [PY, CLIENT, 'hold', c2.ip, '7000', '3']);
@@ -118,6 +122,32 @@ test.serial('a SlimFast client reaches servers that are not on SlimFast', async 
   }
   const after = await topo.counters(topo.hosts[0]);
   t.true(after.fallbacks - before.fallbacks >= 10, 'both went the ordinary way');
+});
+
+test.serial('a pooled destination whose listener closed is refused again, not connected', async (t) => {
+  const [h1, h2] = topo.hosts;
+  const c1 = topo.container('c1');
+  const c2 = topo.container('c2');
+  const server = topo.spawn(c2, [PY, ECHO_SERVER, '7050']);
+  await topo.waitPort(c2, 7050);
+  await topo.waitListener(c2.ip, 7050);
+  const k0 = await topo.counters(h1);
+  const client = execa('ip', topo.argv(c1, [PY, CLIENT, 'then-refused', c2.ip, '7050', '20']), { reject: false, timeout: 60_000 });
+  topo.adopt(client);
+  const lines: string[] = [];
+  client.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+  await topo.waitFor(async () => lines.length >= 1, 30_000, 'the client\'s echo connections');
+  t.deepEqual(JSON.parse(lines[0]), { echoed: 20 });
+  t.true((await topo.counters(h1)).pool_taken - k0.pool_taken >= 10, 'the client was taking pooled connections');
+  server.kill('SIGKILL');
+  // Its listener leaves host 2's table and host 1's view; the client's confirmation expires (1 s).
+  await topo.waitFor(async () => !(await topo.status(h2)).listeners?.some((l: { port: number }) => l.port === 7050), 10_000, 'the listener to go');
+  await new Promise((r) => setTimeout(r, 1200));
+  client.stdin!.write('go\n');
+  const r = await client;
+  const out = JSON.parse(String(r.stdout).trim().split('\n').pop()!) as { connected: boolean; errno?: number };
+  t.false(out.connected, 'a pooled socket was not used for a destination that went away');
+  t.is(out.errno, 111, 'ECONNREFUSED');
 });
 
 test.serial('connecting to a port where nothing listens is refused promptly', async (t) => {

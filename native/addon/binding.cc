@@ -66,6 +66,19 @@ bool get_ms(Napi::Object o, const char* key, int* out) {
   return true;
 }
 
+// An optional whole number in [lo, hi].
+bool get_count(Napi::Object o, const char* key, uint32_t lo, uint32_t hi, uint32_t* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return true;
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= lo && d <= hi) || d != double(uint32_t(d))) {
+    throw_type(o.Env(), std::string("start(opts): \"") + key + "\" must be a whole number " + std::to_string(lo) + ".." + std::to_string(hi));
+    return false;
+  }
+  *out = uint32_t(d);
+  return true;
+}
+
 }  // namespace
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -116,7 +129,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!get_string(o, "hostIp", where, &host) || !get_string(o, "overlayCidr", where, &overlay) ||
         !get_string(o, "localSubnet", where, &local) || !get_port(o, "port", where, true, &cfg.port) ||
         !get_ms(o, "headerTimeoutMs", &cfg.header_timeout_ms) ||
-        !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms))
+        !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms) ||
+        !get_ms(o, "poolIdleMs", &cfg.pool_idle_ms) ||
+        !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) || !get_count(o, "poolMax", 1, 256, &cfg.pool_max))
       return env.Undefined();
     if (!parse_ip(host, &cfg.host_ip)) return throw_type(env, "start: hostIp \"" + host + "\" is not an IPv4 address");
     if (!parse_cidr(overlay, &cfg.overlay_net, &cfg.overlay_prefix))
@@ -124,6 +139,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!parse_cidr(local, &cfg.local_net, &cfg.local_prefix))
       return throw_type(env, "start: localSubnet \"" + local + "\" is not an IPv4 prefix (a.b.c.d/len)");
     cfg.debug = o.Get("debug").ToBoolean().Value();
+    if (cfg.pool_max < cfg.pool_depth) cfg.pool_max = cfg.pool_depth;
     if (eng_->running()) return throw_error(env, Error{EALREADY, "the engine is already started; call stop() first"});
     auto sink = std::make_unique<JsEventSink>(env, info[1].As<Napi::Function>(), &eng_->ctr.events_dropped);
     Error e = eng_->start(cfg, sink.get());

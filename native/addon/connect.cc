@@ -36,31 +36,58 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
     } else if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) &&
                !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
       const Route* r = lpm(dst);
-      if (r && view_has(r->peer_ip, dst, dport)) return start_out(pc, req, *r, sport());
+      if (r && view_has(r->peer_ip, dst, dport)) {
+        // Stock a pool for this peer first: its channel reaches the preload before the reply.
+        if (cfg.pool_depth > 0) pool_for(pc, *r);
+        return start_out(pc, req, *r, sport());
+      }
     }
   }
   inc(ctr.fallbacks);
   reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
 }
 
-void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport) {
+int Engine::open_peer_socket(const Route& r, bool* pending) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int rc = -1;
-  if (fd >= 0) {
-    // Source address hostIp; the port is picked at connect() time (4-tuple sharing).
-    set_int_opt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
-    sockaddr_in la{};
-    la.sin_family = AF_INET;
-    la.sin_addr.s_addr = htonl(cfg.host_ip);
-    sockaddr_in pa{};
-    pa.sin_family = AF_INET;
-    pa.sin_port = htons(r.peer_port);
-    pa.sin_addr.s_addr = htonl(r.peer_ip);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) == 0) {
-      rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
-      if (rc < 0 && (errno == EINPROGRESS || errno == EINTR)) rc = 1;  // pending
+  if (fd < 0) return -1;
+  // Source address hostIp; the port is picked at connect() time (4-tuple sharing).
+  set_int_opt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+  sockaddr_in la{};
+  la.sin_family = AF_INET;
+  la.sin_addr.s_addr = htonl(cfg.host_ip);
+  sockaddr_in pa{};
+  pa.sin_family = AF_INET;
+  pa.sin_port = htons(r.peer_port);
+  pa.sin_addr.s_addr = htonl(r.peer_ip);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) == 0) {
+    int rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
+    if (rc == 0 || errno == EINPROGRESS || errno == EINTR) {
+      *pending = rc != 0;
+      return fd;
     }
   }
+  int e = errno;
+  close_fd(fd);
+  errno = e;
+  return -1;
+}
+
+// Sends the whole header at once (a fresh socket's send buffer is empty); false if it could not.
+bool Engine::write_header(int fd, const sf_hdr& h) {
+  // TCP_NODELAY only for the header, so it leaves at once; the app gets the default back.
+  set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  ssize_t n;
+  do {
+    n = send(fd, &h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 0);
+  return n == ssize_t(sizeof h);
+}
+
+void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport) {
+  bool pending = false;
+  int fd = open_peer_socket(r, &pending);
+  int rc = fd < 0 ? -1 : pending ? 1 : 0;
   OutConn* o = nullptr;
   if (rc >= 0) {
     if (!free_out.empty()) {
@@ -81,6 +108,7 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   }
   o->ev.fd = fd;
   o->pc = pc;
+  o->pool = nullptr;
   o->seq = req.seq;
   o->dst = ntohl(req.vip_b);
   o->dport = ntohs(req.port_b);
@@ -101,7 +129,7 @@ void Engine::unlink_out(OutConn* o) {
   if (o->pprev) o->pprev->pnext = o->pnext; else o->pc->outs = o->pnext;
   if (o->pnext) o->pnext->pprev = o->pprev;
   o->pprev = o->pnext = nullptr;
-  dec(ctr.pending_connects);
+  if (!o->pool) dec(ctr.pending_connects);
   bury(o);
 }
 
@@ -118,6 +146,7 @@ void Engine::finish_out(OutConn* o) {
   unlink_out(o);
   int fd = o->ev.fd;
   o->ev.fd = -1;
+  if (o->pool) return pool_connected(o, fd);
   PreloadConn* pc = o->pc;
   sf_hdr h;
   memset(&h, 0, sizeof h);
@@ -131,14 +160,7 @@ void Engine::finish_out(OutConn* o) {
   h.src_vip = htonl(pc->c->ip);
   h.key_id = 0;
   h.nonce = htobe64(realtime_ns());
-  // TCP_NODELAY only for the header, so it leaves at once; the app gets the default back.
-  set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 1);
-  ssize_t n;
-  do {
-    n = send(fd, &h, sizeof h, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
-  set_int_opt(fd, IPPROTO_TCP, TCP_NODELAY, 0);
-  if (n != ssize_t(sizeof h)) {
+  if (!write_header(fd, h)) {
     close_fd(fd);
     inc(ctr.connect_failures);
     inc(ctr.fallbacks);
@@ -147,7 +169,8 @@ void Engine::finish_out(OutConn* o) {
   }
   make_blocking_fresh(fd);
   inc(ctr.handed_out);
-  reply(pc, o->seq, SF_CONNECT_OK, 0, fd, pc->c->ip, o->sport, o->dst, o->dport);
+  reply(pc, o->seq, SF_CONNECT_OK, 0, fd, pc->c->ip, o->sport, o->dst, o->dport,
+        cfg.pool_depth > 0 ? SF_CONNECT_POOLABLE : 0);
   close_fd(fd);
 }
 
@@ -155,6 +178,7 @@ void Engine::fail_out(OutConn* o) {
   unlink_out(o);
   close_fd(o->ev.fd);
   o->ev.fd = -1;
+  if (o->pool) return pool_failed(o->pool);  // stocking: nobody waits
   inc(ctr.connect_failures);
   inc(ctr.fallbacks);
   reply(o->pc, o->seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
@@ -165,6 +189,7 @@ void Engine::kill_out(OutConn* o) {
   unlink_out(o);
   close_fd(o->ev.fd);
   o->ev.fd = -1;
+  if (o->pool) o->pool->connecting--;
 }
 
 void Engine::expire_outs(int64_t now) {

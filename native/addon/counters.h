@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #define SF_COUNTERS(X)                                                                              \
-  X(handed_out)       /* cross-host connects handed to a preload with a header written        */ \
+  X(handed_out)       /* cross-host connects handed to a preload (round trip or from a pool)  */ \
   X(handed_in)        /* reserved-port connections pushed down a listener channel             */ \
   X(same_host)        /* loopback pairs made for local container-to-container connects        */ \
   X(fallbacks)        /* CONNECT answered with SF_STATUS_FALLBACK                             */ \
@@ -23,6 +23,11 @@
   X(listeners)        /* gauge: listener table entries (vIP:port keys)                        */ \
   X(pending_headers)  /* gauge: reserved-port connections waiting for their header            */ \
   X(pending_connects) /* gauge: cross-host connects in progress                               */ \
+  X(pools)            /* gauge: pool channels (one per process and peer)                      */ \
+  X(pool_stocked)     /* pre-established connections pushed into pools                        */ \
+  X(pool_taken)       /* of those, taken by an application connect() (also in handed_out)     */ \
+  X(pool_idle)        /* gauge: receiving side: pooled connections waiting for their trailer  */ \
+  X(pool_failures)    /* connects to stock a pool that failed (the pool backs off)            */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

@@ -44,6 +44,7 @@ enum EvKind : uint8_t {
   EV_OUT,        // cross-host connect in progress
   EV_CHAN,       // broker end of a listener channel (HUP = every app copy closed)
   EV_REAL,       // the app's real listening socket (plain, non-SlimFast clients)
+  EV_POOL,       // broker end of a preload's pool channel (SF_POOL_TOOK reports)
 };
 
 // Base of everything that can be killed while an epoll event may still point at it.
@@ -86,12 +87,17 @@ struct Container;
 struct Listener;
 struct Channel;
 struct PreloadConn;
+struct Pool;
 
 // Progress of reading one host header (never more than hdr_len bytes).
 struct HdrState {
   uint8_t buf[SF_HDR_LEN];
-  uint32_t got = 0;          // bytes consumed so far
-  uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len once the fixed part is validated)
+  uint8_t trailer[SF_TRAILER_LEN];  // SF_HDR_POOLED: the destination, after hdr_len bytes
+  uint32_t got = 0;            // bytes consumed so far
+  uint32_t hdr_len = SF_HDR_LEN;
+  uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len [+ trailer] once the fixed part is valid)
+  bool pooled = false;         // SF_HDR_POOLED
+  bool idle() const { return pooled && got >= hdr_len; }  // header done, waiting for the trailer
 };
 
 struct HeaderConn : Obj {
@@ -101,6 +107,7 @@ struct HeaderConn : Obj {
   int64_t deadline = 0;
   HeaderConn *tprev = nullptr, *tnext = nullptr;
   bool timed = false;
+  bool in_pool_timers = false;  // on pool_timers (idle pooled connection), else hdr_timers
   void recycle(Engine& e) override;
 };
 
@@ -114,6 +121,7 @@ struct OutConn : Obj {
   OutConn *tprev = nullptr, *tnext = nullptr;
   bool timed = false;
   OutConn *pprev = nullptr, *pnext = nullptr;  // the preload connection's pending list
+  Pool* pool = nullptr;  // set: a connect that stocks this pool (no reply to the preload)
   void recycle(Engine& e) override;
 };
 
@@ -121,6 +129,23 @@ struct PreloadConn : Obj {
   Ev ev{EV_PRELOAD, this};
   Container* c = nullptr;
   OutConn* outs = nullptr;  // pending cross-host connects of this connection
+  std::vector<Pool*> pools;  // one per peer route this process connects to
+};
+
+// Pre-established host connections to one peer, pushed ahead of demand to one preload connection
+// (pool.cc). The process takes them without a round trip and reports what it took.
+struct Pool : Obj {
+  Ev ev{EV_POOL, this};
+  PreloadConn* pc = nullptr;
+  uint32_t net = 0;  // the route (host order)
+  uint8_t prefix = 0;
+  uint32_t peer_ip = 0;
+  uint16_t peer_port = 0;
+  uint32_t target = 0;      // sockets to keep in the channel; doubles when the process finds it empty
+  uint32_t queued = 0;      // sent into the channel and not reported taken
+  uint32_t connecting = 0;  // connects in progress for it
+  int backoff_ms = 0;       // after failed stocking connects: none before retry_at
+  int64_t retry_at = 0;
 };
 
 struct Container : Obj {
@@ -169,6 +194,9 @@ struct Config {
   bool debug = false;
   int header_timeout_ms = 5000;
   int connect_timeout_ms = 3000;
+  uint32_t pool_depth = 4;    // first stock of a new pool (0: no pools, every connect asks)
+  uint32_t pool_max = 64;     // largest a pool grows
+  int pool_idle_ms = 120000;  // receiving side: how long a pooled connection may wait for its trailer
 };
 
 enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
@@ -234,6 +262,7 @@ struct Engine {
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
+  TimerList<HeaderConn> pool_timers;  // idle pooled connections (longer timeout)
   TimerList<OutConn> out_timers;
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
@@ -264,6 +293,7 @@ struct Engine {
   void process_header(int fd, uint32_t peer_ip, const HdrState& st);
   void park_header(int fd, uint32_t peer_ip, const HdrState& st);
   void on_header(HeaderConn* h);
+  void timer_header(HeaderConn* h);
   void drop_header(HeaderConn* h, bool count_error);
   void expire_headers(int64_t now);
 
@@ -283,6 +313,16 @@ struct Engine {
   void kill_out(OutConn* o);
   void unlink_out(OutConn* o);
   void expire_outs(int64_t now);
+  int open_peer_socket(const Route& r, bool* pending);  // non-blocking connect from host_ip; -1 on error
+  bool write_header(int fd, const sf_hdr& h);
+
+  // pool.cc
+  Pool* pool_for(PreloadConn* pc, const Route& r);  // creates it (and sends the channel) if needed
+  void fill_pool(Pool* p);
+  void pool_connected(OutConn* o, int fd);
+  void pool_failed(Pool* p);
+  void on_pool(Pool* p);
+  void kill_pool(Pool* p);
 
   // routing.cc
   const Route* lpm(uint32_t ip) const;

@@ -1,6 +1,7 @@
 // Engine lifecycle and the epoll loop: start/stop, dispatch, timers, deferred frees, logging.
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -130,6 +131,7 @@ void Engine::teardown() {
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);
   while (hdr_timers.head) drop_header(hdr_timers.head, false);
+  while (pool_timers.head) drop_header(pool_timers.head, false);
   // Every OutConn belongs to a preload connection, all killed above.
   close_core();
   collect_garbage();
@@ -156,6 +158,7 @@ void Engine::close_core() {
 int Engine::next_timeout(int64_t now) {
   int64_t t = -1;
   if (hdr_timers.head) t = hdr_timers.head->deadline;
+  if (pool_timers.head && (t < 0 || pool_timers.head->deadline < t)) t = pool_timers.head->deadline;
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
   if (t < 0) return -1;
   // +10 ms: CLOCK_MONOTONIC_COARSE ticks every few ms, avoid waking just before the deadline.
@@ -177,6 +180,12 @@ uint64_t Engine::thread_cpu_ns() const {
 
 void Engine::run() {
   pthread_setname_np(pthread_self(), "sf-engine");
+  // SCHED_BATCH: a waking engine thread does not preempt the running task. Nothing an application
+  // waits for gets slower (a blocked app leaves the CPU free at once), but the work it does not wait
+  // for — stocking pools after a take — no longer lands in the middle of the app's connect() when
+  // both share a CPU. Measured on 2 vCPUs (bench conn-1): connect p50 1.19x -> 0.91x the host's.
+  sched_param sp{};
+  if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0) logf(LOG_DEBUG, "SCHED_BATCH: %s", strerror(errno));
   tid.store(int(gettid()));
   constexpr int kMaxEvents = 256;
   epoll_event evs[kMaxEvents];
@@ -220,6 +229,7 @@ void Engine::dispatch(Ev* ev, uint32_t events) {
     case EV_HEADER: on_header(static_cast<HeaderConn*>(ev->owner)); break;
     case EV_OUT: on_out(static_cast<OutConn*>(ev->owner)); break;
     case EV_CHAN: kill_channel(static_cast<Channel*>(ev->owner), true); break;
+    case EV_POOL: on_pool(static_cast<Pool*>(ev->owner)); break;
     case EV_REAL:
       if (events & EPOLLIN) on_real_accept(static_cast<Channel*>(ev->owner));
       break;

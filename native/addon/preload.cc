@@ -123,6 +123,7 @@ bool Engine::reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status,
 void Engine::kill_preload(PreloadConn* pc) {
   if (pc->dead) return;
   while (pc->outs) kill_out(pc->outs);
+  while (!pc->pools.empty()) kill_pool(pc->pools.back());
   ep_del(pc->ev);
   close_fd(pc->ev.fd);
   pc->ev.fd = -1;

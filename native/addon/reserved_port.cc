@@ -78,30 +78,35 @@ void Engine::on_reserved() {
   }
 }
 
-static bool header_ok(const uint8_t* b, uint32_t* hdr_len) {
+static bool header_ok(const uint8_t* b, HdrState* st) {
   sf_hdr h;
   memcpy(&h, b, sizeof h);
   if (ntohl(h.magic) != SF_HDR_MAGIC || h.version != SF_HDR_VERSION) return false;
-  if (h.type != SF_HDR_CONNECT && h.type != SF_HDR_SYNC) return false;
+  if (h.type != SF_HDR_CONNECT && h.type != SF_HDR_SYNC && h.type != SF_HDR_POOLED) return false;
   uint16_t len = ntohs(h.hdr_len);
   if (len < SF_HDR_LEN) return false;
-  *hdr_len = len;
+  st->hdr_len = len;
+  st->pooled = h.type == SF_HDR_POOLED;
+  st->need = len + (st->pooled ? SF_TRAILER_LEN : 0);
   return true;
 }
 
-// Reads at most the header's bytes: the fixed 48, then (hdr_len - 48) bytes that are discarded.
+// Reads at most the header's bytes: the fixed 48, then (hdr_len - 48) bytes that are discarded,
+// then for a pooled connection the trailer (which comes when the application connects).
 int Engine::read_header(int fd, HdrState& st) {
   uint8_t scratch[512];
   while (st.got < st.need) {
     ssize_t n;
     if (st.got < SF_HDR_LEN)
       n = recv(fd, st.buf + st.got, SF_HDR_LEN - st.got, MSG_DONTWAIT);
+    else if (st.got < st.hdr_len)
+      n = recv(fd, scratch, std::min<size_t>(st.hdr_len - st.got, sizeof scratch), MSG_DONTWAIT);
     else
-      n = recv(fd, scratch, std::min<size_t>(st.need - st.got, sizeof scratch), MSG_DONTWAIT);
+      n = recv(fd, st.trailer + (st.got - st.hdr_len), st.need - st.got, MSG_DONTWAIT);
     if (n > 0) {
       bool fixed_part_done = st.got < SF_HDR_LEN && st.got + n == SF_HDR_LEN;
       st.got += uint32_t(n);
-      if (fixed_part_done && !header_ok(st.buf, &st.need)) return HDR_BAD;
+      if (fixed_part_done && !header_ok(st.buf, &st)) return HDR_BAD;
       continue;
     }
     if (n == 0) return HDR_BAD;  // EOF inside the header
@@ -123,6 +128,14 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   }
   uint32_t dst = ntohl(h.dst_vip);
   uint16_t dport = ntohs(h.dst_port);
+  uint16_t sport = ntohs(h.src_port);
+  if (st.pooled) {  // the destination is the taker's; the source vIP stays the stamped one
+    sf_trailer t;
+    memcpy(&t, st.trailer, sizeof t);
+    dst = ntohl(t.dst_vip);
+    dport = ntohs(t.dst_port);
+    sport = ntohs(t.src_port);
+  }
   Listener* l = find_listener(dst, dport);
   if (!l) {
     inc(ctr.refused);
@@ -130,7 +143,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
     reset_close(fd);
     return;
   }
-  sf_msg m = make_msg(SF_ACCEPTED, 0, 0, dst, dport, ntohl(h.src_vip), ntohs(h.src_port), 0);
+  sf_msg m = make_msg(SF_ACCEPTED, 0, 0, dst, dport, ntohl(h.src_vip), sport, 0);
   if (push_accepted(l, fd, m, nullptr)) {
     inc(ctr.handed_in);
     close_fd(fd);
@@ -161,13 +174,32 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
     bury(h);
     return;
   }
-  hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
-  inc(ctr.pending_headers);
+  h->in_pool_timers = false;
+  h->timed = false;
+  timer_header(h);
+}
+
+// Puts h on the timer list for its state: a pooled connection that waits for its trailer may stay
+// idle for pool_idle_ms, every other header must be complete within header_timeout_ms.
+void Engine::timer_header(HeaderConn* h) {
+  bool idle = h->st.idle();
+  if (h->timed && h->in_pool_timers == idle) return;
+  if (h->timed) {
+    (h->in_pool_timers ? pool_timers : hdr_timers).remove(h);
+    dec(h->in_pool_timers ? ctr.pool_idle : ctr.pending_headers);
+  }
+  h->in_pool_timers = idle;
+  if (idle) pool_timers.push(h, now_ms() + cfg.pool_idle_ms);
+  else hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
+  inc(idle ? ctr.pool_idle : ctr.pending_headers);
 }
 
 void Engine::on_header(HeaderConn* h) {
   int r = read_header(h->ev.fd, h->st);
-  if (r == HDR_AGAIN) return;
+  if (r == HDR_AGAIN) {
+    timer_header(h);  // the header part may just have completed
+    return;
+  }
   if (r == HDR_BAD) {
     drop_header(h, true);
     return;
@@ -187,8 +219,10 @@ void Engine::drop_header(HeaderConn* h, bool count_error) {
     close_fd(h->ev.fd);
     h->ev.fd = -1;
   }
-  hdr_timers.remove(h);
-  dec(ctr.pending_headers);
+  if (h->timed) {
+    (h->in_pool_timers ? pool_timers : hdr_timers).remove(h);
+    dec(h->in_pool_timers ? ctr.pool_idle : ctr.pending_headers);
+  }
   if (count_error) inc(ctr.header_errors);
   bury(h);
 }
@@ -198,6 +232,7 @@ void Engine::expire_headers(int64_t now) {
     SF_DLOG("header timeout from %s", ip_str(hdr_timers.head->peer_ip).c_str());
     drop_header(hdr_timers.head, true);
   }
+  while (pool_timers.head && pool_timers.head->deadline <= now) drop_header(pool_timers.head, false);  // idle: not an error
 }
 
 }  // namespace sf

@@ -10,6 +10,7 @@ namespace sf {
 
 int64_t now_ms();                 // CLOCK_MONOTONIC_COARSE, milliseconds
 uint64_t realtime_ns();           // CLOCK_REALTIME, nanoseconds (header nonce)
+uint64_t mono_ns();               // CLOCK_MONOTONIC, nanoseconds (pooled sockets' age)
 void close_fd(int fd);            // close(); never retried (Linux frees the fd even on EINTR)
 void reset_close(int fd);         // SO_LINGER {1,0} then close: the peer sees a reset
 bool set_nonblock(int fd, bool on);

@@ -33,22 +33,39 @@ enum sf_msg_type {
   SF_QUERY_CHANNEL = 4, /* a = st_ino of an inherited AF_UNIX/SEQPACKET fd (after exec).
                            Reply SF_CHANNEL_INFO, status 0 with vip_a:port_a when it is one of
                            this broker's listener channels, else status ENOENT.              */
+  SF_POOL_TOOK = 5,     /* on a pool channel: sockets removed from it since the last report,
+                           a = used | (discarded as stale or dead) << 32; status 1 = the pool
+                           was found empty.                                                    */
 
   /* broker -> preload (replies echo the request's seq) */
   SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length. */
   SF_CONNECT_OK = 102,  /* status 0: one connected TCP socket attached (SCM_RIGHTS);
                            vip_a:port_a = virtual local address, vip_b:port_b = virtual peer.
                            status SF_STATUS_FALLBACK: not SlimFast's; connect the app's own
-                           socket as usual. status > 0: fail connect() with that errno.       */
+                           socket as usual. status > 0: fail connect() with that errno.
+                           a & SF_CONNECT_POOLABLE: a cross-host SlimFast listener; the next
+                           connects to it may use the route's pool (SF_POOL_CHANNEL).         */
   SF_LISTEN_OK = 103,   /* status 0: the listener channel is attached (SCM_RIGHTS);
                            vip_a:port_a = virtual listening address. status FALLBACK: keep the
                            app's own listening socket. status > 0: errno for listen().         */
   SF_CHANNEL_INFO = 104,
+  SF_POOL_CHANNEL = 105, /* unsolicited (seq 0), sent before the CONNECT_OK that needed it: a
+                           pool channel (SCM_RIGHTS) for the route vip_a/a (net/prefix length)
+                           to peer host vip_b. The broker keeps it stocked with SF_POOLED.    */
 
   /* broker -> application, on a listener channel: one per incoming connection */
-  SF_ACCEPTED = 201     /* one connected TCP socket attached (SCM_RIGHTS);
+  SF_ACCEPTED = 201,    /* one connected TCP socket attached (SCM_RIGHTS);
                            vip_a:port_a = local (virtual) address, vip_b:port_b = peer.      */
+
+  /* broker -> preload, on a pool channel: one pre-established host connection */
+  SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS), its
+                           SF_HDR_POOLED header already sent; a = CLOCK_MONOTONIC ns when it was
+                           established. The taker writes an sf_trailer naming the destination. */
 };
+
+#define SF_CONNECT_POOLABLE 1u
+/* A pooled socket older than this is not used (the receiving broker drops idle ones later). */
+#define SF_POOL_MAX_AGE_NS (60ull * 1000000000ull)
 
 /* status value meaning "not SlimFast's business: use the ordinary socket call". */
 #define SF_STATUS_FALLBACK (-1)
@@ -76,7 +93,9 @@ SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 
 enum sf_hdr_type {
   SF_HDR_CONNECT = 1, /* a container connection: hand this socket to the listener of dst */
-  SF_HDR_SYNC = 2     /* a broker-to-broker control stream (listener table sync)           */
+  SF_HDR_SYNC = 2,    /* a broker-to-broker control stream (listener table sync)           */
+  SF_HDR_POOLED = 3   /* a pre-established container connection: dst_vip/dst_port/src_port are
+                         zero here and come later, in an sf_trailer right after the header    */
 };
 
 /* Byte layout, all integers big-endian, addresses and ports as on the wire:
@@ -108,5 +127,17 @@ struct sf_hdr {
 } __attribute__((packed));
 
 SF_STATIC_ASSERT(sizeof(struct sf_hdr) == SF_HDR_LEN, "sf_hdr must stay 48 bytes");
+
+/* After an SF_HDR_POOLED header (hdr_len bytes), written by the process that takes the socket from
+ * its pool when the application connects: where the connection goes. The source vIP stays the one
+ * the client's broker stamped into the header. Big-endian / network order like sf_hdr. */
+#define SF_TRAILER_LEN 8
+struct sf_trailer {
+  uint32_t dst_vip;
+  uint16_t dst_port;
+  uint16_t src_port;
+} __attribute__((packed));
+
+SF_STATIC_ASSERT(sizeof(struct sf_trailer) == SF_TRAILER_LEN, "sf_trailer must stay 8 bytes");
 
 #endif

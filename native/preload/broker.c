@@ -103,6 +103,7 @@ static void conn_kill(struct conn *c, const char *why) {
   SF_DEBUG("broker connection fd %d lost (%s)", c->fd, why);
   c->dead = 1;
   REAL(shutdown)(c->fd, SHUT_RDWR);
+  sf_pool_drop_all(); /* its broker stocks them no more */
   for (int i = 0; i < NPEND; i++)
     if (pend[i].used && pend[i].c == c && !pend[i].done) pend[i].done = pend[i].failed = 1;
   if (cur == c) {
@@ -134,6 +135,7 @@ static void reset_locked(void) {
 }
 
 void sf_broker_atfork_child(void) {
+  sf_pool_atfork_child();
   pthread_mutex_init(&mu, NULL);
   cv_ready = 0;
   cv_init_locked();
@@ -331,6 +333,11 @@ int sf_broker_info(struct sf_info *out) {
 }
 
 static void file_reply(struct conn *c, const struct sf_msg *m, int fd) {
+  if (m->type == SF_POOL_CHANNEL && m->seq == 0) { /* unsolicited, ahead of the reply needing it */
+    if (fd >= 0 && !c->dead) sf_pool_add(fd, m->vip_a, (uint32_t)m->a);
+    else if (fd >= 0) REAL(close)(fd);
+    return;
+  }
   for (int i = 0; i < NPEND; i++) {
     struct pend *p = &pend[i];
     if (p->used && !p->done && p->c == c && p->seq == m->seq) {

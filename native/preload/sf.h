@@ -5,6 +5,7 @@
  *   util.c      configuration from the environment, debug log, clocks, internal fd placement
  *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signals blocked)
  *   broker.c    the per-process broker connection, request/reply matching (leader/follower)
+ *   pool.c      pre-established host connections pushed by the broker: connect without asking
  *   swap.c      putting a new socket onto the app's fd number (flags, options, epoll sets)
  *   sockcalls.c socket/bind/listen/accept/accept4/connect/getsockname/getpeername/[gs]etsockopt/
  *               shutdown
@@ -178,6 +179,20 @@ int sf_broker_is_fd(int fd);
 /* The app wants fd number `fd` and it is our broker connection: move ours away. */
 void sf_broker_relocate(int fd);
 void sf_broker_atfork_child(void);
+
+/* ---------- pool.c ---------- */
+/* A pool channel arrived for the route net/prefix (network order / length); takes fd. */
+void sf_pool_add(int fd, uint32_t net, uint32_t prefix);
+/* The broker connection died: its pools go too. */
+void sf_pool_drop_all(void);
+void sf_pool_atfork_child(void);
+/* The broker confirmed ip:port (network order) as a cross-host SlimFast listener. */
+void sf_pool_confirm(uint32_t ip, uint16_t port);
+/* A connected host socket for ip:port with the trailer written, *sport the virtual source port
+   (network order; bound_port when nonzero). 0, or -1: ask the broker instead. */
+int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *fd, uint16_t *sport);
+int sf_pool_is_fd(int fd);
+void sf_pool_relocate(int fd);
 
 /* ---------- swap.c ---------- */
 /* Replace the app's fd with newfd (consumed): keeps FD_CLOEXEC of the app's fd and O_NONBLOCK

@@ -161,6 +161,19 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     return plain_connect(fd, addr, len, saved);
 
   struct sf_msg req, rep;
+  int rfd;
+  uint16_t bound_port = (e.flags & SF_F_BOUND) ? e.bound_port : 0;
+  uint16_t sport;
+  if (sf_pool_take(ip, port, bound_port, &rfd, &sport) == 0) {
+    /* A pre-established connection: what the broker's reply would have said. */
+    memset(&rep, 0, sizeof rep);
+    rep.type = SF_CONNECT_OK;
+    rep.vip_a = inf.vip;
+    rep.port_a = sport;
+    rep.vip_b = ip;
+    rep.port_b = port;
+    goto swap;
+  }
   memset(&req, 0, sizeof req);
   req.type = SF_CONNECT;
   req.vip_b = ip;
@@ -169,7 +182,6 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     req.vip_a = e.bound_ip;
     req.port_a = e.bound_port;
   }
-  int rfd;
   if (sf_broker_call(&req, -1, &rep, &rfd) != 0) return plain_connect(fd, addr, len, saved);
   if (rep.type != SF_CONNECT_OK || rep.status < 0 || (rep.status == 0 && rfd < 0)) {
     if (rfd >= 0) REAL(close)(rfd);
@@ -182,6 +194,8 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     errno = rep.status;
     return -1;
   }
+  if (rep.a & SF_CONNECT_POOLABLE) sf_pool_confirm(ip, port);
+swap:
   if (sf_swap_in(fd, rfd, &e, 1, -1) != 0) return -1;
   struct conn_arg a = {&rep, sf_fd_ino(fd)};
   sf_tab_update(fd, upd_connected, &a);

@@ -64,6 +64,10 @@ void sf_internal_relocate(int fd) {
     sf_broker_relocate(fd);
     return;
   }
+  if (sf_pool_is_fd(fd)) {
+    sf_pool_relocate(fd);
+    return;
+  }
   struct sf_entry e;
   if (!sf_tab_get(fd, &e) || e.kind != SF_K_INTERNAL || e.hidden_fd < 0) return;
   int owner = e.hidden_fd;

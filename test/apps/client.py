@@ -4,8 +4,11 @@
   client.py echo HOST PORT COUNT   COUNT connections: connect, read the server's hello line, echo a
                                    message, close. Reports what both ends saw as addresses.
   client.py hold HOST PORT SECS    one connection held open for SECS seconds.
-  client.py refused HOST PORT      expects the connect to fail; reports errno and how long it took."""
+  client.py refused HOST PORT      expects the connect to fail; reports errno and how long it took.
+  client.py then-refused HOST PORT COUNT
+                                   COUNT echo connections, then one more connect after "go" on stdin."""
 import json
+import select
 import socket
 import sys
 import time
@@ -69,6 +72,22 @@ def main():
         print(json.dumps({"local": fmt(s.getsockname()), "peer": fmt(s.getpeername()), "hello": hello}), flush=True)
         time.sleep(float(sys.argv[4]))
         s.close()
+    elif mode == "then-refused":
+        # COUNT echo connections, a line, then (after the test stopped the server) one more connect
+        # once the line "go" arrives on stdin, bounded by a 30 s wait.
+        count = int(sys.argv[4])
+        ok = sum(1 for i in range(count) if one(host, port, i)["echo_ok"])
+        print(json.dumps({"echoed": ok}), flush=True)
+        ready, _, _ = select.select([sys.stdin], [], [], 30)
+        if ready:
+            sys.stdin.readline()
+        t0 = time.monotonic()
+        try:
+            s = socket.create_connection((host, port), timeout=10)
+            s.close()
+            print(json.dumps({"connected": True, "seconds": time.monotonic() - t0}))
+        except OSError as e:
+            print(json.dumps({"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}))
     elif mode == "refused":
         t0 = time.monotonic()
         try:

@@ -291,6 +291,30 @@ check(r.peer === `127.0.0.2:${P2}` && r.local.startsWith('127.0.0.1:'), 'cross-h
 await A.cmd(`close ${aX}`);
 await C.cmd(`close ${cX}`);
 check(E1.counters().handed_out === 1 && E2.counters().handed_in === 1, 'handed_out / handed_in counters', [E1.counters(), E2.counters()]);
+
+// Pools: that first cross-host connect came with a pool channel for E2's route, stocked with
+// pre-established connections whose header waits on E2 for its trailer.
+check(await until(() => E1.counters().pools === 1 && E1.counters().pool_stocked === 4 && E2.counters().pool_idle === 4), 'a pool channel is stocked with 4 connections, idle on the peer', [E1.counters(), E2.counters()]);
+r = await A.cmd('pooltake 10.98.0.2 8080');
+const aP = r.h;
+check(r.type === 202 && r.h >= 0 && r.trailer === 8 && r.pool_channels === 1, 'pooltake: an SF_POOLED socket, trailer written', r);
+r = await C.cmd(`accept ${cChan} 2000`);
+const cP = r.h;
+check(r.type === 201 && r.vip_a === '10.98.0.2' && r.port_a === 8080 && r.vip_b === '10.99.0.2', 'pooled: SF_ACCEPTED with the stamped source vIP', r);
+await A.cmd(`send ${aP} pooled`);
+r = await C.cmd(`recv ${cP} 2000`);
+check(r.data === 'pooled', 'pooled: data a -> c (header and trailer not leaked)', r);
+await A.cmd(`close ${aP}`);
+await C.cmd(`close ${cP}`);
+check(await until(() => E1.counters().pool_taken === 1 && E1.counters().handed_out === 2 && E1.counters().pool_stocked === 5 && E2.counters().pool_idle === 4),
+  'the take is counted and the pool stocked back up', [E1.counters(), E2.counters()]);
+r = await A.cmd('pooltake 10.98.0.2 7777');
+const aQ = r.h;
+check(r.type === 202 && r.h >= 0, 'pooltake for a port nobody listens on', r);
+r = await A.cmd(`recv ${aQ} 2000`);
+check(r.error === 'ECONNRESET' || r.eof === true, 'pooled connection to an unknown listener is reset', r);
+await A.cmd(`close ${aQ}`);
+check(await until(() => E2.counters().refused === 1), 'refused on the peer', E2.counters());
 r = await A.cmd('connect 10.98.0.2 9999');
 check(r.status === -1, 'FALLBACK: peer view lacks the address', r);
 
@@ -312,7 +336,7 @@ const aS = r.h;
 r = await A.cmd(`recv ${aS} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'stale view: the peer resets the connection', r);
 await A.cmd(`close ${aS}`);
-check(await until(() => E2.counters().refused === 1), 'refused counter on the peer', E2.counters());
+check(await until(() => E2.counters().refused === 2), 'refused counter on the peer (the pooled one above, then this)', E2.counters());
 E1.setRemoteListeners('127.0.0.2', null);
 r = await A.cmd('connect 10.98.0.2 8080');
 check(r.status === -1, 'FALLBACK once the view is unknown again', r);

@@ -117,6 +117,20 @@ static int recv_msg(int sock, struct sf_msg *m, int *fd, int ms) {
   return 0;
 }
 
+static int pool_fd = -1; /* the latest SF_POOL_CHANNEL the broker sent */
+static int pool_channels;
+
+/* A reply: like recv_msg, but a pool channel the broker sends ahead of a reply is kept aside. */
+static int recv_reply(int sock, struct sf_msg *m, int *fd, int ms) {
+  for (;;) {
+    if (recv_msg(sock, m, fd, ms) < 0) return -1;
+    if (m->type != SF_POOL_CHANNEL) return 0;
+    if (pool_fd >= 0) close(pool_fd);
+    pool_fd = *fd;
+    pool_channels++;
+  }
+}
+
 static void print_msg(const struct sf_msg *m, int fd, const char *extra) {
   char a[16], b[16];
   printf("{\"type\":%u,\"version\":%u,\"seq\":%u,\"status\":%d,\"vip_a\":\"%s\",\"port_a\":%u,"
@@ -135,7 +149,7 @@ static void request(struct sf_msg *m, int fd, const char *extra) {
   }
   struct sf_msg r;
   int rfd;
-  if (recv_msg(broker, &r, &rfd, 5000) < 0) return;
+  if (recv_reply(broker, &r, &rfd, 5000) < 0) return;
   if (r.seq != m->seq) {
     printf("{\"error\":\"seq mismatch %u != %u\"}\n", r.seq, m->seq);
     return;
@@ -326,7 +340,7 @@ int main(int argc, char **argv) {
         m.port_b = htons((uint16_t)atoi(port));
         struct sf_msg r;
         int fd;
-        if (send_req(&m, -1) < 0 || recv_msg(broker, &r, &fd, 5000) < 0) break;
+        if (send_req(&m, -1) < 0 || recv_reply(broker, &r, &fd, 5000) < 0) break;
         if (r.status == 0 && fd >= 0) {
           ok++;
           if (echo) {
@@ -345,6 +359,27 @@ int main(int argc, char **argv) {
       }
       double us = now_us() - t0;
       printf("{\"ok\":%d,\"fallback\":%d,\"errors\":%d,\"us_per_conn\":%.2f}\n", ok, fb, err, n ? us / n : 0);
+    } else if (!strcmp(cmd, "pooltake")) {
+      /* pooltake IP PORT: take a pre-established socket from the pool channel, write the trailer
+         for IP:PORT, report the take. Prints the SF_POOLED message plus the pool's state. */
+      char dst[128], port[32];
+      sscanf(line, "%*s %127s %31s", dst, port);
+      struct sf_msg r;
+      int fd = -1;
+      if (pool_fd < 0) {
+        printf("{\"error\":\"no pool channel\",\"pool_channels\":%d}\n", pool_channels);
+      } else if (recv_msg(pool_fd, &r, &fd, 2000) == 0) {
+        struct sockaddr_in la;
+        socklen_t ll = sizeof la;
+        getsockname(fd, (struct sockaddr *)&la, &ll);
+        struct sf_trailer t = {ipparse(dst), htons((uint16_t)atoi(port)), la.sin_port};
+        ssize_t w = fd >= 0 ? send(fd, &t, sizeof t, MSG_NOSIGNAL) : -1;
+        struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = 1};
+        send(pool_fd, &took, sizeof took, MSG_NOSIGNAL);
+        char extra[96];
+        snprintf(extra, sizeof extra, ",\"trailer\":%zd,\"sport\":%u,\"pool_channels\":%d", w, ntohs(la.sin_port), pool_channels);
+        print_msg(&r, fd, extra);
+      }
     } else if (!strcmp(cmd, "quit")) {
       break;
     } else {

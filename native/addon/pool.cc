@@ -1,0 +1,185 @@
+// Connection pools: host connections to a peer's reserved port, established ahead of demand and
+// pushed down a per-process pool channel, so that the application's connect() needs no round trip
+// to the broker and no TCP handshake. The broker writes and stamps the header (SF_HDR_POOLED: the
+// container's source vIP, no destination); the process that takes a socket writes the 8-byte
+// trailer naming the destination. Each take is reported on the channel (SF_POOL_TOOK) and the pool
+// is stocked back up to its target, which doubles whenever the process found it empty.
+#include <arpa/inet.h>
+#include <endian.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
+  for (Pool* p : pc->pools)
+    if (p->net == r.net && p->prefix == r.prefix && p->peer_ip == r.peer_ip && p->peer_port == r.peer_port) return p;
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) return nullptr;
+  Pool* p = new (std::nothrow) Pool;
+  if (!p) {
+    close_fd(sp[0]);
+    close_fd(sp[1]);
+    return nullptr;
+  }
+  p->pc = pc;
+  p->net = r.net;
+  p->prefix = r.prefix;
+  p->peer_ip = r.peer_ip;
+  p->peer_port = r.peer_port;
+  p->target = cfg.pool_depth;
+  p->ev.fd = sp[0];
+  grow_sndbuf(sp[0], 1 << 20);  // room for pool_max sockets: a push never meets EAGAIN
+  // The app end goes to the preload on its broker connection, ahead of the CONNECT_OK it needs.
+  sf_msg m = make_msg(SF_POOL_CHANNEL, 0, 0, r.net, 0, r.peer_ip, r.peer_port, r.prefix);
+  bool sent = !pc->dead && send_msg(pc->ev.fd, m, sp[1]) == 0;
+  close_fd(sp[1]);
+  if (!sent || !ep_add(p->ev, EPOLLIN | EPOLLRDHUP)) {
+    close_fd(sp[0]);
+    delete p;
+    return nullptr;
+  }
+  pc->pools.push_back(p);
+  inc(ctr.pools);
+  fill_pool(p);
+  return p;
+}
+
+// A stocking connect failed: the peer is not taking connections now. Back off (1 s, doubling up to
+// 30 s) so that reports do not turn into a stream of failing connects; a success resets it.
+void Engine::pool_failed(Pool* p) {
+  p->connecting--;
+  inc(ctr.pool_failures);
+  p->backoff_ms = p->backoff_ms ? std::min(30000, p->backoff_ms * 2) : 1000;
+  p->retry_at = now_ms() + p->backoff_ms;
+}
+
+// Starts connects until queued + connecting reaches the target.
+void Engine::fill_pool(Pool* p) {
+  Route r{p->net, p->prefix, p->peer_ip, p->peer_port};
+  if (p->retry_at && now_ms() < p->retry_at) return;
+  while (!p->dead && p->queued + p->connecting < p->target) {
+    bool pending = false;
+    int fd = open_peer_socket(r, &pending);
+    OutConn* o = nullptr;
+    if (fd >= 0) {
+      if (!free_out.empty()) {
+        o = free_out.back();
+        free_out.pop_back();
+        o->dead = false;
+      } else {
+        o = new (std::nothrow) OutConn;
+      }
+    }
+    if (!o) {
+      close_fd(fd);
+      p->connecting++;
+      return pool_failed(p);
+    }
+    PreloadConn* pc = p->pc;
+    o->ev.fd = fd;
+    o->pc = pc;
+    o->pool = p;
+    o->seq = 0;
+    o->dst = 0;
+    o->dport = o->sport = 0;
+    o->pprev = nullptr;
+    o->pnext = pc->outs;
+    if (pc->outs) pc->outs->pprev = o;
+    pc->outs = o;
+    p->connecting++;
+    if (!pending) {
+      finish_out(o);
+      continue;
+    }
+    if (!ep_add(o->ev, EPOLLOUT)) {
+      fail_out(o);
+      return;
+    }
+    out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
+  }
+}
+
+// A stocking connect completed (o is unlinked already; fd is ours).
+void Engine::pool_connected(OutConn* o, int fd) {
+  Pool* p = o->pool;
+  p->connecting--;
+  sf_hdr h;
+  memset(&h, 0, sizeof h);
+  h.magic = htonl(SF_HDR_MAGIC);
+  h.version = SF_HDR_VERSION;
+  h.type = SF_HDR_POOLED;
+  h.hdr_len = htons(SF_HDR_LEN);
+  h.src_vip = htonl(p->pc->c->ip);
+  h.nonce = htobe64(realtime_ns());
+  if (!write_header(fd, h)) {
+    close_fd(fd);
+    p->connecting++;
+    return pool_failed(p);
+  }
+  p->backoff_ms = 0;
+  p->retry_at = 0;
+  make_blocking_fresh(fd);
+  sf_msg m = make_msg(SF_POOLED, 0, 0, 0, 0, 0, 0, uint64_t(mono_ns()));
+  if (send_msg(p->ev.fd, m, fd) == 0) {
+    p->queued++;
+    inc(ctr.pool_stocked);
+  } else {
+    reset_close(fd);
+    fd = -1;
+  }
+  close_fd(fd);
+}
+
+void Engine::on_pool(Pool* p) {
+  bool refill = false;
+  for (int i = 0; i < 64 && !p->dead; i++) {
+    sf_msg m;
+    ssize_t n = recv(p->ev.fd, &m, sizeof m, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) {  // EOF or error: the process closed it (exited)
+      kill_pool(p);
+      return;
+    }
+    if (n != ssize_t(sizeof m) || m.version != SF_MSG_VERSION || m.type != SF_POOL_TOOK) {
+      inc(ctr.bad_msgs);
+      continue;
+    }
+    // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits).
+    uint64_t used = m.a & 0xffffffffu, gone = m.a >> 32;
+    uint32_t took = uint32_t(std::min<uint64_t>(used + gone, p->queued));
+    p->queued -= took;
+    ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
+    ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
+    if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
+    refill = true;
+  }
+  if (refill) fill_pool(p);
+}
+
+void Engine::kill_pool(Pool* p) {
+  if (p->dead) return;
+  PreloadConn* pc = p->pc;
+  for (OutConn *o = pc->outs, *next; o; o = next) {
+    next = o->pnext;
+    if (o->pool == p) kill_out(o);
+  }
+  ep_del(p->ev);
+  close_fd(p->ev.fd);
+  p->ev.fd = -1;
+  auto it = std::find(pc->pools.begin(), pc->pools.end(), p);
+  if (it != pc->pools.end()) pc->pools.erase(it);
+  dec(ctr.pools);
+  bury(p);
+}
+
+}  // namespace sf

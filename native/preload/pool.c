@@ -1,0 +1,218 @@
+/* Pre-established host connections: connect() without a round trip to the broker.
+ *
+ * After the first cross-host connect to a peer host, the broker sends this process a pool channel
+ * for that peer's route (SF_POOL_CHANNEL) and keeps it stocked with connected host sockets whose
+ * header (source vIP stamped by the broker, no destination) is already sent. A connect() to a
+ * destination the broker confirmed as a SlimFast listener in the last second takes one, writes the
+ * 8-byte trailer naming the destination and reports the take; anything else (an empty pool, an
+ * unconfirmed destination, a stale or dead socket) goes the ordinary way through the broker.
+ *
+ * Locking: one mutex for the tables, never held across a blocking call (every syscall under it is
+ * non-blocking or absent). A pool fd in use by a taker is closed only when the last user leaves.
+ */
+#include "sf.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NPOOLS 8
+#define NOK 64                       /* confirmed destinations remembered */
+#define OK_TTL_NS 1000000000LL       /* how long a confirmation lets connects skip the broker */
+#define MAX_TRIES 16                 /* stale sockets skipped in one connect at most */
+
+struct pool {
+  int fd; /* -1: free slot */
+  uint32_t net, mask; /* network order */
+  int users;
+  int dead;
+  int empty_reported;
+};
+
+struct okdst {
+  uint32_t ip;
+  uint16_t port;
+  int64_t until;
+};
+
+static pthread_mutex_t pmu = PTHREAD_MUTEX_INITIALIZER;
+static struct pool pools[NPOOLS] = {[0 ... NPOOLS - 1] = {.fd = -1}};
+static int pool_fds[NPOOLS] = {[0 ... NPOOLS - 1] = -1}; /* lock-free copy for sf_pool_is_fd */
+static struct okdst oks[NOK];
+
+static void close_pool_locked(int i) {
+  sf_tab_drop(pools[i].fd);
+  REAL(close)(pools[i].fd);
+  pools[i].fd = -1;
+  __atomic_store_n(&pool_fds[i], -1, __ATOMIC_RELAXED);
+}
+
+void sf_pool_add(int fd, uint32_t net, uint32_t prefix) {
+  fd = sf_fd_move_high(fd);
+  uint32_t mask = prefix == 0 ? 0 : htonl(prefix >= 32 ? 0xffffffffu : ~(0xffffffffu >> prefix));
+  pthread_mutex_lock(&pmu);
+  int slot = -1;
+  for (int i = 0; i < NPOOLS; i++) {
+    if (pools[i].fd >= 0 && !pools[i].dead && pools[i].net == (net & mask) && pools[i].mask == mask) {
+      slot = -2; /* have one already: a reconnect raced; keep the first */
+      break;
+    }
+    if (pools[i].fd < 0 && slot == -1) slot = i;
+  }
+  if (slot < 0) {
+    pthread_mutex_unlock(&pmu);
+    REAL(close)(fd);
+    return;
+  }
+  sf_tab_mark_internal(fd, -1);
+  pools[slot] = (struct pool){.fd = fd, .net = net & mask, .mask = mask};
+  __atomic_store_n(&pool_fds[slot], fd, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&pmu);
+  SF_DEBUG("pool channel fd %d for route /%u", fd, prefix);
+}
+
+void sf_pool_drop_all(void) {
+  pthread_mutex_lock(&pmu);
+  for (int i = 0; i < NPOOLS; i++) {
+    if (pools[i].fd < 0) continue;
+    pools[i].dead = 1;
+    if (pools[i].users == 0) close_pool_locked(i);
+  }
+  memset(oks, 0, sizeof oks);
+  pthread_mutex_unlock(&pmu);
+}
+
+void sf_pool_atfork_child(void) {
+  pthread_mutex_init(&pmu, NULL);
+  for (int i = 0; i < NPOOLS; i++) {
+    if (pools[i].fd >= 0) close_pool_locked(i); /* the parent's: its broker stocks them */
+    pools[i] = (struct pool){.fd = -1};
+  }
+  memset(oks, 0, sizeof oks);
+}
+
+static unsigned ok_slot(uint32_t ip, uint16_t port) { return (ip * 2654435761u ^ port) % NOK; }
+
+void sf_pool_confirm(uint32_t ip, uint16_t port) {
+  pthread_mutex_lock(&pmu);
+  struct okdst *o = &oks[ok_slot(ip, port)];
+  o->ip = ip;
+  o->port = port;
+  o->until = sf_now_ns() + OK_TTL_NS;
+  pthread_mutex_unlock(&pmu);
+}
+
+int sf_pool_is_fd(int fd) {
+  if (fd < 0) return 0;
+  for (int i = 0; i < NPOOLS; i++)
+    if (__atomic_load_n(&pool_fds[i], __ATOMIC_RELAXED) == fd) return 1;
+  return 0;
+}
+
+void sf_pool_relocate(int fd) {
+  pthread_mutex_lock(&pmu);
+  for (int i = 0; i < NPOOLS; i++) {
+    if (pools[i].fd != fd) continue;
+    int n = sf_fd_dup_high(fd);
+    if (n >= 0 && n != fd) {
+      sf_tab_mark_internal(n, -1);
+      pools[i].fd = n;
+      __atomic_store_n(&pool_fds[i], n, __ATOMIC_RELAXED);
+      sf_tab_drop(fd);
+      REAL(close)(fd);
+    }
+  }
+  pthread_mutex_unlock(&pmu);
+}
+
+/* A taken socket is usable if it is neither closed nor reset by the peer, nor carries data (the
+   receiving broker never sends any). */
+static int alive(int fd) {
+  char b;
+  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+static void report(int pfd, uint32_t used, uint32_t gone, int empty) {
+  struct sf_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = SF_POOL_TOOK;
+  m.version = SF_MSG_VERSION;
+  m.status = empty;
+  m.a = (uint64_t)used | ((uint64_t)gone << 32);
+  /* Never blocks; a lost report only makes the broker stock fewer. */
+  if (send(pfd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) SF_DEBUG("pool report: %s", strerror(errno));
+}
+
+int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, uint16_t *out_sport) {
+  int saved = errno;
+  pthread_mutex_lock(&pmu);
+  struct okdst *o = &oks[ok_slot(ip, port)];
+  int i = -1;
+  if (o->ip == ip && o->port == port && sf_now_ns() < o->until) {
+    for (int k = 0; k < NPOOLS; k++)
+      if (pools[k].fd >= 0 && !pools[k].dead && (ip & pools[k].mask) == pools[k].net) {
+        i = k;
+        break;
+      }
+  }
+  if (i < 0) {
+    pthread_mutex_unlock(&pmu);
+    return -1;
+  }
+  struct pool *p = &pools[i];
+  p->users++;
+  int pfd = p->fd;
+  pthread_mutex_unlock(&pmu);
+
+  int fd = -1, empty = 0, dead = 0;
+  uint32_t gone = 0;
+  for (int tries = 0; tries < MAX_TRIES && fd < 0; tries++) {
+    struct sf_msg m;
+    int rfd = -1, trunc = 0;
+    ssize_t n = sf_recv_fd(pfd, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &rfd, &trunc);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      empty = 1;
+      break;
+    }
+    if (n <= 0) {
+      dead = 1;
+      break;
+    }
+    int ok = n == (ssize_t)sizeof m && !(trunc & MSG_TRUNC) && m.type == SF_POOLED && rfd >= 0 &&
+             (uint64_t)sf_now_ns() - m.a < SF_POOL_MAX_AGE_NS && alive(rfd);
+    if (!ok) {
+      if (rfd >= 0) REAL(close)(rfd);
+      gone++;
+      continue;
+    }
+    fd = rfd;
+  }
+  uint16_t sport = 0;
+  if (fd >= 0) {
+    struct sockaddr_in la;
+    socklen_t ll = sizeof la;
+    sport = bound_port ? bound_port : (REAL(getsockname)(fd, (struct sockaddr *)&la, &ll) == 0 ? la.sin_port : 0);
+    struct sf_trailer t = {ip, port, sport};
+    if (send(fd, &t, sizeof t, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof t) {
+      REAL(close)(fd);
+      fd = -1;
+      gone++;
+    }
+  }
+  pthread_mutex_lock(&pmu);
+  int send_report = !dead && (fd >= 0 || gone > 0 || (empty && !p->empty_reported));
+  if (send_report) p->empty_reported = empty && fd < 0;
+  if (dead) p->dead = 1;
+  pthread_mutex_unlock(&pmu);
+  if (send_report) report(pfd, fd >= 0, gone, empty && fd < 0);
+  pthread_mutex_lock(&pmu);
+  if (--p->users == 0 && p->dead) close_pool_locked(i);
+  pthread_mutex_unlock(&pmu);
+  errno = saved;
+  if (fd < 0) return -1;
+  *out_fd = fd;
+  *out_sport = sport;
+  return 0;
+}
