@@ -50,6 +50,13 @@ export interface BrokerCounters {
   /** of handed_out, connects served from a pre-established pool (no round trip to the broker) */
   pool_taken: number;
   pool_stocked: number;
+  /** per host (h1 = host 1, h2 = host 2): connections its broker handed out / in, its engine thread's CPU */
+  handed_out_h1: number;
+  handed_in_h1: number;
+  engine_cpu_us_h1: number;
+  handed_out_h2: number;
+  handed_in_h2: number;
+  engine_cpu_us_h2: number;
 }
 
 export class BenchLab {
@@ -232,6 +239,12 @@ export class BenchLab {
       connect_failures: sum('connect_failures'),
       pool_taken: sum('pool_taken'),
       pool_stocked: sum('pool_stocked'),
+      handed_out_h1: Number(all[0]?.handed_out ?? 0),
+      handed_in_h1: Number(all[0]?.handed_in ?? 0),
+      engine_cpu_us_h1: Number(all[0]?.engine_cpu_us ?? 0),
+      handed_out_h2: Number(all[1]?.handed_out ?? 0),
+      handed_in_h2: Number(all[1]?.handed_in ?? 0),
+      engine_cpu_us_h2: Number(all[1]?.engine_cpu_us ?? 0),
     };
   }
 

@@ -13,7 +13,7 @@ import type { Topology } from '../lab/topology.js';
 import { cpuBetween } from './cpu.js';
 import { BenchLab } from './lab.js';
 import { PATHS, type PathName } from './measure.js';
-import { type BenchResults, type Sample, summarize, svgChart, textCpuTable, textTable } from './report.js';
+import { type BenchResults, type Sample, summarize, svgChart, textBrokerCpuTable, textCpuTable, textTable } from './report.js';
 import { fmt } from './stats.js';
 import { allWorkloads, iperf3Bound, SampleError, type Settings, type Workload } from './workloads.js';
 
@@ -274,6 +274,8 @@ async function main(): Promise<number> {
   console.log(textTable(results));
   console.log(`\n${bold('CPU over the whole run')} — all rounds' CPU time (both hosts, clients, brokers, softirq) over all rounds' operations`);
   console.log(textCpuTable(results));
+  console.log(`\n${bold('Broker CPU per handed-off connection')} — each host's engine thread, SlimFast samples (a handoff = a connection handed out or in)`);
+  console.log(textBrokerCpuTable(results));
   console.log('\n  Paths: host = host namespace → host namespace over the veth underlay (the physical limit here);');
   console.log('  VXLAN = plain containers over the kernel VXLAN overlay; SlimFast = the same containers with the preload.');
   console.log('  samehost-1: host = loopback in host 1, VXLAN = the two containers over host 1\'s bridge.');

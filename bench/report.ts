@@ -1,5 +1,5 @@
 // Results of a benchmark run: the JSON document, the terminal / Markdown table and the SVG chart.
-import { PATHS, type PathName } from './measure.js';
+import { PATHS, type PathName, median } from './measure.js';
 import { fmt, fmtRatio, ratio, type Spread, spread } from './stats.js';
 import type { MetricDef, Workload } from './workloads.js';
 import type { BrokerCounters } from './lab.js';
@@ -171,6 +171,40 @@ function aligned(head: string[], body: string[][], dedupeFirst: boolean): string
     last = r[0];
   }
   return out.join('\n');
+}
+
+/**
+ * The brokers' own share: CPU time of each host's engine thread (from the addon) over the connections
+ * it handed out or in during the SlimFast samples — medians of the rounds, per host.
+ */
+export function brokerCpuRows(res: BenchResults): string[][] {
+  const rows: string[][] = [];
+  for (const w of res.workloads) {
+    const per = (h: 'h1' | 'h2') =>
+      median(
+        w.samples
+          .filter((s) => s.path === 'slimfast' && !s.error && s.broker)
+          .map((s) => {
+            const b = s.broker!;
+            const n = (b[`handed_out_${h}`] ?? 0) + (b[`handed_in_${h}`] ?? 0);
+            return n > 0 ? (b[`engine_cpu_us_${h}`] ?? 0) / n : NaN;
+          })
+          .filter((x) => Number.isFinite(x)),
+      );
+    const [a, b] = [per('h1'), per('h2')];
+    if (Number.isFinite(a) || Number.isFinite(b)) rows.push([w.id, Number.isFinite(a) ? fmt(a) : '–', Number.isFinite(b) ? fmt(b) : '–']);
+  }
+  return rows;
+}
+
+export const BROKER_CPU_HEAD = ['workload', 'host 1 broker CPU µs / handoff', 'host 2 broker CPU µs / handoff'];
+
+export function textBrokerCpuTable(res: BenchResults): string {
+  return aligned(BROKER_CPU_HEAD, brokerCpuRows(res), false);
+}
+
+export function markdownBrokerCpuTable(res: BenchResults): string {
+  return md(BROKER_CPU_HEAD, brokerCpuRows(res));
 }
 
 export function textCpuTable(res: BenchResults): string {

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../broker/paths.js';
-import { type BenchResults, markdownCpuTable, markdownTable } from './report.js';
+import { type BenchResults, markdownBrokerCpuTable, markdownCpuTable, markdownTable } from './report.js';
 
 const file = process.argv[2] ?? path.join(repoRoot(), 'bench', 'results', 'latest.json');
 const res = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
@@ -16,6 +16,8 @@ console.log(
 console.log(markdownTable(res));
 console.log('\nCPU over the whole run (all rounds\' CPU time over all rounds\' operations):\n');
 console.log(markdownCpuTable(res));
+console.log('\nBroker CPU per handed-off connection (each host\'s engine thread, SlimFast samples):\n');
+console.log(markdownBrokerCpuTable(res));
 console.log('');
 for (const n of res.notes) console.log(`- ${n}`);
 for (const e of res.errors) console.log(`- error: ${e}`);
