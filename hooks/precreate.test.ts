@@ -54,6 +54,20 @@ test('the id: an existing annotation, then Podman\'s bundle directory, then its 
   t.regex(ids[2], /^sf-[0-9a-f]{16}$/);
 });
 
+test('the id with any storage driver: Podman 4.3 with vfs runs the hook in its own working directory', (t) => {
+  // As Podman 4.3.1 --storage-driver vfs lays it out: userdata under both the root and the runroot.
+  const spec = baseSpec();
+  spec.linux!.namespaces![1] = { type: 'network', path: '/run/netns/x' };
+  for (const f of ['.containerenv', 'hostname', 'resolv.conf', 'hosts']) {
+    spec.mounts!.push({ destination: `/etc/${f}`, type: 'bind', source: `/tmp/p/runroot/vfs-containers/${PODMAN_ID}/userdata/${f}`, options: ['bind'] });
+  }
+  spec.mounts!.push({ destination: '/dev/shm', type: 'bind', source: `/tmp/p/root/vfs-containers/${PODMAN_ID}/userdata/shm` });
+  t.is(idFromPodmanMounts(spec), PODMAN_ID);
+  t.is(idFromBundleDir(`/var/lib/containers/storage/btrfs-containers/${PODMAN_ID}/userdata`), PODMAN_ID);
+  const r = precreate(JSON.stringify(spec), '/home/user', {}, (id) => testCtx({ id, preload }));
+  t.is(JSON.parse(r.output).annotations['io.slimfast.id'], PODMAN_ID, 'the id Podman gives the poststop hook');
+});
+
 test('host-network containers come back byte for byte', (t) => {
   const spec = baseSpec();
   spec.linux!.namespaces = [{ type: 'pid' }];

@@ -4,8 +4,9 @@
 // Podman's hooks directory alone puts containers on SlimFast with a plain runc or crun.
 //
 // The configuration does not name the container. Podman >= 4.4 runs the hook in the container's bundle
-// directory, .../overlay-containers/<ID>/userdata, and every Podman bind-mounts files from there (hosts,
-// resolv.conf, .containerenv); failing both an id is made up. It is recorded as the annotation
+// directory, .../<DRIVER>-containers/<ID>/userdata (Podman 4.3 runs it in its own working directory), and
+// every Podman bind-mounts files from there (hosts, resolv.conf, .containerenv); failing both an id is made
+// up. DRIVER is the storage driver: overlay by default, vfs, btrfs, zfs... It is recorded as the annotation
 // io.slimfast.id for the createRuntime hook.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -17,7 +18,8 @@ import { PRECREATE_MODIFIERS, skipReason } from '../runtime-wrapper/modifiers/in
 import { type Ctx, type Spec, SpecError, applyModifiers } from '../runtime-wrapper/spec.js';
 import { HookInputError } from './oci-state.js';
 
-const PODMAN_USERDATA = /\/overlay-containers\/([0-9a-f]{64})\/userdata(?:\/|$)/;
+// containers/storage keeps a container's files in <root or runroot>/<driver>-containers/<ID>/userdata.
+const PODMAN_USERDATA = /\/[a-z0-9]+-containers\/([0-9a-f]{64})\/userdata(?:\/|$)/;
 
 /** The container id from Podman's bundle directory (the hook's working directory in Podman >= 4.4), if it is one. */
 export function idFromBundleDir(dir: string): string | undefined {
@@ -26,7 +28,7 @@ export function idFromBundleDir(dir: string): string | undefined {
 
 /**
  * The container id from the files Podman mounts from the container's userdata directory
- * (.../overlay-containers/<ID>/userdata/{hosts,hostname,resolv.conf,.containerenv}), when they agree.
+ * (.../<driver>-containers/<ID>/userdata/{hosts,hostname,resolv.conf,.containerenv}), when they agree.
  */
 export function idFromPodmanMounts(spec: Spec): string | undefined {
   const ids = new Set<string>();
