@@ -6,6 +6,9 @@ export const HDR_VERSION = 1;
 export const HDR_LEN = 48;
 export const HDR_CONNECT = 1;
 export const HDR_SYNC = 2;
+export const HDR_POOLED = 3;
+/** key_id of a tag made with the sending broker's own key (see NativeEngine.hostKey). */
+export const KEY_HOST = 1;
 
 export interface HeaderFields {
   type: number;
@@ -18,6 +21,8 @@ export interface HeaderFields {
   version?: number;
   magic?: number;
   hdrLen?: number;
+  /** bytes 32..47 (16 bytes) */
+  tag?: Buffer;
 }
 
 export function buildHeader(f: HeaderFields): Buffer {
@@ -32,5 +37,9 @@ export function buildHeader(f: HeaderFields): Buffer {
   b.writeUInt32BE(f.srcIp ? parseIp(f.srcIp) : 0, 16);
   b.writeUInt32BE(f.keyId ?? 0, 20);
   b.writeBigUInt64BE(f.nonce ?? BigInt(Date.now()) * 1_000_000n, 24);
+  if (f.tag) {
+    if (f.tag.length !== 16) throw new Error(`header tag must be 16 bytes, got ${f.tag.length}`);
+    f.tag.copy(b, 32);
+  }
   return b;
 }

@@ -24,8 +24,7 @@ export interface EngineOptions {
   poolDepth?: number;
   /** Largest a pool grows when its process keeps finding it empty (1..256, default 64). */
   poolMax?: number;
-  /** Receiving side: how long a pooled connection may wait for its destination (default 120000 ms). */
-  poolIdleMs?: number;
+
 }
 
 export interface PeerRoute {
@@ -53,6 +52,9 @@ export type EngineEvent =
   | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string };
 
 export interface NativeEngine {
+  /** 16 bytes: the key this engine signs pooled headers with (new at every start()). Peers learn it
+   *  from the tag of the SYNC header we subscribe with. */
+  hostKey(): Buffer;
   /** Binds the reserved port and starts the epoll thread. Throws on failure (e.g. EADDRINUSE). */
   start(opts: EngineOptions, onEvent: (ev: EngineEvent) => void): void;
   /** Stops the thread and closes every socket it owns. Idempotent. */

@@ -5,7 +5,7 @@ import net from 'node:net';
 import readline from 'node:readline';
 import type { NativeEngine } from './native-engine.js';
 import type { HostEntry } from './peers.js';
-import { buildHeader, HDR_SYNC } from './header.js';
+import { buildHeader, HDR_SYNC, KEY_HOST } from './header.js';
 
 const PING_MS = 2000;
 const DEAD_MS = 6000;
@@ -100,7 +100,8 @@ export class ListenerSync {
     };
     socket.setNoDelay(true);
     socket.once('connect', () => {
-      socket.write(buildHeader({ type: HDR_SYNC }));
+      // The tag carries our host key: the peer checks our containers' pooled headers with it.
+      socket.write(buildHeader({ type: HDR_SYNC, keyId: KEY_HOST, tag: this.engine.hostKey() }));
       alive();
     });
     const lines = readline.createInterface({ input: socket });

@@ -92,7 +92,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetPeers>("setPeers"),
                         InstanceMethod<&EngineWrap::SetRemoteListeners>("setRemoteListeners"),
                         InstanceMethod<&EngineWrap::Listeners>("listeners"),
-                        InstanceMethod<&EngineWrap::Counters>("counters")});
+                        InstanceMethod<&EngineWrap::Counters>("counters"),
+                        InstanceMethod<&EngineWrap::HostKey>("hostKey")});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info)
@@ -130,7 +131,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         !get_string(o, "localSubnet", where, &local) || !get_port(o, "port", where, true, &cfg.port) ||
         !get_ms(o, "headerTimeoutMs", &cfg.header_timeout_ms) ||
         !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms) ||
-        !get_ms(o, "poolIdleMs", &cfg.pool_idle_ms) ||
         !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) || !get_count(o, "poolMax", 1, 256, &cfg.pool_max))
       return env.Undefined();
     if (!parse_ip(host, &cfg.host_ip)) return throw_type(env, "start: hostIp \"" + host + "\" is not an IPv4 address");
@@ -242,6 +242,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       a.Set(uint32_t(i), o);
     }
     return a;
+  }
+
+  // The key this broker signs its containers' pooled headers with (set by start()); it goes to
+  // every peer in the SYNC header this broker subscribes with.
+  Napi::Value HostKey(const Napi::CallbackInfo& info) {
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), eng_->host_key, sizeof eng_->host_key);
   }
 
   Napi::Value Counters(const Napi::CallbackInfo& info) {

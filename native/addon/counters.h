@@ -26,7 +26,6 @@
   X(pools)            /* gauge: pool channels (one per process and peer)                      */ \
   X(pool_stocked)     /* pre-established connections pushed into pools                        */ \
   X(pool_taken)       /* of those, taken by an application connect() (also in handed_out)     */ \
-  X(pool_idle)        /* gauge: receiving side: pooled connections waiting for their trailer  */ \
   X(pool_failures)    /* connects to stock a pool that failed (the pool backs off)            */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -97,7 +98,6 @@ struct HdrState {
   uint32_t hdr_len = SF_HDR_LEN;
   uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len [+ trailer] once the fixed part is valid)
   bool pooled = false;         // SF_HDR_POOLED
-  bool idle() const { return pooled && got >= hdr_len; }  // header done, waiting for the trailer
 };
 
 struct HeaderConn : Obj {
@@ -107,7 +107,6 @@ struct HeaderConn : Obj {
   int64_t deadline = 0;
   HeaderConn *tprev = nullptr, *tnext = nullptr;
   bool timed = false;
-  bool in_pool_timers = false;  // on pool_timers (idle pooled connection), else hdr_timers
   void recycle(Engine& e) override;
 };
 
@@ -196,7 +195,6 @@ struct Config {
   int connect_timeout_ms = 3000;
   uint32_t pool_depth = 4;    // first stock of a new pool (0: no pools, every connect asks)
   uint32_t pool_max = 64;     // largest a pool grows
-  int pool_idle_ms = 120000;  // receiving side: how long a pooled connection may wait for its trailer
 };
 
 enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
@@ -262,7 +260,8 @@ struct Engine {
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
-  TimerList<HeaderConn> pool_timers;  // idle pooled connections (longer timeout)
+  uint8_t host_key[16] = {};  // this broker's MAC key for the pooled headers its containers send
+  std::unordered_map<uint32_t, std::array<uint8_t, 16>> peer_keys;  // peer ip -> its host key (from its SYNC header)
   TimerList<OutConn> out_timers;
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
@@ -293,7 +292,6 @@ struct Engine {
   void process_header(int fd, uint32_t peer_ip, const HdrState& st);
   void park_header(int fd, uint32_t peer_ip, const HdrState& st);
   void on_header(HeaderConn* h);
-  void timer_header(HeaderConn* h);
   void drop_header(HeaderConn* h, bool count_error);
   void expire_headers(int64_t now);
 

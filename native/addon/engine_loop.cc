@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <sys/epoll.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -81,6 +82,9 @@ Error Engine::start(const Config& c, EventSink* s) {
   if (!ensure_epoll(&err)) return err;
   cfg = c;
   ctr.port.store(0);
+  // A fresh host key per start: pooled connections made before a restart die with their headers.
+  if (getrandom(host_key, sizeof host_key, 0) != ssize_t(sizeof host_key))
+    return Error{errno ? errno : EIO, std::string("getrandom: ") + strerror(errno)};
   auto failed = [&](Error e) {
     close_core();
     if (by_id.empty()) {  // nothing else lives in the epoll set: leave no descriptor behind
@@ -131,7 +135,6 @@ void Engine::teardown() {
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);
   while (hdr_timers.head) drop_header(hdr_timers.head, false);
-  while (pool_timers.head) drop_header(pool_timers.head, false);
   // Every OutConn belongs to a preload connection, all killed above.
   close_core();
   collect_garbage();
@@ -158,7 +161,6 @@ void Engine::close_core() {
 int Engine::next_timeout(int64_t now) {
   int64_t t = -1;
   if (hdr_timers.head) t = hdr_timers.head->deadline;
-  if (pool_timers.head && (t < 0 || pool_timers.head->deadline < t)) t = pool_timers.head->deadline;
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
   if (t < 0) return -1;
   // +10 ms: CLOCK_MONOTONIC_COARSE ticks every few ms, avoid waking just before the deadline.

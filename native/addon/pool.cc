@@ -112,24 +112,28 @@ void Engine::fill_pool(Pool* p) {
 void Engine::pool_connected(OutConn* o, int fd) {
   Pool* p = o->pool;
   p->connecting--;
-  sf_hdr h;
-  memset(&h, 0, sizeof h);
+  p->backoff_ms = 0;
+  p->retry_at = 0;
+  // Nothing goes on the wire now: the peer's kernel holds the connection (TCP_DEFER_ACCEPT) until
+  // the process that takes it sends this header and the trailer. The MAC keeps the source vIP ours.
+  sf_pooled msg;
+  memset(&msg, 0, sizeof msg);
+  sf_hdr& h = msg.h;
   h.magic = htonl(SF_HDR_MAGIC);
   h.version = SF_HDR_VERSION;
   h.type = SF_HDR_POOLED;
   h.hdr_len = htons(SF_HDR_LEN);
   h.src_vip = htonl(p->pc->c->ip);
+  h.key_id = htonl(SF_KEY_HOST);
   h.nonce = htobe64(realtime_ns());
-  if (!write_header(fd, h)) {
-    close_fd(fd);
-    p->connecting++;
-    return pool_failed(p);
-  }
-  p->backoff_ms = 0;
-  p->retry_at = 0;
+  header_tag(h, host_key);
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  uint16_t lport = 0;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) sockaddr_ip(ss, &lport);
   make_blocking_fresh(fd);
-  sf_msg m = make_msg(SF_POOLED, 0, 0, 0, 0, 0, 0, uint64_t(mono_ns()));
-  if (send_msg(p->ev.fd, m, fd) == 0) {
+  msg.m = make_msg(SF_POOLED, 0, 0, 0, lport, 0, 0, uint64_t(mono_ns()));
+  if (send_buf(p->ev.fd, &msg, sizeof msg, fd) == 0) {
     p->queued++;
     inc(ctr.pool_stocked);
   } else {

@@ -34,8 +34,10 @@ Error Engine::open_reserved() {
     return Error{e, "cannot bind the reserved port " + ip_str(cfg.host_ip) + ":" +
                         std::to_string(cfg.port) + ": " + strerror(e)};
   }
-  // Wake up only once the client's first bytes (the header) are there.
-  set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, std::max(1, cfg.header_timeout_ms / 1000));
+  // Wake up only once the client's first bytes (the header) are there. Pooled connections send
+  // nothing until a process takes one, so the kernel holds them that long (then hands them over
+  // empty: the header timeout closes them).
+  set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, std::max(SF_POOL_HOLD_S, cfg.header_timeout_ms / 1000));
   socklen_t al = sizeof a;
   if (listen(fd, 4096) < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &al) < 0) {
     int e = errno;
@@ -122,6 +124,13 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   memcpy(&h, st.buf, sizeof h);
   if (h.type == SF_HDR_SYNC) {
     inc(ctr.sync_streams);
+    bool member = false;  // only a configured peer host may announce a key for its address
+    for (auto& kv : routes) member = member || kv.second.peer_ip == peer_ip;
+    if (member && ntohl(h.key_id) == SF_KEY_HOST) {  // the subscriber's key for its pooled headers
+      std::array<uint8_t, 16> k;
+      memcpy(k.data(), h.tag, 16);
+      peer_keys[peer_ip] = k;
+    }
     SF_DLOG("sync stream from %s", ip_str(peer_ip).c_str());
     if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now
     return;
@@ -129,7 +138,14 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   uint32_t dst = ntohl(h.dst_vip);
   uint16_t dport = ntohs(h.dst_port);
   uint16_t sport = ntohs(h.src_port);
-  if (st.pooled) {  // the destination is the taker's; the source vIP stays the stamped one
+  if (st.pooled) {  // the destination is the taker's; the source vIP is the one its broker signed
+    auto k = peer_keys.find(peer_ip);
+    if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !header_tag_ok(h, k->second.data())) {
+      inc(ctr.header_errors);
+      SF_DLOG("pooled header from %s: bad or unknown MAC", ip_str(peer_ip).c_str());
+      reset_close(fd);
+      return;
+    }
     sf_trailer t;
     memcpy(&t, st.trailer, sizeof t);
     dst = ntohl(t.dst_vip);
@@ -174,32 +190,13 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
     bury(h);
     return;
   }
-  h->in_pool_timers = false;
-  h->timed = false;
-  timer_header(h);
-}
-
-// Puts h on the timer list for its state: a pooled connection that waits for its trailer may stay
-// idle for pool_idle_ms, every other header must be complete within header_timeout_ms.
-void Engine::timer_header(HeaderConn* h) {
-  bool idle = h->st.idle();
-  if (h->timed && h->in_pool_timers == idle) return;
-  if (h->timed) {
-    (h->in_pool_timers ? pool_timers : hdr_timers).remove(h);
-    dec(h->in_pool_timers ? ctr.pool_idle : ctr.pending_headers);
-  }
-  h->in_pool_timers = idle;
-  if (idle) pool_timers.push(h, now_ms() + cfg.pool_idle_ms);
-  else hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
-  inc(idle ? ctr.pool_idle : ctr.pending_headers);
+  hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
+  inc(ctr.pending_headers);
 }
 
 void Engine::on_header(HeaderConn* h) {
   int r = read_header(h->ev.fd, h->st);
-  if (r == HDR_AGAIN) {
-    timer_header(h);  // the header part may just have completed
-    return;
-  }
+  if (r == HDR_AGAIN) return;
   if (r == HDR_BAD) {
     drop_header(h, true);
     return;
@@ -219,10 +216,8 @@ void Engine::drop_header(HeaderConn* h, bool count_error) {
     close_fd(h->ev.fd);
     h->ev.fd = -1;
   }
-  if (h->timed) {
-    (h->in_pool_timers ? pool_timers : hdr_timers).remove(h);
-    dec(h->in_pool_timers ? ctr.pool_idle : ctr.pending_headers);
-  }
+  hdr_timers.remove(h);
+  dec(ctr.pending_headers);
   if (count_error) inc(ctr.header_errors);
   bury(h);
 }
@@ -232,7 +227,6 @@ void Engine::expire_headers(int64_t now) {
     SF_DLOG("header timeout from %s", ip_str(hdr_timers.head->peer_ip).c_str());
     drop_header(hdr_timers.head, true);
   }
-  while (pool_timers.head && pool_timers.head->deadline <= now) drop_header(pool_timers.head, false);  // idle: not an error
 }
 
 }  // namespace sf

@@ -11,6 +11,8 @@ namespace sf {
 int64_t now_ms();                 // CLOCK_MONOTONIC_COARSE, milliseconds
 uint64_t realtime_ns();           // CLOCK_REALTIME, nanoseconds (header nonce)
 uint64_t mono_ns();               // CLOCK_MONOTONIC, nanoseconds (pooled sockets' age)
+void header_tag(sf_hdr& h, const uint8_t key[16]);  // SipHash-2-4-128 of bytes 0..31 into h.tag
+bool header_tag_ok(const sf_hdr& h, const uint8_t key[16]);
 void close_fd(int fd);            // close(); never retried (Linux frees the fd even on EINTR)
 void reset_close(int fd);         // SO_LINGER {1,0} then close: the peer sees a reset
 bool set_nonblock(int fd, bool on);
@@ -21,6 +23,7 @@ void grow_sndbuf(int fd, int bytes);  // SO_SNDBUFFORCE (root), else SO_SNDBUF
 
 // Sends one sf_msg, optionally with one fd (SCM_RIGHTS), without blocking. 0 or an errno.
 int send_msg(int sock, const sf_msg& m, int fd);
+int send_buf(int sock, const void* buf, size_t len, int fd);  // one packet of len bytes, same rules
 
 // IPv4 address of a sockaddr (AF_INET or v4-mapped AF_INET6), host order; 0 otherwise.
 uint32_t sockaddr_ip(const sockaddr_storage& ss, uint16_t* port_host);

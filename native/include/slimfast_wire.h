@@ -57,15 +57,18 @@ enum sf_msg_type {
   SF_ACCEPTED = 201,    /* one connected TCP socket attached (SCM_RIGHTS);
                            vip_a:port_a = local (virtual) address, vip_b:port_b = peer.      */
 
-  /* broker -> preload, on a pool channel: one pre-established host connection */
-  SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS), its
-                           SF_HDR_POOLED header already sent; a = CLOCK_MONOTONIC ns when it was
-                           established. The taker writes an sf_trailer naming the destination. */
+  /* broker -> preload, on a pool channel: one pre-established host connection, as an sf_pooled */
+  SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
+                           which nothing was sent yet; a = CLOCK_MONOTONIC ns when it was
+                           established, port_a = its local port. The taker sends the attached
+                           header followed by an sf_trailer naming the destination.           */
 };
 
 #define SF_CONNECT_POOLABLE 1u
-/* A pooled socket older than this is not used (the receiving broker drops idle ones later). */
-#define SF_POOL_MAX_AGE_NS (60ull * 1000000000ull)
+/* A pooled socket older than this is not used: the receiving host holds an established connection
+   that has sent nothing for SF_POOL_HOLD_S (TCP_DEFER_ACCEPT on the reserved port). */
+#define SF_POOL_MAX_AGE_NS (20ull * 1000000000ull)
+#define SF_POOL_HOLD_S 30
 
 /* status value meaning "not SlimFast's business: use the ordinary socket call". */
 #define SF_STATUS_FALLBACK (-1)
@@ -94,9 +97,16 @@ SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 enum sf_hdr_type {
   SF_HDR_CONNECT = 1, /* a container connection: hand this socket to the listener of dst */
   SF_HDR_SYNC = 2,    /* a broker-to-broker control stream (listener table sync)           */
-  SF_HDR_POOLED = 3   /* a pre-established container connection: dst_vip/dst_port/src_port are
-                         zero here and come later, in an sf_trailer right after the header    */
+  SF_HDR_POOLED = 3   /* a pre-established container connection: written by the broker, sent by
+                         the process that takes the socket, followed by an sf_trailer. dst_vip,
+                         dst_port, src_port are zero; key_id = SF_KEY_HOST; the tag is the
+                         sending broker's MAC, so the process cannot change the source vIP.  */
 };
+
+/* key_id values. SF_KEY_HOST: the sending broker's own random key (SipHash-2-4, 128-bit tag over
+   bytes 0..31), which it announces to each peer in the tag of the SYNC header it subscribes with. */
+#define SF_KEY_NONE 0u
+#define SF_KEY_HOST 1u
 
 /* Byte layout, all integers big-endian, addresses and ports as on the wire:
  *  off size field
@@ -139,5 +149,13 @@ struct sf_trailer {
 } __attribute__((packed));
 
 SF_STATIC_ASSERT(sizeof(struct sf_trailer) == SF_TRAILER_LEN, "sf_trailer must stay 8 bytes");
+
+/* One message on a pool channel (broker -> preload): SF_POOLED plus the header to send. */
+struct sf_pooled {
+  struct sf_msg m;
+  struct sf_hdr h;
+};
+
+SF_STATIC_ASSERT(sizeof(struct sf_pooled) == 80, "sf_pooled must stay 80 bytes");
 
 #endif

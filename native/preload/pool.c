@@ -1,10 +1,10 @@
 /* Pre-established host connections: connect() without a round trip to the broker.
  *
  * After the first cross-host connect to a peer host, the broker sends this process a pool channel
- * for that peer's route (SF_POOL_CHANNEL) and keeps it stocked with connected host sockets whose
- * header (source vIP stamped by the broker, no destination) is already sent. A connect() to a
- * destination the broker confirmed as a SlimFast listener in the last second takes one, writes the
- * 8-byte trailer naming the destination and reports the take; anything else (an empty pool, an
+ * for that peer's route (SF_POOL_CHANNEL) and keeps it stocked with connected host sockets on
+ * which nothing was sent yet, each with a header the broker signed (source vIP, no destination).
+ * A connect() to a destination the broker confirmed as a SlimFast listener in the last second
+ * takes one, sends that header and the 8-byte trailer naming the destination, and reports the take; anything else (an empty pool, an
  * unconfirmed destination, a stale or dead socket) goes the ordinary way through the broker.
  *
  * Locking: one mutex for the tables, never held across a blocking call (every syscall under it is
@@ -166,11 +166,11 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
   pthread_mutex_unlock(&pmu);
 
   int fd = -1, empty = 0, dead = 0;
+  struct sf_pooled pm;
   uint32_t gone = 0;
   for (int tries = 0; tries < MAX_TRIES && fd < 0; tries++) {
-    struct sf_msg m;
     int rfd = -1, trunc = 0;
-    ssize_t n = sf_recv_fd(pfd, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &rfd, &trunc);
+    ssize_t n = sf_recv_fd(pfd, &pm, sizeof pm, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &rfd, &trunc);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       empty = 1;
@@ -180,8 +180,8 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
       dead = 1;
       break;
     }
-    int ok = n == (ssize_t)sizeof m && !(trunc & MSG_TRUNC) && m.type == SF_POOLED && rfd >= 0 &&
-             (uint64_t)sf_now_ns() - m.a < SF_POOL_MAX_AGE_NS && alive(rfd);
+    int ok = n == (ssize_t)sizeof pm && !(trunc & MSG_TRUNC) && pm.m.type == SF_POOLED && rfd >= 0 &&
+             (uint64_t)sf_now_ns() - pm.m.a < SF_POOL_MAX_AGE_NS && alive(rfd);
     if (!ok) {
       if (rfd >= 0) REAL(close)(rfd);
       gone++;
@@ -191,11 +191,13 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
   }
   uint16_t sport = 0;
   if (fd >= 0) {
-    struct sockaddr_in la;
-    socklen_t ll = sizeof la;
-    sport = bound_port ? bound_port : (REAL(getsockname)(fd, (struct sockaddr *)&la, &ll) == 0 ? la.sin_port : 0);
-    struct sf_trailer t = {ip, port, sport};
-    if (send(fd, &t, sizeof t, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof t) {
+    /* The broker's signed header, then where to: one segment, the first bytes on the wire. */
+    sport = bound_port ? bound_port : pm.m.port_a;
+    struct {
+      struct sf_hdr h;
+      struct sf_trailer t;
+    } __attribute__((packed)) out = {pm.h, {ip, port, sport}};
+    if (send(fd, &out, sizeof out, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof out) {
       REAL(close)(fd);
       fd = -1;
       gone++;

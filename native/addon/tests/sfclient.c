@@ -360,25 +360,40 @@ int main(int argc, char **argv) {
       double us = now_us() - t0;
       printf("{\"ok\":%d,\"fallback\":%d,\"errors\":%d,\"us_per_conn\":%.2f}\n", ok, fb, err, n ? us / n : 0);
     } else if (!strcmp(cmd, "pooltake")) {
-      /* pooltake IP PORT: take a pre-established socket from the pool channel, write the trailer
-         for IP:PORT, report the take. Prints the SF_POOLED message plus the pool's state. */
-      char dst[128], port[32];
-      sscanf(line, "%*s %127s %31s", dst, port);
-      struct sf_msg r;
+      /* pooltake IP PORT [forge]: take a pre-established socket from the pool channel, send its
+         header (with forge: its source vIP changed to 10.99.0.3) and the trailer for IP:PORT, report
+         the take. Prints the SF_POOLED message plus what was sent. */
+      char dst[128], port[32], how[32] = "";
+      sscanf(line, "%*s %127s %31s %31s", dst, port, how);
+      struct sf_pooled pm;
       int fd = -1;
+      struct pollfd pp = {pool_fd, POLLIN, 0};
       if (pool_fd < 0) {
         printf("{\"error\":\"no pool channel\",\"pool_channels\":%d}\n", pool_channels);
-      } else if (recv_msg(pool_fd, &r, &fd, 2000) == 0) {
-        struct sockaddr_in la;
-        socklen_t ll = sizeof la;
-        getsockname(fd, (struct sockaddr *)&la, &ll);
-        struct sf_trailer t = {ipparse(dst), htons((uint16_t)atoi(port)), la.sin_port};
-        ssize_t w = fd >= 0 ? send(fd, &t, sizeof t, MSG_NOSIGNAL) : -1;
+      } else if (poll(&pp, 1, 2000) != 1) {
+        printf("{\"error\":\"timeout\"}\n");
+      } else {
+        union {
+          char buf[CMSG_SPACE(sizeof(int))];
+          struct cmsghdr align;
+        } u;
+        struct iovec iov = {&pm, sizeof pm};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+        ssize_t n = recvmsg(pool_fd, &mh, MSG_CMSG_CLOEXEC);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+        if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (!strcmp(how, "forge")) pm.h.src_vip = ipparse("10.99.0.3");
+        struct {
+          struct sf_hdr h;
+          struct sf_trailer t;
+        } __attribute__((packed)) out = {pm.h, {ipparse(dst), htons((uint16_t)atoi(port)), pm.m.port_a}};
+        ssize_t w = fd >= 0 ? send(fd, &out, sizeof out, MSG_NOSIGNAL) : -1;
         struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = 1};
         send(pool_fd, &took, sizeof took, MSG_NOSIGNAL);
-        char extra[96];
-        snprintf(extra, sizeof extra, ",\"trailer\":%zd,\"sport\":%u,\"pool_channels\":%d", w, ntohs(la.sin_port), pool_channels);
-        print_msg(&r, fd, extra);
+        char extra[160];
+        snprintf(extra, sizeof extra, ",\"len\":%zd,\"sent\":%zd,\"key_id\":%u,\"hdr_type\":%u,\"pool_channels\":%d", n, w,
+                 ntohl(pm.h.key_id), pm.h.type, pool_channels);
+        print_msg(&pm.m, fd, extra);
       }
     } else if (!strcmp(cmd, "quit")) {
       break;
