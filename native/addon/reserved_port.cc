@@ -225,7 +225,11 @@ void Engine::drop_header(HeaderConn* h, bool count_error) {
 void Engine::expire_headers(int64_t now) {
   while (hdr_timers.head && hdr_timers.head->deadline <= now) {
     SF_DLOG("header timeout from %s", ip_str(hdr_timers.head->peer_ip).c_str());
-    drop_header(hdr_timers.head, true);
+    // Nothing at all: a pooled connection nobody took, handed over by the kernel when its hold
+    // (TCP_DEFER_ACCEPT) ran out. Not an error; counted apart.
+    HeaderConn* h = hdr_timers.head;
+    if (h->st.got == 0) inc(ctr.pool_expired);
+    drop_header(h, h->st.got > 0);
   }
 }
 
