@@ -62,7 +62,31 @@ export async function sweepStale(): Promise<void> {
   }
   for (const entry of fs.readdirSync(os.tmpdir())) {
     const m = /^sft(\d+)x/.exec(entry);
-    if (m && !pidAlive(Number(m[1]))) fs.rmSync(path.join(os.tmpdir(), entry), { recursive: true, force: true });
+    if (m && !pidAlive(Number(m[1]))) await removeTree(path.join(os.tmpdir(), entry));
+  }
+}
+
+/**
+ * Removes a directory a killed run left, unmounting first whatever is still mounted below it
+ * (container root filesystems, /dev/shm, …), deepest first. Whatever still cannot go stays, with a
+ * warning: a leftover must not fail the run that found it.
+ */
+export async function removeTree(dir: string): Promise<void> {
+  let mounts: string[] = [];
+  try {
+    mounts = fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
+      .filter((p): p is string => !!p && (p === dir || p.startsWith(`${dir}/`)));
+  } catch {
+    // no mountinfo: nothing to unmount
+  }
+  for (const p of mounts.sort((a, b) => b.length - a.length)) await execa('umount', ['-l', p], { reject: false });
+  try {
+    fs.rmSync(dir, { recursive: true, force: true });
+  } catch (err) {
+    console.warn(`lab: cannot remove ${dir} left by an earlier run: ${(err as Error).message}`);
   }
 }
 
@@ -381,6 +405,6 @@ export class Topology {
     }
     await Promise.race([Promise.allSettled([...this.children]), new Promise((r) => setTimeout(r, 5000).unref())]);
     for (const ns of [...this.namespaces].reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {});
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    await removeTree(this.dir);
   }
 }

@@ -252,6 +252,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   Napi::Value Counters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
+    eng_->read_pool_reports();
     Napi::Object o = Napi::Object::New(env);
 #define SF_X(n) o.Set(#n, Napi::Number::New(env, double(eng_->ctr.n.load(std::memory_order_relaxed))));
     SF_COUNTERS(SF_X)

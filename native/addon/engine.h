@@ -235,6 +235,9 @@ struct Engine {
   std::vector<ListenerRow> listener_rows();
   bool running() const { return running_; }
   uint64_t thread_cpu_ns() const;  // CPU time used by the engine thread so far (0 if unknown)
+  // Takes in the pool reports processes sent and the engine thread (which does not preempt
+  // anybody) has not read yet, so that handed_out counts every connect made so far.
+  void read_pool_reports();
 
   Counters ctr;
 

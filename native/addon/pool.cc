@@ -170,6 +170,15 @@ void Engine::on_pool(Pool* p) {
   if (refill) fill_pool(p);
 }
 
+void Engine::read_pool_reports() {
+  std::lock_guard<std::mutex> lk(mu);
+  std::vector<Pool*> all;
+  for (auto& kv : by_id)
+    for (PreloadConn* pc : kv.second->conns)
+      for (Pool* p : pc->pools) all.push_back(p);
+  for (Pool* p : all) on_pool(p);  // may kill p (EOF): the loop holds its own copy
+}
+
 void Engine::kill_pool(Pool* p) {
   if (p->dead) return;
   PreloadConn* pc = p->pc;
