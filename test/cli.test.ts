@@ -34,6 +34,11 @@ test('usage errors exit 2 and say what is wrong', async (t) => {
   const r4 = await cli(['daemon', '--host-ip', '127.0.0.1', '--port', '70000']);
   t.is(r4.exitCode, 2);
   t.regex(r4.stderr, /--port must be 1-65535/);
+  for (const bad of ['-1', '65', '2.5', 'many']) {
+    const r = await cli(['daemon', '--host-ip', '127.0.0.1', `--pool-depth=${bad}`]);
+    t.is(r.exitCode, 2, bad);
+    t.regex(r.stderr, /--pool-depth must be 0-64/, bad);
+  }
 });
 
 test('a bad peers file is refused with the reason', async (t) => {
