@@ -58,7 +58,17 @@ export async function sweepStale(): Promise<void> {
   for (const line of list.split('\n')) {
     const name = line.split(' ')[0];
     const m = /^sft(\d+)x/.exec(name);
-    if (m && !pidAlive(Number(m[1]))) await run('ip', ['netns', 'del', name]).catch(() => {});
+    if (!m || pidAlive(Number(m[1]))) continue;
+    // A killed run's brokers and servers still live in its namespaces: end them first.
+    const pids = await run('ip', ['netns', 'pids', name]).catch(() => '');
+    for (const pid of pids.split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await run('ip', ['netns', 'del', name]).catch(() => {});
   }
   for (const entry of fs.readdirSync(os.tmpdir())) {
     const m = /^sft(\d+)x/.exec(entry);
