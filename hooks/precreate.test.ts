@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { TEST_SOCKET_DIR, baseSpec, testCtx } from '../runtime-wrapper/testing.js';
+import { TEST_LD_SO_PRELOAD, TEST_SOCKET_DIR, baseSpec, testCtx } from '../runtime-wrapper/testing.js';
 import { HookInputError } from './oci-state.js';
 import { idFromBundleDir, idFromPodmanMounts, precreate } from './precreate.js';
 
@@ -31,9 +31,10 @@ test('precreate adds mounts, env and the annotation, but not the hooks (Podman a
   t.is(out.annotations['io.slimfast.id'], PODMAN_ID);
   t.is(out.annotations['io.container.manager'], 'libpod');
   t.true(out.process.env.includes('LD_PRELOAD=/.slimfast/libslimfast.so'));
-  t.deepEqual(out.mounts.slice(-2).map((m: { destination: string }) => m.destination), ['/.slimfast/libslimfast.so', '/.slimfast/run']);
+  t.deepEqual(out.mounts.slice(-3).map((m: { destination: string }) => m.destination), ['/.slimfast/libslimfast.so', '/.slimfast/run', '/etc/ld.so.preload']);
   t.is(out.hooks, undefined);
   t.true(fs.statSync(TEST_SOCKET_DIR).isDirectory(), 'the socket directory was made for the bind mount');
+  t.is(fs.readFileSync(TEST_LD_SO_PRELOAD, 'utf8'), '/.slimfast/libslimfast.so\n', 'and the file ld.so reads, for podman exec processes');
 });
 
 test('the id: an existing annotation, then Podman\'s bundle directory, then its mounts, else a made-up one', (t) => {

@@ -1,7 +1,8 @@
 // Podman's precreate hook stage: the runtime configuration comes on stdin and the (modified)
 // configuration goes to stdout, before Podman hands it to the OCI runtime. This applies the same
 // modifiers as slimfast-runc create, except the hooks, which Podman adds from the hooks.d files, so that
-// Podman's hooks directory alone puts containers on SlimFast with a plain runc or crun.
+// Podman's hooks directory alone puts containers on SlimFast with a plain runc or crun; and it mounts
+// /etc/ld.so.preload, since no hook sees `podman exec` (modifiers/ld-so-preload.ts).
 //
 // The configuration does not name the container. Podman >= 4.4 runs the hook in the container's bundle
 // directory, .../<DRIVER>-containers/<ID>/userdata (Podman 4.3 runs it in its own working directory), and
@@ -15,7 +16,7 @@ import { ANNOTATION_ID } from '../runtime-wrapper/constants.js';
 import { buildCtx } from '../runtime-wrapper/context.js';
 import { parseLossless, stringifyLossless } from '../runtime-wrapper/json-lossless.js';
 import { PRECREATE_MODIFIERS, skipReason } from '../runtime-wrapper/modifiers/index.js';
-import { type Ctx, type Spec, SpecError, applyModifiers } from '../runtime-wrapper/spec.js';
+import { type Ctx, type Spec, SpecError, applyModifiers, prepareHostPaths } from '../runtime-wrapper/spec.js';
 import { HookInputError } from './oci-state.js';
 
 // containers/storage keeps a container's files in <root or runroot>/<driver>-containers/<ID>/userdata.
@@ -63,6 +64,6 @@ export function precreate(input: string, cwd: string, env: NodeJS.ProcessEnv = p
     throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
   }
   applyModifiers(spec, ctx, PRECREATE_MODIFIERS);
-  for (const dir of ctx.needDirs) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  prepareHostPaths(ctx);
   return { output: stringifyLossless(spec), changed: true };
 }

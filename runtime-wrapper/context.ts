@@ -1,5 +1,6 @@
 // Builds the modifiers' context from this install and the environment.
 import fs from 'node:fs';
+import path from 'node:path';
 import { resolveStateDir } from '../broker/config-file.js';
 import { installPaths } from '../broker/paths.js';
 import { containerSocketDir } from '../broker/registry.js';
@@ -51,7 +52,9 @@ export function buildCtx(id: string, env: NodeJS.ProcessEnv = process.env): Ctx 
     hookEnv,
     hookTimeout: Math.ceil(hookTimeoutSeconds(env)) + 2,
     socketDir: containerSocketDir(stateLayout(stateDir), id),
+    ldSoPreload: path.join(stateDir, 'ld.so.preload'),
     isHostNetns,
     needDirs: [],
+    needFiles: [],
   };
 }

@@ -18,7 +18,7 @@ import { buildCtx } from './context.js';
 import { CREATE_MODIFIERS, EXEC_MODIFIERS, skipReason } from './modifiers/index.js';
 import { reportError, writeFd } from './report.js';
 import { resolveRunc } from './runc.js';
-import { type Process, type Spec, SpecError, applyModifiers, readJsonFile, writeJsonFileAtomic } from './spec.js';
+import { type Process, type Spec, SpecError, applyModifiers, prepareHostPaths, readJsonFile, writeJsonFileAtomic } from './spec.js';
 
 export const EDIT_ONLY_FLAG = '--slimfast-edit-only';
 
@@ -46,7 +46,7 @@ export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = 
     throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
   }
   applyModifiers(spec, ctx, CREATE_MODIFIERS);
-  for (const dir of ctx.needDirs) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  prepareHostPaths(ctx);
   return { file, changed: writeJsonFileAtomic(loaded, spec) };
 }
 

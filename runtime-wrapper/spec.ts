@@ -61,10 +61,19 @@ export interface Ctx {
   hookTimeout: number;
   /** Host directory of this container's broker socket (bind-mounted at /.slimfast/run). */
   socketDir: string;
+  /** Host file naming the preload library for ld.so, shared by the broker's containers (bind-mounted at /etc/ld.so.preload). */
+  ldSoPreload: string;
   /** Whether a network namespace path is the host's (the one the runtime runs in). */
   isHostNetns(nsPath: string): boolean;
   /** Directories that must exist before the runtime starts (bind-mount sources); filled by modifiers. */
   needDirs: string[];
+  /** Files that must exist with this content before the runtime starts (bind-mount sources); filled by modifiers. */
+  needFiles: NeededFile[];
+}
+
+export interface NeededFile {
+  path: string;
+  content: string;
 }
 
 /** One change to the configuration. Applying it twice must give the same result as applying it once. */
@@ -143,6 +152,33 @@ export function writeFileKeepingMode(file: string, text: string, fallbackMode = 
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Makes the bind-mount sources the modifiers asked for. A file is rewritten only when its content
+ * differs, atomically and world-readable: running containers keep the inode they mounted.
+ */
+export function prepareHostPaths(ctx: Pick<Ctx, 'needDirs' | 'needFiles'>): void {
+  for (const dir of ctx.needDirs) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  for (const f of ctx.needFiles) {
+    let current: string | undefined;
+    try {
+      current = fs.readFileSync(f.path, 'utf8');
+    } catch {
+      current = undefined;
+    }
+    if (current === f.content) continue;
+    fs.mkdirSync(path.dirname(f.path), { recursive: true, mode: 0o755 });
+    const tmp = path.join(path.dirname(f.path), `.${path.basename(f.path)}.slimfast-${process.pid}.tmp`);
+    try {
+      fs.writeFileSync(tmp, f.content, { mode: 0o644 });
+      fs.chmodSync(tmp, 0o644); // whatever the umask: every user in the container reads it
+      fs.renameSync(tmp, f.path);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw new SpecError(`cannot write ${f.path}, which containers bind-mount: ${(err as Error).message}`);
+    }
   }
 }
 

@@ -3,8 +3,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Ctx, Spec } from './spec.js';
 
+const TEST_STATE_DIR = path.join(os.tmpdir(), `sf-test-ctx-${process.pid}`);
 /** Where testCtx's socket directory lives (created by code under test that prepares directories). */
-export const TEST_SOCKET_DIR = path.join(os.tmpdir(), `sf-test-ctx-${process.pid}`, 'containers', '0123456789ab');
+export const TEST_SOCKET_DIR = path.join(TEST_STATE_DIR, 'containers', '0123456789ab');
+/** Where testCtx's ld.so.preload file lives (written by code under test that prepares files). */
+export const TEST_LD_SO_PRELOAD = path.join(TEST_STATE_DIR, 'ld.so.preload');
 
 export function testCtx(over: Partial<Ctx> = {}): Ctx {
   return {
@@ -15,8 +18,10 @@ export function testCtx(over: Partial<Ctx> = {}): Ctx {
     hookEnv: ['PATH=/usr/bin:/bin', 'SLIMFAST_STATE_DIR=/run/sf-test'],
     hookTimeout: 12,
     socketDir: TEST_SOCKET_DIR,
+    ldSoPreload: TEST_LD_SO_PRELOAD,
     isHostNetns: (p) => p === '/proc/1/ns/net',
     needDirs: [],
+    needFiles: [],
     ...over,
   };
 }

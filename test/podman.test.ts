@@ -120,18 +120,26 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const initEnv = await podman.exec(cli, ['/bin/cat', '/proc/1/environ']);
   t.is(initEnv.exitCode, 0, initEnv.stderr);
   for (const e of SLIMFAST_ENV) t.true(initEnv.stdout.split('\0').includes(e), `${e} in the container's init environment`);
-  // With --runtime, slimfast-runc adds the environment to the exec process file. With the hooks directory
-  // alone nothing can: Podman builds an exec'd process from the configuration it made before the precreate
-  // hook ran, and no hook stage sees exec. There the environment has to come with `podman exec --env`.
-  const execFlags = mode === 'runtime' ? [] : SLIMFAST_ENV.flatMap((e) => ['--env', e]);
-  if (mode === 'runtime') {
+  // A plain `podman exec`, no --env. With --runtime, slimfast-runc adds the environment to the exec process
+  // file. With the hooks directory alone Podman builds the process from the configuration it made before
+  // the precreate hook ran, so it may lack the environment: ld.so loads the library from the mounted
+  // /etc/ld.so.preload and the library finds /.slimfast/run/sf.sock itself. Which one it was does not
+  // matter: the counters below show the process is on SlimFast.
+  const preloadFile = await podman.exec(cli, ['/bin/cat', '/etc/ld.so.preload']);
+  if (mode === 'hooks') {
+    t.is(preloadFile.exitCode, 0, preloadFile.stderr);
+    t.is(preloadFile.stdout, CONTAINER_PRELOAD, 'the precreate hook mounted /etc/ld.so.preload');
+    const env = await podman.exec(cli, ['/bin/busybox', 'env']);
+    t.log(`podman exec process environment: ${SLIMFAST_ENV.filter((e) => env.stdout.split('\n').includes(e)).join(' ') || 'no SlimFast variables'}`);
+  } else {
+    t.not(preloadFile.exitCode, 0, 'slimfast-runc leaves /etc/ld.so.preload alone (the image has none)');
     const env = await podman.exec(cli, ['/bin/busybox', 'env']);
     t.is(env.exitCode, 0, env.stderr);
     for (const e of SLIMFAST_ENV) t.true(env.stdout.split('\n').includes(e), `${e} in the podman exec process's environment:\n${env.stdout}`);
   }
   const k0 = await topo.counters(h1);
   const o0 = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2) };
-  const x = await podman.exec(cli, [CONNRATE, c2.ip, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { flags: execFlags, timeout: 30_000 });
+  const x = await podman.exec(cli, [CONNRATE, c2.ip, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { timeout: 30_000 });
   t.is(x.exitCode, 0, x.stderr);
   const rx = parseConnrate(x.stdout);
   t.is(rx.errors, 0, rx.first_error);

@@ -23,6 +23,20 @@ static int env_int(const char *name, int def, int lo, int hi) {
   return (int)v;
 }
 
+/* The broker socket as a SlimFast container sees it. A process loaded through the container's
+   /etc/ld.so.preload without SlimFast's environment (e.g. `podman exec` with Podman's hooks directory
+   alone) uses it when it is there; outside a SlimFast container there is no such path. SLIMFAST_SOCKET
+   set, even empty, wins. */
+#define SF_DEFAULT_SOCKET "/.slimfast/run/sf.sock"
+
+static int sf_default_socket_exists(void) {
+  int saved = errno;
+  struct stat st;
+  int ok = stat(SF_DEFAULT_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode);
+  errno = saved;
+  return ok;
+}
+
 void sf_conf_init(void) {
   if (__atomic_load_n(&conf_done, __ATOMIC_ACQUIRE)) return;
   const char *d = getenv("SLIMFAST_DEBUG");
@@ -30,6 +44,7 @@ void sf_conf_init(void) {
   sf_conf.timeout_ms = env_int("SLIMFAST_TIMEOUT_MS", 3000, 1, 600000);
   sf_conf.spin_max_us = env_int("SLIMFAST_SPIN_US", 20, 0, 1000);
   const char *p = getenv("SLIMFAST_SOCKET");
+  if (!p && sf_default_socket_exists()) p = SF_DEFAULT_SOCKET;
   if (p && *p && strlen(p) < sizeof sf_conf.sock_path) {
     strcpy(sf_conf.sock_path, p);
     sf_conf.enabled = 1;

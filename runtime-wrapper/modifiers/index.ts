@@ -4,16 +4,21 @@ import type { Ctx, Spec, SpecModifier } from '../spec.js';
 import { env } from './env.js';
 import { hooks } from './hooks.js';
 import { identity } from './identity.js';
+import { ldSoPreload } from './ld-so-preload.js';
 import { preloadMount } from './preload-mount.js';
 
-/** slimfast-runc create/run: everything. */
+/**
+ * slimfast-runc create/run: everything but /etc/ld.so.preload. slimfast-runc gives every exec'd process
+ * the environment itself (EXEC_MODIFIERS on the --process file), so the image's own ld.so.preload stays.
+ */
 export const CREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, env, hooks];
 
 /**
  * Podman's precreate hook stage: the same without the hooks, which Podman adds itself from the
- * createRuntime and poststop hooks.d files (adding them here too would register the container twice).
+ * createRuntime and poststop hooks.d files (adding them here too would register the container twice),
+ * and with /etc/ld.so.preload: nothing else reaches `podman exec` processes, which lack the environment.
  */
-export const PRECREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, env];
+export const PRECREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, ldSoPreload, env];
 
 /** slimfast-runc exec --process FILE: the process environment only. */
 export const EXEC_MODIFIERS: readonly SpecModifier[] = [env];
