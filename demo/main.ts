@@ -24,16 +24,6 @@ function step(msg: string): void {
   process.stdout.write(`${bold('==>')} ${msg}\n`);
 }
 
-interface Registered {
-  id: string;
-  ip: string;
-}
-
-async function registered(topo: Topology, h: Host): Promise<Registered[]> {
-  const r = await topo.cli(['container', 'ls', '--json', '--state-dir', h.stateDir]);
-  return JSON.parse(r.stdout) as Registered[];
-}
-
 /** Set on Ctrl-C: the signal handler cleans up and exits; main() only stops. */
 let interrupted = false;
 
@@ -86,7 +76,7 @@ async function main(): Promise<number> {
     const cli = await lab.run(h1, 'client', cliBundle);
     step(`slimfast-runc run ${cli.id} on host 1: the client (${c1.ip})`);
     for (const h of [h1, h2]) {
-      const list = (await registered(topo, h)).map((c) => `${c.id} ${c.ip}`).join(', ') || 'none';
+      const list = (await topo.registered(h)).map((c) => `${c.id} ${c.ip}`).join(', ') || 'none';
       step(`host ${h.index} broker: registered by slimfast-hook: ${list}`);
     }
     const hostServer = execa('ip', ['netns', 'exec', h2.ns, ...limit, ECHOD, String(PORT.host), h2.ip], { reject: false, cleanup: true });

@@ -305,6 +305,12 @@ export class Topology {
     return JSON.parse(r.stdout);
   }
 
+  /** The containers registered with host h's broker (`slimfast container ls --json`). */
+  async registered(h: Host): Promise<{ id: string; ip: string; netns: string }[]> {
+    const r = await this.cli(['container', 'ls', '--json', '--state-dir', h.stateDir]);
+    return JSON.parse(r.stdout) as { id: string; ip: string; netns: string }[];
+  }
+
   async counters(h: Host): Promise<Record<string, number>> {
     return (await this.status(h)).counters;
   }

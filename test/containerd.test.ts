@@ -24,22 +24,12 @@ const PORT = 7100;
 const CONNS = 200;
 const EXEC_CONNS = 50;
 
-interface Registered {
-  id: string;
-  ip: string;
-}
-
 let topo: Topology | undefined;
 
 // The containerd labs are destroyed first (registered with topo.onDestroy), while the brokers still run.
 test.after.always(async () => {
   await topo?.destroy();
 });
-
-async function registered(h: Host): Promise<Registered[]> {
-  const r = await topo!.cli(['container', 'ls', '--json', '--state-dir', h.stateDir]);
-  return JSON.parse(r.stdout) as Registered[];
-}
 
 function socketDirs(h: Host): string[] {
   const dir = path.join(h.stateDir, 'containers');
@@ -66,8 +56,8 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   const c3 = await topo.addContainer(h1, 'c3');
   const runc = (JSON.parse((await topo.cli(['paths', '--json'])).stdout) as { runc: string }).runc;
   t.true(fs.existsSync(runc), `slimfast paths --json names runc ${runc}`);
-  t.deepEqual(await registered(h1), [], 'the lab registered nothing itself');
-  t.deepEqual(await registered(h2), []);
+  t.deepEqual(await topo!.registered(h1), [], 'the lab registered nothing itself');
+  t.deepEqual(await topo!.registered(h2), []);
 
   // One containerd per host, in the host's network namespace, with the host's broker in its environment.
   const labs: ContainerdLab[] = [];
@@ -97,7 +87,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   t.is(srv.exitCode, 0, `${srv.stderr}\n${ctd2.logTail()}`);
   await topo.waitListener(c2.ip, PORT, 15_000);
   step('server listening');
-  t.deepEqual((await registered(h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the hook registered the server container with its namespace\'s IP');
+  t.deepEqual((await topo!.registered(h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the hook registered the server container with its namespace\'s IP');
   const spec = ctd2.bundleSpec(srvId);
   t.is(spec.annotations?.[ANNOTATION_ID], srvId, 'the shim ran slimfast-runc, which edited the bundle');
   // runc gives hooks only the environment the bundle names: slimfast-runc passes on the state dir it
@@ -131,8 +121,8 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   t.is(after.k2.handed_in - before.k2.handed_in, run.conns, 'and handed in by host 2\'s');
   t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
   t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
-  t.deepEqual((await registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the hook registered the client container with its namespace\'s IP');
-  t.deepEqual((await registered(h2)).map((c) => c.id), [srvId]);
+  t.deepEqual((await topo!.registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the hook registered the client container with its namespace\'s IP');
+  t.deepEqual((await topo!.registered(h2)).map((c) => c.id), [srvId]);
 
   // ctr task exec: the shim's `runc exec --process FILE`; slimfast-runc gives the process SlimFast's environment.
   const env = await ctd1.exec(cliId, 'env', ['/bin/busybox', 'env']);
@@ -158,14 +148,14 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   const ro = parseConnrate(once.stdout);
   t.is(ro.errors, 0, ro.first_error);
   t.is((await topo.counters(h1)).handed_out - k1.handed_out, ro.conns, 'the --rm container\'s connections were handed out');
-  t.deepEqual((await registered(h1)).map((c) => c.id), [cliId], 'the --rm container is unregistered once ctr returns');
+  t.deepEqual((await topo!.registered(h1)).map((c) => c.id), [cliId], 'the --rm container is unregistered once ctr returns');
   t.is(socketDirs(h1).length, 1, 'and its socket directory is gone');
   step('run --rm checked');
 
   // ctr task kill + task rm + container rm: the shim's runc kill and delete run the poststop hook.
   for (const [lab, id, h] of [[ctd1, cliId, h1], [ctd2, srvId, h2]] as const) {
     await lab.remove(id);
-    t.deepEqual(await registered(h), [], `${id} is unregistered after removal`);
+    t.deepEqual(await topo!.registered(h), [], `${id} is unregistered after removal`);
     t.deepEqual(socketDirs(h), [], `${id}'s socket directory is gone`);
     t.deepEqual(await lab.containerIds(), [], 'no container left in the containerd namespace');
     step(`${id} removed`);

@@ -24,11 +24,6 @@ const CONNS = 200;
 const EXEC_CONNS = 50;
 const SLIMFAST_ENV = [`LD_PRELOAD=${CONTAINER_PRELOAD}`, `SLIMFAST_SOCKET=${CONTAINER_SOCKET}`];
 
-interface Registered {
-  id: string;
-  ip: string;
-}
-
 let lab: PodmanLab | undefined;
 let image = '';
 const topos: Topology[] = [];
@@ -51,11 +46,6 @@ test.after.always(async () => {
   await lab?.destroy();
   for (const t of topos) await t.destroy();
 });
-
-async function registered(topo: Topology, h: Host): Promise<Registered[]> {
-  const r = await topo.cli(['container', 'ls', '--json', '--state-dir', h.stateDir]);
-  return JSON.parse(r.stdout) as Registered[];
-}
 
 type Mode = 'hooks' | 'runtime';
 
@@ -84,8 +74,8 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const [h1, h2] = topo.hosts;
   const c1 = topo.container('c1');
   const c2 = topo.container('c2');
-  t.deepEqual(await registered(topo, h1), [], 'the lab registered nothing itself');
-  t.deepEqual(await registered(topo, h2), []);
+  t.deepEqual(await topo.registered(h1), [], 'the lab registered nothing itself');
+  t.deepEqual(await topo.registered(h2), []);
   step('topology up');
 
   // Server on host 2.
@@ -93,7 +83,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const srvId = await podman.run(srv, image, ['/bin/timeout', '-s', 'KILL', '300', ECHOD, String(PORT)], await runOptions(t, topo, mode, h2, c2));
   step('server container running');
   await topo.waitListener(c2.ip, PORT, 15_000);
-  t.deepEqual((await registered(topo, h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the server container is registered under its Podman id with its namespace\'s IP');
+  t.deepEqual((await topo.registered(h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the server container is registered under its Podman id with its namespace\'s IP');
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
   const before = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
@@ -114,7 +104,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   t.is(after.k2.handed_in - before.k2.handed_in, run.conns, 'and handed in by host 2\'s');
   t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
   t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
-  t.deepEqual((await registered(topo, h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the client container is registered under its Podman id with its namespace\'s IP');
+  t.deepEqual((await topo.registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the client container is registered under its Podman id with its namespace\'s IP');
 
   // exec. The container's own process has SlimFast's environment either way.
   const initEnv = await podman.exec(cli, ['/bin/cat', '/proc/1/environ']);
@@ -152,7 +142,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   for (const [name, h] of [[cli, h1], [srv, h2]] as const) {
     const r = await podman.rm(name);
     t.is(r.exitCode, 0, r.stderr);
-    t.deepEqual(await registered(topo, h), [], `${name} is unregistered after podman rm -f`);
+    t.deepEqual(await topo.registered(h), [], `${name} is unregistered after podman rm -f`);
     t.deepEqual(fs.readdirSync(path.join(h.stateDir, 'containers')), [], `${name}'s socket directory is gone`);
     step(`${name} removed`);
   }

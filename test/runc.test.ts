@@ -15,22 +15,11 @@ const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
 const PORT = 7100;
 const CONNS = 200;
 
-interface Registered {
-  id: string;
-  ip: string;
-  netns: string;
-}
-
 let topo: Topology | undefined;
 
 test.after.always(async () => {
   await topo?.destroy();
 });
-
-async function registered(h: Host): Promise<Registered[]> {
-  const r = await topo!.cli(['container', 'ls', '--json', '--state-dir', h.stateDir]);
-  return JSON.parse(r.stdout) as Registered[];
-}
 
 test.serial('runc containers through slimfast-runc: registered by the hook, TCP over SlimFast, exec, poststop, pass-through', async (t) => {
   for (const f of [ECHOD, CONNRATE, installPaths().preload]) {
@@ -46,8 +35,8 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   const [h1, h2] = topo.hosts;
   const c1 = topo.container('c1');
   const c2 = topo.container('c2');
-  t.deepEqual(await registered(h1), [], 'the lab registered nothing itself');
-  t.deepEqual(await registered(h2), []);
+  t.deepEqual(await topo!.registered(h1), [], 'the lab registered nothing itself');
+  t.deepEqual(await topo!.registered(h2), []);
 
   // Every binary the containers run is bounded in time, in case a killed run leaves them behind.
   const rootfs = { binaries: [ECHOD, CONNRATE], libraryDeps: [installPaths().preload] };
@@ -69,7 +58,7 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   step('server container running');
   await topo.waitListener(c2.ip, PORT, 15_000);
   step('server listening');
-  const onH2 = await registered(h2);
+  const onH2 = await topo!.registered(h2);
   t.deepEqual(onH2.map((c) => [c.id, c.ip]), [[srv.id, c2.ip]], 'the hook registered the server container with its namespace\'s IP');
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
@@ -90,9 +79,9 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
 
   // (a) both registered while running.
-  const onH1 = await registered(h1);
+  const onH1 = await topo!.registered(h1);
   t.deepEqual(onH1.map((c) => [c.id, c.ip]), [[cli.id, c1.ip]], 'the hook registered the client container with its namespace\'s IP');
-  t.deepEqual((await registered(h2)).map((c) => c.id), [srv.id]);
+  t.deepEqual((await topo!.registered(h2)).map((c) => c.id), [srv.id]);
 
   step('registrations checked');
   // (c) exec: the process gets SlimFast's environment and its connections are handed off too.
@@ -137,7 +126,7 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
     await lab.waitStopped(name);
     const d = await lab.delete(name);
     t.is(d.exitCode, 0, d.stderr);
-    t.deepEqual(await registered(h), [], `${name} is unregistered after delete`);
+    t.deepEqual(await topo!.registered(h), [], `${name} is unregistered after delete`);
     t.deepEqual(fs.readdirSync(path.join(h.stateDir, 'containers')), [], `${name}'s socket directory is gone`);
     step(`${name} deleted`);
   }

@@ -93,20 +93,33 @@ bool Engine::write_header(int fd, const sf_hdr& h) {
   return n == ssize_t(sizeof h);
 }
 
+// An OutConn for fd (from the free list when it has one), on pc's pending list. nullptr: no memory.
+OutConn* Engine::new_out(PreloadConn* pc, int fd, Pool* pool) {
+  OutConn* o;
+  if (!free_out.empty()) {
+    o = free_out.back();
+    free_out.pop_back();
+    o->dead = false;
+  } else if (!(o = new (std::nothrow) OutConn)) {
+    return nullptr;
+  }
+  o->ev.fd = fd;
+  o->pc = pc;
+  o->pool = pool;
+  o->seq = 0;
+  o->dst = 0;
+  o->dport = o->sport = 0;
+  o->pprev = nullptr;
+  o->pnext = pc->outs;
+  if (pc->outs) pc->outs->pprev = o;
+  pc->outs = o;
+  return o;
+}
+
 void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport) {
   bool pending = false;
   int fd = open_peer_socket(r, &pending);
-  int rc = fd < 0 ? -1 : pending ? 1 : 0;
-  OutConn* o = nullptr;
-  if (rc >= 0) {
-    if (!free_out.empty()) {
-      o = free_out.back();
-      free_out.pop_back();
-      o->dead = false;
-    } else {
-      o = new (std::nothrow) OutConn;
-    }
-  }
+  OutConn* o = fd >= 0 ? new_out(pc, fd, nullptr) : nullptr;
   if (!o) {
     if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
     close_fd(fd);
@@ -115,19 +128,12 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
     reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
     return;
   }
-  o->ev.fd = fd;
-  o->pc = pc;
-  o->pool = nullptr;
   o->seq = req.seq;
   o->dst = ntohl(req.vip_b);
   o->dport = ntohs(req.port_b);
   o->sport = sport;
-  o->pprev = nullptr;
-  o->pnext = pc->outs;
-  if (pc->outs) pc->outs->pprev = o;
-  pc->outs = o;
   inc(ctr.pending_connects);
-  if (rc == 0) return finish_out(o);  // connected at once
+  if (!pending) return finish_out(o);  // connected at once
   if (!ep_add(o->ev, EPOLLOUT)) return fail_out(o);
   out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
 }

@@ -308,6 +308,7 @@ struct Engine {
   void on_connect(PreloadConn* pc, const sf_msg& req);
   uint16_t next_src_port();
   void start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport);
+  OutConn* new_out(PreloadConn* pc, int fd, Pool* pool);
   void on_out(OutConn* o);
   void finish_out(OutConn* o);
   void fail_out(OutConn* o);

@@ -69,32 +69,12 @@ void Engine::fill_pool(Pool* p) {
   while (!p->dead && p->queued + p->connecting < p->target) {
     bool pending = false;
     int fd = open_peer_socket(r, &pending);
-    OutConn* o = nullptr;
-    if (fd >= 0) {
-      if (!free_out.empty()) {
-        o = free_out.back();
-        free_out.pop_back();
-        o->dead = false;
-      } else {
-        o = new (std::nothrow) OutConn;
-      }
-    }
+    OutConn* o = fd >= 0 ? new_out(p->pc, fd, p) : nullptr;
     if (!o) {
       close_fd(fd);
       p->connecting++;
       return pool_failed(p);
     }
-    PreloadConn* pc = p->pc;
-    o->ev.fd = fd;
-    o->pc = pc;
-    o->pool = p;
-    o->seq = 0;
-    o->dst = 0;
-    o->dport = o->sport = 0;
-    o->pprev = nullptr;
-    o->pnext = pc->outs;
-    if (pc->outs) pc->outs->pprev = o;
-    pc->outs = o;
     p->connecting++;
     if (!pending) {
       finish_out(o);

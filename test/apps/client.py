@@ -53,6 +53,17 @@ def one(host, port, i):
         s.close()
 
 
+def try_connect(host, port):
+    """One connect that may fail: whether it did, errno, and how long it took."""
+    t0 = time.monotonic()
+    try:
+        s = socket.create_connection((host, port), timeout=10)
+        s.close()
+        return {"connected": True, "seconds": time.monotonic() - t0}
+    except OSError as e:
+        return {"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}
+
+
 def main():
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "echo":
@@ -81,21 +92,9 @@ def main():
         ready, _, _ = select.select([sys.stdin], [], [], 30)
         if ready:
             sys.stdin.readline()
-        t0 = time.monotonic()
-        try:
-            s = socket.create_connection((host, port), timeout=10)
-            s.close()
-            print(json.dumps({"connected": True, "seconds": time.monotonic() - t0}))
-        except OSError as e:
-            print(json.dumps({"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}))
+        print(json.dumps(try_connect(host, port)))
     elif mode == "refused":
-        t0 = time.monotonic()
-        try:
-            s = socket.create_connection((host, port), timeout=10)
-            s.close()
-            print(json.dumps({"connected": True, "seconds": time.monotonic() - t0}))
-        except OSError as e:
-            print(json.dumps({"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}))
+        print(json.dumps(try_connect(host, port)))
     else:
         sys.exit(f"unknown mode {mode}")
 
