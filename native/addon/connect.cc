@@ -173,8 +173,9 @@ void Engine::finish_out(OutConn* o) {
   h.dst_port = htons(o->dport);
   h.src_port = htons(o->sport);
   h.src_vip = htonl(pc->c->ip);
-  h.key_id = 0;
+  h.key_id = htonl(SF_KEY_HOST);
   h.nonce = htobe64(realtime_ns());
+  header_tag(h, host_key);
   if (!write_header(fd, h)) {
     close_fd(fd);
     inc(ctr.connect_failures);

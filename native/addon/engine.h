@@ -93,10 +93,9 @@ struct Pool;
 // Progress of reading one host header (never more than hdr_len bytes).
 struct HdrState {
   uint8_t buf[SF_HDR_LEN];
-  uint8_t trailer[SF_TRAILER_LEN];  // SF_HDR_POOLED: the destination, after hdr_len bytes
   uint32_t got = 0;            // bytes consumed so far
   uint32_t hdr_len = SF_HDR_LEN;
-  uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len [+ trailer] once the fixed part is valid)
+  uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len once the fixed part is valid)
   bool pooled = false;         // SF_HDR_POOLED
 };
 

@@ -1,8 +1,7 @@
 // Connection pools: host connections to a peer's reserved port, established ahead of demand and
 // pushed down a per-process pool channel, so that the application's connect() needs no round trip
-// to the broker and no TCP handshake. The broker writes and stamps the header (SF_HDR_POOLED: the
-// container's source vIP, no destination); the process that takes a socket writes the 8-byte
-// trailer naming the destination. Each take is reported on the channel (SF_POOL_TOOK) and the pool
+// to the broker and no TCP handshake. The broker makes and signs the header (SF_HDR_POOLED: the
+// container's source vIP); the process that takes a socket fills in the destination and sends it. Each take is reported on the channel (SF_POOL_TOOK) and the pool
 // is stocked back up to its target, which doubles whenever the process found it empty.
 #include <arpa/inet.h>
 #include <endian.h>
@@ -95,7 +94,8 @@ void Engine::pool_connected(OutConn* o, int fd) {
   p->backoff_ms = 0;
   p->retry_at = 0;
   // Nothing goes on the wire now: the peer's kernel holds the connection (TCP_DEFER_ACCEPT) until
-  // the process that takes it sends this header and the trailer. The MAC keeps the source vIP ours.
+  // the process that takes it fills in the destination and sends this header. The MAC (made with
+  // the destination fields zero) keeps the source vIP ours.
   sf_pooled msg;
   memset(&msg, 0, sizeof msg);
   sf_hdr& h = msg.h;

@@ -89,22 +89,19 @@ static bool header_ok(const uint8_t* b, HdrState* st) {
   if (len < SF_HDR_LEN) return false;
   st->hdr_len = len;
   st->pooled = h.type == SF_HDR_POOLED;
-  st->need = len + (st->pooled ? SF_TRAILER_LEN : 0);
+  st->need = len;
   return true;
 }
 
-// Reads at most the header's bytes: the fixed 48, then (hdr_len - 48) bytes that are discarded,
-// then for a pooled connection the trailer (which comes when the application connects).
+// Reads at most the header's bytes: the fixed 48, then (hdr_len - 48) bytes that are discarded.
 int Engine::read_header(int fd, HdrState& st) {
   uint8_t scratch[512];
   while (st.got < st.need) {
     ssize_t n;
     if (st.got < SF_HDR_LEN)
       n = recv(fd, st.buf + st.got, SF_HDR_LEN - st.got, MSG_DONTWAIT);
-    else if (st.got < st.hdr_len)
-      n = recv(fd, scratch, std::min<size_t>(st.hdr_len - st.got, sizeof scratch), MSG_DONTWAIT);
     else
-      n = recv(fd, st.trailer + (st.got - st.hdr_len), st.need - st.got, MSG_DONTWAIT);
+      n = recv(fd, scratch, std::min<size_t>(st.need - st.got, sizeof scratch), MSG_DONTWAIT);
     if (n > 0) {
       bool fixed_part_done = st.got < SF_HDR_LEN && st.got + n == SF_HDR_LEN;
       st.got += uint32_t(n);
@@ -138,19 +135,19 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   uint32_t dst = ntohl(h.dst_vip);
   uint16_t dport = ntohs(h.dst_port);
   uint16_t sport = ntohs(h.src_port);
-  if (st.pooled) {  // the destination is the taker's; the source vIP is the one its broker signed
-    auto k = peer_keys.find(peer_ip);
-    if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !header_tag_ok(h, k->second.data())) {
+  // A peer that announced its host key signs every container header: a pooled socket in a
+  // container's hands cannot turn into an unsigned CONNECT with another source vIP. A pooled header
+  // is signed without the destination fields, which its process fills in.
+  auto k = peer_keys.find(peer_ip);
+  if (st.pooled || k != peer_keys.end()) {
+    sf_hdr signed_part = h;
+    if (st.pooled) pooled_blank(signed_part);
+    if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !header_tag_ok(signed_part, k->second.data())) {
       inc(ctr.header_errors);
-      SF_DLOG("pooled header from %s: bad or unknown MAC", ip_str(peer_ip).c_str());
+      SF_DLOG("header from %s: bad or unknown MAC", ip_str(peer_ip).c_str());
       reset_close(fd);
       return;
     }
-    sf_trailer t;
-    memcpy(&t, st.trailer, sizeof t);
-    dst = ntohl(t.dst_vip);
-    dport = ntohs(t.dst_port);
-    sport = ntohs(t.src_port);
   }
   Listener* l = find_listener(dst, dport);
   if (!l) {

@@ -13,6 +13,12 @@ uint64_t realtime_ns();           // CLOCK_REALTIME, nanoseconds (header nonce)
 uint64_t mono_ns();               // CLOCK_MONOTONIC, nanoseconds (pooled sockets' age)
 void header_tag(sf_hdr& h, const uint8_t key[16]);  // SipHash-2-4-128 of bytes 0..31 into h.tag
 bool header_tag_ok(const sf_hdr& h, const uint8_t key[16]);
+// SF_HDR_POOLED: the fields the taking process fills in are outside the MAC (zero while it is made or checked).
+inline void pooled_blank(sf_hdr& h) {
+  h.dst_vip = 0;
+  h.dst_port = 0;
+  h.src_port = 0;
+}
 void close_fd(int fd);            // close(); never retried (Linux frees the fd even on EINTR)
 void reset_close(int fd);         // SO_LINGER {1,0} then close: the peer sees a reset
 bool set_nonblock(int fd, bool on);

@@ -60,8 +60,8 @@ enum sf_msg_type {
   /* broker -> preload, on a pool channel: one pre-established host connection, as an sf_pooled */
   SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
                            which nothing was sent yet; a = CLOCK_MONOTONIC ns when it was
-                           established, port_a = its local port. The taker sends the attached
-                           header followed by an sf_trailer naming the destination.           */
+                           established, port_a = its local port. The taker fills dst_vip,
+                           dst_port and src_port into the attached header and sends it.       */
 };
 
 #define SF_CONNECT_POOLABLE 1u
@@ -97,10 +97,11 @@ SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 enum sf_hdr_type {
   SF_HDR_CONNECT = 1, /* a container connection: hand this socket to the listener of dst */
   SF_HDR_SYNC = 2,    /* a broker-to-broker control stream (listener table sync)           */
-  SF_HDR_POOLED = 3   /* a pre-established container connection: written by the broker, sent by
-                         the process that takes the socket, followed by an sf_trailer. dst_vip,
-                         dst_port, src_port are zero; key_id = SF_KEY_HOST; the tag is the
-                         sending broker's MAC, so the process cannot change the source vIP.  */
+  SF_HDR_POOLED = 3   /* a pre-established container connection: signed by the broker, completed
+                         and sent by the process that takes the socket, which fills in dst_vip,
+                         dst_port and src_port. key_id = SF_KEY_HOST; the tag covers bytes
+                         0..31 with bytes 8..15 (those three fields) zero, so the process can
+                         choose where to connect but cannot change the source vIP.           */
 };
 
 /* key_id values. SF_KEY_HOST: the sending broker's own random key (SipHash-2-4, 128-bit tag over
@@ -137,18 +138,6 @@ struct sf_hdr {
 } __attribute__((packed));
 
 SF_STATIC_ASSERT(sizeof(struct sf_hdr) == SF_HDR_LEN, "sf_hdr must stay 48 bytes");
-
-/* After an SF_HDR_POOLED header (hdr_len bytes), written by the process that takes the socket from
- * its pool when the application connects: where the connection goes. The source vIP stays the one
- * the client's broker stamped into the header. Big-endian / network order like sf_hdr. */
-#define SF_TRAILER_LEN 8
-struct sf_trailer {
-  uint32_t dst_vip;
-  uint16_t dst_port;
-  uint16_t src_port;
-} __attribute__((packed));
-
-SF_STATIC_ASSERT(sizeof(struct sf_trailer) == SF_TRAILER_LEN, "sf_trailer must stay 8 bytes");
 
 /* One message on a pool channel (broker -> preload): SF_POOLED plus the header to send. */
 struct sf_pooled {

@@ -4,7 +4,7 @@
  * for that peer's route (SF_POOL_CHANNEL) and keeps it stocked with connected host sockets on
  * which nothing was sent yet, each with a header the broker signed (source vIP, no destination).
  * A connect() to a destination the broker confirmed as a SlimFast listener in the last second
- * takes one, sends that header and the 8-byte trailer naming the destination, and reports the take; anything else (an empty pool, an
+ * takes one, fills the destination into that header, sends it, and reports the take; anything else (an empty pool, an
  * unconfirmed destination, a stale or dead socket) goes the ordinary way through the broker.
  *
  * Locking: one mutex for the tables, never held across a blocking call (every syscall under it is
@@ -191,13 +191,12 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
   }
   uint16_t sport = 0;
   if (fd >= 0) {
-    /* The broker's signed header, then where to: one segment, the first bytes on the wire. */
+    /* The broker's signed header with where to: the connection's first segment. */
     sport = bound_port ? bound_port : pm.m.port_a;
-    struct {
-      struct sf_hdr h;
-      struct sf_trailer t;
-    } __attribute__((packed)) out = {pm.h, {ip, port, sport}};
-    if (send(fd, &out, sizeof out, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof out) {
+    pm.h.dst_vip = ip;
+    pm.h.dst_port = port;
+    pm.h.src_port = sport;
+    if (send(fd, &pm.h, sizeof pm.h, MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof pm.h) {
       REAL(close)(fd);
       fd = -1;
       gone++;

@@ -188,7 +188,7 @@ void sf_pool_drop_all(void);
 void sf_pool_atfork_child(void);
 /* The broker confirmed ip:port (network order) as a cross-host SlimFast listener. */
 void sf_pool_confirm(uint32_t ip, uint16_t port);
-/* A connected host socket for ip:port with the trailer written, *sport the virtual source port
+/* A connected host socket for ip:port with its header sent, *sport the virtual source port
    (network order; bound_port when nonzero). 0, or -1: ask the broker instead. */
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *fd, uint16_t *sport);
 int sf_pool_is_fd(int fd);

@@ -361,7 +361,8 @@ int main(int argc, char **argv) {
       printf("{\"ok\":%d,\"fallback\":%d,\"errors\":%d,\"us_per_conn\":%.2f}\n", ok, fb, err, n ? us / n : 0);
     } else if (!strcmp(cmd, "pooltake")) {
       /* pooltake IP PORT [forge]: take a pre-established socket from the pool channel, send its
-         header (with forge: its source vIP changed to 10.99.0.3) and the trailer for IP:PORT, report
+         header for IP:PORT (with forge: its source vIP changed to 10.99.0.3, with unsigned: as an
+         unsigned CONNECT header), report
          the take. Prints the SF_POOLED message plus what was sent. */
       char dst[128], port[32], how[32] = "";
       sscanf(line, "%*s %127s %31s %31s", dst, port, how);
@@ -382,11 +383,16 @@ int main(int argc, char **argv) {
         ssize_t n = recvmsg(pool_fd, &mh, MSG_CMSG_CLOEXEC);
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        if (!strcmp(how, "forge")) pm.h.src_vip = ipparse("10.99.0.3");
-        struct {
-          struct sf_hdr h;
-          struct sf_trailer t;
-        } __attribute__((packed)) out = {pm.h, {ipparse(dst), htons((uint16_t)atoi(port)), pm.m.port_a}};
+        struct sf_hdr out = pm.h;
+        out.dst_vip = ipparse(dst);
+        out.dst_port = htons((uint16_t)atoi(port));
+        out.src_port = pm.m.port_a;
+        if (!strcmp(how, "forge")) out.src_vip = ipparse("10.99.0.3");
+        if (!strcmp(how, "unsigned")) {
+          out.type = SF_HDR_CONNECT;
+          out.key_id = 0;
+          memset(out.tag, 0, sizeof out.tag);
+        }
         ssize_t w = fd >= 0 ? send(fd, &out, sizeof out, MSG_NOSIGNAL) : -1;
         struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = 1};
         send(pool_fd, &took, sizeof took, MSG_NOSIGNAL);
