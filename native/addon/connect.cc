@@ -33,6 +33,9 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
   auto sport = [&] { return req.port_a ? ntohs(req.port_a) : next_src_port(); };
   if (dport != 0) {
     if (by_ip.count(dst)) {  // a container on this host
+      // No pool here: on a shared CPU the pair the broker makes costs less in all than stocking a
+      // pool to our own reserved port and handing each connection in again (measured: samehost-1
+      // went from 0.68x to 0.53x the host's rate with it, though connect() p50 fell from 72 to 27 µs).
       if (Listener* l = find_listener(dst, dport)) return same_host(pc, req, l, sport());
     } else if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) &&
                !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {

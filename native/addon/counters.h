@@ -27,7 +27,8 @@
   X(pool_stocked)     /* pre-established connections pushed into pools                        */ \
   X(pool_taken)       /* of those, taken by an application connect() (also in handed_out)     */ \
   X(pool_failures)    /* connects to stock a pool that failed (the pool backs off)            */ \
-  X(pool_expired)     /* receiving side: connections that never sent a byte (unused pooled)   */ \
+  X(pool_expired)     /* receiving side: connections closed or timed out before sending a byte
+                         (pooled ones nobody took)                                            */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

@@ -356,7 +356,7 @@ struct Engine {
     if (cfg.debug) logf(LOG_DEBUG, __VA_ARGS__);    \
   } while (0)
 
-enum { HDR_DONE = 0, HDR_AGAIN = 1, HDR_BAD = 2 };
+enum { HDR_DONE = 0, HDR_AGAIN = 1, HDR_BAD = 2, HDR_UNUSED = 3 };  // UNUSED: EOF before any byte
 
 // Builds an sf_msg with version and seq filled in (addresses/ports given in host order).
 sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a,

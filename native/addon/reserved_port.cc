@@ -72,6 +72,10 @@ void Engine::on_reserved() {
     switch (read_header(fd, st)) {
       case HDR_DONE: process_header(fd, peer, st); break;
       case HDR_AGAIN: park_header(fd, peer, st); break;
+      case HDR_UNUSED:  // a pooled connection closed unused (its process exited): not an error
+        inc(ctr.pool_expired);
+        close_fd(fd);
+        break;
       default:
         inc(ctr.header_errors);
         SF_DLOG("bad header from %s", ip_str(peer).c_str());
@@ -108,7 +112,7 @@ int Engine::read_header(int fd, HdrState& st) {
       if (fixed_part_done && !header_ok(st.buf, &st)) return HDR_BAD;
       continue;
     }
-    if (n == 0) return HDR_BAD;  // EOF inside the header
+    if (n == 0) return st.got == 0 ? HDR_UNUSED : HDR_BAD;  // EOF: before any byte, or inside the header
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) return HDR_AGAIN;
     return HDR_BAD;
@@ -194,8 +198,9 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
 void Engine::on_header(HeaderConn* h) {
   int r = read_header(h->ev.fd, h->st);
   if (r == HDR_AGAIN) return;
-  if (r == HDR_BAD) {
-    drop_header(h, true);
+  if (r == HDR_BAD || r == HDR_UNUSED) {
+    if (r == HDR_UNUSED) inc(ctr.pool_expired);
+    drop_header(h, r == HDR_BAD);
     return;
   }
   int fd = h->ev.fd;

@@ -139,8 +139,10 @@ function header({ type = 1, dst = '0.0.0.0', dport = 0, src = '0.0.0.0', sport =
   if (tag) tag.copy(b, 32);
   return b;
 }
-function raw(host, port) {
-  const s = net.connect({ host, port });
+// localAddress: raw headers to E1 come from 127.0.0.3, a host whose key E1 does not know (E1 knows its
+// own, and would want 127.0.0.1's headers signed).
+function raw(host, port, localAddress) {
+  const s = net.connect({ host, port, localAddress });
   const st = { s, data: '', closed: false, error: null };
   s.on('data', (d) => (st.data += d));
   s.on('error', (e) => (st.error = e.code));
@@ -302,7 +304,7 @@ check(E1.counters().handed_out === 1 && E2.counters().handed_in === 1, 'handed_o
 check(await until(() => E1.counters().pools === 1 && E1.counters().pool_stocked === 4), 'a pool channel is stocked with 4 connections', E1.counters());
 check(E2.counters().pending_headers === 0 && E2.counters().handed_in === 1, 'the peer\'s broker has not seen them', E2.counters());
 // E2 learns E1's host key from the SYNC header E1 subscribes with (here: written by hand).
-const subscription = raw('127.0.0.2', P2);
+const subscription = raw('127.0.0.2', P2, '127.0.0.1');
 subscription.s.write(header({ type: 2, keyId: 1, tag: E1.hostKey() }));
 check(await until(() => ev2.some((e) => e.type === 'sync')), 'E2 got the SYNC header with the key', ev2);
 new net.Socket({ fd: ev2.find((e) => e.type === 'sync').fd }).destroy();
@@ -430,18 +432,18 @@ check(got.b === 2 && got.b2 === 2, 'connections shared round-robin', got);
 check(ev1.filter((e) => e.type === 'listener').length === 1, 'second channel emits no add event', ev1);
 
 // ---------- reserved port: headers ----------
-let s = raw('127.0.0.1', P1);
+let s = raw('127.0.0.1', P1, '127.0.0.3');
 s.s.write(Buffer.alloc(48, 'x'));
 check(await until(() => s.closed), 'malformed header: closed');
 check(E1.counters().header_errors === 1, 'header_errors counter', E1.counters());
 
-s = raw('127.0.0.1', P1);
+s = raw('127.0.0.1', P1, '127.0.0.3');
 s.s.write(header({ dst: '10.99.0.3', dport: 4444, src: '10.98.0.9', sport: 1 }));
 check(await until(() => s.closed), 'unknown destination: closed');
 check(s.error === 'ECONNRESET' && E1.counters().refused === 1, 'unknown destination: reset + refused', [s.error, E1.counters()]);
 
 const hin = E1.counters().handed_in;
-s = raw('127.0.0.1', P1);
+s = raw('127.0.0.1', P1, '127.0.0.3');
 await s.ready;
 const h56 = header({ dst: '10.99.0.3', dport: 80, src: '10.98.0.77', sport: 1234, len: 56 });
 s.s.write(h56.subarray(0, 20));
@@ -460,17 +462,17 @@ check(r.data === 'hello', 'exactly hdr_len bytes consumed (app data intact)', r)
 check(E1.counters().handed_in === hin + 1 && E1.counters().pending_headers === 0, 'handed_in / pending_headers', E1.counters());
 s.s.destroy();
 
-s = raw('127.0.0.1', P1);
+s = raw('127.0.0.1', P1, '127.0.0.3');
 await s.ready;
 s.s.write(Buffer.alloc(10, 1));
 check(await until(() => s.closed, 2000), 'incomplete header times out (headerTimeoutMs)');
 check(E1.counters().header_errors === 2 && E1.counters().pending_headers === 0, 'timeout counted as header error', E1.counters());
 
-s = raw('127.0.0.1', P1);
+s = raw('127.0.0.1', P1, '127.0.0.3');
 s.s.write(Buffer.concat([header({ type: 2 }), Buffer.from('{"type":"full"}\n')]));
 check(await until(() => ev1.some((e) => e.type === 'sync')), 'SYNC header -> sync event', ev1);
 const se = ev1.find((e) => e.type === 'sync');
-check(se && se.peerIp === '127.0.0.1' && se.fd > 2, 'sync event carries fd and peerIp', se);
+check(se && se.peerIp === '127.0.0.3' && se.fd > 2, 'sync event carries fd and peerIp', se);
 if (se) {
   const js = new net.Socket({ fd: se.fd, readable: true, writable: true });
   let data = '';

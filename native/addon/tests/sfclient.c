@@ -117,7 +117,11 @@ static int recv_msg(int sock, struct sf_msg *m, int *fd, int ms) {
   return 0;
 }
 
-static int pool_fd = -1; /* the latest SF_POOL_CHANNEL the broker sent */
+/* The SF_POOL_CHANNELs the broker sent, with their routes (network order net, prefix length). */
+static struct {
+  int fd;
+  uint32_t net, prefix;
+} pools[8];
 static int pool_channels;
 
 /* A reply: like recv_msg, but a pool channel the broker sends ahead of a reply is kept aside. */
@@ -125,10 +129,18 @@ static int recv_reply(int sock, struct sf_msg *m, int *fd, int ms) {
   for (;;) {
     if (recv_msg(sock, m, fd, ms) < 0) return -1;
     if (m->type != SF_POOL_CHANNEL) return 0;
-    if (pool_fd >= 0) close(pool_fd);
-    pool_fd = *fd;
-    pool_channels++;
+    if (pool_channels < 8) pools[pool_channels++] = (typeof(pools[0])){*fd, m->vip_a, (uint32_t)m->a};
+    else close(*fd);
   }
+}
+
+/* The pool channel whose route holds ip (network order), or -1. */
+static int pool_for(uint32_t ip) {
+  for (int i = 0; i < pool_channels; i++) {
+    uint32_t mask = pools[i].prefix ? htonl(~0u << (32 - pools[i].prefix)) : 0;
+    if ((ip & mask) == pools[i].net) return pools[i].fd;
+  }
+  return -1;
 }
 
 static void print_msg(const struct sf_msg *m, int fd, const char *extra) {
@@ -368,6 +380,7 @@ int main(int argc, char **argv) {
       sscanf(line, "%*s %127s %31s %31s", dst, port, how);
       struct sf_pooled pm;
       int fd = -1;
+      int pool_fd = pool_for(ipparse(dst));
       struct pollfd pp = {pool_fd, POLLIN, 0};
       if (pool_fd < 0) {
         printf("{\"error\":\"no pool channel\",\"pool_channels\":%d}\n", pool_channels);
