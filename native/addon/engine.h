@@ -263,7 +263,14 @@ struct Engine {
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
   uint8_t host_key[16] = {};  // this broker's MAC key for the pooled headers its containers send
-  std::unordered_map<uint32_t, std::array<uint8_t, 16>> peer_keys;  // peer ip -> its host key (from its SYNC header)
+  // A peer's host key (from its SYNC header) and the one before it: a restarted broker's processes
+  // may still send pooled headers signed with the old key for a while (pooled sockets live 20 s).
+  struct PeerKey {
+    std::array<uint8_t, 16> cur{}, prev{};
+    bool has_prev = false;
+    bool ok(const sf_hdr& h) const;
+  };
+  std::unordered_map<uint32_t, PeerKey> peer_keys;  // peer ip -> keys
   TimerList<OutConn> out_timers;
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;

@@ -87,9 +87,7 @@ Error Engine::start(const Config& c, EventSink* s) {
     return Error{errno ? errno : EIO, std::string("getrandom: ") + strerror(errno)};
   peer_keys.clear();
   // Our own pooled connections (same-host) come to our reserved port from our own address.
-  std::array<uint8_t, 16> self;
-  memcpy(self.data(), host_key, sizeof host_key);
-  peer_keys[cfg.host_ip] = self;
+  memcpy(peer_keys[cfg.host_ip].cur.data(), host_key, sizeof host_key);
   auto failed = [&](Error e) {
     close_core();
     if (by_id.empty()) {  // nothing else lives in the epoll set: leave no descriptor behind

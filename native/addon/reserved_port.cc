@@ -16,6 +16,10 @@
 
 namespace sf {
 
+bool Engine::PeerKey::ok(const sf_hdr& h) const {
+  return header_tag_ok(h, cur.data()) || (has_prev && header_tag_ok(h, prev.data()));
+}
+
 void HeaderConn::recycle(Engine& e) {
   if (e.free_hdr.size() < 1024) e.free_hdr.push_back(this); else delete this;
 }
@@ -130,7 +134,14 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
     if (member && ntohl(h.key_id) == SF_KEY_HOST) {  // the subscriber's key for its pooled headers
       std::array<uint8_t, 16> k;
       memcpy(k.data(), h.tag, 16);
-      peer_keys[peer_ip] = k;
+      auto it = peer_keys.find(peer_ip);
+      if (it == peer_keys.end()) {
+        peer_keys[peer_ip].cur = k;
+      } else if (it->second.cur != k) {  // the peer's broker restarted
+        it->second.prev = it->second.cur;
+        it->second.has_prev = true;
+        it->second.cur = k;
+      }
     }
     SF_DLOG("sync stream from %s", ip_str(peer_ip).c_str());
     if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now
@@ -146,7 +157,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   if (st.pooled || k != peer_keys.end()) {
     sf_hdr signed_part = h;
     if (st.pooled) pooled_blank(signed_part);
-    if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !header_tag_ok(signed_part, k->second.data())) {
+    if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !k->second.ok(signed_part)) {
       inc(ctr.header_errors);
       SF_DLOG("header from %s: bad or unknown MAC", ip_str(peer_ip).c_str());
       reset_close(fd);

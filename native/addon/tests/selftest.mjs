@@ -8,6 +8,7 @@
 // c=10.98.0.2), each the other's peer, so the cross-host path goes through a real reserved port.
 // Preloads are played by sfclient (built here with gcc). Exits non-zero on any failure.
 import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import net from 'node:net';
@@ -336,6 +337,30 @@ r = await A.cmd(`recv ${aU} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'an unsigned CONNECT header from a host whose key is known is refused', r);
 check(await until(() => E2.counters().header_errors === he + 2) && E2.counters().handed_in === 2, 'counted, nothing handed in', E2.counters());
 await A.cmd(`close ${aU}`);
+// As far as E2 can tell, E1's broker restarts twice (new keys in new SYNC headers): pooled headers
+// signed with the key before the latest still pass (processes may hold them up to 20 s), older fail.
+async function resubscribe(key) {
+  const n = ev2.filter((e) => e.type === 'sync').length;
+  const sub = raw('127.0.0.2', P2, '127.0.0.1');
+  sub.s.write(header({ type: 2, keyId: 1, tag: key }));
+  await until(() => ev2.filter((e) => e.type === 'sync').length > n);
+  new net.Socket({ fd: ev2.filter((e) => e.type === 'sync').pop().fd }).destroy();
+  sub.s.destroy();
+}
+await resubscribe(crypto.randomBytes(16));
+r = await A.cmd('pooltake 10.98.0.2 8080');
+const aK1 = r.h;
+r = await C.cmd(`accept ${cChan} 2000`);
+check(r.type === 201 && r.vip_b === '10.99.0.2', 'a header signed with the previous key still passes', r);
+await C.cmd(`close ${r.h}`);
+await A.cmd(`close ${aK1}`);
+await resubscribe(crypto.randomBytes(16));
+r = await A.cmd('pooltake 10.98.0.2 8080');
+const aK2 = r.h;
+r = await A.cmd(`recv ${aK2} 2000`);
+check(r.error === 'ECONNRESET' || r.eof === true, 'one signed with a key two generations old is refused', r);
+await A.cmd(`close ${aK2}`);
+await resubscribe(E1.hostKey()); // E1's real key again, for what follows
 r = await A.cmd('pooltake 10.98.0.2 7777');
 const aQ = r.h;
 check(r.type === 202 && r.h >= 0, 'pooltake for a port nobody listens on', r);
