@@ -65,7 +65,9 @@ void Engine::pool_failed(Pool* p) {
 void Engine::fill_pool(Pool* p) {
   Route r{p->net, p->prefix, p->peer_ip, p->peer_port};
   if (p->retry_at && now_ms() < p->retry_at) return;
-  while (!p->dead && p->queued + p->connecting < p->target) {
+  // Bounded: each round either adds one to queued/connecting or ends (failure, dead pool), but a
+  // bound keeps one call short whatever happens.
+  for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting < p->target; rounds++) {
     bool pending = false;
     int fd = open_peer_socket(r, &pending);
     OutConn* o = fd >= 0 ? new_out(p->pc, fd, p) : nullptr;
@@ -113,14 +115,20 @@ void Engine::pool_connected(OutConn* o, int fd) {
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) sockaddr_ip(ss, &lport);
   make_blocking_fresh(fd);
   msg.m = make_msg(SF_POOLED, 0, 0, 0, lport, 0, 0, uint64_t(mono_ns()));
-  if (send_buf(p->ev.fd, &msg, sizeof msg, fd) == 0) {
+  int e = send_buf(p->ev.fd, &msg, sizeof msg, fd);
+  if (e == 0) {
     p->queued++;
     inc(ctr.pool_stocked);
-  } else {
-    reset_close(fd);
-    fd = -1;
+    close_fd(fd);
+    return;
   }
-  close_fd(fd);
+  reset_close(fd);
+  if (e == EAGAIN || e == EWOULDBLOCK) {
+    // The process is not taking them: stock no more than it holds until it reports a take.
+    p->target = std::max<uint32_t>(1, p->queued);
+  } else {
+    kill_pool(p);  // its process closed the channel (exited); the EOF has not been read yet
+  }
 }
 
 void Engine::on_pool(Pool* p) {
@@ -144,6 +152,7 @@ void Engine::on_pool(Pool* p) {
     p->queued -= took;
     ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
     ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
+    if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
     if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
     refill = true;
   }

@@ -361,6 +361,29 @@ r = await A.cmd(`recv ${aK2} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'one signed with a key two generations old is refused', r);
 await A.cmd(`close ${aK2}`);
 await resubscribe(E1.hostKey()); // E1's real key again, for what follows
+
+// A process that stops reading its pool channel: the broker's pushes fail (EPIPE) although it sees
+// no EOF. It must drop the pool, not keep connecting and failing (that once spun the thread).
+{
+  const X = await client(sock('a'));
+  r = await X.cmd('connect 10.98.0.2 8080');
+  check(r.status === 0, 'X: cross-host connect (with a pool)', r);
+  await X.cmd(`close ${r.h}`);
+  const pools = E1.counters().pools;
+  r = await X.cmd('poolshut 10.98.0.2');
+  check(r.shutdown === 0 && r.sent === 32, 'X stopped reading its pool and asked for more', r);
+  const t0 = Date.now();
+  check(await until(() => E1.counters().pools === pools - 1, 2000), 'the broker dropped that pool', E1.counters());
+  check(Date.now() - t0 < 2000, 'and stayed responsive', Date.now() - t0);
+  r = await A.cmd('connect 10.98.0.2 8080');
+  check(r.status === 0, 'other processes still connect', r);
+  await A.cmd(`close ${r.h}`);
+  r = await C.cmd(`accept ${cChan} 2000`);
+  await C.cmd(`close ${r.h}`);
+  r = await C.cmd(`accept ${cChan} 200`);
+  if (r.h >= 0) await C.cmd(`close ${r.h}`);
+  await X.quit();
+}
 r = await A.cmd('pooltake 10.98.0.2 7777');
 const aQ = r.h;
 check(r.type === 202 && r.h >= 0, 'pooltake for a port nobody listens on', r);

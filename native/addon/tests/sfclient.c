@@ -371,6 +371,14 @@ int main(int argc, char **argv) {
       }
       double us = now_us() - t0;
       printf("{\"ok\":%d,\"fallback\":%d,\"errors\":%d,\"us_per_conn\":%.2f}\n", ok, fb, err, n ? us / n : 0);
+    } else if (!strcmp(cmd, "poolshut")) {
+      /* poolshut IP: stop reading the pool channel for IP's route (the broker's pushes fail with
+         EPIPE, while it sees no EOF) and report an empty pool, which asks for more. */
+      int pfd = pool_for(ipparse(x));
+      struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .status = 1};
+      int r1 = shutdown(pfd, SHUT_RD);
+      ssize_t r2 = send(pfd, &took, sizeof took, MSG_NOSIGNAL);
+      printf("{\"shutdown\":%d,\"sent\":%zd}\n", r1, r2);
     } else if (!strcmp(cmd, "pooltake")) {
       /* pooltake IP PORT [forge]: take a pre-established socket from the pool channel, send its
          header for IP:PORT (with forge: its source vIP changed to 10.99.0.3, with unsigned: as an
