@@ -68,12 +68,9 @@ int Engine::open_peer_socket(const Route& r, bool* pending) {
     if (rc == 0 || errno == EINPROGRESS || errno == EINTR) {
       // A nearby peer often answers within the connect() call (the handshake runs in softirq on
       // this CPU); then there is no need to register with epoll and wait for a wakeup.
+      // (POLLOUT without POLLERR/POLLHUP on a connecting socket: established.)
       pollfd p{fd, POLLOUT, 0};
-      int err = 0;
-      socklen_t el = sizeof err;
-      if (rc != 0 && poll(&p, 1, 0) == 1 && !(p.revents & (POLLERR | POLLHUP)) &&
-          getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0)
-        rc = 0;
+      if (rc != 0 && poll(&p, 1, 0) == 1 && p.revents == POLLOUT) rc = 0;
       *pending = rc != 0;
       return fd;
     }
@@ -109,6 +106,7 @@ OutConn* Engine::new_out(PreloadConn* pc, int fd, Pool* pool) {
   o->ev.fd = fd;
   o->pc = pc;
   o->pool = pool;
+  o->in_epoll = false;
   o->seq = 0;
   o->dst = 0;
   o->dport = o->sport = 0;
@@ -137,12 +135,13 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   o->sport = sport;
   inc(ctr.pending_connects);
   if (!pending) return finish_out(o);  // connected at once
-  if (!ep_add(o->ev, EPOLLOUT)) return fail_out(o);
+  if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return fail_out(o);
   out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
 }
 
 void Engine::unlink_out(OutConn* o) {
-  ep_del(o->ev);
+  if (o->in_epoll) ep_del(o->ev);
+  o->in_epoll = false;
   out_timers.remove(o);
   if (o->pprev) o->pprev->pnext = o->pnext; else o->pc->outs = o->pnext;
   if (o->pnext) o->pnext->pprev = o->pprev;

@@ -120,6 +120,7 @@ struct OutConn : Obj {
   bool timed = false;
   OutConn *pprev = nullptr, *pnext = nullptr;  // the preload connection's pending list
   Pool* pool = nullptr;  // set: a connect that stocks this pool (no reply to the preload)
+  bool in_epoll = false;  // registered (EPOLLOUT): only then is there anything to remove
   void recycle(Engine& e) override;
 };
 

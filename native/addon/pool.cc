@@ -81,7 +81,7 @@ void Engine::fill_pool(Pool* p) {
       finish_out(o);
       continue;
     }
-    if (!ep_add(o->ev, EPOLLOUT)) {
+    if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) {
       fail_out(o);
       return;
     }
@@ -109,10 +109,7 @@ void Engine::pool_connected(OutConn* o, int fd) {
   h.key_id = htonl(SF_KEY_HOST);
   h.nonce = htobe64(realtime_ns());
   header_tag(h, host_key);
-  sockaddr_storage ss{};
-  socklen_t sl = sizeof ss;
-  uint16_t lport = 0;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) sockaddr_ip(ss, &lport);
+  uint16_t lport = next_src_port();  // the virtual source port, as for a connect that asks
   make_blocking_fresh(fd);
   msg.m = make_msg(SF_POOLED, 0, 0, 0, lport, 0, 0, uint64_t(mono_ns()));
   int e = send_buf(p->ev.fd, &msg, sizeof msg, fd);

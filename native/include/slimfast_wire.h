@@ -60,7 +60,7 @@ enum sf_msg_type {
   /* broker -> preload, on a pool channel: one pre-established host connection, as an sf_pooled */
   SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
                            which nothing was sent yet; a = CLOCK_MONOTONIC ns when it was
-                           established, port_a = its local port. The taker fills dst_vip,
+                           established, port_a = the virtual source port. The taker fills dst_vip,
                            dst_port and src_port into the attached header and sends it.       */
 };
 
