@@ -17,6 +17,7 @@ import { REAL_RUNC, makeRootfs, sweepStaleRunc } from '../lab/containers.js';
 import { ContainerdLab, sweepStaleContainerd } from '../lab/containerd.js';
 import { writeOciArchive } from '../lab/oci-image.js';
 import { type Host, Topology } from '../lab/topology.js';
+import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -102,7 +103,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   t.is((JSON.parse(String(mine.stdout)) as { status: string }).status, 'running');
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
-  const before = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
+  const before = await handoffSnapshot(topo);
   const cliId = `${topo.id}-cli`;
   const cliLog = path.join(topo.dir, 'cli.log');
   const client = `${CONNRATE} ${c2.ip} ${PORT} -n ${CONNS} -t 10`;
@@ -116,11 +117,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   const run = parseConnrate(out);
   t.is(run.errors, 0, run.first_error);
   t.is(run.conns, CONNS);
-  const after = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
-  t.is(after.k1.handed_out - before.k1.handed_out, run.conns, 'every client connection was handed out by host 1\'s broker');
-  t.is(after.k2.handed_in - before.k2.handed_in, run.conns, 'and handed in by host 2\'s');
-  t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
-  t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
+  await checkHandedOff(t, topo, before, run.conns);
   t.deepEqual((await topo!.registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the hook registered the client container with its namespace\'s IP');
   t.deepEqual((await topo!.registered(h2)).map((c) => c.id), [srvId]);
 

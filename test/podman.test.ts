@@ -16,6 +16,7 @@ import { HOOK_FILES } from '../runtime-wrapper/install/podman.js';
 import { REAL_RUNC, makeRootfs } from '../lab/containers.js';
 import { PodmanLab, type PodmanRunOptions, sweepStalePodman } from '../lab/podman.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';
+import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -86,7 +87,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   t.deepEqual((await topo.registered(h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the server container is registered under its Podman id with its namespace\'s IP');
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
-  const before = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
+  const before = await handoffSnapshot(topo);
   const cli = `${topo.id}-cli`;
   const client = `${CONNRATE} ${c2.ip} ${PORT} -n ${CONNS} -t 10`;
   const cliId = await podman.run(cli, image, ['/bin/sh', '-c', `${client}; echo "connrate-exit=$?"; exec /bin/timeout -s KILL 300 /bin/sleep 300`], await runOptions(t, topo, mode, h1, c1));
@@ -99,11 +100,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const run = parseConnrate(out);
   t.is(run.errors, 0, run.first_error);
   t.true(run.conns > 0);
-  const after = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
-  t.is(after.k1.handed_out - before.k1.handed_out, run.conns, 'every client connection was handed out by host 1\'s broker');
-  t.is(after.k2.handed_in - before.k2.handed_in, run.conns, 'and handed in by host 2\'s');
-  t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
-  t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
+  await checkHandedOff(t, topo, before, run.conns);
   t.deepEqual((await topo.registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the client container is registered under its Podman id with its namespace\'s IP');
 
   // exec. The container's own process has SlimFast's environment either way.

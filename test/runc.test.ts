@@ -9,6 +9,7 @@ import { installPaths, repoRoot } from '../broker/paths.js';
 import { parseConnrate } from '../bench/measure.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { type Host, Topology } from '../lab/topology.js';
+import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -62,7 +63,7 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   t.deepEqual(onH2.map((c) => [c.id, c.ip]), [[srv.id, c2.ip]], 'the hook registered the server container with its namespace\'s IP');
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
-  const before = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
+  const before = await handoffSnapshot(topo);
   const cli = await lab.run(h1, 'cli', cliBundle);
   step('client container running');
   await topo.waitFor(async () => fs.readFileSync(cli.stdout, 'utf8').includes('connrate-exit='), 30_000, 'connrate in the client container to finish');
@@ -72,11 +73,7 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   const run = parseConnrate(out);
   t.is(run.errors, 0, run.first_error);
   t.true(run.conns > 0);
-  const after = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
-  t.is(after.k1.handed_out - before.k1.handed_out, run.conns, 'every client connection was handed out by host 1\'s broker');
-  t.is(after.k2.handed_in - before.k2.handed_in, run.conns, 'and handed in by host 2\'s');
-  t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
-  t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
+  await checkHandedOff(t, topo, before, run.conns);
 
   // (a) both registered while running.
   const onH1 = await topo!.registered(h1);
