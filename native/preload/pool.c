@@ -20,13 +20,16 @@
 #define NOK 64                       /* confirmed destinations remembered */
 #define OK_TTL_NS 1000000000LL       /* how long a confirmation lets connects skip the broker */
 #define MAX_TRIES 16                 /* stale sockets skipped in one connect at most */
+/* An empty pool is reported again after this: the broker may have backed off (peer down), and
+   refills only when asked. */
+#define EMPTY_REPORT_NS 1000000000LL
 
 struct pool {
   int fd; /* -1: free slot */
   uint32_t net, mask; /* network order */
   int users;
   int dead;
-  int empty_reported;
+  int64_t empty_reported_at; /* last "found empty" report; 0: none since the last take */
 };
 
 struct okdst {
@@ -203,11 +206,13 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
     }
   }
   pthread_mutex_lock(&pmu);
-  int send_report = !dead && (fd >= 0 || gone > 0 || (empty && !p->empty_reported));
-  if (send_report) p->empty_reported = empty && fd < 0;
+  int found_empty = empty && fd < 0;
+  int64_t now = sf_now_ns();
+  int send_report = !dead && (fd >= 0 || gone > 0 || (found_empty && (!p->empty_reported_at || now - p->empty_reported_at > EMPTY_REPORT_NS)));
+  if (send_report) p->empty_reported_at = found_empty ? now : 0;
   if (dead) p->dead = 1;
   pthread_mutex_unlock(&pmu);
-  if (send_report) report(pfd, fd >= 0, gone, empty && fd < 0);
+  if (send_report) report(pfd, fd >= 0, gone, found_empty);
   pthread_mutex_lock(&pmu);
   if (--p->users == 0 && p->dead) close_pool_locked(i);
   pthread_mutex_unlock(&pmu);
