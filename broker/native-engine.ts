@@ -24,6 +24,9 @@ export interface EngineOptions {
   poolDepth?: number;
   /** Largest a pool grows when its process keeps finding it empty (1..256, default 64). */
   poolMax?: number;
+  /** Pooled connections to one peer, all processes together (1..65536, default 1024): the peer's
+   *  kernel holds each idle one. */
+  poolPeerMax?: number;
 
 }
 

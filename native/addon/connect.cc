@@ -207,7 +207,7 @@ void Engine::kill_out(OutConn* o) {
   unlink_out(o);
   close_fd(o->ev.fd);
   o->ev.fd = -1;
-  if (o->pool) o->pool->connecting--;
+  if (o->pool) pool_stock(o->pool, 0, -1);
 }
 
 void Engine::expire_outs(int64_t now) {

@@ -195,6 +195,7 @@ struct Config {
   int connect_timeout_ms = 3000;
   uint32_t pool_depth = 4;    // first stock of a new pool (0: no pools, every connect asks)
   uint32_t pool_max = 64;     // largest a pool grows
+  uint32_t pool_peer_max = 1024;  // pooled connections to one peer, all processes together
 };
 
 enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
@@ -272,6 +273,7 @@ struct Engine {
     bool ok(const sf_hdr& h) const;
   };
   std::unordered_map<uint32_t, PeerKey> peer_keys;  // peer ip -> keys
+  std::unordered_map<uint32_t, uint32_t> peer_stock;  // peer ip -> pooled connections (queued + connecting)
   TimerList<OutConn> out_timers;
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
@@ -330,6 +332,7 @@ struct Engine {
   void fill_pool(Pool* p);
   void pool_connected(OutConn* o, int fd);
   void pool_failed(Pool* p);
+  void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, and the peer's total
   void on_pool(Pool* p);
   void kill_pool(Pool* p);
 

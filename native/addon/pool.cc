@@ -54,8 +54,21 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
 
 // A stocking connect failed: the peer is not taking connections now. Back off (1 s, doubling up to
 // 30 s) so that reports do not turn into a stream of failing connects; a success resets it.
+// Every change of a pool's stock goes through here, so that the per-peer total stays right.
+void Engine::pool_stock(Pool* p, int dq, int dc) {
+  p->queued = uint32_t(int64_t(p->queued) + dq);
+  p->connecting = uint32_t(int64_t(p->connecting) + dc);
+  auto it = peer_stock.find(p->peer_ip);
+  int64_t v = (it == peer_stock.end() ? 0 : int64_t(it->second)) + dq + dc;
+  if (v <= 0) {
+    if (it != peer_stock.end()) peer_stock.erase(it);
+  } else {
+    peer_stock[p->peer_ip] = uint32_t(v);
+  }
+}
+
 void Engine::pool_failed(Pool* p) {
-  p->connecting--;
+  pool_stock(p, 0, -1);
   inc(ctr.pool_failures);
   p->backoff_ms = p->backoff_ms ? std::min(30000, p->backoff_ms * 2) : 1000;
   p->retry_at = now_ms() + p->backoff_ms;
@@ -67,16 +80,21 @@ void Engine::fill_pool(Pool* p) {
   if (p->retry_at && now_ms() < p->retry_at) return;
   // Bounded: each round either adds one to queued/connecting or ends (failure, dead pool), but a
   // bound keeps one call short whatever happens.
-  for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting < p->target; rounds++) {
+  // The peer holds every idle pooled connection of every process here: cap them all, per peer.
+  auto room = [&] {
+    auto it = peer_stock.find(p->peer_ip);
+    return it == peer_stock.end() || it->second < cfg.pool_peer_max;
+  };
+  for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting < p->target && room(); rounds++) {
     bool pending = false;
     int fd = open_peer_socket(r, &pending);
     OutConn* o = fd >= 0 ? new_out(p->pc, fd, p) : nullptr;
     if (!o) {
       close_fd(fd);
-      p->connecting++;
+      pool_stock(p, 0, 1);
       return pool_failed(p);
     }
-    p->connecting++;
+    pool_stock(p, 0, 1);
     if (!pending) {
       finish_out(o);
       continue;
@@ -92,7 +110,7 @@ void Engine::fill_pool(Pool* p) {
 // A stocking connect completed (o is unlinked already; fd is ours).
 void Engine::pool_connected(OutConn* o, int fd) {
   Pool* p = o->pool;
-  p->connecting--;
+  pool_stock(p, 0, -1);
   p->backoff_ms = 0;
   p->retry_at = 0;
   // Nothing goes on the wire now: the peer's kernel holds the connection (TCP_DEFER_ACCEPT) until
@@ -114,7 +132,7 @@ void Engine::pool_connected(OutConn* o, int fd) {
   msg.m = make_msg(SF_POOLED, 0, 0, 0, lport, 0, 0, uint64_t(mono_ns()));
   int e = send_buf(p->ev.fd, &msg, sizeof msg, fd);
   if (e == 0) {
-    p->queued++;
+    pool_stock(p, 1, 0);
     inc(ctr.pool_stocked);
     close_fd(fd);
     return;
@@ -146,7 +164,7 @@ void Engine::on_pool(Pool* p) {
     // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits).
     uint64_t used = m.a & 0xffffffffu, gone = m.a >> 32;
     uint32_t took = uint32_t(std::min<uint64_t>(used + gone, p->queued));
-    p->queued -= took;
+    pool_stock(p, -int(took), 0);
     ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
     ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
     if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
@@ -172,6 +190,7 @@ void Engine::kill_pool(Pool* p) {
     next = o->pnext;
     if (o->pool == p) kill_out(o);
   }
+  pool_stock(p, -int(p->queued), 0);  // its connecting ones went with kill_out above
   ep_del(p->ev);
   close_fd(p->ev.fd);
   p->ev.fd = -1;

@@ -160,7 +160,7 @@ const ev2 = [];
 const E1 = new Engine();
 const E2 = new Engine();
 const overlay = '10.96.0.0/12';
-E1.start({ hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24', headerTimeoutMs: 400, connectTimeoutMs: 500 }, (e) =>
+E1.start({ hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24', headerTimeoutMs: 400, connectTimeoutMs: 500, poolPeerMax: 6 }, (e) =>
   ev1.push(e),
 );
 E2.start({ hostIp: '127.0.0.2', port: 0, overlayCidr: overlay, localSubnet: '10.98.0.0/24' }, (e) => ev2.push(e));
@@ -366,8 +366,13 @@ await resubscribe(E1.hostKey()); // E1's real key again, for what follows
 // no EOF. It must drop the pool, not keep connecting and failing (that once spun the thread).
 {
   const X = await client(sock('a'));
+  const stocked0 = E1.counters().pool_stocked;
   r = await X.cmd('connect 10.98.0.2 8080');
   check(r.status === 0, 'X: cross-host connect (with a pool)', r);
+  // A's pool holds 4 of the 6 pooled connections E1 may keep to E2 (poolPeerMax): X gets 2.
+  check(await until(() => E1.counters().pool_stocked === stocked0 + 2), 'X\'s pool is stocked up to the per-peer cap', [stocked0, E1.counters()]);
+  await new Promise((res) => setTimeout(res, 200));
+  check(E1.counters().pool_stocked === stocked0 + 2, 'and no further', E1.counters());
   await X.cmd(`close ${r.h}`);
   const pools = E1.counters().pools;
   r = await X.cmd('poolshut 10.98.0.2');

@@ -373,9 +373,9 @@ int main(int argc, char **argv) {
       printf("{\"ok\":%d,\"fallback\":%d,\"errors\":%d,\"us_per_conn\":%.2f}\n", ok, fb, err, n ? us / n : 0);
     } else if (!strcmp(cmd, "poolshut")) {
       /* poolshut IP: stop reading the pool channel for IP's route (the broker's pushes fail with
-         EPIPE, while it sees no EOF) and report an empty pool, which asks for more. */
+         EPIPE, while it sees no EOF) and report one take and an empty pool, which asks for more. */
       int pfd = pool_for(ipparse(x));
-      struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .status = 1};
+      struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .status = 1, .a = 1};
       int r1 = shutdown(pfd, SHUT_RD);
       ssize_t r2 = send(pfd, &took, sizeof took, MSG_NOSIGNAL);
       printf("{\"shutdown\":%d,\"sent\":%zd}\n", r1, r2);
