@@ -81,6 +81,23 @@ int Engine::open_peer_socket(const Route& r, bool* pending) {
   return -1;
 }
 
+sf_hdr Engine::signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) const {
+  sf_hdr h;
+  memset(&h, 0, sizeof h);
+  h.magic = htonl(SF_HDR_MAGIC);
+  h.version = SF_HDR_VERSION;
+  h.type = type;
+  h.hdr_len = htons(SF_HDR_LEN);
+  h.dst_vip = htonl(dst);
+  h.dst_port = htons(dport);
+  h.src_port = htons(sport);
+  h.src_vip = htonl(src);
+  h.key_id = htonl(SF_KEY_HOST);
+  h.nonce = htobe64(realtime_ns());
+  header_tag(h, host_key);
+  return h;
+}
+
 // Sends the whole header at once (a fresh socket's send buffer is empty); false if it could not.
 bool Engine::write_header(int fd, const sf_hdr& h) {
   // TCP_NODELAY only for the header, so it leaves at once; the app gets the default back.
@@ -165,20 +182,7 @@ void Engine::finish_out(OutConn* o) {
   o->ev.fd = -1;
   if (o->pool) return pool_connected(o, fd);
   PreloadConn* pc = o->pc;
-  sf_hdr h;
-  memset(&h, 0, sizeof h);
-  h.magic = htonl(SF_HDR_MAGIC);
-  h.version = SF_HDR_VERSION;
-  h.type = SF_HDR_CONNECT;
-  h.hdr_len = htons(SF_HDR_LEN);
-  h.dst_vip = htonl(o->dst);
-  h.dst_port = htons(o->dport);
-  h.src_port = htons(o->sport);
-  h.src_vip = htonl(pc->c->ip);
-  h.key_id = htonl(SF_KEY_HOST);
-  h.nonce = htobe64(realtime_ns());
-  header_tag(h, host_key);
-  if (!write_header(fd, h)) {
+  if (!write_header(fd, signed_header(SF_HDR_CONNECT, pc->c->ip, o->dst, o->dport, o->sport))) {
     close_fd(fd);
     inc(ctr.connect_failures);
     inc(ctr.fallbacks);

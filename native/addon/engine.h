@@ -90,11 +90,18 @@ struct Channel;
 struct PreloadConn;
 struct Pool;
 
+// A peer host's share of the overlay and its reserved port.
+struct Route {
+  uint32_t net;  // host order
+  uint8_t prefix;
+  uint32_t peer_ip;  // host order
+  uint16_t peer_port;
+};
+
 // Progress of reading one host header (never more than hdr_len bytes).
 struct HdrState {
   uint8_t buf[SF_HDR_LEN];
   uint32_t got = 0;            // bytes consumed so far
-  uint32_t hdr_len = SF_HDR_LEN;
   uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len once the fixed part is valid)
   bool pooled = false;         // SF_HDR_POOLED
 };
@@ -136,10 +143,7 @@ struct PreloadConn : Obj {
 struct Pool : Obj {
   Ev ev{EV_POOL, this};
   PreloadConn* pc = nullptr;
-  uint32_t net = 0;  // the route (host order)
-  uint8_t prefix = 0;
-  uint32_t peer_ip = 0;
-  uint16_t peer_port = 0;
+  Route route{};
   uint32_t target = 0;      // sockets to keep in the channel; doubles when the process finds it empty
   uint32_t queued = 0;      // sent into the channel and not reported taken
   uint32_t connecting = 0;  // connects in progress for it
@@ -174,13 +178,6 @@ struct Channel : Obj {
   uint64_t ino = 0;        // st_ino of the app end (SF_QUERY_CHANNEL)
   uint32_t bound_vip = 0;  // as the app bound it (0.0.0.0 allowed), host order
   uint16_t port = 0;
-};
-
-struct Route {
-  uint32_t net;  // host order
-  uint8_t prefix;
-  uint32_t peer_ip;  // host order
-  uint16_t peer_port;
 };
 
 struct Config {
@@ -326,12 +323,16 @@ struct Engine {
   void expire_outs(int64_t now);
   int open_peer_socket(const Route& r, bool* pending);  // non-blocking connect from host_ip; -1 on error
   bool write_header(int fd, const sf_hdr& h);
+  // A container header from this host, signed with host_key: source vIP src, destination dst:dport
+  // (all zero for SF_HDR_POOLED, whose taker fills them in), source port sport. Host order.
+  sf_hdr signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) const;
 
   // pool.cc
   Pool* pool_for(PreloadConn* pc, const Route& r);  // creates it (and sends the channel) if needed
   void fill_pool(Pool* p);
   void pool_connected(OutConn* o, int fd);
-  void pool_failed(Pool* p);
+  void pool_failed(Pool* p);   // a counted stocking connect failed: uncount it, back off
+  void pool_backoff(Pool* p);
   void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, and the peer's total
   void on_pool(Pool* p);
   void kill_pool(Pool* p);

@@ -1,10 +1,9 @@
 // Connection pools: host connections to a peer's reserved port, established ahead of demand and
 // pushed down a per-process pool channel, so that the application's connect() needs no round trip
 // to the broker and no TCP handshake. The broker makes and signs the header (SF_HDR_POOLED: the
-// container's source vIP); the process that takes a socket fills in the destination and sends it. Each take is reported on the channel (SF_POOL_TOOK) and the pool
-// is stocked back up to its target, which doubles whenever the process found it empty.
-#include <arpa/inet.h>
-#include <endian.h>
+// container's source vIP); the process that takes a socket fills in the destination and sends it.
+// Each take is reported on the channel (SF_POOL_TOOK) and the pool is stocked back up to its
+// target, which doubles whenever the process found it empty.
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -20,7 +19,9 @@ namespace sf {
 
 Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
   for (Pool* p : pc->pools)
-    if (p->net == r.net && p->prefix == r.prefix && p->peer_ip == r.peer_ip && p->peer_port == r.peer_port) return p;
+    if (p->route.net == r.net && p->route.prefix == r.prefix && p->route.peer_ip == r.peer_ip &&
+        p->route.peer_port == r.peer_port)
+      return p;
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) return nullptr;
   Pool* p = new (std::nothrow) Pool;
@@ -30,10 +31,7 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
     return nullptr;
   }
   p->pc = pc;
-  p->net = r.net;
-  p->prefix = r.prefix;
-  p->peer_ip = r.peer_ip;
-  p->peer_port = r.peer_port;
+  p->route = r;
   p->target = cfg.pool_depth;
   p->ev.fd = sp[0];
   grow_sndbuf(sp[0], 1 << 20);  // room for pool_max sockets: a push never meets EAGAIN
@@ -52,23 +50,27 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
   return p;
 }
 
-// A stocking connect failed: the peer is not taking connections now. Back off (1 s, doubling up to
-// 30 s) so that reports do not turn into a stream of failing connects; a success resets it.
 // Every change of a pool's stock goes through here, so that the per-peer total stays right.
 void Engine::pool_stock(Pool* p, int dq, int dc) {
   p->queued = uint32_t(int64_t(p->queued) + dq);
   p->connecting = uint32_t(int64_t(p->connecting) + dc);
-  auto it = peer_stock.find(p->peer_ip);
+  auto it = peer_stock.find(p->route.peer_ip);
   int64_t v = (it == peer_stock.end() ? 0 : int64_t(it->second)) + dq + dc;
   if (v <= 0) {
     if (it != peer_stock.end()) peer_stock.erase(it);
   } else {
-    peer_stock[p->peer_ip] = uint32_t(v);
+    peer_stock[p->route.peer_ip] = uint32_t(v);
   }
 }
 
 void Engine::pool_failed(Pool* p) {
   pool_stock(p, 0, -1);
+  pool_backoff(p);
+}
+
+// The peer is not taking connections now (or we are out of resources). Back off (1 s, doubling up
+// to 30 s) so that reports do not turn into a stream of failing connects; a success resets it.
+void Engine::pool_backoff(Pool* p) {
   inc(ctr.pool_failures);
   p->backoff_ms = p->backoff_ms ? std::min(30000, p->backoff_ms * 2) : 1000;
   p->retry_at = now_ms() + p->backoff_ms;
@@ -76,23 +78,21 @@ void Engine::pool_failed(Pool* p) {
 
 // Starts connects until queued + connecting reaches the target.
 void Engine::fill_pool(Pool* p) {
-  Route r{p->net, p->prefix, p->peer_ip, p->peer_port};
   if (p->retry_at && now_ms() < p->retry_at) return;
   // Bounded: each round either adds one to queued/connecting or ends (failure, dead pool), but a
   // bound keeps one call short whatever happens.
   // The peer holds every idle pooled connection of every process here: cap them all, per peer.
   auto room = [&] {
-    auto it = peer_stock.find(p->peer_ip);
+    auto it = peer_stock.find(p->route.peer_ip);
     return it == peer_stock.end() || it->second < cfg.pool_peer_max;
   };
   for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting < p->target && room(); rounds++) {
     bool pending = false;
-    int fd = open_peer_socket(r, &pending);
+    int fd = open_peer_socket(p->route, &pending);
     OutConn* o = fd >= 0 ? new_out(p->pc, fd, p) : nullptr;
     if (!o) {
       close_fd(fd);
-      pool_stock(p, 0, 1);
-      return pool_failed(p);
+      return pool_backoff(p);
     }
     pool_stock(p, 0, 1);
     if (!pending) {
@@ -117,16 +117,7 @@ void Engine::pool_connected(OutConn* o, int fd) {
   // the process that takes it fills in the destination and sends this header. The MAC (made with
   // the destination fields zero) keeps the source vIP ours.
   sf_pooled msg;
-  memset(&msg, 0, sizeof msg);
-  sf_hdr& h = msg.h;
-  h.magic = htonl(SF_HDR_MAGIC);
-  h.version = SF_HDR_VERSION;
-  h.type = SF_HDR_POOLED;
-  h.hdr_len = htons(SF_HDR_LEN);
-  h.src_vip = htonl(p->pc->c->ip);
-  h.key_id = htonl(SF_KEY_HOST);
-  h.nonce = htobe64(realtime_ns());
-  header_tag(h, host_key);
+  msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
   uint16_t lport = next_src_port();  // the virtual source port, as for a connect that asks
   make_blocking_fresh(fd);
   msg.m = make_msg(SF_POOLED, 0, 0, 0, lport, 0, 0, uint64_t(mono_ns()));

@@ -95,7 +95,6 @@ static bool header_ok(const uint8_t* b, HdrState* st) {
   if (h.type != SF_HDR_CONNECT && h.type != SF_HDR_SYNC && h.type != SF_HDR_POOLED) return false;
   uint16_t len = ntohs(h.hdr_len);
   if (len < SF_HDR_LEN) return false;
-  st->hdr_len = len;
   st->pooled = h.type == SF_HDR_POOLED;
   st->need = len;
   return true;
