@@ -260,7 +260,7 @@ static int open_broker(struct sf_info *inf, int64_t deadline) {
   inf->vip = m.vip_a;
   inf->net = m.vip_b;
   uint32_t p = (uint32_t)m.a;
-  inf->mask = p == 0 ? 0 : htonl(p >= 32 ? 0xffffffffu : ~(0xffffffffu >> p));
+  inf->mask = sf_prefix_mask(p);
   inf->net &= inf->mask;
   SF_DEBUG("broker connection fd %d up (prefix /%u)", fd, p);
   return fd;

@@ -52,7 +52,7 @@ static void close_pool_locked(int i) {
 
 void sf_pool_add(int fd, uint32_t net, uint32_t prefix) {
   fd = sf_fd_move_high(fd);
-  uint32_t mask = prefix == 0 ? 0 : htonl(prefix >= 32 ? 0xffffffffu : ~(0xffffffffu >> prefix));
+  uint32_t mask = sf_prefix_mask(prefix);
   pthread_mutex_lock(&pmu);
   int slot = -1;
   for (int i = 0; i < NPOOLS; i++) {

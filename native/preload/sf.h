@@ -82,6 +82,10 @@ int sf_fd_move_high(int fd);
 int sf_fd_dup_high(int fd);
 uint64_t sf_fd_ino(int fd); /* st_ino, 0 on error */
 int sf_fd_nonblock(int fd, int on); /* set/clear O_NONBLOCK on the open file description */
+/* The netmask of a prefix length (network order; 0 for /0, all ones from /32 on). */
+static inline uint32_t sf_prefix_mask(uint32_t len) {
+  return len == 0 ? 0 : htonl(len >= 32 ? 0xffffffffu : ~(0xffffffffu >> len));
+}
 ssize_t sf_recv_fd(int fd, void *buf, size_t len, int flags, int *rfd, int *trunc);
 
 /* ---------- fdtable.c ---------- */
