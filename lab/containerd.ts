@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { pidAlive } from '../broker/state-dir.js';
+import { killAll, rmdirWhenEmpty } from './procs.js';
 
 export const CONTAINERD = process.env.SLIMFAST_TEST_CONTAINERD ?? '/usr/bin/containerd';
 export const CTR = process.env.SLIMFAST_TEST_CTR ?? '/usr/bin/ctr';
@@ -75,16 +76,6 @@ function processes(match: (argv: string[]) => boolean): number[] {
     }
   }
   return pids;
-}
-
-function killAll(pids: number[]): void {
-  for (const pid of pids) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }
 }
 
 /** Daemons (containerd --config FILE) and shims (-address SOCK) whose files lie below dir. */
@@ -380,13 +371,5 @@ async function removeCgroup(dir: string): Promise<void> {
   } catch {
     // no processes file: nothing to kill
   }
-  for (let i = 0; i < 50; i++) {
-    try {
-      fs.rmdirSync(dir);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  await rmdirWhenEmpty(dir, 50);
 }

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { installPaths } from '../broker/paths.js';
 import { pidAlive } from '../broker/state-dir.js';
+import { killAll, rmdirWhenEmpty } from './procs.js';
 import type { Host, Topology } from './topology.js';
 
 export const REAL_RUNC = process.env.SLIMFAST_TEST_RUNC ?? '/usr/sbin/runc';
@@ -297,24 +298,8 @@ export async function sweepStaleRunc(): Promise<void> {
     } catch {
       continue;
     }
-    for (const pid of procs.split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    killAll(procs.split('\n').filter(Boolean));
   }
   // Deepest first; a cgroup is removable once its killed processes are reaped.
-  for (const d of dirs.sort((a, b) => b.length - a.length)) {
-    for (let i = 0; i < 20; i++) {
-      try {
-        fs.rmdirSync(d);
-        break;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
-  }
+  for (const d of dirs.sort((a, b) => b.length - a.length)) await rmdirWhenEmpty(d, 20);
 }

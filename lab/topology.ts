@@ -9,6 +9,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { repoRoot } from '../broker/paths.js';
 import { pidAlive } from '../broker/state-dir.js';
+import { killNetns } from './procs.js';
 
 export const CLI = path.join(repoRoot(), 'bin', 'slimfast');
 const PREFIX = 'sft';
@@ -60,14 +61,7 @@ export async function sweepStale(): Promise<void> {
     const m = /^sft(\d+)x/.exec(name);
     if (!m || pidAlive(Number(m[1]))) continue;
     // A killed run's brokers and servers still live in its namespaces: end them first.
-    const pids = await run('ip', ['netns', 'pids', name]).catch(() => '');
-    for (const pid of pids.split('\n').filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    await killNetns(name);
     await run('ip', ['netns', 'del', name]).catch(() => {});
   }
   for (const entry of fs.readdirSync(os.tmpdir())) {
@@ -409,16 +403,7 @@ export class Topology {
     for (const h of this.hosts) await this.stopBroker(h).catch(() => {});
     for (const child of [...this.children]) child.kill('SIGKILL');
     // Forked servers hold our pipes and keep namespaces alive: kill everything inside first.
-    for (const ns of this.namespaces) {
-      const pids = await execa('ip', ['netns', 'pids', ns], { reject: false });
-      for (const pid of pids.stdout.split('\n').filter(Boolean)) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-    }
+    for (const ns of this.namespaces) await killNetns(ns);
     await Promise.race([Promise.allSettled([...this.children]), new Promise((r) => setTimeout(r, 5000).unref())]);
     for (const ns of [...this.namespaces].reverse()) await run('ip', ['netns', 'del', ns]).catch(() => {});
     await removeTree(this.dir);
