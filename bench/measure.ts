@@ -25,7 +25,8 @@ export interface ConnrateResult {
   first_error: string;
 }
 
-const PORTS: Record<PathName, number> = { host: 8082, vxlan: 8081, slimfast: 8080 };
+/** The echo servers: on SlimFast and plain (VXLAN baseline) in the server container, and on host 2. */
+export const PORTS: Record<PathName, number> = { host: 8082, vxlan: 8081, slimfast: 8080 };
 
 /** Starts one echo server per path on the second host / its first container. */
 export async function startServers(topo: Topology): Promise<void> {

@@ -6,15 +6,13 @@
 // end, also on Ctrl-C.
 import path from 'node:path';
 import { execa } from 'execa';
-import { CONNRATE, type ConnrateResult, ECHOD, PATHS, type PathName, type PathSummary, interleaved, median, parseConnrate } from '../bench/measure.js';
+import { CONNRATE, type ConnrateResult, ECHOD, PATHS, PORTS as PORT, type PathName, type PathSummary, connrate, interleaved, median, parseConnrate } from '../bench/measure.js';
 import { installPaths } from '../broker/paths.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { type Host, Topology } from '../lab/topology.js';
 
 const ROUNDS = Number(process.env.SLIMFAST_DEMO_ROUNDS ?? 3);
 const SECONDS = Number(process.env.SLIMFAST_DEMO_SECONDS ?? 2);
-/** The SlimFast echo server, the plain one (the VXLAN baseline, same container) and the host's. */
-const PORT: Record<PathName, number> = { slimfast: 8080, vxlan: 8081, host: 8082 };
 /** Container processes outlive nothing: a killed demo's leftovers end by themselves. */
 const LIFETIME_S = 900;
 
@@ -85,11 +83,7 @@ async function main(): Promise<number> {
     const args = ['-t', String(SECONDS), '-n', '200000'];
     let slimfastOverlayPackets = 0;
     const sample = async (which: PathName): Promise<ConnrateResult> => {
-      if (which === 'host') {
-        const r = await execa('ip', ['netns', 'exec', h1.ns, CONNRATE, h2.ip, String(PORT.host), ...args], { reject: false, timeout: 120_000 });
-        if (r.exitCode !== 0) throw new Error(`connrate host to host failed (${r.exitCode}): ${r.stderr || r.stdout}`);
-        return parseConnrate(r.stdout);
-      }
+      if (which === 'host') return connrate(topo!, 'host', args);
       // runc exec into the client container; for the VXLAN baseline without the preload.
       const cmd = which === 'slimfast' ? [CONNRATE, c2.ip, String(PORT.slimfast), ...args] : ['/bin/env', '-u', 'LD_PRELOAD', CONNRATE, c2.ip, String(PORT.vxlan), ...args];
       const before = await topo!.overlayPackets(h1);
