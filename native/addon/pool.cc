@@ -148,21 +148,26 @@ void Engine::on_pool(Pool* p) {
       kill_pool(p);
       return;
     }
-    if (n != ssize_t(sizeof m) || m.version != SF_MSG_VERSION || m.type != SF_POOL_TOOK) {
-      inc(ctr.bad_msgs);
-      continue;
-    }
-    // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits).
-    uint64_t used = m.a & 0xffffffffu, gone = m.a >> 32;
-    uint32_t took = uint32_t(std::min<uint64_t>(used + gone, p->queued));
-    pool_stock(p, -int(took), 0);
-    ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
-    ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
-    if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
-    if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
-    refill = true;
+    refill |= take_report(p, m, n);
   }
   if (refill) fill_pool(p);
+}
+
+// One SF_POOL_TOOK report: counts the takes and sizes the pool; false for a malformed message.
+bool Engine::take_report(Pool* p, const sf_msg& m, ssize_t n) {
+  if (n != ssize_t(sizeof m) || m.version != SF_MSG_VERSION || m.type != SF_POOL_TOOK) {
+    inc(ctr.bad_msgs);
+    return false;
+  }
+  // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits).
+  uint64_t used = m.a & 0xffffffffu, gone = m.a >> 32;
+  uint32_t took = uint32_t(std::min<uint64_t>(used + gone, p->queued));
+  pool_stock(p, -int(took), 0);
+  ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
+  ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
+  if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
+  if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
+  return true;
 }
 
 void Engine::read_pool_reports() {
@@ -176,6 +181,15 @@ void Engine::read_pool_reports() {
 
 void Engine::kill_pool(Pool* p) {
   if (p->dead) return;
+  // A process that exited may have left take reports unread (a refill push can see EPIPE first):
+  // count them, or handed_out would miss its last connections.
+  for (int i = 0; i < 1024; i++) {
+    sf_msg m;
+    ssize_t n = recv(p->ev.fd, &m, sizeof m, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    take_report(p, m, n);
+  }
   PreloadConn* pc = p->pc;
   for (OutConn *o = pc->outs, *next; o; o = next) {
     next = o->pnext;
