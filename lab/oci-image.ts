@@ -137,7 +137,8 @@ export async function writeOciArchive(file: string, rootfs: string, opts: ImageO
     // Top-level entries, not ".": no "./" entry for the root itself.
     const entries = fs.readdirSync(rootfs).sort();
     if (entries.length === 0) throw new Error(`${rootfs} is empty: make the root filesystem first (lab/containers.ts makeRootfs)`);
-    await createTar({ file: layerFile, cwd: rootfs, portable: false, mtime: new Date(0) }, entries);
+    // noPax: no extended headers, which would carry atime and ctime (they change with every touch).
+    await createTar({ file: layerFile, cwd: rootfs, portable: false, noPax: true, mtime: new Date(0) }, entries);
     const blobs = imageBlobs(fs.readFileSync(layerFile), opts);
     fs.rmSync(layerFile);
     for (const b of [blobs.layer, blobs.config, blobs.manifest]) fs.writeFileSync(path.join(stage, blobPath(b.digest)), b.data);

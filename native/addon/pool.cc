@@ -35,6 +35,7 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
   p->target = cfg.pool_depth;
   p->ev.fd = sp[0];
   grow_sndbuf(sp[0], 1 << 20);  // room for pool_max sockets: a push never meets EAGAIN
+  grow_sndbuf(sp[1], 1 << 20);  // and for the process's reports while this thread is busy
   // The app end goes to the preload on its broker connection, ahead of the CONNECT_OK it needs.
   sf_msg m = make_msg(SF_POOL_CHANNEL, 0, 0, r.net, 0, r.peer_ip, r.peer_port, r.prefix);
   bool sent = !pc->dead && send_msg(pc->ev.fd, m, sp[1]) == 0;
@@ -142,7 +143,9 @@ void Engine::on_pool(Pool* p) {
   for (int i = 0; i < 64 && !p->dead; i++) {
     sf_msg m;
     ssize_t n = recv(p->ev.fd, &m, sizeof m, MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
+    // ECONNRESET: the process exited with pooled sockets it never read. The kernel says so once,
+    // ahead of the reports still queued here: read on.
+    if (n < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
     if (n <= 0) {  // EOF or error: the process closed it (exited)
       kill_pool(p);
@@ -186,7 +189,7 @@ void Engine::kill_pool(Pool* p) {
   for (int i = 0; i < 1024; i++) {
     sf_msg m;
     ssize_t n = recv(p->ev.fd, &m, sizeof m, MSG_DONTWAIT);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EINTR || errno == ECONNRESET)) continue;  // as in on_pool
     if (n <= 0) break;
     take_report(p, m, n);
   }

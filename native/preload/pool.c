@@ -30,6 +30,7 @@ struct pool {
   int users;
   int dead;
   int64_t empty_reported_at; /* last "found empty" report; 0: none since the last take */
+  uint32_t owe_used, owe_gone; /* takes a full channel kept us from reporting: in the next report */
 };
 
 struct okdst {
@@ -136,15 +137,17 @@ static int alive(int fd) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-static void report(int pfd, uint32_t used, uint32_t gone, int empty) {
+static int report(int pfd, uint32_t used, uint32_t gone, int empty) {
   struct sf_msg m;
   memset(&m, 0, sizeof m);
   m.type = SF_POOL_TOOK;
   m.version = SF_MSG_VERSION;
   m.status = empty;
   m.a = (uint64_t)used | ((uint64_t)gone << 32);
-  /* Never blocks; a lost report only makes the broker stock fewer. */
-  if (send(pfd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) SF_DEBUG("pool report: %s", strerror(errno));
+  /* Never blocks; what a full channel refuses goes in the next report. */
+  if (send(pfd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof m) return 0;
+  SF_DEBUG("pool report: %s", strerror(errno));
+  return -1;
 }
 
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, uint16_t *out_sport) {
@@ -208,12 +211,19 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
   pthread_mutex_lock(&pmu);
   int found_empty = empty && fd < 0;
   int64_t now = sf_now_ns();
-  int send_report = !dead && (fd >= 0 || gone > 0 || (found_empty && (!p->empty_reported_at || now - p->empty_reported_at > EMPTY_REPORT_NS)));
+  uint32_t used = (fd >= 0) + p->owe_used;
+  gone += p->owe_gone;
+  int send_report = !dead && (used > 0 || gone > 0 || (found_empty && (!p->empty_reported_at || now - p->empty_reported_at > EMPTY_REPORT_NS)));
   if (send_report) p->empty_reported_at = found_empty ? now : 0;
   if (dead) p->dead = 1;
+  p->owe_used = p->owe_gone = 0;
   pthread_mutex_unlock(&pmu);
-  if (send_report) report(pfd, fd >= 0, gone, found_empty);
+  int unsent = send_report && report(pfd, used, gone, found_empty) != 0;
   pthread_mutex_lock(&pmu);
+  if (unsent) {
+    p->owe_used += used;
+    p->owe_gone += gone;
+  }
   if (--p->users == 0 && p->dead) close_pool_locked(i);
   pthread_mutex_unlock(&pmu);
   errno = saved;
