@@ -335,6 +335,7 @@ struct Engine {
   void pool_backoff(Pool* p);
   void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, and the peer's total
   void on_pool(Pool* p);
+  bool read_reports(Pool* p, int max, bool* refill);  // true: the channel is closed
   bool take_report(Pool* p, const sf_msg& m, ssize_t n);
   void kill_pool(Pool* p);
 

@@ -138,21 +138,24 @@ void Engine::pool_connected(OutConn* o, int fd) {
   }
 }
 
-void Engine::on_pool(Pool* p) {
-  bool refill = false;
-  for (int i = 0; i < 64 && !p->dead; i++) {
+// Reads and counts up to max queued reports; true once the channel is closed (EOF or error).
+bool Engine::read_reports(Pool* p, int max, bool* refill) {
+  for (int i = 0; i < max; i++) {
     sf_msg m;
     ssize_t n = recv(p->ev.fd, &m, sizeof m, MSG_DONTWAIT);
     // ECONNRESET: the process exited with pooled sockets it never read. The kernel says so once,
     // ahead of the reports still queued here: read on.
     if (n < 0 && (errno == EINTR || errno == ECONNRESET)) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (n <= 0) {  // EOF or error: the process closed it (exited)
-      kill_pool(p);
-      return;
-    }
-    refill |= take_report(p, m, n);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    if (n <= 0) return true;  // EOF or error: the process closed it (exited)
+    *refill |= take_report(p, m, n);
   }
+  return false;
+}
+
+void Engine::on_pool(Pool* p) {
+  bool refill = false;
+  if (read_reports(p, 64, &refill)) return kill_pool(p);
   if (refill) fill_pool(p);
 }
 
@@ -186,13 +189,8 @@ void Engine::kill_pool(Pool* p) {
   if (p->dead) return;
   // A process that exited may have left take reports unread (a refill push can see EPIPE first):
   // count them, or handed_out would miss its last connections.
-  for (int i = 0; i < 1024; i++) {
-    sf_msg m;
-    ssize_t n = recv(p->ev.fd, &m, sizeof m, MSG_DONTWAIT);
-    if (n < 0 && (errno == EINTR || errno == ECONNRESET)) continue;  // as in on_pool
-    if (n <= 0) break;
-    take_report(p, m, n);
-  }
+  bool refill = false;
+  read_reports(p, 1024, &refill);
   PreloadConn* pc = p->pc;
   for (OutConn *o = pc->outs, *next; o; o = next) {
     next = o->pnext;
