@@ -14,18 +14,42 @@
         "native/addon/listeners.cc",
         "native/addon/routing.cc",
         "native/addon/containers.cc",
-        "native/addon/util.cc"
+        "native/addon/util.cc",
+        "native/addon/steering.cc",
+        "native/addon/steered.cc"
+      ],
+      "actions": [
+        {
+          "action_name": "steer_bpf_compile",
+          "message": "clang -target bpf native/bpf/steer.bpf.c",
+          "inputs": ["native/bpf/steer.bpf.c", "native/bpf/steer_shared.h", "native/include/slimfast_wire.h"],
+          "outputs": ["<(SHARED_INTERMEDIATE_DIR)/steer.bpf.o"],
+          "action": [
+            "clang", "-O2", "-g", "-Wall", "-target", "bpf", "-ffreestanding",
+            "-I/usr/include/<!(gcc -dumpmachine)", "-Inative/include", "-Inative/bpf",
+            "-c", "native/bpf/steer.bpf.c", "-o", "<@(_outputs)"
+          ]
+        },
+        {
+          "action_name": "steer_bpf_embed",
+          "message": "embedding steer.bpf.o",
+          "inputs": ["<(SHARED_INTERMEDIATE_DIR)/steer.bpf.o", "native/bpf/embed.mjs"],
+          "outputs": ["<(SHARED_INTERMEDIATE_DIR)/steer_bpf_obj.h"],
+          "action": ["node", "native/bpf/embed.mjs", "<(SHARED_INTERMEDIATE_DIR)/steer.bpf.o", "<@(_outputs)", "sf_steer_bpf_obj"]
+        }
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
-        "native/include"
+        "native/include",
+        "native/bpf",
+        "<(SHARED_INTERMEDIATE_DIR)"
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "_GNU_SOURCE"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc": ["-O2", "-std=c++17", "-Wall", "-Wno-unused-parameter"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread", "-lbpf"]
     }
   ]
 }

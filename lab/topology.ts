@@ -361,6 +361,15 @@ export class Topology {
     return execa('ip', ['netns', 'exec', h.ns, ...cmd], { reject: false, timeout: 30_000 });
   }
 
+  /** One TcpExt counter of the host's namespace (/proc/net/netstat), e.g. TCPFastOpenPassive. */
+  async tcpExt(h: Host, name: string): Promise<number> {
+    const lines = (await run('ip', ['netns', 'exec', h.ns, 'cat', '/proc/net/netstat'])).split('\n').filter((l) => l.startsWith('TcpExt:'));
+    const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+    const i = names?.indexOf(name) ?? -1;
+    if (i < 1 || !values?.[i]) throw new Error(`no TcpExt counter ${name} in ${h.ns}`);
+    return Number(values[i]);
+  }
+
   /** Packet counters of the host's VXLAN device. */
   async overlayPackets(h: Host): Promise<{ tx: number; rx: number }> {
     const out = JSON.parse(await run('ip', ['-n', h.ns, '-s', '-j', 'link', 'show', 'vx0'])) as {

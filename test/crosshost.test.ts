@@ -34,6 +34,7 @@ test.serial('cross-host connections use one host TCP connection to the reserved 
   await topo.waitListener(c2.ip, 7000);
 
   const before = { h1: await topo.overlayPackets(h1), h2: await topo.overlayPackets(h2), c1: await topo.counters(h1), c2: await topo.counters(h2) };
+  const tfo0 = await topo.tcpExt(h2, 'TCPFastOpenPassive');
   const run = await echo('c1', 'c2', 7000, 50);
   t.deepEqual(run.errors, []);
   t.is(run.results.length, 50);
@@ -53,6 +54,13 @@ test.serial('cross-host connections use one host TCP connection to the reserved 
   // The first connect asks the broker; it sends a pool, and nearly all later ones come from it.
   const pooled = after.c1.pool_taken - before.c1.pool_taken;
   t.true(pooled >= 40 && pooled <= 49, `${pooled} of 50 connects came from the pool`);
+  // Pooled sockets are TCP Fast Open ones: the header rides in the SYN, the handshake happens at use.
+  const tfo = (await topo.tcpExt(h2, 'TCPFastOpenPassive')) - tfo0;
+  t.true(tfo >= pooled, `${tfo} connections arrived with their header in the SYN, ${pooled} were pooled`);
+  // Those went from the kernel straight to the server's listening socket, not through its broker.
+  const steered = after.c2.steered - before.c2.steered;
+  t.true(steered >= pooled, `${steered} of 50 connections were steered by the kernel, ${pooled} were pooled`);
+  t.is(after.c2.doorbells - before.c2.doorbells, 50 - steered, 'the rest were handed over by the broker and announced by a doorbell');
 
   // while a connection is open, the host namespace shows the plain host TCP connection
   const hold = topo.spawn(c1, [PY, CLIENT, 'hold', c2.ip, '7000', '3']);
@@ -65,7 +73,7 @@ test.serial('cross-host connections use one host TCP connection to the reserved 
   await hold;
 });
 
-test.serial('same-host connections skip the reserved port and the header', async (t) => {
+test.serial('same-host connections go through the kernel to the listener, not through the broker', async (t) => {
   const [h1] = topo.hosts;
   const c3 = topo.container('c3');
   topo.spawn(c3, [PY, ECHO_SERVER, '7100']);
@@ -83,6 +91,11 @@ test.serial('same-host connections skip the reserved port and the header', async
   t.is(after.same_host - before.same_host, 20);
   t.is(after.handed_out - before.handed_out, 0);
   t.is(after.handed_in - before.handed_in, 0);
+  // The listener is steered: each connection came to this host's reserved port with its header in
+  // the SYN, and the kernel put it in the listener's accept queue (no loopback pair, no doorbell).
+  t.is(after.same_host_steered - before.same_host_steered, 20);
+  t.is(after.steered - before.steered, 20);
+  t.is(after.doorbells - before.doorbells, 0);
 });
 
 test.serial('a client not on SlimFast reaches a SlimFast server over the container interface', async (t) => {

@@ -258,6 +258,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 #define SF_X(n) o.Set(#n, Napi::Number::New(env, double(eng_->ctr.n.load(std::memory_order_relaxed))));
     SF_COUNTERS(SF_X)
 #undef SF_X
+    // Connections the kernel steered count as handed in (the doorbells among them do not).
+    SteerStats st{};
+    {
+      std::lock_guard<std::mutex> lk(eng_->mu);
+      if (eng_->steering()) st = eng_->steer->stats();
+    }
+    uint64_t bells = eng_->ctr.doorbells.load(std::memory_order_relaxed);
+    uint64_t steered = st.steered > bells ? st.steered - bells : 0;
+    uint64_t local = eng_->ctr.same_host_steered.load(std::memory_order_relaxed);
+    uint64_t from_peers = steered > local ? steered - local : 0;  // same-host ones are same_host
+    o.Set("handed_in", Napi::Number::New(env, double(eng_->ctr.handed_in.load(std::memory_order_relaxed) + from_peers)));
+    o.Set("steered", Napi::Number::New(env, double(steered)));
+    o.Set("steer_to_broker", Napi::Number::New(env, double(st.no_header + st.not_steerable + st.no_key + st.no_listener + st.closed)));
+    o.Set("steer_bad_tag", Napi::Number::New(env, double(st.bad_tag)));
+    o.Set("steer_dropped", Napi::Number::New(env, double(st.dropped)));
     // Not a counter the thread keeps: read from /proc when asked (nothing on the hot path).
     o.Set("engine_cpu_us", Napi::Number::New(env, double(eng_->thread_cpu_ns() / 1000)));
     return o;

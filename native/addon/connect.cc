@@ -36,7 +36,15 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
       // No pool here: on a shared CPU the pair the broker makes costs less in all than stocking a
       // pool to our own reserved port and handing each connection in again (measured: samehost-1
       // went from 0.68x to 0.53x the host's rate with it, though connect() p50 fell from 72 to 27 µs).
-      if (Listener* l = find_listener(dst, dport)) return same_host(pc, req, l, sport());
+      if (Listener* l = find_listener(dst, dport)) {
+        // A steered listener takes its connections from the kernel: connect to our own reserved
+        // port as to a peer's (the header in the SYN), and the kernel puts it in its accept queue.
+        if (l->steer_slot > 0 && steering() && cfg.fast_open) {
+          Route self{cfg.local_net, cfg.local_prefix, cfg.host_ip, uint16_t(ctr.port.load())};
+          return start_out(pc, req, self, sport(), true);
+        }
+        return same_host(pc, req, l, sport());
+      }
     } else if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) &&
                !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
       const Route* r = lpm(dst);
@@ -51,11 +59,16 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
   reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
 }
 
-int Engine::open_peer_socket(const Route& r, bool* pending) {
+int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   // Source address hostIp; the port is picked at connect() time (4-tuple sharing).
   set_int_opt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+  // Without a cookie: the peer's reserved port takes SYN data from anyone (TCP_FASTOPEN_NO_COOKIE
+  // there too); a peer that does not simply completes the handshake and reads the data after it.
+  if (fast_open && !(set_int_opt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1) &&
+                     set_int_opt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1)))
+    fast_open = false;
   sockaddr_in la{};
   la.sin_family = AF_INET;
   la.sin_addr.s_addr = htonl(cfg.host_ip);
@@ -65,6 +78,10 @@ int Engine::open_peer_socket(const Route& r, bool* pending) {
   pa.sin_addr.s_addr = htonl(r.peer_ip);
   if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) == 0) {
     int rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
+    if (fast_open && rc == 0) {  // deferred: the SYN leaves with the first send
+      *pending = false;
+      return fd;
+    }
     if (rc == 0 || errno == EINPROGRESS || errno == EINTR) {
       // A nearby peer often answers within the connect() call (the handshake runs in softirq on
       // this CPU); then there is no need to register with epoll and wait for a wakeup.
@@ -127,6 +144,8 @@ OutConn* Engine::new_out(PreloadConn* pc, int fd, Pool* pool) {
   o->seq = 0;
   o->dst = 0;
   o->dport = o->sport = 0;
+  o->hdr_sent = false;
+  o->local = false;
   o->pprev = nullptr;
   o->pnext = pc->outs;
   if (pc->outs) pc->outs->pprev = o;
@@ -134,9 +153,36 @@ OutConn* Engine::new_out(PreloadConn* pc, int fd, Pool* pool) {
   return o;
 }
 
-void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport) {
+// A TCP Fast Open connect whose SYN carries the header (so that the peer's kernel can steer it to
+// the listener). *pending: the handshake is still running. -1: no Fast Open here (errno).
+int Engine::open_fast_connect(const Route& r, const sf_hdr& h, bool* pending) {
+  int fd = open_peer_socket(r, pending, true);
+  if (fd < 0) return -1;
+  int on = 0;
+  socklen_t ol = sizeof on;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &on, &ol) != 0 || !on || *pending) {
+    close_fd(fd);  // not deferred: an ordinary connect is under way
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  if (send(fd, &h, sizeof h, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof h)) {
+    int e = errno;
+    close_fd(fd);
+    errno = e;
+    return -1;
+  }
+  pollfd p{fd, POLLOUT, 0};
+  *pending = !(poll(&p, 1, 0) == 1 && p.revents == POLLOUT);
+  return fd;
+}
+
+void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport, bool local) {
   bool pending = false;
-  int fd = open_peer_socket(r, &pending);
+  uint32_t dst = ntohl(req.vip_b);
+  uint16_t dport = ntohs(req.port_b);
+  int fd = cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, pc->c->ip, dst, dport, sport), &pending) : -1;
+  bool hdr_sent = fd >= 0;
+  if (fd < 0) fd = open_peer_socket(r, &pending);
   OutConn* o = fd >= 0 ? new_out(pc, fd, nullptr) : nullptr;
   if (!o) {
     if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
@@ -147,9 +193,11 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
     return;
   }
   o->seq = req.seq;
-  o->dst = ntohl(req.vip_b);
-  o->dport = ntohs(req.port_b);
+  o->dst = dst;
+  o->dport = dport;
   o->sport = sport;
+  o->hdr_sent = hdr_sent;
+  o->local = local;
   inc(ctr.pending_connects);
   if (!pending) return finish_out(o);  // connected at once
   if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return fail_out(o);
@@ -182,7 +230,7 @@ void Engine::finish_out(OutConn* o) {
   o->ev.fd = -1;
   if (o->pool) return pool_connected(o, fd);
   PreloadConn* pc = o->pc;
-  if (!write_header(fd, signed_header(SF_HDR_CONNECT, pc->c->ip, o->dst, o->dport, o->sport))) {
+  if (!o->hdr_sent && !write_header(fd, signed_header(SF_HDR_CONNECT, pc->c->ip, o->dst, o->dport, o->sport))) {
     close_fd(fd);
     inc(ctr.connect_failures);
     inc(ctr.fallbacks);
@@ -190,9 +238,14 @@ void Engine::finish_out(OutConn* o) {
     return;
   }
   make_blocking_fresh(fd);
-  inc(ctr.handed_out);
+  if (o->local) {
+    inc(ctr.same_host);
+    if (o->hdr_sent) inc(ctr.same_host_steered);
+  } else {
+    inc(ctr.handed_out);
+  }
   reply(pc, o->seq, SF_CONNECT_OK, 0, fd, pc->c->ip, o->sport, o->dst, o->dport,
-        cfg.pool_depth > 0 ? SF_CONNECT_POOLABLE : 0);
+        cfg.pool_depth > 0 && !o->local ? SF_CONNECT_POOLABLE : 0);
   close_fd(fd);
 }
 

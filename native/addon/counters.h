@@ -7,7 +7,8 @@
 #define SF_COUNTERS(X)                                                                              \
   X(handed_out)       /* cross-host connects handed to a preload (round trip or from a pool)  */ \
   X(handed_in)        /* reserved-port connections pushed down a listener channel             */ \
-  X(same_host)        /* loopback pairs made for local container-to-container connects        */ \
+  X(same_host)        /* local container-to-container connects (loopback pair or steered)     */ \
+  X(same_host_steered) /* of those, steered by the kernel to the listener (not in handed_in)     */ \
   X(fallbacks)        /* CONNECT answered with SF_STATUS_FALLBACK                             */ \
   X(refused)          /* reserved-port CONNECT for an unknown listener (reset)                */ \
   X(header_errors)    /* malformed, truncated or timed-out host headers                       */ \
@@ -29,6 +30,8 @@
   X(pool_failures)    /* connects to stock a pool that failed (the pool backs off)            */ \
   X(pool_expired)     /* receiving side: connections closed or timed out before sending a byte
                          (pooled ones nobody took)                                            */ \
+  X(steered_listeners) /* listeners given a kernel-steered host socket                         */ \
+  X(doorbells)        /* doorbells rung for connections a steered listener takes from its channel */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

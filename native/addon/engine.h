@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <memory>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -29,6 +30,7 @@
 
 #include "counters.h"
 #include "slimfast_wire.h"
+#include "steering.h"
 
 namespace sf {
 
@@ -128,6 +130,8 @@ struct OutConn : Obj {
   OutConn *pprev = nullptr, *pnext = nullptr;  // the preload connection's pending list
   Pool* pool = nullptr;  // set: a connect that stocks this pool (no reply to the preload)
   bool in_epoll = false;  // registered (EPOLLOUT): only then is there anything to remove
+  bool hdr_sent = false;  // the header went in the SYN (TCP Fast Open)
+  bool local = false;     // to a steered listener on this host (counted as same_host)
   void recycle(Engine& e) override;
 };
 
@@ -168,6 +172,11 @@ struct Listener : Obj {
   Container* c = nullptr;
   std::vector<Channel*> chans;
   uint32_t rr = 0;
+  // Kernel steering (steered.cc): the host listening socket made for it, held here until the
+  // preload fetches it (SF_STEER_SOCKET), then only in the application; its slot in the BPF map.
+  int steer_fd = -1;
+  int steer_slot = -1;
+  uint64_t steer_ino = 0;  // st_ino of that socket (adoption after exec)
 };
 
 struct Channel : Obj {
@@ -193,6 +202,8 @@ struct Config {
   uint32_t pool_depth = 4;    // first stock of a new pool (0: no pools, every connect asks)
   uint32_t pool_max = 64;     // largest a pool grows
   uint32_t pool_peer_max = 1024;  // pooled connections to one peer, all processes together
+  bool fast_open = true;      // TCP Fast Open: pooled sockets carry the header in their SYN
+  bool steer = true;          // kernel steering to listeners (needs fast_open, CAP_BPF)
 };
 
 enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
@@ -277,6 +288,13 @@ struct Engine {
   uint16_t next_port = 32768;
   int64_t last_log[8] = {};
   int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
+  std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
+  struct Bell {
+    int fd;
+    int64_t deadline;
+  };
+  std::vector<Bell> bells;  // doorbell connections until their handshake is done
+  int64_t next_sweep = 0;
 
   // engine_loop.cc
   void run();
@@ -313,7 +331,7 @@ struct Engine {
   // connect.cc
   void on_connect(PreloadConn* pc, const sf_msg& req);
   uint16_t next_src_port();
-  void start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport);
+  void start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport, bool local = false);
   OutConn* new_out(PreloadConn* pc, int fd, Pool* pool);
   void on_out(OutConn* o);
   void finish_out(OutConn* o);
@@ -321,11 +339,28 @@ struct Engine {
   void kill_out(OutConn* o);
   void unlink_out(OutConn* o);
   void expire_outs(int64_t now);
-  int open_peer_socket(const Route& r, bool* pending);  // non-blocking connect from host_ip; -1 on error
+  // Non-blocking connect from host_ip; -1 on error. fast_open: a TCP Fast Open socket whose SYN
+  // waits for the first send (nothing goes on the wire yet; *pending is false).
+  int open_peer_socket(const Route& r, bool* pending, bool fast_open = false);
   bool write_header(int fd, const sf_hdr& h);
+  int open_fast_connect(const Route& r, const sf_hdr& h, bool* pending);
   // A container header from this host, signed with host_key: source vIP src, destination dst:dport
   // (all zero for SF_HDR_POOLED, whose taker fills them in), source port sport. Host order.
   sf_hdr signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) const;
+
+  // steered.cc
+  void open_steering();          // after open_reserved(): load, attach, keys (logs why not)
+  bool steering() const { return steer && steer->ok(); }
+  void update_steer_keys();      // own subnet and every peer with a known key
+  void make_steered(Listener* l, int backlog);  // a host socket for a new listener
+  void on_steer_socket(PreloadConn* pc, const sf_msg& req);
+  bool adopt_steered(PreloadConn* pc, const sf_msg& req);  // SF_QUERY_CHANNEL for a steered socket
+  void unsteer(Listener* l);     // drop its slot and socket
+  bool keep_steered(Listener* l);  // no channel left: true if the app still has the socket
+  void ring_doorbell(Listener* l);
+  void tend_steering(int64_t now);  // closes finished doorbells; sweeps closed steered listeners
+  void remove_listener(Listener* l, bool emit);  // with every channel and its steered socket
+  void drop_listener(Listener* l, bool emit);    // its last channel is gone
 
   // pool.cc
   Pool* pool_for(PreloadConn* pc, const Route& r);  // creates it (and sends the channel) if needed

@@ -8,6 +8,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
@@ -97,6 +98,7 @@ Error Engine::start(const Config& c, EventSink* s) {
     return e;
   };
   if ((err = open_reserved())) return failed(err);
+  open_steering();
   if ((err = open_loopback())) return failed(err);
   wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake.fd < 0 || !ep_add(wake, EPOLLIN))
@@ -151,6 +153,9 @@ void Engine::teardown() {
 
 // The reserved port, the loopback listener and the eventfd.
 void Engine::close_core() {
+  for (const Bell& b : bells) close_fd(b.fd);
+  bells.clear();
+  steer.reset();
   for (Ev* ev : {&reserved, &loopback, &wake}) {
     ep_del(*ev);
     close_fd(ev->fd);
@@ -165,6 +170,8 @@ int Engine::next_timeout(int64_t now) {
   int64_t t = -1;
   if (hdr_timers.head) t = hdr_timers.head->deadline;
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
+  if (!bells.empty() && (t < 0 || now + 10 < t)) t = now + 10;           // doorbells to close
+  if (steer && steer->ok() && (t < 0 || next_sweep < t)) t = std::max(next_sweep, now);  // the sweep
   if (t < 0) return -1;
   // +10 ms: CLOCK_MONOTONIC_COARSE ticks every few ms, avoid waking just before the deadline.
   return t <= now ? 0 : int(t - now + 10);
@@ -213,6 +220,7 @@ void Engine::run() {
     int64_t now = now_ms();
     expire_headers(now);
     expire_outs(now);
+    if (!bells.empty() || steering()) tend_steering(now);
     collect_garbage();
     timeout = next_timeout(now);
   }

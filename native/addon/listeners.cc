@@ -30,14 +30,16 @@ Listener* Engine::find_listener(uint32_t vip, uint16_t port) const {
 // One SF_ACCEPTED (+ fd) down one of the listener's channels. A channel that is full (EAGAIN) or
 // whose app end is gone (EPIPE, HUP not processed yet) is skipped. false: nobody took it.
 bool Engine::push_accepted(Listener* l, int fd, const sf_msg& m, Channel* prefer) {
-  if (prefer && !prefer->dead && send_msg(prefer->chan.fd, m, fd) == 0) return true;
+  bool sent = prefer && !prefer->dead && send_msg(prefer->chan.fd, m, fd) == 0;
   size_t n = l->chans.size();
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !sent; i++) {
     Channel* ch = l->chans[l->rr++ % n];
     if (ch == prefer) continue;
-    if (send_msg(ch->chan.fd, m, fd) == 0) return true;
+    sent = send_msg(ch->chan.fd, m, fd) == 0;
   }
-  return false;
+  // A steered application waits on its host socket, not on the channel: wake it there.
+  if (sent && l->steer_slot > 0) ring_doorbell(l);
+  return sent;
 }
 
 static bool sockopt_is(int fd, int opt, int want) {
@@ -118,9 +120,13 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
   c->channels.push_back(ch);
   inc(ctr.listen_ok);
   if (added && sink) sink->listener(true, vip, port, c->id);
-  SF_DLOG("listen %s:%u (%s), %zu channel(s)", ip_str(vip).c_str(), port, c->id.c_str(), l->chans.size());
+  // The first listener of an address may be steered by the kernel (later ones, e.g. SO_REUSEPORT
+  // siblings, share its connections through their channels).
+  if (added) make_steered(l, int(int64_t(req.a)));
+  SF_DLOG("listen %s:%u (%s), %zu channel(s)%s", ip_str(vip).c_str(), port, c->id.c_str(), l->chans.size(),
+          l->steer_fd >= 0 ? ", steered" : "");
   // If this reply fails, the app end dies with it and the channel's HUP cleans up.
-  reply(pc, req.seq, SF_LISTEN_OK, 0, sp[1], bound, port);
+  reply(pc, req.seq, SF_LISTEN_OK, 0, sp[1], bound, port, 0, 0, l->steer_fd >= 0 ? SF_LISTEN_STEERED : 0);
   close_fd(sp[1]);
 }
 
@@ -166,22 +172,35 @@ void Engine::kill_channel(Channel* ch, bool emit) {
   erase_one(l->chans, ch);
   erase_one(ch->c->channels, ch);
   bury(ch);
-  if (l->chans.empty()) {
-    table.erase(addr_key(l->vip, l->port));
-    dec(ctr.listeners);
-    SF_DLOG("listener %s:%u removed", ip_str(l->vip).c_str(), l->port);
-    if (emit && sink) sink->listener(false, l->vip, l->port, l->c->id);
-    bury(l);
-  }
+  // A steered socket can outlive every channel (exec closed them): the listener stays while the
+  // application still has it.
+  if (l->chans.empty() && !keep_steered(l)) drop_listener(l, emit);
+}
+
+// Every channel of l is gone (or goes now), and so is its steered socket.
+void Engine::remove_listener(Listener* l, bool emit) {
+  unsteer(l);
+  if (l->chans.empty()) drop_listener(l, emit);
+  while (!l->dead && !l->chans.empty()) kill_channel(l->chans.back(), emit);
+}
+
+void Engine::drop_listener(Listener* l, bool emit) {
+  unsteer(l);
+  table.erase(addr_key(l->vip, l->port));
+  dec(ctr.listeners);
+  SF_DLOG("listener %s:%u removed", ip_str(l->vip).c_str(), l->port);
+  if (emit && sink) sink->listener(false, l->vip, l->port, l->c->id);
+  bury(l);
 }
 
 void Engine::query_channel(PreloadConn* pc, const sf_msg& req) {
   for (Channel* ch : pc->c->channels) {
     if (ch->ino == req.a) {
-      reply(pc, req.seq, SF_CHANNEL_INFO, 0, -1, ch->bound_vip, ch->port, 0, 0, req.a);
+      reply(pc, req.seq, SF_CHANNEL_INFO, 0, -1, ch->bound_vip, ch->port, 0, 0, 0);
       return;
     }
   }
+  if (steering() && adopt_steered(pc, req)) return;
   reply(pc, req.seq, SF_CHANNEL_INFO, ENOENT, -1, 0, 0, 0, 0, req.a);
 }
 

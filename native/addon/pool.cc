@@ -89,7 +89,7 @@ void Engine::fill_pool(Pool* p) {
   };
   for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting < p->target && room(); rounds++) {
     bool pending = false;
-    int fd = open_peer_socket(p->route, &pending);
+    int fd = open_peer_socket(p->route, &pending, cfg.fast_open);
     OutConn* o = fd >= 0 ? new_out(p->pc, fd, p) : nullptr;
     if (!o) {
       close_fd(fd);

@@ -16,6 +16,7 @@
 
 namespace sf {
 
+
 bool Engine::PeerKey::ok(const sf_hdr& h) const {
   return header_tag_ok(h, cur.data()) || (has_prev && header_tag_ok(h, prev.data()));
 }
@@ -24,10 +25,34 @@ void HeaderConn::recycle(Engine& e) {
   if (e.free_hdr.size() < 1024) e.free_hdr.push_back(this); else delete this;
 }
 
+// SO_REUSEPORT (for steering) would let a second broker bind the port too: make sure nobody
+// listens there first, with a probe that does not share.
+static Error port_taken(uint32_t ip, uint16_t port) {
+  if (port == 0) return Error{};
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Error{errno, std::string("socket: ") + strerror(errno)};
+  set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(ip);
+  int r = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), e = errno;
+  close_fd(fd);
+  if (r == 0) return Error{};
+  return Error{e, "cannot bind the reserved port " + ip_str(ip) + ":" + std::to_string(port) + ": " + strerror(e)};
+}
+
 Error Engine::open_reserved() {
+  if (cfg.steer && cfg.fast_open) {
+    Error taken = port_taken(cfg.host_ip, cfg.port);
+    if (taken) return taken;
+  }
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Error{errno, std::string("socket: ") + strerror(errno)};
   set_int_opt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  // The reuseport group of steered listeners (steered.cc); the BPF program picks every socket
+  // explicitly, so nobody else who binds the port with SO_REUSEPORT gets a connection.
+  if (cfg.steer && cfg.fast_open) set_int_opt(fd, SOL_SOCKET, SO_REUSEPORT, 1);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(cfg.port);
@@ -42,6 +67,15 @@ Error Engine::open_reserved() {
   // nothing until a process takes one, so the kernel holds them that long (then hands them over
   // empty: the header timeout closes them).
   set_int_opt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, std::max(SF_POOL_HOLD_S, cfg.header_timeout_ms / 1000));
+  // TCP Fast Open without cookies: a pooled socket's header comes in its SYN, so the connection is
+  // ready to accept at once (the handshake is not on the application's critical path).
+  if (cfg.fast_open) {
+    std::string why = enable_server_tfo();
+    if (why.empty() && set_int_opt(fd, IPPROTO_TCP, TCP_FASTOPEN, 4096))
+      set_int_opt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, 1);
+    else
+      logf(LOG_WARN, "TCP Fast Open is off on the reserved port: %s", why.empty() ? strerror(errno) : why.c_str());
+  }
   socklen_t al = sizeof a;
   if (listen(fd, 4096) < 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &al) < 0) {
     int e = errno;
@@ -141,6 +175,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
         it->second.has_prev = true;
         it->second.cur = k;
       }
+      update_steer_keys();
     }
     SF_DLOG("sync stream from %s", ip_str(peer_ip).c_str());
     if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now

@@ -21,6 +21,7 @@ void Engine::set_peers(const std::vector<Route>& list) {
       route_prefixes.push_back(x.prefix);
   }
   std::sort(route_prefixes.begin(), route_prefixes.end(), [](uint8_t a, uint8_t b) { return a > b; });
+  update_steer_keys();
 }
 
 // One hash lookup per distinct prefix length (usually one: every host owns a /24 or so).

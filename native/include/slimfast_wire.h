@@ -36,6 +36,8 @@ enum sf_msg_type {
   SF_POOL_TOOK = 5,     /* on a pool channel: sockets removed from it since the last report,
                            a = used | (discarded as stale or dead) << 32; status 1 = the pool
                            was found empty.                                                    */
+  SF_STEER_SOCKET = 6,  /* after an SF_LISTEN_OK with SF_LISTEN_STEERED: a = st_ino of the
+                           channel it attached. Reply SF_STEER_OK.                             */
 
   /* broker -> preload (replies echo the request's seq) */
   SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length. */
@@ -48,10 +50,18 @@ enum sf_msg_type {
   SF_LISTEN_OK = 103,   /* status 0: the listener channel is attached (SCM_RIGHTS);
                            vip_a:port_a = virtual listening address. status FALLBACK: keep the
                            app's own listening socket. status > 0: errno for listen().         */
-  SF_CHANNEL_INFO = 104,
+  SF_CHANNEL_INFO = 104, /* status 0: vip_a:port_a = the listener's virtual address. For an
+                           inherited steered socket (below) a = SF_LISTEN_STEERED and a fresh
+                           channel for it is attached.                                         */
   SF_POOL_CHANNEL = 105, /* unsolicited (seq 0), sent before the CONNECT_OK that needed it: a
                            pool channel (SCM_RIGHTS) for the route vip_a/a (net/prefix length)
                            to peer host vip_b. The broker keeps it stocked with SF_POOLED.    */
+  SF_STEER_OK = 106,    /* status 0: the listener's kernel-steered host listening socket is
+                           attached (SCM_RIGHTS): bound to the reserved port, in its SO_REUSEPORT
+                           group, and the kernel's BPF program gives it the connections whose
+                           verified header names this listener. Each starts with its sf_hdr;
+                           an SF_HDR_DOORBELL one means "take one SF_ACCEPTED from the channel".
+                           status > 0: keep using the channel alone.                           */
 
   /* broker -> application, on a listener channel: one per incoming connection */
   SF_ACCEPTED = 201,    /* one connected TCP socket attached (SCM_RIGHTS);
@@ -65,6 +75,7 @@ enum sf_msg_type {
 };
 
 #define SF_CONNECT_POOLABLE 1u
+#define SF_LISTEN_STEERED 1u /* SF_LISTEN_OK.a: fetch the steered socket with SF_STEER_SOCKET */
 /* A pooled socket older than this is not used: the receiving host holds an established connection
    that has sent nothing for SF_POOL_HOLD_S (TCP_DEFER_ACCEPT on the reserved port). */
 #define SF_POOL_MAX_AGE_NS (20ull * 1000000000ull)
@@ -97,11 +108,14 @@ SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 enum sf_hdr_type {
   SF_HDR_CONNECT = 1, /* a container connection: hand this socket to the listener of dst */
   SF_HDR_SYNC = 2,    /* a broker-to-broker control stream (listener table sync)           */
-  SF_HDR_POOLED = 3   /* a pre-established container connection: signed by the broker, completed
+  SF_HDR_POOLED = 3,  /* a pre-established container connection: signed by the broker, completed
                          and sent by the process that takes the socket, which fills in dst_vip,
                          dst_port and src_port. key_id = SF_KEY_HOST; the tag covers bytes
                          0..31 with bytes 8..15 (those three fields) zero, so the process can
                          choose where to connect but cannot change the source vIP.           */
+  SF_HDR_DOORBELL = 4 /* from a broker to its own reserved port, for a steered listener: a
+                         connection waits on the listener's channel (plain clients and
+                         connections the kernel did not steer). Signed like CONNECT.          */
 };
 
 /* key_id values. SF_KEY_HOST: the sending broker's own random key (SipHash-2-4, 128-bit tag over

@@ -27,7 +27,7 @@ static void copy_entry(int oldfd, int newfd) {
   if (!sf_tab_has(oldfd) || !sf_tab_get(oldfd, &e) || e.kind == SF_K_INTERNAL) return;
   e.neps = 0; /* epoll registrations are per fd number */
   e.flags &= (uint8_t) ~(SF_F_EPLOST | SF_F_SWAPPING);
-  if (e.kind == SF_K_CHAN && e.hidden_fd >= 0) e.hidden_fd = sf_hidden_dup(e.hidden_fd, newfd);
+  if (SF_HAS_HIDDEN(&e)) e.hidden_fd = sf_hidden_dup(e.hidden_fd, newfd);
   struct sf_entry old;
   if (sf_tab_set(newfd, &e, &old) == 1) sf_entry_release(&old);
 }
@@ -147,7 +147,7 @@ static int range_cb(int fd, const struct sf_entry *e, void *arg) {
     push(&a->keep, fd);
     return 0;
   }
-  if (e->kind == SF_K_CHAN && e->hidden_fd >= 0) push(&a->hidden, e->hidden_fd);
+  if (SF_HAS_HIDDEN(e)) push(&a->hidden, e->hidden_fd);
   return 1;
 }
 static int cmp_int(const void *x, const void *y) {

@@ -27,14 +27,20 @@ static void mark_candidate(int fd) {
   if (REAL(getsockopt)(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l1) != 0 ||
       REAL(getsockopt)(fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
     return;
-  if (dom != AF_UNIX || type != SOCK_SEQPACKET) return;
+  int listening = 0;
+  socklen_t l3 = sizeof listening;
+  /* a listener channel, or a TCP listener that may be a steered one */
+  if (!(dom == AF_UNIX && type == SOCK_SEQPACKET) &&
+      !(dom == AF_INET && type == SOCK_STREAM &&
+        REAL(getsockopt)(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &l3) == 0 && listening))
+    return;
   struct sf_entry e;
   memset(&e, 0, sizeof e);
   e.kind = SF_K_CAND;
   e.hidden_fd = -1;
   e.ino = (uint64_t)st.st_ino;
   sf_tab_set(fd, &e, NULL);
-  SF_DEBUG("fd %d: inherited unix seqpacket socket, may be a listener channel", fd);
+  SF_DEBUG("fd %d: inherited %s, may be SlimFast's", fd, dom == AF_UNIX ? "unix seqpacket socket" : "TCP listener");
 }
 
 /* A new image starts with an empty table. Inherited AF_UNIX/SEQPACKET fds may be listener
@@ -98,8 +104,15 @@ int sf_adopt(int fd) {
     errno = saved;
     return SF_K_CAND; /* unknown: ask again later */
   }
-  if (rfd >= 0) REAL(close)(rfd);
-  if (rep.type == SF_CHANNEL_INFO && rep.status == 0) {
+  e.hidden_fd = -1;
+  if (rep.type == SF_CHANNEL_INFO && rep.status == 0 && (rep.a & SF_LISTEN_STEERED) && rfd >= 0) {
+    /* a steered host listener; the broker attached a channel for what it still hands over */
+    e.kind = SF_K_STEER;
+    e.hidden_fd = sf_hidden_dup(rfd, fd);
+    e.l_ip = rep.vip_a;
+    e.l_port = rep.port_a;
+    SF_DEBUG("fd %d: adopted as a steered listener", fd);
+  } else if (rep.type == SF_CHANNEL_INFO && rep.status == 0 && !(rep.a & SF_LISTEN_STEERED)) {
     e.kind = SF_K_CHAN;
     e.l_ip = rep.vip_a;
     e.l_port = rep.port_a;
@@ -107,7 +120,7 @@ int sf_adopt(int fd) {
   } else {
     e.kind = SF_K_NOTCHAN;
   }
-  e.hidden_fd = -1;
+  if (rfd >= 0) REAL(close)(rfd);
   sf_tab_set(fd, &e, NULL);
   errno = saved;
   return e.kind;

@@ -97,8 +97,12 @@ enum sf_kind {
   SF_K_CAND,     /* inherited across exec, AF_UNIX SEQPACKET: may be a channel, not asked yet */
   SF_K_NOTCHAN,  /* inherited unix fd the broker said is not a channel (negative cache) */
   SF_K_EPOLL,    /* an epoll instance (generation number identifies it) */
-  SF_K_INTERNAL  /* our own fd (broker connection, hidden listener): invisible to the app */
+  SF_K_INTERNAL, /* our own fd (broker connection, hidden listener): invisible to the app */
+  SF_K_STEER     /* a kernel-steered host listening socket on the app's fd (connections come
+                    with their sf_hdr first); hidden_fd = its listener channel */
 };
+/* Entries that own a hidden fd: duplicated, moved and closed with the app's fd. */
+#define SF_HAS_HIDDEN(e) (((e)->kind == SF_K_CHAN || (e)->kind == SF_K_STEER) && (e)->hidden_fd >= 0)
 
 #define SF_MAX_OPTS 10
 #define SF_MAX_EPS 8
@@ -130,6 +134,7 @@ struct sf_ep {
 struct sf_entry {
   uint8_t kind, flags, nopts, neps;
   int32_t hidden_fd;      /* CHAN: CLOEXEC dup of the real listening socket (-1 = none);
+                             STEER: CLOEXEC dup of the listener channel;
                              INTERNAL: the app fd that owns this hidden fd (-1 = broker conn) */
   uint32_t bound_ip;      /* network order (AF_INET6: the v4 of ::ffff:a.b.c.d, 0 for ::) */
   uint16_t bound_port;

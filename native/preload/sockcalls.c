@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,7 +33,7 @@ static int entry_of(int fd, struct sf_entry *e) {
     sf_adopt(fd);
     if (!sf_tab_get(fd, e)) return SF_K_NONE;
   }
-  if ((e->kind == SF_K_SOCK || e->kind == SF_K_CONN || e->kind == SF_K_CHAN) && e->ino &&
+  if ((e->kind == SF_K_SOCK || e->kind == SF_K_CONN || e->kind == SF_K_CHAN || e->kind == SF_K_STEER) && e->ino &&
       sf_fd_ino(fd) != e->ino) {
     SF_DEBUG("fd %d: stale entry dropped", fd);
     forget(fd);
@@ -317,6 +318,77 @@ static int channel_is_shut(const struct sf_entry *e) {
   return REAL(getsockopt)(e->hidden_fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) == 0 && v == 0;
 }
 
+/* ---- steered listeners ---- */
+
+struct steer_arg {
+  int chan;
+  uint32_t ip;
+  uint16_t port;
+  uint64_t ino;
+};
+static int upd_steer(struct sf_entry *e, int present, void *arg) {
+  struct steer_arg *a = arg;
+  e->kind = SF_K_STEER; /* its epoll registrations stay: a later swap re-adds them */
+  e->flags &= (uint8_t)(SF_F_NONBLOCK | SF_F_CLOEXEC | SF_F_V6 | SF_F_EPLOST);
+  e->hidden_fd = a->chan;
+  e->l_ip = a->ip;
+  e->l_port = a->port;
+  e->p_ip = 0;
+  e->p_port = 0;
+  e->ino = a->ino;
+  e->nopts = 0;
+  (void)present;
+  return SF_UPD_STORE;
+}
+
+/* The broker offers a kernel-steered host listening socket for the listener whose channel is chan:
+   fetch it and put it on the app's fd, with the channel hidden behind it (for the connections the
+   broker still hands over, announced by doorbells). 0 = done; -1 = keep the channel alone. */
+static int steer_take(int fd, int chan, const struct sf_entry *e, int app_fl, uint32_t ip, uint16_t port) {
+  struct sf_msg req, rep;
+  memset(&req, 0, sizeof req);
+  req.type = SF_STEER_SOCKET;
+  req.a = sf_fd_ino(chan);
+  int tfd = -1;
+  if (sf_broker_call(&req, -1, &rep, &tfd) != 0 || rep.type != SF_STEER_OK || rep.status != 0 || tfd < 0) {
+    if (tfd >= 0) REAL(close)(tfd);
+    return -1;
+  }
+  int hidden = sf_hidden_dup(chan, fd);
+  if (hidden < 0) {
+    REAL(close)(tfd);
+    return -1;
+  }
+  if (sf_swap_in(fd, tfd, e, 0, app_fl) != 0) { /* it closed tfd */
+    sf_hidden_close(hidden);
+    return -1;
+  }
+  struct steer_arg a = {hidden, ip, port, sf_fd_ino(fd)};
+  sf_tab_update(fd, upd_steer, &a);
+  SF_DEBUG("listen fd %d: now a steered host listener (channel %d)", fd, hidden);
+  return 0;
+}
+
+/* listen() after shutdown() of a steered listener: a fresh bound socket of the app's in its own
+   namespace takes the fd back (the caller then listens as for any socket). */
+static int steer_unshut(int fd, struct sf_entry *e) {
+  /* The broker still holds the app's first socket on that address until it has seen the channel
+     shut (moments later): wait for the address, boundedly. */
+  int s = -1;
+  for (int i = 0; i < 2000 && (s = relisten(e)) < 0 && errno == EADDRINUSE; i++) usleep(1000);
+  if (s < 0) return -1;
+  struct sf_entry ne = *e;
+  ne.kind = SF_K_SOCK;
+  ne.hidden_fd = -1;
+  ne.nopts = 0;
+  if (SF_HAS_HIDDEN(e)) sf_hidden_close(e->hidden_fd);
+  if (sf_swap_in(fd, s, &ne, 0, -1) != 0) return -1; /* it closed s */
+  ne.ino = sf_fd_ino(fd);
+  sf_tab_set(fd, &ne, NULL);
+  *e = ne;
+  return 0;
+}
+
 /* ---- listen ---- */
 
 struct chan_arg {
@@ -361,6 +433,17 @@ SF_EXPORT int listen(int fd, int backlog) {
   int saved = errno;
   struct sf_entry e;
   int kind = entry_of(fd, &e);
+  if (kind == SF_K_STEER) {
+    int on = 0;
+    socklen_t ol = sizeof on;
+    if (REAL(getsockopt)(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &ol) == 0 && on) {
+      errno = saved;
+      return REAL(listen)(fd, backlog); /* a new backlog for the live listener */
+    }
+    /* listening again after shutdown(): a fresh socket on the virtual address, then as usual */
+    if (steer_unshut(fd, &e) != 0) return -1;
+    kind = SF_K_SOCK;
+  }
   if (kind == SF_K_CHAN && channel_is_shut(&e)) {
     /* listening again after shutdown(): the kernel's listener would. Take the real socket back
        and hand it over afresh, keeping the fd's epoll registrations. */
@@ -429,6 +512,12 @@ SF_EXPORT int listen(int fd, int backlog) {
     errno = rep.status;
     return -1;
   }
+  if ((rep.a & SF_LISTEN_STEERED) && steer_take(fd, rfd, &e, app_fl, rep.vip_a ? rep.vip_a : lip,
+                                                rep.port_a ? rep.port_a : lport) == 0) {
+    REAL(close)(rfd);
+    errno = saved;
+    return 0;
+  }
   int hidden = sf_hidden_dup(fd, fd);
   if (sf_swap_in(fd, rfd, &e, 0, app_fl) != 0) {
     int err = errno;
@@ -476,38 +565,32 @@ static int upd_shut(struct sf_entry *e, int present, void *arg) {
   return SF_UPD_STORE;
 }
 
-static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, int is4) {
-#define PLAIN_ACCEPT() (is4 ? REAL(accept4)(fd, addr, alen, flags) : REAL(accept)(fd, addr, alen))
-  if (!sf_tab_has(fd)) return PLAIN_ACCEPT();
-  int saved = errno;
-  struct sf_entry e;
-  if (entry_of(fd, &e) != SF_K_CHAN) {
-    errno = saved;
-    return PLAIN_ACCEPT();
+/* nfd is an accepted SlimFast connection with m's addresses (an AF_INET6 listener's look AF_INET6). */
+static int accepted(int nfd, const struct sf_msg *m, int v6, struct sockaddr *addr, socklen_t *alen) {
+  struct acc_arg a = {m, sf_fd_ino(nfd), v6 ? SF_F_V6 : 0};
+  struct sf_entry old;
+  if (sf_tab_get(nfd, &old)) {
+    sf_tab_del(nfd, &old);
+    sf_entry_release(&old);
   }
-  if ((flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) || (e.flags & SF_F_SHUT)) {
-    errno = EINVAL; /* bad flags, or a listener that was shut down */
-    return -1;
-  }
+  sf_tab_update(nfd, upd_accepted, &a);
+  if (addr && alen) sf_fill_addr(addr, alen, v6, m->vip_b, m->port_b);
+  return nfd;
+}
+
+/* One SF_ACCEPTED from a listener channel: the socket, its entry, the peer's address.
+   Returns the new fd; -1 with errno (EAGAIN, EINTR, ... as accept would), *eof set on EOF. */
+static int chan_take(int chan, const struct sf_entry *e, struct sockaddr *addr, socklen_t *alen,
+                     int flags, int rflags, int *eof) {
+  *eof = 0;
   for (;;) {
     struct sf_msg m;
     int nfd, trunc;
-    ssize_t n = sf_recv_fd(fd, &m, sizeof m, (flags & SOCK_CLOEXEC) ? MSG_CMSG_CLOEXEC : 0, &nfd, &trunc);
-    if (n < 0) return -1; /* EAGAIN, EINTR, ... as accept would */
+    ssize_t n = sf_recv_fd(chan, &m, sizeof m, rflags | ((flags & SOCK_CLOEXEC) ? MSG_CMSG_CLOEXEC : 0), &nfd, &trunc);
+    if (n < 0) return -1;
     if (n == 0) {
-      /* EOF: shutdown() (here or by another thread, a dup, another process), else the broker
-         is gone */
-      struct sf_entry now;
-      if (sf_tab_get(fd, &now) && now.kind == SF_K_CHAN && now.ino == e.ino &&
-          channel_is_shut(&now)) {
-        int first = 0;
-        sf_tab_update(fd, upd_shut, &first);
-        errno = EINVAL;
-        return -1;
-      }
-      if (channel_fallback(fd, NULL) != 0) return -1;
-      errno = saved;
-      return PLAIN_ACCEPT();
+      *eof = 1;
+      return -1;
     }
     if (nfd < 0 && (trunc & MSG_CTRUNC)) {
       errno = EMFILE; /* the kernel could not install the fd: out of descriptors */
@@ -515,23 +598,108 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
     }
     if (n != (ssize_t)sizeof m || m.type != SF_ACCEPTED || nfd < 0) {
       if (nfd >= 0) REAL(close)(nfd);
-      SF_DEBUG("listener fd %d: ignoring unexpected message", fd);
+      SF_DEBUG("listener channel %d: ignoring unexpected message", chan);
       continue;
     }
     /* The description came from the broker: set O_NONBLOCK exactly as asked. */
     sf_fd_nonblock(nfd, (flags & SOCK_NONBLOCK) != 0);
-    int v6 = (e.flags & SF_F_V6) != 0; /* an AF_INET6 listener's connections look AF_INET6 */
-    struct acc_arg a = {&m, sf_fd_ino(nfd), v6 ? SF_F_V6 : 0};
-    struct sf_entry old;
-    if (sf_tab_get(nfd, &old)) {
-      sf_tab_del(nfd, &old);
-      sf_entry_release(&old);
-    }
-    sf_tab_update(nfd, upd_accepted, &a);
-    if (addr && alen) sf_fill_addr(addr, alen, v6, m.vip_b, m.port_b);
-    errno = saved;
-    return nfd;
+    return accepted(nfd, &m, (e->flags & SF_F_V6) != 0, addr, alen);
   }
+}
+
+/* The header that starts a steered connection. It came in the SYN, so it is there at accept time
+   unless the kernel's Fast Open queue was full; then it follows the handshake. */
+static int read_hdr(int nfd, struct sf_hdr *h) {
+  size_t got = 0;
+  int64_t deadline = 0;
+  while (got < sizeof *h) {
+    ssize_t n = recv(nfd, (char *)h + got, sizeof *h - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += (size_t)n;
+      continue;
+    }
+    if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return -1;
+    int64_t now = sf_now_ns();
+    if (!deadline) deadline = now + 1000000000LL;
+    if (now >= deadline) return -1;
+    struct pollfd p = {nfd, POLLIN, 0};
+    poll(&p, 1, (int)((deadline - now) / 1000000) + 1);
+  }
+  return ntohl(h->magic) == SF_HDR_MAGIC && h->version == SF_HDR_VERSION ? 0 : -1;
+}
+
+/* accept() on a steered listener. The kernel's BPF program verified every header that reached
+   this socket, so its addresses are the connection's virtual ones. A doorbell stands for a
+   connection waiting on the channel. */
+static int steer_accept(int fd, const struct sf_entry *e, struct sockaddr *addr, socklen_t *alen, int flags) {
+  int v6 = (e->flags & SF_F_V6) != 0;
+  for (;;) {
+    int nfd = REAL(accept4)(fd, NULL, NULL, flags);
+    if (nfd < 0) return -1;
+    struct sf_hdr h;
+    if (read_hdr(nfd, &h) != 0) {
+      SF_DEBUG("steered listener fd %d: connection without a header dropped", fd);
+      REAL(close)(nfd);
+      continue;
+    }
+    if (h.type == SF_HDR_DOORBELL) {
+      REAL(close)(nfd);
+      int eof;
+      int r = e->hidden_fd >= 0 ? chan_take(e->hidden_fd, e, addr, alen, flags, MSG_DONTWAIT, &eof) : -1;
+      if (r >= 0 || errno == EMFILE) return r;
+      continue; /* another process or thread took it */
+    }
+    struct sf_msg m;
+    memset(&m, 0, sizeof m);
+    m.vip_a = h.dst_vip;
+    m.port_a = h.dst_port;
+    m.vip_b = h.src_vip;
+    m.port_b = h.src_port;
+    return accepted(nfd, &m, v6, addr, alen);
+  }
+}
+
+static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, int is4) {
+#define PLAIN_ACCEPT() (is4 ? REAL(accept4)(fd, addr, alen, flags) : REAL(accept)(fd, addr, alen))
+  if (!sf_tab_has(fd)) return PLAIN_ACCEPT();
+  int saved = errno;
+  struct sf_entry e;
+  int kind = entry_of(fd, &e);
+  if (kind == SF_K_STEER) {
+    if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+      errno = EINVAL;
+      return -1;
+    }
+    int r = steer_accept(fd, &e, addr, alen, flags);
+    if (r >= 0) errno = saved;
+    return r;
+  }
+  if (kind != SF_K_CHAN) {
+    errno = saved;
+    return PLAIN_ACCEPT();
+  }
+  if ((flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) || (e.flags & SF_F_SHUT)) {
+    errno = EINVAL; /* bad flags, or a listener that was shut down */
+    return -1;
+  }
+  int eof;
+  int r = chan_take(fd, &e, addr, alen, flags, 0, &eof);
+  if (r >= 0) {
+    errno = saved;
+    return r;
+  }
+  if (!eof) return -1;
+  /* EOF: shutdown() (here or by another thread, a dup, another process), else the broker is gone */
+  struct sf_entry now;
+  if (sf_tab_get(fd, &now) && now.kind == SF_K_CHAN && now.ino == e.ino && channel_is_shut(&now)) {
+    int first = 0;
+    sf_tab_update(fd, upd_shut, &first);
+    errno = EINVAL;
+    return -1;
+  }
+  if (channel_fallback(fd, NULL) != 0) return -1;
+  errno = saved;
+  return PLAIN_ACCEPT();
 #undef PLAIN_ACCEPT
 }
 
@@ -553,8 +721,23 @@ SF_EXPORT int shutdown(int fd, int how) {
   int saved = errno;
   struct sf_entry e;
   int k = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
-  if (k == SF_K_CHAN || k == SF_K_CAND) k = entry_of(fd, &e); /* connections: no fstat */
+  if (k == SF_K_CHAN || k == SF_K_CAND || k == SF_K_STEER) k = entry_of(fd, &e); /* connections: no fstat */
   errno = saved;
+  if (k == SF_K_STEER) {
+    /* A real listener: the kernel stops it (and the BPF program no longer finds it); the channel
+       is shut too, so that the broker drops the listener. */
+    int r = REAL(shutdown)(fd, how);
+    if (r == 0 && how != SHUT_WR && e.hidden_fd >= 0) {
+      REAL(shutdown)(e.hidden_fd, SHUT_RDWR);
+      for (;;) { /* what the channel held is dropped too, as the kernel drops its queue */
+        struct sf_msg m;
+        int x;
+        if (sf_recv_fd(e.hidden_fd, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &x, NULL) <= 0) break;
+        if (x >= 0) REAL(close)(x);
+      }
+    }
+    return r;
+  }
   if (k != SF_K_CHAN) return REAL(shutdown)(fd, how);
   if (how != SHUT_RD && how != SHUT_WR && how != SHUT_RDWR) {
     errno = EINVAL;
@@ -592,7 +775,7 @@ SF_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen) {
   struct sf_entry e;
   int k = entry_of(fd, &e);
   errno = saved;
-  if (k != SF_K_CONN && k != SF_K_CHAN) return REAL(getsockname)(fd, addr, alen);
+  if (k != SF_K_CONN && k != SF_K_CHAN && k != SF_K_STEER) return REAL(getsockname)(fd, addr, alen);
   sf_fill_addr(addr, alen, (e.flags & SF_F_V6) != 0, e.l_ip, e.l_port);
   return 0;
 }
@@ -603,7 +786,7 @@ SF_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen) {
   struct sf_entry e;
   int k = entry_of(fd, &e);
   errno = saved;
-  if (k == SF_K_CHAN) {
+  if (k == SF_K_CHAN || k == SF_K_STEER) {
     errno = ENOTCONN;
     return -1;
   }
@@ -719,7 +902,7 @@ SF_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
   struct sf_entry e;
   int k = entry_of(fd, &e);
   errno = saved;
-  if (k == SF_K_CONN && (e.flags & SF_F_V6)) {
+  if ((k == SF_K_CONN || k == SF_K_STEER) && (e.flags & SF_F_V6)) {
     /* an AF_INET6 app socket that is (maybe) an AF_INET host socket underneath */
     if (level == SOL_SOCKET && name == SO_DOMAIN) return put_int(val, len, AF_INET6);
     if (level == IPPROTO_IPV6 && is_inet4(fd)) return sf_v6_getsockopt(fd, name, val, len);

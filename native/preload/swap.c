@@ -46,7 +46,7 @@ void sf_hidden_close(int hfd) {
 }
 
 void sf_entry_release(const struct sf_entry *e) {
-  if (e->kind == SF_K_CHAN && e->hidden_fd >= 0) sf_hidden_close(e->hidden_fd);
+  if (SF_HAS_HIDDEN(e)) sf_hidden_close(e->hidden_fd);
 }
 
 struct chown_arg {
@@ -54,7 +54,7 @@ struct chown_arg {
 };
 static int upd_hidden(struct sf_entry *e, int present, void *arg) {
   struct chown_arg *a = arg;
-  if (!present || e->kind != SF_K_CHAN || e->hidden_fd != a->old_h) return SF_UPD_KEEP;
+  if (!present || !SF_HAS_HIDDEN(e) || e->hidden_fd != a->old_h) return SF_UPD_KEEP;
   e->hidden_fd = a->new_h;
   return SF_UPD_STORE;
 }

@@ -7,7 +7,7 @@
 // containers a=10.99.0.2, b=10.99.0.3) and E2 on 127.0.0.2 (subnet 10.98.0.0/24, container
 // c=10.98.0.2), each the other's peer, so the cross-host path goes through a real reserved port.
 // Preloads are played by sfclient (built here with gcc). Exits non-zero on any failure.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -51,6 +51,14 @@ function throwsLike(fn, re, name) {
   } catch (err) {
     check(re.test(err.message), name, err.message);
   }
+}
+// Kernel steering (native/bpf/steer.bpf.c + steering.cc) in a network namespace of its own, built
+// into the temp dir by the tests' Makefile (clang, libbpf-dev). Exit 77: skipped (not root).
+execFileSync('make', ['-s', '-C', here, `OUT=${tmp}`, path.join(tmp, 'steer_test')], { stdio: 'inherit' });
+{
+  const r = spawnSync(path.join(tmp, 'steer_test'), { stdio: 'inherit', timeout: 120000 });
+  if (r.status === 77) console.log('skip kernel steering (steer_test needs root)');
+  else check(r.status === 0, 'kernel steering (steer_test)', { status: r.status, signal: r.signal });
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function until(pred, ms = 3000) {

@@ -1,0 +1,190 @@
+// Steered listeners: the kernel, not the broker, hands incoming connections to applications.
+//
+// The reserved-port listener and one host listening socket per SlimFast listener (bound to the
+// same host IP and port, SO_REUSEPORT) form a reuseport group running native/bpf/steer.bpf.c.
+// A connection whose TCP Fast Open SYN carries a header signed by the source subnet's host and
+// naming a registered listener goes straight into that listener's accept queue; the application's
+// preload reads the header after accept(). Everything else reaches slot 0, the broker, as before:
+// it still goes down the listener's channel, and a doorbell connection (a signed SF_HDR_DOORBELL
+// header, steered like any other) wakes the application to take it from there.
+//
+// The broker does not keep the steered socket once the preload has it: the application's close()
+// closes it, the kernel empties its slot, and the broker notices (channel HUP, periodic sweep).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+void Engine::open_steering() {
+  steer.reset();
+  if (!cfg.steer || !cfg.fast_open) return;
+  steer.reset(new (std::nothrow) Steering);
+  if (!steer) return;
+  std::string why = steer->open();
+  if (why.empty()) why = steer->attach(reserved.fd);
+  if (!why.empty()) {
+    logf(LOG_WARN, "kernel steering is off, the broker hands every connection over: %s", why.c_str());
+    steer.reset();
+    return;
+  }
+  update_steer_keys();
+}
+
+void Engine::update_steer_keys() {
+  if (!steering()) return;
+  steer->set_key(htonl(cfg.local_net), cfg.local_prefix, host_key, nullptr);
+  for (auto& kv : routes) {
+    const Route& r = kv.second;
+    auto k = peer_keys.find(r.peer_ip);
+    if (k == peer_keys.end() || r.peer_ip == cfg.host_ip)
+      steer->drop_key(htonl(r.net), r.prefix);
+    else
+      steer->set_key(htonl(r.net), r.prefix, k->second.cur.data(), k->second.has_prev ? k->second.prev.data() : nullptr);
+  }
+}
+
+void Engine::make_steered(Listener* l, int backlog) {
+  if (!steering()) return;
+  backlog = std::max(16, std::min(backlog, 65535));
+  int fd = steer_listen_socket(cfg.host_ip, uint16_t(ctr.port.load()), backlog, false);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    if (ratelimit(5)) logf(LOG_WARN, "steered listener for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
+    close_fd(fd);
+    return;
+  }
+  l->steer_fd = fd;
+  l->steer_ino = st.st_ino;
+}
+
+// The preload takes the steered socket of the listener whose channel it was given.
+void Engine::on_steer_socket(PreloadConn* pc, const sf_msg& req) {
+  for (Channel* ch : pc->c->channels) {
+    if (ch->ino != req.a) continue;
+    Listener* l = ch->l;
+    if (l->steer_fd < 0) break;
+    int slot = steer->add(htonl(l->vip), htons(l->port), l->steer_fd);
+    if (slot < 0) {
+      int e = errno;
+      if (ratelimit(5)) logf(LOG_WARN, "cannot steer %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(e));
+      unsteer(l);
+      reply(pc, req.seq, SF_STEER_OK, e ? e : EIO, -1);
+      return;
+    }
+    l->steer_slot = slot;
+    // If this reply is lost the socket closes with it, and the sweep drops the empty slot.
+    reply(pc, req.seq, SF_STEER_OK, 0, l->steer_fd);
+    close_fd(l->steer_fd);
+    l->steer_fd = -1;
+    inc(ctr.steered_listeners);
+    return;
+  }
+  reply(pc, req.seq, SF_STEER_OK, ENOENT, -1);
+}
+
+// After exec: an inherited steered socket. The new image gets a fresh channel for it.
+bool Engine::adopt_steered(PreloadConn* pc, const sf_msg& req) {
+  Listener* l = nullptr;
+  for (auto& kv : table)
+    if (kv.second->c == pc->c && kv.second->steer_slot > 0 && kv.second->steer_ino == req.a) l = kv.second;
+  if (!l || !steer->slot_open(l->steer_slot)) return false;
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return false;
+  struct stat st;
+  Channel* ch = fstat(sp[1], &st) == 0 && set_nonblock(sp[0], true) ? new (std::nothrow) Channel : nullptr;
+  if (ch) {
+    ch->chan.fd = sp[0];
+    if (!ep_add(ch->chan, EPOLLRDHUP)) {
+      delete ch;
+      ch = nullptr;
+    }
+  }
+  if (!ch) {
+    close_fd(sp[0]);
+    close_fd(sp[1]);
+    return false;
+  }
+  grow_sndbuf(sp[0], 4 << 20);
+  ch->l = l;
+  ch->c = pc->c;
+  ch->ino = st.st_ino;
+  ch->bound_vip = 0;
+  ch->port = l->port;
+  l->chans.push_back(ch);
+  pc->c->channels.push_back(ch);
+  reply(pc, req.seq, SF_CHANNEL_INFO, 0, sp[1], l->vip, l->port, 0, 0, SF_LISTEN_STEERED);
+  close_fd(sp[1]);
+  return true;
+}
+
+void Engine::unsteer(Listener* l) {
+  if (l->steer_slot > 0 && steering()) steer->remove(htonl(l->vip), htons(l->port), l->steer_slot);
+  l->steer_slot = -1;
+  close_fd(l->steer_fd);
+  l->steer_fd = -1;
+}
+
+bool Engine::keep_steered(Listener* l) {
+  return l->steer_slot > 0 && steering() && steer->slot_open(l->steer_slot);
+}
+
+// A connection waits on l's channel: a Fast Open connection to our own reserved port whose header
+// names l wakes the application's accept() (the kernel steers it like any other).
+void Engine::ring_doorbell(Listener* l) {
+  Route self{cfg.local_net, cfg.local_prefix, cfg.host_ip, uint16_t(ctr.port.load())};
+  bool pending = false;
+  int fd = open_peer_socket(self, &pending, true);
+  if (fd < 0) {
+    if (ratelimit(6)) logf(LOG_WARN, "doorbell for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
+    return;
+  }
+  sf_hdr h = signed_header(SF_HDR_DOORBELL, l->vip, l->vip, l->port, 0);
+  if (send(fd, &h, sizeof h, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof h)) {
+    close_fd(fd);
+    return;
+  }
+  inc(ctr.doorbells);
+  // Closing before the handshake is done would reset it: keep it until then (usually at once).
+  pollfd p{fd, POLLOUT, 0};
+  if (poll(&p, 1, 0) == 1) {
+    close_fd(fd);
+    return;
+  }
+  bells.push_back(Bell{fd, now_ms() + 3000});
+}
+
+void Engine::tend_steering(int64_t now) {
+  for (size_t i = 0; i < bells.size();) {
+    pollfd p{bells[i].fd, POLLOUT, 0};
+    if (poll(&p, 1, 0) == 1 || now >= bells[i].deadline) {
+      close_fd(bells[i].fd);
+      bells[i] = bells.back();
+      bells.pop_back();
+    } else {
+      i++;
+    }
+  }
+  if (now < next_sweep || !steering()) return;
+  next_sweep = now + 1000;
+  // A steered socket closed behind the broker's back (its process died, it was shut down, or the
+  // channel-less listener left after exec was closed): its connections go to slot 0 now.
+  std::vector<Listener*> gone;
+  for (auto& kv : table)
+    if (kv.second->steer_slot > 0 && !steer->slot_open(kv.second->steer_slot)) gone.push_back(kv.second);
+  for (Listener* l : gone) remove_listener(l, true);
+}
+
+}  // namespace sf
