@@ -238,22 +238,47 @@ int fx_wait_fd(int fd, short events, int ms) {
   }
 }
 
-void fx_echo_check(int fd, const char *msg) {
+/* Write msg and read it back (5 s bound). NULL on success, else what went wrong; errno is the
+   read's or write's error, 0 for EOF, a timeout or a mismatch. */
+const char *fx_echo_try(int fd, const char *msg) {
+  static __thread char why[96];
   size_t len = strlen(msg);
-  CHECKF(write(fd, msg, len) == (ssize_t)len, "write: %s", strerror(errno));
+  ssize_t w = write(fd, msg, len);
+  if (w != (ssize_t)len) {
+    snprintf(why, sizeof why, "write: %s", w < 0 ? strerror(errno) : "short");
+    if (w >= 0) errno = 0;
+    return why;
+  }
   char buf[4096];
   size_t got = 0;
   double end = fx_now() + 5;
   while (got < len) {
     int left = (int)((end - fx_now()) * 1000);
-    CHECKF(left > 0, "no echo within 5 s (got %zu of %zu bytes)", got, len);
+    if (left <= 0) {
+      snprintf(why, sizeof why, "no echo within 5 s (got %zu of %zu bytes)", got, len);
+      errno = 0;
+      return why;
+    }
     if (!(fx_wait_fd(fd, POLLIN, left) & (POLLIN | POLLHUP | POLLERR))) continue;
     ssize_t n = read(fd, buf + got, sizeof buf - got);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    CHECKF(n > 0, "echo read: %s", n == 0 ? "EOF" : strerror(errno));
+    if (n <= 0) {
+      snprintf(why, sizeof why, "echo read: %s", n == 0 ? "EOF" : strerror(errno));
+      if (n == 0) errno = 0;
+      return why;
+    }
     got += (size_t)n;
   }
-  CHECKF(got == len && memcmp(buf, msg, len) == 0, "echo mismatch");
+  if (got != len || memcmp(buf, msg, len) != 0) {
+    errno = 0;
+    return "echo mismatch";
+  }
+  return NULL;
+}
+
+void fx_echo_check(int fd, const char *msg) {
+  const char *why = fx_echo_try(fd, msg);
+  CHECKF(!why, "%s", why);
 }
 
 struct sockaddr_in fx_sockname(int fd) {

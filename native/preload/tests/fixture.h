@@ -82,6 +82,7 @@ void fx_echo_thread(int listen_fd);      /* detached: accept and echo every conn
 struct sockaddr_in fx_echo_target(void);
 int fx_connect(const struct sockaddr_in *sa); /* blocking, checked */
 void fx_echo_check(int fd, const char *msg);  /* write msg, read it back (5 s bound) */
+const char *fx_echo_try(int fd, const char *msg); /* the same; NULL, or what failed */
 int fx_wait_fd(int fd, short events, int ms); /* poll; returns revents (0 on timeout) */
 
 struct sockaddr_in fx_sockname(int fd);
