@@ -76,7 +76,8 @@ export class Daemon {
     this.engine = new Engine();
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
     this.engine.start(
-      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth },
+      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth,
+        debug: this.opts.logLevel === 'debug' },
       (ev) => this.onEngineEvent(ev),
     );
     this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));

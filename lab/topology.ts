@@ -230,7 +230,8 @@ export class Topology {
 
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
     const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
-      '--port', String(this.port), '--peers', this.peersFile(), ...extra];
+      '--port', String(this.port), '--peers', this.peersFile(),
+      ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []), ...extra];
     const child = execa('ip', args, {
       reject: false,
       stdin: 'ignore',

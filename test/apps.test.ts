@@ -113,17 +113,21 @@ test.serial('memcached with libmemcached clients', async (t) => {
   t.true(handed[0] >= 3, `host 1 handed off ${handed[0]} connections`);
 });
 
-test.serial('iperf3 bulk transfer', async (t) => {
+test.serial('iperf3 bulk transfer, three tests against one server', async (t) => {
+  // iperf3 closes its listening socket after every test and listens again at once: each new
+  // listener must be SlimFast's too (and the port free to bind again when close() returns).
   const c2 = topo.container('c2');
   await serve(c2, ['iperf3', '-s', '-p', '5201'], 5201);
-  const before = await snapshot();
-  const r = await topo.exec(topo.container('c1'), ['iperf3', '-c', c2.ip, '-p', '5201', '-t', '2', '-J'], { timeout: 30_000 });
-  t.is(r.exitCode, 0, r.stderr || r.stdout);
-  const report = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
-  t.true(report.end.sum_received.bytes > 1_000_000, `received ${report.end.sum_received.bytes} bytes`);
-  const handed = await onSlimfast(t, before);
-  t.true(handed[0] >= 2, 'control and data connections on SlimFast');
-  t.log(`iperf3: ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s`);
+  for (let run = 1; run <= 3; run++) {
+    const before = await snapshot();
+    const r = await topo.exec(topo.container('c1'), ['iperf3', '-c', c2.ip, '-p', '5201', '-t', run === 1 ? '2' : '1', '-J'], { timeout: 30_000 });
+    t.is(r.exitCode, 0, `test ${run}: ${r.stderr || r.stdout}`);
+    const report = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
+    t.true(report.end.sum_received.bytes > 1_000_000, `test ${run}: received ${report.end.sum_received.bytes} bytes`);
+    const handed = await onSlimfast(t, before);
+    t.true(handed[0] >= 2, `test ${run}: control and data connections on SlimFast (${handed[0]} handed off)`);
+    t.log(`iperf3 test ${run}: ${(report.end.sum_received.bits_per_second / 1e9).toFixed(2)} Gbit/s`);
+  }
 });
 
 test.serial('curl against a Python HTTP server', async (t) => {

@@ -59,7 +59,8 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
   reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
 }
 
-int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open) {
+int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool* deferred) {
+  if (deferred) *deferred = false;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   // Source address hostIp; the port is picked at connect() time (4-tuple sharing).
@@ -80,6 +81,7 @@ int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open) {
     int rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
     if (fast_open && rc == 0) {  // deferred: the SYN leaves with the first send
       *pending = false;
+      if (deferred) *deferred = true;
       return fd;
     }
     if (rc == 0 || errno == EINPROGRESS || errno == EINTR) {

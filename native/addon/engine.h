@@ -91,6 +91,7 @@ struct Listener;
 struct Channel;
 struct PreloadConn;
 struct Pool;
+struct PoolBatch;
 
 // A peer host's share of the overlay and its reserved port.
 struct Route {
@@ -153,6 +154,8 @@ struct Pool : Obj {
   uint32_t connecting = 0;  // connects in progress for it
   int backoff_ms = 0;       // after failed stocking connects: none before retry_at
   int64_t retry_at = 0;
+  bool parked = false;      // reports are not watched until parked_ns + kPoolParkNs
+  int64_t parked_ns = 0;
 };
 
 struct Container : Obj {
@@ -294,6 +297,7 @@ struct Engine {
     int64_t deadline;
   };
   std::vector<Bell> bells;  // doorbell connections until their handshake is done
+  std::vector<Pool*> parked_pools;  // pools whose take reports wait a moment (see park_pool)
   int64_t next_sweep = 0;
 
   // engine_loop.cc
@@ -341,7 +345,7 @@ struct Engine {
   void expire_outs(int64_t now);
   // Non-blocking connect from host_ip; -1 on error. fast_open: a TCP Fast Open socket whose SYN
   // waits for the first send (nothing goes on the wire yet; *pending is false).
-  int open_peer_socket(const Route& r, bool* pending, bool fast_open = false);
+  int open_peer_socket(const Route& r, bool* pending, bool fast_open = false, bool* deferred = nullptr);
   bool write_header(int fd, const sf_hdr& h);
   int open_fast_connect(const Route& r, const sf_hdr& h, bool* pending);
   // A container header from this host, signed with host_key: source vIP src, destination dst:dport
@@ -365,11 +369,15 @@ struct Engine {
   // pool.cc
   Pool* pool_for(PreloadConn* pc, const Route& r);  // creates it (and sends the channel) if needed
   void fill_pool(Pool* p);
+  void flush_pool_batch(Pool* p, PoolBatch& b);
+  sf_pooled pooled_msg(Pool* p, bool deferred);
   void pool_connected(OutConn* o, int fd);
   void pool_failed(Pool* p);   // a counted stocking connect failed: uncount it, back off
   void pool_backoff(Pool* p);
   void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, and the peer's total
   void on_pool(Pool* p);
+  void park_pool(Pool* p);
+  void unpark_pools(int64_t now_ns);
   bool read_reports(Pool* p, int max, bool* refill);  // true: the channel is closed
   bool take_report(Pool* p, const sf_msg& m, ssize_t n);
   void kill_pool(Pool* p);
@@ -385,6 +393,7 @@ struct Engine {
   void on_real_accept(Channel* ch);
   void kill_channel(Channel* ch, bool emit);
   void query_channel(PreloadConn* pc, const sf_msg& req);
+  void listen_closed(PreloadConn* pc, const sf_msg& req);  // SF_LISTEN_CLOSED
 
   // preload.cc
   void on_container_accept(Container* c);

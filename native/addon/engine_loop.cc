@@ -221,8 +221,10 @@ void Engine::run() {
     expire_headers(now);
     expire_outs(now);
     if (!bells.empty() || steering()) tend_steering(now);
+    if (!parked_pools.empty()) unpark_pools(int64_t(mono_ns()));
     collect_garbage();
     timeout = next_timeout(now);
+    if (!parked_pools.empty() && (timeout < 0 || timeout > 1)) timeout = 1;  // unpark them soon
   }
 }
 

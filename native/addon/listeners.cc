@@ -2,6 +2,7 @@
 // channels (round-robin), plain accepts on the app's real socket, channel HUP, SF_QUERY_CHANNEL.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -92,6 +93,13 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
   }
   uint32_t vip = bound ? bound : c->ip;
   Listener* l = find_listener(vip, port);
+  // A steered listener whose socket the application closed is stale even if the broker has not
+  // seen its channel's HUP or swept it yet: an application that closes its listener and listens
+  // again at once (iperf3 after every test) must get a listener of its own, not that one.
+  if (l && l->steer_slot > 0 && !keep_steered(l)) {
+    remove_listener(l, true);
+    l = nullptr;
+  }
   bool added = false;
   if (!l) {
     l = new (std::nothrow) Listener;
@@ -202,6 +210,19 @@ void Engine::query_channel(PreloadConn* pc, const sf_msg& req) {
   }
   if (steering() && adopt_steered(pc, req)) return;
   reply(pc, req.seq, SF_CHANNEL_INFO, ENOENT, -1, 0, 0, 0, 0, req.a);
+}
+
+// The process closed a listener. Its channel's HUP may still wait in the epoll queue behind this
+// message: if no process holds the channel any more, act on it now, so that the app's real
+// listening socket (the broker holds the last copy) is closed before the app binds again.
+void Engine::listen_closed(PreloadConn* pc, const sf_msg& req) {
+  for (Channel* ch : pc->c->channels) {
+    if (ch->ino != req.a) continue;
+    pollfd p{ch->chan.fd, POLLIN, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) kill_channel(ch, true);
+    break;
+  }
+  reply(pc, req.seq, SF_LISTEN_CLOSED_OK, 0, -1);
 }
 
 std::vector<ListenerRow> Engine::listener_rows() {

@@ -77,51 +77,126 @@ void Engine::pool_backoff(Pool* p) {
   p->retry_at = now_ms() + p->backoff_ms;
 }
 
-// Starts connects until queued + connecting reaches the target.
+// Pooled sockets ready for the channel: one sendmmsg for all of them (a refill after a report of
+// n takes is n sockets, and one wakeup of the process's side instead of n).
+struct PoolBatch {
+  static constexpr int kMax = 32;
+  int n = 0;
+  int fds[kMax];
+  sf_pooled msgs[kMax];
+  union Cmsg {
+    char buf[CMSG_SPACE(sizeof(int))];
+    cmsghdr align;
+  } cm[kMax];
+  iovec iov[kMax];
+  mmsghdr mh[kMax];
+};
+
+// Sends what b holds down p's channel; every fd in b is closed (ours were duplicates in flight).
+void Engine::flush_pool_batch(Pool* p, PoolBatch& b) {
+  if (b.n == 0) return;
+  for (int i = 0; i < b.n; i++) {
+    b.iov[i] = {&b.msgs[i], sizeof(sf_pooled)};
+    msghdr& mh = b.mh[i].msg_hdr;
+    mh = msghdr{};
+    mh.msg_iov = &b.iov[i];
+    mh.msg_iovlen = 1;
+    mh.msg_control = b.cm[i].buf;
+    mh.msg_controllen = sizeof b.cm[i].buf;
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &b.fds[i], sizeof(int));
+  }
+  int sent = 0, err = 0;
+  while (sent < b.n) {
+    int r = sendmmsg(p->ev.fd, b.mh + sent, unsigned(b.n - sent), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      err = r < 0 ? errno : EAGAIN;
+      break;
+    }
+    sent += r;
+  }
+  for (int i = 0; i < b.n; i++) {
+    if (i < sent) close_fd(b.fds[i]);
+    else reset_close(b.fds[i]);
+  }
+  pool_stock(p, sent, 0);
+  ctr.pool_stocked.fetch_add(uint64_t(sent), std::memory_order_relaxed);
+  b.n = 0;
+  if (!err) return;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    // The process is not taking them: stock no more than it holds until it reports a take.
+    p->target = std::max<uint32_t>(1, p->queued);
+  } else {
+    kill_pool(p);  // its process closed the channel (exited); the EOF has not been read yet
+  }
+}
+
+// The message that goes with a pooled socket: the signed header (source vIP, no destination yet),
+// the virtual source port, when it was made, and flags for the taker.
+sf_pooled Engine::pooled_msg(Pool* p, bool deferred) {
+  // The MAC (made with the destination fields zero) keeps the source vIP ours.
+  sf_pooled msg;
+  msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
+  msg.m = make_msg(SF_POOLED, 0, deferred ? SF_POOLED_DEFERRED : 0, 0, next_src_port(), 0, 0,
+                   uint64_t(mono_ns()));
+  return msg;
+}
+
+// Starts connects until queued + connecting reaches the target. TCP Fast Open sockets are ready at
+// once (nothing is sent before the take) and go down the channel in batches.
 void Engine::fill_pool(Pool* p) {
   if (p->retry_at && now_ms() < p->retry_at) return;
   // Bounded: each round either adds one to queued/connecting or ends (failure, dead pool), but a
   // bound keeps one call short whatever happens.
   // The peer holds every idle pooled connection of every process here: cap them all, per peer.
+  PoolBatch b;  // (its sockets count against the cap before they are sent)
   auto room = [&] {
     auto it = peer_stock.find(p->route.peer_ip);
-    return it == peer_stock.end() || it->second < cfg.pool_peer_max;
+    return (it == peer_stock.end() ? 0 : it->second) + uint32_t(b.n) < cfg.pool_peer_max;
   };
-  for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting < p->target && room(); rounds++) {
-    bool pending = false;
-    int fd = open_peer_socket(p->route, &pending, cfg.fast_open);
+  for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting + uint32_t(b.n) < p->target && room(); rounds++) {
+    bool pending = false, deferred = false;
+    int fd = open_peer_socket(p->route, &pending, cfg.fast_open, &deferred);
+    if (fd >= 0 && !pending) {
+      p->backoff_ms = 0;
+      p->retry_at = 0;
+      make_blocking_fresh(fd);
+      b.fds[b.n] = fd;
+      b.msgs[b.n] = pooled_msg(p, deferred);
+      if (++b.n == PoolBatch::kMax) flush_pool_batch(p, b);
+      continue;
+    }
     OutConn* o = fd >= 0 ? new_out(p->pc, fd, p) : nullptr;
     if (!o) {
       close_fd(fd);
+      flush_pool_batch(p, b);
       return pool_backoff(p);
     }
     pool_stock(p, 0, 1);
-    if (!pending) {
-      finish_out(o);
-      continue;
-    }
     if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) {
       fail_out(o);
-      return;
+      break;
     }
     out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
   }
+  if (!p->dead) flush_pool_batch(p, b);
+  else for (int i = 0; i < b.n; i++) reset_close(b.fds[i]);
 }
 
-// A stocking connect completed (o is unlinked already; fd is ours).
+// A stocking connect that had to wait completed (o is unlinked already; fd is ours). Nothing goes
+// on the wire now: the peer's kernel holds the connection (TCP_DEFER_ACCEPT) until the process
+// that takes it fills in the destination and sends the header.
 void Engine::pool_connected(OutConn* o, int fd) {
   Pool* p = o->pool;
   pool_stock(p, 0, -1);
   p->backoff_ms = 0;
   p->retry_at = 0;
-  // Nothing goes on the wire now: the peer's kernel holds the connection (TCP_DEFER_ACCEPT) until
-  // the process that takes it fills in the destination and sends this header. The MAC (made with
-  // the destination fields zero) keeps the source vIP ours.
-  sf_pooled msg;
-  msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
-  uint16_t lport = next_src_port();  // the virtual source port, as for a connect that asks
   make_blocking_fresh(fd);
-  msg.m = make_msg(SF_POOLED, 0, 0, 0, lport, 0, 0, uint64_t(mono_ns()));
+  sf_pooled msg = pooled_msg(p, false);
   int e = send_buf(p->ev.fd, &msg, sizeof msg, fd);
   if (e == 0) {
     pool_stock(p, 1, 0);
@@ -157,6 +232,40 @@ void Engine::on_pool(Pool* p) {
   bool refill = false;
   if (read_reports(p, 64, &refill)) return kill_pool(p);
   if (refill) fill_pool(p);
+  if (!p->dead && refill) park_pool(p);
+}
+
+// After a refill, the channel's reports are not watched for a moment: the takes made meanwhile
+// are read and restocked together, one wakeup and one sendmmsg for many connections instead of
+// one each, while the pool's stock covers the pause. An idle pool is never woken.
+static constexpr int64_t kPoolParkNs = 1000000;  // 1 ms
+
+void Engine::park_pool(Pool* p) {
+  if (p->parked) return;
+  epoll_event e{};
+  e.events = EPOLLRDHUP;  // still told when the process closes it
+  e.data.ptr = &p->ev;
+  if (epoll_ctl(epfd, EPOLL_CTL_MOD, p->ev.fd, &e) != 0) return;
+  p->parked = true;
+  p->parked_ns = int64_t(mono_ns());
+  parked_pools.push_back(p);
+}
+
+void Engine::unpark_pools(int64_t now_ns) {
+  for (size_t i = 0; i < parked_pools.size();) {
+    Pool* p = parked_pools[i];
+    if (now_ns - p->parked_ns < kPoolParkNs) {
+      i++;
+      continue;
+    }
+    parked_pools[i] = parked_pools.back();
+    parked_pools.pop_back();
+    p->parked = false;
+    epoll_event e{};
+    e.events = EPOLLIN | EPOLLRDHUP;  // level-triggered: reports that came meanwhile fire at once
+    e.data.ptr = &p->ev;
+    epoll_ctl(epfd, EPOLL_CTL_MOD, p->ev.fd, &e);
+  }
 }
 
 // One SF_POOL_TOOK report: counts the takes and sizes the pool; false for a malformed message.
@@ -197,6 +306,10 @@ void Engine::kill_pool(Pool* p) {
     if (o->pool == p) kill_out(o);
   }
   pool_stock(p, -int(p->queued), 0);  // its connecting ones went with kill_out above
+  if (p->parked) {
+    parked_pools.erase(std::find(parked_pools.begin(), parked_pools.end(), p));
+    p->parked = false;
+  }
   ep_del(p->ev);
   close_fd(p->ev.fd);
   p->ev.fd = -1;

@@ -101,6 +101,7 @@ void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
     case SF_CONNECT: on_connect(pc, m); break;
     case SF_LISTEN: on_listen(pc, m, fds, nfds); break;
     case SF_QUERY_CHANNEL: query_channel(pc, m); break;
+    case SF_LISTEN_CLOSED: listen_closed(pc, m); break;
     case SF_STEER_SOCKET:
       if (steering()) on_steer_socket(pc, m);
       else reply(pc, m.seq, SF_STEER_OK, ENOENT, -1);

@@ -38,6 +38,10 @@ enum sf_msg_type {
                            was found empty.                                                    */
   SF_STEER_SOCKET = 6,  /* after an SF_LISTEN_OK with SF_LISTEN_STEERED: a = st_ino of the
                            channel it attached. Reply SF_STEER_OK.                             */
+  SF_LISTEN_CLOSED = 7, /* the process closed a listener: a = st_ino of its channel. If no
+                           process holds the channel any more, the broker drops it now, and with
+                           it its copy of the app's listening socket, so that the port is free
+                           when close() returns. Reply SF_LISTEN_CLOSED_OK.                    */
 
   /* broker -> preload (replies echo the request's seq) */
   SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length. */
@@ -62,6 +66,7 @@ enum sf_msg_type {
                            verified header names this listener. Each starts with its sf_hdr;
                            an SF_HDR_DOORBELL one means "take one SF_ACCEPTED from the channel".
                            status > 0: keep using the channel alone.                           */
+  SF_LISTEN_CLOSED_OK = 107, /* status 0 (whether or not the channel was dropped).          */
 
   /* broker -> application, on a listener channel: one per incoming connection */
   SF_ACCEPTED = 201,    /* one connected TCP socket attached (SCM_RIGHTS);
@@ -70,9 +75,14 @@ enum sf_msg_type {
   /* broker -> preload, on a pool channel: one pre-established host connection, as an sf_pooled */
   SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
                            which nothing was sent yet; a = CLOCK_MONOTONIC ns when it was
-                           established, port_a = the virtual source port. The taker fills dst_vip,
-                           dst_port and src_port into the attached header and sends it.       */
+                           established, port_a = the virtual source port, status =
+                           SF_POOLED_DEFERRED or 0. The taker fills dst_vip, dst_port and
+                           src_port into the attached header and sends it.                    */
 };
+
+/* SF_POOLED status: a TCP Fast Open socket whose connect() was deferred — the SYN leaves with the
+   header, so nothing can have arrived on it (no liveness check needed). */
+#define SF_POOLED_DEFERRED 1
 
 #define SF_CONNECT_POOLABLE 1u
 #define SF_LISTEN_STEERED 1u /* SF_LISTEN_OK.a: fetch the steered socket with SF_STEER_SOCKET */

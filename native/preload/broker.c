@@ -437,6 +437,23 @@ int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep
   return ok ? 0 : -1;
 }
 
+/* The process closed a listener: the broker drops its copy of the listening socket before this
+   returns (if no other process holds the listener), so that the application can bind the port
+   again at once. Only on a live connection, and not from a thread that holds our lock (close()
+   in a signal handler): then the broker notices the closed channel by itself a moment later. */
+void sf_broker_listen_closed(uint64_t chan_ino) {
+  if (!chan_ino || pthread_mutex_trylock(&mu) != 0) return;
+  int live = cur && !cur->dead && owner_pid == getpid() && sf_now_ns() >= suspend_until;
+  pthread_mutex_unlock(&mu);
+  if (!live) return;
+  struct sf_msg req, rep;
+  int rfd;
+  memset(&req, 0, sizeof req);
+  req.type = SF_LISTEN_CLOSED;
+  req.a = chan_ino;
+  if (sf_broker_call(&req, -1, &rep, &rfd) == 0 && rfd >= 0) REAL(close)(rfd);
+}
+
 int sf_broker_is_fd(int fd) { return fd >= 0 && __atomic_load_n(&cur_fd, __ATOMIC_RELAXED) == fd; }
 
 void sf_broker_relocate(int fd) {

@@ -110,12 +110,16 @@ SF_EXPORT int close(int fd) {
     errno = EBADF;
     return -1;
   }
-  if (r == 1) {
-    int saved = errno;
-    sf_entry_release(&old);
-    errno = saved;
-  }
-  return REAL(close)(fd);
+  if (r != 1) return REAL(close)(fd);
+  int saved = errno;
+  /* A listener: its channel is fd itself (CHAN) or the hidden fd (STEER). */
+  uint64_t chan_ino = old.kind == SF_K_CHAN ? old.ino : old.kind == SF_K_STEER ? sf_fd_ino(old.hidden_fd) : 0;
+  sf_entry_release(&old);
+  int rc = REAL(close)(fd);
+  int err = errno;
+  if (chan_ino) sf_broker_listen_closed(chan_ino);
+  errno = rc == 0 ? saved : err;
+  return rc;
 }
 
 /* ---- close_range: clear the entries, keep our own fds open ---- */

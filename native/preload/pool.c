@@ -187,7 +187,8 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
       break;
     }
     int ok = n == (ssize_t)sizeof pm && !(trunc & MSG_TRUNC) && pm.m.type == SF_POOLED && rfd >= 0 &&
-             (uint64_t)sf_now_ns() - pm.m.a < SF_POOL_MAX_AGE_NS && alive(rfd);
+             (uint64_t)sf_now_ns() - pm.m.a < SF_POOL_MAX_AGE_NS &&
+             ((pm.m.status & SF_POOLED_DEFERRED) || alive(rfd)); /* deferred: nothing sent yet */
     if (!ok) {
       if (rfd >= 0) REAL(close)(rfd);
       gone++;

@@ -185,6 +185,8 @@ int sf_broker_info(struct sf_info *info);
    (the caller falls back). */
 int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd);
 int sf_broker_is_fd(int fd);
+/* After close() of a listener (chan_ino: st_ino of its channel): see broker.c. */
+void sf_broker_listen_closed(uint64_t chan_ino);
 /* The app wants fd number `fd` and it is our broker connection: move ours away. */
 void sf_broker_relocate(int fd);
 void sf_broker_atfork_child(void);

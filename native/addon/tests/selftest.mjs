@@ -374,6 +374,10 @@ await resubscribe(E1.hostKey()); // E1's real key again, for what follows
 // no EOF. It must drop the pool, not keep connecting and failing (that once spun the thread).
 {
   const X = await client(sock('a'));
+  // Reading the counters reads every pool's take reports (and restocks them): A's pool is full
+  // again before X's is made. A moment for the restocking connects, then the baseline.
+  E1.counters();
+  await new Promise((res) => setTimeout(res, 50));
   const stocked0 = E1.counters().pool_stocked;
   r = await X.cmd('connect 10.98.0.2 8080');
   check(r.status === 0, 'X: cross-host connect (with a pool)', r);
