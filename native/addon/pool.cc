@@ -279,7 +279,12 @@ bool Engine::take_report(Pool* p, const sf_msg& m, ssize_t n) {
   uint32_t took = uint32_t(std::min<uint64_t>(used + gone, p->queued));
   pool_stock(p, -int(took), 0);
   ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
-  ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
+  if (p->route.peer_ip == cfg.host_ip) {  // a pool to our own reserved port: same-host connections
+    ctr.same_host.fetch_add(used, std::memory_order_relaxed);
+    ctr.same_host_steered.fetch_add(used, std::memory_order_relaxed);
+  } else {
+    ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
+  }
   if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
   if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
   return true;
