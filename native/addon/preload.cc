@@ -96,7 +96,7 @@ void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
   Container* c = pc->c;
   switch (m.type) {
     case SF_HELLO:
-      reply(pc, m.seq, SF_HELLO_OK, 0, -1, c->ip, 0, cfg.overlay_net, 0, cfg.overlay_prefix);
+      reply(pc, m.seq, SF_HELLO_OK, 0, -1, c->ip, 0, cfg.overlay_net, SF_FEAT_LISTEN_CLOSED, cfg.overlay_prefix);
       break;
     case SF_CONNECT: on_connect(pc, m); break;
     case SF_LISTEN: on_listen(pc, m, fds, nfds); break;

@@ -44,7 +44,9 @@ enum sf_msg_type {
                            when close() returns. Reply SF_LISTEN_CLOSED_OK.                    */
 
   /* broker -> preload (replies echo the request's seq) */
-  SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length. */
+  SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length,
+                           port_b = SF_FEAT_* bits (network order): requests this broker answers
+                           beyond the first ones (an older broker ignores unknown requests).  */
   SF_CONNECT_OK = 102,  /* status 0: one connected TCP socket attached (SCM_RIGHTS);
                            vip_a:port_a = virtual local address, vip_b:port_b = virtual peer.
                            status SF_STATUS_FALLBACK: not SlimFast's; connect the app's own
@@ -84,6 +86,7 @@ enum sf_msg_type {
    header, so nothing can have arrived on it (no liveness check needed). */
 #define SF_POOLED_DEFERRED 1
 
+#define SF_FEAT_LISTEN_CLOSED 1u /* SF_HELLO_OK.port_b: SF_LISTEN_CLOSED is answered */
 #define SF_CONNECT_POOLABLE 1u
 #define SF_LISTEN_STEERED 1u /* SF_LISTEN_OK.a: fetch the steered socket with SF_STEER_SOCKET */
 /* A pooled socket older than this is not used: the receiving host holds an established connection

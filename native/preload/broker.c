@@ -262,6 +262,7 @@ static int open_broker(struct sf_info *inf, int64_t deadline) {
   uint32_t p = (uint32_t)m.a;
   inf->mask = sf_prefix_mask(p);
   inf->net &= inf->mask;
+  inf->features = ntohs(m.port_b);
   SF_DEBUG("broker connection fd %d up (prefix /%u)", fd, p);
   return fd;
 fail:
@@ -443,7 +444,8 @@ int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep
    in a signal handler): then the broker notices the closed channel by itself a moment later. */
 void sf_broker_listen_closed(uint64_t chan_ino) {
   if (!chan_ino || pthread_mutex_trylock(&mu) != 0) return;
-  int live = cur && !cur->dead && owner_pid == getpid() && sf_now_ns() >= suspend_until;
+  int live = cur && !cur->dead && owner_pid == getpid() && sf_now_ns() >= suspend_until &&
+             (info.features & SF_FEAT_LISTEN_CLOSED); /* an older broker would not answer */
   pthread_mutex_unlock(&mu);
   if (!live) return;
   struct sf_msg req, rep;

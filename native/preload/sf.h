@@ -177,6 +177,7 @@ void sf_tab_atfork_child(void);
 /* ---------- broker.c ---------- */
 struct sf_info {
   uint32_t vip, net, mask; /* network order */
+  uint16_t features;       /* SF_FEAT_* from SF_HELLO_OK */
 };
 /* Make sure the broker connection is up (opening it lazily); fills *info. 0 or -1. */
 int sf_broker_info(struct sf_info *info);

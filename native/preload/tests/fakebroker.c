@@ -143,6 +143,7 @@ static void handle(int c) {
     r.vip_a = vip;
     r.vip_b = net;
     r.a = (uint64_t)prefix;
+    r.port_b = htons(SF_FEAT_LISTEN_CLOSED);
     send_fd_msg(c, &r, -1);
     return;
   }
@@ -201,6 +202,18 @@ static void handle(int c) {
     send_fd_msg(c, &r, sv[1]);
     close(sv[1]);
     LOG("listen %s", fx_fmt(&(struct sockaddr_in){AF_INET, m.port_a, {m.vip_a}, {0}}));
+    return;
+  }
+  if (m.type == SF_LISTEN_CLOSED) { /* as the broker: drop a channel nobody holds any more */
+    r.type = SF_LISTEN_CLOSED_OK;
+    for (int i = 0; i < nls; i++) {
+      struct pollfd p = {ls[i].bend, POLLIN, 0};
+      if (ls[i].ino == m.a && poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+        drop_listener(i);
+        break;
+      }
+    }
+    send_fd_msg(c, &r, -1);
     return;
   }
   if (m.type == SF_QUERY_CHANNEL) {
