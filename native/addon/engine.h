@@ -305,6 +305,7 @@ struct Engine {
   void dispatch(Ev* ev, uint32_t events);
   bool ensure_epoll(Error* err);
   bool ep_add(Ev& ev, uint32_t events);
+  bool ep_mod(Ev& ev, uint32_t events);  // change what ev is watched for
   void ep_del(Ev& ev);
   void bury(Obj* o);  // o is dead: free it after the current batch
   void collect_garbage();

@@ -56,6 +56,13 @@ bool Engine::ep_add(Ev& ev, uint32_t events) {
   return epoll_ctl(epfd, EPOLL_CTL_ADD, ev.fd, &e) == 0;
 }
 
+bool Engine::ep_mod(Ev& ev, uint32_t events) {
+  epoll_event e{};
+  e.events = events;
+  e.data.ptr = &ev;
+  return epoll_ctl(epfd, EPOLL_CTL_MOD, ev.fd, &e) == 0;
+}
+
 void Engine::ep_del(Ev& ev) {
   if (ev.fd >= 0 && epfd >= 0) epoll_ctl(epfd, EPOLL_CTL_DEL, ev.fd, nullptr);
 }

@@ -84,15 +84,13 @@ struct PoolBatch {
   int n = 0;
   int fds[kMax];
   sf_pooled msgs[kMax];
-  union Cmsg {
-    char buf[CMSG_SPACE(sizeof(int))];
-    cmsghdr align;
-  } cm[kMax];
+  FdCmsg cm[kMax];
   iovec iov[kMax];
   mmsghdr mh[kMax];
 };
 
 // Sends what b holds down p's channel; every fd in b is closed (ours were duplicates in flight).
+// A dead pool's channel is closed: the send fails and the sockets are reset.
 void Engine::flush_pool_batch(Pool* p, PoolBatch& b) {
   if (b.n == 0) return;
   for (int i = 0; i < b.n; i++) {
@@ -101,13 +99,7 @@ void Engine::flush_pool_batch(Pool* p, PoolBatch& b) {
     mh = msghdr{};
     mh.msg_iov = &b.iov[i];
     mh.msg_iovlen = 1;
-    mh.msg_control = b.cm[i].buf;
-    mh.msg_controllen = sizeof b.cm[i].buf;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &b.fds[i], sizeof(int));
+    attach_fd(mh, b.cm[i], b.fds[i]);
   }
   int sent = 0, err = 0;
   while (sent < b.n) {
@@ -183,8 +175,7 @@ void Engine::fill_pool(Pool* p) {
     }
     out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
   }
-  if (!p->dead) flush_pool_batch(p, b);
-  else for (int i = 0; i < b.n; i++) reset_close(b.fds[i]);
+  flush_pool_batch(p, b);
 }
 
 // A stocking connect that had to wait completed (o is unlinked already; fd is ours). Nothing goes
@@ -196,21 +187,11 @@ void Engine::pool_connected(OutConn* o, int fd) {
   p->backoff_ms = 0;
   p->retry_at = 0;
   make_blocking_fresh(fd);
-  sf_pooled msg = pooled_msg(p, false);
-  int e = send_buf(p->ev.fd, &msg, sizeof msg, fd);
-  if (e == 0) {
-    pool_stock(p, 1, 0);
-    inc(ctr.pool_stocked);
-    close_fd(fd);
-    return;
-  }
-  reset_close(fd);
-  if (e == EAGAIN || e == EWOULDBLOCK) {
-    // The process is not taking them: stock no more than it holds until it reports a take.
-    p->target = std::max<uint32_t>(1, p->queued);
-  } else {
-    kill_pool(p);  // its process closed the channel (exited); the EOF has not been read yet
-  }
+  PoolBatch b;  // a batch of one: the same send, counting and failure handling
+  b.fds[0] = fd;
+  b.msgs[0] = pooled_msg(p, false);
+  b.n = 1;
+  flush_pool_batch(p, b);
 }
 
 // Reads and counts up to max queued reports; true once the channel is closed (EOF or error).
@@ -231,8 +212,9 @@ bool Engine::read_reports(Pool* p, int max, bool* refill) {
 void Engine::on_pool(Pool* p) {
   bool refill = false;
   if (read_reports(p, 64, &refill)) return kill_pool(p);
-  if (refill) fill_pool(p);
-  if (!p->dead && refill) park_pool(p);
+  if (!refill) return;
+  fill_pool(p);
+  if (!p->dead) park_pool(p);
 }
 
 // After a refill, the channel's reports are not watched for a moment: the takes made meanwhile
@@ -241,11 +223,7 @@ void Engine::on_pool(Pool* p) {
 static constexpr int64_t kPoolParkNs = 1000000;  // 1 ms
 
 void Engine::park_pool(Pool* p) {
-  if (p->parked) return;
-  epoll_event e{};
-  e.events = EPOLLRDHUP;  // still told when the process closes it
-  e.data.ptr = &p->ev;
-  if (epoll_ctl(epfd, EPOLL_CTL_MOD, p->ev.fd, &e) != 0) return;
+  if (p->parked || !ep_mod(p->ev, EPOLLRDHUP)) return;  // still told when the process closes it
   p->parked = true;
   p->parked_ns = int64_t(mono_ns());
   parked_pools.push_back(p);
@@ -261,10 +239,7 @@ void Engine::unpark_pools(int64_t now_ns) {
     parked_pools[i] = parked_pools.back();
     parked_pools.pop_back();
     p->parked = false;
-    epoll_event e{};
-    e.events = EPOLLIN | EPOLLRDHUP;  // level-triggered: reports that came meanwhile fire at once
-    e.data.ptr = &p->ev;
-    epoll_ctl(epfd, EPOLL_CTL_MOD, p->ev.fd, &e);
+    ep_mod(p->ev, EPOLLIN | EPOLLRDHUP);  // level-triggered: reports that came meanwhile fire at once
   }
 }
 

@@ -73,6 +73,17 @@ void grow_sndbuf(int fd, int bytes) {
   if (!set_int_opt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytes)) set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
 }
 
+void attach_fd(msghdr& mh, FdCmsg& c, int fd) {
+  memset(&c, 0, sizeof c);
+  mh.msg_control = c.buf;
+  mh.msg_controllen = sizeof c.buf;
+  cmsghdr* h = CMSG_FIRSTHDR(&mh);
+  h->cmsg_level = SOL_SOCKET;
+  h->cmsg_type = SCM_RIGHTS;
+  h->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(h), &fd, sizeof fd);
+}
+
 int send_msg(int sock, const sf_msg& m, int fd) { return send_buf(sock, &m, sizeof m, fd); }
 
 int send_buf(int sock, const void* buf, size_t len, int fd) {
@@ -80,20 +91,8 @@ int send_buf(int sock, const void* buf, size_t len, int fd) {
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  union {
-    char buf[CMSG_SPACE(sizeof(int))];
-    cmsghdr align;
-  } u;
-  if (fd >= 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
+  FdCmsg u;
+  if (fd >= 0) attach_fd(mh, u, fd);
   for (;;) {
     ssize_t n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == ssize_t(len)) return 0;

@@ -30,6 +30,12 @@ void grow_sndbuf(int fd, int bytes);  // SO_SNDBUFFORCE (root), else SO_SNDBUF
 // Sends one sf_msg, optionally with one fd (SCM_RIGHTS), without blocking. 0 or an errno.
 int send_msg(int sock, const sf_msg& m, int fd);
 int send_buf(int sock, const void* buf, size_t len, int fd);  // one packet of len bytes, same rules
+// Room for one SCM_RIGHTS descriptor, and putting fd into it as mh's control data.
+union FdCmsg {
+  char buf[CMSG_SPACE(sizeof(int))];
+  cmsghdr align;
+};
+void attach_fd(msghdr& mh, FdCmsg& c, int fd);
 
 // IPv4 address of a sockaddr (AF_INET or v4-mapped AF_INET6), host order; 0 otherwise.
 uint32_t sockaddr_ip(const sockaddr_storage& ss, uint16_t* port_host);
