@@ -18,6 +18,9 @@ export interface HealthMsg {
   overlay: string;
   version: string;
   pid: number;
+  membership: string;
+  etcdState: string;
+  etcdError: string;
   uptimeSeconds: number;
 }
 

@@ -5,6 +5,7 @@ import type { ContainerMsg } from './api-types.js';
 import { formatCidr, parseCidr, parseIp } from './cidr.js';
 import { loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
 import { readNetnsIp } from './netns.js';
+import { EtcdMembership, type EtcdStatus } from './etcd-membership.js';
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
 import { serviceDefinition } from './proto.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
@@ -24,6 +25,14 @@ export interface DaemonOptions {
   logLevel?: string;
   /** Pre-established connections per process and peer at first (0 = none); see EngineOptions.poolDepth. */
   poolDepth?: number;
+  /** Membership from etcd instead of a peers file. */
+  etcd?: {
+    endpoints: string[];
+    prefix?: string;
+    clusterCidr?: string;
+    subnetLen?: number;
+    leaseTtl?: number;
+  };
 }
 
 /** Works out this host's subnet, the overlay and the other hosts from the options. */
@@ -60,6 +69,7 @@ export class Daemon {
   private layout: StateLayout;
   private readonly started = Date.now();
   private membership!: ReturnType<typeof resolveMembership>;
+  private etcd?: EtcdMembership;
   private stopping?: Promise<void>;
 
   constructor(private readonly opts: DaemonOptions, private readonly log = new Logger(opts.logLevel ?? 'info')) {
@@ -67,10 +77,15 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
-    this.membership = resolveMembership(this.opts);
-    const { self, others, overlay } = this.membership;
     const note = await claimStateDir(this.layout);
     if (note) this.log.info(note);
+    try {
+      this.membership = await this.joinCluster();
+    } catch (err) {
+      releaseStateDir(this.layout);
+      throw err;
+    }
+    const { self, others, overlay } = this.membership;
 
     const { Engine } = loadAddon();
     this.engine = new Engine();
@@ -96,8 +111,47 @@ export class Daemon {
     this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${others.length} peer(s), state dir ${this.layout.dir}`);
   }
 
+  /** Static membership (peers file or a lone host), or etcd's. */
+  private async joinCluster(): Promise<ReturnType<typeof resolveMembership>> {
+    const e = this.opts.etcd;
+    if (!e) return resolveMembership(this.opts);
+    if (this.opts.peersFile) throw new Error('--etcd and --peers exclude each other: membership comes from one of them');
+    parseIp(this.opts.hostIp);
+    this.etcd = new EtcdMembership({
+      endpoints: e.endpoints,
+      prefix: e.prefix,
+      hostIp: this.opts.hostIp,
+      port: this.opts.port,
+      subnet: this.opts.subnet,
+      clusterCidr: e.clusterCidr,
+      subnetLen: e.subnetLen,
+      ttlSeconds: e.leaseTtl,
+      cacheFile: this.layout.membershipFile,
+      log: (level, msg) => this.log[level](msg),
+    });
+    return this.etcd.start((others) => this.peersChanged(others));
+  }
+
+  /** etcd told of a host joining, leaving or moving. */
+  private peersChanged(others: HostEntry[]): void {
+    if (!this.engine || this.stopping) return;
+    const before = new Set(this.membership.others.map((h) => `${h.ip} ${h.subnet}`));
+    const after = new Set(others.map((h) => `${h.ip} ${h.subnet}`));
+    const joined = [...after].filter((x) => !before.has(x));
+    const left = [...before].filter((x) => !after.has(x));
+    this.membership.others = others;
+    this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
+    this.sync.setPeers(others);
+    this.log.info(`peers now ${others.length}${joined.length ? `; joined: ${joined.join(', ')}` : ''}${left.length ? `; left: ${left.join(', ')}` : ''}`);
+  }
+
+  etcdStatus(): EtcdStatus | undefined {
+    return this.etcd?.status();
+  }
+
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      await this.etcd?.close();
       this.sync?.stop();
       if (this.server) await new Promise<void>((resolve) => this.server!.tryShutdown(() => resolve()));
       this.engine?.stop();
@@ -144,6 +198,9 @@ export class Daemon {
         version: VERSION,
         pid: process.pid,
         uptimeSeconds: (Date.now() - this.started) / 1000,
+        membership: this.etcd ? 'etcd' : 'static',
+        etcdState: this.etcd?.status().state ?? '',
+        etcdError: this.etcd?.status().lastError ?? '',
       })),
       registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
         if (!req.id) throw new Error('a container id is required');

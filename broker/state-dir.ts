@@ -10,6 +10,8 @@ export interface StateLayout {
   controlSocket: string;
   pidFile: string;
   containersFile: string;
+  /** Last membership seen in etcd (a start while etcd is unreachable serves it). */
+  membershipFile: string;
   containersDir: string;
 }
 
@@ -20,6 +22,7 @@ export function stateLayout(dir: string): StateLayout {
     controlSocket: path.join(abs, 'slimfast.sock'),
     pidFile: path.join(abs, 'slimfast.pid'),
     containersFile: path.join(abs, 'containers.json'),
+    membershipFile: path.join(abs, 'membership.json'),
     containersDir: path.join(abs, 'containers'),
   };
 }

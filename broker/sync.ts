@@ -24,6 +24,7 @@ export interface PeerState {
 export class ListenerSync {
   private readonly local = new Set<string>();
   private readonly subscribers = new Set<net.Socket>();
+  private readonly subscriberIp = new WeakMap<net.Socket, string>();
   private readonly peers = new Map<string, PeerState & { socket?: net.Socket; timer?: NodeJS.Timeout; backoff: number }>();
   private pingTimer?: NodeJS.Timeout;
   private stopped = false;
@@ -35,12 +36,31 @@ export class ListenerSync {
   ) {}
 
   start(peers: HostEntry[]): void {
+    this.setPeers(peers);
+    this.pingTimer = setInterval(() => this.broadcast({ type: 'ping' }), PING_MS);
+  }
+
+  /** The peer set changed (etcd membership): subscribe to new hosts, let go of departed ones. */
+  setPeers(peers: HostEntry[]): void {
+    const wanted = new Map(peers.map((p) => [p.ip, p]));
+    for (const [ip, state] of this.peers) {
+      const next = wanted.get(ip);
+      if (next && next.port === state.peer.port) {
+        state.peer = next;
+        continue;
+      }
+      this.peers.delete(ip);
+      if (state.timer) clearTimeout(state.timer);
+      state.socket?.destroy();
+      this.engine.setRemoteListeners(ip, null);
+      for (const s of this.subscribers) if (this.subscriberIp.get(s) === ip) s.destroy();
+    }
     for (const peer of peers) {
+      if (this.peers.has(peer.ip)) continue;
       this.peers.set(peer.ip, { peer, synced: false, listeners: new Set(), backoff: 200 });
       this.engine.setRemoteListeners(peer.ip, null);
       this.subscribe(peer.ip);
     }
-    this.pingTimer = setInterval(() => this.broadcast({ type: 'ping' }), PING_MS);
   }
 
   stop(): void {
@@ -77,6 +97,7 @@ export class ListenerSync {
     socket.on('close', () => this.subscribers.delete(socket));
     socket.resume(); // subscribers send nothing after the header; read and drop anything else
     this.subscribers.add(socket);
+    this.subscriberIp.set(socket, peerIp);
     this.send(socket, { type: 'full', host: this.hostIp, listeners: [...this.local] });
   }
 
@@ -127,11 +148,13 @@ export class ListenerSync {
       } else {
         return;
       }
+      if (this.peers.get(peerIp) !== state) return;
       if (state.synced) this.engine.setRemoteListeners(peerIp, [...state.listeners]);
     });
     socket.on('error', (err) => this.log('debug', `listener sync with ${peerIp}: ${err.message}`));
     socket.on('close', () => {
       if (deadTimer) clearTimeout(deadTimer);
+      if (this.peers.get(peerIp) !== state) return; // the peer left (or left and came back anew)
       if (state.synced) this.log('warn', `lost listener sync with ${peerIp}; its connections take the ordinary path until it is back`);
       state.synced = false;
       state.listeners.clear();

@@ -11,7 +11,9 @@ const USAGE = `usage: slimfast <command> [options]
 
 commands:
   daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4]
-                       run this host's broker in the foreground until SIGTERM
+         [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
+                       run this host's broker in the foreground until SIGTERM; with --etcd, membership
+                       (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet
   status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
                                                register a container; prints JSON with the env to run under
@@ -56,7 +58,29 @@ async function daemon(args: string[]): Promise<number> {
     subnet: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     'pool-depth': { type: 'string', default: '4' },
+    etcd: { type: 'string' },
+    'etcd-prefix': { type: 'string' },
+    'cluster-cidr': { type: 'string' },
+    'subnet-len': { type: 'string' },
+    'lease-ttl': { type: 'string' },
   });
+  const intFlag = (name: string, lo: number, hi: number): number | undefined => {
+    if (v[name] === undefined) return undefined;
+    const n = Number(v[name]);
+    if (!Number.isInteger(n) || n < lo || n > hi) throw new UsageError(`--${name} must be ${lo}-${hi}, got "${String(v[name])}"`);
+    return n;
+  };
+  for (const f of ['etcd-prefix', 'cluster-cidr', 'subnet-len', 'lease-ttl']) {
+    if (v[f] !== undefined && v.etcd === undefined) throw new UsageError(`--${f} needs --etcd`);
+  }
+  const etcd = v.etcd === undefined ? undefined : {
+    endpoints: (v.etcd as string).split(',').map((e) => e.trim()).filter(Boolean),
+    prefix: v['etcd-prefix'] as string | undefined,
+    clusterCidr: v['cluster-cidr'] as string | undefined,
+    subnetLen: intFlag('subnet-len', 1, 30),
+    leaseTtl: intFlag('lease-ttl', 2, 3600),
+  };
+  if (etcd && etcd.endpoints.length === 0) throw new UsageError('--etcd needs at least one URL, e.g. --etcd http://10.0.0.5:2379');
   const poolDepth = Number(v['pool-depth']);
   if (!Number.isInteger(poolDepth) || poolDepth < 0 || poolDepth > 64) throw new UsageError(`--pool-depth must be 0-64 (0: no pre-established connections), got "${v['pool-depth']}"`);
   const d = new Daemon({
@@ -67,6 +91,7 @@ async function daemon(args: string[]): Promise<number> {
     subnet: v.subnet as string | undefined,
     logLevel: v['log-level'] as string,
     poolDepth,
+    etcd,
   });
   process.on('SIGPIPE', () => {});
   await d.start();
@@ -97,6 +122,7 @@ async function status(args: string[]): Promise<number> {
       return 0;
     }
     console.log(`host ${health.hostIp}:${health.port}  subnet ${health.subnet}  overlay ${health.overlay}  pid ${health.pid}  up ${health.uptimeSeconds.toFixed(0)} s`);
+    if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}`);
     printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
     printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));
     printTable('listeners', ['address', 'container', 'channels'], listeners.map((l) => [`${l.ip}:${l.port}`, l.containerId, l.channels]));

@@ -45,7 +45,12 @@ export interface TopologyOptions {
   /** With slimfast: register the containers' namespaces with the brokers (default true); false leaves that to e.g. slimfast-hook. */
   register?: boolean;
   port?: number;
+  /** Membership from a real etcd in the underlay switch's namespace instead of a peers file. */
+  etcd?: { leaseTtl?: number };
 }
+
+/** The underlay switch's address, where the lab's etcd listens. */
+export const ETCD_IP = '192.168.77.254';
 
 async function run(cmd: string, args: string[], opts: { input?: string; timeout?: number } = {}): Promise<string> {
   const r = await execa(cmd, args, { reject: false, timeout: opts.timeout ?? 30_000, input: opts.input });
@@ -109,6 +114,9 @@ export class Topology {
   private readonly namespaces: string[] = [];
   private readonly cleanups: (() => Promise<void>)[] = [];
   private destroyed = false;
+  private etcdOpts?: { leaseTtl?: number };
+  private underlay?: string;
+  private etcdProc?: ResultPromise;
 
   private constructor(port: number) {
     this.id = `${PREFIX}${process.pid}x${(counter++).toString(36)}${Math.random().toString(36).slice(2, 5)}`;
@@ -119,8 +127,10 @@ export class Topology {
   static async create(opts: TopologyOptions = {}): Promise<Topology> {
     await sweepStale();
     const t = new Topology(opts.port ?? 4800);
+    t.etcdOpts = opts.etcd;
     try {
       await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
+      if (opts.etcd) await t.startEtcd();
       if (opts.slimfast ?? true) {
         await t.startBrokers();
         if (opts.register ?? true) for (const c of t.containers) await t.register(c);
@@ -144,10 +154,12 @@ export class Topology {
 
   private async build(hostCount: number, perHost: number[]): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true });
-    const underlay = hostCount > 2 ? `${this.id}sw` : undefined;
+    const underlay = hostCount > 2 || this.etcdOpts ? `${this.id}sw` : undefined;
+    this.underlay = underlay;
     if (underlay) {
       await this.addNs(underlay);
       await run('ip', ['-n', underlay, 'link', 'add', 'sw0', 'type', 'bridge']);
+      if (this.etcdOpts) await run('ip', ['-n', underlay, 'addr', 'add', `${ETCD_IP}/24`, 'dev', 'sw0']);
       await run('ip', ['-n', underlay, 'link', 'set', 'sw0', 'up']);
     }
     for (let i = 1; i <= hostCount; i++) {
@@ -228,9 +240,57 @@ export class Topology {
     return file;
   }
 
+  get etcdUrl(): string {
+    return `http://${ETCD_IP}:2379`;
+  }
+
+  /** Starts (or restarts, on the same data dir) a one-member etcd in the underlay's namespace. */
+  async startEtcd(): Promise<void> {
+    if (!this.underlay) throw new Error('etcd needs the underlay switch namespace');
+    const dir = path.join(this.dir, 'etcd');
+    const peer = 'http://127.0.0.1:2380';
+    const child = execa('ip', ['netns', 'exec', this.underlay, 'etcd', '--name', 'lab', '--data-dir', dir,
+      '--listen-client-urls', this.etcdUrl, '--advertise-client-urls', this.etcdUrl,
+      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `lab=${peer}`], {
+      reject: false,
+      stdin: 'ignore',
+      stdout: { file: path.join(this.dir, 'etcd.log'), append: true },
+      stderr: { file: path.join(this.dir, 'etcd.log'), append: true },
+      cleanup: true,
+    });
+    this.etcdProc = child;
+    this.adopt(child);
+    await this.waitFor(async () => {
+      if (child.exitCode !== null) throw new GiveUp(`etcd exited with ${child.exitCode}; see ${path.join(this.dir, 'etcd.log')}`);
+      return (await this.etcdctl(['endpoint', 'health'])).exitCode === 0;
+    }, 20_000, 'etcd to serve');
+  }
+
+  async stopEtcd(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const p = this.etcdProc;
+    this.etcdProc = undefined;
+    if (!p) return;
+    p.kill(signal);
+    await p.catch(() => {});
+  }
+
+  etcdctl(args: string[]) {
+    return execa('ip', ['netns', 'exec', this.underlay ?? '', 'etcdctl', '--endpoints', this.etcdUrl, '--dial-timeout', '2s', ...args], {
+      reject: false,
+      timeout: 10_000,
+      env: { ETCDCTL_API: '3' },
+    });
+  }
+
+  /** How a broker learns its peers: the peers file, or etcd. */
+  private membershipArgs(h: Host): string[] {
+    if (!this.etcdOpts) return ['--peers', this.peersFile()];
+    return ['--etcd', this.etcdUrl, '--cluster-cidr', OVERLAY, '--subnet', h.subnet, '--lease-ttl', String(this.etcdOpts.leaseTtl ?? 10)];
+  }
+
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
     const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
-      '--port', String(this.port), '--peers', this.peersFile(),
+      '--port', String(this.port), ...this.membershipArgs(h),
       ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []), ...extra];
     const child = execa('ip', args, {
       reject: false,

@@ -55,6 +55,30 @@ test('a bad peers file is refused with the reason', async (t) => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+test('bad etcd options are refused with the reason, and an unreachable etcd without a cached view too', async (t) => {
+  const dir = tmp();
+  const base = ['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's')];
+  const r1 = await cli([...base, '--lease-ttl', '5']);
+  t.is(r1.exitCode, 2);
+  t.regex(r1.stderr, /--lease-ttl needs --etcd/);
+  const r2 = await cli([...base, '--etcd', 'http://127.0.0.1:1', '--lease-ttl', '1']);
+  t.is(r2.exitCode, 2);
+  t.regex(r2.stderr, /--lease-ttl must be 2-3600/);
+  const r3 = await cli([...base, '--etcd', '127.0.0.1:2379']);
+  t.is(r3.exitCode, 1);
+  t.regex(r3.stderr, /--etcd 127\.0\.0\.1:2379: expected a URL like http:/);
+  fs.writeFileSync(path.join(dir, 'peers.json'), '{"hosts": [{"ip": "127.0.0.1", "subnet": "10.1.0.0/24"}]}');
+  const r4 = await cli([...base, '--etcd', 'http://127.0.0.1:1', '--peers', path.join(dir, 'peers.json')]);
+  t.is(r4.exitCode, 1);
+  t.regex(r4.stderr, /--etcd and --peers exclude each other/);
+  // Port 1 on loopback: nothing listens there.
+  const r5 = await cli([...base, '--etcd', 'http://127.0.0.1:1']);
+  t.is(r5.exitCode, 1);
+  t.regex(r5.stderr, /cannot reach etcd at http:\/\/127\.0\.0\.1:1 .* no cached membership/);
+  t.false(fs.existsSync(path.join(dir, 's', 'slimfast.pid')), 'the state dir is released');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 test('commands against a missing broker fail fast with a hint', async (t) => {
   const dir = tmp();
   const started = Date.now();

@@ -1,0 +1,141 @@
+// Cluster mode on a real etcd (Debian's etcd-server) with three emulated hosts: brokers find each
+// other through subnet leases, a host that joins later becomes reachable without restarting anyone,
+// a dead broker drops out when its lease expires, and an etcd restart costs the data path nothing.
+import test, { type ExecutionContext } from 'ava';
+import { execa } from 'execa';
+import fs from 'node:fs';
+import path from 'node:path';
+import { CLI, type Container, type Host, Topology } from '../lab/topology.js';
+import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+
+const TTL = 3;
+let topo: Topology;
+let c3Server: ReturnType<Topology['spawn']> | undefined;
+
+test.before(async () => {
+  topo = await Topology.create({ hosts: 3, containers: [1, 1, 1], slimfast: false, etcd: { leaseTtl: TTL } });
+});
+
+test.after.always(async () => {
+  await topo?.destroy();
+});
+
+async function peersOf(h: Host): Promise<{ ip: string; synced: boolean }[]> {
+  return (await topo.status(h)).peers as { ip: string; synced: boolean }[];
+}
+
+async function waitPeers(h: Host, want: Host[], timeoutMs = 15_000): Promise<void> {
+  const ips = want.map((x) => x.ip).sort();
+  await topo.waitFor(async () => {
+    const p = await peersOf(h);
+    return JSON.stringify(p.map((x) => x.ip).sort()) === JSON.stringify(ips) && p.every((x) => x.synced);
+  }, timeoutMs, `${h.ns} to have peers [${ips.join(', ')}], synced`);
+}
+
+/** count echo connections from one container to another, checked to have gone over SlimFast. */
+async function echoOverSlimfast(t: ExecutionContext, from: Container, to: Container, port: number, count: number): Promise<void> {
+  const before = { k: await topo.counters(from.host), o: await topo.overlayPackets(from.host) };
+  const r = await topo.exec(from, [PY, CLIENT, 'echo', to.ip, String(port), String(count)], { timeout: 60_000 });
+  t.is(r.exitCode, 0, r.stderr);
+  const run = JSON.parse(r.stdout) as EchoRun;
+  t.deepEqual(run.errors, []);
+  t.is(run.results.filter((x) => x.echo_ok && x.peer === `${to.ip}:${port}`).length, count);
+  const after = { k: await topo.counters(from.host), o: await topo.overlayPackets(from.host) };
+  t.is(after.k.handed_out - before.k.handed_out, count, `${from.name} -> ${to.name}: every connection handed out by the broker`);
+  t.deepEqual(after.o, before.o, 'the VXLAN device carried no packets');
+}
+
+async function subnetKeys(): Promise<string[]> {
+  const r = await topo.etcdctl(['get', '--prefix', '--keys-only', '/slimfast/v1/subnets/']);
+  if (r.exitCode !== 0) throw new Error(`etcdctl: ${r.stderr}`);
+  return r.stdout.split('\n').filter(Boolean).map((k) => k.replace('/slimfast/v1/subnets/', '')).sort();
+}
+
+test.serial('brokers find each other through etcd subnet leases', async (t) => {
+  const [h1, h2] = topo.hosts;
+  await Promise.all([topo.startBroker(h1), topo.startBroker(h2)]);
+  await waitPeers(h1, [h2]);
+  await waitPeers(h2, [h1]);
+  t.deepEqual(await subnetKeys(), ['10.200.1.0-24', '10.200.2.0-24']);
+  const st = await topo.status(h1);
+  t.is(st.health.membership, 'etcd');
+  t.is(st.health.etcdState, 'connected');
+
+  const [c1, c2] = [topo.container('c1'), topo.container('c2')];
+  await topo.register(c1);
+  await topo.register(c2);
+  topo.spawn(c2, [PY, ECHO_SERVER, '7000']);
+  await topo.waitPort(c2, 7000);
+  await topo.waitListener(c2.ip, 7000);
+  await echoOverSlimfast(t, c1, c2, 7000, 20);
+});
+
+test.serial('a host that joins later is reachable without restarting anyone', async (t) => {
+  const [h1, h2, h3] = topo.hosts;
+  const pids = [(await topo.status(h1)).health.pid, (await topo.status(h2)).health.pid];
+  await topo.startBroker(h3);
+  await waitPeers(h1, [h2, h3]);
+  await waitPeers(h2, [h1, h3]);
+  await waitPeers(h3, [h1, h2]);
+  t.deepEqual([(await topo.status(h1)).health.pid, (await topo.status(h2)).health.pid], pids, 'hosts 1 and 2 kept their brokers');
+
+  const [c1, c3] = [topo.container('c1'), topo.container('c3')];
+  await topo.register(c3);
+  c3Server = topo.spawn(c3, [PY, ECHO_SERVER, '7300']);
+  await topo.waitPort(c3, 7300);
+  await topo.waitListener(c3.ip, 7300);
+  await echoOverSlimfast(t, c1, c3, 7300, 20);
+  await echoOverSlimfast(t, c3, topo.container('c2'), 7000, 10);
+});
+
+test.serial('a conflicting subnet claim or cluster network is refused with the reason', async (t) => {
+  const h3 = topo.hosts[2];
+  const daemon = (args: string[]) =>
+    execa('ip', ['netns', 'exec', h3.ns, process.execPath, CLI, 'daemon', '--host-ip', h3.ip, '--port', '4900',
+      '--state-dir', fs.mkdtempSync(path.join(topo.dir, 'conflict-')), '--etcd', topo.etcdUrl, ...args], { reject: false, timeout: 20_000 });
+  const taken = await daemon(['--subnet', '10.200.1.0/24']);
+  t.is(taken.exitCode, 1);
+  t.regex(taken.stderr, /--subnet 10\.200\.1\.0\/24 conflicts with 10\.200\.1\.0\/24, held by host 192\.168\.77\.1/);
+  const wrongNet = await daemon(['--cluster-cidr', '10.9.0.0/16']);
+  t.is(wrongNet.exitCode, 1);
+  t.regex(wrongNet.stderr, /--cluster-cidr 10\.9\.0\.0\/16 disagrees with the network 10\.200\.0\.0\/16/);
+  t.deepEqual(await subnetKeys(), ['10.200.1.0-24', '10.200.2.0-24', '10.200.3.0-24'], 'no record was added or lost');
+});
+
+test.serial('while etcd is down the brokers serve from their last view, and catch up when it returns', async (t) => {
+  const [h1, h2, h3] = topo.hosts;
+  await topo.stopEtcd('SIGKILL');
+  // Past two lease TTLs every broker has given its lease up for lost.
+  await topo.waitFor(async () => (await topo.status(h1)).health.etcdState === 'unreachable', 4 * TTL * 1000, 'host 1 to see etcd gone');
+  await new Promise((r) => setTimeout(r, 2 * TTL * 1000));
+  t.is((await peersOf(h1)).length, 2, 'host 1 still knows both peers');
+  await echoOverSlimfast(t, topo.container('c1'), topo.container('c2'), 7000, 10);
+
+  await topo.startEtcd();
+  for (const h of [h1, h2, h3]) {
+    await topo.waitFor(async () => (await topo.status(h)).health.etcdState === 'connected', 20_000, `${h.ns} to reach etcd again`);
+  }
+  t.deepEqual(await subnetKeys(), ['10.200.1.0-24', '10.200.2.0-24', '10.200.3.0-24'], 'every host holds its subnet again');
+  // The leases held after the restart are live ones: they outlast several TTLs.
+  await new Promise((r) => setTimeout(r, 2 * TTL * 1000));
+  t.deepEqual(await subnetKeys(), ['10.200.1.0-24', '10.200.2.0-24', '10.200.3.0-24']);
+  await echoOverSlimfast(t, topo.container('c3'), topo.container('c2'), 7000, 10);
+});
+
+test.serial('a broker that dies drops out when its lease expires', async (t) => {
+  const [h1, h2, h3] = topo.hosts;
+  const killedAt = Date.now();
+  await topo.stopBroker(h3, 'SIGKILL');
+  await waitPeers(h1, [h2], (TTL + 8) * 1000);
+  await waitPeers(h2, [h1], 5000);
+  t.deepEqual(await subnetKeys(), ['10.200.1.0-24', '10.200.2.0-24']);
+  t.log(`host 3 left the peer lists ${((Date.now() - killedAt) / 1000).toFixed(1)} s after its broker was killed (lease TTL ${TTL} s)`);
+
+  // Restarted on its state dir, it takes its subnet back and is a peer again. (Its listening app
+  // goes first: a steered listener keeps the reserved port bound while the broker is down.)
+  c3Server?.kill('SIGKILL');
+  await c3Server;
+  await topo.startBroker(h3);
+  await waitPeers(h1, [h2, h3]);
+  t.is((await topo.status(h3)).health.subnet, h3.subnet);
+});
