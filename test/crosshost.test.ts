@@ -208,3 +208,42 @@ test.serial('several threads accepting on one listener never mix up peers', asyn
   }
   t.true(threads.size >= 2, `accepted by ${threads.size} thread(s): ${[...threads].join(', ')}`);
 });
+
+test.serial('same-named containers on two hosts never get each other\'s connections, and an unregistered one leaves no listener behind', async (t) => {
+  const [h1, h2] = topo.hosts;
+  const [c1, c2, c3, c4] = ['c1', 'c2', 'c3', 'c4'].map((n) => topo.container(n));
+  // Container ids are per host: c4 registers on host 2 under the name c1 has on host 1.
+  const added = await topo.cli(['container', 'add', '--state-dir', h2.stateDir, '--id', 'c1', '--netns', c4.netnsPath]);
+  const env = (JSON.parse(added.stdout) as { env: Record<string, string> }).env;
+  try {
+    topo.spawn(c1, [PY, ECHO_SERVER, '7400']);
+    topo.spawn(c4, [PY, ECHO_SERVER, '7400'], { env });
+    for (const c of [c1, c4]) {
+      await topo.waitPort(c, 7400);
+      await topo.waitListener(c.ip, 7400);
+    }
+    const k0 = [await topo.counters(h1), await topo.counters(h2)];
+    for (const [from, to] of [[c3, c4], [c2, c1]]) {
+      const run = await echo(from.name, to.name, 7400, 10);
+      t.deepEqual(run.errors, []);
+      t.true(run.results.every((r) => r.echo_ok && r.server_local === `${to.ip}:7400`), `${from.name} -> ${to.name} reached ${to.name}`);
+    }
+    const k1 = [await topo.counters(h1), await topo.counters(h2)];
+    t.is(k1[0].handed_out - k0[0].handed_out, 10);
+    t.is(k1[1].handed_out - k0[1].handed_out, 10);
+
+    const remote = async () => (await topo.status(h1)).peers.find((p: { ip: string }) => p.ip === h2.ip).listeners as number;
+    const before = await remote();
+    await topo.cli(['container', 'rm', '--state-dir', h2.stateDir, '--id', 'c1']);
+    await topo.waitFor(async () => !(await topo.status(h2)).listeners.some((l: { ip: string }) => l.ip === c4.ip), 5000, 'host 2 to drop the listener');
+    await topo.waitFor(async () => (await remote()) === before - 1, 5000, 'host 1 to drop it from its view of host 2');
+    t.true((await topo.status(h1)).listeners.some((l: { ip: string; port: number }) => l.ip === c1.ip && l.port === 7400), 'host 1\'s c1 keeps its own');
+    // c4's server process still runs, but SlimFast no longer hands it anything.
+    const k2 = await topo.counters(h1);
+    const run = await echo('c3', 'c4', 7400, 3);
+    t.is(run.results.length + run.errors.length, 3, 'each connect finished');
+    t.is((await topo.counters(h1)).handed_out - k2.handed_out, 0, 'no connection was handed to the unregistered container');
+  } finally {
+    await topo.cli(['container', 'rm', '--state-dir', h2.stateDir, '--id', 'c1'], { reject: false });
+  }
+});
