@@ -15,6 +15,8 @@
         "native/addon/routing.cc",
         "native/addon/containers.cc",
         "native/addon/util.cc",
+        "native/addon/header_auth.cc",
+        "native/addon/cluster_checks.cc",
         "native/addon/steering.cc",
         "native/addon/steered.cc"
       ],

@@ -9,6 +9,7 @@ import { EtcdMembership, type EtcdStatus } from './etcd-membership.js';
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
 import { serviceDefinition } from './proto.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
+import { loadClusterKey } from './cluster-key.js';
 import { claimStateDir, releaseStateDir, stateLayout, type StateLayout } from './state-dir.js';
 import { ListenerSync } from './sync.js';
 import { Logger } from './log.js';
@@ -25,6 +26,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** Pre-established connections per process and peer at first (0 = none); see EngineOptions.poolDepth. */
   poolDepth?: number;
+  /** File holding the cluster key (broker/cluster-key.ts): headers are then signed and checked. */
+  clusterKeyFile?: string;
   /** Membership from etcd instead of a peers file. */
   etcd?: {
     endpoints: string[];
@@ -77,6 +80,13 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
+    // Before anything is claimed: a bad key file must cost nothing.
+    let clusterKey: Buffer | undefined;
+    if (this.opts.clusterKeyFile) {
+      const k = loadClusterKey(this.opts.clusterKeyFile);
+      if (k.warning) this.log.warn(k.warning);
+      clusterKey = k.key;
+    }
     const note = await claimStateDir(this.layout);
     if (note) this.log.info(note);
     try {
@@ -92,7 +102,7 @@ export class Daemon {
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
     this.engine.start(
       { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth,
-        debug: this.opts.logLevel === 'debug' },
+        clusterKey, debug: this.opts.logLevel === 'debug' },
       (ev) => this.onEngineEvent(ev),
     );
     this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));

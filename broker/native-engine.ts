@@ -27,7 +27,18 @@ export interface EngineOptions {
   /** Pooled connections to one peer, all processes together (1..65536, default 1024): the peer's
    *  kernel holds each idle one. */
   poolPeerMax?: number;
-
+  /** The cluster's shared secret, 16..64 bytes (32 random bytes recommended), the same on every
+   *  host. Each host's header key is then derived from it and the host's address, so no key is
+   *  announced; every header (SYNC included) must be signed by the member that owns its source
+   *  subnet, come from that member's address, be fresh (headerWindowMs) and not be a replay.
+   *  Refusals count as header_forged / header_stale / header_replayed / header_not_member (and
+   *  steer_bad_tag / steer_stale / steer_replayed / steer_not_member on the kernel's path).
+   *  Unset: random per-start host keys, announced in SYNC headers (docs/protocol.md). */
+  clusterKey?: Buffer;
+  /** With clusterKey: how old a header's nonce may be (default 30000 ms; at least 25000 with pools,
+   *  since a pooled header is sent up to 20 s after it was signed). Nonces more than 5 s in the
+   *  future are refused too, so hosts' clocks must agree to within a few seconds. */
+  headerWindowMs?: number;
 }
 
 export interface PeerRoute {
@@ -56,8 +67,14 @@ export type EngineEvent =
 
 export interface NativeEngine {
   /** 16 bytes: the key this engine signs pooled headers with (new at every start()). Peers learn it
-   *  from the tag of the SYNC header we subscribe with. */
+   *  from the tag of the SYNC header we subscribe with. Throws (EPERM) with a clusterKey: the
+   *  derived key is a secret; use syncHeader(). */
   hostKey(): Buffer;
+  /** The 48-byte SYNC header to send first on a subscription to a peer's reserved port; call it
+   *  for each connection (it carries a fresh nonce, and a peer refuses a header it has seen).
+   *  Without a clusterKey: key_id 1 and the tag = hostKey(), as always; with one: signed with this
+   *  host's derived key. Throws (ENOTCONN) before start(). */
+  syncHeader(): Buffer;
   /** Binds the reserved port and starts the epoll thread. Throws on failure (e.g. EADDRINUSE). */
   start(opts: EngineOptions, onEvent: (ev: EngineEvent) => void): void;
   /** Stops the thread and closes every socket it owns. Idempotent. */

@@ -5,7 +5,6 @@ import net from 'node:net';
 import readline from 'node:readline';
 import type { NativeEngine } from './native-engine.js';
 import type { HostEntry } from './peers.js';
-import { buildHeader, HDR_SYNC, KEY_HOST } from './header.js';
 
 const PING_MS = 2000;
 const DEAD_MS = 6000;
@@ -121,8 +120,9 @@ export class ListenerSync {
     };
     socket.setNoDelay(true);
     socket.once('connect', () => {
-      // The tag carries our host key: the peer checks our containers' pooled headers with it.
-      socket.write(buildHeader({ type: HDR_SYNC, keyId: KEY_HOST, tag: this.engine.hostKey() }));
+      // Without a cluster key the tag announces our host key (the peer checks our pooled headers
+      // with it); with one the header is signed with our derived key and carries a fresh nonce.
+      socket.write(this.engine.syncHeader());
       alive();
     });
     const lines = readline.createInterface({ input: socket });

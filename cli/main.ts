@@ -12,8 +12,11 @@ const USAGE = `usage: slimfast <command> [options]
 commands:
   daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4]
          [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
+         [--cluster-key FILE]
                        run this host's broker in the foreground until SIGTERM; with --etcd, membership
-                       (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet
+                       (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet; with
+                       --cluster-key (16-64 secret bytes, the same file on every host) every header is
+                       signed and checked, and hosts outside the membership are refused
   status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
                                                register a container; prints JSON with the env to run under
@@ -63,6 +66,7 @@ async function daemon(args: string[]): Promise<number> {
     'cluster-cidr': { type: 'string' },
     'subnet-len': { type: 'string' },
     'lease-ttl': { type: 'string' },
+    'cluster-key': { type: 'string' },
   });
   const intFlag = (name: string, lo: number, hi: number): number | undefined => {
     if (v[name] === undefined) return undefined;
@@ -92,6 +96,7 @@ async function daemon(args: string[]): Promise<number> {
     logLevel: v['log-level'] as string,
     poolDepth,
     etcd,
+    clusterKeyFile: v['cluster-key'] as string | undefined,
   });
   process.on('SIGPIPE', () => {});
   await d.start();

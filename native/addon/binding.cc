@@ -79,6 +79,33 @@ bool get_count(Napi::Object o, const char* key, uint32_t lo, uint32_t hi, uint32
   return true;
 }
 
+// The optional cluster key (a Buffer of SF_CLUSTER_KEY_MIN..MAX secret bytes) and its window.
+bool get_cluster_key(Napi::Object o, Config* cfg) {
+  Napi::Value v = o.Get("clusterKey");
+  if (!v.IsUndefined()) {
+    if (!v.IsBuffer()) {
+      throw_type(o.Env(), "start(opts): \"clusterKey\" must be a Buffer");
+      return false;
+    }
+    Napi::Buffer<uint8_t> b = v.As<Napi::Buffer<uint8_t>>();
+    if (b.Length() < SF_CLUSTER_KEY_MIN || b.Length() > SF_CLUSTER_KEY_MAX) {
+      throw_type(o.Env(), "start(opts): \"clusterKey\" must be " + std::to_string(SF_CLUSTER_KEY_MIN) + ".." +
+                              std::to_string(SF_CLUSTER_KEY_MAX) + " bytes, got " + std::to_string(b.Length()));
+      return false;
+    }
+    cfg->cluster_key.assign(b.Data(), b.Data() + b.Length());
+  }
+  if (!get_ms(o, "headerWindowMs", &cfg->header_window_ms)) return false;
+  if (cfg->header_window_ms < 1000 || (cfg->pool_depth > 0 && cfg->header_window_ms < SF_HDR_WINDOW_MIN_POOLED_MS)) {
+    throw_type(o.Env(), std::string("start(opts): \"headerWindowMs\" must be at least ") +
+                            (cfg->pool_depth > 0 ? std::to_string(SF_HDR_WINDOW_MIN_POOLED_MS) +
+                                                       " ms with pools (a pooled header is sent up to 20 s after it is signed)"
+                                                 : std::string("1000 ms")));
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -93,7 +120,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetRemoteListeners>("setRemoteListeners"),
                         InstanceMethod<&EngineWrap::Listeners>("listeners"),
                         InstanceMethod<&EngineWrap::Counters>("counters"),
-                        InstanceMethod<&EngineWrap::HostKey>("hostKey")});
+                        InstanceMethod<&EngineWrap::HostKey>("hostKey"),
+                        InstanceMethod<&EngineWrap::SyncHeader>("syncHeader")});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info)
@@ -132,7 +160,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         !get_ms(o, "headerTimeoutMs", &cfg.header_timeout_ms) ||
         !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms) ||
         !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) || !get_count(o, "poolMax", 1, 256, &cfg.pool_max) ||
-        !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max))
+        !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max) || !get_cluster_key(o, &cfg))
       return env.Undefined();
     if (!parse_ip(host, &cfg.host_ip)) return throw_type(env, "start: hostIp \"" + host + "\" is not an IPv4 address");
     if (!parse_cidr(overlay, &cfg.overlay_net, &cfg.overlay_prefix))
@@ -246,9 +274,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // The key this broker signs its containers' pooled headers with (set by start()); it goes to
-  // every peer in the SYNC header this broker subscribes with.
+  // every peer in the SYNC header this broker subscribes with. Not with a cluster key: then it is
+  // a secret that must never be sent.
   Napi::Value HostKey(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lk(eng_->mu);
+    if (eng_->clustered())
+      return throw_error(info.Env(), Error{EPERM, "hostKey(): with a cluster key the host key is secret; subscribe with syncHeader()"});
     return Napi::Buffer<uint8_t>::Copy(info.Env(), eng_->host_key, sizeof eng_->host_key);
+  }
+
+  // The 48-byte SYNC header to subscribe to a peer with (a new one each call: fresh nonce).
+  Napi::Value SyncHeader(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lk(eng_->mu);
+    if (!eng_->running()) return throw_error(info.Env(), Error{ENOTCONN, "syncHeader(): the engine is not started"});
+    sf_hdr h = eng_->sync_header();
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<const uint8_t*>(&h), sizeof h);
   }
 
   Napi::Value Counters(const Napi::CallbackInfo& info) {
@@ -271,7 +311,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("handed_in", Napi::Number::New(env, double(eng_->ctr.handed_in.load(std::memory_order_relaxed) + from_peers)));
     o.Set("steered", Napi::Number::New(env, double(steered)));
     o.Set("steer_to_broker", Napi::Number::New(env, double(st.no_header + st.not_steerable + st.no_key + st.no_listener + st.closed)));
-    o.Set("steer_bad_tag", Napi::Number::New(env, double(st.bad_tag)));
+    o.Set("steer_bad_tag", Napi::Number::New(env, double(st.bad_tag)));  // with a cluster key: forged, reset
+    o.Set("steer_stale", Napi::Number::New(env, double(st.stale)));
+    o.Set("steer_replayed", Napi::Number::New(env, double(st.replayed)));
+    o.Set("steer_not_member", Napi::Number::New(env, double(st.not_member)));
     o.Set("steer_dropped", Napi::Number::New(env, double(st.dropped)));
     // Not a counter the thread keeps: read from /proc when asked (nothing on the hot path).
     o.Set("engine_cpu_us", Napi::Number::New(env, double(eng_->thread_cpu_ns() / 1000)));

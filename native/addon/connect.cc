@@ -103,7 +103,7 @@ int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool
   return -1;
 }
 
-sf_hdr Engine::signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) const {
+sf_hdr Engine::signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) {
   sf_hdr h;
   memset(&h, 0, sizeof h);
   h.magic = htonl(SF_HDR_MAGIC);
@@ -115,8 +115,18 @@ sf_hdr Engine::signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t 
   h.src_port = htons(sport);
   h.src_vip = htonl(src);
   h.key_id = htonl(SF_KEY_HOST);
-  h.nonce = htobe64(realtime_ns());
+  h.nonce = htobe64(next_nonce());
   header_tag(h, host_key);
+  return h;
+}
+
+sf_hdr Engine::sync_header() {
+  if (clustered()) return signed_header(SF_HDR_SYNC, 0, 0, 0, 0);
+  // As the brokers without a cluster key always sent it: the tag is the key itself, the nonce
+  // the time in whole milliseconds.
+  sf_hdr h = signed_header(SF_HDR_SYNC, 0, 0, 0, 0);
+  h.nonce = htobe64(realtime_ns() / 1000000 * 1000000);
+  memcpy(h.tag, host_key, sizeof h.tag);
   return h;
 }
 

@@ -11,11 +11,16 @@
   X(same_host_steered) /* of those, steered by the kernel to the listener (not in handed_in)     */ \
   X(fallbacks)        /* CONNECT answered with SF_STATUS_FALLBACK                             */ \
   X(refused)          /* reserved-port CONNECT for an unknown listener (reset)                */ \
-  X(header_errors)    /* malformed, truncated or timed-out host headers                       */ \
+  X(header_errors)    /* malformed, truncated or timed-out host headers (and, without a cluster
+                         key, headers whose MAC failed)                                       */ \
+  X(header_forged)    /* cluster key: reserved-port headers whose MAC failed (reset)          */ \
+  X(header_stale)     /* cluster key: nonce outside the window (reset)                        */ \
+  X(header_replayed)  /* cluster key: (sender, nonce) accepted before (reset)                 */ \
+  X(header_not_member) /* cluster key: not from the member owning the source subnet (reset)    */ \
   X(connect_failures) /* cross-host connects that failed or timed out                         */ \
   X(plain_accepts)    /* ordinary clients accepted on an app's real listening socket          */ \
   X(channel_full)     /* connections reset because every channel of the listener was full     */ \
-  X(sync_streams)     /* SYNC streams handed to JS                                            */ \
+  X(sync_streams)     /* SYNC streams handed to JS (with a cluster key: once verified)        */ \
   X(bad_msgs)         /* malformed preload messages (connection closed)                       */ \
   X(listen_ok)        /* listener channels created                                            */ \
   X(events_dropped)   /* log events dropped because the event queue was full                  */ \

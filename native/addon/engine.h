@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <deque>
 #include <memory>
 #include <atomic>
 #include <cstdint>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "counters.h"
+#include "header_auth.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 
@@ -207,6 +209,10 @@ struct Config {
   uint32_t pool_peer_max = 1024;  // pooled connections to one peer, all processes together
   bool fast_open = true;      // TCP Fast Open: pooled sockets carry the header in their SYN
   bool steer = true;          // kernel steering to listeners (needs fast_open, CAP_BPF)
+  // Cluster key (SF_CLUSTER_KEY_MIN..MAX bytes) or empty: derived host keys and checked senders,
+  // nonces and replays (cluster_checks.cc). The window is how old a header's nonce may be.
+  std::vector<uint8_t> cluster_key;
+  int header_window_ms = SF_HDR_WINDOW_MS;
 };
 
 enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
@@ -275,9 +281,16 @@ struct Engine {
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
-  uint8_t host_key[16] = {};  // this broker's MAC key for the pooled headers its containers send
-  // A peer's host key (from its SYNC header) and the one before it: a restarted broker's processes
-  // may still send pooled headers signed with the old key for a while (pooled sockets live 20 s).
+  uint8_t host_key[16] = {};  // this broker's MAC key for the headers it sends (random, or derived)
+  uint8_t cluster_key_root[16] = {};  // with a cluster key: its root (cluster_root)
+  bool clustered() const { return !cfg.cluster_key.empty(); }
+  uint64_t last_nonce = 0;    // the last nonce signed: each new one is larger
+  ReplayCache seen;           // with a cluster key: headers accepted on the reserved port
+  uint64_t seen_inserts = 0;  // of those, recorded in the steering program's cache too
+  std::deque<std::pair<int64_t, uint64_t>> seen_rate;  // (ms, kernel cache inserts so far), per second
+  // Without a cluster key: a peer's host key (from its SYNC header) and the one before it: a
+  // restarted broker's processes may still send pooled headers signed with the old key for a while
+  // (pooled sockets live 20 s).
   struct PeerKey {
     std::array<uint8_t, 16> cur{}, prev{};
     bool has_prev = false;
@@ -289,7 +302,7 @@ struct Engine {
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
   uint16_t next_port = 32768;
-  int64_t last_log[8] = {};
+  int64_t last_log[10] = {};
   int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
   std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
   struct Bell {
@@ -322,6 +335,7 @@ struct Engine {
   void on_reserved();
   int read_header(int fd, HdrState& st);  // HDR_DONE / HDR_AGAIN / HDR_BAD
   void process_header(int fd, uint32_t peer_ip, const HdrState& st);
+  void learn_peer_key(uint32_t peer_ip, const sf_hdr& h);  // no cluster key: from a SYNC header
   void park_header(int fd, uint32_t peer_ip, const HdrState& st);
   void on_header(HeaderConn* h);
   void drop_header(HeaderConn* h, bool count_error);
@@ -351,7 +365,16 @@ struct Engine {
   int open_fast_connect(const Route& r, const sf_hdr& h, bool* pending);
   // A container header from this host, signed with host_key: source vIP src, destination dst:dport
   // (all zero for SF_HDR_POOLED, whose taker fills them in), source port sport. Host order.
-  sf_hdr signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) const;
+  sf_hdr signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport);
+  // The SYNC header to subscribe to a peer with: with a cluster key signed, else carrying host_key.
+  sf_hdr sync_header();
+
+  // cluster_checks.cc (with a cluster key)
+  uint64_t next_nonce();  // max(CLOCK_REALTIME, last + 1)
+  uint32_t header_owner(uint32_t peer_ip, const sf_hdr& h) const;  // 0: no member
+  AuthResult auth_header(uint32_t peer_ip, const sf_hdr& h);
+  void count_refusal(AuthResult r, uint32_t peer_ip);
+  void watch_seen_rate(int64_t now);  // warns when the kernel's replay cache may overflow
 
   // steered.cc
   void open_steering();          // after open_reserved(): load, attach, keys (logs why not)

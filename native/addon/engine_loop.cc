@@ -90,12 +90,20 @@ Error Engine::start(const Config& c, EventSink* s) {
   if (!ensure_epoll(&err)) return err;
   cfg = c;
   ctr.port.store(0);
-  // A fresh host key per start: pooled connections made before a restart die with their headers.
-  if (getrandom(host_key, sizeof host_key, 0) != ssize_t(sizeof host_key))
-    return Error{errno ? errno : EIO, std::string("getrandom: ") + strerror(errno)};
   peer_keys.clear();
-  // Our own pooled connections (same-host) come to our reserved port from our own address.
-  memcpy(peer_keys[cfg.host_ip].cur.data(), host_key, sizeof host_key);
+  seen.clear();
+  seen_rate.clear();
+  if (clustered()) {
+    // Every member computes every member's key; pooled connections survive a restart.
+    cluster_root(cfg.cluster_key.data(), cfg.cluster_key.size(), cluster_key_root);
+    derive_host_key(cluster_key_root, cfg.host_ip, host_key);
+  } else {
+    // A fresh host key per start: pooled connections made before a restart die with their headers.
+    if (getrandom(host_key, sizeof host_key, 0) != ssize_t(sizeof host_key))
+      return Error{errno ? errno : EIO, std::string("getrandom: ") + strerror(errno)};
+    // Our own pooled connections (same-host) come to our reserved port from our own address.
+    memcpy(peer_keys[cfg.host_ip].cur.data(), host_key, sizeof host_key);
+  }
   auto failed = [&](Error e) {
     close_core();
     if (by_id.empty()) {  // nothing else lives in the epoll set: leave no descriptor behind

@@ -21,6 +21,25 @@ bool Engine::PeerKey::ok(const sf_hdr& h) const {
   return header_tag_ok(h, cur.data()) || (has_prev && header_tag_ok(h, prev.data()));
 }
 
+// Without a cluster key, the tag of a SYNC header from a configured peer host is that host's key
+// for the headers its containers send.
+void Engine::learn_peer_key(uint32_t peer_ip, const sf_hdr& h) {
+  bool member = false;
+  for (auto& kv : routes) member = member || kv.second.peer_ip == peer_ip;
+  if (!member || ntohl(h.key_id) != SF_KEY_HOST) return;
+  std::array<uint8_t, 16> k;
+  memcpy(k.data(), h.tag, 16);
+  auto it = peer_keys.find(peer_ip);
+  if (it == peer_keys.end()) {
+    peer_keys[peer_ip].cur = k;
+  } else if (it->second.cur != k) {  // the peer's broker restarted
+    it->second.prev = it->second.cur;
+    it->second.has_prev = true;
+    it->second.cur = k;
+  }
+  update_steer_keys();
+}
+
 void HeaderConn::recycle(Engine& e) {
   if (e.free_hdr.size() < 1024) e.free_hdr.push_back(this); else delete this;
 }
@@ -160,23 +179,18 @@ int Engine::read_header(int fd, HdrState& st) {
 void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   sf_hdr h;
   memcpy(&h, st.buf, sizeof h);
+  if (clustered()) {
+    // Every header, SYNC included, is signed by a member for itself, fresh and new.
+    AuthResult a = auth_header(peer_ip, h);
+    if (a != AUTH_OK) {
+      count_refusal(a, peer_ip);
+      reset_close(fd);
+      return;
+    }
+  }
   if (h.type == SF_HDR_SYNC) {
     inc(ctr.sync_streams);
-    bool member = false;  // only a configured peer host may announce a key for its address
-    for (auto& kv : routes) member = member || kv.second.peer_ip == peer_ip;
-    if (member && ntohl(h.key_id) == SF_KEY_HOST) {  // the subscriber's key for its pooled headers
-      std::array<uint8_t, 16> k;
-      memcpy(k.data(), h.tag, 16);
-      auto it = peer_keys.find(peer_ip);
-      if (it == peer_keys.end()) {
-        peer_keys[peer_ip].cur = k;
-      } else if (it->second.cur != k) {  // the peer's broker restarted
-        it->second.prev = it->second.cur;
-        it->second.has_prev = true;
-        it->second.cur = k;
-      }
-      update_steer_keys();
-    }
+    if (!clustered()) learn_peer_key(peer_ip, h);
     SF_DLOG("sync stream from %s", ip_str(peer_ip).c_str());
     if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now
     return;
@@ -188,7 +202,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   // container's hands cannot turn into an unsigned CONNECT with another source vIP. A pooled header
   // is signed without the destination fields, which its process fills in.
   auto k = peer_keys.find(peer_ip);
-  if (st.pooled || k != peer_keys.end()) {
+  if (!clustered() && (st.pooled || k != peer_keys.end())) {
     sf_hdr signed_part = h;
     if (st.pooled) pooled_blank(signed_part);
     if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !k->second.ok(signed_part)) {

@@ -24,6 +24,7 @@
 #include <new>
 
 #include "engine.h"
+#include "steer_shared.h"
 #include "util.h"
 
 namespace sf {
@@ -33,7 +34,11 @@ void Engine::open_steering() {
   if (!cfg.steer || !cfg.fast_open) return;
   steer.reset(new (std::nothrow) Steering);
   if (!steer) return;
-  std::string why = steer->open();
+  // With a cluster key the program checks senders, nonces and replays as the broker does; if it
+  // cannot, nothing is steered (the broker checks everything itself).
+  std::string why = steer->open(clustered());
+  if (why.empty() && clustered())
+    why = steer->set_auth(uint64_t(cfg.header_window_ms) * 1000000ull, SF_HDR_FUTURE_NS);
   if (why.empty()) why = steer->attach(reserved.fd);
   if (!why.empty()) {
     logf(LOG_WARN, "kernel steering is off, the broker hands every connection over: %s", why.c_str());
@@ -45,14 +50,21 @@ void Engine::open_steering() {
 
 void Engine::update_steer_keys() {
   if (!steering()) return;
-  steer->set_key(htonl(cfg.local_net), cfg.local_prefix, host_key, nullptr);
+  steer->set_key(htonl(cfg.local_net), cfg.local_prefix, host_key, nullptr, htonl(cfg.host_ip));
   for (auto& kv : routes) {
     const Route& r = kv.second;
-    auto k = peer_keys.find(r.peer_ip);
-    if (k == peer_keys.end() || r.peer_ip == cfg.host_ip)
+    if (r.peer_ip == cfg.host_ip) {
       steer->drop_key(htonl(r.net), r.prefix);
-    else
-      steer->set_key(htonl(r.net), r.prefix, k->second.cur.data(), k->second.has_prev ? k->second.prev.data() : nullptr);
+    } else if (clustered()) {  // every member's key is known from the start
+      uint8_t key[16];
+      derive_host_key(cluster_key_root, r.peer_ip, key);
+      steer->set_key(htonl(r.net), r.prefix, key, nullptr, htonl(r.peer_ip));
+    } else if (auto k = peer_keys.find(r.peer_ip); k != peer_keys.end()) {
+      steer->set_key(htonl(r.net), r.prefix, k->second.cur.data(), k->second.has_prev ? k->second.prev.data() : nullptr,
+                     htonl(r.peer_ip));
+    } else {
+      steer->drop_key(htonl(r.net), r.prefix);
+    }
   }
 }
 
@@ -179,12 +191,30 @@ void Engine::tend_steering(int64_t now) {
   }
   if (now < next_sweep || !steering()) return;
   next_sweep = now + 1000;
+  if (clustered()) {
+    if (!steer->refresh_clock() && ratelimit(8)) logf(LOG_WARN, "steering clock offset: %s", strerror(errno));
+    watch_seen_rate(now);
+  }
   // A steered socket closed behind the broker's back (its process died, it was shut down, or the
   // channel-less listener left after exec was closed): its connections go to slot 0 now.
   std::vector<Listener*> gone;
   for (auto& kv : table)
     if (kv.second->steer_slot > 0 && !steer->slot_open(kv.second->steer_slot)) gone.push_back(kv.second);
   for (Listener* l : gone) remove_listener(l, true);
+}
+
+// The kernel's replay cache evicts its least recently inserted entries when full: a header evicted
+// while still inside the window could be replayed once on the steered path. Say so when the last
+// window's inserts exceed its size.
+void Engine::watch_seen_rate(int64_t now) {
+  uint64_t total = steer->stats().steered + seen_inserts;
+  seen_rate.emplace_back(now, total);
+  while (seen_rate.size() > 1 && seen_rate.front().first < now - cfg.header_window_ms - 1000) seen_rate.pop_front();
+  uint64_t in_window = total - seen_rate.front().second;
+  if (in_window > SF_STEER_MAX_SEEN && ratelimit(9))
+    logf(LOG_WARN, "%llu headers in the last %d ms exceed the kernel's replay cache (%d): the oldest may be "
+         "replayable on the steered path until they leave the window",
+         (unsigned long long)in_window, cfg.header_window_ms, SF_STEER_MAX_SEEN);
 }
 
 }  // namespace sf

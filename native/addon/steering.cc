@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <vector>
 
@@ -81,12 +82,13 @@ Steering::~Steering() { close_all(); }
 void Steering::close_all() {
   if (obj_) bpf_object__close(obj_);  // closes the program and map fds
   obj_ = nullptr;
-  prog_fd_ = socks_fd_ = dsts_fd_ = keys_fd_ = stats_fd_ = -1;
+  prog_fd_ = socks_fd_ = dsts_fd_ = keys_fd_ = stats_fd_ = auth_fd_ = seen_fd_ = -1;
+  auth_prog_ = auth_on_ = false;
   used_.clear();
 }
 
-std::string Steering::open() {
-  if (obj_) return "";
+std::string Steering::open(bool auth) {
+  if (obj_) return auth == auth_prog_ ? "" : "steering is open with the other program";
   static std::once_flag print_once;
   std::call_once(print_once, [] { libbpf_set_print(libbpf_print); });
   std::string said;
@@ -95,8 +97,16 @@ std::string Steering::open() {
   LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "sf_steer");
   bpf_object* obj = bpf_object__open_mem(sf_steer_bpf_obj, sf_steer_bpf_obj_len, &oo);
   int e = obj ? 0 : errno;
+  bpf_program* plain = obj ? bpf_object__find_program_by_name(obj, "sf_steer") : nullptr;
+  bpf_program* strict = obj ? bpf_object__find_program_by_name(obj, "sf_steer_auth") : nullptr;
+  bpf_map* seen = obj ? bpf_object__find_map_by_name(obj, "seen") : nullptr;
   if (!obj) {
     err = std::string("cannot open the embedded steering object: ") + strerror(e);
+  } else if (!plain || !strict || !seen) {
+    err = "the embedded steering object lacks a program or the seen map";
+  } else if (bpf_program__set_autoload(auth ? plain : strict, false) < 0 ||
+             (!auth && bpf_map__set_max_entries(seen, 1) < 0)) {  // no replay cache without auth
+    err = "cannot choose the steering program";
   } else if (int r = bpf_object__load(obj); r < 0) {
     e = -r;
     err = std::string("cannot load the steering program: ") + strerror(e) + errno_hint(e);
@@ -108,13 +118,15 @@ std::string Steering::open() {
     return s.empty() ? err : err + " [libbpf: " + s + "]";
   }
   obj_ = obj;
-  bpf_program* p = bpf_object__find_program_by_name(obj, "sf_steer");
-  prog_fd_ = p ? bpf_program__fd(p) : -1;
+  auth_prog_ = auth;
+  prog_fd_ = bpf_program__fd(auth ? strict : plain);
   socks_fd_ = bpf_object__find_map_fd_by_name(obj, "socks");
   dsts_fd_ = bpf_object__find_map_fd_by_name(obj, "dsts");
   keys_fd_ = bpf_object__find_map_fd_by_name(obj, "keys");
   stats_fd_ = bpf_object__find_map_fd_by_name(obj, "stats");
-  if (prog_fd_ < 0 || socks_fd_ < 0 || dsts_fd_ < 0 || keys_fd_ < 0 || stats_fd_ < 0) {
+  auth_fd_ = bpf_object__find_map_fd_by_name(obj, "auth");
+  seen_fd_ = bpf_object__find_map_fd_by_name(obj, "seen");
+  if (prog_fd_ < 0 || socks_fd_ < 0 || dsts_fd_ < 0 || keys_fd_ < 0 || stats_fd_ < 0 || auth_fd_ < 0 || seen_fd_ < 0) {
     close_all();
     return "the embedded steering object lacks its program or a map";
   }
@@ -190,11 +202,13 @@ static bool net_key(uint32_t net_be, int prefix, sf_steer_net* k) {
   return true;
 }
 
-bool Steering::set_key(uint32_t net_be, int prefix, const uint8_t cur[16], const uint8_t* prev16_or_null) {
+bool Steering::set_key(uint32_t net_be, int prefix, const uint8_t cur[16], const uint8_t* prev16_or_null,
+                       uint32_t host_be) {
   sf_steer_net k;
   if (!obj_ || !net_key(net_be, prefix, &k)) return false;
   sf_steer_key v{};
   memcpy(v.cur, cur, 16);
+  v.host = host_be;
   if (prev16_or_null) {
     memcpy(v.prev, prev16_or_null, 16);
     v.has_prev = 1;
@@ -205,6 +219,54 @@ bool Steering::set_key(uint32_t net_be, int prefix, const uint8_t cur[16], const
 void Steering::drop_key(uint32_t net_be, int prefix) {
   sf_steer_net k;
   if (obj_ && net_key(net_be, prefix, &k)) bpf_map_delete_elem(keys_fd_, &k);
+}
+
+int64_t tai_offset_ns() {
+  timespec tai, real;
+  clock_gettime(CLOCK_TAI, &tai);
+  clock_gettime(CLOCK_REALTIME, &real);
+  int64_t d = (int64_t(tai.tv_sec) - real.tv_sec) * 1000000000ll + (tai.tv_nsec - real.tv_nsec);
+  // The kernel's TAI offset is whole seconds: rounding removes the time between the two reads.
+  return (d >= 0 ? (d + 500000000ll) : (d - 500000000ll)) / 1000000000ll * 1000000000ll;
+}
+
+static bool write_auth(int fd, uint64_t window_ns, uint64_t future_ns, int64_t offset) {
+  uint32_t zero = 0;
+  sf_steer_auth a{};
+  a.on = 1;
+  a.tai_offset_ns = offset;
+  a.window_ns = window_ns;
+  a.future_ns = future_ns;
+  return bpf_map_update_elem(fd, &zero, &a, BPF_ANY) == 0;
+}
+
+std::string Steering::set_auth(uint64_t window_ns, uint64_t future_ns) {
+  if (!obj_ || !auth_prog_) return "the steering program without sender checks is loaded";
+  int64_t off = tai_offset_ns();
+  if (!write_auth(auth_fd_, window_ns, future_ns, off)) return std::string("auth map: ") + strerror(errno);
+  window_ns_ = window_ns;
+  future_ns_ = future_ns;
+  tai_offset_ns_ = off;
+  auth_on_ = true;
+  return "";
+}
+
+bool Steering::refresh_clock() {
+  if (!auth_on_) return true;
+  int64_t off = tai_offset_ns();
+  if (off == tai_offset_ns_) return true;
+  if (!write_auth(auth_fd_, window_ns_, future_ns_, off)) return false;
+  tai_offset_ns_ = off;
+  return true;
+}
+
+int Steering::remember(uint32_t host_be, uint64_t nonce_wire) {
+  if (!auth_on_) return ENODEV;
+  sf_steer_seen k{};
+  k.host = host_be;
+  k.nonce = nonce_wire;
+  uint32_t one = 1;
+  return bpf_map_update_elem(seen_fd_, &k, &one, BPF_NOEXIST) == 0 ? 0 : errno;
 }
 
 SteerStats Steering::stats() const {

@@ -10,6 +10,11 @@
  * If slot 0 cannot be selected either, the SYN is dropped: returning SK_PASS without a selection
  * would let the kernel pick a member by hash, i.e. possibly another application's socket.
  *
+ * Two programs share the code: sf_steer (no cluster key) and sf_steer_auth, which also requires
+ * the SYN to come from the host owning the source vIP's subnet and the nonce to be fresh and new,
+ * and drops the SYN (a reset) when it is not. The loader loads one of them; only sf_steer_auth
+ * needs bpf_ktime_get_tai_ns() (Linux 6.1).
+ *
  * Build: clang -O2 -g -target bpf -ffreestanding (clang's own <stdint.h>) -I<multiarch include>.
  * The object is embedded into the addon (binding.gyp) and loaded by native/addon/steering.cc.
  */
@@ -44,6 +49,21 @@ struct {
   __type(key, struct sf_steer_net);
   __type(value, struct sf_steer_key);
 } keys SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct sf_steer_auth);
+} auth SEC(".maps");
+
+/* The loader shrinks it to one entry when sf_steer (no cluster key) is the program loaded. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, SF_STEER_MAX_SEEN);
+  __type(key, struct sf_steer_seen);
+  __type(value, __u32);
+} seen SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -136,8 +156,21 @@ union hdr_buf {
   __u64 w[SF_HDR_LEN / 8];
 };
 
-/* Which stat this SYN counts in; *slot is set for SF_ST_STEERED. */
-static __always_inline int classify(struct sk_reuseport_md *ctx, __u32 *slot) {
+/* The auth checks' clock: CLOCK_REALTIME, as the senders' nonces. */
+static __always_inline int fresh(const struct sf_steer_auth *a, __u64 nonce_be) {
+  __s64 age = (__s64)(bpf_ktime_get_tai_ns() - a->tai_offset_ns - bpf_be64_to_cpu(nonce_be));
+  return age <= (__s64)a->window_ns && -age <= (__s64)a->future_ns;
+}
+
+/* What classify() found besides the stat: the slot for SF_ST_STEERED; with auth on, strict is set
+   and seen is the header's replay-cache key once its tag verified. */
+struct verdict {
+  __u32 slot;
+  __u32 strict;
+  struct sf_steer_seen seen;
+};
+
+static __always_inline int classify(struct sk_reuseport_md *ctx, int with_auth, struct verdict *v) {
   /* ctx->data is the TCP header: its data offset nibble says where the SYN's payload starts. */
   __u8 doff_byte;
   if (bpf_skb_load_bytes(ctx, 12, &doff_byte, 1)) return SF_ST_NO_HEADER;
@@ -159,32 +192,69 @@ static __always_inline int classify(struct sk_reuseport_md *ctx, __u32 *slot) {
   struct sf_steer_key *k = bpf_map_lookup_elem(&keys, &net);
   if (!k) return SF_ST_NO_KEY;
 
+  const struct sf_steer_auth *a = 0;
+  if (with_auth) {
+    __u32 zero = 0;
+    a = bpf_map_lookup_elem(&auth, &zero);
+    if (a && !a->on) a = 0;
+  }
+  if (a) {
+    v->strict = 1;
+    /* ... and only from its own address: every holder of the cluster key can sign for any
+       subnet, the address is what the member list vouches for. */
+    __u32 saddr;
+    if (ctx->eth_protocol != bpf_htons(0x0800 /* ETH_P_IP */) ||
+        bpf_skb_load_bytes_relative(ctx, 12 /* iphdr.saddr */, &saddr, 4, BPF_HDR_START_NET) ||
+        saddr != k->host)
+      return SF_ST_NOT_MEMBER;
+  }
+
   /* Bytes 8..15 (dst_vip, dst_port, src_port) are word 1: zero in a POOLED header's MAC. */
   __u64 m[4] = {le64(u.w[0]), u.h.type == SF_HDR_POOLED ? 0 : le64(u.w[1]), le64(u.w[2]), le64(u.w[3])};
   __u64 t0 = le64(u.w[4]), t1 = le64(u.w[5]);
   if (!tag_ok(m, k->cur, t0, t1) && !(k->has_prev && tag_ok(m, k->prev, t0, t1))) return SF_ST_BAD_TAG;
 
+  if (a) {
+    if (!fresh(a, u.h.nonce)) return SF_ST_STALE;
+    v->seen.host = k->host;
+    v->seen.nonce = u.h.nonce;
+  }
+
   struct sf_steer_dst d = {.vip = u.h.dst_vip, .port = u.h.dst_port, .pad = 0};
   __u32 *s = bpf_map_lookup_elem(&dsts, &d);
   if (!s) return SF_ST_NO_LISTENER;
-  *slot = *s;
+  v->slot = *s;
   return SF_ST_STEERED;
 }
 
-SEC("sk_reuseport")
-int sf_steer(struct sk_reuseport_md *ctx) {
-  __u32 slot = 0;
-  int why = classify(ctx, &slot);
+static __always_inline int steer(struct sk_reuseport_md *ctx, int with_auth) {
+  struct verdict v = {};
+  int why = classify(ctx, with_auth, &v);
   if (why == SF_ST_STEERED) {
-    if (slot != 0 && bpf_sk_select_reuseport(ctx, &socks, &slot, 0) == 0) {
+    if (v.slot != 0 && bpf_sk_select_reuseport(ctx, &socks, &v.slot, 0) == 0) {
+      /* Recorded only now that it goes to the application: a header handed to slot 0 instead is
+         recorded by the broker, which would otherwise take it for a replay. */
+      __u32 one = 1;
+      if (v.strict && bpf_map_update_elem(&seen, &v.seen, &one, BPF_NOEXIST)) {
+        count(SF_ST_REPLAYED);
+        return SK_DROP;
+      }
       count(SF_ST_STEERED);
       return SK_PASS;
     }
     why = SF_ST_CLOSED; /* the slot is empty (its socket closed) or not in this group */
   }
   count(why);
+  /* With auth a header that fails a check is refused here: the broker would only refuse it too. */
+  if (v.strict && (why == SF_ST_BAD_TAG || why == SF_ST_STALE || why == SF_ST_NOT_MEMBER)) return SK_DROP;
   __u32 zero = 0;
   if (bpf_sk_select_reuseport(ctx, &socks, &zero, 0) == 0) return SK_PASS;
   count(SF_ST_DROPPED);
   return SK_DROP;
 }
+
+SEC("sk_reuseport")
+int sf_steer(struct sk_reuseport_md *ctx) { return steer(ctx, 0); }
+
+SEC("sk_reuseport")
+int sf_steer_auth(struct sk_reuseport_md *ctx) { return steer(ctx, 1); }

@@ -120,7 +120,9 @@ SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 
 enum sf_hdr_type {
   SF_HDR_CONNECT = 1, /* a container connection: hand this socket to the listener of dst */
-  SF_HDR_SYNC = 2,    /* a broker-to-broker control stream (listener table sync)           */
+  SF_HDR_SYNC = 2,    /* a broker-to-broker control stream (listener table sync). key_id =
+                         SF_KEY_HOST; without a cluster key the tag is the subscriber's key, with
+                         one it is the MAC of bytes 0..31 under the subscriber's derived key.  */
   SF_HDR_POOLED = 3,  /* a pre-established container connection: signed by the broker, completed
                          and sent by the process that takes the socket, which fills in dst_vip,
                          dst_port and src_port. key_id = SF_KEY_HOST; the tag covers bytes
@@ -131,10 +133,31 @@ enum sf_hdr_type {
                          connections the kernel did not steer). Signed like CONNECT.          */
 };
 
-/* key_id values. SF_KEY_HOST: the sending broker's own random key (SipHash-2-4, 128-bit tag over
-   bytes 0..31), which it announces to each peer in the tag of the SYNC header it subscribes with. */
+/* key_id values. SF_KEY_HOST: the sending host's key (SipHash-2-4, 128-bit tag over bytes 0..31).
+   Without a cluster key it is the broker's own random key, which it announces to each peer in the
+   tag of the SYNC header it subscribes with. With one (below) it is derived from the cluster key
+   and the host's address, every member computes every other member's, and the SYNC header is
+   signed like the others: nothing secret is ever sent. */
 #define SF_KEY_NONE 0u
 #define SF_KEY_HOST 1u
+
+/* Cluster key (16..64 secret bytes, the same on every host; docs/protocol.md "Cluster key"):
+ *   root         = its first 16 bytes; then for each further chunk c of up to 16 bytes,
+ *                  root = SipHash-2-4-128(root, c)
+ *   host key(ip) = SipHash-2-4-128(root, SF_HOST_KEY_LABEL (20 bytes) || ip (4 bytes, network order))
+ * A receiver then also refuses a header whose nonce is older than the window (SF_HDR_WINDOW_MS by
+ * default) or more than SF_HDR_FUTURE_NS ahead of its own clock, one whose (sending host, nonce)
+ * it accepted before, and one from an address that is not the member owning the source vIP's
+ * subnet (for SYNC: not a member). Senders keep their nonces unique (strictly increasing). */
+#define SF_HOST_KEY_LABEL "slimfast host key v1"
+#define SF_HOST_KEY_LABEL_LEN 20
+#define SF_CLUSTER_KEY_MIN 16
+#define SF_CLUSTER_KEY_MAX 64
+/* A pooled header is signed when its socket is made and sent when a process takes it, at most
+   SF_POOL_MAX_AGE_NS (20 s) later: the window must be longer, with room for clock skew. */
+#define SF_HDR_WINDOW_MS 30000
+#define SF_HDR_WINDOW_MIN_POOLED_MS 25000
+#define SF_HDR_FUTURE_NS (5ull * 1000000000ull)
 
 /* Byte layout, all integers big-endian, addresses and ports as on the wire:
  *  off size field
@@ -147,7 +170,7 @@ enum sf_hdr_type {
  *   14    2 src_port
  *   16    4 src_vip    stamped by the client's broker from the container's registration
  *   20    4 key_id     0 = unauthenticated
- *   24    8 nonce      sender's CLOCK_REALTIME in ns (freshness / replay window)
+ *   24    8 nonce      sender's CLOCK_REALTIME in ns, unique per sender (freshness / replay window)
  *   32   16 tag        MAC over bytes 0..31 when key_id != 0, else zero
  */
 struct sf_hdr {

@@ -6,7 +6,8 @@
 // Two engines run in this process as two "hosts": E1 on 127.0.0.1 (subnet 10.99.0.0/24,
 // containers a=10.99.0.2, b=10.99.0.3) and E2 on 127.0.0.2 (subnet 10.98.0.0/24, container
 // c=10.98.0.2), each the other's peer, so the cross-host path goes through a real reserved port.
-// Preloads are played by sfclient (built here with gcc). Exits non-zero on any failure.
+// Preloads are played by sfclient (built here with gcc). cluster_key.mjs adds two engines E3/E4
+// (127.0.0.4, 127.0.0.5) that share a cluster key. Exits non-zero on any failure.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -16,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { clusterKeyTests } from './cluster_key.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..', '..');
@@ -24,6 +26,7 @@ const require = createRequire(import.meta.url);
 const { Engine } = require(process.env.SLIMFAST_ADDON ?? path.join(root, 'build', 'Release', 'slimfast_addon.node'));
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-selftest-'));
+process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true })); // also when a step throws
 const sfclient = path.join(tmp, 'sfclient');
 execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-o', sfclient, path.join(here, 'sfclient.c')], {
   stdio: 'inherit',
@@ -31,6 +34,10 @@ execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'),
 // The header MAC against SipHash's reference vector (exits non-zero and says why on failure).
 execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-o', path.join(tmp, 'siphash_test'), path.join(here, 'siphash_test.c')], { stdio: 'inherit' });
 execFileSync(path.join(tmp, 'siphash_test'), { stdio: 'inherit' });
+// Cluster-key derivation and the replay cache, alone.
+execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(here, '..'), '-o', path.join(tmp, 'header_auth_test'),
+  path.join(here, 'header_auth_test.cc'), path.join(here, '..', 'header_auth.cc')], { stdio: 'inherit' });
+execFileSync(path.join(tmp, 'header_auth_test'), { stdio: 'inherit' });
 
 const verbose = process.argv.includes('-v');
 let passed = 0;
@@ -133,7 +140,7 @@ async function client(sock) {
 function ipnum(s) {
   return s.split('.').reduce((a, p) => a * 256 + Number(p), 0) >>> 0;
 }
-function header({ type = 1, dst = '0.0.0.0', dport = 0, src = '0.0.0.0', sport = 0, len = 48, keyId = 0, tag = null } = {}) {
+function header({ type = 1, dst = '0.0.0.0', dport = 0, src = '0.0.0.0', sport = 0, len = 48, keyId = 0, tag = null, nonce = null } = {}) {
   const b = Buffer.alloc(48);
   b.writeUInt32BE(0x534c4631, 0);
   b.writeUInt8(1, 4);
@@ -144,7 +151,7 @@ function header({ type = 1, dst = '0.0.0.0', dport = 0, src = '0.0.0.0', sport =
   b.writeUInt16BE(sport, 14);
   b.writeUInt32BE(ipnum(src), 16);
   b.writeUInt32BE(keyId, 20);
-  b.writeBigUInt64BE(BigInt(Date.now()) * 1000000n, 24);
+  b.writeBigUInt64BE(nonce ?? BigInt(Date.now()) * 1000000n, 24);
   if (tag) tag.copy(b, 32);
   return b;
 }
@@ -580,6 +587,9 @@ check(await until(() => ev2.some((e) => e.type === 'listener' && e.op === 'remov
 r = await C.cmd('hello');
 check(r.error === 'eof' || /reset|pipe/i.test(r.error ?? ''), "removeContainer closes the container's preload connections", r);
 check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counters().preload_conns === 0, 'E2 tables empty', [E2.listeners(), E2.counters()]);
+
+// ---------- cluster key (cluster_key.mjs) ----------
+await clusterKeyTests({ Engine, E1, overlay, check, throwsLike, until, raw, header, client, sock });
 
 // ---------- stop ----------
 for (const c of clients) await c.quit();

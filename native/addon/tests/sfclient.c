@@ -25,12 +25,17 @@
  *                                 until EOF and closes (runs until the channel or we go away)
  *   loop N IP PORT [ECHO]         N sequential CONNECTs; each socket is closed at once, or with
  *                                 ECHO=1 sends 16 bytes and waits for the peer's close
+ *   pooltake IP PORT [HOW]        take a pooled socket and send its completed header (see below)
+ *   steer H                       SF_STEER_SOCKET for channel H: the listener's steered socket
+ *   saccept S MS                  accept on steered socket S within MS and read its 48-byte header
+ *   tfo BINDIP IP:PORT HEX        TCP Fast Open connect from BINDIP, the bytes HEX in the SYN
  *   quit
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -382,7 +387,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "pooltake")) {
       /* pooltake IP PORT [forge]: take a pre-established socket from the pool channel, send its
          header for IP:PORT (with forge: its source vIP changed to 10.99.0.3, with unsigned: as an
-         unsigned CONNECT header), report
+         unsigned CONNECT header, with twice: also on a second pooled socket, as "h2"), report
          the take. Prints the SF_POOLED message plus what was sent. */
       char dst[128], port[32], how[32] = "";
       sscanf(line, "%*s %127s %31s %31s", dst, port, how);
@@ -415,12 +420,74 @@ int main(int argc, char **argv) {
           memset(out.tag, 0, sizeof out.tag);
         }
         ssize_t w = fd >= 0 ? send(fd, &out, sizeof out, MSG_NOSIGNAL) : -1;
-        struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = 1};
+        /* with twice: a second pooled socket sends the same header again (a replay) */
+        int fd2 = -1, err2 = 0;
+        if (!strcmp(how, "twice") && poll(&pp, 1, 2000) == 1) {
+          struct sf_pooled pm2;
+          struct iovec iov2 = {&pm2, sizeof pm2};
+          struct msghdr mh2 = {.msg_iov = &iov2, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+          if (recvmsg(pool_fd, &mh2, MSG_CMSG_CLOEXEC) > 0 && (c = CMSG_FIRSTHDR(&mh2)) && c->cmsg_type == SCM_RIGHTS)
+            memcpy(&fd2, CMSG_DATA(c), sizeof fd2);
+          if (fd2 >= 0 && send(fd2, &out, sizeof out, MSG_NOSIGNAL) < 0) err2 = errno;
+        }
+        struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = fd2 >= 0 ? 2 : 1};
         send(pool_fd, &took, sizeof took, MSG_NOSIGNAL);
-        char extra[160];
-        snprintf(extra, sizeof extra, ",\"len\":%zd,\"sent\":%zd,\"key_id\":%u,\"hdr_type\":%u,\"pool_channels\":%d", n, w,
-                 ntohl(pm.h.key_id), pm.h.type, pool_channels);
+        char extra[224];
+        snprintf(extra, sizeof extra, ",\"len\":%zd,\"sent\":%zd,\"key_id\":%u,\"hdr_type\":%u,\"pool_channels\":%d,\"h2\":%d,\"err2\":\"%s\"",
+                 n, w, ntohl(pm.h.key_id), pm.h.type, pool_channels, fd2, err2 ? strerrorname_np(err2) : "");
         print_msg(&pm.m, fd, extra);
+      }
+    } else if (!strcmp(cmd, "steer")) {
+      struct stat st;
+      if (fstat(atoi(x), &st) < 0) {
+        printf("{\"error\":\"fstat: %s\"}\n", strerror(errno));
+        continue;
+      }
+      m.type = SF_STEER_SOCKET;
+      m.a = st.st_ino;
+      request(&m, -1, NULL);
+    } else if (!strcmp(cmd, "saccept")) {
+      struct pollfd p = {atoi(x), POLLIN, 0};
+      if (poll(&p, 1, atoi(y)) != 1) {
+        printf("{\"error\":\"timeout\"}\n");
+        continue;
+      }
+      int fd = accept4(atoi(x), NULL, NULL, SOCK_CLOEXEC);
+      struct sf_hdr h;
+      size_t got = 0;
+      struct pollfd q = {fd, POLLIN, 0};
+      while (fd >= 0 && got < sizeof h && poll(&q, 1, 1000) == 1) {
+        ssize_t n = recv(fd, (char *)&h + got, sizeof h - got, 0);
+        if (n <= 0) break;
+        got += (size_t)n;
+      }
+      char a[16], b[16];
+      if (got != sizeof h) memset(&h, 0, sizeof h);
+      printf("{\"h\":%d,\"got\":%zu,\"hdr_type\":%u,\"src_vip\":\"%s\",\"src_port\":%u,\"dst_vip\":\"%s\",\"dst_port\":%u}\n",
+             fd, got, h.type, ipstr(h.src_vip, a), ntohs(h.src_port), ipstr(h.dst_vip, b), ntohs(h.dst_port));
+    } else if (!strcmp(cmd, "tfo")) {
+      uint8_t buf[64];
+      size_t len = strlen(z) / 2;
+      if (len > sizeof buf) len = sizeof buf;
+      for (size_t i = 0; i < len; i++) sscanf(z + 2 * i, "%2hhx", &buf[i]);
+      char *colon = strchr(y, ':');
+      if (colon) *colon = 0;
+      int one = 1;
+      int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = ipparse(x)};
+      struct sockaddr_in pa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(colon ? atoi(colon + 1) : 0)),
+                               .sin_addr.s_addr = ipparse(y)};
+      ssize_t n = -1;
+      if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) == 0 &&
+          setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE, &one, sizeof one) == 0 &&
+          bind(fd, (struct sockaddr *)&la, sizeof la) == 0 && connect(fd, (struct sockaddr *)&pa, sizeof pa) == 0)
+        n = send(fd, buf, len, MSG_NOSIGNAL);
+      /* the socket blocks: send() returns once the handshake is done, or fails if it was refused */
+      if (n < 0) {
+        printf("{\"error\":\"%s\"}\n", strerrorname_np(errno));
+        if (fd >= 0) close(fd);
+      } else {
+        printf("{\"h\":%d,\"sent\":%zd}\n", fd, n);
       }
     } else if (!strcmp(cmd, "quit")) {
       break;

@@ -5,9 +5,11 @@
 // A child process unshares a network namespace of its own (anonymous: it disappears with the
 // child, whatever happens), brings lo up, enables server TFO there and plays both hosts on
 // 127.0.0.1: a reserved-port listener (slot 0) and application listeners in one reuseport group,
-// clients sending TFO SYNs with headers. The parent bounds the whole run. Exit 0 = all passed,
+// clients sending TFO SYNs with headers; then the same with the cluster-key program (sf_steer_auth)
+// on a second port, clients also from 127.0.0.2. The parent bounds the whole run. Exit 0 = all passed,
 // 77 = skipped (not root), else failed. -v prints every check.
 #include <arpa/inet.h>
+#include <endian.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -46,6 +48,9 @@ static void check(bool ok, const std::string& name, const std::string& detail = 
 }
 
 static const uint16_t kPort = SF_DEFAULT_PORT;
+static const uint16_t kAuthPort = SF_DEFAULT_PORT + 1;  // the cluster-key phase's group
+static uint16_t port_now = kPort;          // where deliver() connects
+static const char* bind_now = nullptr;     // and from which address (null: the kernel's choice)
 static uint32_t ip(const char* s) { return inet_addr(s); }  // network order
 
 // ---------- headers ----------
@@ -71,6 +76,12 @@ static sf_hdr make_hdr(uint8_t type, const char* dst, uint16_t dport, const char
   memcpy(&h.nonce, &ns, 8);
   return h;
 }
+static uint64_t realtime_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+static void set_nonce(sf_hdr& h, uint64_t ns) { h.nonce = htobe64(ns); }
 static void sign(sf_hdr& h, const Key& k) { sf_siphash(&h, offsetof(sf_hdr, tag), k.b, h.tag, 16); }
 static sf_hdr connect_hdr(const char* dst, uint16_t dport, const char* src, const Key& k) {
   sf_hdr h = make_hdr(SF_HDR_CONNECT, dst, dport, src, 40000 + rand() % 20000);
@@ -116,9 +127,15 @@ static Outcome deliver(const void* buf, size_t len, bool tfo, int wait_ms = 2000
     close(c);
     return o;
   }
+  if (bind_now) {
+    sockaddr_in b{};
+    b.sin_family = AF_INET;
+    b.sin_addr.s_addr = ip(bind_now);
+    if (bind(c, reinterpret_cast<sockaddr*>(&b), sizeof b) < 0) perror("bind client");
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_port = htons(kPort);
+  a.sin_port = htons(port_now);
   a.sin_addr.s_addr = ip("127.0.0.1");
   int r = connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
   if (tfo) {
@@ -165,8 +182,8 @@ static Outcome deliver(const void* buf, size_t len, bool tfo, int wait_ms = 2000
 }
 
 // ---------- stats ----------
-static const char* stat_name[SF_ST_COUNT] = {"steered", "no_header", "not_steerable", "no_key",
-                                             "bad_tag", "no_listener", "closed", "dropped"};
+static const char* stat_name[SF_ST_COUNT] = {"steered", "no_header", "not_steerable", "no_key", "bad_tag", "no_listener",
+                                             "closed",  "dropped",   "stale",         "replayed", "not_member"};
 static std::string stat_diff(const SteerStats& a, const SteerStats& b) {
   const uint64_t* x = &a.steered;
   const uint64_t* y = &b.steered;
@@ -177,13 +194,14 @@ static std::string stat_diff(const SteerStats& a, const SteerStats& b) {
 }
 
 static Steering st;
+static Steering* stp = &st;  // the one expect() reads the stats of
 
 // Sends buf and checks where it landed, that its bytes arrived, and which counters moved.
 static void expect(const std::string& name, const void* buf, size_t len, bool tfo, int want,
                    const std::string& want_stats) {
-  SteerStats before = st.stats();
+  SteerStats before = stp->stats();
   Outcome o = deliver(buf, len, tfo, want < 0 ? 500 : 2000);  // a refused one: wait less
-  SteerStats after = st.stats();
+  SteerStats after = stp->stats();
   check(o.where == want, name + ": lands on " + (want < 0 ? "nothing" : lname[want]), "got " + o.name());
   if (want >= 0) check(o.data_ok, name + ": bytes readable after accept");
   if (want > SLOT0) check(o.immediate, name + ": header there right at accept (came in the SYN)");
@@ -360,6 +378,110 @@ static int run() {
   return failed ? 1 : 0;
 }
 
+// With a cluster key (sf_steer_auth): only fresh, new headers from the subnet's own host are steered;
+// forged, stale, replayed and misplaced ones are refused in the kernel, never given to slot 0.
+static int run_auth() {
+  std::string e = st.set_auth(30000000000ull, SF_HDR_FUTURE_NS);
+  check(!e.empty(), "the plain program refuses set_auth");
+  Steering sa;
+  e = sa.open(true);
+  check(e.empty() && sa.ok(), "Steering::open(auth)", e);
+  if (!sa.ok()) return 1;
+  check(!sa.open(false).empty(), "open() with the other program is refused");
+  check(sa.remember(ip("127.0.0.1"), 1) == ENODEV, "remember before set_auth: ENODEV");
+  e = sa.set_auth(30000000000ull, SF_HDR_FUTURE_NS);
+  check(e.empty(), "set_auth", e);
+  check(sa.refresh_clock(), "refresh_clock");
+  stp = &sa;
+  port_now = kAuthPort;
+  const uint32_t lo = 0x7f000001;
+  lfd[SLOT0] = steer_listen_socket(lo, kAuthPort, 64, true);
+  e = sa.attach(lfd[SLOT0]);
+  check(e.empty(), "auth: attach", e);
+  lfd[APP1] = steer_listen_socket(lo, kAuthPort, 64, true);
+  check(sa.add(ip("10.99.0.2"), htons(80), lfd[APP1]) >= 1, "auth: app listener");
+
+  // Host A (127.0.0.1) owns 10.98.0.0/24, host B (127.0.0.2) owns 10.97.0.0/24.
+  Key ka = random_key(), kb = random_key();
+  check(sa.set_key(ip("10.98.0.0"), 24, ka.b, nullptr, ip("127.0.0.1")), "auth: set_key A with its host");
+  check(sa.set_key(ip("10.97.0.0"), 24, kb.b, nullptr, ip("127.0.0.2")), "auth: set_key B with its host");
+  auto fresh = [](uint8_t type, const char* src, const Key& k, int64_t age_ns = 0, uint16_t dport = 80) {
+    sf_hdr h = make_hdr(type, type == SF_HDR_POOLED ? "0.0.0.0" : "10.99.0.2", type == SF_HDR_POOLED ? 0 : dport, src,
+                        type == SF_HDR_POOLED ? 0 : 41000);
+    set_nonce(h, realtime_ns() - uint64_t(age_ns));
+    sign(h, k);
+    if (type == SF_HDR_POOLED) {
+      h.dst_vip = ip("10.99.0.2");
+      h.dst_port = htons(dport);
+      h.src_port = htons(42000);
+    }
+    return h;
+  };
+  const int64_t S = 1000000000ll;
+  const std::string ST = "steered+1";
+
+  sf_hdr h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka);
+  expect_hdr("auth: fresh CONNECT from its host", h, APP1, ST);
+  expect_hdr("auth: the same header again (replay)", h, -1, "replayed+1");
+  check(sa.remember(ip("127.0.0.1"), h.nonce) == EEXIST, "auth: the broker finds a steered header in the cache");
+  sf_hdr p = fresh(SF_HDR_POOLED, "10.98.0.6", ka);
+  expect_hdr("auth: fresh POOLED", p, APP1, ST);
+  p.src_port = htons(42001);  // the same pooled header, completed again by its process
+  expect_hdr("auth: a pooled header sent twice", p, -1, "replayed+1");
+  h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka);
+  h.tag[9] ^= 1;
+  expect_hdr("auth: bad tag is refused in the kernel", h, -1, "bad_tag+1");
+  expect_hdr("auth: 31 s old", fresh(SF_HDR_CONNECT, "10.98.0.5", ka, 31 * S), -1, "stale+1");
+  expect_hdr("auth: 29 s old", fresh(SF_HDR_CONNECT, "10.98.0.5", ka, 29 * S), APP1, ST);
+  expect_hdr("auth: 6 s in the future", fresh(SF_HDR_CONNECT, "10.98.0.5", ka, -6 * S), -1, "stale+1");
+  expect_hdr("auth: 4 s in the future", fresh(SF_HDR_CONNECT, "10.98.0.5", ka, -4 * S), APP1, ST);
+  h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka);
+  h.nonce = 0;
+  sign(h, ka);
+  expect_hdr("auth: nonce 0", h, -1, "stale+1");
+
+  // B's header is good, but only from B's address.
+  h = fresh(SF_HDR_CONNECT, "10.97.0.9", kb);
+  expect_hdr("auth: B's header from A's address", h, -1, "not_member+1");
+  bind_now = "127.0.0.2";
+  expect_hdr("auth: the same from B's address", h, APP1, ST);
+  expect_hdr("auth: A's header from B's address", fresh(SF_HDR_CONNECT, "10.98.0.5", ka), -1, "not_member+1");
+  expect_hdr("auth: B's POOLED from B", fresh(SF_HDR_POOLED, "10.97.0.3", kb), APP1, ST);
+  bind_now = nullptr;
+
+  // The broker's path and the kernel's share the cache.
+  h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka);
+  check(sa.remember(ip("127.0.0.1"), h.nonce) == 0, "auth: remember a header the broker accepted");
+  expect_hdr("auth: that header steered later (replay)", h, -1, "replayed+1");
+  h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka);
+  check(sa.remember(ip("127.0.0.2"), h.nonce) == 0, "auth: the same nonce from another host is another entry");
+  expect_hdr("auth: so A's header with it is steered", h, APP1, ST);
+  h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka, 0, 81);
+  expect_hdr("auth: fresh header, no listener: to the broker", h, SLOT0, "no_listener+1");
+  check(sa.remember(ip("127.0.0.1"), h.nonce) == 0, "auth: the kernel did not record what it gave the broker");
+  h = fresh(SF_HDR_CONNECT, "10.98.0.5", ka);
+  expect("auth: header after the handshake: to the broker", &h, sizeof h, false, SLOT0, "no_header+1");
+  expect_hdr("auth: unknown subnet: to the broker", fresh(SF_HDR_CONNECT, "10.95.0.7", ka), SLOT0, "no_key+1");
+  h = make_hdr(SF_HDR_SYNC, "0.0.0.0", 0, "0.0.0.0", 0);
+  sign(h, ka);
+  expect_hdr("auth: SYNC: to the broker", h, SLOT0, "not_steerable+1");
+
+  int agree = 0;
+  SteerStats before = sa.stats();
+  for (int i = 0; i < 24; i++) {
+    sf_hdr x = fresh(i % 2 ? SF_HDR_POOLED : SF_HDR_CONNECT, "10.98.0.7", ka, int64_t(rand() % 20000) * 1000000);
+    Outcome o = deliver(&x, sizeof x, true);
+    agree += o.where == APP1 && o.data_ok;
+  }
+  check(agree == 24, "auth: 24 fresh headers of all ages steered", std::to_string(agree) + "/24; " + stat_diff(before, sa.stats()));
+
+  for (int& fd : lfd)
+    if (fd >= 0) close(fd), fd = -1;
+  stp = &st;
+  port_now = kPort;
+  return failed ? 1 : 0;
+}
+
 int main(int argc, char** argv) {
   verbose = argc > 1 && strcmp(argv[1], "-v") == 0;
   setvbuf(stdout, nullptr, _IOLBF, 0);
@@ -377,6 +499,7 @@ int main(int argc, char** argv) {
       _exit(1);
     }
     int rc = run();
+    rc |= run_auth();
     printf("%s steer_test: %d passed, %d failed\n", rc ? "FAIL" : "ok  ", passed, failed);
     fflush(stdout);
     _exit(rc);
