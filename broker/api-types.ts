@@ -21,6 +21,7 @@ export interface HealthMsg {
   membership: string;
   etcdState: string;
   etcdError: string;
+  headerAuth: string;
   uptimeSeconds: number;
 }
 

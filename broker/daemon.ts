@@ -211,6 +211,7 @@ export class Daemon {
         membership: this.etcd ? 'etcd' : 'static',
         etcdState: this.etcd?.status().state ?? '',
         etcdError: this.etcd?.status().lastError ?? '',
+        headerAuth: this.opts.clusterKeyFile ? 'cluster key' : 'host keys',
       })),
       registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
         if (!req.id) throw new Error('a container id is required');

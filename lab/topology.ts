@@ -3,6 +3,7 @@
 // (the tunnelling baseline); containers are network namespaces on those bridges. Each host runs a
 // real `slimfast daemon`. Every name carries a per-run prefix; destroy() removes everything, and
 // sweepStale() removes what a killed run left behind.
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +48,8 @@ export interface TopologyOptions {
   port?: number;
   /** Membership from a real etcd in the underlay switch's namespace instead of a peers file. */
   etcd?: { leaseTtl?: number };
+  /** Writes a random cluster key (32 bytes, mode 600) and starts every broker with --cluster-key. */
+  clusterKey?: boolean;
 }
 
 /** The underlay switch's address, where the lab's etcd listens. */
@@ -117,6 +120,8 @@ export class Topology {
   private etcdOpts?: { leaseTtl?: number };
   private underlay?: string;
   private etcdProc?: ResultPromise;
+  /** The key file brokers get with --cluster-key (TopologyOptions.clusterKey). */
+  clusterKeyFile?: string;
 
   private constructor(port: number) {
     this.id = `${PREFIX}${process.pid}x${(counter++).toString(36)}${Math.random().toString(36).slice(2, 5)}`;
@@ -130,6 +135,10 @@ export class Topology {
     t.etcdOpts = opts.etcd;
     try {
       await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
+      if (opts.clusterKey) {
+        t.clusterKeyFile = path.join(t.dir, 'cluster.key');
+        fs.writeFileSync(t.clusterKeyFile, crypto.randomBytes(32), { mode: 0o600 });
+      }
       if (opts.etcd) await t.startEtcd();
       if (opts.slimfast ?? true) {
         await t.startBrokers();
@@ -291,6 +300,7 @@ export class Topology {
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
     const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
       '--port', String(this.port), ...this.membershipArgs(h),
+      ...(this.clusterKeyFile && !extra.includes('--cluster-key') ? ['--cluster-key', this.clusterKeyFile] : []),
       ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []), ...extra];
     const child = execa('ip', args, {
       reject: false,

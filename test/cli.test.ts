@@ -5,6 +5,7 @@ import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
 import { CLI, Topology } from '../lab/topology.js';
+import { parseClusterKey } from '../broker/cluster-key.js';
 
 const cli = (args: string[], opts: { env?: Record<string, string> } = {}) =>
   execa(process.execPath, [CLI, ...args], { reject: false, timeout: 20_000, env: opts.env });
@@ -77,6 +78,29 @@ test('bad etcd options are refused with the reason, and an unreachable etcd with
   t.regex(r5.stderr, /cannot reach etcd at http:\/\/127\.0\.0\.1:1 .* no cached membership/);
   t.false(fs.existsSync(path.join(dir, 's', 'slimfast.pid')), 'the state dir is released');
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('a missing or wrong-sized cluster key file is refused before anything is claimed', async (t) => {
+  const dir = tmp();
+  const base = ['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's'), '--port', '1'];
+  const r1 = await cli([...base, '--cluster-key', path.join(dir, 'none.key')]);
+  t.is(r1.exitCode, 1);
+  t.regex(r1.stderr, /cannot read the cluster key .*none\.key: ENOENT/);
+  fs.writeFileSync(path.join(dir, 'short.key'), 'secret\n', { mode: 0o600 });
+  const r2 = await cli([...base, '--cluster-key', path.join(dir, 'short.key')]);
+  t.is(r2.exitCode, 1);
+  t.regex(r2.stderr, /short\.key holds 7 bytes; it needs 16-64 \(make one with: head -c 32 \/dev\/urandom/);
+  t.false(fs.existsSync(path.join(dir, 's', 'slimfast.pid')), 'the state dir was not claimed');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('cluster key files: raw bytes, or hex text of 16-64 bytes', (t) => {
+  const raw = Buffer.from([...Array(32).keys()]);
+  t.deepEqual(parseClusterKey(raw, 'k'), raw);
+  t.deepEqual(parseClusterKey(Buffer.from(`${raw.toString('hex')}\n`), 'k'), raw, 'hex with a newline');
+  t.deepEqual(parseClusterKey(Buffer.from('0123456789abcdef0123'), 'k'), Buffer.from('0123456789abcdef0123'), '20 hex digits are too few for hex: 20 raw bytes');
+  t.throws(() => parseClusterKey(Buffer.alloc(65, 1), 'k'), { message: /holds 65 bytes; it needs 16-64/ });
+  t.throws(() => parseClusterKey(Buffer.from('ab'.repeat(65)), 'k'), { message: /holds 65 bytes/ }, '65 bytes as hex');
 });
 
 test('commands against a missing broker fail fast with a hint', async (t) => {
