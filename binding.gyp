@@ -7,6 +7,7 @@
         "native/addon/events.cc",
         "native/addon/engine_loop.cc",
         "native/addon/reserved_port.cc",
+        "native/addon/header_read.cc",
         "native/addon/preload.cc",
         "native/addon/connect.cc",
         "native/addon/pool.cc",

@@ -18,6 +18,10 @@ export interface EngineOptions {
   debug?: boolean;
   /** Deadline for a peer's header on the reserved port (default 5000 ms). */
   headerTimeoutMs?: number;
+  /** Reserved-port connections waiting for their header from one source address (default 1024)
+   *  and in all (default 16384); past either a new one is reset at once (header_overload). */
+  headerPeerMax?: number;
+  headerPendingMax?: number;
   /** Deadline for a cross-host connect before falling back (default 3000 ms). */
   connectTimeoutMs?: number;
   /** Pre-established connections a process gets per peer at first (0..64, default 4; 0: no pools). */

@@ -160,7 +160,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         !get_ms(o, "headerTimeoutMs", &cfg.header_timeout_ms) ||
         !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms) ||
         !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) || !get_count(o, "poolMax", 1, 256, &cfg.pool_max) ||
-        !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max) || !get_cluster_key(o, &cfg))
+        !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max) ||
+        !get_count(o, "headerPeerMax", 1, 1 << 20, &cfg.header_peer_max) ||
+        !get_count(o, "headerPendingMax", 1, 1 << 20, &cfg.header_pending_max) || !get_cluster_key(o, &cfg))
       return env.Undefined();
     if (!parse_ip(host, &cfg.host_ip)) return throw_type(env, "start: hostIp \"" + host + "\" is not an IPv4 address");
     if (!parse_cidr(overlay, &cfg.overlay_net, &cfg.overlay_prefix))

@@ -17,6 +17,8 @@
   X(header_stale)     /* cluster key: nonce outside the window (reset)                        */ \
   X(header_replayed)  /* cluster key: (sender, nonce) accepted before (reset)                 */ \
   X(header_not_member) /* cluster key: not from the member owning the source subnet (reset)    */ \
+  X(header_overload)  /* reserved-port connections closed at once: their source address (or
+                         everyone) already had headerPeerMax (headerPendingMax) headers waiting */ \
   X(connect_failures) /* cross-host connects that failed or timed out                         */ \
   X(plain_accepts)    /* ordinary clients accepted on an app's real listening socket          */ \
   X(channel_full)     /* connections reset because every channel of the listener was full     */ \

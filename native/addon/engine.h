@@ -31,6 +31,7 @@
 
 #include "counters.h"
 #include "header_auth.h"
+#include "header_read.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 
@@ -101,14 +102,6 @@ struct Route {
   uint8_t prefix;
   uint32_t peer_ip;  // host order
   uint16_t peer_port;
-};
-
-// Progress of reading one host header (never more than hdr_len bytes).
-struct HdrState {
-  uint8_t buf[SF_HDR_LEN];
-  uint32_t got = 0;            // bytes consumed so far
-  uint32_t need = SF_HDR_LEN;  // total to consume (hdr_len once the fixed part is valid)
-  bool pooled = false;         // SF_HDR_POOLED
 };
 
 struct HeaderConn : Obj {
@@ -207,6 +200,11 @@ struct Config {
   uint32_t pool_depth = 4;    // first stock of a new pool (0: no pools, every connect asks)
   uint32_t pool_max = 64;     // largest a pool grows
   uint32_t pool_peer_max = 1024;  // pooled connections to one peer, all processes together
+  // Reserved-port connections waiting for their header: from one source address, and in all.
+  // Past either, a new one is closed at once (header_overload), so one peer with many slow or
+  // idle connections cannot take the descriptors that serve the others.
+  uint32_t header_peer_max = 1024;
+  uint32_t header_pending_max = 16384;
   bool fast_open = true;      // TCP Fast Open: pooled sockets carry the header in their SYN
   bool steer = true;          // kernel steering to listeners (needs fast_open, CAP_BPF)
   // Cluster key (SF_CLUSTER_KEY_MIN..MAX bytes) or empty: derived host keys and checked senders,
@@ -281,6 +279,7 @@ struct Engine {
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
+  std::unordered_map<uint32_t, uint32_t> pending_by_peer;  // parked headers per source address
   uint8_t host_key[16] = {};  // this broker's MAC key for the headers it sends (random, or derived)
   uint8_t cluster_key_root[16] = {};  // with a cluster key: its root (cluster_root)
   bool clustered() const { return !cfg.cluster_key.empty(); }
@@ -302,7 +301,7 @@ struct Engine {
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
   uint16_t next_port = 32768;
-  int64_t last_log[10] = {};
+  int64_t last_log[12] = {};
   int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
   std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
   struct Bell {
@@ -333,7 +332,6 @@ struct Engine {
   // reserved_port.cc
   Error open_reserved();
   void on_reserved();
-  int read_header(int fd, HdrState& st);  // HDR_DONE / HDR_AGAIN / HDR_BAD
   void process_header(int fd, uint32_t peer_ip, const HdrState& st);
   void learn_peer_key(uint32_t peer_ip, const sf_hdr& h);  // no cluster key: from a SYNC header
   void park_header(int fd, uint32_t peer_ip, const HdrState& st);
@@ -437,8 +435,6 @@ struct Engine {
   do {                                              \
     if (cfg.debug) logf(LOG_DEBUG, __VA_ARGS__);    \
   } while (0)
-
-enum { HDR_DONE = 0, HDR_AGAIN = 1, HDR_BAD = 2, HDR_UNUSED = 3 };  // UNUSED: EOF before any byte
 
 // Builds an sf_msg with version and seq filled in (addresses/ports given in host order).
 sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a,

@@ -155,6 +155,7 @@ void Engine::teardown() {
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);
   while (hdr_timers.head) drop_header(hdr_timers.head, false);
+  pending_by_peer.clear();
   // Every OutConn belongs to a preload connection, all killed above.
   close_core();
   collect_garbage();

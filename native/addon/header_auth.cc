@@ -30,6 +30,9 @@ void derive_host_key(const uint8_t root[16], uint32_t ip_host, uint8_t out[16]) 
 
 ReplayCache::Result ReplayCache::insert(uint32_t sender, uint64_t nonce, uint64_t oldest) {
   while (!s_.empty() && s_.begin()->first < oldest) s_.erase(s_.begin());
+  // What was forgotten for being older than oldest must stay refused even if the clock (and so
+  // oldest) steps back later.
+  if (oldest > 0) floor_ = std::max(floor_, oldest - 1);
   if (nonce <= floor_) return TOO_OLD;
   if (!s_.emplace(nonce, sender).second) return SEEN;
   if (s_.size() > max_) {

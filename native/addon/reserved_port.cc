@@ -141,41 +141,6 @@ void Engine::on_reserved() {
   }
 }
 
-static bool header_ok(const uint8_t* b, HdrState* st) {
-  sf_hdr h;
-  memcpy(&h, b, sizeof h);
-  if (ntohl(h.magic) != SF_HDR_MAGIC || h.version != SF_HDR_VERSION) return false;
-  if (h.type != SF_HDR_CONNECT && h.type != SF_HDR_SYNC && h.type != SF_HDR_POOLED) return false;
-  uint16_t len = ntohs(h.hdr_len);
-  if (len < SF_HDR_LEN) return false;
-  st->pooled = h.type == SF_HDR_POOLED;
-  st->need = len;
-  return true;
-}
-
-// Reads at most the header's bytes: the fixed 48, then (hdr_len - 48) bytes that are discarded.
-int Engine::read_header(int fd, HdrState& st) {
-  uint8_t scratch[512];
-  while (st.got < st.need) {
-    ssize_t n;
-    if (st.got < SF_HDR_LEN)
-      n = recv(fd, st.buf + st.got, SF_HDR_LEN - st.got, MSG_DONTWAIT);
-    else
-      n = recv(fd, scratch, std::min<size_t>(st.need - st.got, sizeof scratch), MSG_DONTWAIT);
-    if (n > 0) {
-      bool fixed_part_done = st.got < SF_HDR_LEN && st.got + n == SF_HDR_LEN;
-      st.got += uint32_t(n);
-      if (fixed_part_done && !header_ok(st.buf, &st)) return HDR_BAD;
-      continue;
-    }
-    if (n == 0) return st.got == 0 ? HDR_UNUSED : HDR_BAD;  // EOF: before any byte, or inside the header
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return HDR_AGAIN;
-    return HDR_BAD;
-  }
-  return HDR_DONE;
-}
-
 void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   sf_hdr h;
   memcpy(&h, st.buf, sizeof h);
@@ -230,6 +195,16 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
 }
 
 void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
+  auto it = pending_by_peer.find(peer_ip);
+  uint32_t mine = it == pending_by_peer.end() ? 0 : it->second;
+  if (mine >= cfg.header_peer_max || ctr.pending_headers.load() >= cfg.header_pending_max) {
+    inc(ctr.header_overload);
+    if (ratelimit(10))
+      logf(LOG_WARN, "reserved port: %s has %u connections waiting for their header (%u in all); closing more",
+           ip_str(peer_ip).c_str(), mine, unsigned(ctr.pending_headers.load()));
+    reset_close(fd);
+    return;
+  }
   HeaderConn* h;
   if (!free_hdr.empty()) {
     h = free_hdr.back();
@@ -252,6 +227,7 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
   }
   hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
   inc(ctr.pending_headers);
+  pending_by_peer[peer_ip]++;
 }
 
 void Engine::on_header(HeaderConn* h) {
@@ -279,6 +255,8 @@ void Engine::drop_header(HeaderConn* h, bool count_error) {
   }
   hdr_timers.remove(h);
   dec(ctr.pending_headers);
+  auto it = pending_by_peer.find(h->peer_ip);
+  if (it != pending_by_peer.end() && --it->second == 0) pending_by_peer.erase(it);
   if (count_error) inc(ctr.header_errors);
   bury(h);
 }

@@ -7,7 +7,8 @@
 // containers a=10.99.0.2, b=10.99.0.3) and E2 on 127.0.0.2 (subnet 10.98.0.0/24, container
 // c=10.98.0.2), each the other's peer, so the cross-host path goes through a real reserved port.
 // Preloads are played by sfclient (built here with gcc). cluster_key.mjs adds two engines E3/E4
-// (127.0.0.4, 127.0.0.5) that share a cluster key. Exits non-zero on any failure.
+// (127.0.0.4, 127.0.0.5) that share a cluster key; hostile.mjs one more (127.0.0.8) for hostile
+// input on the reserved port. Exits non-zero on any failure.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -18,6 +19,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { clusterKeyTests } from './cluster_key.mjs';
+import { hostileTests } from './hostile.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..', '..');
@@ -590,6 +592,7 @@ check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counte
 
 // ---------- cluster key (cluster_key.mjs) ----------
 await clusterKeyTests({ Engine, E1, overlay, check, throwsLike, until, raw, header, client, sock });
+await hostileTests({ Engine, check, throwsLike, until, raw, header });
 
 // ---------- stop ----------
 for (const c of clients) await c.quit();
