@@ -80,6 +80,11 @@ function deadline<T>(p: Promise<T>, what: string): Promise<T> {
   ]).finally(() => clearTimeout(timer));
 }
 
+/** An --etcd entry: http(s)://host:port, nothing after it. */
+export function checkEtcdEndpoint(e: string): void {
+  if (!/^https?:\/\/[^/]+$/.test(e)) throw new MembershipError(`--etcd ${e}: expected a URL like http://10.0.0.5:2379`);
+}
+
 export class EtcdMembership {
   private readonly client: Etcd3;
   private readonly prefix: string;
@@ -99,9 +104,7 @@ export class EtcdMembership {
   private onChange: (others: HostEntry[]) => void = () => {};
 
   constructor(private readonly opts: EtcdMembershipOptions) {
-    for (const e of opts.endpoints) {
-      if (!/^https?:\/\/[^/]+$/.test(e)) throw new MembershipError(`--etcd ${e}: expected a URL like http://10.0.0.5:2379`);
-    }
+    for (const e of opts.endpoints) checkEtcdEndpoint(e);
     this.prefix = (opts.prefix ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, '');
     this.ttl = opts.ttlSeconds ?? DEFAULT_LEASE_TTL;
     if (!Number.isInteger(this.ttl) || this.ttl < 2 || this.ttl > 3600) throw new MembershipError(`--lease-ttl must be 2-3600 seconds, got ${this.ttl}`);

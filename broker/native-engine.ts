@@ -99,6 +99,9 @@ export interface NativeEngine {
 
 interface AddonModule {
   Engine: new () => NativeEngine;
+  /** Loads the kernel steering program (the cluster-key one when auth) and closes it again:
+   *  "" when it loads, else why not. Opens no socket and changes no setting. */
+  probeSteering(auth: boolean): string;
 }
 
 let cached: AddonModule | undefined;

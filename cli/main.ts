@@ -4,6 +4,7 @@ import { resolveStateDir } from '../broker/config-file.js';
 import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
 import { Daemon } from '../broker/daemon.js';
 import { installPaths } from '../broker/paths.js';
+import { DOCTOR_USAGE, doctor } from './doctor.js';
 import { INSTALL_USAGE, install } from './install.js';
 import { printTable } from './table.js';
 
@@ -23,7 +24,7 @@ commands:
   container rm --id ID [--state-dir DIR]       unregister a container
   container ls [--state-dir DIR] [--json]      list registered containers
   paths --json                                 absolute paths of this install
-${INSTALL_USAGE}`;
+${DOCTOR_USAGE}${INSTALL_USAGE}`;
 
 class UsageError extends Error {}
 
@@ -178,7 +179,7 @@ async function paths(args: string[]): Promise<number> {
   return 0;
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { daemon, status, container, paths, install };
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = { daemon, status, container, paths, doctor, install };
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;

@@ -328,10 +328,20 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   napi_env env_ = nullptr;
 };
 
+// probeSteering(auth): loads the kernel steering program (sf_steer, or sf_steer_auth when auth is
+// true) with its maps and closes both again: "" when it loads, else why not. No socket, no
+// sysctl, no engine: what `slimfast doctor` asks on a host before a broker runs there.
+Napi::Value ProbeSteering(const Napi::CallbackInfo& info) {
+  bool auth = info.Length() > 0 && info[0].ToBoolean().Value();
+  Steering s;
+  return Napi::String::New(info.Env(), s.open(auth));
+}
+
 }  // namespace sf
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", sf::EngineWrap::Define(env));
+  exports.Set("probeSteering", Napi::Function::New(env, sf::ProbeSteering, "probeSteering"));
   return exports;
 }
 
