@@ -19,7 +19,8 @@
         "native/addon/header_auth.cc",
         "native/addon/cluster_checks.cc",
         "native/addon/steering.cc",
-        "native/addon/steered.cc"
+        "native/addon/steered.cc",
+        "native/addon/guard.cc"
       ],
       "actions": [
         {
@@ -39,6 +40,24 @@
           "inputs": ["<(SHARED_INTERMEDIATE_DIR)/steer.bpf.o", "native/bpf/embed.mjs"],
           "outputs": ["<(SHARED_INTERMEDIATE_DIR)/steer_bpf_obj.h"],
           "action": ["node", "native/bpf/embed.mjs", "<(SHARED_INTERMEDIATE_DIR)/steer.bpf.o", "<@(_outputs)", "sf_steer_bpf_obj"]
+        },
+        {
+          "action_name": "guard_bpf_compile",
+          "message": "clang -target bpf native/bpf/guard.bpf.c",
+          "inputs": ["native/bpf/guard.bpf.c"],
+          "outputs": ["<(SHARED_INTERMEDIATE_DIR)/guard.bpf.o"],
+          "action": [
+            "clang", "-O2", "-g", "-Wall", "-target", "bpf", "-ffreestanding",
+            "-I/usr/include/<!(gcc -dumpmachine)", "-Inative/include", "-Inative/bpf",
+            "-c", "native/bpf/guard.bpf.c", "-o", "<@(_outputs)"
+          ]
+        },
+        {
+          "action_name": "guard_bpf_embed",
+          "message": "embedding guard.bpf.o",
+          "inputs": ["<(SHARED_INTERMEDIATE_DIR)/guard.bpf.o", "native/bpf/embed.mjs"],
+          "outputs": ["<(SHARED_INTERMEDIATE_DIR)/guard_bpf_obj.h"],
+          "action": ["node", "native/bpf/embed.mjs", "<(SHARED_INTERMEDIATE_DIR)/guard.bpf.o", "<@(_outputs)", "sf_guard_bpf_obj"]
         }
       ],
       "include_dirs": [

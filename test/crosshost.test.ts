@@ -1,6 +1,10 @@
 // End to end across two emulated hosts: container TCP on host sockets through the reserved port.
 import test from 'ava';
 import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import path from 'node:path';
+import { repoRoot } from '../broker/paths.js';
+
+const REPOINT = path.join(repoRoot(), 'test', 'apps', 'repoint.py');
 import { execa } from 'execa';
 import { Topology } from '../lab/topology.js';
 
@@ -161,6 +165,38 @@ test.serial('a pooled destination whose listener closed is refused again, not co
   const out = JSON.parse(String(r.stdout).trim().split('\n').pop()!) as { connected: boolean; errno?: number };
   t.false(out.connected, 'a pooled socket was not used for a destination that went away');
   t.is(out.errno, 111, 'ECONNREFUSED');
+});
+
+test.serial('an application cannot re-point the reserved port\'s group from its steered listener', async (t) => {
+  const [h1, h2] = topo.hosts;
+  const c1 = topo.container('c1');
+  const c2 = topo.container('c2');
+  topo.spawn(c2, [PY, ECHO_SERVER, '7060']);
+  await topo.waitPort(c2, 7060);
+  await topo.waitListener(c2.ip, 7060);
+  // A second application on host 2 holds a steered listener too, and tries the three options on it.
+  const k0 = await topo.counters(h2);
+  const r = await topo.exec(topo.container('c4'), [PY, REPOINT, '7061', '1'], {
+    env: JSON.parse((await topo.cli(['container', 'add', '--state-dir', h2.stateDir, '--id', 'c4', '--netns', topo.container('c4').netnsPath])).stdout).env,
+  });
+  try {
+    t.is(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as Record<string, string | null>;
+    t.deepEqual(out, { listener_cbpf: 'EPERM', listener_detach: 'EPERM', own_cbpf: null, own_detach: null },
+      'refused on the steered listener (raw syscalls), allowed on a socket of its own');
+    const k1 = await topo.counters(h2);
+    t.true(k1.steered_listeners > k0.steered_listeners, 'its listener was a steered one');
+    t.is(k1.steer_guard_denied - k0.steer_guard_denied, 2, 'both refusals counted');
+    // Connections to c2 still go to c2, steered by the kernel.
+    const run = await echo('c1', 'c2', 7060, 20);
+    t.deepEqual(run.errors, []);
+    t.true(run.results.every((x) => x.server_local === `${c2.ip}:7060` && x.local.startsWith(`${c1.ip}:`)));
+    const k2 = await topo.counters(h2);
+    t.true(k2.steered - k1.steered >= 15, `${k2.steered - k1.steered} of 20 steered`);
+    t.is((await topo.counters(h1)).steer_guard_denied, 0);
+  } finally {
+    await topo.cli(['container', 'rm', '--state-dir', h2.stateDir, '--id', 'c4'], { reject: false });
+  }
 });
 
 test.serial('connecting to a port where nothing listens is refused promptly', async (t) => {

@@ -302,9 +302,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 #undef SF_X
     // Connections the kernel steered count as handed in (the doorbells among them do not).
     SteerStats st{};
+    uint64_t guarded = 0;
     {
       std::lock_guard<std::mutex> lk(eng_->mu);
       if (eng_->steering()) st = eng_->steer->stats();
+      if (eng_->guard) guarded = eng_->guard->denied();
     }
     uint64_t bells = eng_->ctr.doorbells.load(std::memory_order_relaxed);
     uint64_t steered = st.steered > bells ? st.steered - bells : 0;
@@ -318,6 +320,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("steer_replayed", Napi::Number::New(env, double(st.replayed)));
     o.Set("steer_not_member", Napi::Number::New(env, double(st.not_member)));
     o.Set("steer_dropped", Napi::Number::New(env, double(st.dropped)));
+    // setsockopt() calls that would have changed the reserved port's group program (refused).
+    o.Set("steer_guard_denied", Napi::Number::New(env, double(guarded)));
     // Not a counter the thread keeps: read from /proc when asked (nothing on the hot path).
     o.Set("engine_cpu_us", Napi::Number::New(env, double(eng_->thread_cpu_ns() / 1000)));
     return o;

@@ -31,6 +31,7 @@
 
 #include "counters.h"
 #include "header_auth.h"
+#include "guard.h"
 #include "header_read.h"
 #include "slimfast_wire.h"
 #include "steering.h"
@@ -304,6 +305,7 @@ struct Engine {
   int64_t last_log[12] = {};
   int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
   std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
+  std::unique_ptr<Guard> guard;     // with steering: keeps applications off the group's program
   struct Bell {
     int fd;
     int64_t deadline;

@@ -172,6 +172,7 @@ void Engine::close_core() {
   for (const Bell& b : bells) close_fd(b.fd);
   bells.clear();
   steer.reset();
+  guard.reset();
   for (Ev* ev : {&reserved, &loopback, &wake}) {
     ep_del(*ev);
     close_fd(ev->fd);

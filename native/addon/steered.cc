@@ -31,18 +31,30 @@ namespace sf {
 
 void Engine::open_steering() {
   steer.reset();
+  guard.reset();
   if (!cfg.steer || !cfg.fast_open) return;
   steer.reset(new (std::nothrow) Steering);
-  if (!steer) return;
+  guard.reset(new (std::nothrow) Guard);
+  if (!steer || !guard) {
+    steer.reset();
+    guard.reset();
+    return;
+  }
   // With a cluster key the program checks senders, nonces and replays as the broker does; if it
   // cannot, nothing is steered (the broker checks everything itself).
   std::string why = steer->open(clustered());
   if (why.empty() && clustered())
     why = steer->set_auth(uint64_t(cfg.header_window_ms) * 1000000ull, SF_HDR_FUTURE_NS);
+  // Without the guard an application could re-point the group; no steering then.
+  if (why.empty()) {
+    why = guard->open();
+    if (!why.empty()) why = "the steered listeners' guard: " + why;
+  }
   if (why.empty()) why = steer->attach(reserved.fd);
   if (!why.empty()) {
     logf(LOG_WARN, "kernel steering is off, the broker hands every connection over: %s", why.c_str());
     steer.reset();
+    guard.reset();
     return;
   }
   update_steer_keys();
@@ -73,7 +85,7 @@ void Engine::make_steered(Listener* l, int backlog) {
   backlog = std::max(16, std::min(backlog, 65535));
   int fd = steer_listen_socket(cfg.host_ip, uint16_t(ctr.port.load()), backlog, false);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0) {
+  if (fd < 0 || fstat(fd, &st) < 0 || !guard->protect(fd)) {
     if (ratelimit(5)) logf(LOG_WARN, "steered listener for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
     close_fd(fd);
     return;
