@@ -52,7 +52,11 @@ function socketAnswers(file: string): Promise<boolean> {
 
 /** Prepares the directory for a new daemon; returns a note when leftovers were taken over. */
 export async function claimStateDir(layout: StateLayout): Promise<string | undefined> {
-  fs.mkdirSync(layout.containersDir, { recursive: true, mode: 0o755 });
+  // Root only: a host user who could reach a container's broker socket could register listeners as
+  // that container. Containers reach their own socket through a bind mount of its directory, which
+  // does not need the parents.
+  fs.mkdirSync(layout.containersDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(layout.containersDir, 0o700);
   let note: string | undefined;
   if (fs.existsSync(layout.pidFile)) {
     const pid = Number(fs.readFileSync(layout.pidFile, 'utf8').trim());
