@@ -12,14 +12,8 @@
 #include <cstring>
 
 #include "header_read.h"
+#include "require.h"
 
-#define REQUIRE(c)                                                       \
-  do {                                                                   \
-    if (!(c)) {                                                          \
-      fprintf(stderr, "header_read_fuzz: %s (line %d)\n", #c, __LINE__); \
-      abort();                                                           \
-    }                                                                    \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;

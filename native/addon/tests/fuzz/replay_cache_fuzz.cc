@@ -10,14 +10,8 @@
 #include <utility>
 
 #include "header_auth.h"
+#include "require.h"
 
-#define REQUIRE(c)                                                         \
-  do {                                                                     \
-    if (!(c)) {                                                            \
-      fprintf(stderr, "replay_cache_fuzz: %s (line %d)\n", #c, __LINE__);  \
-      abort();                                                             \
-    }                                                                      \
-  } while (0)
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
