@@ -9,6 +9,7 @@ import { CONTAINERD_HINT, DEFAULT_CONTAINERD_CONFIG, planContainerd } from '../r
 import { CRIO_HINT, DEFAULT_CRIO_DROPIN, planCrio } from '../runtime-wrapper/install/crio.js';
 import { DEFAULT_DOCKER_CONFIG, DOCKER_HINT, planDocker } from '../runtime-wrapper/install/docker.js';
 import { PODMAN_HINT, planPodman } from '../runtime-wrapper/install/podman.js';
+import { DEFAULT_SYSTEMD_UNIT, SYSTEMD_HINT, planSystemd } from '../runtime-wrapper/install/systemd.js';
 
 export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR] [--when-annotation KEY=REGEX] [--dry-run]
                                                write SlimFast's OCI hooks (precreate, createRuntime, poststop) there
@@ -18,9 +19,11 @@ export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR]
                                                add the "slimfast" runtime class (runc shim running slimfast-runc)
   install crio [--config /etc/crio/crio.conf.d/99-slimfast.conf] [--dry-run]
                                                add the "slimfast" runtime handler
+  install systemd [--unit /etc/systemd/system/slimfast.service] [--dry-run] -- --host-ip IP [DAEMON FLAGS…]
+                                               a service running the broker (restart on failure, state in /run/slimfast)
 `;
 
-const ENGINES = ['podman', 'docker', 'containerd', 'crio'];
+const ENGINES = ['podman', 'docker', 'containerd', 'crio', 'systemd'];
 
 function usageError(msg: string): number {
   process.stderr.write(`slimfast install: ${msg}\n\nusage:\n${INSTALL_USAGE}`);
@@ -28,14 +31,20 @@ function usageError(msg: string): number {
 }
 
 export async function install(args: string[]): Promise<number> {
-  const [engine, ...rest] = args;
+  const [engine, ...restArgs] = args;
+  let rest = restArgs;
   if (!engine || !ENGINES.includes(engine)) return usageError(engine ? `unknown engine "${engine}": use ${ENGINES.join(', ')}` : 'name the engine');
   let v: Record<string, string | boolean | undefined>;
+  // install systemd: what follows "--" are the daemon's own flags.
+  const dashes = rest.indexOf('--');
+  const daemonArgs = engine === 'systemd' && dashes >= 0 ? rest.slice(dashes + 1) : [];
+  if (engine === 'systemd' && dashes >= 0) rest = rest.slice(0, dashes);
   try {
     v = parseArgs({
       args: rest,
       options: {
         config: { type: 'string' },
+        unit: { type: 'string' },
         'hooks-dir': { type: 'string' },
         'state-dir': { type: 'string' },
         'when-annotation': { type: 'string' },
@@ -57,7 +66,13 @@ export async function install(args: string[]): Promise<number> {
   let changes: FileChange[];
   let hint: string;
   try {
-    if (engine === 'podman') {
+    if (engine !== 'systemd' && v.unit !== undefined) return usageError('--unit is an option of install systemd only');
+    if (engine === 'systemd') {
+      for (const bad of ['config', 'hooks-dir', 'state-dir', 'when-annotation']) if (v[bad] !== undefined) return usageError(`--${bad} is not an option of install systemd`);
+      const file = (v.unit as string | undefined) ?? DEFAULT_SYSTEMD_UNIT;
+      changes = [planSystemd(file, readIfExists(file), { node: process.execPath, cli: paths.cli, daemonArgs })];
+      hint = SYSTEMD_HINT;
+    } else if (engine === 'podman') {
       for (const bad of ['config']) if (v[bad] !== undefined) return usageError(`--${bad} is not an option of install podman`);
       const hooksDir = v['hooks-dir'];
       if (typeof hooksDir !== 'string' || hooksDir === '') return usageError('install podman needs --hooks-dir DIR');
