@@ -14,7 +14,8 @@
  * the connection (shutdown wakes its reader; the fd is closed when its last user lets go); the next
  * request reconnects, with a growing back-off while the broker cannot be reached. A timeout
  * suspends the broker for a while (requests fall back at once) without dropping the connection.
- * A forked child closes the inherited connection and starts from scratch.
+ * A forked child closes the inherited connection and starts from scratch: the atfork prepare handler
+ * takes the mutex so that the child gets the tables in a consistent state.
  *
  * Signal handlers: while a thread is inside the client (in_broker) it may hold the mutex, sit in
  * pthread_cond_timedwait, be the connection's reader or be opening it; a handler that calls back into
@@ -70,6 +71,7 @@ static uint32_t next_seq;
 static struct pend pend[NPEND];
 static int64_t wait_ewma_ns = 10000; /* how long a reader usually waits for a reply */
 static pid_t owner_pid;
+static int fork_locked; /* the atfork prepare handler holds mu */
 
 static __thread int in_broker __attribute__((tls_model("initial-exec")));
 
@@ -165,8 +167,24 @@ static void reset_locked(void) {
   owner_pid = getpid();
 }
 
+/* Before fork(): hold mu so that no other thread is half-way through the tables. Not when this
+   thread is in the client already (fork() in a signal handler): the child starts afresh anyway. */
+void sf_broker_atfork_prepare(void) {
+  if (!broker_enter()) return;
+  pthread_mutex_lock(&mu);
+  fork_locked = 1;
+}
+
+void sf_broker_atfork_parent(void) {
+  if (!fork_locked) return;
+  fork_locked = 0;
+  pthread_mutex_unlock(&mu);
+  broker_leave();
+}
+
 void sf_broker_atfork_child(void) {
   sf_pool_atfork_child();
+  fork_locked = 0;
   in_broker = 0;
   pthread_mutex_init(&mu, NULL);
   cv_ready = 0;

@@ -9,8 +9,8 @@
  * Signal safety without a sigprocmask pair per operation. A signal handler that calls back into the
  * library (close() or accept() in a handler) may interrupt its own thread inside the table, and
  * must never wait for it. So a slot lock holds its owner's token (a per-thread address), each
- * thread keeps a small stack of the slots its frames hold or wait for, and a flag for the allocator.
- * A critical section that starts while its thread is already inside the table
+ * thread keeps a small stack of the slots its frames hold or wait for, and flags for the allocator
+ * and the page lock. A critical section that starts while its thread is already inside the table
  * (a nested one: we are in a handler):
  *   - on a slot its own thread holds: reads it without the lock when both the interrupted frame
  *     and it only read (the entry cannot change under either); otherwise treats the fd as untracked;
@@ -18,13 +18,15 @@
  *     but its own handler might (two threads' handlers each wanting the slot the other thread's
  *     interrupted frame holds), so a nested wait gives up rather than risk that cycle;
  *   - inside the allocator: gets no new entry (the fd stays untracked); entries it frees go on a
- *     per-thread list that the interrupted frame hands back when it leaves the allocator.
+ *     per-thread list that the interrupted frame hands back when it leaves the allocator;
+ *   - inside page creation or the atfork prepare handler: treats the fd as untracked.
  * Treating a tracked fd as untracked is the worst outcome; it leaves at most a stale entry, which
  * every user of an entry detects (st_ino check) and drops. A handler on a thread that is not in the
  * table just waits for the (tiny) critical section to end. Entries come from a free list of
  * fixed-size blocks (no malloc: close() may run in a handler).
  *
- * fork(): the child resets the locks (their holders are gone).
+ * fork(): the prepare handler stops page creation and takes every slot lock and the allocator's,
+ * so the child gets whole entries; the child resets the locks (their holders are gone).
  */
 #include "sf.h"
 
@@ -48,7 +50,8 @@ struct page {
 static struct page *top[TOP_SZ];
 
 /* This thread's critical sections, outermost first (a handler's nest inside the interrupted
-   frame's); in_alloc: inside the entry allocator. */
+   frame's); in_alloc: inside the entry allocator; in_excl: holding page_lock (page creation, or
+   the atfork prepare handler, which also holds every slot). */
 #define HELD_MAX 4
 #define NESTED_WAIT_NS 2000000 /* how long a nested critical section waits for another slot */
 struct held {
@@ -58,16 +61,19 @@ struct held {
 static __thread struct held held[HELD_MAX] __attribute__((tls_model("initial-exec")));
 static __thread int nheld __attribute__((tls_model("initial-exec")));
 static __thread int in_alloc __attribute__((tls_model("initial-exec")));
+static __thread int in_excl __attribute__((tls_model("initial-exec")));
 /* Entries freed by a handler while this thread was inside the allocator. */
 static __thread struct sf_entry *deferred __attribute__((tls_model("initial-exec")));
 
 /* The token a thread's slot locks carry: unique among live threads, never 0. */
 static inline uintptr_t self_token(void) { return (uintptr_t)&nheld; }
 
-int sf_tab_busy(void) { return nheld || in_alloc; }
+int sf_tab_busy(void) { return nheld || in_alloc || in_excl; }
 
 static int alloc_lock;
 static struct sf_entry *free_list; /* linked through the first pointer-sized bytes */
+static int page_lock;              /* page creation; held by the atfork prepare handler */
+static int fork_locked;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -109,6 +115,9 @@ static void spin_unlock(int *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
     got_;                                                          \
   })
 
+static int try_int(int *l) {
+  return !__atomic_load_n(l, __ATOMIC_RELAXED) && !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE);
+}
 static int try_slot(struct slot *s, uintptr_t t) {
   uintptr_t z = 0;
   return !__atomic_load_n(&s->owner, __ATOMIC_RELAXED) &&
@@ -120,13 +129,26 @@ static struct slot *slot_of(int fd, int create) {
   struct page **pp = &top[fd >> PAGE_BITS];
   struct page *p = __atomic_load_n(pp, __ATOMIC_ACQUIRE);
   if (!p) {
-    if (!create) return NULL;
+    /* page_lock comes before the slot locks: a handler that interrupted this thread inside the
+       table waits for it boundedly, one that interrupted its holder not at all */
+    if (!create || in_excl || in_alloc) return NULL;
     void *m = mmap(NULL, sizeof(struct page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                    -1, 0);
     if (m == MAP_FAILED) return NULL;
+    int64_t deadline = nheld ? sf_now_ns() + NESTED_WAIT_NS : 0;
+    if (!SPIN_UNTIL(try_int(&page_lock), deadline)) {
+      munmap(m, sizeof(struct page));
+      return NULL;
+    }
+    in_excl = 1;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
     struct page *expected = NULL;
-    if (__atomic_compare_exchange_n(pp, &expected, (struct page *)m, 0, __ATOMIC_ACQ_REL,
-                                    __ATOMIC_ACQUIRE)) {
+    int won = __atomic_compare_exchange_n(pp, &expected, (struct page *)m, 0, __ATOMIC_ACQ_REL,
+                                          __ATOMIC_ACQUIRE);
+    __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    in_excl = 0;
+    spin_unlock(&page_lock);
+    if (won) {
       p = m;
     } else {
       munmap(m, sizeof(struct page));
@@ -141,6 +163,7 @@ enum { LK_NO = 0, LK_LOCKED = 1, LK_SHARED = 2 };
    holds s for a read; read it without the lock and call nothing else. LK_NO: act as if the fd were
    untracked (see the top of the file). */
 static int lock_slot(struct slot *s, int write) {
+  if (in_excl) return LK_NO;
   int n = nheld;
   uintptr_t t = self_token();
   if (n) { /* a signal handler interrupted this thread inside the table */
@@ -339,16 +362,50 @@ void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int, const struct sf_entry 
   }
 }
 
-/* In a forked child only the forking thread exists: any lock another thread held is stale. */
-void sf_tab_atfork_child(void) {
-  nheld = 0;
-  in_alloc = 0;
+/* Before fork(): wait for every critical section to end and keep new ones from starting (lock
+   order: page_lock, slots in fd order, alloc_lock; no critical section takes another slot or the
+   page lock). Not when this thread is inside the table itself (fork() in a signal handler): the
+   child resets the locks anyway. */
+void sf_tab_atfork_prepare(void) {
+  if (nheld || in_alloc || in_excl) return;
+  in_excl = 1; /* a handler on this thread now keeps out of the table */
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  spin_lock(&page_lock);
+  uintptr_t t = self_token();
+  for (unsigned pi = 0; pi < TOP_SZ; pi++) {
+    struct page *p = __atomic_load_n(&top[pi], __ATOMIC_ACQUIRE);
+    if (!p) continue;
+    for (unsigned i = 0; i < PAGE_SZ; i++) SPIN_UNTIL(try_slot(&p->s[i], t), 0);
+  }
+  spin_lock(&alloc_lock);
+  fork_locked = 1;
+}
+
+static void release_all(void) {
   __atomic_store_n(&alloc_lock, 0, __ATOMIC_RELEASE);
   for (unsigned pi = 0; pi < TOP_SZ; pi++) {
     struct page *p = top[pi];
     if (!p) continue;
     for (unsigned i = 0; i < PAGE_SZ; i++) __atomic_store_n(&p->s[i].owner, 0, __ATOMIC_RELEASE);
   }
+  __atomic_store_n(&page_lock, 0, __ATOMIC_RELEASE);
+}
+
+void sf_tab_atfork_parent(void) {
+  if (!fork_locked) return;
+  fork_locked = 0;
+  release_all();
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  in_excl = 0;
+}
+
+/* In a forked child only the forking thread exists: any lock another thread held is stale. */
+void sf_tab_atfork_child(void) {
+  fork_locked = 0;
+  nheld = 0;
+  in_alloc = 0;
+  in_excl = 0;
+  release_all();
 }
 
 void sf_tab_drop(int fd) {

@@ -11,7 +11,7 @@
  * non-blocking or absent). A pool fd in use by a taker is closed only when the last user leaves.
  * A signal handler that comes back into the library on a thread holding the mutex (in_pool) does
  * without the pools: a connect there asks the broker, a pool channel arriving there is closed, a
- * dead broker's pools are found dead by the next taker.
+ * dead broker's pools are found dead by the next taker. The atfork prepare handler takes the mutex.
  */
 #include "sf.h"
 
@@ -46,6 +46,7 @@ static pthread_mutex_t pmu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool pools[NPOOLS] = {[0 ... NPOOLS - 1] = {.fd = -1}};
 static int pool_fds[NPOOLS] = {[0 ... NPOOLS - 1] = -1}; /* lock-free copy for sf_pool_is_fd */
 static struct okdst oks[NOK];
+static int fork_locked; /* the atfork prepare handler holds pmu */
 
 static __thread int in_pool __attribute__((tls_model("initial-exec")));
 
@@ -111,7 +112,19 @@ void sf_pool_drop_all(void) {
   pool_unlock();
 }
 
+/* Lock order: the broker's mu (taken first by its own prepare handler), then pmu. */
+void sf_pool_atfork_prepare(void) {
+  if (pool_lock()) fork_locked = 1;
+}
+
+void sf_pool_atfork_parent(void) {
+  if (!fork_locked) return;
+  fork_locked = 0;
+  pool_unlock();
+}
+
 void sf_pool_atfork_child(void) {
+  fork_locked = 0;
   in_pool = 0;
   pthread_mutex_init(&pmu, NULL);
   for (int i = 0; i < NPOOLS; i++) {
