@@ -6,9 +6,10 @@ if [ "$(id -u)" != 0 ]; then
   echo "ci/test.sh: run as root: the tests create network namespaces" >&2
   exit 1
 fi
-# Incremental: a no-op right after `npm ci`.
+# Incremental: a no-op right after `npm ci`, but for the preload's sanitizer build (libslimfast-san.so,
+# ASan + UBSan, for dist/test/preload-sanitized.test.js; a few seconds).
 npx tsc -p tsconfig.json
-make -s -C native/preload all tests
+make -s -C native/preload all sanitize tests
 make -s -C bench/clients
 make -s -C native/launcher
 [ -f build/Release/slimfast_addon.node ] || npx node-gyp rebuild --silent

@@ -14,27 +14,37 @@
  * the connection (shutdown wakes its reader; the fd is closed when its last user lets go); the next
  * request reconnects, with a growing back-off while the broker cannot be reached. A timeout
  * suspends the broker for a while (requests fall back at once) without dropping the connection.
- * A forked child closes the inherited connection and starts from scratch.
+ * A forked child closes the inherited connection and starts from scratch: the atfork prepare handler
+ * takes the mutex so that the child gets the tables in a consistent state.
+ *
+ * Signal handlers: while a thread is inside the client (in_broker) it may hold the mutex, sit in
+ * pthread_cond_timedwait, be the connection's reader or be opening it; a handler that calls back into
+ * the library on that thread can wait for none of it (the interrupted frame cannot go on, and
+ * pthread_cond_* are not async-signal-safe), so broker calls made there fail at once and the
+ * caller falls back. Connection objects come from a static array: no malloc/free (a handler may
+ * drop the last reference).
  */
 #include "sf.h"
 
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #define NPEND 64
+/* Connection objects: the live one plus dead ones that threads still hold (each reconnect waits
+   for a back-off, so few ever coexist). None free: the call falls back. */
+#define NCONNS 16
 
 struct conn {
+  int used;
   int fd;
   int refs;   /* cur's reference + threads using it */
   int dead;
   int reader; /* a thread is reading it */
-  struct conn *next;
 };
 
 struct pend {
@@ -48,8 +58,8 @@ struct pend {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv;
 static int cv_ready;
-static struct conn *cur;   /* the live connection, or NULL */
-static struct conn *conns; /* every connection object not yet freed */
+static struct conn *cur; /* the live connection, or NULL */
+static struct conn conn_slots[NCONNS];
 static int cur_fd = -1;    /* lock-free copy of cur->fd for sf_broker_is_fd */
 static int opening;
 static int64_t retry_at;      /* no connection attempt before this */
@@ -61,6 +71,33 @@ static uint32_t next_seq;
 static struct pend pend[NPEND];
 static int64_t wait_ewma_ns = 10000; /* how long a reader usually waits for a reply */
 static pid_t owner_pid;
+static int fork_locked; /* the atfork prepare handler holds mu */
+
+static __thread int in_broker __attribute__((tls_model("initial-exec")));
+
+/* Enter the client on this thread; 0 when this thread is in it already, or holds a lock that comes
+   after mu in lock order (the pools', the fd table's): we are in a signal handler that came back
+   into the library, and the caller must fall back without touching anything here. */
+static int broker_enter(void) {
+  if (in_broker || sf_pool_busy() || sf_tab_busy()) return 0;
+  in_broker = 1;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  return 1;
+}
+static void broker_leave(void) {
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  in_broker = 0;
+}
+
+static struct conn *conn_new(void) {
+  for (int i = 0; i < NCONNS; i++)
+    if (!conn_slots[i].used) {
+      memset(&conn_slots[i], 0, sizeof conn_slots[i]);
+      conn_slots[i].used = 1;
+      return &conn_slots[i];
+    }
+  return NULL;
+}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -90,12 +127,7 @@ static void conn_put(struct conn *c) {
   if (--c->refs > 0) return;
   sf_tab_drop(c->fd);
   REAL(close)(c->fd);
-  for (struct conn **pp = &conns; *pp; pp = &(*pp)->next)
-    if (*pp == c) {
-      *pp = c->next;
-      break;
-    }
-  free(c);
+  c->used = 0;
 }
 
 static void conn_kill(struct conn *c, const char *why) {
@@ -116,13 +148,14 @@ static void conn_kill(struct conn *c, const char *why) {
 
 /* Child of a fork (or a clone that bypassed the atfork handlers): nothing here is ours. */
 static void reset_locked(void) {
-  for (struct conn *c = conns, *n; c; c = n) {
-    n = c->next;
+  for (int i = 0; i < NCONNS; i++) {
+    struct conn *c = &conn_slots[i];
+    if (!c->used) continue;
     sf_tab_drop(c->fd);
     REAL(close)(c->fd);
-    free(c);
+    c->used = 0;
   }
-  conns = cur = NULL;
+  cur = NULL;
   __atomic_store_n(&cur_fd, -1, __ATOMIC_RELAXED);
   for (int i = 0; i < NPEND; i++) {
     if (pend[i].used && pend[i].fd >= 0) REAL(close)(pend[i].fd);
@@ -134,8 +167,25 @@ static void reset_locked(void) {
   owner_pid = getpid();
 }
 
+/* Before fork(): hold mu so that no other thread is half-way through the tables. Not when this
+   thread is in the client already (fork() in a signal handler): the child starts afresh anyway. */
+void sf_broker_atfork_prepare(void) {
+  if (!broker_enter()) return;
+  pthread_mutex_lock(&mu);
+  fork_locked = 1;
+}
+
+void sf_broker_atfork_parent(void) {
+  if (!fork_locked) return;
+  fork_locked = 0;
+  pthread_mutex_unlock(&mu);
+  broker_leave();
+}
+
 void sf_broker_atfork_child(void) {
   sf_pool_atfork_child();
+  fork_locked = 0;
+  in_broker = 0;
   pthread_mutex_init(&mu, NULL);
   cv_ready = 0;
   cv_init_locked();
@@ -294,14 +344,12 @@ static struct conn *acquire(int64_t deadline) {
     pthread_mutex_unlock(&mu);
     struct sf_info inf;
     int fd = open_broker(&inf, deadline);
-    struct conn *c = fd >= 0 ? calloc(1, sizeof *c) : NULL;
     pthread_mutex_lock(&mu);
     opening = 0;
+    struct conn *c = fd >= 0 ? conn_new() : NULL;
     if (c) {
       c->fd = fd;
       c->refs = 1;
-      c->next = conns;
-      conns = c;
       cur = c;
       __atomic_store_n(&cur_fd, fd, __ATOMIC_RELAXED);
       sf_tab_mark_internal(fd, -1);
@@ -319,9 +367,11 @@ static struct conn *acquire(int64_t deadline) {
 }
 
 int sf_broker_info(struct sf_info *out) {
+  if (!broker_enter()) return -1;
   int saved = errno;
   struct conn *c = acquire(sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000);
   if (!c) {
+    broker_leave();
     errno = saved;
     return -1;
   }
@@ -329,6 +379,7 @@ int sf_broker_info(struct sf_info *out) {
   *out = info;
   conn_put(c);
   pthread_mutex_unlock(&mu);
+  broker_leave();
   errno = saved;
   return 0;
 }
@@ -352,10 +403,9 @@ static void file_reply(struct conn *c, const struct sf_msg *m, int fd) {
   if (fd >= 0) REAL(close)(fd);
 }
 
-int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd) {
+static int call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd) {
   int saved = errno;
   int64_t deadline = sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000;
-  *rep_fd = -1;
   struct conn *c = acquire(deadline);
   if (!c) {
     errno = saved;
@@ -438,15 +488,25 @@ int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep
   return ok ? 0 : -1;
 }
 
+int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd) {
+  *rep_fd = -1;
+  if (!broker_enter()) return -1;
+  int r = call(req, send_fd, rep, rep_fd);
+  broker_leave();
+  return r;
+}
+
 /* The process closed a listener: the broker drops its copy of the listening socket before this
    returns (if no other process holds the listener), so that the application can bind the port
-   again at once. Only on a live connection, and not from a thread that holds our lock (close()
-   in a signal handler): then the broker notices the closed channel by itself a moment later. */
+   again at once. Only on a live connection, and not from a signal handler that interrupted this
+   thread in the client: then the broker notices the closed channel by itself a moment later. */
 void sf_broker_listen_closed(uint64_t chan_ino) {
-  if (!chan_ino || pthread_mutex_trylock(&mu) != 0) return;
+  if (!chan_ino || !broker_enter()) return;
+  pthread_mutex_lock(&mu);
   int live = cur && !cur->dead && owner_pid == getpid() && sf_now_ns() >= suspend_until &&
              (info.features & SF_FEAT_LISTEN_CLOSED); /* an older broker would not answer */
   pthread_mutex_unlock(&mu);
+  broker_leave();
   if (!live) return;
   struct sf_msg req, rep;
   int rfd;
@@ -459,6 +519,7 @@ void sf_broker_listen_closed(uint64_t chan_ino) {
 int sf_broker_is_fd(int fd) { return fd >= 0 && __atomic_load_n(&cur_fd, __ATOMIC_RELAXED) == fd; }
 
 void sf_broker_relocate(int fd) {
+  if (!broker_enter()) return; /* dup2() onto it in a handler: no way to move it now */
   pthread_mutex_lock(&mu);
   if (cur && cur->fd == fd) {
     int n = sf_fd_dup_high(fd);
@@ -471,4 +532,5 @@ void sf_broker_relocate(int fd) {
     }
   }
   pthread_mutex_unlock(&mu);
+  broker_leave();
 }

@@ -177,7 +177,8 @@ SF_EXPORT int close_range(unsigned first, unsigned last, int flags) {
     r = REAL(close_range)(first, last, flags);
     err = errno;
   } else {
-    qsort(a.keep.v, (size_t)a.keep.n, sizeof(int), cmp_int);
+    /* nothing kept: keep.v is still NULL, which qsort must not be given even for 0 elements */
+    if (a.keep.n > 1) qsort(a.keep.v, (size_t)a.keep.n, sizeof(int), cmp_int);
     unsigned lo = first;
     for (int i = 0; i < a.keep.n; i++) {
       if (a.keep.v[i] < 0 || (unsigned)a.keep.v[i] < lo) continue;

@@ -13,6 +13,25 @@ static pid_t owner_pid;
 
 int sf_table_owner(void) { return getpid() == __atomic_load_n(&owner_pid, __ATOMIC_RELAXED); }
 
+/* fork() in a multithreaded program: the child has only the forking thread, so a lock another
+   thread held would stay held forever and a table half-way through an update would stay so.
+   prepare takes every lock in lock order (broker mutex, pool mutex, fd-table page lock, every
+   slot, the entry allocator: the order every code path takes them in), so the child's copy is
+   consistent; the parent releases them and the child resets them. A fork() from a signal handler
+   that interrupted one of those sections skips what its own thread holds (it cannot wait for
+   itself); the child's resets cover that case too. */
+static void atfork_prepare(void) {
+  sf_broker_atfork_prepare();
+  sf_pool_atfork_prepare();
+  sf_tab_atfork_prepare();
+}
+
+static void atfork_parent(void) {
+  sf_tab_atfork_parent();
+  sf_pool_atfork_parent();
+  sf_broker_atfork_parent();
+}
+
 static void atfork_child(void) {
   __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
   sf_tab_atfork_child(); /* first: the broker reset below drops table entries */
@@ -74,7 +93,7 @@ static void init_once(void) {
   sf_conf_init();
   owner_pid = getpid();
   if (sf_conf.enabled) {
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
     scan_inherited();
     SF_DEBUG("loaded, broker socket %s", sf_conf.sock_path);
   }

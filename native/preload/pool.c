@@ -9,6 +9,9 @@
  *
  * Locking: one mutex for the tables, never held across a blocking call (every syscall under it is
  * non-blocking or absent). A pool fd in use by a taker is closed only when the last user leaves.
+ * A signal handler that comes back into the library on a thread holding the mutex (in_pool) does
+ * without the pools: a connect there asks the broker, a pool channel arriving there is closed, a
+ * dead broker's pools are found dead by the next taker. The atfork prepare handler takes the mutex.
  */
 #include "sf.h"
 
@@ -43,6 +46,26 @@ static pthread_mutex_t pmu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool pools[NPOOLS] = {[0 ... NPOOLS - 1] = {.fd = -1}};
 static int pool_fds[NPOOLS] = {[0 ... NPOOLS - 1] = -1}; /* lock-free copy for sf_pool_is_fd */
 static struct okdst oks[NOK];
+static int fork_locked; /* the atfork prepare handler holds pmu */
+
+static __thread int in_pool __attribute__((tls_model("initial-exec")));
+
+int sf_pool_busy(void) { return in_pool; }
+
+/* 0 when this thread holds pmu already or is inside the fd table, which comes after pmu in lock
+   order (we are in a signal handler that interrupted it). */
+static int pool_lock(void) {
+  if (in_pool || sf_tab_busy()) return 0;
+  in_pool = 1;
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  pthread_mutex_lock(&pmu);
+  return 1;
+}
+static void pool_unlock(void) {
+  pthread_mutex_unlock(&pmu);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  in_pool = 0;
+}
 
 static void close_pool_locked(int i) {
   sf_tab_drop(pools[i].fd);
@@ -54,7 +77,10 @@ static void close_pool_locked(int i) {
 void sf_pool_add(int fd, uint32_t net, uint32_t prefix) {
   fd = sf_fd_move_high(fd);
   uint32_t mask = sf_prefix_mask(prefix);
-  pthread_mutex_lock(&pmu);
+  if (!pool_lock()) {
+    REAL(close)(fd);
+    return;
+  }
   int slot = -1;
   for (int i = 0; i < NPOOLS; i++) {
     if (pools[i].fd >= 0 && !pools[i].dead && pools[i].net == (net & mask) && pools[i].mask == mask) {
@@ -64,29 +90,42 @@ void sf_pool_add(int fd, uint32_t net, uint32_t prefix) {
     if (pools[i].fd < 0 && slot == -1) slot = i;
   }
   if (slot < 0) {
-    pthread_mutex_unlock(&pmu);
+    pool_unlock();
     REAL(close)(fd);
     return;
   }
   sf_tab_mark_internal(fd, -1);
   pools[slot] = (struct pool){.fd = fd, .net = net & mask, .mask = mask};
   __atomic_store_n(&pool_fds[slot], fd, __ATOMIC_RELAXED);
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
   SF_DEBUG("pool channel fd %d for route /%u", fd, prefix);
 }
 
 void sf_pool_drop_all(void) {
-  pthread_mutex_lock(&pmu);
+  if (!pool_lock()) return; /* their channels read EOF once the broker is gone */
   for (int i = 0; i < NPOOLS; i++) {
     if (pools[i].fd < 0) continue;
     pools[i].dead = 1;
     if (pools[i].users == 0) close_pool_locked(i);
   }
   memset(oks, 0, sizeof oks);
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
+}
+
+/* Lock order: the broker's mu (taken first by its own prepare handler), then pmu. */
+void sf_pool_atfork_prepare(void) {
+  if (pool_lock()) fork_locked = 1;
+}
+
+void sf_pool_atfork_parent(void) {
+  if (!fork_locked) return;
+  fork_locked = 0;
+  pool_unlock();
 }
 
 void sf_pool_atfork_child(void) {
+  fork_locked = 0;
+  in_pool = 0;
   pthread_mutex_init(&pmu, NULL);
   for (int i = 0; i < NPOOLS; i++) {
     if (pools[i].fd >= 0) close_pool_locked(i); /* the parent's: its broker stocks them */
@@ -98,12 +137,12 @@ void sf_pool_atfork_child(void) {
 static unsigned ok_slot(uint32_t ip, uint16_t port) { return (ip * 2654435761u ^ port) % NOK; }
 
 void sf_pool_confirm(uint32_t ip, uint16_t port) {
-  pthread_mutex_lock(&pmu);
+  if (!pool_lock()) return;
   struct okdst *o = &oks[ok_slot(ip, port)];
   o->ip = ip;
   o->port = port;
   o->until = sf_now_ns() + OK_TTL_NS;
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
 }
 
 int sf_pool_is_fd(int fd) {
@@ -114,7 +153,7 @@ int sf_pool_is_fd(int fd) {
 }
 
 void sf_pool_relocate(int fd) {
-  pthread_mutex_lock(&pmu);
+  if (!pool_lock()) return;
   for (int i = 0; i < NPOOLS; i++) {
     if (pools[i].fd != fd) continue;
     int n = sf_fd_dup_high(fd);
@@ -126,7 +165,7 @@ void sf_pool_relocate(int fd) {
       REAL(close)(fd);
     }
   }
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
 }
 
 /* A taken socket is usable if it is neither closed nor reset by the peer, nor carries data (the
@@ -152,7 +191,7 @@ static int report(int pfd, uint32_t used, uint32_t gone, int empty) {
 
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, uint16_t *out_sport) {
   int saved = errno;
-  pthread_mutex_lock(&pmu);
+  if (!pool_lock()) return -1;
   struct okdst *o = &oks[ok_slot(ip, port)];
   int i = -1;
   if (o->ip == ip && o->port == port && sf_now_ns() < o->until) {
@@ -163,13 +202,13 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
       }
   }
   if (i < 0) {
-    pthread_mutex_unlock(&pmu);
+    pool_unlock();
     return -1;
   }
   struct pool *p = &pools[i];
   p->users++;
   int pfd = p->fd;
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
 
   int fd = -1, empty = 0, dead = 0;
   struct sf_pooled pm;
@@ -209,7 +248,7 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
       gone++;
     }
   }
-  pthread_mutex_lock(&pmu);
+  pool_lock(); /* succeeds: a handler that interrupted us in between has returned */
   int found_empty = empty && fd < 0;
   int64_t now = sf_now_ns();
   uint32_t used = (fd >= 0) + p->owe_used;
@@ -218,15 +257,15 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
   if (send_report) p->empty_reported_at = found_empty ? now : 0;
   if (dead) p->dead = 1;
   p->owe_used = p->owe_gone = 0;
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
   int unsent = send_report && report(pfd, used, gone, found_empty) != 0;
-  pthread_mutex_lock(&pmu);
+  pool_lock();
   if (unsent) {
     p->owe_used += used;
     p->owe_gone += gone;
   }
   if (--p->users == 0 && p->dead) close_pool_locked(i);
-  pthread_mutex_unlock(&pmu);
+  pool_unlock();
   errno = saved;
   if (fd < 0) return -1;
   *out_fd = fd;

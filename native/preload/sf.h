@@ -3,7 +3,7 @@
  * Layout (one concern per file):
  *   real.c      dlsym(RTLD_NEXT) pointers to the libc functions we interpose
  *   util.c      configuration from the environment, debug log, clocks, internal fd placement
- *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signals blocked)
+ *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signal-handler safe)
  *   broker.c    the per-process broker connection, request/reply matching (leader/follower)
  *   pool.c      pre-established host connections pushed by the broker: connect without asking
  *   swap.c      putting a new socket onto the app's fd number (flags, options, epoll sets)
@@ -172,6 +172,11 @@ int sf_tab_update(int fd, sf_upd_fn fn, void *arg);
    removed. Used by close_range. */
 void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int fd, const struct sf_entry *e, void *arg),
                  void *arg);
+/* Nonzero when this thread is inside the table (so we are in a signal handler that interrupted
+   it): the broker client and the pools must not be waited for (they come first in lock order). */
+int sf_tab_busy(void);
+void sf_tab_atfork_prepare(void);
+void sf_tab_atfork_parent(void);
 void sf_tab_atfork_child(void);
 
 /* ---------- broker.c ---------- */
@@ -190,6 +195,10 @@ int sf_broker_is_fd(int fd);
 void sf_broker_listen_closed(uint64_t chan_ino);
 /* The app wants fd number `fd` and it is our broker connection: move ours away. */
 void sf_broker_relocate(int fd);
+/* fork(): prepare takes the broker's mutex then the pools' (sf_pool_atfork_prepare); parent
+   releases them; child starts afresh (the pools too). */
+void sf_broker_atfork_prepare(void);
+void sf_broker_atfork_parent(void);
 void sf_broker_atfork_child(void);
 
 /* ---------- pool.c ---------- */
@@ -197,6 +206,10 @@ void sf_broker_atfork_child(void);
 void sf_pool_add(int fd, uint32_t net, uint32_t prefix);
 /* The broker connection died: its pools go too. */
 void sf_pool_drop_all(void);
+/* 1 when this thread holds the pools' mutex (a signal handler interrupted it there). */
+int sf_pool_busy(void);
+void sf_pool_atfork_prepare(void);
+void sf_pool_atfork_parent(void);
 void sf_pool_atfork_child(void);
 /* The broker confirmed ip:port (network order) as a cross-host SlimFast listener. */
 void sf_pool_confirm(uint32_t ip, uint16_t port);

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Runs the preload tests against tests/bin/fakebroker inside a private network namespace
 # (needs root and iproute2). Usage: tests/run_local.sh [t_name ...]
-# Environment: VALGRIND=1 runs each test under valgrind; ASAN=1 uses libslimfast-asan.so.
+# Environment: VALGRIND=1 runs each test under valgrind; SANITIZE=1 under the sanitizer build
+# (tests/sanitize.sh: libslimfast-san.so behind ASan/UBSan; a sanitizer report fails the test).
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=$here/tests/bin
 lib=$here/libslimfast.so
-if [ "${ASAN:-0}" = 1 ]; then lib="$(${CC:-cc} -print-file-name=libasan.so) $here/libslimfast-asan.so"; fi
 ns=sfpre-$$-$RANDOM
 sock=/tmp/$ns.sock
 vip=10.250.0.2
@@ -40,9 +40,12 @@ pass=0 fail=0 skip=0
 for t in "${tests[@]}"; do
   wrap=()
   [ "${VALGRIND:-0}" = 1 ] && wrap=(valgrind -q --error-exitcode=99 --trace-children=yes)
+  [ "${SANITIZE:-0}" = 1 ] && wrap=(sh "$here/tests/sanitize.sh")
   start=$(date +%s.%N)
   out=$(nsx env LD_PRELOAD="$lib" SLIMFAST_SOCKET="$sock" "${wrap[@]}" "$bin/$t" 2>&1)
   rc=$?
+  if [ "${SANITIZE:-0}" = 1 ] && [ $rc -eq 0 -o $rc -eq 77 ] &&
+    echo "$out" | grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:'; then rc=86; fi
   dt=$(echo "$(date +%s.%N) - $start" | bc -l)
   case $rc in
     0) pass=$((pass+1)); printf 'PASS %-28s %5.2fs\n' "$t" "$dt" ;;
