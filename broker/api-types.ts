@@ -23,6 +23,10 @@ export interface HealthMsg {
   etcdError: string;
   headerAuth: string;
   uptimeSeconds: number;
+  openFds: number;
+  rssBytes: number;
+  heapTotalBytes: number;
+  heapUsedBytes: number;
 }
 
 export interface ListenerMsg {

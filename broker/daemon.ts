@@ -60,6 +60,18 @@ export function resolveMembership(opts: DaemonOptions): { self: HostEntry; other
   return { self, others: m.hosts.filter((h) => h !== self), overlay: m.overlay };
 }
 
+/** This process's open descriptors (without the one listing them), resident memory and V8 heap. */
+export function processResources(): { openFds: number; rssBytes: number; heapTotalBytes: number; heapUsedBytes: number } {
+  let openFds = 0;
+  try {
+    openFds = fs.readdirSync('/proc/self/fd').length - 1;
+  } catch {
+    // no /proc: unknown
+  }
+  const m = process.memoryUsage();
+  return { openFds, rssBytes: m.rss, heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed };
+}
+
 function toMsg(rec: ContainerRecord): ContainerMsg {
   return { ...rec, env: containerEnv(rec) };
 }
@@ -200,6 +212,7 @@ export class Daemon {
     const { self, overlay } = this.membership;
     return {
       health: unary(() => ({
+        ...processResources(),
         serving: true,
         hostIp: self.ip,
         port: self.port,
