@@ -18,6 +18,7 @@
   X(header_replayed)  /* cluster key: (sender, nonce) accepted before (reset)                 */ \
   X(header_not_member) /* cluster key: not from the member owning the source subnet (reset)    */ \
   X(connect_failures) /* cross-host connects that failed or timed out                         */ \
+  X(policy_denied)    /* CONNECTs refused by the policy (EACCES; nothing sent)                 */ \
   X(plain_accepts)    /* ordinary clients accepted on an app's real listening socket          */ \
   X(channel_full)     /* connections reset because every channel of the listener was full     */ \
   X(sync_streams)     /* SYNC streams handed to JS (with a cluster key: once verified)        */ \
