@@ -5,7 +5,7 @@
 // (listening on :8080, channel cChan).
 const rule = (over = {}) => ({ action: 'deny', from: '0.0.0.0/0', to: '10.98.0.2/32', portLo: 8080, portHi: 8080, ...over });
 
-export async function policyTests({ E1, E2, A, B, C, bChan, cChan, check, throwsLike, until }) {
+export async function policyTests({ E1, E2, A, B, C, bChan, cChan, check, throwsLike, until, client, sock }) {
   for (const [arg, re, why] of [
     [undefined, /expects \{default, rules\} or null/, 'no argument'],
     [{ default: 'maybe', rules: [] }, /"default" must be "allow" or "deny"/, 'a bad default'],
@@ -102,6 +102,18 @@ export async function policyTests({ E1, E2, A, B, C, bChan, cChan, check, throws
   check(await until(() => E1.counters().pools === pools1 + 1), 'and a new pool comes', E1.counters());
   r = await B.cmd('connect 10.98.0.2 8080');
   check(r.status === 13, 'while the other source hits the default', r);
+
+  // A container registered while the policy restricts it.
+  E1.setPolicy({ default: 'deny', rules: [{ ...allowC, from: '10.99.0.7/32' }] });
+  E1.addContainer('p', '10.99.0.7', sock('p'));
+  const P = await client(sock('p'));
+  r = await P.cmd('connect 10.98.0.2 8080');
+  check(r.status === 0 && (r.a & 1) === 0, 'a container registered under a policy that restricts it is not poolable', r);
+  if (r.h >= 0) await P.cmd(`close ${r.h}`);
+  r = await C.cmd(`accept ${cChan} 2000`);
+  if (r.h >= 0) await C.cmd(`close ${r.h}`);
+  await P.quit();
+  E1.removeContainer('p');
 
   E1.setPolicy(null);
   r = await B.cmd('connect 10.99.0.3 80');

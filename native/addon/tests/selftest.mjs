@@ -443,7 +443,7 @@ r = await A.cmd('connect 10.98.0.2 8080');
 check(r.status === -1, 'FALLBACK once the view is unknown again', r);
 
 // ---------- policy (policy.mjs) ----------
-const deniedUs = await policyTests({ E1, E2, A, B, C, bChan, cChan, check, throwsLike, until });
+const deniedUs = await policyTests({ E1, E2, A, B, C, bChan, cChan, check, throwsLike, until, client, sock });
 if (verbose) console.log(`   a denied connect took ${deniedUs.toFixed(0)} us (round trip through sfclient)`);
 
 // ---------- connect failures ----------
