@@ -21,6 +21,8 @@ export interface HealthMsg {
   membership: string;
   etcdState: string;
   etcdError: string;
+  /** Where the policy in force comes from and what it holds, or "none". */
+  policy: string;
   uptimeSeconds: number;
 }
 

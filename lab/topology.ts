@@ -47,6 +47,8 @@ export interface TopologyOptions {
   port?: number;
   /** Membership from a real etcd in the underlay switch's namespace instead of a peers file. */
   etcd?: { leaseTtl?: number };
+  /** Extra `slimfast daemon` flags for host h's broker (e.g. --policy FILE). */
+  brokerArgs?: (h: Host) => string[];
 }
 
 /** The underlay switch's address, where the lab's etcd listens. */
@@ -115,6 +117,7 @@ export class Topology {
   private readonly cleanups: (() => Promise<void>)[] = [];
   private destroyed = false;
   private etcdOpts?: { leaseTtl?: number };
+  private brokerArgs?: (h: Host) => string[];
   private underlay?: string;
   private etcdProc?: ResultPromise;
 
@@ -128,6 +131,7 @@ export class Topology {
     await sweepStale();
     const t = new Topology(opts.port ?? 4800);
     t.etcdOpts = opts.etcd;
+    t.brokerArgs = opts.brokerArgs;
     try {
       await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
       if (opts.etcd) await t.startEtcd();
@@ -291,7 +295,8 @@ export class Topology {
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
     const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
       '--port', String(this.port), ...this.membershipArgs(h),
-      ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []), ...extra];
+      ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []),
+      ...(this.brokerArgs?.(h) ?? []), ...extra];
     const child = execa('ip', args, {
       reject: false,
       stdin: 'ignore',
