@@ -14,6 +14,8 @@
         "native/addon/samehost.cc",
         "native/addon/listeners.cc",
         "native/addon/routing.cc",
+        "native/addon/policy.cc",
+        "native/addon/policy_enforce.cc",
         "native/addon/containers.cc",
         "native/addon/util.cc",
         "native/addon/header_auth.cc",

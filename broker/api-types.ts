@@ -22,6 +22,8 @@ export interface HealthMsg {
   etcdState: string;
   etcdError: string;
   headerAuth: string;
+  /** Where the policy in force comes from and what it holds, or "none". */
+  policy: string;
   uptimeSeconds: number;
   openFds: number;
   rssBytes: number;

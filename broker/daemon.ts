@@ -7,10 +7,11 @@ import { loadAddon, type EngineEvent, type NativeEngine } from './native-engine.
 import { readNetnsIp } from './netns.js';
 import { EtcdMembership, type EtcdStatus } from './etcd-membership.js';
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
+import { loadPolicyFile, PolicyKeeper, watchPolicyFile } from './policy-source.js';
 import { serviceDefinition } from './proto.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
 import { loadClusterKey } from './cluster-key.js';
-import { claimStateDir, releaseStateDir, stateLayout, type StateLayout } from './state-dir.js';
+import { claimStateDir, releaseStateDir, stateLayout, type StateLayout, writeFileAtomic } from './state-dir.js';
 import { ListenerSync } from './sync.js';
 import { Logger } from './log.js';
 
@@ -28,6 +29,8 @@ export interface DaemonOptions {
   poolDepth?: number;
   /** File holding the cluster key (broker/cluster-key.ts): headers are then signed and checked. */
   clusterKeyFile?: string;
+  /** Connect-time policy file (broker/policy.ts), watched; without it, with etcd, <prefix>/policy. */
+  policyFile?: string;
   /** Membership from etcd instead of a peers file. */
   etcd?: {
     endpoints: string[];
@@ -86,9 +89,13 @@ export class Daemon {
   private membership!: ReturnType<typeof resolveMembership>;
   private etcd?: EtcdMembership;
   private stopping?: Promise<void>;
+  private readonly policy: PolicyKeeper;
+  private policyWatch?: { reload: () => void; stop: () => void };
+  private readonly onHup = () => this.reloadPolicy();
 
   constructor(private readonly opts: DaemonOptions, private readonly log = new Logger(opts.logLevel ?? 'info')) {
     this.layout = stateLayout(opts.stateDir);
+    this.policy = new PolicyKeeper((p) => this.engine.setPolicy(p?.engine ?? null), (level, msg) => this.log[level](msg));
   }
 
   async start(): Promise<void> {
@@ -99,6 +106,7 @@ export class Daemon {
       if (k.warning) this.log.warn(k.warning);
       clusterKey = k.key;
     }
+    const policyFile = this.opts.policyFile ? { file: this.opts.policyFile, ...loadPolicyFile(this.opts.policyFile) } : undefined;
     const note = await claimStateDir(this.layout);
     if (note) this.log.info(note);
     try {
@@ -111,6 +119,9 @@ export class Daemon {
 
     const { Engine } = loadAddon();
     this.engine = new Engine();
+    // Before the engine serves anybody: no connect may slip past the policy.
+    if (policyFile) this.policy.set(policyFile.policy, `file ${policyFile.file}`, policyFile.text);
+    await this.watchPolicy();
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
     this.engine.start(
       { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth,
@@ -131,6 +142,49 @@ export class Daemon {
     });
     fs.chmodSync(this.layout.controlSocket, 0o660);
     this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${others.length} peer(s), state dir ${this.layout.dir}`);
+  }
+
+  /** Keeps the policy current: the file's, else etcd's <prefix>/policy (cached in the state dir,
+   *  for a start while etcd does not answer). */
+  private async watchPolicy(): Promise<void> {
+    const file = this.opts.policyFile;
+    if (file) {
+      this.policyWatch = watchPolicyFile(file, this.policy, (level, msg) => this.log[level](msg));
+      if (this.etcd) {
+        const key = this.etcd.keyName('policy');
+        void this.etcd.watchKey('policy', (v) => {
+          if (v !== null) this.log.warn(`policy: the etcd key ${key} is ignored: --policy ${file} is in force`);
+        });
+      }
+    } else if (this.etcd) {
+      const key = this.etcd.keyName('policy');
+      const cache = this.layout.policyFile;
+      const read = await this.etcd.watchKey('policy', (v) => {
+        if (!this.policy.offer(v, `etcd ${key}`)) return;
+        try {
+          if (v === null) fs.rmSync(cache, { force: true });
+          else writeFileAtomic(cache, v);
+        } catch (err) {
+          this.log.warn(`policy: cannot cache it in ${cache}: ${(err as Error).message}`);
+        }
+      });
+      if (!read && fs.existsSync(cache)) {
+        this.log.warn(`policy: etcd does not answer; enforcing the copy of ${key} cached in ${cache} until it does`);
+        this.policy.offer(fs.readFileSync(cache, 'utf8'), `etcd ${key} (cached)`);
+      }
+    } else {
+      return;
+    }
+    process.on('SIGHUP', this.onHup);
+  }
+
+  private reloadPolicy(): void {
+    if (!this.policyWatch) {
+      this.log.info('policy: SIGHUP: the policy comes from etcd and is watched there; nothing to reload');
+      return;
+    }
+    this.log.info(`policy: SIGHUP: reloading ${this.opts.policyFile}`);
+    this.policyWatch.reload();
   }
 
   /** Static membership (peers file or a lone host), or etcd's. */
@@ -173,6 +227,8 @@ export class Daemon {
 
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      process.off('SIGHUP', this.onHup);
+      this.policyWatch?.stop();
       await this.etcd?.close();
       this.sync?.stop();
       if (this.server) await new Promise<void>((resolve) => this.server!.tryShutdown(() => resolve()));
@@ -225,6 +281,7 @@ export class Daemon {
         etcdState: this.etcd?.status().state ?? '',
         etcdError: this.etcd?.status().lastError ?? '',
         headerAuth: this.opts.clusterKeyFile ? 'cluster key' : 'host keys',
+        policy: this.policy.describe(),
       })),
       registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
         if (!req.id) throw new Error('a container id is required');

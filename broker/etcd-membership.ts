@@ -93,6 +93,8 @@ export class EtcdMembership {
   private lease?: Lease;
   private leaseId?: string;
   private watcher?: Watcher;
+  private readonly keyWatchers: Watcher[] = [];
+  private readonly keyTimers = new Set<NodeJS.Timeout>();
   private subnet?: Cidr;
   private overlay?: string;
   private state: EtcdStatus['state'] = 'unreachable';
@@ -139,6 +141,62 @@ export class EtcdMembership {
     return view;
   }
 
+  /** The full name of a key under the prefix, e.g. "policy" -> "/slimfast/v1/policy". */
+  keyName(name: string): string {
+    return `${this.prefix}/${name}`;
+  }
+
+  /**
+   * Watches one key under the prefix: onValue gets its value (null: no such key) once it is read,
+   * on every change, and after each reconnect. Resolves true once the first read succeeded, false
+   * if it did not (etcd unreachable): then it keeps trying in the background.
+   */
+  async watchKey(name: string, onValue: (value: string | null) => void): Promise<boolean> {
+    const key = this.keyName(name);
+    let events = 0;  // a read that a watch event overtook must not undo it
+    const read = async () => {
+      const seen = events;
+      const value = await deadline(this.client.get(key).string(), `reading ${key}`);
+      if (seen === events) onValue(value);
+    };
+    let w: Watcher | undefined;
+    const attempt = async (): Promise<boolean> => {
+      try {
+        if (!w) {
+          const created = await deadline(this.client.watch().key(key).create(), `watching ${key}`);
+          if (this.closed) {
+            await created.cancel().catch(() => {});
+            return false;
+          }
+          w = created;
+          this.keyWatchers.push(w);
+          w.on('put', (kv) => {
+            events++;
+            onValue(kv.value.toString());
+          });
+          w.on('delete', () => {
+            events++;
+            onValue(null);
+          });
+          w.on('connected', () => void read().catch(() => {}));
+          w.on('error', () => {});
+        }
+        await read();
+        return true;
+      } catch (err) {
+        if (this.closed) return false;
+        this.opts.log('debug', `etcd: ${key} not read yet (${reason(err)}); trying again`);
+        const t = setTimeout(() => {
+          this.keyTimers.delete(t);
+          void attempt();
+        }, 2000);
+        this.keyTimers.add(t);
+        return false;
+      }
+    };
+    return attempt();
+  }
+
   status(): EtcdStatus {
     return { endpoints: this.opts.endpoints, state: this.state, leaseId: this.leaseId, lastError: this.lastError };
   }
@@ -150,6 +208,8 @@ export class EtcdMembership {
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
     this.lease?.release();
+    for (const t of this.keyTimers) clearTimeout(t);
+    for (const w of this.keyWatchers) await w.cancel().catch(() => {});
     await this.watcher?.cancel().catch(() => {});
     this.client.close();
   }

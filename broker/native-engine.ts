@@ -4,6 +4,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { repoRoot } from './paths.js';
+import type { EnginePolicy } from './policy.js';
 
 export interface EngineOptions {
   /** Host address the reserved port binds to; host connections to peers originate from it too. */
@@ -93,6 +94,11 @@ export interface NativeEngine {
   /** Listening addresses ("ip:port") of a peer's containers, or null when unknown; connects
    *  to a peer whose view is unknown or lacks the address fall back to the ordinary path. */
   setRemoteListeners(peerIp: string, listeners: string[] | null): void;
+  /** Installs the connect-time policy (null: none). A connect to an overlay destination that it
+   *  denies is answered EACCES and counted as policy_denied; a container it may restrict gets no
+   *  pooled connections (those would not ask), and loses the ones it has. Throws a TypeError
+   *  naming the rule and field on a bad shape (broker/policy.ts builds a good one). */
+  setPolicy(policy: EnginePolicy | null): void;
   listeners(): ListenerInfo[];
   counters(): Record<string, number>;
 }

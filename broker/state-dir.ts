@@ -12,6 +12,8 @@ export interface StateLayout {
   containersFile: string;
   /** Last membership seen in etcd (a start while etcd is unreachable serves it). */
   membershipFile: string;
+  /** Last policy read from etcd (a start while etcd is unreachable enforces it). */
+  policyFile: string;
   containersDir: string;
 }
 
@@ -23,6 +25,7 @@ export function stateLayout(dir: string): StateLayout {
     pidFile: path.join(abs, 'slimfast.pid'),
     containersFile: path.join(abs, 'containers.json'),
     membershipFile: path.join(abs, 'membership.json'),
+    policyFile: path.join(abs, 'policy.json'),
     containersDir: path.join(abs, 'containers'),
   };
 }

@@ -1,4 +1,5 @@
 // The `slimfast` command line (contract in the design doc: keep these commands and flags stable).
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveStateDir } from '../broker/config-file.js';
 import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
@@ -13,11 +14,14 @@ const USAGE = `usage: slimfast <command> [options]
 commands:
   daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4]
          [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
-         [--cluster-key FILE]
+         [--cluster-key FILE] [--policy FILE]
                        run this host's broker in the foreground until SIGTERM; with --etcd, membership
                        (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet; with
                        --cluster-key (16-64 secret bytes, the same file on every host) every header is
-                       signed and checked, and hosts outside the membership are refused
+                       signed and checked, and hosts outside the membership are refused; with --policy
+                       (JSON allow/deny rules by source, destination, port; reloaded when it changes
+                       and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
+                       the policy is the etcd key <prefix>/policy
   status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
                                                register a container; prints JSON with the env to run under
@@ -68,6 +72,7 @@ async function daemon(args: string[]): Promise<number> {
     'subnet-len': { type: 'string' },
     'lease-ttl': { type: 'string' },
     'cluster-key': { type: 'string' },
+    policy: { type: 'string' },
   });
   const intFlag = (name: string, lo: number, hi: number): number | undefined => {
     if (v[name] === undefined) return undefined;
@@ -98,6 +103,7 @@ async function daemon(args: string[]): Promise<number> {
     poolDepth,
     etcd,
     clusterKeyFile: v['cluster-key'] as string | undefined,
+    policyFile: v.policy === undefined ? undefined : path.resolve(v.policy as string),
   });
   process.on('SIGPIPE', () => {});
   await d.start();
@@ -132,6 +138,7 @@ async function status(args: string[]): Promise<number> {
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
     console.log(`broker: ${health.openFds} open descriptors, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
     if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}`);
+    console.log(`policy: ${health.policy || 'none'}`);
     printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
     printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));
     printTable('listeners', ['address', 'container', 'channels'], listeners.map((l) => [`${l.ip}:${l.port}`, l.containerId, l.channels]));

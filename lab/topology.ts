@@ -50,6 +50,8 @@ export interface TopologyOptions {
   etcd?: { leaseTtl?: number };
   /** Writes a random cluster key (32 bytes, mode 600) and starts every broker with --cluster-key. */
   clusterKey?: boolean;
+  /** Extra `slimfast daemon` flags for host h's broker (e.g. --policy FILE). */
+  brokerArgs?: (h: Host) => string[];
 }
 
 /** The underlay switch's address, where the lab's etcd listens. */
@@ -118,6 +120,7 @@ export class Topology {
   private readonly cleanups: (() => Promise<void>)[] = [];
   private destroyed = false;
   private etcdOpts?: { leaseTtl?: number };
+  private brokerArgs?: (h: Host) => string[];
   private underlay?: string;
   private etcdProc?: ResultPromise;
   /** The key file brokers get with --cluster-key (TopologyOptions.clusterKey). */
@@ -133,6 +136,7 @@ export class Topology {
     await sweepStale();
     const t = new Topology(opts.port ?? 4800);
     t.etcdOpts = opts.etcd;
+    t.brokerArgs = opts.brokerArgs;
     try {
       await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
       if (opts.clusterKey) {
@@ -301,7 +305,8 @@ export class Topology {
     const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
       '--port', String(this.port), ...this.membershipArgs(h),
       ...(this.clusterKeyFile && !extra.includes('--cluster-key') ? ['--cluster-key', this.clusterKeyFile] : []),
-      ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []), ...extra];
+      ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []),
+      ...(this.brokerArgs?.(h) ?? []), ...extra];
     const child = execa('ip', args, {
       reject: false,
       stdin: 'ignore',

@@ -139,3 +139,33 @@ test.serial('a broker that dies drops out when its lease expires', async (t) => 
   await waitPeers(h1, [h2, h3]);
   t.is((await topo.status(h3)).health.subnet, h3.subnet);
 });
+
+test.serial('the policy is the etcd key <prefix>/policy, followed while it changes', async (t) => {
+  const h1 = topo.hosts[0];
+  const [c1, c2] = [topo.container('c1'), topo.container('c2')];
+  const key = '/slimfast/v1/policy';
+  const cache = path.join(h1.stateDir, 'policy.json');
+  const tryOnce = async () => JSON.parse((await topo.exec(c1, [PY, CLIENT, 'refused', c2.ip, '7000'])).stdout) as { connected: boolean; errno?: number };
+  const waitPolicy = (want: string) => topo.waitFor(async () => (await topo.status(h1)).health.policy === want, 5000, `host 1 to enforce "${want}"`);
+  t.is((await topo.status(h1)).health.policy, `none (etcd ${key})`);
+  t.true((await tryOnce()).connected);
+
+  const doc = { default: 'allow', rules: [{ action: 'deny', from: c1.ip, to: c2.ip, ports: '7000' }] };
+  t.is((await topo.etcdctl(['put', key, JSON.stringify(doc)])).exitCode, 0);
+  await waitPolicy(`etcd ${key}, 1 rule, default allow`);
+  let r = await tryOnce();
+  t.false(r.connected);
+  t.is(r.errno, 13, 'EACCES');
+  t.true(fs.existsSync(cache), 'cached in the state dir');
+
+  await topo.etcdctl(['put', key, '{"rules": 5}']);
+  const messages = () => fs.readFileSync(h1.daemonLog, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg);
+  await topo.waitFor(async () => messages().some((m) => m.startsWith(`policy: etcd ${key}: "rules" must be an array`)), 5000, 'the bad value to be reported');
+  r = await tryOnce();
+  t.is(r.errno, 13, 'a bad value keeps the policy in force');
+
+  await topo.etcdctl(['del', key]);
+  await waitPolicy(`none (etcd ${key})`);
+  t.true((await tryOnce()).connected, 'no key: no policy');
+  t.false(fs.existsSync(cache));
+});

@@ -106,6 +106,73 @@ bool get_cluster_key(Napi::Object o, Config* cfg) {
   return true;
 }
 
+// One allow/deny word: "allow" -> true, "deny" -> false; false return (exception thrown) otherwise.
+bool get_action(Napi::Object o, const char* key, const std::string& where, bool* allow) {
+  Napi::Value v = o.Get(key);
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+  if (s != "allow" && s != "deny") {
+    throw_type(o.Env(), where + ": \"" + key + "\" must be \"allow\" or \"deny\"");
+    return false;
+  }
+  *allow = s == "allow";
+  return true;
+}
+
+bool get_policy_port(Napi::Object o, const char* key, const std::string& where, uint16_t* out) {
+  Napi::Value v = o.Get(key);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (d != double(int64_t(d)) || d < 0 || d > 65535) {
+    throw_type(o.Env(), where + ": \"" + key + "\" must be an integer 0..65535");
+    return false;
+  }
+  *out = uint16_t(d);
+  return true;
+}
+
+bool get_policy_cidr(Napi::Object o, const char* key, const std::string& where, uint32_t* net, uint32_t* mask) {
+  Napi::Value v = o.Get(key);
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+  uint8_t prefix;
+  if (!parse_cidr(s, net, &prefix)) {
+    throw_type(o.Env(), where + ": \"" + key + "\" must be an IPv4 prefix (a.b.c.d/len)");
+    return false;
+  }
+  *mask = prefix_mask(prefix);
+  return true;
+}
+
+// setPolicy's argument: {default: "allow"|"deny", rules: [{action, from, to, portLo, portHi}]}.
+bool parse_policy(Napi::Object o, Policy* p) {
+  p->active = true;
+  if (!get_action(o, "default", "setPolicy(policy)", &p->default_allow)) return false;
+  Napi::Value rv = o.Get("rules");
+  if (!rv.IsArray()) {
+    throw_type(o.Env(), "setPolicy(policy): \"rules\" must be an array of {action, from, to, portLo, portHi}");
+    return false;
+  }
+  Napi::Array a = rv.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    std::string where = "setPolicy: rules[" + std::to_string(i) + "]";
+    Napi::Value v = a.Get(i);
+    if (!v.IsObject()) {
+      throw_type(o.Env(), where + " is not an object");
+      return false;
+    }
+    Napi::Object r = v.As<Napi::Object>();
+    PolicyRule x{};
+    if (!get_action(r, "action", where, &x.allow) || !get_policy_cidr(r, "from", where, &x.src_net, &x.src_mask) ||
+        !get_policy_cidr(r, "to", where, &x.dst_net, &x.dst_mask) || !get_policy_port(r, "portLo", where, &x.port_lo) ||
+        !get_policy_port(r, "portHi", where, &x.port_hi))
+      return false;
+    if (x.port_lo > x.port_hi) {
+      throw_type(o.Env(), where + ": \"portLo\" is above \"portHi\"");
+      return false;
+    }
+    p->rules.push_back(x);
+  }
+  return true;
+}
+
 }  // namespace
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -118,6 +185,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::RemoveContainer>("removeContainer"),
                         InstanceMethod<&EngineWrap::SetPeers>("setPeers"),
                         InstanceMethod<&EngineWrap::SetRemoteListeners>("setRemoteListeners"),
+                        InstanceMethod<&EngineWrap::SetPolicy>("setPolicy"),
                         InstanceMethod<&EngineWrap::Listeners>("listeners"),
                         InstanceMethod<&EngineWrap::Counters>("counters"),
                         InstanceMethod<&EngineWrap::HostKey>("hostKey"),
@@ -257,6 +325,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       keys.push_back(addr_key(ip, uint16_t(port)));
     }
     eng_->set_remote_listeners(peer, &keys);
+    return env.Undefined();
+  }
+
+  Napi::Value SetPolicy(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Policy p;
+    if (info.Length() < 1 || (!info[0].IsNull() && !info[0].IsObject()))
+      return throw_type(env, "setPolicy(policy): expects {default, rules} or null (no policy)");
+    if (!info[0].IsNull() && !parse_policy(info[0].As<Napi::Object>(), &p)) return env.Undefined();
+    eng_->set_policy(std::move(p));
     return env.Undefined();
   }
 

@@ -31,6 +31,12 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
   uint32_t dst = ntohl(req.vip_b);
   uint16_t dport = ntohs(req.port_b);
   auto sport = [&] { return req.port_a ? ntohs(req.port_a) : next_src_port(); };
+  // The policy governs every overlay destination, those that would fall back to the container's
+  // interface included (else a denied listener would still be reached that way).
+  if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && policy_denies(pc, dst, dport)) {
+    reply(pc, req.seq, SF_CONNECT_OK, EACCES, -1);
+    return;
+  }
   if (dport != 0) {
     if (by_ip.count(dst)) {  // a container on this host
       // A pool only for steered listeners: without steering the broker would hand every pooled
@@ -43,7 +49,7 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
           Route self{cfg.local_net, cfg.local_prefix, cfg.host_ip, uint16_t(ctr.port.load())};
           // With a pool, like a peer's: the kernel steers pooled connections too, so the broker does
           // nothing for them on either side.
-          if (cfg.pool_depth > 0) pool_for(pc, self);
+          if (may_pool(pc)) pool_for(pc, self);
           return start_out(pc, req, self, sport(), true);
         }
         return same_host(pc, req, l, sport());
@@ -53,7 +59,7 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
       const Route* r = lpm(dst);
       if (r && view_has(r->peer_ip, dst, dport)) {
         // Stock a pool for this peer first: its channel reaches the preload before the reply.
-        if (cfg.pool_depth > 0) pool_for(pc, *r);
+        if (may_pool(pc)) pool_for(pc, *r);
         return start_out(pc, req, *r, sport());
       }
     }
@@ -245,6 +251,11 @@ void Engine::finish_out(OutConn* o) {
   o->ev.fd = -1;
   if (o->pool) return pool_connected(o, fd);
   PreloadConn* pc = o->pc;
+  if (policy_denies(pc, o->dst, o->dport)) {  // a policy set while it connected
+    close_fd(fd);
+    reply(pc, o->seq, SF_CONNECT_OK, EACCES, -1);
+    return;
+  }
   if (!o->hdr_sent && !write_header(fd, signed_header(SF_HDR_CONNECT, pc->c->ip, o->dst, o->dport, o->sport))) {
     close_fd(fd);
     inc(ctr.connect_failures);
@@ -260,7 +271,7 @@ void Engine::finish_out(OutConn* o) {
     inc(ctr.handed_out);
   }
   reply(pc, o->seq, SF_CONNECT_OK, 0, fd, pc->c->ip, o->sport, o->dst, o->dport,
-        cfg.pool_depth > 0 && (!o->local || o->hdr_sent) ? SF_CONNECT_POOLABLE : 0);
+        may_pool(pc) && (!o->local || o->hdr_sent) ? SF_CONNECT_POOLABLE : 0);
   close_fd(fd);
 }
 

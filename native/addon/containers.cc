@@ -51,6 +51,7 @@ Error Engine::add_container(const std::string& id, uint32_t ip, const std::strin
   }
   c->id = id;
   c->ip = ip;
+  c->restricted = policy.restricts(ip);
   c->path = path;
   c->path_dev = st.st_dev;
   c->path_ino = st.st_ino;

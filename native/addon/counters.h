@@ -20,6 +20,7 @@
   X(header_overload)  /* reserved-port connections closed at once: their source address (or
                          everyone) already had headerPeerMax (headerPendingMax) headers waiting */ \
   X(connect_failures) /* cross-host connects that failed or timed out                         */ \
+  X(policy_denied)    /* CONNECTs refused by the policy (EACCES; nothing sent)                 */ \
   X(plain_accepts)    /* ordinary clients accepted on an app's real listening socket          */ \
   X(channel_full)     /* connections reset because every channel of the listener was full     */ \
   X(sync_streams)     /* SYNC streams handed to JS (with a cluster key: once verified)        */ \

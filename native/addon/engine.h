@@ -33,6 +33,7 @@
 #include "header_auth.h"
 #include "guard.h"
 #include "header_read.h"
+#include "policy.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 
@@ -163,6 +164,7 @@ struct Container : Obj {
   Ev ev{EV_CONTAINER, this};
   std::vector<PreloadConn*> conns;
   std::vector<Channel*> channels;
+  bool restricted = false;  // policy.restricts(ip): no pools (kept up to date by set_policy)
 };
 
 struct Listener : Obj {
@@ -249,6 +251,8 @@ struct Engine {
   bool remove_container(const std::string& id);
   void set_peers(const std::vector<Route>& routes);
   void set_remote_listeners(uint32_t peer_ip, const std::vector<uint64_t>* keys);  // null = unknown
+  // Installs a policy (inactive: none). Containers it restricts lose their pools at once.
+  void set_policy(Policy p);
   std::vector<ListenerRow> listener_rows();
   bool running() const { return running_; }
   uint64_t thread_cpu_ns() const;  // CPU time used by the engine thread so far (0 if unknown)
@@ -277,6 +281,7 @@ struct Engine {
   std::vector<uint8_t> route_prefixes;                   // distinct prefix lengths, longest first
   std::unordered_map<uint64_t, Route> routes;            // (prefix << 32 | net) -> route
   std::unordered_map<uint32_t, std::unordered_set<uint64_t>> views;  // peer ip -> "ip:port" keys
+  Policy policy;
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
@@ -405,6 +410,10 @@ struct Engine {
   bool read_reports(Pool* p, int max, bool* refill);  // true: the channel is closed
   bool take_report(Pool* p, const sf_msg& m, ssize_t n);
   void kill_pool(Pool* p);
+
+  // policy_enforce.cc
+  bool policy_denies(PreloadConn* pc, uint32_t dst, uint16_t dport);  // counts and logs a denial
+  bool may_pool(PreloadConn* pc) const { return cfg.pool_depth > 0 && !pc->c->restricted; }
 
   // routing.cc
   const Route* lpm(uint32_t ip) const;

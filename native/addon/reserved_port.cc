@@ -199,7 +199,7 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
   uint32_t mine = it == pending_by_peer.end() ? 0 : it->second;
   if (mine >= cfg.header_peer_max || ctr.pending_headers.load() >= cfg.header_pending_max) {
     inc(ctr.header_overload);
-    if (ratelimit(10))
+    if (ratelimit(11))
       logf(LOG_WARN, "reserved port: %s has %u connections waiting for their header (%u in all); closing more",
            ip_str(peer_ip).c_str(), mine, unsigned(ctr.pending_headers.load()));
     reset_close(fd);

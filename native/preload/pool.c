@@ -15,6 +15,7 @@
  */
 #include "sf.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <string.h>
 #include <unistd.h>
@@ -176,6 +177,13 @@ static int alive(int fd) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+/* The broker closed its end: it dropped this pool (say, a policy now restricts the container), and
+   what is still queued must not be used. Queued messages stay readable after a hangup, so ask. */
+static int hung_up(int pfd) {
+  struct pollfd p = {.fd = pfd, .events = POLLRDHUP};
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
 static int report(int pfd, uint32_t used, uint32_t gone, int empty) {
   struct sf_msg m;
   memset(&m, 0, sizeof m);
@@ -210,10 +218,10 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
   int pfd = p->fd;
   pool_unlock();
 
-  int fd = -1, empty = 0, dead = 0;
+  int fd = -1, empty = 0, dead = hung_up(pfd);
   struct sf_pooled pm;
   uint32_t gone = 0;
-  for (int tries = 0; tries < MAX_TRIES && fd < 0; tries++) {
+  for (int tries = 0; tries < MAX_TRIES && fd < 0 && !dead; tries++) {
     int rfd = -1, trunc = 0;
     ssize_t n = sf_recv_fd(pfd, &pm, sizeof pm, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &rfd, &trunc);
     if (n < 0 && errno == EINTR) continue;

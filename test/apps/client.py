@@ -5,6 +5,8 @@
                                    message, close. Reports what both ends saw as addresses.
   client.py hold HOST PORT SECS    one connection held open for SECS seconds.
   client.py refused HOST PORT      expects the connect to fail; reports errno and how long it took.
+  client.py connects HOST PORT COUNT
+                                   COUNT such connects, one after the other: a JSON list of them.
   client.py then-refused HOST PORT COUNT
                                    COUNT echo connections, then one more connect after "go" on stdin."""
 import json
@@ -95,6 +97,8 @@ def main():
         print(json.dumps(try_connect(host, port)))
     elif mode == "refused":
         print(json.dumps(try_connect(host, port)))
+    elif mode == "connects":
+        print(json.dumps([try_connect(host, port) for _ in range(int(sys.argv[4]))]))
     else:
         sys.exit(f"unknown mode {mode}")
 

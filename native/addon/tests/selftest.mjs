@@ -20,6 +20,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { clusterKeyTests } from './cluster_key.mjs';
 import { hostileTests } from './hostile.mjs';
+import { policyTests } from './policy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..', '..');
@@ -442,6 +443,10 @@ check(await until(() => E2.counters().refused === 2), 'refused counter on the pe
 E1.setRemoteListeners('127.0.0.2', null);
 r = await A.cmd('connect 10.98.0.2 8080');
 check(r.status === -1, 'FALLBACK once the view is unknown again', r);
+
+// ---------- policy (policy.mjs) ----------
+const deniedUs = await policyTests({ E1, E2, A, B, C, bChan, cChan, check, throwsLike, until, client, sock });
+if (verbose) console.log(`   a denied connect took ${deniedUs.toFixed(0)} us (round trip through sfclient)`);
 
 // ---------- connect failures ----------
 E1.setRemoteListeners('127.0.0.3', ['10.97.0.2:80']);

@@ -26,6 +26,7 @@
  *   loop N IP PORT [ECHO]         N sequential CONNECTs; each socket is closed at once, or with
  *                                 ECHO=1 sends 16 bytes and waits for the peer's close
  *   pooltake IP PORT [HOW]        take a pooled socket and send its completed header (see below)
+ *   poolhup IP                    has the broker closed its end of the pool channel for IP's route?
  *   steer H                       SF_STEER_SOCKET for channel H: the listener's steered socket
  *   saccept S MS                  accept on steered socket S within MS and read its 48-byte header
  *   tfo BINDIP IP:PORT HEX        TCP Fast Open connect from BINDIP, the bytes HEX in the SYN
@@ -384,6 +385,11 @@ int main(int argc, char **argv) {
       int r1 = shutdown(pfd, SHUT_RD);
       ssize_t r2 = send(pfd, &took, sizeof took, MSG_NOSIGNAL);
       printf("{\"shutdown\":%d,\"sent\":%zd}\n", r1, r2);
+    } else if (!strcmp(cmd, "poolhup")) {
+      int pfd = pool_for(ipparse(x));
+      struct pollfd pp = {pfd, POLLRDHUP, 0};
+      int hup = pfd >= 0 && poll(&pp, 1, 0) == 1 && (pp.revents & (POLLHUP | POLLRDHUP));
+      printf("{\"pool\":%d,\"hup\":%s}\n", pfd, hup ? "true" : "false");
     } else if (!strcmp(cmd, "pooltake")) {
       /* pooltake IP PORT [forge]: take a pre-established socket from the pool channel, send its
          header for IP:PORT (with forge: its source vIP changed to 10.99.0.3, with unsigned: as an
