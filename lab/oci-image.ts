@@ -124,6 +124,26 @@ export function blobPath(digest: string): string {
 }
 
 /**
+ * node-tar keeps atime and ctime (whole seconds) in the header's prefix area when it does not keep
+ * owners out: zero them, and fix each header's checksum, so that a touch does not change the digest.
+ */
+export function zeroHeaderTimes(tarFile: string): void {
+  const b = fs.readFileSync(tarFile);
+  for (let off = 0; off + 512 <= b.length; ) {
+    const h = b.subarray(off, off + 512);
+    if (h.every((x) => x === 0)) break;
+    const size = parseInt(h.subarray(124, 136).toString('latin1').replace(/\0.*$/, '').trim() || '0', 8);
+    h.fill(0, 476, 500); // atime, ctime
+    h.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const x of h) sum += x;
+    h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    off += 512 + Math.ceil(size / 512) * 512;
+  }
+  fs.writeFileSync(tarFile, b);
+}
+
+/**
  * Writes an OCI image archive of the root filesystem `rootfs` to `file` (staging the layout in
  * `file`.d, removed afterwards) and returns its blobs' descriptors. Files keep their owners and modes;
  * every mtime is 0 so that the same tree gives the same digests.
@@ -139,6 +159,7 @@ export async function writeOciArchive(file: string, rootfs: string, opts: ImageO
     if (entries.length === 0) throw new Error(`${rootfs} is empty: make the root filesystem first (lab/containers.ts makeRootfs)`);
     // noPax: no extended headers, which would carry atime and ctime (they change with every touch).
     await createTar({ file: layerFile, cwd: rootfs, portable: false, noPax: true, mtime: new Date(0) }, entries);
+    zeroHeaderTimes(layerFile);
     const blobs = imageBlobs(fs.readFileSync(layerFile), opts);
     fs.rmSync(layerFile);
     for (const b of [blobs.layer, blobs.config, blobs.manifest]) fs.writeFileSync(path.join(stage, blobPath(b.digest)), b.data);
