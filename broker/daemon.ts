@@ -92,6 +92,8 @@ export class Daemon {
   private readonly policy: PolicyKeeper;
   private policyWatch?: { reload: () => void; stop: () => void };
   private readonly onHup = () => this.reloadPolicy();
+  /** Set once engine, sync and registry exist; etcd events before that only update the view. */
+  private serving = false;
 
   constructor(private readonly opts: DaemonOptions, private readonly log = new Logger(opts.logLevel ?? 'info')) {
     this.layout = stateLayout(opts.stateDir);
@@ -115,7 +117,7 @@ export class Daemon {
       releaseStateDir(this.layout);
       throw err;
     }
-    const { self, others, overlay } = this.membership;
+    const { self, overlay } = this.membership;
 
     const { Engine } = loadAddon();
     this.engine = new Engine();
@@ -128,10 +130,13 @@ export class Daemon {
         clusterKey, debug: this.opts.logLevel === 'debug' },
       (ev) => this.onEngineEvent(ev),
     );
-    this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
+    // The view as it is now: etcd may have reported changes while the policy was read.
+    const peers = this.membership.others;
+    this.engine.setPeers(peers.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.registry = new Registry(this.layout, this.engine, self.cidr);
     this.registry.restore((msg) => this.log.info(msg));
-    this.sync.start(others);
+    this.sync.start(peers);
+    this.serving = true;
 
     this.server = new grpc.Server();
     this.server.addService(serviceDefinition(), this.handlers());
@@ -141,7 +146,7 @@ export class Daemon {
       );
     });
     fs.chmodSync(this.layout.controlSocket, 0o660);
-    this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${others.length} peer(s), state dir ${this.layout.dir}`);
+    this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${peers.length} peer(s), state dir ${this.layout.dir}`);
   }
 
   /** Keeps the policy current: the file's, else etcd's <prefix>/policy (cached in the state dir,
@@ -210,12 +215,13 @@ export class Daemon {
 
   /** etcd told of a host joining, leaving or moving. */
   private peersChanged(others: HostEntry[]): void {
-    if (!this.engine || this.stopping) return;
+    if (!this.membership || this.stopping) return;
     const before = new Set(this.membership.others.map((h) => `${h.ip} ${h.subnet}`));
     const after = new Set(others.map((h) => `${h.ip} ${h.subnet}`));
     const joined = [...after].filter((x) => !before.has(x));
     const left = [...before].filter((x) => !after.has(x));
     this.membership.others = others;
+    if (!this.serving) return;  // start() takes the view as it then is
     this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.sync.setPeers(others);
     this.log.info(`peers now ${others.length}${joined.length ? `; joined: ${joined.join(', ')}` : ''}${left.length ? `; left: ${left.join(', ')}` : ''}`);
