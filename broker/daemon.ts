@@ -27,6 +27,8 @@ export interface DaemonOptions {
   logLevel?: string;
   /** Pre-established connections per process and peer at first (0 = none); see EngineOptions.poolDepth. */
   poolDepth?: number;
+  /** false: no kernel steering (EngineOptions.steering). */
+  steering?: boolean;
   /** File holding the cluster key (broker/cluster-key.ts): headers are then signed and checked. */
   clusterKeyFile?: string;
   /** Connect-time policy file (broker/policy.ts), watched; without it, with etcd, <prefix>/policy. */
@@ -126,7 +128,7 @@ export class Daemon {
     await this.watchPolicy();
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
     this.engine.start(
-      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth,
+      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth, steering: this.opts.steering,
         clusterKey, debug: this.opts.logLevel === 'debug' },
       (ev) => this.onEngineEvent(ev),
     );

@@ -25,6 +25,9 @@ export interface EngineOptions {
   headerPendingMax?: number;
   /** Deadline for a cross-host connect before falling back (default 3000 ms). */
   connectTimeoutMs?: number;
+  /** Kernel steering of incoming connections straight to listeners (default true where the kernel
+   *  can; false: the broker hands every connection over through the listener's channel). */
+  steering?: boolean;
   /** Pre-established connections a process gets per peer at first (0..64, default 4; 0: no pools). */
   poolDepth?: number;
   /** Largest a pool grows when its process keeps finding it empty (1..256, default 64). */

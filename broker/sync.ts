@@ -8,6 +8,10 @@ import type { HostEntry } from './peers.js';
 
 const PING_MS = 2000;
 const DEAD_MS = 6000;
+/** A subscription connect that gets no answer this soon is given up and tried again. */
+const CONNECT_MS = 1000;
+/** Retries of a lost subscription grow to this: a peer whose broker restarts is back in about a second. */
+const MAX_BACKOFF_MS = 1000;
 
 type SyncLine =
   | { type: 'full'; host: string; listeners: string[] }
@@ -119,7 +123,12 @@ export class ListenerSync {
       deadTimer = setTimeout(() => socket.destroy(new Error('no data for 6 s')), DEAD_MS);
     };
     socket.setNoDelay(true);
+    // A peer whose broker died may leave its reserved port held by steered listeners that drop
+    // what they cannot steer: our SYN would wait for TCP's retransmissions, and the restarted
+    // broker would be noticed seconds late. Try again soon instead.
+    const connectTimer = setTimeout(() => socket.destroy(new Error(`no answer within ${CONNECT_MS} ms`)), CONNECT_MS);
     socket.once('connect', () => {
+      clearTimeout(connectTimer);
       // Without a cluster key the tag announces our host key (the peer checks our pooled headers
       // with it); with one the header is signed with our derived key and carries a fresh nonce.
       socket.write(this.engine.syncHeader());
@@ -153,6 +162,7 @@ export class ListenerSync {
     });
     socket.on('error', (err) => this.log('debug', `listener sync with ${peerIp}: ${err.message}`));
     socket.on('close', () => {
+      clearTimeout(connectTimer);
       if (deadTimer) clearTimeout(deadTimer);
       if (this.peers.get(peerIp) !== state) return; // the peer left (or left and came back anew)
       if (state.synced) this.log('warn', `lost listener sync with ${peerIp}; its connections take the ordinary path until it is back`);
@@ -161,7 +171,7 @@ export class ListenerSync {
       this.engine.setRemoteListeners(peerIp, null);
       if (this.stopped) return;
       state.timer = setTimeout(() => this.subscribe(peerIp), state.backoff);
-      state.backoff = Math.min(state.backoff * 2, 5000);
+      state.backoff = Math.min(state.backoff * 2, MAX_BACKOFF_MS);
     });
   }
 }

@@ -12,7 +12,7 @@ import { printTable } from './table.js';
 const USAGE = `usage: slimfast <command> [options]
 
 commands:
-  daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4]
+  daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4] [--no-steering]
          [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
          [--cluster-key FILE] [--policy FILE]
                        run this host's broker in the foreground until SIGTERM; with --etcd, membership
@@ -21,7 +21,8 @@ commands:
                        signed and checked, and hosts outside the membership are refused; with --policy
                        (JSON allow/deny rules by source, destination, port; reloaded when it changes
                        and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
-                       the policy is the etcd key <prefix>/policy
+                       the policy is the etcd key <prefix>/policy; --no-steering: the broker hands
+                       every incoming connection over itself (no kernel steering program)
   status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
                                                register a container; prints JSON with the env to run under
@@ -66,6 +67,7 @@ async function daemon(args: string[]): Promise<number> {
     subnet: { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     'pool-depth': { type: 'string', default: '4' },
+    'no-steering': { type: 'boolean' },
     etcd: { type: 'string' },
     'etcd-prefix': { type: 'string' },
     'cluster-cidr': { type: 'string' },
@@ -101,6 +103,7 @@ async function daemon(args: string[]): Promise<number> {
     subnet: v.subnet as string | undefined,
     logLevel: v['log-level'] as string,
     poolDepth,
+    steering: v['no-steering'] ? false : undefined,
     etcd,
     clusterKeyFile: v['cluster-key'] as string | undefined,
     policyFile: v.policy === undefined ? undefined : path.resolve(v.policy as string),

@@ -39,6 +39,7 @@
   X(pool_expired)     /* receiving side: connections closed or timed out before sending a byte
                          (pooled ones nobody took)                                            */ \
   X(steered_listeners) /* listeners given a kernel-steered host socket                         */ \
+  X(steered_again)    /* steered listeners a process kept through a broker restart, steered again */ \
   X(doorbells)        /* doorbells rung for connections a steered listener takes from its channel */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 

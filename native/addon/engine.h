@@ -388,6 +388,8 @@ struct Engine {
   void make_steered(Listener* l, int backlog);  // a host socket for a new listener
   void on_steer_socket(PreloadConn* pc, const sf_msg& req);
   bool adopt_steered(PreloadConn* pc, const sf_msg& req);  // SF_QUERY_CHANNEL for a steered socket
+  void steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds);  // SF_STEER_AGAIN
+  Channel* open_channel(Listener* l, Container* c, int real_fd, int* app_end);
   void unsteer(Listener* l);     // drop its slot and socket
   bool keep_steered(Listener* l);  // no channel left: true if the app still has the socket
   void ring_doorbell(Listener* l);

@@ -90,16 +90,17 @@ void Engine::on_preload(PreloadConn* pc) {
 }
 
 void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
-  if (m.type != SF_LISTEN) {  // only LISTEN carries a descriptor
+  if (m.type != SF_LISTEN && m.type != SF_STEER_AGAIN) {  // only these carry descriptors
     for (int k = 0; k < nfds; k++) close_fd(fds[k]);
   }
   Container* c = pc->c;
   switch (m.type) {
     case SF_HELLO:
-      reply(pc, m.seq, SF_HELLO_OK, 0, -1, c->ip, 0, cfg.overlay_net, SF_FEAT_LISTEN_CLOSED, cfg.overlay_prefix);
+      reply(pc, m.seq, SF_HELLO_OK, 0, -1, c->ip, 0, cfg.overlay_net, SF_FEAT_LISTEN_CLOSED | (steering() ? SF_FEAT_STEER_AGAIN : 0), cfg.overlay_prefix);
       break;
     case SF_CONNECT: on_connect(pc, m); break;
     case SF_LISTEN: on_listen(pc, m, fds, nfds); break;
+    case SF_STEER_AGAIN: steer_again(pc, m, fds, nfds); break;
     case SF_QUERY_CHANNEL: query_channel(pc, m); break;
     case SF_LISTEN_CLOSED: listen_closed(pc, m); break;
     case SF_STEER_SOCKET:

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -61,10 +62,39 @@ static Error port_taken(uint32_t ip, uint16_t port) {
   return Error{e, "cannot bind the reserved port " + ip_str(ip) + ":" + std::to_string(port) + ": " + strerror(e)};
 }
 
+// Someone accepts connections on ip:port within timeout_ms. A broker that died leaves its
+// applications' steered sockets bound there, in a group whose program drops what it cannot
+// steer: nobody answers then, and a new broker may join the group and take it over.
+static bool port_answers(uint32_t ip, uint16_t port, int timeout_ms) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(ip);
+  bool up = false;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    up = true;
+  } else if (errno == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    int err = 0;
+    socklen_t el = sizeof err;
+    up = poll(&p, 1, timeout_ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0;
+  }
+  close_fd(fd);
+  return up;
+}
+
 Error Engine::open_reserved() {
   if (cfg.steer && cfg.fast_open) {
     Error taken = port_taken(cfg.host_ip, cfg.port);
-    if (taken) return taken;
+    if (taken && taken.code == EADDRINUSE && !port_answers(cfg.host_ip, cfg.port, 300)) {
+      logf(LOG_INFO, "%s:%u is held by steered listeners of a broker that is gone: taking them over",
+           ip_str(cfg.host_ip).c_str(), cfg.port);
+    } else if (taken) {
+      if (taken.code == EADDRINUSE) taken.msg += " (something answers there: another broker?)";
+      return taken;
+    }
   }
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return Error{errno, std::string("socket: ") + strerror(errno)};

@@ -119,39 +119,134 @@ void Engine::on_steer_socket(PreloadConn* pc, const sf_msg& req) {
   reply(pc, req.seq, SF_STEER_OK, ENOENT, -1);
 }
 
-// After exec: an inherited steered socket. The new image gets a fresh channel for it.
-bool Engine::adopt_steered(PreloadConn* pc, const sf_msg& req) {
-  Listener* l = nullptr;
-  for (auto& kv : table)
-    if (kv.second->c == pc->c && kv.second->steer_slot > 0 && kv.second->steer_ino == req.a) l = kv.second;
-  if (!l || !steer->slot_open(l->steer_slot)) return false;
+// A new channel for l (and container c): the broker end registered in epoll, and real_fd (or -1),
+// a listening socket for plain clients, with it. Returns the channel and the app end in *app_end,
+// or null (real_fd is then the caller's still).
+Channel* Engine::open_channel(Listener* l, Container* c, int real_fd, int* app_end) {
   int sp[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return false;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return nullptr;
   struct stat st;
-  Channel* ch = fstat(sp[1], &st) == 0 && set_nonblock(sp[0], true) ? new (std::nothrow) Channel : nullptr;
+  Channel* ch = fstat(sp[1], &st) == 0 && set_nonblock(sp[0], true) && (real_fd < 0 || set_nonblock(real_fd, true))
+                    ? new (std::nothrow) Channel
+                    : nullptr;
   if (ch) {
     ch->chan.fd = sp[0];
-    if (!ep_add(ch->chan, EPOLLRDHUP)) {
-      delete ch;
+    ch->real.fd = real_fd;
+    if (!ep_add(ch->chan, EPOLLRDHUP) || (real_fd >= 0 && !ep_add(ch->real, EPOLLIN))) {
+      ep_del(ch->chan);
+      delete ch;  // never seen by epoll_wait
       ch = nullptr;
     }
   }
   if (!ch) {
     close_fd(sp[0]);
     close_fd(sp[1]);
-    return false;
+    return nullptr;
   }
   grow_sndbuf(sp[0], 4 << 20);
   ch->l = l;
-  ch->c = pc->c;
+  ch->c = c;
   ch->ino = st.st_ino;
   ch->bound_vip = 0;
   ch->port = l->port;
   l->chans.push_back(ch);
-  pc->c->channels.push_back(ch);
-  reply(pc, req.seq, SF_CHANNEL_INFO, 0, sp[1], l->vip, l->port, 0, 0, SF_LISTEN_STEERED);
-  close_fd(sp[1]);
+  c->channels.push_back(ch);
+  *app_end = sp[1];
+  return ch;
+}
+
+// After exec: an inherited steered socket. The new image gets a fresh channel for it.
+bool Engine::adopt_steered(PreloadConn* pc, const sf_msg& req) {
+  Listener* l = nullptr;
+  for (auto& kv : table)
+    if (kv.second->c == pc->c && kv.second->steer_slot > 0 && kv.second->steer_ino == req.a) l = kv.second;
+  if (!l || !steer->slot_open(l->steer_slot)) return false;
+  int app_end;
+  if (!open_channel(l, pc->c, -1, &app_end)) return false;
+  reply(pc, req.seq, SF_CHANNEL_INFO, 0, app_end, l->vip, l->port, 0, 0, SF_LISTEN_STEERED);
+  close_fd(app_end);
   return true;
+}
+
+static bool is_steered_socket(int fd, uint32_t host_ip, uint16_t port) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  auto opt = [&](int level, int name, int want) {
+    v = 0;
+    len = sizeof v;
+    return getsockopt(fd, level, name, &v, &len) == 0 && v == want;
+  };
+  if (!opt(SOL_SOCKET, SO_ACCEPTCONN, 1) || !opt(SOL_SOCKET, SO_TYPE, SOCK_STREAM) ||
+      !opt(SOL_SOCKET, SO_PROTOCOL, IPPROTO_TCP) || !opt(SOL_SOCKET, SO_REUSEPORT, 1))
+    return false;
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  uint16_t p = 0;
+  return getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0 && ss.ss_family == AF_INET &&
+         sockaddr_ip(ss, &p) == host_ip && p == port;
+}
+
+// SF_STEER_AGAIN: a process kept its steered listener while no broker ran (this one took the state
+// over from one that died). The socket is still in the reserved port's reuseport group, which now
+// runs this broker's program: give it a slot again, and the process a new channel.
+void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
+  Container* c = pc->c;
+  auto fail = [&](int32_t status) {
+    for (int i = 0; i < nfds; i++) close_fd(fds[i]);
+    reply(pc, req.seq, SF_LISTEN_OK, status, -1);
+  };
+  if (!steering()) return fail(EOPNOTSUPP);
+  if (nfds < 1 || nfds > 2) return fail(EINVAL);
+  uint32_t vip = ntohl(req.vip_a);
+  uint16_t port = ntohs(req.port_a);
+  if (vip == 0) vip = c->ip;
+  if (vip != c->ip || port == 0) return fail(EINVAL);
+  // Only a socket this host's brokers made: bound to the reserved port, in its group.
+  if (!is_steered_socket(fds[0], cfg.host_ip, uint16_t(ctr.port.load()))) return fail(EINVAL);
+  if (Listener* old = find_listener(vip, port)) {
+    if (old->steer_slot > 0 && !keep_steered(old)) remove_listener(old, true);
+    else return fail(EADDRINUSE);
+  }
+  struct stat st;
+  if (fstat(fds[0], &st) < 0 || !guard->protect(fds[0])) return fail(errno ? errno : EPERM);
+  int slot = steer->add(htonl(vip), htons(port), fds[0]);
+  if (slot < 0) return fail(errno ? errno : ENOSPC);
+  Listener* l = new (std::nothrow) Listener;
+  if (!l) {
+    steer->remove(htonl(vip), htons(port), slot);
+    return fail(ENOMEM);
+  }
+  l->vip = vip;
+  l->port = port;
+  l->c = c;
+  l->steer_slot = slot;
+  l->steer_ino = st.st_ino;
+  int real = nfds == 2 ? fds[1] : -1;
+  int app_end = -1;
+  Channel* ch = open_channel(l, c, real, &app_end);
+  if (!ch && real >= 0) {  // without the plain clients' socket, then
+    close_fd(real);
+    real = -1;
+    ch = open_channel(l, c, -1, &app_end);
+  }
+  if (!ch) {
+    steer->remove(htonl(vip), htons(port), slot);
+    delete l;
+    close_fd(fds[0]);
+    reply(pc, req.seq, SF_LISTEN_OK, ENOMEM, -1);
+    return;
+  }
+  table.emplace(addr_key(vip, port), l);
+  inc(ctr.listeners);
+  inc(ctr.listen_ok);
+  inc(ctr.steered_listeners);
+  inc(ctr.steered_again);
+  if (sink) sink->listener(true, vip, port, c->id);
+  SF_DLOG("steered listener %s:%u (%s) taken over%s", ip_str(vip).c_str(), port, c->id.c_str(),
+          real >= 0 ? ", with a socket for plain clients" : "");
+  reply(pc, req.seq, SF_LISTEN_OK, 0, app_end, vip, port, 0, 0, SF_LISTEN_STEERED);
+  close_fd(app_end);
+  close_fd(fds[0]);  // the application holds it; the group and the slot keep referring to it
 }
 
 void Engine::unsteer(Listener* l) {

@@ -42,6 +42,13 @@ enum sf_msg_type {
                            process holds the channel any more, the broker drops it now, and with
                            it its copy of the app's listening socket, so that the port is free
                            when close() returns. Reply SF_LISTEN_CLOSED_OK.                    */
+  SF_STEER_AGAIN = 8,   /* after a broker restart: a steered listener the process still holds.
+                           Carries its steered host socket and, optionally, a fresh listening
+                           socket on the virtual address for plain clients (SCM_RIGHTS, in that
+                           order); vip_a:port_a = the listener's virtual address. The broker
+                           puts the socket back into its steering group. Reply SF_LISTEN_OK:
+                           status 0 with a new channel attached and a = SF_LISTEN_STEERED, or a
+                           positive errno (the process then listens afresh).                    */
 
   /* broker -> preload (replies echo the request's seq) */
   SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length,
@@ -87,6 +94,7 @@ enum sf_msg_type {
 #define SF_POOLED_DEFERRED 1
 
 #define SF_FEAT_LISTEN_CLOSED 1u /* SF_HELLO_OK.port_b: SF_LISTEN_CLOSED is answered */
+#define SF_FEAT_STEER_AGAIN 2u   /* SF_HELLO_OK.port_b: SF_STEER_AGAIN is answered */
 #define SF_CONNECT_POOLABLE 1u
 #define SF_LISTEN_STEERED 1u /* SF_LISTEN_OK.a: fetch the steered socket with SF_STEER_SOCKET */
 /* A pooled socket older than this is not used: the receiving host holds an established connection

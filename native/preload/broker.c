@@ -194,25 +194,28 @@ void sf_broker_atfork_child(void) {
 
 /* ---- raw message I/O (no locks held) ---- */
 
-static int send_msg(int fd, const struct sf_msg *m, int send_fd, int64_t deadline) {
+#define MAX_SEND_FDS 2
+
+static int send_msg(int fd, const struct sf_msg *m, const int *fds, int nfds, int64_t deadline) {
   struct iovec iov = {(void *)m, sizeof *m};
   union {
-    char buf[CMSG_SPACE(sizeof(int))];
+    char buf[CMSG_SPACE(sizeof(int) * MAX_SEND_FDS)];
     struct cmsghdr align;
   } u;
   struct msghdr mh;
   memset(&mh, 0, sizeof mh);
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  if (send_fd >= 0) {
+  if (nfds > MAX_SEND_FDS) return -1;
+  if (nfds > 0) {
     memset(&u, 0, sizeof u);
     mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     cm->cmsg_level = SOL_SOCKET;
     cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &send_fd, sizeof(int));
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
   }
   for (;;) {
     ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -298,7 +301,7 @@ static int open_broker(struct sf_info *inf, int64_t deadline) {
   m.type = SF_HELLO;
   m.version = SF_MSG_VERSION;
   m.a = (uint64_t)getpid();
-  if (send_msg(fd, &m, -1, deadline) != 0) goto fail;
+  if (send_msg(fd, &m, NULL, 0, deadline) != 0) goto fail;
   for (;;) {
     int rfd;
     int r = read_reply(fd, deadline, 0, &m, &rfd);
@@ -357,7 +360,9 @@ static struct conn *acquire(int64_t deadline) {
       backoff_ms = 0;
     } else {
       if (fd >= 0) REAL(close)(fd);
-      backoff_ms = backoff_ms ? (backoff_ms >= 16000 ? 30000 : backoff_ms * 2) : 250;
+      /* a failed connect() on a Unix socket costs microseconds: retry soon, a restarted broker
+         is used within a second */
+      backoff_ms = backoff_ms ? (backoff_ms >= 500 ? 1000 : backoff_ms * 2) : 100;
       retry_at = sf_now_ns() + (int64_t)backoff_ms * 1000000;
     }
     pthread_cond_broadcast(&cv);
@@ -403,7 +408,7 @@ static void file_reply(struct conn *c, const struct sf_msg *m, int fd) {
   if (fd >= 0) REAL(close)(fd);
 }
 
-static int call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd) {
+static int call(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep, int *rep_fd) {
   int saved = errno;
   int64_t deadline = sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000;
   struct conn *c = acquire(deadline);
@@ -434,7 +439,7 @@ static int call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd
 
   req->seq = p->seq;
   req->version = SF_MSG_VERSION;
-  int sent = send_msg(c->fd, req, send_fd, deadline);
+  int sent = send_msg(c->fd, req, fds, nfds, deadline);
 
   pthread_mutex_lock(&mu);
   if (sent != 0) conn_kill(c, "send failed");
@@ -489,11 +494,42 @@ static int call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd
 }
 
 int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd) {
+  return sf_broker_call_fds(req, &send_fd, send_fd >= 0 ? 1 : 0, rep, rep_fd);
+}
+
+int sf_broker_call_fds(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep, int *rep_fd) {
   *rep_fd = -1;
   if (!broker_enter()) return -1;
-  int r = call(req, send_fd, rep, rep_fd);
+  int r = call(req, fds, nfds, rep, rep_fd);
   broker_leave();
   return r;
+}
+
+int sf_broker_watch_fd(void) { return __atomic_load_n(&cur_fd, __ATOMIC_RELAXED); }
+
+/* The watcher saw fd hang up. If it is still the live connection (looked at again under the
+   mutex: the number may have been reused since), it is dead now; and the next request reconnects
+   without the back-off, since the broker is probably being restarted. */
+void sf_broker_hangup(int fd) {
+  if (!broker_enter()) return;
+  pthread_mutex_lock(&mu);
+  if (owner_pid == getpid() && cur && cur->fd == fd && !cur->dead) {
+    struct pollfd p = {fd, POLLRDHUP, 0};
+    if (poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) conn_kill(cur, "hung up");
+  }
+  retry_at = 0;
+  backoff_ms = 0;
+  pthread_mutex_unlock(&mu);
+  broker_leave();
+}
+
+int sf_broker_reconnect(struct sf_info *out) {
+  if (!broker_enter()) return -1;
+  pthread_mutex_lock(&mu);
+  retry_at = 0;
+  pthread_mutex_unlock(&mu);
+  broker_leave();
+  return sf_broker_info(out);
 }
 
 /* The process closed a listener: the broker drops its copy of the listening socket before this

@@ -36,6 +36,7 @@ static void atfork_child(void) {
   __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED);
   sf_tab_atfork_child(); /* first: the broker reset below drops table entries */
   sf_broker_atfork_child();
+  sf_watch_atfork_child();
 }
 
 static void mark_candidate(int fd) {

@@ -13,6 +13,7 @@
  *   fdops.c     dup/dup2/dup3/fcntl/close/close_range/closefrom
  *   epoll.c     epoll_create/epoll_create1/epoll_ctl bookkeeping
  *   forkexec.c  constructor, fork handling, adoption of listener channels after exec
+ *   relisten.c  the watcher thread: listeners registered again after a broker restart
  */
 #ifndef SF_PRELOAD_H
 #define SF_PRELOAD_H
@@ -98,8 +99,11 @@ enum sf_kind {
   SF_K_NOTCHAN,  /* inherited unix fd the broker said is not a channel (negative cache) */
   SF_K_EPOLL,    /* an epoll instance (generation number identifies it) */
   SF_K_INTERNAL, /* our own fd (broker connection, hidden listener): invisible to the app */
-  SF_K_STEER     /* a kernel-steered host listening socket on the app's fd (connections come
+  SF_K_STEER,    /* a kernel-steered host listening socket on the app's fd (connections come
                     with their sf_hdr first); hidden_fd = its listener channel */
+  SF_K_ORPHAN    /* a listener that was SlimFast's until its broker went away: the app's own
+                    listening socket again, registered anew once a broker answers (relisten.c);
+                    l_ip:l_port = its virtual address */
 };
 /* Entries that own a hidden fd: duplicated, moved and closed with the app's fd. */
 #define SF_HAS_HIDDEN(e) (((e)->kind == SF_K_CHAN || (e)->kind == SF_K_STEER) && (e)->hidden_fd >= 0)
@@ -190,6 +194,14 @@ int sf_broker_info(struct sf_info *info);
    *rep_fd the attached fd (or -1; the caller owns it). -1: broker unreachable, dead or too slow
    (the caller falls back). */
 int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd);
+/* The same with up to two fds (in that order). */
+int sf_broker_call_fds(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep, int *rep_fd);
+/* The live connection's fd, or -1 (lock-free; for the watcher's poll only). */
+int sf_broker_watch_fd(void);
+/* The watcher saw fd hang up: see broker.c. */
+void sf_broker_hangup(int fd);
+/* sf_broker_info without waiting out the reconnect back-off (the caller paces itself). */
+int sf_broker_reconnect(struct sf_info *info);
 int sf_broker_is_fd(int fd);
 /* After close() of a listener (chan_ino: st_ino of its channel): see broker.c. */
 void sf_broker_listen_closed(uint64_t chan_ino);
@@ -235,6 +247,24 @@ void sf_internal_relocate(int fd);
 /* The app's view of (ip, port): sockaddr_in, or with v6 a sockaddr_in6 (::ffff:ip, :: for ip 0);
    truncated to *len like the kernel does, *len set to the full size. */
 void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port);
+
+/* ---------- sockcalls.c (listeners) ---------- */
+/* fd (entry *e, kind SF_K_SOCK or SF_K_ORPHAN) listens: hand it to the broker. 0 = it is a
+   SlimFast listener now; 1 = the broker cannot be reached (fd unchanged, try again later);
+   2 = the broker does not serve it (its entry is gone: an ordinary socket); -1 = error (errno):
+   listen() must fail with it. */
+int sf_listen_register(int fd, struct sf_entry *e, int backlog);
+/* A listener channel whose broker is gone: put the real listening socket back on fd, as an
+   SF_K_ORPHAN. See sockcalls.c. */
+int sf_channel_fallback(int fd, struct sf_entry *was);
+/* A fresh listening socket on e's virtual address in this network namespace (CLOEXEC), or -1. */
+int sf_relisten(const struct sf_entry *e);
+
+/* ---------- relisten.c ---------- */
+/* Start this process's watcher thread if it is not running (after fork it is not): it notices a
+   broker that went away and registers the listeners again with the next one. */
+void sf_watch_ensure(void);
+void sf_watch_atfork_child(void);
 
 /* ---------- inet6.c ---------- */
 /* An AF_INET6 address SlimFast can serve: :: (*ip = 0) or ::ffff:a.b.c.d (*ip = a.b.c.d, network

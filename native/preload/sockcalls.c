@@ -33,7 +33,8 @@ static int entry_of(int fd, struct sf_entry *e) {
     sf_adopt(fd);
     if (!sf_tab_get(fd, e)) return SF_K_NONE;
   }
-  if ((e->kind == SF_K_SOCK || e->kind == SF_K_CONN || e->kind == SF_K_CHAN || e->kind == SF_K_STEER) && e->ino &&
+  if ((e->kind == SF_K_SOCK || e->kind == SF_K_CONN || e->kind == SF_K_CHAN || e->kind == SF_K_STEER ||
+       e->kind == SF_K_ORPHAN) && e->ino &&
       sf_fd_ino(fd) != e->ino) {
     SF_DEBUG("fd %d: stale entry dropped", fd);
     forget(fd);
@@ -250,7 +251,7 @@ static int upd_unclaim(struct sf_entry *e, int present, void *arg) {
 }
 
 /* After exec there is no hidden real socket: listen afresh on the channel's address. */
-static int relisten(const struct sf_entry *e) {
+int sf_relisten(const struct sf_entry *e) {
   int v6 = (e->flags & SF_F_V6) != 0;
   int s = REAL(socket)(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (s < 0) return -1;
@@ -271,10 +272,10 @@ static int relisten(const struct sf_entry *e) {
 }
 
 /* Put the real listening socket back on the app's fd (the channel reads EOF because the broker is
-   gone, or the app listens again after shutdown()). 0 = fd is an ordinary socket now, *was (if
-   not NULL) the channel's entry, or kind SF_K_NONE when another thread did it; -1 = could not
-   (errno set). */
-static int channel_fallback(int fd, struct sf_entry *was) {
+   gone, or the app listens again after shutdown()). 0 = fd is an ordinary socket now, an
+   SF_K_ORPHAN that the watcher registers again with the next broker, *was (if not NULL) the
+   channel's entry, or kind SF_K_NONE when another thread did it; -1 = could not (errno set). */
+int sf_channel_fallback(int fd, struct sf_entry *was) {
   struct claim_arg a;
   if (was) was->kind = SF_K_NONE;
   for (int spins = 0;; spins++) {
@@ -292,7 +293,7 @@ static int channel_fallback(int fd, struct sf_entry *was) {
   if (real >= 0)
     sf_tab_drop(real);
   else
-    real = relisten(&a.e);
+    real = sf_relisten(&a.e);
   if (real < 0) {
     sf_tab_update(fd, upd_unclaim, NULL);
     SF_DEBUG("listener fd %d: broker gone and no real socket to fall back to", fd);
@@ -302,6 +303,15 @@ static int channel_fallback(int fd, struct sf_entry *was) {
   int r = sf_swap_in(fd, real, &a.e, 0, -1);
   int err = errno;
   sf_tab_drop(fd);
+  if (r == 0) {
+    struct sf_entry o = a.e;
+    o.kind = SF_K_ORPHAN;
+    o.hidden_fd = -1;
+    o.nopts = 0;
+    o.flags &= (uint8_t)(SF_F_NONBLOCK | SF_F_CLOEXEC | SF_F_V6 | SF_F_EPLOST);
+    o.ino = sf_fd_ino(fd);
+    sf_tab_set(fd, &o, NULL);
+  }
   SF_DEBUG("listener fd %d: back to the ordinary listening socket", fd);
   if (was && r == 0) *was = a.e;
   errno = err;
@@ -375,7 +385,7 @@ static int steer_unshut(int fd, struct sf_entry *e) {
   /* The broker still holds the app's first socket on that address until it has seen the channel
      shut (moments later): wait for the address, boundedly. */
   int s = -1;
-  for (int i = 0; i < 2000 && (s = relisten(e)) < 0 && errno == EADDRINUSE; i++) usleep(1000);
+  for (int i = 0; i < 2000 && (s = sf_relisten(e)) < 0 && errno == EADDRINUSE; i++) usleep(1000);
   if (s < 0) return -1;
   struct sf_entry ne = *e;
   ne.kind = SF_K_SOCK;
@@ -448,7 +458,7 @@ SF_EXPORT int listen(int fd, int backlog) {
     /* listening again after shutdown(): the kernel's listener would. Take the real socket back
        and hand it over afresh, keeping the fd's epoll registrations. */
     struct sf_entry was;
-    if (channel_fallback(fd, &was) != 0) return -1;
+    if (sf_channel_fallback(fd, &was) != 0) return -1;
     if (was.kind != SF_K_CHAN) {
       errno = saved;
       return REAL(listen)(fd, backlog);
@@ -475,16 +485,26 @@ SF_EXPORT int listen(int fd, int backlog) {
   }
   int r = REAL(listen)(fd, backlog);
   if (r != 0) return r;
-  int v6 = (e.flags & SF_F_V6) != 0;
+  r = sf_listen_register(fd, &e, backlog);
+  if (r < 0) return -1;
+  if (r == 1) forget(fd); /* no broker now: an ordinary listener */
+  if (r == 0) sf_watch_ensure();
+  errno = saved;
+  return 0;
+}
+
+int sf_listen_register(int fd, struct sf_entry *e, int backlog) {
+  int saved = errno;
+  int v6 = (e->flags & SF_F_V6) != 0;
   uint32_t lip = 0;
   uint16_t lport = 0;
   struct sf_info inf;
-  if (!listen_addr(fd, v6, &lip, &lport) || (lip != INADDR_ANY && IS_LOOPBACK(lip)) ||
-      sf_broker_info(&inf) != 0 || (lip != INADDR_ANY && lip != inf.vip)) {
-    forget(fd);
+  if (!listen_addr(fd, v6, &lip, &lport) || (lip != INADDR_ANY && IS_LOOPBACK(lip))) goto ordinary;
+  if (sf_broker_info(&inf) != 0) {
     errno = saved;
-    return 0;
+    return 1;
   }
+  if (lip != INADDR_ANY && lip != inf.vip) goto ordinary;
   /* read before the broker gets the socket: it may change the shared file status flags */
   int app_fl = REAL(fcntl)(fd, F_GETFL);
   struct sf_msg req, rep;
@@ -495,16 +515,17 @@ SF_EXPORT int listen(int fd, int backlog) {
   req.a = (uint64_t)(int64_t)backlog;
   int rfd;
   /* The broker makes the real listening socket non-blocking for its own accepts, and that file
-     description is the app's: take the app's O_NONBLOCK from before the call. */
-  int fl0 = REAL(fcntl)(fd, F_GETFL);
-  if (sf_broker_call(&req, fd, &rep, &rfd) != 0 || rep.type != SF_LISTEN_OK ||
-      rep.status < 0 || (rep.status == 0 && rfd < 0)) {
+     description is the app's: put the app's O_NONBLOCK from before the call back. */
+  int called = sf_broker_call(&req, fd, &rep, &rfd);
+  if (called != 0 || rep.type != SF_LISTEN_OK || rep.status < 0 || (rep.status == 0 && rfd < 0)) {
     if (rfd >= 0) REAL(close)(rfd);
-    if (fl0 >= 0) REAL(fcntl)(fd, F_SETFL, fl0);
+    if (app_fl >= 0) REAL(fcntl)(fd, F_SETFL, app_fl);
+    if (called != 0) {
+      errno = saved;
+      return 1;
+    }
     SF_DEBUG("listen fd %d: ordinary listening socket", fd);
-    forget(fd);
-    errno = saved;
-    return 0;
+    goto ordinary;
   }
   if (rep.status > 0) {
     if (rfd >= 0) REAL(close)(rfd);
@@ -512,20 +533,20 @@ SF_EXPORT int listen(int fd, int backlog) {
     errno = rep.status;
     return -1;
   }
-  if ((rep.a & SF_LISTEN_STEERED) && steer_take(fd, rfd, &e, app_fl, rep.vip_a ? rep.vip_a : lip,
+  if ((rep.a & SF_LISTEN_STEERED) && steer_take(fd, rfd, e, app_fl, rep.vip_a ? rep.vip_a : lip,
                                                 rep.port_a ? rep.port_a : lport) == 0) {
     REAL(close)(rfd);
     errno = saved;
     return 0;
   }
   int hidden = sf_hidden_dup(fd, fd);
-  if (sf_swap_in(fd, rfd, &e, 0, app_fl) != 0) {
+  if (sf_swap_in(fd, rfd, e, 0, app_fl) != 0) {
     int err = errno;
     sf_hidden_close(hidden);
     errno = err;
     return -1;
   }
-  if (fl0 >= 0) sf_fd_nonblock(fd, (fl0 & O_NONBLOCK) != 0);
+  if (app_fl >= 0) sf_fd_nonblock(fd, (app_fl & O_NONBLOCK) != 0);
   struct chan_arg a = {hidden, rep.vip_a, rep.port_a ? rep.port_a : lport, sf_fd_ino(fd)};
   if (!rep.vip_a && !rep.port_a) a.ip = lip;
   sf_tab_update(fd, upd_channel, &a);
@@ -533,6 +554,10 @@ SF_EXPORT int listen(int fd, int backlog) {
            v6 ? ", AF_INET6 dual-stack" : "");
   errno = saved;
   return 0;
+ordinary:
+  forget(fd);
+  errno = saved;
+  return 2;
 }
 
 /* ---- accept ---- */
@@ -659,12 +684,38 @@ static int steer_accept(int fd, const struct sf_entry *e, struct sockaddr *addr,
   }
 }
 
+/* accept() on a blocking listener whose broker went away: wait in poll(), not in the kernel's
+   accept(), so that the call notices when the watcher gives the fd to a new broker. 0 = a
+   connection is there (accept it), 1 = the fd is something else now, -1 = poll failed (EINTR). */
+static int orphan_wait(int fd, const struct sf_entry *e) {
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int n = poll(&p, 1, 250);
+    if (n < 0) return -1;
+    struct sf_entry now;
+    if (!sf_tab_get(fd, &now) || now.kind != SF_K_ORPHAN || now.ino != e->ino) return 1;
+    if (n == 1) return 0;
+  }
+}
+
 static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, int is4) {
 #define PLAIN_ACCEPT() (is4 ? REAL(accept4)(fd, addr, alen, flags) : REAL(accept)(fd, addr, alen))
   if (!sf_tab_has(fd)) return PLAIN_ACCEPT();
   int saved = errno;
   struct sf_entry e;
+again:;
   int kind = entry_of(fd, &e);
+  if (kind == SF_K_CHAN || kind == SF_K_STEER || kind == SF_K_ORPHAN) sf_watch_ensure();
+  if (kind == SF_K_ORPHAN) {
+    int fl = REAL(fcntl)(fd, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK)) {
+      int w = orphan_wait(fd, &e);
+      if (w < 0) return -1;
+      if (w == 1) goto again;
+    }
+    errno = saved;
+    return PLAIN_ACCEPT();
+  }
   if (kind == SF_K_STEER) {
     if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
       errno = EINVAL;
@@ -697,9 +748,8 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
     errno = EINVAL;
     return -1;
   }
-  if (channel_fallback(fd, NULL) != 0) return -1;
-  errno = saved;
-  return PLAIN_ACCEPT();
+  if (sf_channel_fallback(fd, NULL) != 0) return -1;
+  goto again;
 #undef PLAIN_ACCEPT
 }
 

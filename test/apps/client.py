@@ -8,7 +8,10 @@
   client.py connects HOST PORT COUNT
                                    COUNT such connects, one after the other: a JSON list of them.
   client.py then-refused HOST PORT COUNT
-                                   COUNT echo connections, then one more connect after "go" on stdin."""
+                                   COUNT echo connections, then one more connect after "go" on stdin.
+  client.py loop HOST PORT SECS MS one connection held open throughout (echoing at the start and at
+                                   the end), and a new echo connection every MS ms for SECS seconds,
+                                   each with its wall-clock start, duration and outcome."""
 import json
 import select
 import socket
@@ -95,6 +98,41 @@ def main():
         if ready:
             sys.stdin.readline()
         print(json.dumps(try_connect(host, port)))
+    elif mode == "loop":
+        secs, interval = float(sys.argv[4]), float(sys.argv[5]) / 1000
+        held = socket.create_connection((host, port), timeout=10)
+        read_line(held)
+
+        def echo_held(text):
+            held.sendall(text.encode())
+            got = b""
+            while len(got) < len(text):
+                chunk = held.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            return got.decode() == text
+
+        start_ok = echo_held("held at the start")
+        print(json.dumps({"ready": True}), flush=True)
+        attempts = []
+        end = time.monotonic() + secs
+        i = 0
+        while time.monotonic() < end:
+            t0, wall = time.monotonic(), time.time()
+            try:
+                r = one(host, port, i)
+                attempts.append({"t": wall, "seconds": time.monotonic() - t0, "ok": r["echo_ok"]})
+            except OSError as e:
+                attempts.append({"t": wall, "seconds": time.monotonic() - t0, "ok": False,
+                                 "error": f"{type(e).__name__}: {e}"})
+            i += 1
+            time.sleep(max(0.0, interval - (time.monotonic() - t0)))
+        try:
+            end_ok = echo_held("held at the end")
+        except OSError:
+            end_ok = False
+        print(json.dumps({"held_start_ok": start_ok, "held_end_ok": end_ok, "attempts": attempts}))
     elif mode == "refused":
         print(json.dumps(try_connect(host, port)))
     elif mode == "connects":

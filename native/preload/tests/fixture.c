@@ -1,6 +1,8 @@
 /* Shared fixture for the preload behaviour tests: see fixture.h. */
 #include "fixture.h"
 
+#include <sys/prctl.h>
+
 #include <dirent.h>
 #include <dlfcn.h>
 #include <libgen.h>
@@ -455,6 +457,11 @@ int fx_run_self(char *const args[], const char *const env[]) {
 pid_t fx_fakebroker(char *path, size_t pathlen, uint32_t vip_net, const char *cidr) {
   static int counter;
   snprintf(path, pathlen, "/tmp/sfpre-fb-%d-%d.sock", (int)getpid(), counter++);
+  return fx_fakebroker_at(path, vip_net, cidr);
+}
+
+pid_t fx_fakebroker_at(const char *path, uint32_t vip_net, const char *cidr) {
+  unlink(path); /* a dead one's */
   char exe[4200], vip[INET_ADDRSTRLEN];
   snprintf(exe, sizeof exe, "%s/fakebroker", fx_self_dir());
   if (access(exe, X_OK) != 0) SKIP("%s not built", exe);
@@ -463,6 +470,7 @@ pid_t fx_fakebroker(char *path, size_t pathlen, uint32_t vip_net, const char *ci
   pid_t pid = fork();
   CHECK(pid >= 0);
   if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlives the test that started it */
     unsetenv("LD_PRELOAD");
     execl(exe, "fakebroker", "--socket", path, "--vip", vip, "--net", cidr, (char *)NULL);
     _exit(127);

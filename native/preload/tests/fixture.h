@@ -113,5 +113,7 @@ int fx_count_fds(void);
 int fx_run_self(char *const args[], const char *const env[]);
 /* Start tests/bin/fakebroker on a private socket path; returns its pid and fills path. */
 pid_t fx_fakebroker(char *path, size_t pathlen, uint32_t vip_net, const char *cidr);
+/* The same at a given path (a broker started again where one died). */
+pid_t fx_fakebroker_at(const char *path, uint32_t vip_net, const char *cidr);
 
 #endif
