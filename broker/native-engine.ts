@@ -2,8 +2,7 @@
 // The addon owns the per-connection hot path on its own epoll thread; TypeScript pushes table
 // changes down and reads counters and listener tables back.
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { repoRoot } from './paths.js';
+import { installPaths } from './paths.js';
 import type { EnginePolicy } from './policy.js';
 
 export interface EngineOptions {
@@ -118,7 +117,7 @@ let cached: AddonModule | undefined;
 export function loadAddon(): AddonModule {
   if (!cached) {
     const require = createRequire(import.meta.url);
-    const file = path.join(repoRoot(), 'build', 'Release', 'slimfast_addon.node');
+    const file = installPaths().addon;
     try {
       cached = require(file) as AddonModule;
     } catch (err) {

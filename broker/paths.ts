@@ -12,6 +12,7 @@ export function installPaths() {
   const root = repoRoot();
   return {
     preload: path.join(root, 'native', 'preload', 'libslimfast.so'),
+    addon: path.join(root, 'build', 'Release', 'slimfast_addon.node'),
     runc: path.join(root, 'bin', 'slimfast-runc'),
     hook: path.join(root, 'bin', 'slimfast-hook'),
     cli: path.join(root, 'bin', 'slimfast'),

@@ -52,6 +52,9 @@ export interface TopologyOptions {
   clusterKey?: boolean;
   /** Extra `slimfast daemon` flags for host h's broker (e.g. --policy FILE). */
   brokerArgs?: (h: Host) => string[];
+  /** The `slimfast` command the brokers and every CLI call run (default: this tree's bin/slimfast),
+   *  e.g. an unpacked release's: its brokers then hand out that tree's preload library. */
+  cli?: string;
 }
 
 /** The underlay switch's address, where the lab's etcd listens. */
@@ -115,6 +118,8 @@ export class Topology {
   readonly hosts: Host[] = [];
   readonly containers: Container[] = [];
   readonly port: number;
+  /** The `slimfast` command this topology runs (TopologyOptions.cli). */
+  readonly cliPath: string;
   private readonly children = new Set<ResultPromise>();
   private readonly namespaces: string[] = [];
   private readonly cleanups: (() => Promise<void>)[] = [];
@@ -126,15 +131,16 @@ export class Topology {
   /** The key file brokers get with --cluster-key (TopologyOptions.clusterKey). */
   clusterKeyFile?: string;
 
-  private constructor(port: number) {
+  private constructor(port: number, cli: string) {
     this.id = `${PREFIX}${process.pid}x${(counter++).toString(36)}${Math.random().toString(36).slice(2, 5)}`;
     this.dir = path.join(os.tmpdir(), this.id);
     this.port = port;
+    this.cliPath = cli;
   }
 
   static async create(opts: TopologyOptions = {}): Promise<Topology> {
     await sweepStale();
-    const t = new Topology(opts.port ?? 4800);
+    const t = new Topology(opts.port ?? 4800, opts.cli ?? CLI);
     t.etcdOpts = opts.etcd;
     t.brokerArgs = opts.brokerArgs;
     try {
@@ -302,7 +308,7 @@ export class Topology {
   }
 
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
-    const args = ['netns', 'exec', h.ns, process.execPath, CLI, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
+    const args = ['netns', 'exec', h.ns, process.execPath, this.cliPath, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
       '--port', String(this.port), ...this.membershipArgs(h),
       ...(this.clusterKeyFile && !extra.includes('--cluster-key') ? ['--cluster-key', this.clusterKeyFile] : []),
       ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []),
@@ -386,7 +392,7 @@ export class Topology {
   }
 
   cli(args: string[], opts: { reject?: boolean } = {}) {
-    return execa(process.execPath, [CLI, ...args], { reject: opts.reject ?? true, timeout: 20_000 });
+    return execa(process.execPath, [this.cliPath, ...args], { reject: opts.reject ?? true, timeout: 20_000 });
   }
 
   async register(c: Container): Promise<void> {

@@ -16,10 +16,11 @@ test('paths --json names existing files of this install', async (t) => {
   const r = await cli(['paths', '--json']);
   t.is(r.exitCode, 0);
   const p = JSON.parse(r.stdout) as Record<string, string>;
-  t.deepEqual(Object.keys(p).sort(), ['cli', 'hook', 'preload', 'runc']);
+  t.deepEqual(Object.keys(p).sort(), ['addon', 'cli', 'hook', 'preload', 'runc']);
   for (const v of Object.values(p)) t.true(path.isAbsolute(v));
   t.true(fs.existsSync(p.cli));
   t.true(fs.existsSync(p.preload), 'the preload library is built');
+  t.true(fs.existsSync(p.addon), 'the addon is built');
 });
 
 test('usage errors exit 2 and say what is wrong', async (t) => {
