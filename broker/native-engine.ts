@@ -101,6 +101,26 @@ export interface NativeEngine {
   setPolicy(policy: EnginePolicy | null): void;
   listeners(): ListenerInfo[];
   counters(): Record<string, number>;
+  /** Handoff latency histograms since the engine was made (native/addon/latency.h). */
+  handoffLatency(): HandoffLatency;
+}
+
+/** One side's histogram: buckets[i] counts handoffs up to boundsSeconds[i] (cumulative); the
+ *  last one, past every bound, equals count. */
+export interface LatencySide {
+  buckets: number[];
+  count: number;
+  sumSeconds: number;
+}
+
+export interface HandoffLatency {
+  boundsSeconds: number[];
+  /** Cross-host connects the broker made, from the preload's request to the socket handed back
+   *  (connects served from a pool never ask the broker). */
+  out: LatencySide;
+  /** Reserved-port connections the broker handed in, from accept() to the listener's channel
+   *  (those the kernel steers straight to the listener never reach it). */
+  in: LatencySide;
 }
 
 interface AddonModule {

@@ -33,6 +33,7 @@
 #include "header_auth.h"
 #include "guard.h"
 #include "header_read.h"
+#include "latency.h"
 #include "policy.h"
 #include "slimfast_wire.h"
 #include "steering.h"
@@ -110,6 +111,7 @@ struct HeaderConn : Obj {
   Ev ev{EV_HEADER, this};
   uint32_t peer_ip = 0;
   HdrState st;
+  uint64_t accepted_ns = 0;  // mono_ns() at accept (handoff latency)
   int64_t deadline = 0;
   HeaderConn *tprev = nullptr, *tnext = nullptr;
   bool timed = false;
@@ -130,6 +132,7 @@ struct OutConn : Obj {
   bool in_epoll = false;  // registered (EPOLLOUT): only then is there anything to remove
   bool hdr_sent = false;  // the header went in the SYN (TCP Fast Open)
   bool local = false;     // to a steered listener on this host (counted as same_host)
+  uint64_t asked_ns = 0;  // mono_ns() when the preload asked (handoff latency)
   void recycle(Engine& e) override;
 };
 
@@ -261,6 +264,7 @@ struct Engine {
   void read_pool_reports();
 
   Counters ctr;
+  Latencies lat;  // handoff latency histograms (latency.h)
 
   // ---- everything below is engine state, guarded by mu ----
   std::mutex mu;
@@ -339,9 +343,10 @@ struct Engine {
   // reserved_port.cc
   Error open_reserved();
   void on_reserved();
-  void process_header(int fd, uint32_t peer_ip, const HdrState& st);
+  // accepted_ns: mono_ns() when the connection was accepted (handoff latency).
+  void process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns);
   void learn_peer_key(uint32_t peer_ip, const sf_hdr& h);  // no cluster key: from a SYNC header
-  void park_header(int fd, uint32_t peer_ip, const HdrState& st);
+  void park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns);
   void on_header(HeaderConn* h);
   void drop_header(HeaderConn* h, bool count_error);
   void expire_headers(int64_t now);
