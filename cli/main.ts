@@ -150,7 +150,9 @@ async function status(args: string[]): Promise<number> {
     console.log(`headers: ${health.headerAuth === 'cluster key' ? 'signed with the cluster key; members only' : 'host keys announced by each broker (no --cluster-key)'}`);
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
     console.log(`broker: ${health.openFds} open descriptors, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
-    if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}`);
+    const peerCount = `${peers.length} peer(s), ${peers.filter((p) => p.synced).length} in sync`;
+    if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}; ${peerCount}`);
+    else console.log(`membership static: ${peerCount}`);
     console.log(`policy: ${health.policy || 'none'}`);
     printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
     printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));

@@ -74,6 +74,7 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.is(before.h1.get('slimfast_peers'), 1);
     t.is(before.h1.get('slimfast_peers_synced'), 1);
     t.false(before.h1.has('slimfast_etcd_up'), 'no etcd state without --etcd');
+    t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^membership static: 1 peer\(s\), 1 in sync$/m);
 
     const N = 25;
     const r = await topo.exec(c1, [PY, CLIENT, 'echo', c2.ip, '7000', String(N)], { timeout: 60_000 });
@@ -137,9 +138,12 @@ test.serial('metrics: etcd state and peers in cluster mode', async (t) => {
     const s = await scrape(topo, h1);
     t.is(s.get('slimfast_etcd_up'), 1);
     t.is(s.get('slimfast_peers'), 1);
+    await topo.waitSynced();
+    t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^membership etcd: connected; 1 peer\(s\), 1 in sync$/m);
     await topo.stopEtcd();
     await topo.waitFor(async () => (await scrape(topo, h1)).get('slimfast_etcd_up') === 0, 30_000, 'slimfast_etcd_up to drop to 0');
     t.is((await topo.status(h1)).health.etcdState, 'unreachable');
+    t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^membership etcd: unreachable \(.+\); 1 peer\(s\)/m);
     t.is((await scrape(topo, h1)).get('slimfast_peers'), 1, 'the last known view is kept');
   } finally {
     await topo.destroy();
