@@ -290,7 +290,7 @@ export class Daemon {
         this.sync.acceptSubscriber(ev.fd, ev.peerIp);
         break;
       case 'log':
-        this.log[ev.level](ev.msg);
+        this.log[ev.level](ev.msg, ev.containerId ? { container: ev.containerId } : undefined);
         break;
     }
   }

@@ -68,7 +68,8 @@ export type EngineEvent =
   /** A peer broker opened a SYNC stream on the reserved port; fd is a connected TCP socket
    *  whose 48-byte header has been consumed. TypeScript now owns the fd. */
   | { type: 'sync'; fd: number; peerIp: string }
-  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string };
+  /** containerId: the container the line is about, when it is about one. */
+  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; containerId?: string };
 
 export interface NativeEngine {
   /** 16 bytes: the key this engine signs pooled headers with (new at every start()). Peers learn it

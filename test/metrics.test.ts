@@ -60,8 +60,15 @@ async function scrape(topo: Topology, h: Host): Promise<Scrape> {
 }
 
 test.serial('metrics: handoffs, latency histograms, containers, listeners and peers over real cross-host connections', async (t) => {
-  // No pools: every connect asks the broker, so each one is in the client-side histogram.
-  const topo = await Topology.create({ containers: [1, 1], brokerArgs: (h) => ['--metrics', `${h.ip}:${METRICS_PORT}`, '--pool-depth', '0'] });
+  // No pools: every connect asks the broker, so each one is in the client-side histogram. The
+  // policy denies c1 (10.200.1.2) port 7001 on host 2.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfmetrics-'));
+  const policy = path.join(dir, 'policy.json');
+  fs.writeFileSync(policy, JSON.stringify({ default: 'allow', rules: [{ action: 'deny', from: '10.200.1.2', to: '10.200.2.0/24', ports: '7001' }] }));
+  const topo = await Topology.create({
+    containers: [1, 1],
+    brokerArgs: (h) => ['--metrics', `${h.ip}:${METRICS_PORT}`, '--pool-depth', '0', '--policy', policy],
+  });
   try {
     const [h1, h2] = topo.hosts;
     const c1 = topo.container('c1');
@@ -116,6 +123,22 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     }
     t.is((await scrape(topo, h2)).get('slimfast_listeners'), 1, 'the echo server listens on host 2');
 
+    // Denied connects count as refused by the policy, and the log line names the container.
+    const d0 = await scrape(topo, h1);
+    const denied = await topo.exec(c1, [PY, CLIENT, 'connects', c2.ip, '7001', '3'], { timeout: 30_000 });
+    t.is(denied.exitCode, 0, denied.stderr);
+    t.true((JSON.parse(denied.stdout) as { errno: number }[]).every((x) => x.errno === 13), denied.stdout);
+    const d1 = await scrape(topo, h1);
+    t.is(d1.get('slimfast_refused_total', { reason: 'policy' }) - d0.get('slimfast_refused_total', { reason: 'policy' }), 3);
+    t.is(d1.get('slimfast_handoffs_total', { side: 'client' }), d0.get('slimfast_handoffs_total', { side: 'client' }), 'nothing handed off');
+    const records = () => fs.readFileSync(h1.daemonLog, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    await topo.waitFor(async () => records().some((r) => /^policy: denied /.test(String(r.msg))), 5000, 'the denial in the log');
+    const denial = records().find((r) => /^policy: denied /.test(String(r.msg)));
+    t.is(denial?.container, 'c1', JSON.stringify(denial));
+    t.is(denial?.level, 'info');
+    const reg = records().find((r) => String(r.msg).startsWith('registered container c1 '));
+    t.is(reg?.container, 'c1', JSON.stringify(reg));
+
     // A second container registered on host 1 shows up at the next scrape.
     await topo.addContainer(h1, 'c3');
     await topo.register(topo.container('c3'));
@@ -128,6 +151,7 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.regex(head.stdout, /content-type: text\/plain; version=0\.0\.4/i);
   } finally {
     await topo.destroy();
+    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 

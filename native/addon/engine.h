@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cstdarg>
 #include <deque>
 #include <memory>
 #include <atomic>
@@ -227,7 +228,8 @@ struct EventSink {
   virtual void listener(bool add, uint32_t ip, uint16_t port, const std::string& container) = 0;
   // false: nobody will take the fd (engine stopping); the caller closes it.
   virtual bool sync(int fd, uint32_t peer_ip) = 0;
-  virtual void log(int level, std::string msg) = 0;
+  // container: the id of the container the line is about, or empty.
+  virtual void log(int level, std::string msg, std::string container) = 0;
 };
 
 struct Error {
@@ -336,6 +338,9 @@ struct Engine {
   void teardown();
   void close_core();
   void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  // The same for a line about one container: its id goes along as a field of its own.
+  void logc(int level, const std::string& container, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
+  void vlog(int level, const std::string& container, const char* fmt, va_list ap);
   bool ratelimit(int slot);  // true at most once per second per slot
   int accept_fd(int lfd, int flags, sockaddr* addr, socklen_t* len);  // accept4 + EMFILE shedding
   void nudge();              // wake the thread (after JS killed objects, so they are freed)
