@@ -51,7 +51,12 @@ export class Logger {
     if (!LEVELS.includes(level as Level)) throw new Error(`unknown log level "${level}"; use one of ${LEVELS.join(', ')}`);
     const o = typeof opts === 'boolean' ? { json: opts } : opts;
     const json = o.json ?? !process.stderr.isTTY;
-    const out: { write(line: string): unknown } = o.dest ?? pino.destination({ fd: 2, sync: true });
+    let out: { write(line: string): unknown } | undefined = o.dest;
+    if (!out) {
+      const stderr = pino.destination({ fd: 2, sync: true });
+      stderr.on('error', () => {});  // stderr gone (EPIPE): the broker goes on without its log
+      out = stderr;
+    }
     this.p = pino(
       {
         level,

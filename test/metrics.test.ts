@@ -101,6 +101,9 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     // The server side's broker sees only what the kernel did not steer straight to the listener.
     const served = delta('h2', 'slimfast_handoff_seconds_count', { side: 'server' }) + delta('h2', 'slimfast_steered_total');
     t.true(served >= N, `${served} of ${N} connections were steered or handed in by the broker (and timed)`);
+    const clientCount = delta('h1', 'slimfast_handoff_seconds_count', { side: 'client' });
+    const mean = (delta('h1', 'slimfast_handoff_seconds_sum', { side: 'client' }) / clientCount) * 1e6;
+    t.log(`client-side handoffs: ${clientCount}, mean ${mean.toFixed(0)} us; server side: ${delta('h2', 'slimfast_handoff_seconds_count', { side: 'server' })} by the broker, ${delta('h2', 'slimfast_steered_total')} steered by the kernel`);
 
     for (const [host, s] of Object.entries(after)) {
       for (const side of ['client', 'server']) {
