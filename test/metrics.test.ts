@@ -115,6 +115,22 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
       }
     }
 
+    // Without TCP Fast Open on host 1 the header follows the handshake, so host 2's kernel cannot
+    // steer the connections: its broker hands each one in, and times it.
+    const off = await topo.hostExec(h1, ['sysctl', '-qw', 'net.ipv4.tcp_fastopen=0']);
+    t.is(off.exitCode, 0, off.stderr);
+    const M = 10;
+    const s0 = await scrape(topo, h2);
+    const r2 = await topo.exec(c1, [PY, CLIENT, 'echo', c2.ip, '7000', String(M)], { timeout: 60_000 });
+    t.is(r2.exitCode, 0, r2.stderr);
+    t.deepEqual((JSON.parse(r2.stdout) as EchoRun).errors, []);
+    const s1 = await scrape(topo, h2);
+    const inCount = s1.get('slimfast_handoff_seconds_count', { side: 'server' }) - s0.get('slimfast_handoff_seconds_count', { side: 'server' });
+    t.true(inCount >= M, `${inCount} of ${M} connections handed in by host 2's broker are in its histogram`);
+    t.true(s1.get('slimfast_handoffs_total', { side: 'server' }) - s0.get('slimfast_handoffs_total', { side: 'server' }) >= M);
+    t.true(s1.get('slimfast_handoff_seconds_sum', { side: 'server' }) > s0.get('slimfast_handoff_seconds_sum', { side: 'server' }));
+    t.log(`server-side handoffs by the broker: ${inCount}, mean ${((s1.get('slimfast_handoff_seconds_sum', { side: 'server' }) - s0.get('slimfast_handoff_seconds_sum', { side: 'server' })) / inCount * 1e6).toFixed(0)} us`);
+
     // Gauges agree with what the control API says.
     for (const h of [h1, h2]) {
       const st = await topo.status(h);
