@@ -14,6 +14,8 @@ import { loadClusterKey } from './cluster-key.js';
 import { claimStateDir, releaseStateDir, stateLayout, type StateLayout, writeFileAtomic } from './state-dir.js';
 import { ListenerSync } from './sync.js';
 import { Logger } from './log.js';
+import { buildRegistry, type MetricsAddress, parseMetricsAddress, serveMetrics } from './metrics.js';
+import type http from 'node:http';
 
 export const VERSION = '0.1.0';
 export const DEFAULT_SUBNET = '10.88.0.0/16';
@@ -33,6 +35,8 @@ export interface DaemonOptions {
   clusterKeyFile?: string;
   /** Connect-time policy file (broker/policy.ts), watched; without it, with etcd, <prefix>/policy. */
   policyFile?: string;
+  /** Serve Prometheus metrics at http://HOST:PORT/metrics (broker/metrics.ts). */
+  metrics?: string;
   /** Membership from etcd instead of a peers file. */
   etcd?: {
     endpoints: string[];
@@ -86,6 +90,7 @@ export class Daemon {
   private registry!: Registry;
   private sync!: ListenerSync;
   private server?: grpc.Server;
+  private metricsServer?: http.Server;
   private layout: StateLayout;
   private readonly started = Date.now();
   private membership!: ReturnType<typeof resolveMembership>;
@@ -111,6 +116,19 @@ export class Daemon {
       clusterKey = k.key;
     }
     const policyFile = this.opts.policyFile ? { file: this.opts.policyFile, ...loadPolicyFile(this.opts.policyFile) } : undefined;
+    const metricsAddr = this.opts.metrics === undefined ? undefined : parseMetricsAddress(this.opts.metrics);
+    // Listening before the state dir is claimed: a port in use costs nothing either.
+    if (metricsAddr) this.metricsServer = await this.serveMetrics(metricsAddr);
+    try {
+      await this.startServing(clusterKey, policyFile);
+    } catch (err) {
+      this.metricsServer?.close();  // else it would keep a failed daemon's process alive
+      throw err;
+    }
+    if (metricsAddr) this.log.info(`metrics at http://${this.opts.metrics}/metrics`);
+  }
+
+  private async startServing(clusterKey: Buffer | undefined, policyFile: ({ file: string } & ReturnType<typeof loadPolicyFile>) | undefined): Promise<void> {
     const note = await claimStateDir(this.layout);
     if (note) this.log.info(note);
     try {
@@ -136,7 +154,7 @@ export class Daemon {
     const peers = this.membership.others;
     this.engine.setPeers(peers.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.registry = new Registry(this.layout, this.engine, self.cidr);
-    this.registry.restore((msg) => this.log.info(msg));
+    this.registry.restore((msg, fields) => this.log.info(msg, fields));
     this.sync.start(peers);
     this.serving = true;
 
@@ -149,6 +167,19 @@ export class Daemon {
     });
     fs.chmodSync(this.layout.controlSocket, 0o660);
     this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${peers.length} peer(s), state dir ${this.layout.dir}`);
+  }
+
+  /** The metrics endpoint: every value is read when scraped, nothing before the engine runs. */
+  private serveMetrics(addr: MetricsAddress): Promise<http.Server> {
+    return serveMetrics(addr, buildRegistry({
+      counters: () => (this.serving ? this.engine.counters() : null),
+      latency: () => (this.serving ? this.engine.handoffLatency() : null),
+      peers: () => {
+        const states = this.serving ? this.sync.peerStates() : [];
+        return { total: this.membership?.others.length ?? 0, synced: states.filter((p) => p.synced).length };
+      },
+      etcd: this.opts.etcd ? () => (this.etcd ? { up: this.etcd.status().state === 'connected' } : null) : undefined,
+    }));
   }
 
   /** Keeps the policy current: the file's, else etcd's <prefix>/policy (cached in the state dir,
@@ -240,6 +271,10 @@ export class Daemon {
       await this.etcd?.close();
       this.sync?.stop();
       if (this.server) await new Promise<void>((resolve) => this.server!.tryShutdown(() => resolve()));
+      if (this.metricsServer) {
+        this.metricsServer.closeAllConnections();
+        await new Promise<void>((resolve) => this.metricsServer!.close(() => resolve()));
+      }
       this.engine?.stop();
       releaseStateDir(this.layout);
       this.log.info('stopped');
@@ -250,14 +285,14 @@ export class Daemon {
   private onEngineEvent(ev: EngineEvent): void {
     switch (ev.type) {
       case 'listener':
-        this.log.debug(`listener ${ev.op} ${ev.ip}:${ev.port} (${ev.containerId})`);
+        this.log.debug(`listener ${ev.op} ${ev.ip}:${ev.port} (${ev.containerId})`, { container: ev.containerId });
         this.sync.localChange(ev.op, `${ev.ip}:${ev.port}`);
         break;
       case 'sync':
         this.sync.acceptSubscriber(ev.fd, ev.peerIp);
         break;
       case 'log':
-        this.log[ev.level](ev.msg);
+        this.log[ev.level](ev.msg, ev.containerId ? { container: ev.containerId } : undefined);
         break;
     }
   }
@@ -297,12 +332,12 @@ export class Daemon {
         if (!fs.existsSync(req.netns)) throw new Error(`network namespace ${req.netns} does not exist`);
         const ip = req.ip || (await readNetnsIp(req.netns));
         const rec = this.registry.add({ id: req.id, ip, netns: req.netns, pid: req.pid });
-        this.log.info(`registered container ${rec.id} (${rec.ip})`);
+        this.log.info(`registered container ${rec.id} (${rec.ip})`, { container: rec.id });
         return toMsg(rec);
       }),
       unregisterContainer: unary((req: { id: string }) => {
         const removed = this.registry.remove(req.id);
-        if (removed) this.log.info(`unregistered container ${req.id}`);
+        if (removed) this.log.info(`unregistered container ${req.id}`, { container: req.id });
         return { removed };
       }),
       listContainers: unary(() => ({ containers: this.registry.list().map(toMsg) })),

@@ -70,7 +70,8 @@ export type EngineEvent =
   /** A peer broker opened a SYNC stream on the reserved port; fd is a connected TCP socket
    *  whose 48-byte header has been consumed. TypeScript now owns the fd. */
   | { type: 'sync'; fd: number; peerIp: string }
-  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string };
+  /** containerId: the container the line is about, when it is about one. */
+  | { type: 'log'; level: 'debug' | 'info' | 'warn' | 'error'; msg: string; containerId?: string };
 
 export interface NativeEngine {
   /** 16 bytes: the key this engine signs pooled headers with (new at every start()). Peers learn it
@@ -103,6 +104,26 @@ export interface NativeEngine {
   setPolicy(policy: EnginePolicy | null): void;
   listeners(): ListenerInfo[];
   counters(): Record<string, number>;
+  /** Handoff latency histograms since the engine was made (native/addon/latency.h). */
+  handoffLatency(): HandoffLatency;
+}
+
+/** One side's histogram: buckets[i] counts handoffs up to boundsSeconds[i] (cumulative); the
+ *  last one, past every bound, equals count. */
+export interface LatencySide {
+  buckets: number[];
+  count: number;
+  sumSeconds: number;
+}
+
+export interface HandoffLatency {
+  boundsSeconds: number[];
+  /** Cross-host connects the broker made, from the preload's request to the socket handed back
+   *  (connects served from a pool never ask the broker). */
+  out: LatencySide;
+  /** Reserved-port connections the broker handed in, from accept() to the listener's channel
+   *  (those the kernel steers straight to the listener never reach it). */
+  in: LatencySide;
 }
 
 interface AddonModule {

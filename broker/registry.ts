@@ -95,7 +95,7 @@ export class Registry {
   }
 
   /** Re-registers containers recorded by an earlier daemon on this state dir whose namespaces still exist. */
-  restore(log: (msg: string) => void): void {
+  restore(log: (msg: string, fields: { container: string }) => void): void {
     let saved: ContainerRecord[] = [];
     try {
       saved = (JSON.parse(fs.readFileSync(this.layout.containersFile, 'utf8')) as { containers: ContainerRecord[] }).containers ?? [];
@@ -104,14 +104,14 @@ export class Registry {
     }
     for (const rec of saved) {
       if (rec.netns && !fs.existsSync(rec.netns)) {
-        log(`dropping container ${rec.id}: its network namespace ${rec.netns} is gone`);
+        log(`dropping container ${rec.id}: its network namespace ${rec.netns} is gone`, { container: rec.id });
         continue;
       }
       try {
         this.add(rec);
-        log(`restored container ${rec.id} (${rec.ip})`);
+        log(`restored container ${rec.id} (${rec.ip})`, { container: rec.id });
       } catch (err) {
-        log(`could not restore container ${rec.id}: ${(err as Error).message}`);
+        log(`could not restore container ${rec.id}: ${(err as Error).message}`, { container: rec.id });
       }
     }
     this.save();

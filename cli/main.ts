@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { resolveStateDir } from '../broker/config-file.js';
 import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
 import { Daemon } from '../broker/daemon.js';
+import { parseMetricsAddress } from '../broker/metrics.js';
 import { installPaths } from '../broker/paths.js';
 import { DOCTOR_USAGE, doctor } from './doctor.js';
 import { INSTALL_USAGE, install } from './install.js';
@@ -14,16 +15,20 @@ const USAGE = `usage: slimfast <command> [options]
 commands:
   daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4] [--no-steering]
          [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
-         [--cluster-key FILE] [--policy FILE]
+         [--cluster-key FILE] [--policy FILE] [--metrics HOST:PORT]
                        run this host's broker in the foreground until SIGTERM; with --etcd, membership
                        (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet; with
                        --cluster-key (16-64 secret bytes, the same file on every host) every header is
                        signed and checked, and hosts outside the membership are refused; with --policy
                        (JSON allow/deny rules by source, destination, port; reloaded when it changes
                        and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
-                       the policy is the etcd key <prefix>/policy; --no-steering: the broker hands
-                       every incoming connection over itself (no kernel steering program)
-  status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, peers, counters
+                       the policy is the etcd key <prefix>/policy; with --metrics (e.g. 127.0.0.1:9480)
+                       Prometheus metrics are served at http://HOST:PORT/metrics; --no-steering: the
+                       broker hands every incoming connection over itself (no kernel steering
+                       program). Logs go to stderr: JSON lines (level, time, msg, container…), plain
+                       text on a terminal
+  status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, etcd state, peers,
+                                               containers, listeners, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
                                                register a container; prints JSON with the env to run under
   container rm --id ID [--state-dir DIR]       unregister a container
@@ -75,6 +80,7 @@ async function daemon(args: string[]): Promise<number> {
     'lease-ttl': { type: 'string' },
     'cluster-key': { type: 'string' },
     policy: { type: 'string' },
+    metrics: { type: 'string' },
   });
   const intFlag = (name: string, lo: number, hi: number): number | undefined => {
     if (v[name] === undefined) return undefined;
@@ -93,6 +99,13 @@ async function daemon(args: string[]): Promise<number> {
     leaseTtl: intFlag('lease-ttl', 2, 3600),
   };
   if (etcd && etcd.endpoints.length === 0) throw new UsageError('--etcd needs at least one URL, e.g. --etcd http://10.0.0.5:2379');
+  if (v.metrics !== undefined) {
+    try {
+      parseMetricsAddress(v.metrics as string);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   const poolDepth = Number(v['pool-depth']);
   if (!Number.isInteger(poolDepth) || poolDepth < 0 || poolDepth > 64) throw new UsageError(`--pool-depth must be 0-64 (0: no pre-established connections), got "${v['pool-depth']}"`);
   const d = new Daemon({
@@ -107,6 +120,7 @@ async function daemon(args: string[]): Promise<number> {
     etcd,
     clusterKeyFile: v['cluster-key'] as string | undefined,
     policyFile: v.policy === undefined ? undefined : path.resolve(v.policy as string),
+    metrics: v.metrics as string | undefined,
   });
   process.on('SIGPIPE', () => {});
   await d.start();
@@ -140,7 +154,9 @@ async function status(args: string[]): Promise<number> {
     console.log(`headers: ${health.headerAuth === 'cluster key' ? 'signed with the cluster key; members only' : 'host keys announced by each broker (no --cluster-key)'}`);
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
     console.log(`broker: ${health.openFds} open descriptors, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
-    if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}`);
+    const peerCount = `${peers.length} peer(s), ${peers.filter((p) => p.synced).length} in sync`;
+    if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}; ${peerCount}`);
+    else console.log(`membership static: ${peerCount}`);
     console.log(`policy: ${health.policy || 'none'}`);
     printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
     printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));

@@ -188,6 +188,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetPolicy>("setPolicy"),
                         InstanceMethod<&EngineWrap::Listeners>("listeners"),
                         InstanceMethod<&EngineWrap::Counters>("counters"),
+                        InstanceMethod<&EngineWrap::HandoffLatency>("handoffLatency"),
                         InstanceMethod<&EngineWrap::HostKey>("hostKey"),
                         InstanceMethod<&EngineWrap::SyncHeader>("syncHeader")});
   }
@@ -403,6 +404,32 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("steer_guard_denied", Napi::Number::New(env, double(guarded)));
     // Not a counter the thread keeps: read from /proc when asked (nothing on the hot path).
     o.Set("engine_cpu_us", Napi::Number::New(env, double(eng_->thread_cpu_ns() / 1000)));
+    return o;
+  }
+
+  // {boundsSeconds, out, in}: each side {buckets (cumulative, one per bound and +Inf last),
+  // count, sumSeconds}, as Prometheus histograms want them (latency.h).
+  Napi::Value HandoffLatency(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Array bounds = Napi::Array::New(env, kLatencyBounds);
+    for (int i = 0; i < kLatencyBounds; i++) bounds.Set(uint32_t(i), Napi::Number::New(env, kLatencyBoundsUs[i] / 1e6));
+    auto side = [&](const LatencyHist& h) {
+      Napi::Array b = Napi::Array::New(env, kLatencyBounds + 1);
+      uint64_t total = 0;
+      for (int i = 0; i <= kLatencyBounds; i++) {
+        total += h.bucket[i].load(std::memory_order_relaxed);
+        b.Set(uint32_t(i), Napi::Number::New(env, double(total)));
+      }
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("buckets", b);
+      o.Set("count", Napi::Number::New(env, double(total)));
+      o.Set("sumSeconds", Napi::Number::New(env, double(h.sum_ns.load(std::memory_order_relaxed)) / 1e9));
+      return o;
+    };
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("boundsSeconds", bounds);
+    o.Set("out", side(eng_->lat.out));
+    o.Set("in", side(eng_->lat.in));
     return o;
   }
 

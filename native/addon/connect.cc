@@ -198,6 +198,7 @@ int Engine::open_fast_connect(const Route& r, const sf_hdr& h, bool* pending) {
 }
 
 void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport, bool local) {
+  uint64_t asked_ns = mono_ns();
   bool pending = false;
   uint32_t dst = ntohl(req.vip_b);
   uint16_t dport = ntohs(req.port_b);
@@ -219,6 +220,7 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   o->sport = sport;
   o->hdr_sent = hdr_sent;
   o->local = local;
+  o->asked_ns = asked_ns;
   inc(ctr.pending_connects);
   if (!pending) return finish_out(o);  // connected at once
   if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return fail_out(o);
@@ -269,6 +271,7 @@ void Engine::finish_out(OutConn* o) {
     if (o->hdr_sent) inc(ctr.same_host_steered);
   } else {
     inc(ctr.handed_out);
+    lat.out.observe(mono_ns() - o->asked_ns);  // counted before the reply, like handed_out
   }
   reply(pc, o->seq, SF_CONNECT_OK, 0, fd, pc->c->ip, o->sport, o->dst, o->dport,
         may_pool(pc) && (!o->local || o->hdr_sent) ? SF_CONNECT_POOLABLE : 0);

@@ -33,6 +33,7 @@
   X(pending_headers)  /* gauge: reserved-port connections waiting for their header            */ \
   X(pending_connects) /* gauge: cross-host connects in progress                               */ \
   X(pools)            /* gauge: pool channels (one per process and peer)                      */ \
+  X(pooled)           /* gauge: pooled connections in channels (not reported taken) or connecting */ \
   X(pool_stocked)     /* pre-established connections pushed into pools                        */ \
   X(pool_taken)       /* of those, taken by an application connect() (also in handed_out)     */ \
   X(pool_failures)    /* connects to stock a pool that failed (the pool backs off)            */ \

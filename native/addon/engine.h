@@ -18,6 +18,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <cstdarg>
 #include <deque>
 #include <memory>
 #include <atomic>
@@ -33,6 +34,7 @@
 #include "header_auth.h"
 #include "guard.h"
 #include "header_read.h"
+#include "latency.h"
 #include "policy.h"
 #include "slimfast_wire.h"
 #include "steering.h"
@@ -110,6 +112,7 @@ struct HeaderConn : Obj {
   Ev ev{EV_HEADER, this};
   uint32_t peer_ip = 0;
   HdrState st;
+  uint64_t accepted_ns = 0;  // mono_ns() at accept (handoff latency)
   int64_t deadline = 0;
   HeaderConn *tprev = nullptr, *tnext = nullptr;
   bool timed = false;
@@ -130,6 +133,7 @@ struct OutConn : Obj {
   bool in_epoll = false;  // registered (EPOLLOUT): only then is there anything to remove
   bool hdr_sent = false;  // the header went in the SYN (TCP Fast Open)
   bool local = false;     // to a steered listener on this host (counted as same_host)
+  uint64_t asked_ns = 0;  // mono_ns() when the preload asked (handoff latency)
   void recycle(Engine& e) override;
 };
 
@@ -224,7 +228,8 @@ struct EventSink {
   virtual void listener(bool add, uint32_t ip, uint16_t port, const std::string& container) = 0;
   // false: nobody will take the fd (engine stopping); the caller closes it.
   virtual bool sync(int fd, uint32_t peer_ip) = 0;
-  virtual void log(int level, std::string msg) = 0;
+  // container: the id of the container the line is about, or empty.
+  virtual void log(int level, std::string msg, std::string container) = 0;
 };
 
 struct Error {
@@ -261,6 +266,7 @@ struct Engine {
   void read_pool_reports();
 
   Counters ctr;
+  Latencies lat;  // handoff latency histograms (latency.h)
 
   // ---- everything below is engine state, guarded by mu ----
   std::mutex mu;
@@ -332,6 +338,9 @@ struct Engine {
   void teardown();
   void close_core();
   void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
+  // The same for a line about one container: its id goes along as a field of its own.
+  void logc(int level, const std::string& container, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
+  void vlog(int level, const std::string& container, const char* fmt, va_list ap);
   bool ratelimit(int slot);  // true at most once per second per slot
   int accept_fd(int lfd, int flags, sockaddr* addr, socklen_t* len);  // accept4 + EMFILE shedding
   void nudge();              // wake the thread (after JS killed objects, so they are freed)
@@ -339,9 +348,10 @@ struct Engine {
   // reserved_port.cc
   Error open_reserved();
   void on_reserved();
-  void process_header(int fd, uint32_t peer_ip, const HdrState& st);
+  // accepted_ns: mono_ns() when the connection was accepted (handoff latency).
+  void process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns);
   void learn_peer_key(uint32_t peer_ip, const sf_hdr& h);  // no cluster key: from a SYNC header
-  void park_header(int fd, uint32_t peer_ip, const HdrState& st);
+  void park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns);
   void on_header(HeaderConn* h);
   void drop_header(HeaderConn* h, bool count_error);
   void expire_headers(int64_t now);

@@ -300,14 +300,25 @@ bool Engine::ratelimit(int slot) {
   return true;
 }
 
-void Engine::logf(int level, const char* fmt, ...) {
+void Engine::vlog(int level, const std::string& container, const char* fmt, va_list ap) {
   if (!sink || (level == LOG_DEBUG && !cfg.debug)) return;
   char buf[512];
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  sink->log(level, buf, container);
+}
+
+void Engine::logf(int level, const char* fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(buf, sizeof buf, fmt, ap);
+  vlog(level, std::string(), fmt, ap);
   va_end(ap);
-  sink->log(level, buf);
+}
+
+void Engine::logc(int level, const std::string& container, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog(level, container, fmt, ap);
+  va_end(ap);
 }
 
 }  // namespace sf

@@ -23,6 +23,7 @@ struct Item {
   uint16_t port = 0;
   int fd = -1;
   std::string text;  // container id or log message
+  std::string container;  // log: the container it is about, or empty
 };
 
 constexpr size_t kMaxQueuedLogs = 1024;
@@ -68,6 +69,7 @@ static void deliver(const std::shared_ptr<EventQueue>& q, Napi::Env env, Napi::F
         o.Set("type", "log");
         o.Set("level", kLevels[it.level < 4 ? it.level : 3]);
         o.Set("msg", it.text);
+        if (!it.container.empty()) o.Set("containerId", it.container);
         break;
     }
     cb.Call({o});
@@ -126,10 +128,11 @@ bool JsEventSink::sync(int fd, uint32_t peer_ip) {
   return push(q_, std::move(it));
 }
 
-void JsEventSink::log(int level, std::string msg) {
+void JsEventSink::log(int level, std::string msg, std::string container) {
   Item it(K_LOG);
   it.level = uint8_t(level);
   it.text = std::move(msg);
+  it.container = std::move(container);
   push(q_, std::move(it));
 }
 

@@ -20,7 +20,7 @@ class JsEventSink : public EventSink {
   ~JsEventSink() override;
   void listener(bool add, uint32_t ip, uint16_t port, const std::string& container) override;
   bool sync(int fd, uint32_t peer_ip) override;
-  void log(int level, std::string msg) override;
+  void log(int level, std::string msg, std::string container) override;
   // After the engine stopped: drops what is queued (closing sync fds) and releases the TSFN.
   void close();
 

@@ -26,7 +26,7 @@ bool Engine::policy_denies(PreloadConn* pc, uint32_t dst, uint16_t dport) {
   if (!policy.active || policy.allows(pc->c->ip, dst, dport)) return false;
   inc(ctr.policy_denied);
   if (ratelimit(10))
-    logf(LOG_INFO, "policy: denied %s -> %s:%u (container %s)", ip_str(pc->c->ip).c_str(),
+    logc(LOG_INFO, pc->c->id, "policy: denied %s -> %s:%u (container %s)", ip_str(pc->c->ip).c_str(),
          ip_str(dst).c_str(), dport, pc->c->id.c_str());
   return true;
 }

@@ -55,6 +55,7 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
 void Engine::pool_stock(Pool* p, int dq, int dc) {
   p->queued = uint32_t(int64_t(p->queued) + dq);
   p->connecting = uint32_t(int64_t(p->connecting) + dc);
+  ctr.pooled.fetch_add(uint64_t(int64_t(dq) + dc), std::memory_order_relaxed);  // wraps back for negatives
   auto it = peer_stock.find(p->route.peer_ip);
   int64_t v = (it == peer_stock.end() ? 0 : int64_t(it->second)) + dq + dc;
   if (v <= 0) {

@@ -19,7 +19,7 @@ void Engine::on_container_accept(Container* c) {
     if (fd < 0) {
       if (errno == ECONNABORTED || errno == EPROTO) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EMFILE && ratelimit(5))
-        logf(LOG_WARN, "accept on the broker socket of %s: %s", c->id.c_str(), strerror(errno));
+        logc(LOG_WARN, c->id, "accept on the broker socket of %s: %s", c->id.c_str(), strerror(errno));
       return;
     }
     PreloadConn* pc = new (std::nothrow) PreloadConn;
@@ -121,7 +121,7 @@ bool Engine::reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status,
   if (e == 0) return true;
   // A preload that does not read its replies (EAGAIN) is broken; EPIPE: it is gone.
   if (e != EPIPE && e != ECONNRESET && ratelimit(7))
-    logf(LOG_WARN, "reply to a preload of %s failed (%s): closing it", pc->c->id.c_str(), strerror(e));
+    logc(LOG_WARN, pc->c->id, "reply to a preload of %s failed (%s): closing it", pc->c->id.c_str(), strerror(e));
   kill_preload(pc);
   return false;
 }

@@ -155,10 +155,11 @@ void Engine::on_reserved() {
       return;
     }
     uint32_t peer = pa.sin_family == AF_INET ? ntohl(pa.sin_addr.s_addr) : 0;
+    uint64_t t0 = mono_ns();
     HdrState st;
     switch (read_header(fd, st)) {
-      case HDR_DONE: process_header(fd, peer, st); break;
-      case HDR_AGAIN: park_header(fd, peer, st); break;
+      case HDR_DONE: process_header(fd, peer, st, t0); break;
+      case HDR_AGAIN: park_header(fd, peer, st, t0); break;
       case HDR_UNUSED:  // a pooled connection closed unused (its process exited): not an error
         inc(ctr.pool_expired);
         close_fd(fd);
@@ -171,7 +172,7 @@ void Engine::on_reserved() {
   }
 }
 
-void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
+void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns) {
   sf_hdr h;
   memcpy(&h, st.buf, sizeof h);
   if (clustered()) {
@@ -217,6 +218,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   sf_msg m = make_msg(SF_ACCEPTED, 0, 0, dst, dport, ntohl(h.src_vip), sport, 0);
   if (push_accepted(l, fd, m, nullptr)) {
     inc(ctr.handed_in);
+    lat.in.observe(mono_ns() - accepted_ns);
     close_fd(fd);
   } else {
     inc(ctr.channel_full);
@@ -224,7 +226,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st) {
   }
 }
 
-void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
+void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns) {
   auto it = pending_by_peer.find(peer_ip);
   uint32_t mine = it == pending_by_peer.end() ? 0 : it->second;
   if (mine >= cfg.header_peer_max || ctr.pending_headers.load() >= cfg.header_pending_max) {
@@ -248,6 +250,7 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st) {
   h->ev.fd = fd;
   h->peer_ip = peer_ip;
   h->st = st;
+  h->accepted_ns = accepted_ns;
   if (!ep_add(h->ev, EPOLLIN | EPOLLRDHUP)) {
     inc(ctr.header_errors);
     close_fd(fd);
@@ -273,8 +276,9 @@ void Engine::on_header(HeaderConn* h) {
   h->ev.fd = -1;  // ownership moves on: drop_header must not close it
   HdrState st = h->st;
   uint32_t peer = h->peer_ip;
+  uint64_t t0 = h->accepted_ns;
   drop_header(h, false);
-  process_header(fd, peer, st);
+  process_header(fd, peer, st, t0);
 }
 
 void Engine::drop_header(HeaderConn* h, bool count_error) {
