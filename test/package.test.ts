@@ -1,7 +1,8 @@
 // The release tarball: what it holds, that the same tree gives the same bytes, that a tree without its
 // native parts is refused with the command to run, and that an unpacked copy (in an empty directory,
 // away from the repository) runs brokers on two emulated hosts that carry a cross-host connection
-// between containers on SlimFast, with the unpacked tree's addon and preload library.
+// between containers on SlimFast, with the unpacked tree's addon and preload library, and runs the
+// demo (runc containers through its own slimfast-runc and slimfast-hook) from there.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -30,6 +31,7 @@ interface Entry {
 
 let work: string;
 let release: Release;
+let unpacked = ''; // the unpacked tree, once the test below made it
 let entries: Entry[] = [];
 
 test.before(async () => {
@@ -106,6 +108,7 @@ test.serial('unpacked into an empty directory, its brokers carry a cross-host co
   await extract({ file: release.file, cwd: opt, strict: true });
   t.deepEqual(fs.readdirSync(opt), [TOP]);
   const tree = path.join(opt, TOP);
+  unpacked = tree;
 
   // Every file is the one MANIFEST names.
   const manifest = fs.readFileSync(path.join(tree, 'MANIFEST'), 'utf8').trim().split('\n');
@@ -169,4 +172,23 @@ test.serial('unpacked into an empty directory, its brokers carry a cross-host co
   } finally {
     await topo.destroy();
   }
+});
+
+test.serial('the unpacked tree runs the demo: runc containers through its own slimfast-runc, cross-host on SlimFast', async (t) => {
+  t.timeout(150_000);
+  if (!unpacked) return t.fail('the tarball was not unpacked (see the test above)');
+  const r = await execa(process.execPath, [path.join(unpacked, 'dist', 'demo', 'main.js')], {
+    reject: false,
+    timeout: 140_000,
+    all: true,
+    cwd: work,
+    env: { SLIMFAST_DEMO_ROUNDS: '1', SLIMFAST_DEMO_SECONDS: '1' },
+  });
+  t.is(r.exitCode, 0, r.all);
+  t.regex(r.all, /slimfast-runc run sft\d+x\w+-server on host 2/);
+  t.regex(r.all, /host 1 broker: registered by slimfast-hook: sft\d+x\w+-client 10\.200\.1\.2/);
+  const m = /broker handed (\d+) host connections to the client container; the VXLAN device carried (\d+) packets during the SlimFast rounds/.exec(r.all);
+  t.truthy(m, r.all);
+  t.true(Number(m![1]) > 0, 'connections were handed off');
+  t.is(Number(m![2]), 0, 'SlimFast traffic did not cross the VXLAN device');
 });
