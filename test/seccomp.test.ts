@@ -3,8 +3,10 @@
 // listener is the broker) runs connrate-static, which the preload cannot reach. Its connects to a
 // SlimFast listener on the other host get host connections from the broker (seccomp_handed) and
 // cross no VXLAN device; its connects elsewhere (the container's loopback) run unchanged
-// (seccomp_continued); a dynamically linked program in the same container keeps the preload's path.
+// (seccomp_continued); getsockname/getpeername of the sockets it swapped answer virtual addresses;
+// a dynamically linked program in the same container keeps the preload's path.
 // Needs root, runc (/usr/sbin/runc) with libseccomp 2.5+, a 5.9+ kernel and busybox-static.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
@@ -16,6 +18,7 @@ import { Topology } from '../lab/topology.js';
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
 const STATIC = path.join(repoRoot(), 'bench', 'clients', 'connrate-static');
+const PEERNAME_SRC = path.join(repoRoot(), 'test', 'apps', 'peername.c');
 const PORT = 7100;
 const LOCAL_PORT = 7200;
 const CONNS = 100;
@@ -41,7 +44,9 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
   const c2 = topo.container('c2');
   t.true(fs.existsSync(path.join(h1.stateDir, 'seccomp.sock')), 'the broker listens for notify fds in its state dir');
 
-  const rootfs = { binaries: [ECHOD, CONNRATE, STATIC], libraryDeps: [installPaths().preload] };
+  const peername = path.join(topo.dir, 'peername');
+  execFileSync('gcc', ['-O2', '-static', '-o', peername, PEERNAME_SRC], { stdio: 'pipe', timeout: 60_000 });
+  const rootfs = { binaries: [ECHOD, CONNRATE, STATIC, peername], libraryDeps: [installPaths().preload] };
   const srvBundle = makeBundle(path.join(topo.dir, 'bundle-srv'), {
     ...rootfs,
     args: ['/bin/timeout', '-s', 'KILL', '300', ECHOD, String(PORT)],
@@ -88,6 +93,19 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
   t.deepEqual(await topo.overlayPackets(h2), o2, 'VXLAN device on host 2 carried no packets');
   step(`static client: ${r1.conns} connections through the agent`);
 
+  // getsockname/getpeername of a socket the agent put in place: the virtual addresses (truncated
+  // like the kernel's into a short buffer, with the full length).
+  const p1 = await lab.exec('cli', [peername, c2.ip, String(PORT)], { timeout: 30_000 });
+  t.is(p1.exitCode, 0, p1.stderr);
+  const m = /^local=([\d.]+):(\d+) peer=([\d.]+):(\d+) short=([\d.]+) len=(\d+) echo=ok$/m.exec(p1.stdout);
+  t.truthy(m, p1.stdout);
+  t.is(m?.[1], c1.ip, 'getsockname: the container\'s address');
+  t.true(Number(m?.[2]) > 0);
+  t.is(`${m?.[3]}:${m?.[4]}`, `${c2.ip}:${PORT}`, 'getpeername: the server container\'s address');
+  t.is(m?.[5], `${c2.ip.split('.').slice(0, 2).join('.')}.255.255`, 'a 6-byte buffer gets 6 bytes');
+  t.is(m?.[6], '16');
+  t.is((await topo.counters(h1)).seccomp_handed - k2.seccomp_handed, 1);
+
   // (2) Not a SlimFast destination (the container's own loopback): the kernel runs the connect as usual.
   const x2 = await lab.exec('cli', [STATIC, '127.0.0.1', String(LOCAL_PORT), '-n', '20', '-t', '10'], { timeout: 30_000 });
   t.is(x2.exitCode, 0, x2.stderr);
@@ -95,8 +113,11 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
   t.is(r2.errors, 0, r2.first_error);
   t.true(r2.conns > 0);
   const k3 = await topo.counters(h1);
-  t.is(k3.seccomp_handed, k2.seccomp_handed, 'nothing handed out for loopback');
+  t.is(k3.seccomp_handed, k2.seccomp_handed + 1, 'nothing handed out for loopback');
   t.true(k3.seccomp_continued - k2.seccomp_continued >= r2.conns, `every loopback connect continued (${d(k2, k3, names)})`);
+  const p2 = await lab.exec('cli', [peername, '127.0.0.1', String(LOCAL_PORT)], { timeout: 30_000 });
+  t.is(p2.exitCode, 0, p2.stderr);
+  t.regex(p2.stdout, new RegExp(`^local=127\\.0\\.0\\.1:\\d+ peer=127\\.0\\.0\\.1:${LOCAL_PORT} short=127\\.0\\.255\\.255 len=16 echo=ok$`, 'm'), 'the kernel\'s own answers elsewhere');
   step('loopback through CONTINUE');
 
   // (3) A dynamically linked client in the same container keeps the preload's path.

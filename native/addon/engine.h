@@ -210,6 +210,14 @@ struct ScTarget : Obj {
   std::string id;  // listenerMetadata: the container id registered with this broker
   int pid = 0;     // the process runc reported (for logs)
   std::vector<ScOut*> outs;  // held notifications
+  // Sockets the agent put in place, by (tgid << 32 | fd): getsockname/getpeername answer their
+  // virtual addresses while the fd still holds that socket (same inode).
+  struct Swapped {
+    uint64_t ino;
+    uint32_t lip, rip;  // host order
+    uint16_t lport, rport;
+  };
+  std::unordered_map<uint64_t, Swapped> swapped;
 };
 
 // A held connect() notification: the host connection being made for it.
@@ -219,6 +227,7 @@ struct ScOut : Obj {
   uint64_t id = 0;       // notification id
   int target_fd = -1;    // the fd number in the target
   int copy_fd = -1;      // the target's socket (pidfd_getfd): its flags and options
+  int tgid = 0;          // the target's thread group (its fd table)
   bool cloexec = false;  // the target's fd has FD_CLOEXEC
   uint32_t dst = 0;      // host order
   uint16_t dport = 0, sport = 0;
@@ -502,6 +511,7 @@ struct Engine {
   void sc_state(ScConn* sc);  // the whole state arrived: a new ScTarget
   void on_sc_notify(ScTarget* t, uint32_t events);
   void sc_notification(ScTarget* t, const void* notif);
+  void sc_sockname(ScTarget* t, const void* notif, bool peer);  // getsockname / getpeername
   void on_sc_out(ScOut* o);
   void sc_finish(ScOut* o);
   void sc_fail(ScOut* o);                      // answer CONTINUE

@@ -1,24 +1,26 @@
 // Seccomp agent: connect() of programs the preload does not reach (statically linked binaries).
 //
-// A container annotated io.slimfast.seccomp=true gets a seccomp rule SCMP_ACT_NOTIFY for connect
-// (runtime-wrapper/modifiers/seccomp.ts) whose listenerPath is cfg.seccomp_path. runc connects
-// there once per container process tree (create, and every exec) and sends, in one message on a
-// stream socket, the container process state as JSON ({"ociVersion", "fds": ["seccompFd"], "pid",
-// "metadata": the container id, "state": {...}}) with the notify fd attached (SCM_RIGHTS), then
-// closes. Each notify fd sits in the epoll set; every notification it reports gets exactly one
+// A container annotated io.slimfast.seccomp=true gets a seccomp rule SCMP_ACT_NOTIFY for connect,
+// getsockname and getpeername (runtime-wrapper/modifiers/seccomp.ts) whose listenerPath is
+// cfg.seccomp_path. runc connects there once per container process tree (create, and every exec)
+// and sends, in one message on a stream socket, the container process state as JSON
+// ({"ociVersion", "fds": ["seccompFd"], "pid", "metadata": the container id, "state": {...}}) with
+// the notify fd attached (SCM_RIGHTS); it does not always close its end soon (seen with runc exec),
+// so a whole state with its fd is taken as soon as it is here. Each notify fd sits in the epoll set; every notification it reports gets exactly one
 // answer:
 //   * a connect to a SlimFast destination (the same decision as SF_CONNECT, classify_connect())
 //     from an IPv4 TCP socket: the broker makes the host connection (header first, as for the
 //     preload), puts it on the target's fd number (SECCOMP_IOCTL_NOTIF_ADDFD with
 //     SECCOMP_ADDFD_FLAG_SETFD) and answers 0 once it is connected (non-blocking sockets too);
 //   * a connect the policy denies: EACCES;
+//   * getsockname/getpeername of a socket put in place that way: the virtual addresses;
 //   * everything else (another family, not a socket we understand, an unknown container, a
 //     destination that is not a SlimFast listener, any error, the connect deadline passing):
 //     SECCOMP_USER_NOTIF_FLAG_CONTINUE, i.e. the kernel runs the call as if nothing were here.
 // The target's memory (the sockaddr) is read through /proc/PID/mem after checking
 // SECCOMP_IOCTL_NOTIF_ID_VALID, so the pid still names the process that made the call.
 // If the broker dies, the kernel fails the held notifications and, since nobody listens on the
-// filter any more, every later connect() of those processes with ENOSYS (documented in README).
+// filter any more, every later notified call of those processes with ENOSYS (documented in README).
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
@@ -439,6 +441,8 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
   const uint64_t id = n->id;
   auto cont = [&] { sc_respond(t, id, 0, true); };
+  if (n->data.nr == __NR_getsockname || n->data.nr == __NR_getpeername)
+    return sc_sockname(t, raw, n->data.nr == __NR_getpeername);
   if (n->data.nr != __NR_connect) return cont();
   int tfd = int(n->data.args[0]);
   uint64_t addr = n->data.args[1];
@@ -510,6 +514,7 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   o->target_fd = tfd;
   o->copy_fd = copy;
   o->cloexec = target_cloexec(pid, tfd);
+  o->tgid = tg;
   o->dst = dst;
   o->dport = dport;
   o->sport = bound_port ? bound_port : next_src_port();
@@ -530,6 +535,55 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   if (!pending) return sc_finish(o);
   if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return sc_fail(o);
   o->deadline = now_ms() + cfg.connect_timeout_ms;
+}
+
+// getsockname/getpeername on a socket the agent swapped: the virtual address, written into the
+// target's memory as the kernel would (truncated to its buffer, the full length reported).
+// Every other socket: CONTINUE.
+void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  const uint64_t id = n->id;
+  auto cont = [&] { sc_respond(t, id, 0, true); };
+  if (t->swapped.empty()) return cont();
+  int pid = int(n->pid);
+  uint32_t tfd = uint32_t(n->data.args[0]);
+  uint64_t addr = n->data.args[1], lenp = n->data.args[2];
+  auto it = t->swapped.find((uint64_t(uint32_t(pid)) << 32) | tfd);
+  if (it == t->swapped.end()) {  // a thread: the table is its thread group's
+    int tg = tgid_of(pid);
+    if (tg <= 0 || tg == pid) return cont();
+    it = t->swapped.find((uint64_t(uint32_t(tg)) << 32) | tfd);
+    if (it == t->swapped.end()) return cont();
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd/%u", pid, tfd);
+  struct stat st;
+  if (stat(path, &st) != 0 || uint64_t(st.st_ino) != it->second.ino) {
+    if (errno != EACCES) t->swapped.erase(it);  // closed or replaced since
+    return cont();
+  }
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mfd = open(path, O_RDWR | O_CLOEXEC);
+  if (mfd < 0) return cont();
+  bool valid = id_valid(t->ev.fd, id);
+  socklen_t len = 0;
+  int err = 0;
+  if (valid && (!lenp || pread(mfd, &len, sizeof len, off_t(lenp)) != ssize_t(sizeof len))) err = EFAULT;
+  if (valid && !err && int(len) < 0) err = EINVAL;
+  if (valid && !err) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(peer ? it->second.rip : it->second.lip);
+    sa.sin_port = htons(peer ? it->second.rport : it->second.lport);
+    size_t k = std::min<size_t>(len, sizeof sa);
+    socklen_t full = sizeof sa;
+    if ((k && (!addr || pwrite(mfd, &sa, k, off_t(addr)) != ssize_t(k))) ||
+        pwrite(mfd, &full, sizeof full, off_t(lenp)) != ssize_t(sizeof full))
+      err = EFAULT;
+  }
+  close_fd(mfd);
+  if (!valid) return;  // the caller is gone
+  sc_respond(t, id, err, false);
 }
 
 void Engine::on_sc_out(ScOut* o) {
@@ -611,8 +665,22 @@ void Engine::sc_finish(ScOut* o) {
   }
   uint64_t id = o->id;
   bool local = o->local, hdr_sent = o->hdr_sent;
+  struct stat st;
+  ScTarget::Swapped sw{fstat(fd, &st) == 0 ? uint64_t(st.st_ino) : 0, c->ip, o->dst, o->sport, o->dport};
+  uint64_t key = (uint64_t(uint32_t(o->tgid)) << 32) | uint32_t(o->target_fd);
   sc_drop_out(o);  // closes our copy; the target holds the socket now
   if (!sc_respond(t, id, 0, false)) return;
+  if (sw.ino) {
+    if (t->swapped.size() >= 8192) {  // forget sockets the processes closed (or processes gone)
+      for (auto it = t->swapped.begin(); it != t->swapped.end();) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%u/fd/%u", unsigned(it->first >> 32), unsigned(it->first & 0xffffffffu));
+        struct stat x;
+        if (stat(p, &x) != 0 || uint64_t(x.st_ino) != it->second.ino) it = t->swapped.erase(it); else ++it;
+      }
+    }
+    t->swapped[key] = sw;
+  }
   inc(ctr.seccomp_handed);
   if (local) {
     inc(ctr.same_host);

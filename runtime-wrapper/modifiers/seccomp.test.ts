@@ -12,14 +12,16 @@ const annotated = (value = 'true', profile?: SeccompProfile): Spec => {
 };
 const profileOf = (spec: Spec) => spec.linux!.seccomp as SeccompProfile;
 
-test('without a profile: allow everything, notify connect, listener = the broker\'s seccomp socket, metadata = the id', (t) => {
+const ALL = ['connect', 'getsockname', 'getpeername'];
+
+test('without a profile: allow everything, notify connect (and the address calls), listener = the broker\'s seccomp socket, metadata = the id', (t) => {
   const spec = annotated();
   seccomp.modify(spec, testCtx());
   t.deepEqual(spec.linux!.seccomp, {
     defaultAction: 'SCMP_ACT_ALLOW',
     listenerPath: LISTENER,
     listenerMetadata: 'c1',
-    syscalls: [{ names: ['connect'], action: 'SCMP_ACT_NOTIFY' }],
+    syscalls: [{ names: ALL, action: 'SCMP_ACT_NOTIFY' }],
   });
   t.deepEqual(spec.linux!.maskedPaths, ['/proc/kcore'], 'the rest of linux stays');
 });
@@ -49,7 +51,7 @@ test('keeps the container\'s profile: connect moves from its allow rule to the n
     architectures: ['SCMP_ARCH_X86_64'],
     flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'],
     syscalls: [
-      { names: ['accept', 'connect', 'read'], action: 'SCMP_ACT_ALLOW', comment: 'kept' },
+      { names: ['accept', 'connect', 'getpeername', 'read'], action: 'SCMP_ACT_ALLOW', comment: 'kept' },
       { names: ['ptrace'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
     ],
   });
@@ -62,11 +64,12 @@ test('keeps the container\'s profile: connect moves from its allow rule to the n
     syscalls: [
       { names: ['accept', 'read'], action: 'SCMP_ACT_ALLOW', comment: 'kept' },
       { names: ['ptrace'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
-      { names: ['connect'], action: 'SCMP_ACT_NOTIFY' },
+      { names: ['connect', 'getpeername'], action: 'SCMP_ACT_NOTIFY' },
     ],
     listenerPath: LISTENER,
     listenerMetadata: 'c1',
   });
+  // getsockname is denied by that profile's default: it stays denied.
   // A rule that allowed connect alone goes away rather than stay with no names.
   const alone = annotated('true', { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ALLOW' }] });
   seccomp.modify(alone, testCtx());
@@ -74,7 +77,11 @@ test('keeps the container\'s profile: connect moves from its allow rule to the n
   // An allowing default with no rule for connect: the rule is added.
   const allowAll = annotated('on', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mount'], action: 'SCMP_ACT_ERRNO' }] });
   seccomp.modify(allowAll, testCtx());
-  t.deepEqual(profileOf(allowAll).syscalls, [{ names: ['mount'], action: 'SCMP_ACT_ERRNO' }, { names: ['connect'], action: 'SCMP_ACT_NOTIFY' }]);
+  t.deepEqual(profileOf(allowAll).syscalls, [{ names: ['mount'], action: 'SCMP_ACT_ERRNO' }, { names: ALL, action: 'SCMP_ACT_NOTIFY' }]);
+  // Only some of them allowed: only those are notified.
+  const some = annotated('true', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] });
+  seccomp.modify(some, testCtx());
+  t.deepEqual(profileOf(some).syscalls, [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }, { names: ['connect', 'getpeername'], action: 'SCMP_ACT_NOTIFY' }]);
 });
 
 test('a profile that does not simply allow connect is left as it is', (t) => {

@@ -5,10 +5,11 @@
 // listenerMetadata, the id the container is registered with.
 //
 // The container's own profile is kept. Without one, the profile is {defaultAction: SCMP_ACT_ALLOW,
-// syscalls: [the notify rule]}. With one, connect is notified only where the profile allows it
-// unconditionally: an SCMP_ACT_ALLOW rule naming it (connect is moved out of that rule) or, when no
-// rule names it, an SCMP_ACT_ALLOW default. A profile that denies, traps, logs, traces or filters
-// connect by its arguments is left as it is, and so is one whose listenerPath is somebody else's
+// syscalls: [the notify rule]}. With one, each of connect, getsockname and getpeername is notified
+// only where the profile allows it unconditionally: an SCMP_ACT_ALLOW rule naming it (it is moved out
+// of that rule) or, when no rule names it, an SCMP_ACT_ALLOW default. A call the profile denies,
+// traps, logs, traces or filters by its arguments is left as it is (and when that is connect, the
+// profile stays unchanged altogether), and so is one whose listenerPath is somebody else's
 // (one filter has one listener). Unknown fields stay. The annotation takes true/1/yes/on and
 // false/0/no/off (case-insensitive); anything else is an error, so a typo does not silently leave a
 // static program off SlimFast.
@@ -16,8 +17,8 @@ import { ANNOTATION_SECCOMP, isFalseAnnotation, isTrueAnnotation } from '../cons
 import { stateLayout } from '../../broker/state-dir.js';
 import { type Ctx, type Spec, SpecError, type SpecModifier } from '../spec.js';
 
-/** The system calls the agent answers. */
-export const NOTIFIED_SYSCALLS = ['connect'];
+/** The system calls the agent answers (getsockname/getpeername: virtual addresses of the sockets it swapped). */
+export const NOTIFIED_SYSCALLS = ['connect', 'getsockname', 'getpeername'];
 
 export interface SeccompRule {
   names?: string[];
@@ -72,7 +73,8 @@ export function addNotifyRule(profile: SeccompProfile, listenerPath: string, met
     }
     if (naming.length === 1 && naming[0].action === 'SCMP_ACT_ALLOW' && !hasArgs(naming[0])) movable.push({ name, from: naming[0] });
   }
-  if (movable.length === 0) return [...already];
+  // The address calls only matter for sockets connect() swapped: without connect, nothing.
+  if (movable.length === 0 || !(already.has('connect') || movable.some((m) => m.name === 'connect'))) return [...already];
   profile.syscalls ??= [];
   for (const m of movable) {
     if (!m.from) continue;
