@@ -4,10 +4,12 @@
 // SlimFast listener on the other host get host connections from the broker (seccomp_handed) and
 // cross no VXLAN device; its connects elsewhere (the container's loopback) run unchanged
 // (seccomp_continued); getsockname/getpeername of the sockets it swapped answer virtual addresses;
-// a dynamically linked program in the same container keeps the preload's path.
+// a connect the policy denies fails with EACCES; a dynamically linked program in the same container
+// keeps the preload's path.
 // Needs root, runc (/usr/sbin/runc) with libseccomp 2.5+, a 5.9+ kernel and busybox-static.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { installPaths, repoRoot } from '../broker/paths.js';
@@ -21,12 +23,15 @@ const STATIC = path.join(repoRoot(), 'bench', 'clients', 'connrate-static');
 const PEERNAME_SRC = path.join(repoRoot(), 'test', 'apps', 'peername.c');
 const PORT = 7100;
 const LOCAL_PORT = 7200;
+const DENIED_PORT = 7300;
 const CONNS = 100;
 
 let topo: Topology | undefined;
+const policyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-seccomp-'));
 
 test.after.always(async () => {
   await topo?.destroy();
+  fs.rmSync(policyDir, { recursive: true, force: true });
 });
 
 test.serial('a static client in a runc container annotated io.slimfast.seccomp=true: host connections through the seccomp agent, everything else unchanged', async (t) => {
@@ -37,11 +42,15 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
   const t0 = Date.now();
   const step = (what: string) => t.log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
   await sweepStaleRunc();
-  topo = await Topology.create({ containers: [1, 1], register: false });
+  // The policy denies the client container one port of the server container.
+  const policyFile = path.join(policyDir, 'policy.json');
+  fs.writeFileSync(policyFile, JSON.stringify({ default: 'allow', rules: [{ action: 'deny', from: '10.200.1.2', to: '10.200.2.2', ports: String(DENIED_PORT) }] }));
+  topo = await Topology.create({ containers: [1, 1], register: false, brokerArgs: () => ['--policy', policyFile] });
   const lab = new RuncLab(topo);
   const [h1, h2] = topo.hosts;
   const c1 = topo.container('c1');
   const c2 = topo.container('c2');
+  t.deepEqual([c1.ip, c2.ip], ['10.200.1.2', '10.200.2.2'], 'the addresses the policy names');
   t.true(fs.existsSync(path.join(h1.stateDir, 'seccomp.sock')), 'the broker listens for notify fds in its state dir');
 
   const peername = path.join(topo.dir, 'peername');
@@ -105,6 +114,13 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
   t.is(m?.[5], `${c2.ip.split('.').slice(0, 2).join('.')}.255.255`, 'a 6-byte buffer gets 6 bytes');
   t.is(m?.[6], '16');
   t.is((await topo.counters(h1)).seccomp_handed - k2.seccomp_handed, 1);
+
+  // A connect the policy denies fails with EACCES, as with the preload.
+  const pd = (await topo.counters(h1)).policy_denied;
+  const p0 = await lab.exec('cli', [peername, c2.ip, String(DENIED_PORT)], { timeout: 30_000 });
+  t.is(p0.exitCode, 1, p0.stdout);
+  t.regex(p0.stderr, /^connect: Permission denied$/m);
+  t.is((await topo.counters(h1)).policy_denied, pd + 1, 'counted as a policy denial');
 
   // (2) Not a SlimFast destination (the container's own loopback): the kernel runs the connect as usual.
   const x2 = await lab.exec('cli', [STATIC, '127.0.0.1', String(LOCAL_PORT), '-n', '20', '-t', '10'], { timeout: 30_000 });
