@@ -22,7 +22,8 @@
         "native/addon/cluster_checks.cc",
         "native/addon/steering.cc",
         "native/addon/steered.cc",
-        "native/addon/guard.cc"
+        "native/addon/guard.cc",
+        "native/addon/seccomp_agent.cc"
       ],
       "actions": [
         {

@@ -147,7 +147,7 @@ export class Daemon {
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
     this.engine.start(
       { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth, steering: this.opts.steering,
-        clusterKey, debug: this.opts.logLevel === 'debug' },
+        clusterKey, debug: this.opts.logLevel === 'debug', seccompSocket: this.layout.seccompSocket },
       (ev) => this.onEngineEvent(ev),
     );
     // The view as it is now: etcd may have reported changes while the policy was read.

@@ -46,6 +46,9 @@ export interface EngineOptions {
    *  since a pooled header is sent up to 20 s after it was signed). Nonces more than 5 s in the
    *  future are refused too, so hosts' clocks must agree to within a few seconds. */
   headerWindowMs?: number;
+  /** Unix socket the seccomp agent listens on for runc's notify fds (OCI linux.seccomp.listenerPath;
+   *  STATE_DIR/seccomp.sock for the daemon). Unset: no agent. */
+  seccompSocket?: string;
 }
 
 export interface PeerRoute {

@@ -15,6 +15,8 @@ export interface StateLayout {
   /** Last policy read from etcd (a start while etcd is unreachable enforces it). */
   policyFile: string;
   containersDir: string;
+  /** The seccomp agent's socket: runc sends containers' seccomp notify fds there (linux.seccomp.listenerPath). */
+  seccompSocket: string;
 }
 
 export function stateLayout(dir: string): StateLayout {
@@ -27,6 +29,7 @@ export function stateLayout(dir: string): StateLayout {
     membershipFile: path.join(abs, 'membership.json'),
     policyFile: path.join(abs, 'policy.json'),
     containersDir: path.join(abs, 'containers'),
+    seccompSocket: path.join(abs, 'seccomp.sock'),
   };
 }
 

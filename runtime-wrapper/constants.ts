@@ -14,6 +14,12 @@ export const ANNOTATION_ID = 'io.slimfast.id';
 /** A container annotated io.slimfast.disable=true is left alone. */
 export const ANNOTATION_DISABLE = 'io.slimfast.disable';
 
+/**
+ * A container annotated io.slimfast.seccomp=true has its connect() calls sent to the broker's seccomp
+ * agent (statically linked programs, which the preload does not reach); false (or absent) leaves them.
+ */
+export const ANNOTATION_SECCOMP = 'io.slimfast.seccomp';
+
 /** Default time the hook waits for stdin and the broker, in seconds (SLIMFAST_HOOK_TIMEOUT overrides). */
 export const DEFAULT_HOOK_TIMEOUT_S = 10;
 
@@ -25,4 +31,8 @@ export const FORWARDED_ENV = ['SLIMFAST_CONFIG', 'SLIMFAST_HOOK_TIMEOUT', 'SLIMF
 
 export function isTrueAnnotation(value: string | undefined): boolean {
   return value !== undefined && /^(true|1|yes|on)$/i.test(value.trim());
+}
+
+export function isFalseAnnotation(value: string | undefined): boolean {
+  return value !== undefined && /^(false|0|no|off)$/i.test(value.trim());
 }

@@ -239,6 +239,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!parse_cidr(local, &cfg.local_net, &cfg.local_prefix))
       return throw_type(env, "start: localSubnet \"" + local + "\" is not an IPv4 prefix (a.b.c.d/len)");
     cfg.debug = o.Get("debug").ToBoolean().Value();
+    if (!o.Get("seccompSocket").IsUndefined()) {
+      if (!o.Get("seccompSocket").IsString()) return throw_type(env, "start: seccompSocket must be a path (string)");
+      cfg.seccomp_path = o.Get("seccompSocket").As<Napi::String>().Utf8Value();
+    }
     if (o.Get("steering").IsBoolean()) cfg.steer = o.Get("steering").As<Napi::Boolean>().Value();
     if (cfg.pool_max < cfg.pool_depth) cfg.pool_max = cfg.pool_depth;
     if (eng_->running()) return throw_error(env, Error{EALREADY, "the engine is already started; call stop() first"});

@@ -27,42 +27,59 @@ uint16_t Engine::next_src_port() {
   return p;
 }
 
+DestKind Engine::classify_connect(Container* c, uint32_t dst, uint16_t dport, Route* r, Listener** l) {
+  // The policy governs every overlay destination, those that would fall back to the container's
+  // interface included (else a denied listener would still be reached that way).
+  if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && policy_denies(c, dst, dport)) return DEST_DENY;
+  if (dport == 0) return DEST_FALLBACK;
+  if (by_ip.count(dst)) {  // a container on this host
+    Listener* x = find_listener(dst, dport);
+    if (!x) return DEST_FALLBACK;
+    // A steered listener takes its connections from the kernel: connect to our own reserved
+    // port as to a peer's (the header in the SYN), and the kernel puts it in its accept queue.
+    if (x->steer_slot > 0 && steering() && cfg.fast_open) {
+      *r = Route{cfg.local_net, cfg.local_prefix, cfg.host_ip, uint16_t(ctr.port.load())};
+      return DEST_STEERED_LOCAL;
+    }
+    *l = x;
+    return DEST_PAIR;
+  }
+  if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
+    const Route* p = lpm(dst);
+    if (p && view_has(p->peer_ip, dst, dport)) {
+      *r = *p;
+      return DEST_PEER;
+    }
+  }
+  return DEST_FALLBACK;
+}
+
 void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
   uint32_t dst = ntohl(req.vip_b);
   uint16_t dport = ntohs(req.port_b);
   auto sport = [&] { return req.port_a ? ntohs(req.port_a) : next_src_port(); };
-  // The policy governs every overlay destination, those that would fall back to the container's
-  // interface included (else a denied listener would still be reached that way).
-  if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && policy_denies(pc, dst, dport)) {
-    reply(pc, req.seq, SF_CONNECT_OK, EACCES, -1);
-    return;
-  }
-  if (dport != 0) {
-    if (by_ip.count(dst)) {  // a container on this host
-      // A pool only for steered listeners: without steering the broker would hand every pooled
+  Route r{};
+  Listener* l = nullptr;
+  switch (classify_connect(pc->c, dst, dport, &r, &l)) {
+    case DEST_DENY:
+      reply(pc, req.seq, SF_CONNECT_OK, EACCES, -1);
+      return;
+    case DEST_STEERED_LOCAL:
+      // With a pool, like a peer's: the kernel steers pooled connections too, so the broker does
+      // nothing for them on either side.
+      if (may_pool(pc)) pool_for(pc, r);
+      return start_out(pc, req, r, sport(), true);
+    case DEST_PAIR:
+      // No pool for same-host pairs: without steering the broker would hand every pooled
       // connection in again, which on a shared CPU costs more than the pair it makes (samehost-1
       // went from 0.68x to 0.53x the host's rate that way, before steering).
-      if (Listener* l = find_listener(dst, dport)) {
-        // A steered listener takes its connections from the kernel: connect to our own reserved
-        // port as to a peer's (the header in the SYN), and the kernel puts it in its accept queue.
-        if (l->steer_slot > 0 && steering() && cfg.fast_open) {
-          Route self{cfg.local_net, cfg.local_prefix, cfg.host_ip, uint16_t(ctr.port.load())};
-          // With a pool, like a peer's: the kernel steers pooled connections too, so the broker does
-          // nothing for them on either side.
-          if (may_pool(pc)) pool_for(pc, self);
-          return start_out(pc, req, self, sport(), true);
-        }
-        return same_host(pc, req, l, sport());
-      }
-    } else if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) &&
-               !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
-      const Route* r = lpm(dst);
-      if (r && view_has(r->peer_ip, dst, dport)) {
-        // Stock a pool for this peer first: its channel reaches the preload before the reply.
-        if (may_pool(pc)) pool_for(pc, *r);
-        return start_out(pc, req, *r, sport());
-      }
-    }
+      return same_host(pc, req, l, sport());
+    case DEST_PEER:
+      // Stock a pool for this peer first: its channel reaches the preload before the reply.
+      if (may_pool(pc)) pool_for(pc, r);
+      return start_out(pc, req, r, sport());
+    case DEST_FALLBACK:
+      break;
   }
   inc(ctr.fallbacks);
   reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
@@ -253,7 +270,7 @@ void Engine::finish_out(OutConn* o) {
   o->ev.fd = -1;
   if (o->pool) return pool_connected(o, fd);
   PreloadConn* pc = o->pc;
-  if (policy_denies(pc, o->dst, o->dport)) {  // a policy set while it connected
+  if (policy_denies(pc->c, o->dst, o->dport)) {  // a policy set while it connected
     close_fd(fd);
     reply(pc, o->seq, SF_CONNECT_OK, EACCES, -1);
     return;

@@ -42,6 +42,12 @@
   X(steered_listeners) /* listeners given a kernel-steered host socket                         */ \
   X(steered_again)    /* steered listeners a process kept through a broker restart, steered again */ \
   X(doorbells)        /* doorbells rung for connections a steered listener takes from its channel */ \
+  X(seccomp_handed)   /* connect() of programs without the preload (seccomp agent) answered with
+                         a host connection put on their fd (also in handed_out / same_host)  */ \
+  X(seccomp_continued) /* seccomp notifications let through unchanged (not a SlimFast
+                         destination, not an IPv4 TCP socket, unknown container, errors)     */ \
+  X(seccomp_fds)      /* gauge: seccomp notify fds held (one per container process tree)      */ \
+  X(seccomp_pending)  /* gauge: connect() notifications held while their host connect runs    */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

@@ -55,6 +55,10 @@ enum EvKind : uint8_t {
   EV_CHAN,       // broker end of a listener channel (HUP = every app copy closed)
   EV_REAL,       // the app's real listening socket (plain, non-SlimFast clients)
   EV_POOL,       // broker end of a preload's pool channel (SF_POOL_TOOK reports)
+  EV_SC_LISTEN,  // the seccomp agent's Unix listener (runc sends notify fds there)
+  EV_SC_CONN,    // one runc connection: container state JSON + the notify fd
+  EV_SC_NOTIFY,  // a seccomp notify fd (a container's processes' connect() calls)
+  EV_SC_OUT,     // host connect in progress for a held connect() notification
 };
 
 // Base of everything that can be killed while an epoll event may still point at it.
@@ -194,6 +198,47 @@ struct Channel : Obj {
   uint16_t port = 0;
 };
 
+// Seccomp agent (seccomp_agent.cc). runc's connection while its state and fd arrive.
+struct ScConn : Obj {
+  Ev ev{EV_SC_CONN, this};
+  std::string buf;
+  std::vector<int> fds;
+  int64_t deadline = 0;
+};
+
+struct ScOut;
+
+// One seccomp notify fd: the processes of one container (or one exec) that share a filter.
+struct ScTarget : Obj {
+  Ev ev{EV_SC_NOTIFY, this};
+  std::string id;  // listenerMetadata: the container id registered with this broker
+  int pid = 0;     // the process runc reported (for logs)
+  std::vector<ScOut*> outs;  // held notifications
+  // Sockets the agent put in place, by (tgid << 32 | fd): getsockname/getpeername answer their
+  // virtual addresses while the fd still holds that socket (same inode).
+  struct Swapped {
+    uint64_t ino;
+    uint32_t lip, rip;  // host order
+    uint16_t lport, rport;
+  };
+  std::unordered_map<uint64_t, Swapped> swapped;
+};
+
+// A held connect() notification: the host connection being made for it.
+struct ScOut : Obj {
+  Ev ev{EV_SC_OUT, this};
+  ScTarget* t = nullptr;
+  uint64_t id = 0;       // notification id
+  int target_fd = -1;    // the fd number in the target
+  int copy_fd = -1;      // the target's socket (pidfd_getfd): its flags and options
+  int tgid = 0;          // the target's thread group (its fd table)
+  bool cloexec = false;  // the target's fd has FD_CLOEXEC
+  uint32_t dst = 0;      // host order
+  uint16_t dport = 0, sport = 0;
+  bool hdr_sent = false, local = false, in_epoll = false;
+  int64_t deadline = 0;
+};
+
 struct Config {
   uint32_t host_ip = 0;
   uint16_t port = SF_DEFAULT_PORT;
@@ -218,7 +263,12 @@ struct Config {
   // nonces and replays (cluster_checks.cc). The window is how old a header's nonce may be.
   std::vector<uint8_t> cluster_key;
   int header_window_ms = SF_HDR_WINDOW_MS;
+  // Unix socket for runc's seccomp notify fds (OCI linux.seccomp.listenerPath); empty: no agent.
+  std::string seccomp_path;
 };
+
+// What a connect to dst:dport from a container gets (classify_connect).
+enum DestKind { DEST_FALLBACK, DEST_DENY, DEST_PEER, DEST_STEERED_LOCAL, DEST_PAIR };
 
 enum LogLevel { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
 
@@ -324,6 +374,13 @@ struct Engine {
   std::vector<Bell> bells;  // doorbell connections until their handshake is done
   std::vector<Pool*> parked_pools;  // pools whose take reports wait a moment (see park_pool)
   int64_t next_sweep = 0;
+  // Seccomp agent (seccomp_agent.cc)
+  Ev sc_listen{EV_SC_LISTEN};
+  dev_t sc_path_dev = 0;
+  ino_t sc_path_ino = 0;
+  std::vector<ScConn*> sc_conns;
+  std::vector<ScTarget*> sc_targets;
+  size_t sc_notif_size = 0, sc_resp_size = 0;  // the kernel's struct sizes (SECCOMP_GET_NOTIF_SIZES)
 
   // engine_loop.cc
   void run();
@@ -363,6 +420,10 @@ struct Engine {
   void same_host(PreloadConn* pc, const sf_msg& req, Listener* l, uint16_t sport);
 
   // connect.cc
+  // The decision every connect from container c gets (the preload's SF_CONNECT and the seccomp
+  // agent): *r is the route for DEST_PEER / DEST_STEERED_LOCAL, *l the listener for DEST_PAIR.
+  // DEST_DENY is counted and logged.
+  DestKind classify_connect(Container* c, uint32_t dst, uint16_t dport, Route* r, Listener** l);
   void on_connect(PreloadConn* pc, const sf_msg& req);
   uint16_t next_src_port();
   void start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint16_t sport, bool local = false);
@@ -424,7 +485,7 @@ struct Engine {
   void kill_pool(Pool* p);
 
   // policy_enforce.cc
-  bool policy_denies(PreloadConn* pc, uint32_t dst, uint16_t dport);  // counts and logs a denial
+  bool policy_denies(Container* c, uint32_t dst, uint16_t dport);  // counts and logs a denial
   bool may_pool(PreloadConn* pc) const { return cfg.pool_depth > 0 && !pc->c->restricted; }
 
   // routing.cc
@@ -451,6 +512,25 @@ struct Engine {
 
   // containers.cc
   void kill_container(Container* c, bool emit);
+
+  // seccomp_agent.cc
+  Error open_seccomp();   // cfg.seccomp_path set: listen there
+  void close_seccomp();   // answers every held notification (CONTINUE), closes every fd
+  void on_sc_listen();
+  void on_sc_conn(ScConn* sc, uint32_t events);
+  void sc_state(ScConn* sc);  // the whole state arrived: a new ScTarget
+  void on_sc_notify(ScTarget* t, uint32_t events);
+  void sc_notification(ScTarget* t, const void* notif);
+  void sc_sockname(ScTarget* t, const void* notif, bool peer);  // getsockname / getpeername
+  void on_sc_out(ScOut* o);
+  void sc_finish(ScOut* o);
+  void sc_fail(ScOut* o);                      // answer CONTINUE
+  void sc_drop_out(ScOut* o);                  // no answer (target gone); closes and buries
+  bool sc_respond(ScTarget* t, uint64_t id, int error, bool cont);  // SECCOMP_IOCTL_NOTIF_SEND
+  void kill_sc_target(ScTarget* t);
+  void kill_sc_conn(ScConn* sc);
+  void expire_seccomp(int64_t now);
+  int64_t sc_next_deadline() const;  // -1: none
 };
 
 // Per-connection debug logging: arguments are not even evaluated unless cfg.debug is set.

@@ -115,6 +115,7 @@ Error Engine::start(const Config& c, EventSink* s) {
   if ((err = open_reserved())) return failed(err);
   open_steering();
   if ((err = open_loopback())) return failed(err);
+  if ((err = open_seccomp())) return failed(err);
   wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake.fd < 0 || !ep_add(wake, EPOLLIN))
     return failed(Error{errno, std::string("eventfd: ") + strerror(errno)});
@@ -169,6 +170,7 @@ void Engine::teardown() {
 
 // The reserved port, the loopback listener and the eventfd.
 void Engine::close_core() {
+  close_seccomp();
   for (const Bell& b : bells) close_fd(b.fd);
   bells.clear();
   steer.reset();
@@ -189,6 +191,10 @@ int Engine::next_timeout(int64_t now) {
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
   if (!bells.empty() && (t < 0 || now + 10 < t)) t = now + 10;           // doorbells to close
   if (steer && steer->ok() && (t < 0 || next_sweep < t)) t = std::max(next_sweep, now);  // the sweep
+  if (!sc_targets.empty() || !sc_conns.empty()) {
+    int64_t s = sc_next_deadline();
+    if (s >= 0 && (t < 0 || s < t)) t = s;
+  }
   if (t < 0) return -1;
   // +10 ms: CLOCK_MONOTONIC_COARSE ticks every few ms, avoid waking just before the deadline.
   return t <= now ? 0 : int(t - now + 10);
@@ -237,6 +243,7 @@ void Engine::run() {
     int64_t now = now_ms();
     expire_headers(now);
     expire_outs(now);
+    if (!sc_targets.empty() || !sc_conns.empty()) expire_seccomp(now);
     if (!bells.empty() || steering()) tend_steering(now);
     if (!parked_pools.empty()) unpark_pools(int64_t(mono_ns()));
     collect_garbage();
@@ -262,6 +269,10 @@ void Engine::dispatch(Ev* ev, uint32_t events) {
     case EV_OUT: on_out(static_cast<OutConn*>(ev->owner)); break;
     case EV_CHAN: kill_channel(static_cast<Channel*>(ev->owner), true); break;
     case EV_POOL: on_pool(static_cast<Pool*>(ev->owner)); break;
+    case EV_SC_LISTEN: on_sc_listen(); break;
+    case EV_SC_CONN: on_sc_conn(static_cast<ScConn*>(ev->owner), events); break;
+    case EV_SC_NOTIFY: on_sc_notify(static_cast<ScTarget*>(ev->owner), events); break;
+    case EV_SC_OUT: on_sc_out(static_cast<ScOut*>(ev->owner)); break;
     case EV_REAL:
       if (events & EPOLLIN) on_real_accept(static_cast<Channel*>(ev->owner));
       break;

@@ -22,12 +22,12 @@ void Engine::set_policy(Policy p) {
 }
 
 // The source is the container whose broker socket the request came in on, never the app's word.
-bool Engine::policy_denies(PreloadConn* pc, uint32_t dst, uint16_t dport) {
-  if (!policy.active || policy.allows(pc->c->ip, dst, dport)) return false;
+bool Engine::policy_denies(Container* c, uint32_t dst, uint16_t dport) {
+  if (!policy.active || policy.allows(c->ip, dst, dport)) return false;
   inc(ctr.policy_denied);
   if (ratelimit(10))
-    logc(LOG_INFO, pc->c->id, "policy: denied %s -> %s:%u (container %s)", ip_str(pc->c->ip).c_str(),
-         ip_str(dst).c_str(), dport, pc->c->id.c_str());
+    logc(LOG_INFO, c->id, "policy: denied %s -> %s:%u (container %s)", ip_str(c->ip).c_str(),
+         ip_str(dst).c_str(), dport, c->id.c_str());
   return true;
 }
 

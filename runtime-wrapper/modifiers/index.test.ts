@@ -14,8 +14,8 @@ test('every list is idempotent as a whole', (t) => {
 });
 
 test('precreate makes every change but the hooks, plus /etc/ld.so.preload; exec only the env', (t) => {
-  t.deepEqual(CREATE_MODIFIERS.map((m) => m.name), ['identity', 'preload-mount', 'env', 'hooks']);
-  t.deepEqual(PRECREATE_MODIFIERS.map((m) => m.name), ['identity', 'preload-mount', 'ld-so-preload', 'env']);
+  t.deepEqual(CREATE_MODIFIERS.map((m) => m.name), ['identity', 'preload-mount', 'env', 'seccomp', 'hooks']);
+  t.deepEqual(PRECREATE_MODIFIERS.map((m) => m.name), ['identity', 'preload-mount', 'ld-so-preload', 'env', 'seccomp']);
   t.deepEqual(EXEC_MODIFIERS.map((m) => m.name), ['env']);
   const spec = baseSpec();
   applyModifiers(spec, testCtx(), PRECREATE_MODIFIERS);

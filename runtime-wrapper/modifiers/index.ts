@@ -6,19 +6,20 @@ import { hooks } from './hooks.js';
 import { identity } from './identity.js';
 import { ldSoPreload } from './ld-so-preload.js';
 import { preloadMount } from './preload-mount.js';
+import { seccomp } from './seccomp.js';
 
 /**
  * slimfast-runc create/run: everything but /etc/ld.so.preload. slimfast-runc gives every exec'd process
  * the environment itself (EXEC_MODIFIERS on the --process file), so the image's own ld.so.preload stays.
  */
-export const CREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, env, hooks];
+export const CREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, env, seccomp, hooks];
 
 /**
  * Podman's precreate hook stage: the same without the hooks, which Podman adds itself from the
  * createRuntime and poststop hooks.d files (adding them here too would register the container twice),
  * and with /etc/ld.so.preload: nothing else reaches `podman exec` processes, which lack the environment.
  */
-export const PRECREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, ldSoPreload, env];
+export const PRECREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMount, ldSoPreload, env, seccomp];
 
 /** slimfast-runc exec --process FILE: the process environment only. */
 export const EXEC_MODIFIERS: readonly SpecModifier[] = [env];

@@ -1,0 +1,723 @@
+// Seccomp agent: connect() of programs the preload does not reach (statically linked binaries).
+//
+// A container annotated io.slimfast.seccomp=true gets a seccomp rule SCMP_ACT_NOTIFY for connect,
+// getsockname and getpeername (runtime-wrapper/modifiers/seccomp.ts) whose listenerPath is
+// cfg.seccomp_path. runc connects there once per container process tree (create, and every exec)
+// and sends, in one message on a stream socket, the container process state as JSON
+// ({"ociVersion", "fds": ["seccompFd"], "pid", "metadata": the container id, "state": {...}}) with
+// the notify fd attached (SCM_RIGHTS); it does not always close its end soon (seen with runc exec),
+// so a whole state with its fd is taken as soon as it is here. Each notify fd sits in the epoll set; every notification it reports gets exactly one
+// answer:
+//   * a connect to a SlimFast destination (the same decision as SF_CONNECT, classify_connect())
+//     from an IPv4 TCP socket: the broker makes the host connection (header first, as for the
+//     preload), puts it on the target's fd number (SECCOMP_IOCTL_NOTIF_ADDFD with
+//     SECCOMP_ADDFD_FLAG_SETFD) and answers 0 once it is connected (non-blocking sockets too);
+//   * a connect the policy denies: EACCES;
+//   * getsockname/getpeername of a socket put in place that way: the virtual addresses;
+//   * everything else (another family, not a socket we understand, an unknown container, a
+//     destination that is not a SlimFast listener, any error, the connect deadline passing):
+//     SECCOMP_USER_NOTIF_FLAG_CONTINUE, i.e. the kernel runs the call as if nothing were here.
+// The target's memory (the sockaddr) is read through /proc/PID/mem after checking
+// SECCOMP_IOCTL_NOTIF_ID_VALID, so the pid still names the process that made the call.
+// If the broker dies, the kernel fails the held notifications and, since nobody listens on the
+// filter any more, every later notified call of those processes with ENOSYS (documented in README).
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "engine.h"
+#include "util.h"
+
+namespace sf {
+
+namespace {
+
+constexpr size_t kStateMax = 1 << 20;  // runc's state JSON (annotations included)
+constexpr int kStateTimeoutMs = 5000;
+
+// A minimal reader for runc's state object: top-level "pid" (number), "metadata" (string) and
+// "fds" (array of strings); every other value is skipped (strings, nesting).
+struct JsonScan {
+  const std::string& s;
+  size_t i = 0;
+  explicit JsonScan(const std::string& t) : s(t) {}
+  void ws() {
+    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
+  }
+  bool str(std::string* out) {
+    ws();
+    if (i >= s.size() || s[i] != '"') return false;
+    i++;
+    std::string v;
+    while (i < s.size() && s[i] != '"') {
+      char ch = s[i++];
+      if (ch == '\\') {
+        if (i >= s.size()) return false;
+        char e = s[i++];
+        if (e == 'u') {  // not needed for ids: keep it as is
+          if (i + 4 > s.size()) return false;
+          v += "\\u";
+          v.append(s, i, 4);
+          i += 4;
+          continue;
+        }
+        switch (e) {
+          case 'n': ch = '\n'; break;
+          case 't': ch = '\t'; break;
+          case 'r': ch = '\r'; break;
+          case 'b': ch = '\b'; break;
+          case 'f': ch = '\f'; break;
+          default: ch = e;
+        }
+      }
+      v += ch;
+    }
+    if (i >= s.size()) return false;
+    i++;
+    if (out) *out = std::move(v);
+    return true;
+  }
+  bool skip() {  // any value
+    ws();
+    if (i >= s.size()) return false;
+    if (s[i] == '"') return str(nullptr);
+    if (s[i] == '{' || s[i] == '[') {
+      int depth = 0;
+      while (i < s.size()) {
+        ws();
+        if (i >= s.size()) return false;
+        char ch = s[i];
+        if (ch == '"') {
+          if (!str(nullptr)) return false;
+          continue;
+        }
+        i++;
+        if (ch == '{' || ch == '[') depth++;
+        else if (ch == '}' || ch == ']') {
+          if (--depth == 0) return true;
+        }
+      }
+      return false;
+    }
+    while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']') i++;
+    return true;
+  }
+  bool lit(char ch) {
+    ws();
+    if (i < s.size() && s[i] == ch) {
+      i++;
+      return true;
+    }
+    return false;
+  }
+};
+
+struct State {
+  long pid = 0;
+  std::string metadata;
+  int seccomp_index = -1;  // position of "seccompFd" in fds
+};
+
+bool parse_state(const std::string& text, State* st) {
+  JsonScan j(text);
+  if (!j.lit('{')) return false;
+  if (j.lit('}')) return false;
+  do {
+    std::string key;
+    if (!j.str(&key) || !j.lit(':')) return false;
+    if (key == "pid") {
+      j.ws();
+      size_t start = j.i;
+      if (!j.skip()) return false;
+      std::string num = text.substr(start, j.i - start);
+      char* end = nullptr;
+      st->pid = strtol(num.c_str(), &end, 10);
+    } else if (key == "metadata") {
+      j.ws();
+      if (j.i < text.size() && text[j.i] == '"') {
+        if (!j.str(&st->metadata)) return false;
+      } else if (!j.skip()) {
+        return false;
+      }
+    } else if (key == "fds") {
+      if (!j.lit('[')) return false;
+      int idx = 0;
+      if (!j.lit(']')) {
+        do {
+          std::string name;
+          if (!j.str(&name)) return false;
+          if (name == "seccompFd" && st->seccomp_index < 0) st->seccomp_index = idx;
+          idx++;
+        } while (j.lit(','));
+        if (!j.lit(']')) return false;
+      }
+    } else if (!j.skip()) {
+      return false;
+    }
+  } while (j.lit(','));
+  return j.lit('}');
+}
+
+int pidfd_open_(int pid) { return int(syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_getfd_(int pidfd, int fd) { return int(syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+
+// The thread group a thread id belongs to (notifications name the calling thread).
+int tgid_of(int tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", tid);
+  FILE* f = fopen(path, "re");
+  if (!f) return -1;
+  char line[256];
+  int tgid = -1;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "Tgid: %d", &tgid) == 1) break;
+  }
+  fclose(f);
+  return tgid;
+}
+
+// FD_CLOEXEC of the target's fd, from /proc/PID/fdinfo/FD ("flags:" in octal, O_CLOEXEC set).
+bool target_cloexec(int pid, int fd) {
+  char path[80];
+  snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", pid, fd);
+  FILE* f = fopen(path, "re");
+  if (!f) return false;
+  char line[128];
+  unsigned long flags = 0;
+  bool found = false;
+  while (fgets(line, sizeof line, f)) {
+    if (sscanf(line, "flags: %lo", &flags) == 1) {
+      found = true;
+      break;
+    }
+  }
+  fclose(f);
+  return found && (flags & O_CLOEXEC);
+}
+
+bool id_valid(int nfd, uint64_t id) {
+  uint64_t v = id;
+  return ioctl(nfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &v) == 0;
+}
+
+}  // namespace
+
+Error Engine::open_seccomp() {
+  if (cfg.seccomp_path.empty()) return Error{};
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string& path = cfg.seccomp_path;
+  if (path.size() >= sizeof a.sun_path)
+    return Error{ENAMETOOLONG, "seccomp socket path \"" + path + "\" is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes"};
+  memcpy(a.sun_path, path.c_str(), path.size() + 1);
+  if (!sc_notif_size) {
+    seccomp_notif_sizes sz{};
+    if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) == 0) {
+      sc_notif_size = std::max<size_t>(sz.seccomp_notif, sizeof(seccomp_notif));
+      sc_resp_size = std::max<size_t>(sz.seccomp_notif_resp, sizeof(seccomp_notif_resp));
+    } else {
+      sc_notif_size = sizeof(seccomp_notif);
+      sc_resp_size = sizeof(seccomp_notif_resp);
+    }
+  }
+  auto fail = [&](const char* what, int fd) {
+    int e = errno;
+    close_fd(fd);
+    return Error{e, std::string(what) + " " + path + ": " + strerror(e)};
+  };
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail("cannot create the seccomp socket", -1);
+  if (unlink(path.c_str()) < 0 && errno != ENOENT) return fail("cannot remove the stale file at", fd);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return fail("cannot bind", fd);
+  struct stat st;
+  // Root only: whoever sends a notify fd here decides which container it speaks for.
+  if (chmod(path.c_str(), 0600) < 0 || stat(path.c_str(), &st) < 0 || listen(fd, 256) < 0) {
+    Error e = fail("cannot set up", fd);
+    unlink(path.c_str());
+    return e;
+  }
+  sc_path_dev = st.st_dev;
+  sc_path_ino = st.st_ino;
+  sc_listen.fd = fd;
+  if (!ep_add(sc_listen, EPOLLIN)) {
+    Error e = fail("epoll_ctl for", fd);
+    sc_listen.fd = -1;
+    unlink(path.c_str());
+    return e;
+  }
+  return Error{};
+}
+
+void Engine::close_seccomp() {
+  while (!sc_targets.empty()) kill_sc_target(sc_targets.back());
+  while (!sc_conns.empty()) kill_sc_conn(sc_conns.back());
+  if (sc_listen.fd >= 0) {
+    ep_del(sc_listen);
+    close_fd(sc_listen.fd);
+    sc_listen.fd = -1;
+    struct stat st;
+    if (lstat(cfg.seccomp_path.c_str(), &st) == 0 && st.st_dev == sc_path_dev && st.st_ino == sc_path_ino)
+      unlink(cfg.seccomp_path.c_str());
+  }
+}
+
+void Engine::on_sc_listen() {
+  for (int i = 0; i < 16; i++) {
+    int fd = accept_fd(sc_listen.fd, SOCK_NONBLOCK | SOCK_CLOEXEC, nullptr, nullptr);
+    if (fd < 0) return;
+    ScConn* sc = new (std::nothrow) ScConn;
+    if (!sc) {
+      close_fd(fd);
+      return;
+    }
+    sc->ev.fd = fd;
+    sc->deadline = now_ms() + kStateTimeoutMs;
+    SF_DLOG("seccomp: runc connected");
+    if (!ep_add(sc->ev, EPOLLIN | EPOLLRDHUP)) {
+      close_fd(fd);
+      delete sc;
+      continue;
+    }
+    sc_conns.push_back(sc);
+  }
+}
+
+void Engine::kill_sc_conn(ScConn* sc) {
+  if (sc->dead) return;
+  ep_del(sc->ev);
+  close_fd(sc->ev.fd);
+  sc->ev.fd = -1;
+  for (int f : sc->fds) close_fd(f);
+  sc->fds.clear();
+  auto it = std::find(sc_conns.begin(), sc_conns.end(), sc);
+  if (it != sc_conns.end()) sc_conns.erase(it);
+  bury(sc);
+}
+
+void Engine::on_sc_conn(ScConn* sc, uint32_t) {
+  for (int i = 0; i < 64; i++) {
+    char buf[16384];
+    union {
+      char c[CMSG_SPACE(sizeof(int) * 8)];
+      cmsghdr align;
+    } u;
+    iovec iov{buf, sizeof buf};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.c;
+    mh.msg_controllen = sizeof u.c;
+    ssize_t n = recvmsg(sc->ev.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      SF_DLOG("seccomp: reading runc's state: %s", strerror(errno));
+      return kill_sc_conn(sc);
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (size_t k = 0; k < cnt; k++) {
+        int f;
+        memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof f);
+        if (sc->fds.size() < 8) sc->fds.push_back(f); else close_fd(f);
+      }
+    }
+    if (n == 0) return sc_state(sc);  // runc closed: the whole state is here
+    if (sc->buf.size() + size_t(n) > kStateMax) {
+      if (ratelimit(11)) logf(LOG_WARN, "seccomp: container state larger than %zu bytes: dropped", kStateMax);
+      return kill_sc_conn(sc);
+    }
+    sc->buf.append(buf, size_t(n));
+    // runc sends the state in one message with the fd, but does not always close its end at once
+    // (runc exec): a whole state with its fd is enough.
+    State st;
+    if (!sc->fds.empty() && parse_state(sc->buf, &st)) return sc_state(sc);
+  }
+}
+
+void Engine::sc_state(ScConn* sc) {
+  State st;
+  bool ok = parse_state(sc->buf, &st);
+  if (!ok || st.seccomp_index < 0 || size_t(st.seccomp_index) >= sc->fds.size() || st.metadata.empty()) {
+    if (ratelimit(11))
+      logf(LOG_WARN, "seccomp: a state without %s: dropped", !ok ? "valid JSON" : st.metadata.empty() ? "metadata (the container id)" : "a seccompFd");
+    return kill_sc_conn(sc);
+  }
+  int nfd = sc->fds[size_t(st.seccomp_index)];
+  sc->fds.erase(sc->fds.begin() + st.seccomp_index);
+  ScTarget* t = new (std::nothrow) ScTarget;
+  if (!t) {
+    close_fd(nfd);
+    return kill_sc_conn(sc);
+  }
+  t->id = st.metadata;
+  t->pid = int(st.pid);
+  t->ev.fd = nfd;
+  set_nonblock(nfd, true);
+  if (!ep_add(t->ev, EPOLLIN)) {
+    logf(LOG_WARN, "seccomp: epoll_ctl for the notify fd of %s: %s", t->id.c_str(), strerror(errno));
+    close_fd(nfd);
+    delete t;
+    return kill_sc_conn(sc);
+  }
+  sc_targets.push_back(t);
+  inc(ctr.seccomp_fds);
+  SF_DLOG("seccomp: notify fd for container %s (pid %d)", t->id.c_str(), t->pid);
+  kill_sc_conn(sc);
+}
+
+void Engine::kill_sc_target(ScTarget* t) {
+  if (t->dead) return;
+  // Held notifications: CONTINUE (the engine stops; with processes gone it simply fails).
+  while (!t->outs.empty()) sc_fail(t->outs.back());
+  ep_del(t->ev);
+  close_fd(t->ev.fd);
+  t->ev.fd = -1;
+  auto it = std::find(sc_targets.begin(), sc_targets.end(), t);
+  if (it != sc_targets.end()) sc_targets.erase(it);
+  dec(ctr.seccomp_fds);
+  bury(t);
+}
+
+bool Engine::sc_respond(ScTarget* t, uint64_t id, int error, bool cont) {
+  alignas(8) char buf[256] = {};
+  seccomp_notif_resp* r = reinterpret_cast<seccomp_notif_resp*>(buf);
+  r->id = id;
+  r->val = 0;
+  r->error = cont ? 0 : -error;
+  r->flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
+  if (cont) inc(ctr.seccomp_continued);
+  for (;;) {
+    if (ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_SEND, r) == 0) return true;
+    if (errno == EINTR) continue;
+    // ENOENT: the target is gone (killed), nothing to answer.
+    if (errno != ENOENT && ratelimit(11)) logf(LOG_WARN, "seccomp: answer for %s: %s", t->id.c_str(), strerror(errno));
+    return false;
+  }
+}
+
+void Engine::on_sc_notify(ScTarget* t, uint32_t events) {
+  if (events & EPOLLIN) {
+    // RECV blocks when nothing is pending, so receive only while poll says something is.
+    for (int i = 0; i < 64 && !t->dead; i++) {
+      pollfd p{t->ev.fd, POLLIN, 0};
+      if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) break;
+      alignas(8) char buf[512];
+      if (sc_notif_size > sizeof buf) break;  // a kernel far newer than this file: never reached
+      memset(buf, 0, sc_notif_size);
+      if (ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_RECV, buf) < 0) {
+        if (errno == EINTR || errno == ENOENT) continue;  // ENOENT: the caller was killed meanwhile
+        if (ratelimit(11)) logf(LOG_WARN, "seccomp: receive for %s: %s", t->id.c_str(), strerror(errno));
+        break;
+      }
+      sc_notification(t, buf);
+    }
+  }
+  if (!t->dead && (events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) {
+    // Every process using the filter has exited.
+    while (!t->outs.empty()) sc_drop_out(t->outs.back());
+    kill_sc_target(t);
+  }
+}
+
+void Engine::sc_notification(ScTarget* t, const void* raw) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  const uint64_t id = n->id;
+  auto cont = [&] { sc_respond(t, id, 0, true); };
+  if (n->data.nr == __NR_getsockname || n->data.nr == __NR_getpeername)
+    return sc_sockname(t, raw, n->data.nr == __NR_getpeername);
+  if (n->data.nr != __NR_connect) return cont();
+  int tfd = int(n->data.args[0]);
+  uint64_t addr = n->data.args[1];
+  uint64_t alen = n->data.args[2];
+  auto cit = by_id.find(t->id);
+  if (cit == by_id.end() || tfd < 0 || alen < sizeof(sockaddr_in) || alen > 128 || !addr) return cont();
+  Container* c = cit->second;
+  int pid = int(n->pid);
+
+  // The destination, from the target's memory: /proc/PID/mem opened, then ID_VALID (the pid still
+  // names the caller), then read.
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (mfd < 0) return cont();
+  sockaddr_in sa{};
+  bool valid = id_valid(t->ev.fd, id);
+  ssize_t got = valid ? pread(mfd, &sa, sizeof sa, off_t(addr)) : -1;
+  close_fd(mfd);
+  if (!valid) return;  // the caller is gone: nothing to answer
+  if (got != ssize_t(sizeof sa) || sa.sin_family != AF_INET) return cont();
+  uint32_t dst = ntohl(sa.sin_addr.s_addr);
+  uint16_t dport = ntohs(sa.sin_port);
+
+  Route r{};
+  Listener* l = nullptr;
+  DestKind k = classify_connect(c, dst, dport, &r, &l);
+  if (k == DEST_DENY) {
+    sc_respond(t, id, EACCES, false);
+    return;
+  }
+  if (k != DEST_PEER && k != DEST_STEERED_LOCAL) return cont();  // same-host pairs: the container's interface
+
+  // The target's socket itself (a copy of its file): IPv4 TCP, not connected, its flags.
+  int tg = tgid_of(pid);
+  int pfd = tg > 0 ? pidfd_open_(tg) : -1;
+  int copy = pfd >= 0 ? pidfd_getfd_(pfd, tfd) : -1;
+  close_fd(pfd);
+  if (copy < 0) return cont();
+  if (!id_valid(t->ev.fd, id)) {  // pid reuse between the checks: the caller is gone
+    close_fd(copy);
+    return;
+  }
+  int dom = 0, type = 0, proto = 0;
+  socklen_t ol = sizeof dom;
+  bool tcp4 = getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &dom, &ol) == 0 && dom == AF_INET;
+  ol = sizeof type;
+  tcp4 = tcp4 && getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &ol) == 0 && type == SOCK_STREAM;
+  ol = sizeof proto;
+  tcp4 = tcp4 && getsockopt(copy, SOL_SOCKET, SO_PROTOCOL, &proto, &ol) == 0 && proto == IPPROTO_TCP;
+  sockaddr_in peer{};
+  socklen_t pl = sizeof peer;
+  bool connected = getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) == 0;
+  sockaddr_in self{};
+  socklen_t sl = sizeof self;
+  uint16_t bound_port = getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? ntohs(self.sin_port) : 0;
+  if (!tcp4 || connected) {
+    close_fd(copy);
+    return cont();
+  }
+
+  ScOut* o = new (std::nothrow) ScOut;
+  if (!o) {
+    close_fd(copy);
+    return cont();
+  }
+  o->t = t;
+  o->id = id;
+  o->target_fd = tfd;
+  o->copy_fd = copy;
+  o->cloexec = target_cloexec(pid, tfd);
+  o->tgid = tg;
+  o->dst = dst;
+  o->dport = dport;
+  o->sport = bound_port ? bound_port : next_src_port();
+  o->local = k == DEST_STEERED_LOCAL;
+  t->outs.push_back(o);
+  inc(ctr.seccomp_pending);
+
+  bool pending = false;
+  int fd = cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, c->ip, dst, dport, o->sport), &pending) : -1;
+  o->hdr_sent = fd >= 0;
+  if (fd < 0) fd = open_peer_socket(r, &pending);
+  if (fd < 0) {
+    if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
+    inc(ctr.connect_failures);
+    return sc_fail(o);
+  }
+  o->ev.fd = fd;
+  if (!pending) return sc_finish(o);
+  if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return sc_fail(o);
+  o->deadline = now_ms() + cfg.connect_timeout_ms;
+}
+
+// getsockname/getpeername on a socket the agent swapped: the virtual address, written into the
+// target's memory as the kernel would (truncated to its buffer, the full length reported).
+// Every other socket: CONTINUE.
+void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  const uint64_t id = n->id;
+  auto cont = [&] { sc_respond(t, id, 0, true); };
+  if (t->swapped.empty()) return cont();
+  int pid = int(n->pid);
+  uint32_t tfd = uint32_t(n->data.args[0]);
+  uint64_t addr = n->data.args[1], lenp = n->data.args[2];
+  auto it = t->swapped.find((uint64_t(uint32_t(pid)) << 32) | tfd);
+  if (it == t->swapped.end()) {  // a thread: the table is its thread group's
+    int tg = tgid_of(pid);
+    if (tg <= 0 || tg == pid) return cont();
+    it = t->swapped.find((uint64_t(uint32_t(tg)) << 32) | tfd);
+    if (it == t->swapped.end()) return cont();
+  }
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd/%u", pid, tfd);
+  struct stat st;
+  if (stat(path, &st) != 0 || uint64_t(st.st_ino) != it->second.ino) {
+    if (errno != EACCES) t->swapped.erase(it);  // closed or replaced since
+    return cont();
+  }
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mfd = open(path, O_RDWR | O_CLOEXEC);
+  if (mfd < 0) return cont();
+  bool valid = id_valid(t->ev.fd, id);
+  socklen_t len = 0;
+  int err = 0;
+  if (valid && (!lenp || pread(mfd, &len, sizeof len, off_t(lenp)) != ssize_t(sizeof len))) err = EFAULT;
+  if (valid && !err && int(len) < 0) err = EINVAL;
+  if (valid && !err) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(peer ? it->second.rip : it->second.lip);
+    sa.sin_port = htons(peer ? it->second.rport : it->second.lport);
+    size_t k = std::min<size_t>(len, sizeof sa);
+    socklen_t full = sizeof sa;
+    if ((k && (!addr || pwrite(mfd, &sa, k, off_t(addr)) != ssize_t(k))) ||
+        pwrite(mfd, &full, sizeof full, off_t(lenp)) != ssize_t(sizeof full))
+      err = EFAULT;
+  }
+  close_fd(mfd);
+  if (!valid) return;  // the caller is gone
+  sc_respond(t, id, err, false);
+}
+
+void Engine::on_sc_out(ScOut* o) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(o->ev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err == 0) return sc_finish(o);
+  SF_DLOG("seccomp: connect to %s:%u failed: %s", ip_str(o->dst).c_str(), o->dport, strerror(err));
+  inc(ctr.connect_failures);
+  sc_fail(o);
+}
+
+// Unlinks o from its target and frees it after this batch; closes its descriptors.
+void Engine::sc_drop_out(ScOut* o) {
+  if (o->dead) return;
+  if (o->in_epoll) ep_del(o->ev);
+  o->in_epoll = false;
+  close_fd(o->ev.fd);
+  o->ev.fd = -1;
+  close_fd(o->copy_fd);
+  o->copy_fd = -1;
+  auto& v = o->t->outs;
+  auto it = std::find(v.begin(), v.end(), o);
+  if (it != v.end()) v.erase(it);
+  dec(ctr.seccomp_pending);
+  bury(o);
+}
+
+void Engine::sc_fail(ScOut* o) {
+  ScTarget* t = o->t;
+  uint64_t id = o->id;
+  sc_drop_out(o);
+  sc_respond(t, id, 0, true);
+}
+
+void Engine::sc_finish(ScOut* o) {
+  ScTarget* t = o->t;
+  auto cit = by_id.find(t->id);
+  if (cit == by_id.end()) return sc_fail(o);  // unregistered meanwhile
+  Container* c = cit->second;
+  if (policy_denies(c, o->dst, o->dport)) {  // a policy set while it connected
+    uint64_t id = o->id;
+    sc_drop_out(o);
+    sc_respond(t, id, EACCES, false);
+    return;
+  }
+  int fd = o->ev.fd;
+  if (o->in_epoll) ep_del(o->ev);
+  o->in_epoll = false;
+  if (!o->hdr_sent && !write_header(fd, signed_header(SF_HDR_CONNECT, c->ip, o->dst, o->dport, o->sport))) {
+    inc(ctr.connect_failures);
+    return sc_fail(o);
+  }
+  // The application's flags and the options that matter before a connect.
+  int fl = fcntl(o->copy_fd, F_GETFL);
+  make_blocking_fresh(fd);
+  if (fl >= 0 && (fl & O_NONBLOCK)) set_nonblock(fd, true);
+  static const int kOpts[][2] = {{IPPROTO_TCP, TCP_NODELAY}, {SOL_SOCKET, SO_KEEPALIVE}};
+  for (const auto& lo : kOpts) {
+    int level = lo[0], opt = lo[1];
+    int v = 0;
+    socklen_t vl = sizeof v;
+    if (getsockopt(o->copy_fd, level, opt, &v, &vl) == 0 && v) set_int_opt(fd, level, opt, v);
+  }
+  seccomp_notif_addfd add{};
+  add.id = o->id;
+  add.flags = SECCOMP_ADDFD_FLAG_SETFD;
+  add.srcfd = uint32_t(fd);
+  add.newfd = uint32_t(o->target_fd);
+  add.newfd_flags = o->cloexec ? O_CLOEXEC : 0;
+  int rc;
+  do {
+    rc = ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    if (errno == ENOENT) return sc_drop_out(o);  // the caller is gone
+    if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the socket in %s: %s", t->id.c_str(), strerror(errno));
+    return sc_fail(o);
+  }
+  uint64_t id = o->id;
+  bool local = o->local, hdr_sent = o->hdr_sent;
+  struct stat st;
+  ScTarget::Swapped sw{fstat(fd, &st) == 0 ? uint64_t(st.st_ino) : 0, c->ip, o->dst, o->sport, o->dport};
+  uint64_t key = (uint64_t(uint32_t(o->tgid)) << 32) | uint32_t(o->target_fd);
+  sc_drop_out(o);  // closes our copy; the target holds the socket now
+  if (!sc_respond(t, id, 0, false)) return;
+  if (sw.ino) {
+    if (t->swapped.size() >= 8192) {  // forget sockets the processes closed (or processes gone)
+      for (auto it = t->swapped.begin(); it != t->swapped.end();) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%u/fd/%u", unsigned(it->first >> 32), unsigned(it->first & 0xffffffffu));
+        struct stat x;
+        if (stat(p, &x) != 0 || uint64_t(x.st_ino) != it->second.ino) it = t->swapped.erase(it); else ++it;
+      }
+    }
+    t->swapped[key] = sw;
+  }
+  inc(ctr.seccomp_handed);
+  if (local) {
+    inc(ctr.same_host);
+    if (hdr_sent) inc(ctr.same_host_steered);
+  } else {
+    inc(ctr.handed_out);
+  }
+}
+
+void Engine::expire_seccomp(int64_t now) {
+  for (size_t i = 0; i < sc_conns.size();) {
+    ScConn* sc = sc_conns[i];
+    if (sc->deadline <= now) kill_sc_conn(sc); else i++;
+  }
+  for (size_t i = 0; i < sc_targets.size(); i++) {
+    ScTarget* t = sc_targets[i];
+    for (size_t k = 0; k < t->outs.size();) {
+      ScOut* o = t->outs[k];
+      if (o->in_epoll && o->deadline <= now) {
+        SF_DLOG("seccomp: connect to %s:%u timed out", ip_str(o->dst).c_str(), o->dport);
+        inc(ctr.connect_failures);
+        sc_fail(o);
+      } else {
+        k++;
+      }
+    }
+  }
+}
+
+int64_t Engine::sc_next_deadline() const {
+  int64_t t = -1;
+  for (const ScConn* sc : sc_conns)
+    if (t < 0 || sc->deadline < t) t = sc->deadline;
+  for (const ScTarget* x : sc_targets)
+    for (const ScOut* o : x->outs)
+      if (o->in_epoll && (t < 0 || o->deadline < t)) t = o->deadline;
+  return t;
+}
+
+}  // namespace sf
