@@ -145,14 +145,16 @@ export class Daemon {
     if (policyFile) this.policy.set(policyFile.policy, `file ${policyFile.file}`, policyFile.text);
     await this.watchPolicy();
     this.sync = new ListenerSync(self.ip, this.engine, (level, msg) => this.log[level](msg));
+    // The view as it is now (etcd may have reported changes while the policy was read), given to
+    // the engine before its reserved port opens: a peer's SYNC header that is already waiting there
+    // must find the peer a member.
+    const peers = this.membership.others;
+    this.engine.setPeers(peers.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.engine.start(
       { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth, steering: this.opts.steering,
         clusterKey, debug: this.opts.logLevel === 'debug', seccompSocket: this.layout.seccompSocket },
       (ev) => this.onEngineEvent(ev),
     );
-    // The view as it is now: etcd may have reported changes while the policy was read.
-    const peers = this.membership.others;
-    this.engine.setPeers(peers.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.registry = new Registry(this.layout, this.engine, self.cidr);
     this.registry.restore((msg, fields) => this.log.info(msg, fields));
     this.sync.start(peers);
