@@ -5,8 +5,10 @@
 // cross no VXLAN device; its connects elsewhere (the container's loopback) run unchanged
 // (seccomp_continued); getsockname/getpeername of the sockets it swapped answer virtual addresses;
 // a connect the policy denies fails with EACCES; a dynamically linked program in the same container
-// keeps the preload's path.
-// Needs root, runc (/usr/sbin/runc) with libseccomp 2.5+, a 5.9+ kernel and busybox-static.
+// keeps the preload's path. The second test runs test/apps/static_echo.c (gcc -static) as the
+// server: its listen() and accept() go through the agent (steered listeners), see the test.
+// Needs root, runc (/usr/sbin/runc) with libseccomp 2.5+, a 5.9+ kernel (5.14+ for the server
+// test: SECCOMP_ADDFD_FLAG_SEND) and busybox-static.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

@@ -1,9 +1,11 @@
-// Seccomp agent: connect() of programs the preload does not reach (statically linked binaries).
+// Seccomp agent: connect(), listen() and accept() of programs the preload does not reach
+// (statically linked binaries).
 //
 // A container annotated io.slimfast.seccomp=true gets a seccomp rule SCMP_ACT_NOTIFY for connect,
-// getsockname and getpeername (runtime-wrapper/modifiers/seccomp.ts) whose listenerPath is
-// cfg.seccomp_path. runc connects there once per container process tree (create, and every exec)
-// and sends, in one message on a stream socket, the container process state as JSON
+// getsockname, getpeername, listen, accept and accept4 (runtime-wrapper/modifiers/seccomp.ts)
+// whose listenerPath is cfg.seccomp_path. runc connects there once per container process tree
+// (create, and every exec) and sends, in one message on a stream socket, the container process
+// state as JSON
 // ({"ociVersion", "fds": ["seccompFd"], "pid", "metadata": the container id, "state": {...}}) with
 // the notify fd attached (SCM_RIGHTS); it does not always close its end soon (seen with runc exec),
 // so a whole state with its fd is taken as soon as it is here. Each notify fd sits in the epoll set; every notification it reports gets exactly one
@@ -14,6 +16,10 @@
 //     SECCOMP_ADDFD_FLAG_SETFD) and answers 0 once it is connected (non-blocking sockets too);
 //   * a connect the policy denies: EACCES;
 //   * getsockname/getpeername of a socket put in place that way: the virtual addresses;
+//   * listen() with kernel steering on, from a process without the preload, of a socket bound to
+//     the container's vIP or any address: a steered listener (sc_listen_call), its steered host
+//     socket on the target's fd number; accept()/accept4() on it: the connection, installed with
+//     SECCOMP_ADDFD_FLAG_SEND (sc_accept_call), held while a blocking listener has none;
 //   * everything else (another family, not a socket we understand, an unknown container, a
 //     destination that is not a SlimFast listener, any error, the connect deadline passing):
 //     SECCOMP_USER_NOTIF_FLAG_CONTINUE, i.e. the kernel runs the call as if nothing were here.
