@@ -5,8 +5,10 @@
 // cross no VXLAN device; its connects elsewhere (the container's loopback) run unchanged
 // (seccomp_continued); getsockname/getpeername of the sockets it swapped answer virtual addresses;
 // a connect the policy denies fails with EACCES; a dynamically linked program in the same container
-// keeps the preload's path.
-// Needs root, runc (/usr/sbin/runc) with libseccomp 2.5+, a 5.9+ kernel and busybox-static.
+// keeps the preload's path. The second test runs test/apps/static_echo.c (gcc -static) as the
+// server: its listen() and accept() go through the agent (steered listeners), see the test.
+// Needs root, runc (/usr/sbin/runc) with libseccomp 2.5+, a 5.9+ kernel (5.14+ for the server
+// test: SECCOMP_ADDFD_FLAG_SEND) and busybox-static.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -154,4 +156,141 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
   }
   await topo.waitFor(async () => (await topo!.counters(h1)).seccomp_fds === k0.seccomp_fds, 10_000, 'the notify fds to be closed');
   step('containers deleted');
+});
+
+// A statically linked server in an opted-in container on host 2: its listen() gets a kernel-steered
+// host socket from the agent, its accept() the connections the kernel steered into it (virtual
+// addresses from their headers), and a plain client over the overlay still reaches it (doorbell).
+const STATIC_ECHO_SRC = path.join(repoRoot(), 'test', 'apps', 'static_echo.c');
+const BLOCK_PORT = 7400;
+const POLL_PORT = 7401;
+const CLOSE_PORT = 7402;
+const PRELOADED_PORT = 7403;
+
+test.serial('a static server in a runc container annotated io.slimfast.seccomp=true: steered listeners through the seccomp agent', async (t) => {
+  t.timeout(120_000);
+  const t0 = Date.now();
+  const step = (what: string) => t.log(`${((Date.now() - t0) / 1000).toFixed(1)} s: ${what}`);
+  await sweepStaleRunc();
+  topo ??= await Topology.create({ containers: [1, 1], register: false });
+  const lab = new RuncLab(topo);
+  const [h1, h2] = topo.hosts;
+  const c1 = topo.container('c1');
+  const c2 = topo.container('c2');
+  const server = path.join(topo.dir, 'static_echo');
+  const peername = path.join(topo.dir, 'peername');
+  execFileSync('gcc', ['-O2', '-static', '-pthread', '-o', server, STATIC_ECHO_SRC], { stdio: 'pipe', timeout: 60_000 });
+  if (!fs.existsSync(peername)) execFileSync('gcc', ['-O2', '-static', '-o', peername, PEERNAME_SRC], { stdio: 'pipe', timeout: 60_000 });
+  const rootfs = { binaries: [ECHOD, CONNRATE, STATIC, peername, server], libraryDeps: [installPaths().preload] };
+  const annotate = (bundle: string) => {
+    const file = path.join(bundle, 'config.json');
+    const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
+    cfg.annotations = { ...(cfg.annotations ?? {}), 'io.slimfast.seccomp': 'true' };
+    fs.writeFileSync(file, JSON.stringify(cfg, null, '\t'));
+    return bundle;
+  };
+  const kill = `/bin/timeout -s KILL 300`;
+  const srvBundle = annotate(makeBundle(path.join(topo.dir, 'bundle-ssrv'), {
+    ...rootfs,
+    args: ['/bin/sh', '-c', `${kill} ${ECHOD} ${PRELOADED_PORT} & ${kill} ${server} ${POLL_PORT} poll & ${kill} ${server} ${CLOSE_PORT} block 1 & exec ${kill} ${server} ${BLOCK_PORT} block`],
+    netns: c2.netnsPath,
+  }));
+  const cliBundle = annotate(makeBundle(path.join(topo.dir, 'bundle-scli'), { ...rootfs, args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'], netns: c1.netnsPath }));
+
+  const s0 = await topo.counters(h2);
+  const srv = await lab.run(h2, 'ssrv', srvBundle);
+  const out = path.join(topo.dir, `${srv.id}.out`);
+  for (const port of [BLOCK_PORT, POLL_PORT, CLOSE_PORT, PRELOADED_PORT]) await topo.waitListener(c2.ip, port, 15_000);
+  await lab.run(h1, 'scli', cliBundle);
+  step('static servers listening on host 2');
+  const s1 = await topo.counters(h2);
+  t.is(s1.seccomp_listeners - s0.seccomp_listeners, 3, 'each static listen() got a steered host socket from the agent');
+  t.is(s1.steered_listeners - s0.steered_listeners, 4, 'and the preloaded echod its own, through the preload');
+  const listening = fs.readFileSync(out, 'utf8');
+  for (const port of [BLOCK_PORT, POLL_PORT, CLOSE_PORT])
+    t.regex(listening, new RegExp(`^listening ${port} local=0\\.0\\.0\\.0:${port} peer=ENOTCONN pid=\\d+$`, 'm'), 'getsockname/getpeername of the listener as the kernel answers them');
+  // The two blocking servers wait in accept(): held notifications.
+  await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_accepts_held - s0.seccomp_accepts_held === 2, 5_000, 'two accepts to be held');
+  // A signal ends a held accept (its notification id turns invalid; SA_RESTART makes a new one):
+  // the agent drops the old one and holds the new one, nothing piles up.
+  const blockPid = new RegExp(`^listening ${BLOCK_PORT} .* pid=(\\d+)$`, 'm').exec(listening)?.[1];
+  t.truthy(blockPid);
+  for (let i = 0; i < 5; i++) {
+    t.is((await lab.exec('ssrv', ['/bin/busybox', 'kill', '-USR1', blockPid!], { timeout: 10_000 })).exitCode, 0);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_accepts_ended - s0.seccomp_accepts_ended >= 5, 5_000, 'the interrupted accepts to be dropped');
+  t.is((await topo.counters(h2)).seccomp_accepts_held - s0.seccomp_accepts_held, 2, 'and the restarted ones held');
+
+  const d = (a: Record<string, number>, b: Record<string, number>, names: string[]) => names.map((n) => `${n} +${b[n] - a[n]}`).join(', ');
+  const names = ['seccomp_accepted', 'steered', 'handed_in', 'plain_accepts', 'doorbells', 'seccomp_continued'];
+  const o1 = await topo.overlayPackets(h1);
+  const o2 = await topo.overlayPackets(h2);
+  // (1) The static client (connect through the agent on host 1) to the blocking static server,
+  // and the preloaded client to the polling one: every connection steered in and handed over by
+  // the agent on host 2.
+  let total = 0;
+  for (const [client, port] of [[STATIC, BLOCK_PORT], [CONNRATE, POLL_PORT], [STATIC, POLL_PORT], [CONNRATE, BLOCK_PORT], [STATIC, PRELOADED_PORT]] as const) {
+    const a = await topo.counters(h2);
+    const x = await lab.exec('scli', [client, c2.ip, String(port), '-n', '100', '-t', '10', '-c', '4'], { timeout: 30_000 });
+    t.is(x.exitCode, 0, `${x.stdout}\n${x.stderr}\n${fs.readFileSync(h2.daemonLog, 'utf8').slice(-3000)}`);
+    const r = parseConnrate(x.stdout);
+    t.is(r.errors, 0, r.first_error);
+    t.true(r.conns > 0);
+    const b = await topo.counters(h2);
+    const viaAgent = port === PRELOADED_PORT ? 0 : r.conns;  // the preloaded server accepts through the preload
+    total += viaAgent;
+    t.is(b.seccomp_accepted - a.seccomp_accepted, viaAgent, `${path.basename(client)} -> :${port}: every connection accepted through the agent (${d(a, b, names)})`);
+    t.is(b.steered - a.steered, r.conns, 'steered by the kernel (handed in)');
+    t.is(b.plain_accepts - a.plain_accepts, 0);
+    step(`${path.basename(client)} -> :${port}: ${r.conns} connections`);
+  }
+  t.deepEqual(await topo.overlayPackets(h1), o1, 'VXLAN device on host 1 carried no packets');
+  t.deepEqual(await topo.overlayPackets(h2), o2, 'VXLAN device on host 2 carried no packets');
+  const accepts = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('accept '));
+  t.is(accepts.length, total);
+  const re = /^accept from=([\d.]+):(\d+) len=16 peer=([\d.]+):(\d+) local=([\d.]+):(\d+)$/;
+  t.true(accepts.every((l) => {
+    const m = re.exec(l);
+    return m !== null && m[1] === c1.ip && m[3] === c1.ip && m[2] === m[4] && m[5] === c2.ip && [BLOCK_PORT, POLL_PORT].includes(Number(m[6]));
+  }), `accept's address, getpeername and getsockname: the virtual ones\n${accepts.slice(0, 5).join('\n')}`);
+
+  // (2) The peer the server sees is the client's own view of its address.
+  const p1 = await lab.exec('scli', [peername, c2.ip, String(BLOCK_PORT)], { timeout: 30_000 });
+  t.is(p1.exitCode, 0, p1.stderr);
+  const local = /^local=([\d.]+:\d+) /m.exec(p1.stdout)?.[1];
+  t.is(local?.split(':')[0], c1.ip);
+  await topo.waitFor(async () => fs.readFileSync(out, 'utf8').includes(`peer=${local} local=${c2.ip}:${BLOCK_PORT}`), 5_000, 'the server to log the connection');
+
+  // (3) A client not on SlimFast, over the overlay: the broker's copy of the app's socket takes it,
+  // a doorbell wakes the server, and the agent hands it over from the listener's channel.
+  const a3 = await topo.counters(h2);
+  const script = `import socket\ns = socket.create_connection(("${c2.ip}", ${BLOCK_PORT}), timeout=10)\ns.sendall(b"plain")\nbuf = b""\nwhile len(buf) < 5:\n    c = s.recv(5 - len(buf))\n    if not c: break\n    buf += c\nprint("%s:%d %s" % (s.getsockname() + (buf.decode(),)))\n`;
+  const x3 = await topo.exec(c1, ['python3', '-c', script], { slimfast: false, timeout: 30_000 });
+  t.is(x3.exitCode, 0, x3.stderr);
+  const [plainLocal, echoed] = x3.stdout.trim().split(' ');
+  t.is(echoed, 'plain');
+  const b3 = await topo.counters(h2);
+  t.is(b3.plain_accepts - a3.plain_accepts, 1, `a plain accept (${d(a3, b3, names)})`);
+  t.is(b3.doorbells - a3.doorbells, 1, 'announced by a doorbell');
+  t.is(b3.seccomp_accepted - a3.seccomp_accepted, 1, 'handed over by the agent');
+  await topo.waitFor(async () => fs.readFileSync(out, 'utf8').includes(`peer=${plainLocal} local=${c2.ip}:${BLOCK_PORT}`), 5_000, 'the server to log the plain client');
+  step('plain client through the doorbell');
+
+  // (4) A listener the server closes goes away (the sweep sees its steered socket's slot empty).
+  const p4 = await lab.exec('scli', [peername, c2.ip, String(CLOSE_PORT)], { timeout: 30_000 });
+  t.is(p4.exitCode, 0, p4.stderr);
+  await topo.waitFor(async () => /^closed$/m.test(fs.readFileSync(out, 'utf8')), 5_000, 'the server to close its listener');
+  await topo.waitFor(async () => !(await topo!.status(h2)).listeners.some((l: { port: number }) => l.port === CLOSE_PORT), 10_000, 'the closed listener to be removed');
+  t.true((await topo.status(h2)).listeners.some((l: { port: number }) => l.port === BLOCK_PORT), 'the others stay');
+  step('closed listener removed');
+
+  for (const name of ['scli', 'ssrv']) {
+    t.is((await lab.kill(name)).exitCode, 0);
+    await lab.waitStopped(name);
+    t.is((await lab.delete(name)).exitCode, 0);
+  }
+  await topo.waitFor(async () => !(await topo!.status(h2)).listeners.some((l: { port: number }) => l.port === BLOCK_PORT), 10_000, 'the listeners to go with the container');
+  await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_fds === s0.seccomp_fds, 10_000, 'the notify fds to be closed');
+  t.is((await topo.counters(h2)).seccomp_accepts_held, s0.seccomp_accepts_held, 'no accept is held any more');
 });

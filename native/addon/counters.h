@@ -48,6 +48,10 @@
                          destination, not an IPv4 TCP socket, unknown container, errors)     */ \
   X(seccomp_fds)      /* gauge: seccomp notify fds held (one per container process tree)      */ \
   X(seccomp_pending)  /* gauge: connect() notifications held while their host connect runs    */ \
+  X(seccomp_listeners) /* listen() of programs without the preload given a steered host socket */ \
+  X(seccomp_accepted) /* accept() of programs without the preload answered with a connection  */ \
+  X(seccomp_accepts_held) /* gauge: blocking accept() notifications waiting for a connection */ \
+  X(seccomp_accepts_ended) /* of those, dropped unanswered: the caller was interrupted (signal) or gone */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

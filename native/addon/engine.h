@@ -59,6 +59,7 @@ enum EvKind : uint8_t {
   EV_SC_CONN,    // one runc connection: container state JSON + the notify fd
   EV_SC_NOTIFY,  // a seccomp notify fd (a container's processes' connect() calls)
   EV_SC_OUT,     // host connect in progress for a held connect() notification
+  EV_SC_ACCEPT,  // a steered listener a held (blocking) accept() notification waits on
 };
 
 // Base of everything that can be killed while an epoll event may still point at it.
@@ -196,6 +197,7 @@ struct Channel : Obj {
   uint64_t ino = 0;        // st_ino of the app end (SF_QUERY_CHANNEL)
   uint32_t bound_vip = 0;  // as the app bound it (0.0.0.0 allowed), host order
   uint16_t port = 0;
+  int held_end = -1;  // the app end, held by the broker for a listener the seccomp agent set up
 };
 
 // Seccomp agent (seccomp_agent.cc). runc's connection while its state and fd arrive.
@@ -207,6 +209,7 @@ struct ScConn : Obj {
 };
 
 struct ScOut;
+struct ScAccept;
 
 // One seccomp notify fd: the processes of one container (or one exec) that share a filter.
 struct ScTarget : Obj {
@@ -220,8 +223,27 @@ struct ScTarget : Obj {
     uint64_t ino;
     uint32_t lip, rip;  // host order
     uint16_t lport, rport;
+    bool listener = false;  // a steered listener: getpeername is ENOTCONN
   };
   std::unordered_map<uint64_t, Swapped> swapped;
+  // Steered host sockets the agent put on listening fds, by inode: the listener's address.
+  struct SteeredFd {
+    uint32_t vip;  // host order
+    uint16_t port;
+  };
+  std::unordered_map<uint64_t, SteeredFd> steered;
+  std::vector<ScAccept*> accepts;  // held accept() notifications (blocking listeners)
+};
+
+// A held accept()/accept4() on a blocking steered listener: answered when a connection comes.
+struct ScAccept : Obj {
+  Ev ev{EV_SC_ACCEPT, this};  // fd: the broker's copy of the steered socket
+  ScTarget* t = nullptr;
+  uint64_t id = 0;
+  uint64_t ino = 0;  // the steered socket's inode
+  int pid = 0, tgid = 0, flags = 0;
+  uint64_t addr = 0, lenp = 0;
+  int64_t check_at = 0;  // next SECCOMP_IOCTL_NOTIF_ID_VALID (a signal ends the call)
 };
 
 // A held connect() notification: the host connection being made for it.
@@ -523,6 +545,13 @@ struct Engine {
   void sc_notification(ScTarget* t, const void* notif);
   void sc_sockname(ScTarget* t, const void* notif, bool peer);  // getsockname / getpeername
   void on_sc_out(ScOut* o);
+  void sc_listen_call(ScTarget* t, const void* notif);  // listen(): a steered listener
+  void sc_accept_call(ScTarget* t, const void* notif);  // accept()/accept4() on one
+  // One connection from the steered socket lfd into the caller: 1 answered (or the caller is
+  // gone), 0 nothing queued.
+  int sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr, uint64_t lenp);
+  void on_sc_accept(ScAccept* a);
+  void sc_drop_accept(ScAccept* a);  // no answer; closes and buries
   void sc_finish(ScOut* o);
   void sc_fail(ScOut* o);                      // answer CONTINUE
   void sc_drop_out(ScOut* o);                  // no answer (target gone); closes and buries

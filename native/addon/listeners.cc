@@ -175,7 +175,8 @@ void Engine::kill_channel(Channel* ch, bool emit) {
   ep_del(ch->real);
   close_fd(ch->chan.fd);
   close_fd(ch->real.fd);
-  ch->chan.fd = ch->real.fd = -1;
+  close_fd(ch->held_end);
+  ch->chan.fd = ch->real.fd = ch->held_end = -1;
   Listener* l = ch->l;
   erase_one(l->chans, ch);
   erase_one(ch->c->channels, ch);

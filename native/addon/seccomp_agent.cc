@@ -1,9 +1,11 @@
-// Seccomp agent: connect() of programs the preload does not reach (statically linked binaries).
+// Seccomp agent: connect(), listen() and accept() of programs the preload does not reach
+// (statically linked binaries).
 //
 // A container annotated io.slimfast.seccomp=true gets a seccomp rule SCMP_ACT_NOTIFY for connect,
-// getsockname and getpeername (runtime-wrapper/modifiers/seccomp.ts) whose listenerPath is
-// cfg.seccomp_path. runc connects there once per container process tree (create, and every exec)
-// and sends, in one message on a stream socket, the container process state as JSON
+// getsockname, getpeername, listen, accept and accept4 (runtime-wrapper/modifiers/seccomp.ts)
+// whose listenerPath is cfg.seccomp_path. runc connects there once per container process tree
+// (create, and every exec) and sends, in one message on a stream socket, the container process
+// state as JSON
 // ({"ociVersion", "fds": ["seccompFd"], "pid", "metadata": the container id, "state": {...}}) with
 // the notify fd attached (SCM_RIGHTS); it does not always close its end soon (seen with runc exec),
 // so a whole state with its fd is taken as soon as it is here. Each notify fd sits in the epoll set; every notification it reports gets exactly one
@@ -14,6 +16,10 @@
 //     SECCOMP_ADDFD_FLAG_SETFD) and answers 0 once it is connected (non-blocking sockets too);
 //   * a connect the policy denies: EACCES;
 //   * getsockname/getpeername of a socket put in place that way: the virtual addresses;
+//   * listen() with kernel steering on, from a process without the preload, of a socket bound to
+//     the container's vIP or any address: a steered listener (sc_listen_call), its steered host
+//     socket on the target's fd number; accept()/accept4() on it: the connection, installed with
+//     SECCOMP_ADDFD_FLAG_SEND (sc_accept_call), held while a blocking listener has none;
 //   * everything else (another family, not a socket we understand, an unknown container, a
 //     destination that is not a SlimFast listener, any error, the connect deadline passing):
 //     SECCOMP_USER_NOTIF_FLAG_CONTINUE, i.e. the kernel runs the call as if nothing were here.
@@ -50,6 +56,8 @@ namespace {
 
 constexpr size_t kStateMax = 1 << 20;  // runc's state JSON (annotations included)
 constexpr int kStateTimeoutMs = 5000;
+constexpr int kAcceptCheckMs = 200;  // how often a held accept's id is checked
+constexpr int kHeaderWaitMs = 100;   // a steered connection's header not in its SYN: wait this long
 
 // A minimal reader for runc's state object: top-level "pid" (number), "metadata" (string) and
 // "fds" (array of strings); every other value is skipped (strings, nesting).
@@ -211,9 +219,72 @@ bool target_cloexec(int pid, int fd) {
   return found && (flags & O_CLOEXEC);
 }
 
+// Whether the process has the preload mapped (libslimfast*.so): its listen() is the preload's
+// business (SF_LISTEN), not the agent's.
+bool has_preload(int pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/maps", pid);
+  FILE* f = fopen(path, "re");
+  if (!f) return false;
+  char line[4096];
+  bool found = false;
+  while (!found && fgets(line, sizeof line, f)) {
+    const char* p = strstr(line, "/libslimfast");
+    found = p && strstr(p, ".so");
+  }
+  fclose(f);
+  return found;
+}
+
 bool id_valid(int nfd, uint64_t id) {
   uint64_t v = id;
   return ioctl(nfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &v) == 0;
+}
+
+// The header a steered connection starts with (in its SYN, unless the Fast Open queue was full;
+// then it follows the handshake: a short, bounded wait on the engine thread).
+bool read_steered_hdr(int fd, sf_hdr* h) {
+  size_t got = 0;
+  int64_t deadline = now_ms() + kHeaderWaitMs;
+  while (got < sizeof *h) {
+    ssize_t n = recv(fd, reinterpret_cast<char*>(h) + got, sizeof *h - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += size_t(n);
+      continue;
+    }
+    if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    poll(&p, 1, int(left));
+  }
+  return ntohl(h->magic) == SF_HDR_MAGIC && h->version == SF_HDR_VERSION;
+}
+
+// One SF_ACCEPTED (and its socket) from a listener channel's app end; -1: none.
+int take_accepted(int end, sf_msg* m) {
+  for (int i = 0; i < 8; i++) {
+    union {
+      char c[CMSG_SPACE(sizeof(int))];
+      cmsghdr align;
+    } u;
+    iovec iov{m, sizeof *m};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.c;
+    mh.msg_controllen = sizeof u.c;
+    ssize_t n = recvmsg(end, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    int fd = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (n == ssize_t(sizeof *m) && m->type == SF_ACCEPTED && fd >= 0) return fd;
+    close_fd(fd);
+  }
+  return -1;
 }
 
 }  // namespace
@@ -387,6 +458,13 @@ void Engine::kill_sc_target(ScTarget* t) {
   if (t->dead) return;
   // Held notifications: CONTINUE (the engine stops; with processes gone it simply fails).
   while (!t->outs.empty()) sc_fail(t->outs.back());
+  // Held accepts: ECONNABORTED (a server retries; CONTINUE would hand it a raw steered connection).
+  while (!t->accepts.empty()) {
+    ScAccept* a = t->accepts.back();
+    uint64_t id = a->id;
+    sc_drop_accept(a);
+    sc_respond(t, id, ECONNABORTED, false);
+  }
   ep_del(t->ev);
   close_fd(t->ev.fd);
   t->ev.fd = -1;
@@ -433,6 +511,7 @@ void Engine::on_sc_notify(ScTarget* t, uint32_t events) {
   if (!t->dead && (events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) {
     // Every process using the filter has exited.
     while (!t->outs.empty()) sc_drop_out(t->outs.back());
+    while (!t->accepts.empty()) sc_drop_accept(t->accepts.back());
     kill_sc_target(t);
   }
 }
@@ -443,6 +522,8 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   auto cont = [&] { sc_respond(t, id, 0, true); };
   if (n->data.nr == __NR_getsockname || n->data.nr == __NR_getpeername)
     return sc_sockname(t, raw, n->data.nr == __NR_getpeername);
+  if (n->data.nr == __NR_listen) return sc_listen_call(t, raw);
+  if (n->data.nr == __NR_accept || n->data.nr == __NR_accept4) return sc_accept_call(t, raw);
   if (n->data.nr != __NR_connect) return cont();
   int tfd = int(n->data.args[0]);
   uint64_t addr = n->data.args[1];
@@ -562,6 +643,10 @@ void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
     if (errno != EACCES) t->swapped.erase(it);  // closed or replaced since
     return cont();
   }
+  if (peer && it->second.listener) {  // a listening socket has no peer
+    if (id_valid(t->ev.fd, id)) sc_respond(t, id, ENOTCONN, false);
+    return;
+  }
   snprintf(path, sizeof path, "/proc/%d/mem", pid);
   int mfd = open(path, O_RDWR | O_CLOEXEC);
   if (mfd < 0) return cont();
@@ -584,6 +669,327 @@ void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
   close_fd(mfd);
   if (!valid) return;  // the caller is gone
   sc_respond(t, id, err, false);
+}
+
+// listen() of an IPv4 TCP socket bound to the container's vIP (or any address) while kernel
+// steering is on: what the preload's SF_LISTEN + SF_STEER_SOCKET do, done by the broker. The
+// application's socket listens (the broker's copy of it serves plain clients over the container
+// interface, through the listener's channel, whose app end the broker holds), and a steered host
+// socket takes its fd number. Everything else: CONTINUE.
+void Engine::sc_listen_call(ScTarget* t, const void* raw) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  const uint64_t id = n->id;
+  auto cont = [&] { sc_respond(t, id, 0, true); };
+  auto cit = by_id.find(t->id);
+  int tfd = int(n->data.args[0]);
+  int backlog = int(n->data.args[1]);
+  if (!steering() || cit == by_id.end() || tfd < 0) return cont();
+  Container* c = cit->second;
+  int pid = int(n->pid);
+  int tg = tgid_of(pid);
+  // A dynamically linked program with the preload: its own listen() path (the preload's real
+  // listen() lands here too).
+  if (tg <= 0 || has_preload(tg)) return cont();
+  int pfd = pidfd_open_(tg);
+  int copy = pfd >= 0 ? pidfd_getfd_(pfd, tfd) : -1;
+  close_fd(pfd);
+  if (copy < 0) return cont();
+  if (!id_valid(t->ev.fd, id)) {
+    close_fd(copy);
+    return;
+  }
+  auto opt = [&](int level, int name) {
+    int v = -1;
+    socklen_t ol = sizeof v;
+    return getsockopt(copy, level, name, &v, &ol) == 0 ? v : -1;
+  };
+  sockaddr_in self{}, peer{};
+  socklen_t sl = sizeof self, pl = sizeof peer;
+  bool ok = opt(SOL_SOCKET, SO_DOMAIN) == AF_INET && opt(SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
+            opt(SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP && opt(SOL_SOCKET, SO_ACCEPTCONN) == 0 &&
+            getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 &&
+            getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 && self.sin_family == AF_INET;
+  uint32_t bound = ntohl(self.sin_addr.s_addr);
+  uint16_t port = ntohs(self.sin_port);
+  // Loopback, another address, or not bound yet (listen() picks a port): the kernel's listen.
+  if (!ok || port == 0 || (bound != 0 && bound != c->ip)) {
+    close_fd(copy);
+    return cont();
+  }
+  Listener* l = find_listener(c->ip, port);
+  if (l && l->steer_slot > 0 && !keep_steered(l)) {
+    remove_listener(l, true);
+    l = nullptr;
+  }
+  if (l) {  // another process serves that address on SlimFast already
+    close_fd(copy);
+    return cont();
+  }
+  int app_fl = fcntl(copy, F_GETFL);
+  bool cloexec = target_cloexec(pid, tfd);
+  if (listen(copy, backlog) < 0) {
+    int e = errno;
+    close_fd(copy);
+    sc_respond(t, id, e, false);
+    return;
+  }
+  l = new (std::nothrow) Listener;
+  if (!l) {
+    close_fd(copy);
+    return cont();
+  }
+  l->vip = c->ip;
+  l->port = port;
+  l->c = c;
+  table.emplace(addr_key(l->vip, l->port), l);
+  inc(ctr.listeners);
+  int app_end = -1;
+  Channel* ch = open_channel(l, c, copy, &app_end);
+  // From here on the listener owns copy (as its channel's real socket); the kernel's listen has
+  // run on it already, so CONTINUE on failure only repeats it.
+  auto fail = [&] {
+    if (!ch) close_fd(copy);
+    remove_listener(l, false);
+    cont();
+  };
+  if (!ch) return fail();
+  ch->held_end = app_end;
+  ch->bound_vip = bound;
+  make_steered(l, backlog);
+  if (l->steer_fd < 0) return fail();
+  int slot = steer->add(htonl(l->vip), htons(l->port), l->steer_fd);
+  if (slot < 0) {
+    if (ratelimit(5)) logf(LOG_WARN, "cannot steer %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
+    return fail();
+  }
+  l->steer_slot = slot;
+  if (app_fl >= 0 && (app_fl & O_NONBLOCK)) set_nonblock(l->steer_fd, true);
+  seccomp_notif_addfd add{};
+  add.id = id;
+  add.flags = SECCOMP_ADDFD_FLAG_SETFD;
+  add.srcfd = uint32_t(l->steer_fd);
+  add.newfd = uint32_t(tfd);
+  add.newfd_flags = cloexec ? O_CLOEXEC : 0;
+  int rc;
+  do {
+    rc = ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+  } while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    if (errno == ENOENT) {  // the caller is gone
+      remove_listener(l, false);
+      return;
+    }
+    if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the steered listener in %s: %s", t->id.c_str(), strerror(errno));
+    return fail();
+  }
+  uint64_t ino = l->steer_ino;
+  // The target holds the steered socket now; its close empties the slot and the sweep removes
+  // the listener (with its channel, the broker's copy of the app's socket and the held app end).
+  close_fd(l->steer_fd);
+  l->steer_fd = -1;
+  inc(ctr.listen_ok);
+  inc(ctr.steered_listeners);
+  inc(ctr.seccomp_listeners);
+  if (sink) sink->listener(true, l->vip, l->port, c->id);
+  SF_DLOG("seccomp: listen %s:%u (%s): steered", ip_str(l->vip).c_str(), l->port, c->id.c_str());
+  if (!sc_respond(t, id, 0, false)) return;
+  t->steered[ino] = ScTarget::SteeredFd{l->vip, l->port};
+  ScTarget::Swapped sw{ino, bound, 0, port, 0, true};
+  t->swapped[(uint64_t(uint32_t(tg)) << 32) | uint32_t(tfd)] = sw;
+}
+
+// accept()/accept4() on a steered listener the agent put in place: a connection the kernel
+// steered in (its header names the virtual peer) or, for a doorbell, the plain client waiting on
+// the listener's channel. Nothing there: EAGAIN for a non-blocking listener; a blocking one
+// waits (held notification). Every other fd: CONTINUE.
+void Engine::sc_accept_call(ScTarget* t, const void* raw) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  const uint64_t id = n->id;
+  auto cont = [&] { sc_respond(t, id, 0, true); };
+  if (t->steered.empty()) return cont();
+  int tfd = int(n->data.args[0]);
+  uint64_t addr = n->data.args[1], lenp = n->data.args[2];
+  int flags = n->data.nr == __NR_accept4 ? int(n->data.args[3]) : 0;
+  int pid = int(n->pid);
+  int tg = tgid_of(pid);
+  int pfd = tg > 0 && tfd >= 0 ? pidfd_open_(tg) : -1;
+  int copy = pfd >= 0 ? pidfd_getfd_(pfd, tfd) : -1;
+  close_fd(pfd);
+  if (copy < 0) return cont();
+  if (!id_valid(t->ev.fd, id)) {
+    close_fd(copy);
+    return;
+  }
+  struct stat st;
+  auto it = fstat(copy, &st) == 0 ? t->steered.find(uint64_t(st.st_ino)) : t->steered.end();
+  if (it == t->steered.end()) {
+    close_fd(copy);
+    return cont();
+  }
+  Listener* l = find_listener(it->second.vip, it->second.port);
+  if (!l || l->steer_ino != uint64_t(st.st_ino)) {  // a listener gone since (the socket was closed)
+    t->steered.erase(it);
+    close_fd(copy);
+    return cont();
+  }
+  if (flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)) {
+    close_fd(copy);
+    sc_respond(t, id, EINVAL, false);
+    return;
+  }
+  if (sc_take_conn(t, id, pid, tg, copy, uint64_t(st.st_ino), flags, addr, lenp)) {
+    close_fd(copy);
+    return;
+  }
+  int fl = fcntl(copy, F_GETFL);
+  ScAccept* a = fl >= 0 && !(fl & O_NONBLOCK) ? new (std::nothrow) ScAccept : nullptr;
+  if (!a) {
+    close_fd(copy);
+    sc_respond(t, id, EAGAIN, false);
+    return;
+  }
+  a->t = t;
+  a->id = id;
+  a->ino = uint64_t(st.st_ino);
+  a->pid = pid;
+  a->tgid = tg;
+  a->flags = flags;
+  a->addr = addr;
+  a->lenp = lenp;
+  a->check_at = now_ms() + kAcceptCheckMs;
+  a->ev.fd = copy;
+  if (!ep_add(a->ev, EPOLLIN)) {
+    close_fd(copy);
+    delete a;
+    sc_respond(t, id, EAGAIN, false);
+    return;
+  }
+  t->accepts.push_back(a);
+  inc(ctr.seccomp_accepts_held);
+}
+
+int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr,
+                         uint64_t lenp) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mfd = open(path, O_RDWR | O_CLOEXEC);
+  if (mfd < 0 || !id_valid(t->ev.fd, id)) {  // the caller is gone
+    close_fd(mfd);
+    return 1;
+  }
+  auto answer = [&](int err) {
+    close_fd(mfd);
+    sc_respond(t, id, err, false);
+    return 1;
+  };
+  socklen_t len = 0;
+  if (addr) {
+    if (!lenp || pread(mfd, &len, sizeof len, off_t(lenp)) != ssize_t(sizeof len)) return answer(EFAULT);
+    if (int(len) < 0) return answer(EINVAL);
+  }
+  Channel* ch = nullptr;
+  if (auto it = t->steered.find(ino); it != t->steered.end())
+    if (Listener* l = find_listener(it->second.vip, it->second.port); l && l->steer_ino == ino)
+      for (Channel* x : l->chans)
+        if (x->held_end >= 0) ch = x;
+  for (int i = 0; i < 64; i++) {
+    // The listener's file is the application's (blocking or not): accept only what is there.
+    pollfd p{lfd, POLLIN, 0};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN)) break;
+    int nfd = accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (nfd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+      return answer(errno);
+    }
+    sf_hdr h{};
+    if (!read_steered_hdr(nfd, &h)) {
+      SF_DLOG("seccomp: steered connection without a header dropped");
+      close_fd(nfd);
+      continue;
+    }
+    int conn = nfd;
+    uint32_t lip, rip;
+    uint16_t lport, rport;
+    bool steered = h.type != SF_HDR_DOORBELL;
+    if (steered) {
+      lip = ntohl(h.dst_vip);
+      lport = ntohs(h.dst_port);
+      rip = ntohl(h.src_vip);
+      rport = ntohs(h.src_port);
+    } else {  // a plain client waits on the channel
+      close_fd(nfd);
+      sf_msg m{};
+      conn = ch ? take_accepted(ch->held_end, &m) : -1;
+      if (conn < 0) continue;  // taken by another accept meanwhile
+      lip = ntohl(m.vip_a);
+      lport = ntohs(m.port_a);
+      rip = ntohl(m.vip_b);
+      rport = ntohs(m.port_b);
+    }
+    set_nonblock(conn, (flags & SOCK_NONBLOCK) != 0);
+    if (addr) {
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_addr.s_addr = htonl(rip);
+      sa.sin_port = htons(rport);
+      size_t k = std::min<size_t>(len, sizeof sa);
+      socklen_t full = sizeof sa;
+      if ((k && pwrite(mfd, &sa, k, off_t(addr)) != ssize_t(k)) ||
+          pwrite(mfd, &full, sizeof full, off_t(lenp)) != ssize_t(sizeof full)) {
+        reset_close(conn);
+        return answer(EFAULT);
+      }
+    }
+    close_fd(mfd);
+    mfd = -1;
+    seccomp_notif_addfd add{};
+    add.id = id;
+    add.flags = SECCOMP_ADDFD_FLAG_SEND;  // the new fd number is the call's return value
+    add.srcfd = uint32_t(conn);
+    add.newfd = 0;
+    add.newfd_flags = (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0;
+    int rc;
+    do {
+      rc = ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+      int e = errno;
+      reset_close(conn);
+      if (e != ENOENT) sc_respond(t, id, e, false);  // ENOENT: the caller is gone
+      return 1;
+    }
+    struct stat st;
+    if (steered && fstat(conn, &st) == 0) {
+      ScTarget::Swapped sw{uint64_t(st.st_ino), lip, rip, lport, rport, false};
+      t->swapped[(uint64_t(uint32_t(tgid)) << 32) | uint32_t(rc)] = sw;
+    }
+    close_fd(conn);
+    inc(ctr.seccomp_accepted);
+    return 1;
+  }
+  close_fd(mfd);
+  return 0;
+}
+
+void Engine::on_sc_accept(ScAccept* a) {
+  if (!id_valid(a->t->ev.fd, a->id)) {  // interrupted: the restarted call is a new notification
+    inc(ctr.seccomp_accepts_ended);
+    return sc_drop_accept(a);
+  }
+  if (sc_take_conn(a->t, a->id, a->pid, a->tgid, a->ev.fd, a->ino, a->flags, a->addr, a->lenp)) sc_drop_accept(a);
+}
+
+void Engine::sc_drop_accept(ScAccept* a) {
+  if (a->dead) return;
+  ep_del(a->ev);
+  close_fd(a->ev.fd);
+  a->ev.fd = -1;
+  auto& v = a->t->accepts;
+  auto it = std::find(v.begin(), v.end(), a);
+  if (it != v.end()) v.erase(it);
+  dec(ctr.seccomp_accepts_held);
+  bury(a);
 }
 
 void Engine::on_sc_out(ScOut* o) {
@@ -707,6 +1113,17 @@ void Engine::expire_seccomp(int64_t now) {
         k++;
       }
     }
+    // A held accept whose caller was interrupted by a signal (or is gone) has an invalid id now.
+    for (size_t k = 0; k < t->accepts.size();) {
+      ScAccept* a = t->accepts[k];
+      if (a->check_at <= now && !id_valid(t->ev.fd, a->id)) {
+        inc(ctr.seccomp_accepts_ended);
+        sc_drop_accept(a);
+        continue;
+      }
+      if (a->check_at <= now) a->check_at = now + kAcceptCheckMs;
+      k++;
+    }
   }
 }
 
@@ -717,6 +1134,9 @@ int64_t Engine::sc_next_deadline() const {
   for (const ScTarget* x : sc_targets)
     for (const ScOut* o : x->outs)
       if (o->in_epoll && (t < 0 || o->deadline < t)) t = o->deadline;
+  for (const ScTarget* x : sc_targets)
+    for (const ScAccept* a : x->accepts)
+      if (t < 0 || a->check_at < t) t = a->check_at;
   return t;
 }
 

@@ -12,7 +12,7 @@ const annotated = (value = 'true', profile?: SeccompProfile): Spec => {
 };
 const profileOf = (spec: Spec) => spec.linux!.seccomp as SeccompProfile;
 
-const ALL = ['connect', 'getsockname', 'getpeername'];
+const ALL = ['connect', 'getsockname', 'getpeername', 'listen', 'accept', 'accept4'];
 
 test('without a profile: allow everything, notify connect (and the address calls), listener = the broker\'s seccomp socket, metadata = the id', (t) => {
   const spec = annotated();
@@ -62,14 +62,14 @@ test('keeps the container\'s profile: connect moves from its allow rule to the n
     architectures: ['SCMP_ARCH_X86_64'],
     flags: ['SECCOMP_FILTER_FLAG_SPEC_ALLOW'],
     syscalls: [
-      { names: ['accept', 'read'], action: 'SCMP_ACT_ALLOW', comment: 'kept' },
+      { names: ['read'], action: 'SCMP_ACT_ALLOW', comment: 'kept' },
       { names: ['ptrace'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
-      { names: ['connect', 'getpeername'], action: 'SCMP_ACT_NOTIFY' },
+      { names: ['connect', 'getpeername', 'accept'], action: 'SCMP_ACT_NOTIFY' },
     ],
     listenerPath: LISTENER,
     listenerMetadata: 'c1',
   });
-  // getsockname is denied by that profile's default: it stays denied.
+  // getsockname, listen and accept4 are denied by that profile's default: they stay denied.
   // A rule that allowed connect alone goes away rather than stay with no names.
   const alone = annotated('true', { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ALLOW' }] });
   seccomp.modify(alone, testCtx());
@@ -81,7 +81,12 @@ test('keeps the container\'s profile: connect moves from its allow rule to the n
   // Only some of them allowed: only those are notified.
   const some = annotated('true', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] });
   seccomp.modify(some, testCtx());
-  t.deepEqual(profileOf(some).syscalls, [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }, { names: ['connect', 'getpeername'], action: 'SCMP_ACT_NOTIFY' }]);
+  t.deepEqual(profileOf(some).syscalls, [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }, { names: ['connect', 'getpeername', 'listen', 'accept', 'accept4'], action: 'SCMP_ACT_NOTIFY' }]);
+  // Without connect, listen is not notified either.
+  const noConnect = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
+  const nc = annotated('true', clone(noConnect));
+  seccomp.modify(nc, testCtx());
+  t.deepEqual(profileOf(nc), noConnect);
 });
 
 test('a profile that does not simply allow connect is left as it is', (t) => {

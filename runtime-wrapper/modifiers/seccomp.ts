@@ -1,11 +1,12 @@
 // Containers annotated io.slimfast.seccomp=true: connect() goes to the broker's seccomp agent
 // (native/addon/seccomp_agent.cc) through a linux.seccomp rule SCMP_ACT_NOTIFY, so that programs the
-// preload does not reach (statically linked ones) get host connections to SlimFast destinations too.
+// preload does not reach (statically linked ones) get host connections to SlimFast destinations too;
+// listen(), accept() and accept4() too, so that such servers get kernel-steered listeners.
 // runc sends the filter's notify fd to listenerPath (the broker's STATE_DIR/seccomp.sock) with
 // listenerMetadata, the id the container is registered with.
 //
 // The container's own profile is kept. Without one, the profile is {defaultAction: SCMP_ACT_ALLOW,
-// syscalls: [the notify rule]}. With one, each of connect, getsockname and getpeername is notified
+// syscalls: [the notify rule]}. With one, each of NOTIFIED_SYSCALLS is notified
 // only where the profile allows it unconditionally: an SCMP_ACT_ALLOW rule naming it (it is moved out
 // of that rule) or, when no rule names it, an SCMP_ACT_ALLOW default. A call the profile denies,
 // traps, logs, traces or filters by its arguments is left as it is (and when that is connect, the
@@ -17,8 +18,11 @@ import { ANNOTATION_SECCOMP, isFalseAnnotation, isTrueAnnotation } from '../cons
 import { stateLayout } from '../../broker/state-dir.js';
 import { type Ctx, type Spec, SpecError, type SpecModifier } from '../spec.js';
 
-/** The system calls the agent answers (getsockname/getpeername: virtual addresses of the sockets it swapped). */
-export const NOTIFIED_SYSCALLS = ['connect', 'getsockname', 'getpeername'];
+/**
+ * The system calls the agent answers: connect; getsockname/getpeername (virtual addresses of the
+ * sockets it put in place); listen, accept and accept4 (steered listeners of static servers).
+ */
+export const NOTIFIED_SYSCALLS = ['connect', 'getsockname', 'getpeername', 'listen', 'accept', 'accept4'];
 
 export interface SeccompRule {
   names?: string[];
@@ -73,7 +77,7 @@ export function addNotifyRule(profile: SeccompProfile, listenerPath: string, met
     }
     if (naming.length === 1 && naming[0].action === 'SCMP_ACT_ALLOW' && !hasArgs(naming[0])) movable.push({ name, from: naming[0] });
   }
-  // The address calls only matter for sockets connect() swapped: without connect, nothing.
+  // Without connect, nothing (the profile's connect is somebody else's business, and so is the rest).
   if (movable.length === 0 || !(already.has('connect') || movable.some((m) => m.name === 'connect'))) return [...already];
   profile.syscalls ??= [];
   for (const m of movable) {
