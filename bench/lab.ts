@@ -6,13 +6,16 @@
 //   server   host 2 namespace     container c2 (host 2)   c2 with the preload env
 //   upstream host 1 namespace     container c3 (host 1)   c3 with the preload env   (nginx's upstream)
 //   local    host 1 loopback      c3 over host 1's bridge c3 on SlimFast (same-host pairing)
+// The seccomp path (some workloads): the client in c1 without the preload env, a static program
+// under sfseccomp (the broker's seccomp agent); its servers are the SlimFast path's.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { ControlClient } from '../broker/control-client.js';
+import { stateLayout } from '../broker/state-dir.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';
-import { CLIENTS, type PathName } from './measure.js';
+import { type BenchPath, CLIENTS, SFSECCOMP } from './measure.js';
 import { type CpuSnapshot, netnsInodes, snapshotCpu } from './cpu.js';
 
 export const CPUWRAP = path.join(CLIENTS, 'cpuwrap');
@@ -50,6 +53,10 @@ export interface BrokerCounters {
   /** of handed_out, connects served from a pre-established pool (no round trip to the broker) */
   pool_taken: number;
   pool_stocked: number;
+  /** connects of programs without the preload that the seccomp agent answered with a SlimFast connection */
+  seccomp_handed: number;
+  /** notified calls the seccomp agent let the kernel run as they were */
+  seccomp_continued: number;
   /** per host (h1 = host 1, h2 = host 2): connections its broker handed out / in, its engine thread's CPU */
   handed_out_h1: number;
   handed_in_h1: number;
@@ -90,7 +97,11 @@ export class BenchLab {
     return this.topo.hosts[1];
   }
 
-  place(role: Role, which: PathName): Place {
+  place(role: Role, which: BenchPath): Place {
+    if (which === 'seccomp') {
+      const p = this.place(role, 'slimfast');
+      return { ...p, env: [], where: `${p.where.replace(' (SlimFast)', '')} (SlimFast, seccomp agent)` };
+    }
     if (which === 'host') {
       const h = role === 'server' ? this.h2 : this.h1;
       return { ns: h.ns, ip: role === 'local' ? '127.0.0.1' : h.ip, env: [], where: `host ${h.index} namespace`, host: h.index };
@@ -100,6 +111,16 @@ export class BenchLab {
     const env = which === 'slimfast' ? Object.entries(c.env ?? {}).map(([k, v]) => `${k}=${v}`) : [];
     if (which === 'slimfast' && env.length === 0) throw new Error(`container ${name} is not registered with its broker`);
     return { ns: c.ns, ip: c.ip, env, where: `container ${name}${which === 'slimfast' ? ' (SlimFast)' : ''}`, host: c.host.index };
+  }
+
+  /**
+   * cmd under sfseccomp for the seccomp path: the notify filter, its fd sent to the broker of
+   * role's container with that container's id as the metadata (as slimfast-runc and runc would).
+   */
+  seccompCmd(role: Role, cmd: string[]): string[] {
+    const name = role === 'client' ? 'c1' : role === 'server' ? 'c2' : 'c3';
+    const c = this.topo.container(name);
+    return [SFSECCOMP, stateLayout(c.host.stateDir).seccompSocket, name, ...cmd];
   }
 
   /** With pinning, every process of emulated host N runs on vCPU N-1 (see pinHosts). */
@@ -180,9 +201,9 @@ export class BenchLab {
   }
 
   /** Waits for a server: its port, and on SlimFast its entry in every broker's listener table. */
-  async waitServer(p: Place, which: PathName, port: number, timeoutMs = 10_000): Promise<void> {
+  async waitServer(p: Place, which: BenchPath, port: number, timeoutMs = 10_000): Promise<void> {
     await this.waitPort(p.ns, port, timeoutMs);
-    if (which === 'slimfast') await this.waitListener(p.ip, port, timeoutMs);
+    if (which === 'slimfast' || which === 'seccomp') await this.waitListener(p.ip, port, timeoutMs);
   }
 
   /**
@@ -239,6 +260,8 @@ export class BenchLab {
       connect_failures: sum('connect_failures'),
       pool_taken: sum('pool_taken'),
       pool_stocked: sum('pool_stocked'),
+      seccomp_handed: sum('seccomp_handed'),
+      seccomp_continued: sum('seccomp_continued'),
       handed_out_h1: Number(all[0]?.handed_out ?? 0),
       handed_in_h1: Number(all[0]?.handed_in ?? 0),
       engine_cpu_us_h1: Number(all[0]?.engine_cpu_us ?? 0),

@@ -1,6 +1,8 @@
 // `npm run bench`: the performance suite. Two emulated hosts; every workload runs over three paths —
 // host namespace to host namespace, containers over the kernel VXLAN overlay, containers on
 // SlimFast — interleaved within each round (the starting path rotates per round), several rounds.
+// The connection-rate workloads conn-1 and conn-N add a fourth, seccomp: a statically linked client
+// on the broker's seccomp agent (bench/clients/sfseccomp.c) instead of the preload.
 // Prints progress and a table, writes bench/results/latest.json and latest.svg. See bench/README.md.
 //
 //   node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID] [--no-pin] [--json-out FILE] [--svg-out FILE]
@@ -12,8 +14,8 @@ import { repoRoot } from '../broker/paths.js';
 import type { Topology } from '../lab/topology.js';
 import { cpuBetween } from './cpu.js';
 import { BenchLab } from './lab.js';
-import { PATHS, type PathName } from './measure.js';
-import { type BenchResults, type Sample, summarize, svgChart, textBrokerCpuTable, textCpuTable, textTable } from './report.js';
+import { ALL_PATHS, type BenchPath } from './measure.js';
+import { type BenchResults, pathsOf, type Sample, summarize, svgChart, textBrokerCpuTable, textCpuTable, textTable } from './report.js';
 import { fmt } from './stats.js';
 import { allWorkloads, iperf3Bound, SampleError, type Settings, type Workload } from './workloads.js';
 
@@ -96,7 +98,7 @@ function machine(): BenchResults['machine'] {
 class Interrupted extends Error {}
 
 /** One bounded sample of one workload over one path, with CPU accounting and the fallback checks. */
-async function sample(lab: BenchLab, w: Workload, which: PathName, s: Settings, round: number, order: number): Promise<Sample> {
+async function sample(lab: BenchLab, w: Workload, which: BenchPath, s: Settings, round: number, order: number): Promise<Sample> {
   const t0 = performance.now();
   const out: Sample = { round, order, path: which, metrics: {}, ops: 0, errors: 0, seconds: 0 };
   let ctx: { dispose(): Promise<void> } | undefined;
@@ -124,6 +126,14 @@ async function sample(lab: BenchLab, w: Workload, which: PathName, s: Settings, 
     if (which === 'slimfast') {
       if (w.sameHost && !(out.broker.same_host! > 0)) problems.push('the broker paired no same-host connection: not on SlimFast');
       if (!w.sameHost && !(out.broker.handed_out! > 0)) problems.push('the brokers handed off no connection: not on SlimFast');
+      if (out.broker.plain_accepts! > 0) problems.push(`${out.broker.plain_accepts} connections reached a server the ordinary way (fallback)`);
+      if (out.broker.seccomp_handed! > 0) problems.push(`the seccomp agent answered ${out.broker.seccomp_handed} connects on the preload path`);
+    }
+    if (which === 'seccomp') {
+      // every connection (completed or in flight when the sample ended) went through the agent
+      const handed = out.broker.seccomp_handed!;
+      if (!(handed >= r.ops && handed <= r.ops * 1.02 + 16)) problems.push(`the seccomp agent answered ${handed} connects for ${r.ops} connections: not on the seccomp path`);
+      if (!(out.broker.handed_out! >= r.ops)) problems.push(`the brokers handed off ${out.broker.handed_out} connections for ${r.ops}`);
       if (out.broker.plain_accepts! > 0) problems.push(`${out.broker.plain_accepts} connections reached a server the ordinary way (fallback)`);
     }
     if (which !== 'vxlan' && vx > VXLAN_NOISE) problems.push(`${vx} packets crossed the VXLAN device: traffic fell back to the overlay`);
@@ -191,7 +201,8 @@ async function main(): Promise<number> {
 
   const samples = new Map<string, Sample[]>(workloads.map((w) => [w.id, []]));
   try {
-    step(`SlimFast benchmark (${opts.mode}): ${workloads.length} workloads × 3 paths × ${s.rounds} rounds, interleaved`);
+    const nSeccomp = workloads.filter((w) => w.seccomp).length;
+    step(`SlimFast benchmark (${opts.mode}): ${workloads.length} workloads × 3 paths${nSeccomp ? ` (${nSeccomp} with a fourth, seccomp)` : ''} × ${s.rounds} rounds, interleaved`);
     step('creating two emulated hosts (network namespaces, veth underlay, VXLAN overlay between the bridges, a broker on each)');
     try {
       lab = await BenchLab.create((t) => {
@@ -216,13 +227,14 @@ async function main(): Promise<number> {
       if (interrupted) throw new Interrupted();
     }
 
-    const total = workloads.length * PATHS.length * s.rounds;
+    const total = workloads.reduce((n, w) => n + pathsOf(w).length, 0) * s.rounds;
     let done = 0;
     step(`measuring (${total} samples)`);
     for (let round = 1; round <= s.rounds; round++) {
       // rotate the starting path each round so that no path always runs right after another
-      const order = PATHS.map((_, i) => PATHS[(i + round - 1) % PATHS.length]);
       for (const w of workloads) {
+        const paths = pathsOf(w);
+        const order = paths.map((_, i) => paths[(i + round - 1) % paths.length]);
         for (const [k, which] of order.entries()) {
           if (interrupted) throw new Interrupted();
           const smp = await sample(lab, w, which, s, round, k);
@@ -259,14 +271,14 @@ async function main(): Promise<number> {
     mode: opts.mode,
     machine: machine(),
     settings: { ...s, pinned: opts.pin ? 'host 1 → vCPU 0, host 2 → vCPU 1' : 'no', iperf3_server: iperf3Bound() ? 'iperf3 -s -B <IPv4>' : 'iperf3 -s (dual-stack)' },
-    paths: [...PATHS],
+    paths: ALL_PATHS.filter((p) => workloads.some((w) => pathsOf(w).includes(p))),
     duration_s: 0,
     notes,
     errors,
     workloads: workloads.map((w) => summarize(w, samples.get(w.id)!, s.rounds)),
   };
   for (const w of results.workloads) {
-    for (const p of PATHS) if (w.errors[p]) errors.push(`${w.id} over ${p}: ${w.errors[p]} errors${w.first_errors.length ? ` — ${w.first_errors.find((e) => e.startsWith(p)) ?? w.first_errors[0]}` : ''}`);
+    for (const p of results.paths) if (w.errors[p]) errors.push(`${w.id} over ${p}: ${w.errors[p]} errors${w.first_errors.length ? ` — ${w.first_errors.find((e) => e.startsWith(p)) ?? w.first_errors[0]}` : ''}`);
   }
   results.duration_s = Math.round((performance.now() - started) / 100) / 10;
 
@@ -279,6 +291,8 @@ async function main(): Promise<number> {
   console.log('\n  Paths: host = host namespace → host namespace over the veth underlay (the physical limit here);');
   console.log('  VXLAN = plain containers over the kernel VXLAN overlay; SlimFast = the same containers with the preload.');
   console.log('  samehost-1: host = loopback in host 1, VXLAN = the two containers over host 1\'s bridge.');
+  if (results.paths.includes('seccomp'))
+    console.log('  seccomp = the SlimFast container\'s client statically linked, on the broker\'s seccomp agent instead of the preload (conn-*).');
   if (opts.pin) console.log('  Each emulated host runs on its own vCPU (host 1: vCPU 0, host 2: vCPU 1); --no-pin lets the scheduler place everything.');
   console.log('  CPU = utime+stime of every process in the lab\'s namespaces (servers, brokers, clients) + machine-wide softirq, per operation.');
   for (const n of notes) console.log(`  note: ${n}`);

@@ -10,8 +10,19 @@ export const CLIENTS = path.join(repoRoot(), 'bench', 'clients');
 export const CONNRATE = path.join(CLIENTS, 'connrate');
 export const ECHOD = path.join(CLIENTS, 'echod');
 
+export const CONNRATE_STATIC = path.join(CLIENTS, 'connrate-static');
+export const SFSECCOMP = path.join(CLIENTS, 'sfseccomp');
+
 export const PATHS = ['host', 'vxlan', 'slimfast'] as const;
 export type PathName = (typeof PATHS)[number];
+
+/**
+ * The bench's fourth path, for the workloads that ask for it: the SlimFast container's client
+ * statically linked (connrate-static) under sfseccomp, i.e. on the broker's seccomp agent instead of
+ * the preload; it talks to the SlimFast path's servers.
+ */
+export const ALL_PATHS = [...PATHS, 'seccomp'] as const;
+export type BenchPath = (typeof ALL_PATHS)[number];
 
 export interface ConnrateResult {
   conns: number;

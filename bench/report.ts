@@ -1,5 +1,5 @@
 // Results of a benchmark run: the JSON document, the terminal / Markdown table and the SVG chart.
-import { PATHS, type PathName, median } from './measure.js';
+import { ALL_PATHS, type BenchPath, PATHS, type PathName, median } from './measure.js';
 import { fmt, fmtRatio, ratio, type Spread, spread } from './stats.js';
 import type { MetricDef, Workload } from './workloads.js';
 import type { BrokerCounters } from './lab.js';
@@ -22,7 +22,7 @@ export interface Sample {
   round: number;
   /** position in the round (0-based) */
   order: number;
-  path: PathName;
+  path: BenchPath;
   metrics: Record<string, number>;
   ops: number;
   bytes?: number;
@@ -41,22 +41,46 @@ export const RATIOS = [
 ] as const;
 export type RatioName = (typeof RATIOS)[number][0];
 
+/** The seccomp path's ratios (workloads measured over it only): to the host and to the preload path. */
+export const SECCOMP_RATIOS = [
+  ['seccomp_vs_host', 'seccomp', 'host'],
+  ['seccomp_vs_slimfast', 'seccomp', 'slimfast'],
+] as const;
+export type SeccompRatioName = (typeof SECCOMP_RATIOS)[number][0];
+
+type PathSpread = Spread & { values: (number | null)[] };
+
 export interface MetricResult extends MetricDef {
-  paths: Record<PathName, Spread & { values: (number | null)[] }>;
-  ratios: Record<RatioName, Spread>;
+  paths: Record<PathName, PathSpread> & { seccomp?: PathSpread };
+  ratios: Record<RatioName, Spread> & Partial<Record<SeccompRatioName, Spread>>;
+}
+
+/** The paths a workload is measured over. */
+export function pathsOf(w: { seccomp?: boolean }): BenchPath[] {
+  return w.seccomp ? [...ALL_PATHS] : [...PATHS];
 }
 
 export interface WorkloadResult {
   id: string;
   title: string;
   op: string;
-  path_labels: Record<PathName, string>;
+  path_labels: Record<PathName, string> & { seccomp?: string };
   metrics: MetricResult[];
-  errors: Record<PathName, number>;
+  errors: Record<PathName, number> & { seccomp?: number };
   first_errors: string[];
   /** CPU over all rounds of this workload, per path */
-  cpu_total: Record<PathName, { cpu_s: number; tasks_s: number; clients_s: number; softirq_s: number; ops: number; per_op: number; unit: string }>;
+  cpu_total: Record<PathName, CpuTotal> & { seccomp?: CpuTotal };
   samples: Sample[];
+}
+
+export interface CpuTotal {
+  cpu_s: number;
+  tasks_s: number;
+  clients_s: number;
+  softirq_s: number;
+  ops: number;
+  per_op: number;
+  unit: string;
 }
 
 export interface BenchResults {
@@ -67,7 +91,8 @@ export interface BenchResults {
   mode: 'quick' | 'full' | 'custom';
   machine: { cpus: number; cpu_model: string; kernel: string; memory_gb: number };
   settings: Record<string, number | string>;
-  paths: PathName[];
+  /** every path measured (the seccomp path for the workloads that have it) */
+  paths: BenchPath[];
   duration_s: number;
   notes: string[];
   errors: string[];
@@ -82,25 +107,27 @@ export function cpuMetric(w: Workload): MetricDef {
 
 export function summarize(w: Workload, samples: Sample[], rounds: number): WorkloadResult {
   const defs = [...w.metrics, cpuMetric(w)];
-  const byPath = (p: PathName) => {
+  const paths = pathsOf(w);
+  const byPath = (p: BenchPath) => {
     const out: (Sample | undefined)[] = [];
     for (let r = 1; r <= rounds; r++) out.push(samples.find((s) => s.path === p && s.round === r && !s.error));
     return out;
   };
   const metrics: MetricResult[] = defs.map((d) => {
     const values = Object.fromEntries(
-      PATHS.map((p) => [p, byPath(p).map((s) => (s && Number.isFinite(s.metrics[d.id]) ? s.metrics[d.id] : undefined))]),
-    ) as Record<PathName, (number | undefined)[]>;
-    const paths = Object.fromEntries(
-      PATHS.map((p) => [p, { ...spread(values[p].filter((v): v is number => v !== undefined)), values: values[p].map((v) => v ?? null) }]),
+      paths.map((p) => [p, byPath(p).map((s) => (s && Number.isFinite(s.metrics[d.id]) ? s.metrics[d.id] : undefined))]),
+    ) as Record<BenchPath, (number | undefined)[]>;
+    const spreads = Object.fromEntries(
+      paths.map((p) => [p, { ...spread(values[p].filter((v): v is number => v !== undefined)), values: values[p].map((v) => v ?? null) }]),
     ) as MetricResult['paths'];
-    const ratios = Object.fromEntries(RATIOS.map(([name, a, b]) => [name, ratio(values[a], values[b])])) as MetricResult['ratios'];
-    return { ...d, paths, ratios };
+    const pairs = [...RATIOS, ...(w.seccomp ? SECCOMP_RATIOS : [])];
+    const ratios = Object.fromEntries(pairs.map(([name, a, b]) => [name, ratio(values[a], values[b])])) as MetricResult['ratios'];
+    return { ...d, paths: spreads, ratios };
   });
-  const errors = Object.fromEntries(PATHS.map((p) => [p, samples.filter((s) => s.path === p).reduce((n, s) => n + s.errors + (s.error ? 1 : 0), 0)])) as Record<PathName, number>;
+  const errors = Object.fromEntries(paths.map((p) => [p, samples.filter((s) => s.path === p).reduce((n, s) => n + s.errors + (s.error ? 1 : 0), 0)])) as Record<PathName, number>;
   const first_errors = [...new Set(samples.filter((s) => s.error).map((s) => `${s.path}, round ${s.round}: ${s.error}`))].slice(0, 10);
   const cpu_total = Object.fromEntries(
-    PATHS.map((p) => {
+    paths.map((p) => {
       const ok = samples.filter((s) => s.path === p && !s.error && s.cpu);
       const sum = (f: (s: Sample) => number) => ok.reduce((a, s) => a + f(s), 0);
       const cpu_s = sum((s) => s.cpu!.total_s);
@@ -116,10 +143,16 @@ export function summarize(w: Workload, samples: Sample[], rounds: number): Workl
 // Tables
 
 const cell = (s: Spread) => (s.n === 0 ? '–' : s.n === 1 ? fmt(s.median) : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`);
+const ocell = (s: Spread | undefined) => (s ? cell(s) : '–');
+const orcell = (s: Spread | undefined) => (s ? rcell(s) : '–');
 const rcell = (s: Spread) => (s.n === 0 || !Number.isFinite(s.median) ? '–' : s.n === 1 ? fmtRatio(s.median) : `${fmtRatio(s.median)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`);
+
+/** Whether any workload of the run was measured over the seccomp path (its columns are shown then). */
+const hasSeccomp = (res: BenchResults) => res.workloads.some((w) => w.metrics.some((m) => m.paths.seccomp));
 
 export function tableRows(res: BenchResults): string[][] {
   const rows: string[][] = [];
+  const sc = hasSeccomp(res);
   for (const w of res.workloads) {
     for (const m of w.metrics) {
       rows.push([
@@ -131,6 +164,7 @@ export function tableRows(res: BenchResults): string[][] {
         rcell(m.ratios.slimfast_vs_host),
         rcell(m.ratios.slimfast_vs_vxlan),
         rcell(m.ratios.vxlan_vs_host),
+        ...(sc ? [ocell(m.paths.seccomp), orcell(m.ratios.seccomp_vs_host), orcell(m.ratios.seccomp_vs_slimfast)] : []),
       ]);
     }
   }
@@ -138,26 +172,34 @@ export function tableRows(res: BenchResults): string[][] {
 }
 
 export const TABLE_HEAD = ['workload', 'metric', 'host', 'VXLAN', 'SlimFast', 'SlimFast / host', 'SlimFast / VXLAN', 'VXLAN / host'];
+/** The seccomp path's columns, after TABLE_HEAD's when the run has that path. */
+export const SECCOMP_HEAD = ['seccomp', 'seccomp / host', 'seccomp / SlimFast'];
+
+const tableHead = (res: BenchResults) => [...TABLE_HEAD, ...(hasSeccomp(res) ? SECCOMP_HEAD : [])];
 
 export function textTable(res: BenchResults): string {
-  return aligned(TABLE_HEAD, tableRows(res), true);
+  return aligned(tableHead(res), tableRows(res), true);
 }
 
 export function markdownTable(res: BenchResults): string {
-  return md(TABLE_HEAD, tableRows(res));
+  return md(tableHead(res), tableRows(res));
 }
 
 /** CPU over the whole run: all rounds' CPU seconds over all rounds' operations (or GB), per path. */
 export const CPU_HEAD = ['workload', 'unit', 'host', 'VXLAN', 'SlimFast', 'SlimFast / host', 'SlimFast / VXLAN', 'VXLAN / host'];
 
 export function cpuRows(res: BenchResults): string[][] {
+  const sc = hasSeccomp(res);
   return res.workloads.map((w) => {
     const c = w.cpu_total;
     const r = (a: number, b: number) => fmtRatio(a / b);
     return [w.id, c.host.unit, fmt(c.host.per_op), fmt(c.vxlan.per_op), fmt(c.slimfast.per_op),
-      r(c.slimfast.per_op, c.host.per_op), r(c.slimfast.per_op, c.vxlan.per_op), r(c.vxlan.per_op, c.host.per_op)];
+      r(c.slimfast.per_op, c.host.per_op), r(c.slimfast.per_op, c.vxlan.per_op), r(c.vxlan.per_op, c.host.per_op),
+      ...(sc ? (c.seccomp ? [fmt(c.seccomp.per_op), r(c.seccomp.per_op, c.host.per_op), r(c.seccomp.per_op, c.slimfast.per_op)] : ['–', '–', '–']) : [])];
   });
 }
+
+const cpuHead = (res: BenchResults) => [...CPU_HEAD, ...(hasSeccomp(res) ? SECCOMP_HEAD : [])];
 
 function aligned(head: string[], body: string[][], dedupeFirst: boolean): string {
   const rows = [head, ...body];
@@ -208,7 +250,7 @@ export function markdownBrokerCpuTable(res: BenchResults): string {
 }
 
 export function textCpuTable(res: BenchResults): string {
-  return aligned(CPU_HEAD, cpuRows(res), false);
+  return aligned(cpuHead(res), cpuRows(res), false);
 }
 
 function md(head: string[], body: string[][]): string {
@@ -217,7 +259,7 @@ function md(head: string[], body: string[][]): string {
 }
 
 export function markdownCpuTable(res: BenchResults): string {
-  return md(CPU_HEAD, cpuRows(res));
+  return md(cpuHead(res), cpuRows(res));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 // then runs one bounded sample over one path at a time (run); the harness interleaves the paths.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLIENTS, CONNRATE, ECHOD, type ConnrateResult, PATHS, type PathName } from './measure.js';
+import { type BenchPath, CLIENTS, CONNRATE, CONNRATE_STATIC, ECHOD, type ConnrateResult, PATHS, type PathName } from './measure.js';
 import type { BenchLab, Place, Role } from './lab.js';
 
 export const MEMCRATE = path.join(CLIENTS, 'memcrate');
@@ -49,20 +49,23 @@ export interface Workload {
   cpu: 'per_op' | 'per_gb';
   /** both ends on host 1 (same-host test): the SlimFast check looks for same-host pairings */
   sameHost: boolean;
-  /** what the three paths are in this workload */
-  labels: Record<PathName, string>;
+  /** also measured over the seccomp path (a static client on the broker's seccomp agent) */
+  seccomp?: boolean;
+  /** what the paths are in this workload */
+  labels: Record<PathName, string> & { seccomp?: string };
   metrics: MetricDef[];
   setup(lab: BenchLab, s: Settings, note: (msg: string) => void): Promise<void>;
   /** Per-sample preparation outside the measured window (e.g. a one-shot server); run gets it back. */
-  prepare?(lab: BenchLab, which: PathName, s: Settings): Promise<{ dispose(): Promise<void> }>;
-  run(lab: BenchLab, which: PathName, s: Settings, ctx?: unknown): Promise<SampleOut>;
+  prepare?(lab: BenchLab, which: BenchPath, s: Settings): Promise<{ dispose(): Promise<void> }>;
+  run(lab: BenchLab, which: BenchPath, s: Settings, ctx?: unknown): Promise<SampleOut>;
 }
 
 const CROSS: Record<PathName, string> = { host: 'host ns → host ns', vxlan: 'container → container (VXLAN)', slimfast: 'container → container (SlimFast)' };
+const CROSS_SECCOMP = { ...CROSS, seccomp: 'static client container → container (SlimFast, seccomp agent)' };
 const LOCAL: Record<PathName, string> = { host: 'host loopback', vxlan: 'container → container (bridge)', slimfast: 'container → container (SlimFast)' };
 
 /** In a container the SlimFast and the plain server run side by side, so the plain one is on port+1. */
-function portFor(base: number, which: PathName): number {
+function portFor(base: number, which: BenchPath): number {
   return which === 'vxlan' ? base + 1 : base;
 }
 
@@ -123,10 +126,11 @@ const localEchoServers = (lab: BenchLab) => startOnAllPaths(lab, 'local-echo', '
 // ---------------------------------------------------------------------------------------------
 // Connection-rate family (bench/clients/connrate.c, memcrate.c)
 
-async function rateClient(lab: BenchLab, which: PathName, bin: string, role: Role, base: number, args: string[], s: Settings) {
+async function rateClient(lab: BenchLab, which: BenchPath, bin: string, role: Role, base: number, args: string[], s: Settings) {
   const client = lab.place('client', which);
   const server = lab.place(role, which);
-  const r = await lab.run(client, [bin, server.ip, String(portFor(base, which)), '-t', String(s.seconds), ...args], s.seconds * 1000 + 30_000);
+  const cmd = [bin, server.ip, String(portFor(base, which)), '-t', String(s.seconds), ...args];
+  const r = await lab.run(client, which === 'seccomp' ? lab.seccompCmd('client', cmd) : cmd, s.seconds * 1000 + 30_000);
   if (r.timedOut) fail(`${path.basename(bin)} timed out`);
   let j: ConnrateResult & { ops?: number };
   try {
@@ -137,7 +141,7 @@ async function rateClient(lab: BenchLab, which: PathName, bin: string, role: Rol
   return { j, cpu: r.cpu_s };
 }
 
-function connrateWorkload(id: string, title: string, opts: { threads?: number; keep?: boolean; local?: boolean; latency?: boolean }): Workload {
+function connrateWorkload(id: string, title: string, opts: { threads?: number; keep?: boolean; local?: boolean; latency?: boolean; seccomp?: boolean }): Workload {
   const keep = opts.keep ?? false;
   const metrics: MetricDef[] = keep
     ? [
@@ -156,14 +160,16 @@ function connrateWorkload(id: string, title: string, opts: { threads?: number; k
     op: keep ? 'request' : 'connection',
     cpu: 'per_op',
     sameHost: opts.local ?? false,
-    labels: opts.local ? LOCAL : CROSS,
+    seccomp: opts.seccomp ?? false,
+    labels: opts.local ? LOCAL : opts.seccomp ? CROSS_SECCOMP : CROSS,
     metrics,
     async setup(lab) {
       await (opts.local ? localEchoServers(lab) : echoServers(lab));
     },
     async run(lab, which, s) {
       const args = ['-n', '2000000', '-s', '16', '-c', String(opts.threads ?? 1), ...(keep ? ['-k'] : [])];
-      const { j, cpu } = await rateClient(lab, which, CONNRATE, opts.local ? 'local' : 'server', opts.local ? LOCAL_ECHO_PORT : ECHO_PORT, args, s);
+      const bin = which === 'seccomp' ? CONNRATE_STATIC : CONNRATE;
+      const { j, cpu } = await rateClient(lab, which, bin, opts.local ? 'local' : 'server', opts.local ? LOCAL_ECHO_PORT : ECHO_PORT, args, s);
       return {
         metrics: { rate: j.rate, rtt_p50: j.rtt_p50_us, rtt_p99: j.rtt_p99_us, connect_p50: j.connect_p50_us, connect_p99: j.connect_p99_us },
         ops: j.conns,
@@ -254,7 +260,7 @@ function iperfError(stdout: string, stderr: string): string {
   return tail(stderr || stdout);
 }
 
-async function iperfTest(lab: BenchLab, which: PathName, port: number, seconds: number) {
+async function iperfTest(lab: BenchLab, which: BenchPath, port: number, seconds: number) {
   const server = lab.place('server', which);
   return lab.run(lab.place('client', which), ['iperf3', '-c', server.ip, '-p', String(port), '-t', String(seconds), '-J'], seconds * 1000 + 30_000);
 }
@@ -423,8 +429,8 @@ const nginx: Workload = {
 
 export function allWorkloads(s: Settings): Workload[] {
   return [
-    connrateWorkload('conn-1', 'connect / 16-byte request / response / close, 1 client', { latency: true }),
-    connrateWorkload(`conn-${s.parallel}`, `connect / 16-byte request / response / close, ${s.parallel} clients`, { threads: s.parallel }),
+    connrateWorkload('conn-1', 'connect / 16-byte request / response / close, 1 client', { latency: true, seccomp: true }),
+    connrateWorkload(`conn-${s.parallel}`, `connect / 16-byte request / response / close, ${s.parallel} clients`, { threads: s.parallel, seccomp: true }),
     connrateWorkload('rr-kept', '16-byte request / response on a kept-open connection, 1 client', { keep: true }),
     iperf3,
     nginx,

@@ -1,5 +1,7 @@
 // The benchmark harness works: `node dist/bench/main.js --quick` measures every workload over every
 // path with positive results and no errors, and writes its JSON and SVG. It does not judge speed.
+// conn-1 and conn-4 also run over the seccomp path (a static client on the broker's seccomp agent):
+// a positive rate and ratios, and every connection answered by the agent, none over VXLAN.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +11,7 @@ import { repoRoot } from '../broker/paths.js';
 
 const WORKLOADS = ['conn-1', 'conn-4', 'rr-kept', 'iperf3', 'nginx', 'memcached', 'redis-k0', 'redis-k1', 'samehost-1'];
 const PATHS = ['host', 'vxlan', 'slimfast'];
+const SECCOMP_WORKLOADS = ['conn-1', 'conn-4'];
 
 interface Spread {
   median: number;
@@ -24,7 +27,7 @@ interface Results {
     id: string;
     metrics: { id: string; better: string; paths: Record<string, Spread>; ratios: Record<string, Spread> }[];
     errors: Record<string, number>;
-    samples: { path: string; error?: string; ops: number; cpu?: { total_s: number } }[];
+    samples: { path: string; error?: string; ops: number; cpu?: { total_s: number }; vxlan_packets?: number; broker?: Record<string, number> }[];
   }[];
 }
 
@@ -45,14 +48,16 @@ test('npm run bench --quick measures every workload over every path', async (t) 
     const res = JSON.parse(fs.readFileSync(json, 'utf8')) as Results;
     t.is(res.schema, 'slimfast-bench/1');
     t.is(res.mode, 'quick');
-    t.deepEqual(res.paths, PATHS);
+    t.deepEqual(res.paths, [...PATHS, 'seccomp']);
+    t.regex(out, /seccomp \/ host\s+seccomp \/ SlimFast/, 'the table has the seccomp columns');
     t.deepEqual(res.errors, [], `the run reported problems:\n${res.errors.join('\n')}`);
     t.is(r.exitCode, 0, out.slice(-3000));
     t.deepEqual(res.workloads.map((w) => w.id).sort(), [...WORKLOADS].sort());
     for (const w of res.workloads) {
       const primary = w.metrics[0];
       t.is(primary.better, 'higher', `${w.id}: the first metric is a rate`);
-      for (const p of PATHS) {
+      const seccomp = SECCOMP_WORKLOADS.includes(w.id);
+      for (const p of seccomp ? [...PATHS, 'seccomp'] : PATHS) {
         t.is(w.errors[p], 0, `${w.id} over ${p}: errors`);
         const samples = w.samples.filter((s) => s.path === p);
         t.true(samples.length >= 1, `${w.id} over ${p}: no sample`);
@@ -67,7 +72,15 @@ test('npm run bench --quick measures every workload over every path', async (t) 
       }
       for (const m of w.metrics) {
         for (const k of ['slimfast_vs_host', 'slimfast_vs_vxlan', 'vxlan_vs_host']) t.true(m.ratios[k].median > 0, `${w.id} ${m.id}: ratio ${k}`);
+        if (seccomp) for (const k of ['seccomp_vs_host', 'seccomp_vs_slimfast']) t.true(m.ratios[k]?.median > 0, `${w.id} ${m.id}: ratio ${k}`);
+        else t.false('seccomp' in m.paths, `${w.id}: no seccomp path`);
       }
+      for (const s of w.samples.filter((x) => x.path === 'seccomp')) {
+        // the agent answered every connect (in flight at the end too), the preload none
+        t.true(s.broker!.seccomp_handed >= s.ops && s.broker!.seccomp_handed <= s.ops * 1.02 + 16, `${w.id} seccomp: ${s.broker!.seccomp_handed} answered for ${s.ops}`);
+        t.true((s.vxlan_packets ?? 0) <= 100, `${w.id} seccomp: ${s.vxlan_packets} VXLAN packets`);
+      }
+      for (const s of w.samples.filter((x) => x.path === 'slimfast')) t.is(s.broker!.seccomp_handed, 0, `${w.id} slimfast: the agent answered connects`);
     }
     const svg = fs.readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
     t.regex(svg, /^<\?xml[^]*<svg[^]*<\/svg>\s*$/);
