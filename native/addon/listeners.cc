@@ -17,12 +17,6 @@
 
 namespace sf {
 
-template <class T>
-static void erase_one(std::vector<T*>& v, T* x) {
-  auto it = std::find(v.begin(), v.end(), x);
-  if (it != v.end()) v.erase(it);
-}
-
 Listener* Engine::find_listener(uint32_t vip, uint16_t port) const {
   auto it = table.find(addr_key(vip, port));
   return it == table.end() ? nullptr : it->second;
@@ -41,12 +35,6 @@ bool Engine::push_accepted(Listener* l, int fd, const sf_msg& m, Channel* prefer
   // A steered application waits on its host socket, not on the channel: wake it there.
   if (sent && l->steer_slot > 0) ring_doorbell(l);
   return sent;
-}
-
-static bool sockopt_is(int fd, int opt, int want) {
-  int v = 0;
-  socklen_t len = sizeof v;
-  return getsockopt(fd, SOL_SOCKET, opt, &v, &len) == 0 && v == want;
 }
 
 void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {

@@ -44,38 +44,19 @@ void Engine::on_preload(PreloadConn* pc) {
   constexpr int kMaxFds = 8;
   for (int i = 0; i < 64 && !pc->dead; i++) {
     sf_msg m;
-    union {
-      char buf[CMSG_SPACE(sizeof(int) * kMaxFds)];
-      cmsghdr align;
-    } u;
-    iovec iov{&m, sizeof m};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof u.buf;
-    ssize_t n = recvmsg(pc->ev.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fds[kMaxFds];
+    int nfds = 0, mflags = 0;
+    ssize_t n = recv_fds(pc->ev.fd, &m, sizeof m, fds, kMaxFds, &nfds, &mflags);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) kill_preload(pc);
       return;
     }
-    int fds[kMaxFds];
-    int nfds = 0;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t k = 0; k < cnt; k++) {
-        int f;
-        memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof f);
-        if (nfds < kMaxFds) fds[nfds++] = f; else close_fd(f);
-      }
-    }
     if (n == 0 && nfds == 0) {  // EOF
       kill_preload(pc);
       return;
     }
-    if (n != ssize_t(sizeof m) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+    if (n != ssize_t(sizeof m) || (mflags & (MSG_TRUNC | MSG_CTRUNC)) ||
         m.version != SF_MSG_VERSION) {
       for (int k = 0; k < nfds; k++) close_fd(fds[k]);
       inc(ctr.bad_msgs);
@@ -133,9 +114,7 @@ void Engine::kill_preload(PreloadConn* pc) {
   ep_del(pc->ev);
   close_fd(pc->ev.fd);
   pc->ev.fd = -1;
-  auto& v = pc->c->conns;
-  auto it = std::find(v.begin(), v.end(), pc);
-  if (it != v.end()) v.erase(it);
+  erase_one(pc->c->conns, pc);
   dec(ctr.preload_conns);
   bury(pc);
 }

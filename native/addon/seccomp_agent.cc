@@ -376,39 +376,23 @@ void Engine::kill_sc_conn(ScConn* sc) {
   sc->ev.fd = -1;
   for (int f : sc->fds) close_fd(f);
   sc->fds.clear();
-  auto it = std::find(sc_conns.begin(), sc_conns.end(), sc);
-  if (it != sc_conns.end()) sc_conns.erase(it);
+  erase_one(sc_conns, sc);
   bury(sc);
 }
 
 void Engine::on_sc_conn(ScConn* sc, uint32_t) {
   for (int i = 0; i < 64; i++) {
     char buf[16384];
-    union {
-      char c[CMSG_SPACE(sizeof(int) * 8)];
-      cmsghdr align;
-    } u;
-    iovec iov{buf, sizeof buf};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.c;
-    mh.msg_controllen = sizeof u.c;
-    ssize_t n = recvmsg(sc->ev.fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fds[8], nfds;
+    ssize_t n = recv_fds(sc->ev.fd, buf, sizeof buf, fds, 8, &nfds, nullptr);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
       SF_DLOG("seccomp: reading runc's state: %s", strerror(errno));
       return kill_sc_conn(sc);
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (size_t k = 0; k < cnt; k++) {
-        int f;
-        memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof f);
-        if (sc->fds.size() < 8) sc->fds.push_back(f); else close_fd(f);
-      }
+    for (int k = 0; k < nfds; k++) {
+      if (sc->fds.size() < 8) sc->fds.push_back(fds[k]); else close_fd(fds[k]);
     }
     if (n == 0) return sc_state(sc);  // runc closed: the whole state is here
     if (sc->buf.size() + size_t(n) > kStateMax) {
@@ -468,8 +452,7 @@ void Engine::kill_sc_target(ScTarget* t) {
   ep_del(t->ev);
   close_fd(t->ev.fd);
   t->ev.fd = -1;
-  auto it = std::find(sc_targets.begin(), sc_targets.end(), t);
-  if (it != sc_targets.end()) sc_targets.erase(it);
+  erase_one(sc_targets, t);
   dec(ctr.seccomp_fds);
   bury(t);
 }
@@ -985,9 +968,7 @@ void Engine::sc_drop_accept(ScAccept* a) {
   ep_del(a->ev);
   close_fd(a->ev.fd);
   a->ev.fd = -1;
-  auto& v = a->t->accepts;
-  auto it = std::find(v.begin(), v.end(), a);
-  if (it != v.end()) v.erase(it);
+  erase_one(a->t->accepts, a);
   dec(ctr.seccomp_accepts_held);
   bury(a);
 }
@@ -1011,9 +992,7 @@ void Engine::sc_drop_out(ScOut* o) {
   o->ev.fd = -1;
   close_fd(o->copy_fd);
   o->copy_fd = -1;
-  auto& v = o->t->outs;
-  auto it = std::find(v.begin(), v.end(), o);
-  if (it != v.end()) v.erase(it);
+  erase_one(o->t->outs, o);
   dec(ctr.seccomp_pending);
   bury(o);
 }

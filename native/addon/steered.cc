@@ -169,15 +169,8 @@ bool Engine::adopt_steered(PreloadConn* pc, const sf_msg& req) {
 }
 
 static bool is_steered_socket(int fd, uint32_t host_ip, uint16_t port) {
-  int v = 0;
-  socklen_t len = sizeof v;
-  auto opt = [&](int level, int name, int want) {
-    v = 0;
-    len = sizeof v;
-    return getsockopt(fd, level, name, &v, &len) == 0 && v == want;
-  };
-  if (!opt(SOL_SOCKET, SO_ACCEPTCONN, 1) || !opt(SOL_SOCKET, SO_TYPE, SOCK_STREAM) ||
-      !opt(SOL_SOCKET, SO_PROTOCOL, IPPROTO_TCP) || !opt(SOL_SOCKET, SO_REUSEPORT, 1))
+  if (!sockopt_is(fd, SO_ACCEPTCONN, 1) || !sockopt_is(fd, SO_TYPE, SOCK_STREAM) ||
+      !sockopt_is(fd, SO_PROTOCOL, IPPROTO_TCP) || !sockopt_is(fd, SO_REUSEPORT, 1))
     return false;
   sockaddr_storage ss{};
   socklen_t sl = sizeof ss;

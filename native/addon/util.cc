@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace sf {
@@ -148,6 +149,40 @@ bool parse_cidr(const std::string& s, uint32_t* net, uint8_t* prefix) {
   *prefix = uint8_t(p);
   *net = ip & prefix_mask(uint8_t(p));
   return true;
+}
+
+bool sockopt_is(int fd, int opt, int want) {
+  int v = 0;
+  socklen_t len = sizeof v;
+  return getsockopt(fd, SOL_SOCKET, opt, &v, &len) == 0 && v == want;
+}
+
+ssize_t recv_fds(int sock, void* buf, size_t len, int* fds, int max, int* nfds, int* msg_flags) {
+  constexpr int kRoom = 8;  // descriptors taken per message (the kernel closes any beyond: MSG_CTRUNC)
+  union {
+    char c[CMSG_SPACE(sizeof(int) * kRoom)];
+    cmsghdr align;
+  } u;
+  iovec iov{buf, len};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.c;
+  mh.msg_controllen = sizeof u.c;
+  *nfds = 0;
+  ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (msg_flags) *msg_flags = n < 0 ? 0 : mh.msg_flags;
+  if (n < 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t k = 0; k < cnt; k++) {
+      int f;
+      memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof f);
+      if (*nfds < max) fds[(*nfds)++] = f; else close_fd(f);
+    }
+  }
+  return n;
 }
 
 }  // namespace sf

@@ -2,7 +2,9 @@
 // EINTR; none of them raises SIGPIPE (sends use MSG_NOSIGNAL).
 #pragma once
 #include <cstdint>
+#include <algorithm>
 #include <string>
+#include <vector>
 #include <sys/socket.h>
 #include "slimfast_wire.h"
 
@@ -26,6 +28,19 @@ bool set_nonblock(int fd, bool on);
 void make_blocking_fresh(int fd);
 bool set_int_opt(int fd, int level, int opt, int val);
 void grow_sndbuf(int fd, int bytes);  // SO_SNDBUFFORCE (root), else SO_SNDBUF
+bool sockopt_is(int fd, int opt, int want);  // SOL_SOCKET option opt of fd reads want
+
+// One recvmsg(MSG_DONTWAIT | MSG_CMSG_CLOEXEC) of up to len bytes: the SCM_RIGHTS descriptors that
+// came with it go into fds (at most max; the others are closed), their count into *nfds, the
+// message flags into *msg_flags (may be null). Returns what recvmsg returned.
+ssize_t recv_fds(int sock, void* buf, size_t len, int* fds, int max, int* nfds, int* msg_flags);
+
+// Removes x from v (its first occurrence), if it is there.
+template <class T>
+void erase_one(std::vector<T*>& v, T* x) {
+  auto it = std::find(v.begin(), v.end(), x);
+  if (it != v.end()) v.erase(it);
+}
 
 // Sends one sf_msg, optionally with one fd (SCM_RIGHTS), without blocking. 0 or an errno.
 int send_msg(int sock, const sf_msg& m, int fd);
