@@ -33,18 +33,24 @@ def read_line(s):
     return buf.decode().strip()
 
 
+def echo(s, text):
+    """Sends text and reads as many bytes back: whether they are the same."""
+    s.sendall(text.encode())
+    got = b""
+    while len(got) < len(text):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    return got.decode() == text
+
+
 def one(host, port, i):
     s = socket.create_connection((host, port), timeout=10)
     try:
         hello = read_line(s).split()
         msg = f"message {i} " + "x" * (i % 100)
-        s.sendall(msg.encode())
-        got = b""
-        while len(got) < len(msg):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            got += chunk
+        echo_ok = echo(s, msg)
         return {
             "local": fmt(s.getsockname()),
             "peer": fmt(s.getpeername()),
@@ -52,7 +58,7 @@ def one(host, port, i):
             "server_peer": hello[2],
             "server_pid": int(hello[3]),
             "server_thread": hello[4],
-            "echo_ok": got.decode() == msg,
+            "echo_ok": echo_ok,
         }
     finally:
         s.close()
@@ -102,18 +108,7 @@ def main():
         secs, interval = float(sys.argv[4]), float(sys.argv[5]) / 1000
         held = socket.create_connection((host, port), timeout=10)
         read_line(held)
-
-        def echo_held(text):
-            held.sendall(text.encode())
-            got = b""
-            while len(got) < len(text):
-                chunk = held.recv(65536)
-                if not chunk:
-                    break
-                got += chunk
-            return got.decode() == text
-
-        start_ok = echo_held("held at the start")
+        start_ok = echo(held, "held at the start")
         print(json.dumps({"ready": True}), flush=True)
         attempts = []
         end = time.monotonic() + secs
@@ -129,7 +124,7 @@ def main():
             i += 1
             time.sleep(max(0.0, interval - (time.monotonic() - t0)))
         try:
-            end_ok = echo_held("held at the end")
+            end_ok = echo(held, "held at the end")
         except OSError:
             end_ok = False
         print(json.dumps({"held_start_ok": start_ok, "held_end_ok": end_ok, "attempts": attempts}))
