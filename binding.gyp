@@ -23,7 +23,8 @@
         "native/addon/steering.cc",
         "native/addon/steered.cc",
         "native/addon/guard.cc",
-        "native/addon/seccomp_agent.cc"
+        "native/addon/seccomp_agent.cc",
+        "native/addon/seccomp_keeper.cc"
       ],
       "actions": [
         {

@@ -12,6 +12,7 @@ import { serviceDefinition } from './proto.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
 import { loadClusterKey } from './cluster-key.js';
 import { claimStateDir, releaseStateDir, stateLayout, type StateLayout, writeFileAtomic } from './state-dir.js';
+import { startSeccompKeeper } from './seccomp-keeper.js';
 import { ListenerSync } from './sync.js';
 import { Logger } from './log.js';
 import { buildRegistry, type MetricsAddress, parseMetricsAddress, serveMetrics } from './metrics.js';
@@ -139,6 +140,9 @@ export class Daemon {
     }
     const { self, overlay } = this.membership;
 
+    const keeper = startSeccompKeeper(this.layout);
+    if (keeper.socket) this.log.info(keeper.note);
+    else this.log.warn(keeper.note);
     const { Engine } = loadAddon();
     this.engine = new Engine();
     // Before the engine serves anybody: no connect may slip past the policy.
@@ -152,7 +156,8 @@ export class Daemon {
     this.engine.setPeers(peers.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.engine.start(
       { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth, steering: this.opts.steering,
-        clusterKey, debug: this.opts.logLevel === 'debug', seccompSocket: this.layout.seccompSocket },
+        clusterKey, debug: this.opts.logLevel === 'debug', seccompSocket: this.layout.seccompSocket,
+        seccompKeeper: keeper.socket },
       (ev) => this.onEngineEvent(ev),
     );
     this.registry = new Registry(this.layout, this.engine, self.cidr);

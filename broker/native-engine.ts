@@ -49,6 +49,9 @@ export interface EngineOptions {
   /** Unix socket the seccomp agent listens on for runc's notify fds (OCI linux.seccomp.listenerPath;
    *  STATE_DIR/seccomp.sock for the daemon). Unset: no agent. */
   seccompSocket?: string;
+  /** slimfast-seccomp-keeper's broker socket: the agent attaches there and gets the notify fds from
+   *  the keeper (which then owns seccompSocket); nobody there: the agent listens on seccompSocket. */
+  seccompKeeper?: string;
 }
 
 export interface PeerRoute {

@@ -16,5 +16,6 @@ export function installPaths() {
     runc: path.join(root, 'bin', 'slimfast-runc'),
     hook: path.join(root, 'bin', 'slimfast-hook'),
     cli: path.join(root, 'bin', 'slimfast'),
+    seccompKeeper: path.join(root, 'native', 'keeper', 'slimfast-seccomp-keeper'),
   };
 }

@@ -17,6 +17,8 @@ export interface StateLayout {
   containersDir: string;
   /** The seccomp agent's socket: runc sends containers' seccomp notify fds there (linux.seccomp.listenerPath). */
   seccompSocket: string;
+  /** slimfast-seccomp-keeper's socket for the broker (the keeper owns seccompSocket when it runs). */
+  seccompKeeperSocket: string;
 }
 
 export function stateLayout(dir: string): StateLayout {
@@ -30,6 +32,7 @@ export function stateLayout(dir: string): StateLayout {
     policyFile: path.join(abs, 'policy.json'),
     containersDir: path.join(abs, 'containers'),
     seccompSocket: path.join(abs, 'seccomp.sock'),
+    seccompKeeperSocket: path.join(abs, 'seccomp-keeper.sock'),
   };
 }
 

@@ -12,6 +12,7 @@ npx tsc -p tsconfig.json
 make -s -C native/preload all sanitize tests
 make -s -C bench/clients
 make -s -C native/launcher
+make -s -C native/keeper
 [ -f build/Release/slimfast_addon.node ] || npx node-gyp rebuild --silent
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -24,6 +24,7 @@ const NATIVE: { from: string; to: string; what: string }[] = [
   // bin/slimfast-runc and bin/slimfast-hook are links in the repository; the release holds the programs.
   { from: 'native/launcher/slimfast-runc', to: 'bin/slimfast-runc', what: 'the slimfast-runc launcher' },
   { from: 'native/launcher/slimfast-hook', to: 'bin/slimfast-hook', what: 'the slimfast-hook launcher' },
+  { from: 'native/keeper/slimfast-seccomp-keeper', to: 'native/keeper/slimfast-seccomp-keeper', what: 'the seccomp keeper' },
   { from: 'bench/clients/echod', to: 'bench/clients/echod', what: "the demo's echo server" },
   { from: 'bench/clients/connrate', to: 'bench/clients/connrate', what: "the demo's client" },
 ];

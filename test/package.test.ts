@@ -126,6 +126,7 @@ test.serial('unpacked into an empty directory, its brokers carry a cross-host co
     runc: path.join(tree, 'bin', 'slimfast-runc'),
     hook: path.join(tree, 'bin', 'slimfast-hook'),
     cli,
+    seccompKeeper: path.join(tree, 'native', 'keeper', 'slimfast-seccomp-keeper'),
   });
   for (const f of Object.values(paths)) t.true(fs.existsSync(f), f);
   // The launcher finds the unpacked tree's JavaScript above itself.

@@ -243,6 +243,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (!o.Get("seccompSocket").IsString()) return throw_type(env, "start: seccompSocket must be a path (string)");
       cfg.seccomp_path = o.Get("seccompSocket").As<Napi::String>().Utf8Value();
     }
+    if (!o.Get("seccompKeeper").IsUndefined()) {
+      if (!o.Get("seccompKeeper").IsString()) return throw_type(env, "start: seccompKeeper must be a path (string)");
+      cfg.seccomp_keeper = o.Get("seccompKeeper").As<Napi::String>().Utf8Value();
+    }
     if (o.Get("steering").IsBoolean()) cfg.steer = o.Get("steering").As<Napi::Boolean>().Value();
     if (cfg.pool_max < cfg.pool_depth) cfg.pool_max = cfg.pool_depth;
     if (eng_->running()) return throw_error(env, Error{EALREADY, "the engine is already started; call stop() first"});

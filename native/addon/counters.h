@@ -52,6 +52,7 @@
   X(seccomp_accepted) /* accept() of programs without the preload answered with a connection  */ \
   X(seccomp_accepts_held) /* gauge: blocking accept() notifications waiting for a connection */ \
   X(seccomp_accepts_ended) /* of those, dropped unanswered: the caller was interrupted (signal) or gone */ \
+  X(seccomp_taken_over) /* steered listeners of seccomp targets taken over after a broker restart */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

@@ -36,6 +36,7 @@
 #include "header_read.h"
 #include "latency.h"
 #include "policy.h"
+#include "slimfast_keeper.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 
@@ -60,6 +61,7 @@ enum EvKind : uint8_t {
   EV_SC_NOTIFY,  // a seccomp notify fd (a container's processes' connect() calls)
   EV_SC_OUT,     // host connect in progress for a held connect() notification
   EV_SC_ACCEPT,  // a steered listener a held (blocking) accept() notification waits on
+  EV_SC_KEEPER,  // the link with slimfast-seccomp-keeper (seccomp_keeper.cc)
 };
 
 // Base of everything that can be killed while an epoll event may still point at it.
@@ -187,6 +189,10 @@ struct Listener : Obj {
   int steer_fd = -1;
   int steer_slot = -1;
   uint64_t steer_ino = 0;  // st_ino of that socket (adoption after exec)
+  // Set up by the seccomp agent for a target the keeper knows: its number there (SFK_UNSTEERED
+  // when the listener goes) and the steered socket's inode.
+  uint32_t sc_kidx = 0;
+  uint64_t sc_ino = 0;
 };
 
 struct Channel : Obj {
@@ -233,6 +239,16 @@ struct ScTarget : Obj {
   };
   std::unordered_map<uint64_t, SteeredFd> steered;
   std::vector<ScAccept*> accepts;  // held accept() notifications (blocking listeners)
+  uint32_t kidx = 0;  // its number with the keeper (0: runc sent it to this broker directly)
+  // From the keeper after a restart: steered listeners to take over, and the notifications held
+  // meanwhile (answered once those are taken over, or given up).
+  struct Adopt {
+    sfk_msg m;
+    int real_fd;
+    int64_t give_up_at;
+  };
+  std::vector<Adopt> adopt;
+  std::vector<std::vector<unsigned char>> redeliver;
 };
 
 // A held accept()/accept4() on a blocking steered listener: answered when a connection comes.
@@ -244,6 +260,7 @@ struct ScAccept : Obj {
   int pid = 0, tgid = 0, flags = 0;
   uint64_t addr = 0, lenp = 0;
   int64_t check_at = 0;  // next SECCOMP_IOCTL_NOTIF_ID_VALID (a signal ends the call)
+  int slot = -1;         // in the keeper's in-flight table
 };
 
 // A held connect() notification: the host connection being made for it.
@@ -259,6 +276,7 @@ struct ScOut : Obj {
   uint16_t dport = 0, sport = 0;
   bool hdr_sent = false, local = false, in_epoll = false;
   int64_t deadline = 0;
+  int slot = -1;  // in the keeper's in-flight table
 };
 
 struct Config {
@@ -287,6 +305,9 @@ struct Config {
   int header_window_ms = SF_HDR_WINDOW_MS;
   // Unix socket for runc's seccomp notify fds (OCI linux.seccomp.listenerPath); empty: no agent.
   std::string seccomp_path;
+  // slimfast-seccomp-keeper's broker socket: attach there (it owns seccomp_path then); if nobody
+  // listens there, the agent listens on seccomp_path itself.
+  std::string seccomp_keeper;
 };
 
 // What a connect to dst:dport from a container gets (classify_connect).
@@ -403,6 +424,13 @@ struct Engine {
   std::vector<ScConn*> sc_conns;
   std::vector<ScTarget*> sc_targets;
   size_t sc_notif_size = 0, sc_resp_size = 0;  // the kernel's struct sizes (SECCOMP_GET_NOTIF_SIZES)
+  // The keeper link (seccomp_keeper.cc): its socket, the in-flight table it shares, free slots,
+  // and the slot of the notification being handled (taken by a held connect or accept).
+  Ev sc_keeper{EV_SC_KEEPER};
+  bool sc_keeper_hello = false;
+  sfk_slot* sc_slots = nullptr;
+  std::vector<int> sc_free_slots;
+  int sc_cur_slot = -1;
 
   // engine_loop.cc
   void run();
@@ -560,6 +588,21 @@ struct Engine {
   void kill_sc_conn(ScConn* sc);
   void expire_seccomp(int64_t now);
   int64_t sc_next_deadline() const;  // -1: none
+  Error listen_seccomp();  // the agent's own socket at cfg.seccomp_path
+  // A notify fd and the container state JSON that came with it; kidx: its number with the keeper.
+  ScTarget* sc_new_target(const std::string& state, int nfd, uint32_t kidx);
+  void sc_handle(ScTarget* t, const void* notif);  // one notification: in-flight slot, then answer
+  // seccomp_keeper.cc
+  bool attach_keeper();  // connected to cfg.seccomp_keeper
+  void on_sc_keeper();
+  void detach_keeper(bool hand_back);
+  void keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd);  // SFK_STEERED
+  void keeper_unsteered(Listener* l);                                               // SFK_UNSTEERED
+  bool sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now);  // true: done (taken over or given up)
+  void sc_adopt_pending(int64_t now);
+  int sc_claim_slot(ScTarget* t, const void* notif);
+  void sc_release_slot(int slot);
+  Listener* take_over_steered(Container* c, uint32_t vip, uint16_t port, int steered_fd, int real, int* app_end, int* err);
 };
 
 // Per-connection debug logging: arguments are not even evaluated unless cfg.debug is set.

@@ -274,6 +274,7 @@ void Engine::dispatch(Ev* ev, uint32_t events) {
     case EV_SC_NOTIFY: on_sc_notify(static_cast<ScTarget*>(ev->owner), events); break;
     case EV_SC_OUT: on_sc_out(static_cast<ScOut*>(ev->owner)); break;
     case EV_SC_ACCEPT: on_sc_accept(static_cast<ScAccept*>(ev->owner)); break;
+    case EV_SC_KEEPER: on_sc_keeper(); break;
     case EV_REAL:
       if (events & EPOLLIN) on_real_accept(static_cast<Channel*>(ev->owner));
       break;

@@ -183,6 +183,7 @@ void Engine::remove_listener(Listener* l, bool emit) {
 
 void Engine::drop_listener(Listener* l, bool emit) {
   unsteer(l);
+  keeper_unsteered(l);
   table.erase(addr_key(l->vip, l->port));
   dec(ctr.listeners);
   SF_DLOG("listener %s:%u removed", ip_str(l->vip).c_str(), l->port);

@@ -25,8 +25,11 @@
 //     SECCOMP_USER_NOTIF_FLAG_CONTINUE, i.e. the kernel runs the call as if nothing were here.
 // The target's memory (the sockaddr) is read through /proc/PID/mem after checking
 // SECCOMP_IOCTL_NOTIF_ID_VALID, so the pid still names the process that made the call.
-// If the broker dies, the kernel fails the held notifications and, since nobody listens on the
-// filter any more, every later notified call of those processes with ENOSYS (documented in README).
+// With slimfast-seccomp-keeper (seccomp_keeper.cc) the notify fds outlive the broker: the keeper
+// owns cfg.seccomp_path, answers while no broker is attached and hands everything to the next one.
+// Without it (the agent listening on cfg.seccomp_path itself), a broker's death fails the held
+// notifications and, nobody listening on the filter any more, every later notified call of those
+// processes with ENOSYS.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
@@ -291,12 +294,6 @@ int take_accepted(int end, sf_msg* m) {
 
 Error Engine::open_seccomp() {
   if (cfg.seccomp_path.empty()) return Error{};
-  sockaddr_un a{};
-  a.sun_family = AF_UNIX;
-  const std::string& path = cfg.seccomp_path;
-  if (path.size() >= sizeof a.sun_path)
-    return Error{ENAMETOOLONG, "seccomp socket path \"" + path + "\" is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes"};
-  memcpy(a.sun_path, path.c_str(), path.size() + 1);
   if (!sc_notif_size) {
     seccomp_notif_sizes sz{};
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) == 0) {
@@ -307,6 +304,17 @@ Error Engine::open_seccomp() {
       sc_resp_size = sizeof(seccomp_notif_resp);
     }
   }
+  if (!cfg.seccomp_keeper.empty() && attach_keeper()) return Error{};
+  return listen_seccomp();
+}
+
+Error Engine::listen_seccomp() {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  const std::string& path = cfg.seccomp_path;
+  if (path.size() >= sizeof a.sun_path)
+    return Error{ENAMETOOLONG, "seccomp socket path \"" + path + "\" is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes"};
+  memcpy(a.sun_path, path.c_str(), path.size() + 1);
   auto fail = [&](const char* what, int fd) {
     int e = errno;
     close_fd(fd);
@@ -336,6 +344,7 @@ Error Engine::open_seccomp() {
 }
 
 void Engine::close_seccomp() {
+  if (sc_keeper.fd >= 0) detach_keeper(true);  // the keeper answers from now on
   while (!sc_targets.empty()) kill_sc_target(sc_targets.back());
   while (!sc_conns.empty()) kill_sc_conn(sc_conns.back());
   if (sc_listen.fd >= 0) {
@@ -417,31 +426,52 @@ void Engine::sc_state(ScConn* sc) {
   }
   int nfd = sc->fds[size_t(st.seccomp_index)];
   sc->fds.erase(sc->fds.begin() + st.seccomp_index);
+  sc_new_target(sc->buf, nfd, 0);
+  kill_sc_conn(sc);
+}
+
+ScTarget* Engine::sc_new_target(const std::string& state, int nfd, uint32_t kidx) {
+  State st;
+  if (!parse_state(state, &st) || st.metadata.empty()) {
+    if (ratelimit(11)) logf(LOG_WARN, "seccomp: a state without %s: dropped", st.metadata.empty() ? "metadata (the container id)" : "valid JSON");
+    close_fd(nfd);
+    return nullptr;
+  }
   ScTarget* t = new (std::nothrow) ScTarget;
   if (!t) {
     close_fd(nfd);
-    return kill_sc_conn(sc);
+    return nullptr;
   }
   t->id = st.metadata;
   t->pid = int(st.pid);
+  t->kidx = kidx;
   t->ev.fd = nfd;
   set_nonblock(nfd, true);
   if (!ep_add(t->ev, EPOLLIN)) {
     logf(LOG_WARN, "seccomp: epoll_ctl for the notify fd of %s: %s", t->id.c_str(), strerror(errno));
     close_fd(nfd);
     delete t;
-    return kill_sc_conn(sc);
+    return nullptr;
   }
   sc_targets.push_back(t);
   inc(ctr.seccomp_fds);
   SF_DLOG("seccomp: notify fd for container %s (pid %d)", t->id.c_str(), t->pid);
-  kill_sc_conn(sc);
+  return t;
+}
+
+void Engine::sc_handle(ScTarget* t, const void* notif) {
+  sc_cur_slot = sc_claim_slot(t, notif);
+  sc_notification(t, notif);
+  if (sc_cur_slot >= 0) sc_release_slot(sc_cur_slot);  // answered (or the caller is gone)
+  sc_cur_slot = -1;
 }
 
 void Engine::kill_sc_target(ScTarget* t) {
   if (t->dead) return;
   // Held notifications: CONTINUE (the engine stops; with processes gone it simply fails).
   while (!t->outs.empty()) sc_fail(t->outs.back());
+  for (auto& a : t->adopt) close_fd(a.real_fd);
+  t->adopt.clear();
   // Held accepts: ECONNABORTED (a server retries; CONTINUE would hand it a raw steered connection).
   while (!t->accepts.empty()) {
     ScAccept* a = t->accepts.back();
@@ -488,7 +518,7 @@ void Engine::on_sc_notify(ScTarget* t, uint32_t events) {
         if (ratelimit(11)) logf(LOG_WARN, "seccomp: receive for %s: %s", t->id.c_str(), strerror(errno));
         break;
       }
-      sc_notification(t, buf);
+      sc_handle(t, buf);
     }
   }
   if (!t->dead && (events & (EPOLLHUP | EPOLLERR)) && !(events & EPOLLIN)) {
@@ -583,6 +613,8 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   o->dport = dport;
   o->sport = bound_port ? bound_port : next_src_port();
   o->local = k == DEST_STEERED_LOCAL;
+  o->slot = sc_cur_slot;  // answered later: its in-flight slot goes with it
+  sc_cur_slot = -1;
   t->outs.push_back(o);
   inc(ctr.seccomp_pending);
 
@@ -776,6 +808,7 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   if (sink) sink->listener(true, l->vip, l->port, c->id);
   SF_DLOG("seccomp: listen %s:%u (%s): steered", ip_str(l->vip).c_str(), l->port, c->id.c_str());
   if (!sc_respond(t, id, 0, false)) return;
+  if (t->kidx) keeper_steered(t, l, tg, tfd, ch->real.fd);
   t->steered[ino] = ScTarget::SteeredFd{l->vip, l->port};
   ScTarget::Swapped sw{ino, bound, 0, port, 0, true};
   t->swapped[(uint64_t(uint32_t(tg)) << 32) | uint32_t(tfd)] = sw;
@@ -840,6 +873,8 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
   a->addr = addr;
   a->lenp = lenp;
   a->check_at = now_ms() + kAcceptCheckMs;
+  a->slot = sc_cur_slot;
+  sc_cur_slot = -1;
   a->ev.fd = copy;
   if (!ep_add(a->ev, EPOLLIN)) {
     close_fd(copy);
@@ -969,6 +1004,8 @@ void Engine::sc_drop_accept(ScAccept* a) {
   close_fd(a->ev.fd);
   a->ev.fd = -1;
   erase_one(a->t->accepts, a);
+  sc_release_slot(a->slot);
+  a->slot = -1;
   dec(ctr.seccomp_accepts_held);
   bury(a);
 }
@@ -993,6 +1030,8 @@ void Engine::sc_drop_out(ScOut* o) {
   close_fd(o->copy_fd);
   o->copy_fd = -1;
   erase_one(o->t->outs, o);
+  sc_release_slot(o->slot);
+  o->slot = -1;
   dec(ctr.seccomp_pending);
   bury(o);
 }
@@ -1076,6 +1115,7 @@ void Engine::sc_finish(ScOut* o) {
 }
 
 void Engine::expire_seccomp(int64_t now) {
+  sc_adopt_pending(now);
   for (size_t i = 0; i < sc_conns.size();) {
     ScConn* sc = sc_conns[i];
     if (sc->deadline <= now) kill_sc_conn(sc); else i++;
@@ -1113,9 +1153,14 @@ int64_t Engine::sc_next_deadline() const {
   for (const ScTarget* x : sc_targets)
     for (const ScOut* o : x->outs)
       if (o->in_epoll && (t < 0 || o->deadline < t)) t = o->deadline;
-  for (const ScTarget* x : sc_targets)
+  for (const ScTarget* x : sc_targets) {
     for (const ScAccept* a : x->accepts)
       if (t < 0 || a->check_at < t) t = a->check_at;
+    if (!x->adopt.empty()) {  // retried every 100 ms until its container is registered
+      int64_t soon = now_ms() + 100;
+      if (t < 0 || soon < t) t = soon;
+    }
+  }
   return t;
 }
 

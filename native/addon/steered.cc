@@ -179,30 +179,30 @@ static bool is_steered_socket(int fd, uint32_t host_ip, uint16_t port) {
          sockaddr_ip(ss, &p) == host_ip && p == port;
 }
 
-// SF_STEER_AGAIN: a process kept its steered listener while no broker ran (this one took the state
-// over from one that died). The socket is still in the reserved port's reuseport group, which now
-// runs this broker's program: give it a slot again, and the process a new channel.
-void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
-  Container* c = pc->c;
-  auto fail = [&](int32_t status) {
-    for (int i = 0; i < nfds; i++) close_fd(fds[i]);
-    reply(pc, req.seq, SF_LISTEN_OK, status, -1);
+// A steered listener a process kept while no broker ran (this one took the state over from one
+// that died): the socket is still in the reserved port's reuseport group, which now runs this
+// broker's program. It gets a slot again and a new channel (with `real`, when given, as the plain
+// clients' socket; it is the listener's then). nullptr and *err on failure; steered_fd is the
+// caller's either way (the application holds its own copy).
+Listener* Engine::take_over_steered(Container* c, uint32_t vip, uint16_t port, int steered_fd, int real, int* app_end,
+                                    int* err) {
+  *app_end = -1;
+  auto fail = [&](int e) -> Listener* {
+    close_fd(real);
+    *err = e;
+    return nullptr;
   };
   if (!steering()) return fail(EOPNOTSUPP);
-  if (nfds < 1 || nfds > 2) return fail(EINVAL);
-  uint32_t vip = ntohl(req.vip_a);
-  uint16_t port = ntohs(req.port_a);
-  if (vip == 0) vip = c->ip;
-  if (vip != c->ip || port == 0) return fail(EINVAL);
   // Only a socket this host's brokers made: bound to the reserved port, in its group.
-  if (!is_steered_socket(fds[0], cfg.host_ip, uint16_t(ctr.port.load()))) return fail(EINVAL);
+  if (!is_steered_socket(steered_fd, cfg.host_ip, uint16_t(ctr.port.load()))) return fail(EINVAL);
   if (Listener* old = find_listener(vip, port)) {
     if (old->steer_slot > 0 && !keep_steered(old)) remove_listener(old, true);
     else return fail(EADDRINUSE);
   }
   struct stat st;
-  if (fstat(fds[0], &st) < 0 || !guard->protect(fds[0])) return fail(errno ? errno : EPERM);
-  int slot = steer->add(htonl(vip), htons(port), fds[0]);
+  errno = 0;
+  if (fstat(steered_fd, &st) < 0 || !guard->protect(steered_fd)) return fail(errno ? errno : EPERM);
+  int slot = steer->add(htonl(vip), htons(port), steered_fd);
   if (slot < 0) return fail(errno ? errno : ENOSPC);
   Listener* l = new (std::nothrow) Listener;
   if (!l) {
@@ -214,20 +214,17 @@ void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds)
   l->c = c;
   l->steer_slot = slot;
   l->steer_ino = st.st_ino;
-  int real = nfds == 2 ? fds[1] : -1;
-  int app_end = -1;
-  Channel* ch = open_channel(l, c, real, &app_end);
+  Channel* ch = open_channel(l, c, real, app_end);
   if (!ch && real >= 0) {  // without the plain clients' socket, then
     close_fd(real);
     real = -1;
-    ch = open_channel(l, c, -1, &app_end);
+    ch = open_channel(l, c, -1, app_end);
   }
   if (!ch) {
     steer->remove(htonl(vip), htons(port), slot);
     delete l;
-    close_fd(fds[0]);
-    reply(pc, req.seq, SF_LISTEN_OK, ENOMEM, -1);
-    return;
+    *err = ENOMEM;
+    return nullptr;
   }
   table.emplace(addr_key(vip, port), l);
   inc(ctr.listeners);
@@ -237,9 +234,30 @@ void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds)
   if (sink) sink->listener(true, vip, port, c->id);
   SF_DLOG("steered listener %s:%u (%s) taken over%s", ip_str(vip).c_str(), port, c->id.c_str(),
           real >= 0 ? ", with a socket for plain clients" : "");
+  return l;
+}
+
+// SF_STEER_AGAIN: the preload's steered listener after a broker restart.
+void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
+  Container* c = pc->c;
+  auto fail = [&](int32_t status) {
+    for (int i = 0; i < nfds; i++) close_fd(fds[i]);
+    reply(pc, req.seq, SF_LISTEN_OK, status, -1);
+  };
+  if (nfds < 1 || nfds > 2) return fail(EINVAL);
+  uint32_t vip = ntohl(req.vip_a);
+  uint16_t port = ntohs(req.port_a);
+  if (vip == 0) vip = c->ip;
+  if (vip != c->ip || port == 0) return fail(EINVAL);
+  int app_end = -1, err = 0;
+  Listener* l = take_over_steered(c, vip, port, fds[0], nfds == 2 ? fds[1] : -1, &app_end, &err);
+  close_fd(fds[0]);  // the application holds it; the group and the slot keep referring to it
+  if (!l) {
+    reply(pc, req.seq, SF_LISTEN_OK, err, -1);
+    return;
+  }
   reply(pc, req.seq, SF_LISTEN_OK, 0, app_end, vip, port, 0, 0, SF_LISTEN_STEERED);
   close_fd(app_end);
-  close_fd(fds[0]);  // the application holds it; the group and the slot keep referring to it
 }
 
 void Engine::unsteer(Listener* l) {

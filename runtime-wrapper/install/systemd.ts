@@ -39,6 +39,10 @@ RuntimeDirectory=slimfast
 RuntimeDirectoryMode=0755
 RuntimeDirectoryPreserve=yes
 KillSignal=SIGTERM
+# Stop and restart the broker only: slimfast-seccomp-keeper, which it starts in this cgroup, keeps
+# seccomp containers' notify fds meanwhile (killing it would leave those containers without
+# connect()); it exits by itself once no container uses it.
+KillMode=process
 TimeoutStopSec=15
 LimitNOFILE=1048576
 

@@ -2,7 +2,7 @@
 // (native/addon/seccomp_agent.cc) through a linux.seccomp rule SCMP_ACT_NOTIFY, so that programs the
 // preload does not reach (statically linked ones) get host connections to SlimFast destinations too;
 // listen(), accept() and accept4() too, so that such servers get kernel-steered listeners.
-// runc sends the filter's notify fd to listenerPath (the broker's STATE_DIR/seccomp.sock) with
+// runc sends the filter's notify fd to listenerPath (STATE_DIR/seccomp.sock: slimfast-seccomp-keeper, which passes it to the broker) with
 // listenerMetadata, the id the container is registered with.
 //
 // The container's own profile is kept. Without one, the profile is {defaultAction: SCMP_ACT_ALLOW,
