@@ -113,6 +113,11 @@ export function buildRegistry(src: MetricsSource): Registry {
   engineCounter(reg, src, 'slimfast_connect_failures_total', 'Cross-host connects that failed or timed out (then fell back)', one('connect_failures'));
   engineCounter(reg, src, 'slimfast_pool_hits_total', 'Connects served from a pool of pre-established host connections (no broker round trip)', one('pool_taken'));
   engineCounter(reg, src, 'slimfast_pool_stocked_total', 'Pre-established host connections pushed into pools', one('pool_stocked'));
+  engineCounter(reg, src, 'slimfast_seccomp_notifications_total',
+    'Seccomp notifications of opted-in containers answered by the agent: result="handed" a host connection put in place of a connect, "accepted" a connection handed to an accept, "listener" a steered listener set up at listen, "continued" let through unchanged',
+    (c) => [[{ result: 'handed' }, c.seccomp_handed], [{ result: 'accepted' }, c.seccomp_accepted], [{ result: 'listener' }, c.seccomp_listeners], [{ result: 'continued' }, c.seccomp_continued]]);
+  engineGauge(reg, src, 'slimfast_seccomp_notify_fds', 'Seccomp notify fds the agent serves (one per container process tree)', 'seccomp_fds');
+  engineGauge(reg, src, 'slimfast_seccomp_keeper_attached', '1 while the agent is attached to slimfast-seccomp-keeper (notify fds survive a broker restart)', 'seccomp_keeper');
   engineCounter(reg, src, 'slimfast_steered_total', 'Reserved-port connections the kernel put straight into the listening app', one('steered'));
   engineGauge(reg, src, 'slimfast_pool_size', 'Pooled host connections held for processes (not yet taken) or being connected', 'pooled');
   engineGauge(reg, src, 'slimfast_pools', 'Pools (one per process and peer)', 'pools');

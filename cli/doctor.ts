@@ -516,6 +516,25 @@ async function launcherCheck(runcOk: boolean): Promise<CheckResult> {
   return ok(name, `${file} passes runc's commands through`);
 }
 
+/** The seccomp keeper (native/keeper): without it a broker restart leaves seccomp containers
+ *  without connect(); whether one serves this state dir (its socket answers). */
+async function keeperCheck(layout: { seccompKeeperSocket: string }): Promise<CheckResult> {
+  const name = 'seccomp-keeper';
+  const file = installPaths().seccompKeeper;
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+  } catch (err) {
+    return warn(name, `${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : errMsg(err)}: containers on the seccomp path (io.slimfast.seccomp=true) lose connect() when their broker restarts`,
+      'build it: make -C native/keeper (or npm run build:native)');
+  }
+  const r = await execa(file, [], { reject: false, timeout: 5000, stdin: 'ignore' });
+  if (r.exitCode !== 2 || !/^usage: slimfast-seccomp-keeper /m.test(String(r.stderr))) {
+    return fail(name, `${file} does not run here (${r.timedOut ? 'no answer in 5 s' : `exit ${r.exitCode ?? r.signal}`})`, 'rebuild it for this machine: make -C native/keeper');
+  }
+  const serving = fs.existsSync(layout.seccompKeeperSocket);
+  return ok(name, `${file} runs${serving ? `; one serves ${layout.seccompKeeperSocket}` : ' (the broker starts it)'}`);
+}
+
 async function preloadCheck(): Promise<CheckResult> {
   const name = 'preload';
   const file = installPaths().preload;
@@ -667,6 +686,7 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
     bounded('config', configCheck),
     runc,
     bounded('slimfast-runc', async () => launcherCheck((await runc).status === 'ok')),
+    bounded('seccomp-keeper', () => keeperCheck(layout)),
     bounded('state-dir', () =>
       stateDirCheck(layout.dir, {
         dir: pathFacts(layout.dir),

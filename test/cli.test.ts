@@ -16,11 +16,12 @@ test('paths --json names existing files of this install', async (t) => {
   const r = await cli(['paths', '--json']);
   t.is(r.exitCode, 0);
   const p = JSON.parse(r.stdout) as Record<string, string>;
-  t.deepEqual(Object.keys(p).sort(), ['addon', 'cli', 'hook', 'preload', 'runc']);
+  t.deepEqual(Object.keys(p).sort(), ['addon', 'cli', 'hook', 'preload', 'runc', 'seccompKeeper']);
   for (const v of Object.values(p)) t.true(path.isAbsolute(v));
   t.true(fs.existsSync(p.cli));
   t.true(fs.existsSync(p.preload), 'the preload library is built');
   t.true(fs.existsSync(p.addon), 'the addon is built');
+  t.true(fs.existsSync(p.seccompKeeper), 'the seccomp keeper is built');
 });
 
 test('usage errors exit 2 and say what is wrong', async (t) => {

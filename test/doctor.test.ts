@@ -43,7 +43,7 @@ interface Report {
 }
 
 const NAMES = ['node', 'privileges', 'kernel', 'tcp-fastopen', 'addon', 'bpf-steering', 'preload', 'tools', 'config', 'runc', 'slimfast-runc',
-  'state-dir', 'broker', 'reserved-port', 'etcd', 'cluster-key'];
+  'seccomp-keeper', 'state-dir', 'broker', 'reserved-port', 'etcd', 'cluster-key'];
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfdoctor-'));
 const scratch = tmp();
@@ -264,7 +264,7 @@ test.serial('on this machine everything needed is there: exit 0, every check lis
   t.true(r.report!.ok);
   t.deepEqual(r.report!.checks.map((c) => c.name), NAMES);
   for (const c of r.report!.checks) t.true(['ok', 'warn', 'skip'].includes(c.status), `${c.name}: ${c.status} ${c.detail}`);
-  for (const name of ['node', 'privileges', 'addon', 'bpf-steering', 'preload', 'runc', 'slimfast-runc', 'state-dir', 'reserved-port']) t.is(r.get(name).status, 'ok', name);
+  for (const name of ['node', 'privileges', 'addon', 'bpf-steering', 'preload', 'runc', 'slimfast-runc', 'seccomp-keeper', 'state-dir', 'reserved-port']) t.is(r.get(name).status, 'ok', name);
   t.regex(r.get('runc').detail, /runc version/);
   t.is(r.get('etcd').status, 'skip');
   t.is(r.get('broker').status, 'skip');

@@ -81,6 +81,8 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.is(before.h1.get('slimfast_peers'), 1);
     t.is(before.h1.get('slimfast_peers_synced'), 1);
     t.false(before.h1.has('slimfast_etcd_up'), 'no etcd state without --etcd');
+    t.is(before.h1.get('slimfast_seccomp_keeper_attached'), 1, 'the seccomp agent is attached to its keeper');
+    t.is(before.h1.get('slimfast_seccomp_notifications_total', { result: 'handed' }), 0);
     t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^membership static: 1 peer\(s\), 1 in sync$/m);
 
     const N = 25;

@@ -53,6 +53,7 @@
   X(seccomp_accepts_held) /* gauge: blocking accept() notifications waiting for a connection */ \
   X(seccomp_accepts_ended) /* of those, dropped unanswered: the caller was interrupted (signal) or gone */ \
   X(seccomp_taken_over) /* steered listeners of seccomp targets taken over after a broker restart */ \
+  X(seccomp_keeper)   /* gauge: 1 while attached to slimfast-seccomp-keeper                   */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

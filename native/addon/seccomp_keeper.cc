@@ -113,6 +113,7 @@ void Engine::detach_keeper(bool hand_back) {
   ep_del(sc_keeper);
   close_fd(sc_keeper.fd);
   sc_keeper.fd = -1;
+  ctr.seccomp_keeper.store(0);
   if (sc_slots) munmap(sc_slots, SFK_SLOTS * sizeof(sfk_slot));
   sc_slots = nullptr;
   sc_free_slots.clear();
@@ -172,6 +173,7 @@ void Engine::on_sc_keeper() {
         sc_free_slots.clear();
         for (int i = SFK_SLOTS - 1; i >= 0; i--) sc_free_slots.push_back(i);
         sc_keeper_hello = true;
+        ctr.seccomp_keeper.store(1);
         logf(LOG_INFO, "seccomp: attached to the keeper at %s", cfg.seccomp_keeper.c_str());
         break;
       }
