@@ -371,7 +371,16 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
   t.true((await topo.overlayPackets(h2)).tx > o2.tx, 'over the overlay (the keeper let the connects through)');
   const refused = await lab.exec('rsrv', [STATIC, '127.0.0.1', '9', '-n', '1', '-t', '5', '-c', '1'], { timeout: 30_000 });
   t.regex(parseConnrate(refused.stdout).first_error ?? '', /refused/i, 'a connect to nothing is refused (not ENOSYS)');
-  step('host 2 broker down: static connects answered by the keeper');
+  // The blocking server keeps serving: the keeper answers its accepts with the connections that
+  // come (over the overlay now that host 1 has lost host 2's listener table, or still steered).
+  const before = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('accept ')).length;
+  r = await connrate('rcli', c2.ip, R_BLOCK_PORT, 10);
+  t.is(r.errors, 0, `to the static server while its broker is down: ${r.first_error}`);
+  t.is(r.conns, 10);
+  const during = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('accept ')).slice(before);
+  t.is(during.length, 10, 'accepted by the server, its accepts answered by the keeper');
+  t.true(during.every((l) => l.includes(`from=${c1.ip}:`)), `with the client's address\n${during.slice(0, 3).join('\n')}`);
+  step('host 2 broker down: static connects answered by the keeper, the static server served by it');
 
   // (2) Restarted, the broker gets the notify fds, takes the two steered listeners over and
   // answers the accept held since before the crash.

@@ -9,9 +9,11 @@
 // keeper running on in its own session. It exits by itself once no broker has been attached and no
 // container has used it for IDLE_EXIT_MS.
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +33,7 @@
 #include <unistd.h>
 
 #include "../include/slimfast_keeper.h"
+#include "../include/slimfast_wire.h"
 
 #define IDLE_EXIT_MS 10000
 #define RUNC_TIMEOUT_MS 5000
@@ -38,7 +41,7 @@
 #define MAX_TARGETS 4096
 #define MAX_RUNC 64
 
-enum { K_RUNC_LISTEN = 1, K_BROKER_LISTEN, K_BROKER, K_RUNC, K_NOTIFY };
+enum { K_RUNC_LISTEN = 1, K_BROKER_LISTEN, K_BROKER, K_RUNC, K_NOTIFY, K_HELD };
 
 struct target {
   int nfd;  // -1: free
@@ -52,10 +55,11 @@ struct steered {  // a steered listener's record (see SFK_STEERED)
   struct sfk_msg m;
 };
 
-struct held {
+struct held {  // an accept() on a steered listener, answered when a connection comes
   int used;
   uint32_t idx;
   unsigned char notif[SFK_NOTIF_MAX];
+  int lfd, rfd;  // copies of the program's steered socket and of the container-side one (or -1)
 };
 
 struct runc_conn {
@@ -130,41 +134,174 @@ static struct target *target_by_idx(uint32_t idx) {
   return NULL;
 }
 
-// Whether fd `fd` of process `pid` is a steered listener the broker registered for target idx.
-static int is_steered_fd(uint32_t idx, int pid, int fd) {
+static struct steered *steered_of(uint32_t idx, int pid, int fd) {
   char path[64];
   struct stat st;
   snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, fd);
-  if (stat(path, &st) < 0) return 0;
+  if (stat(path, &st) < 0) return NULL;
   for (size_t i = 0; i < nsteer; i++)
-    if (steer[i].real_fd >= 0 && steer[i].m.idx == idx && steer[i].m.ino == (uint64_t)st.st_ino) return 1;
-  return 0;
+    if (steer[i].real_fd >= 0 && steer[i].m.idx == idx && steer[i].m.ino == (uint64_t)st.st_ino) return &steer[i];
+  return NULL;
 }
 
-static int hold(uint32_t idx, const void *notif) {
+static int tgid_of(int tid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", tid);
+  FILE *f = fopen(path, "re");
+  if (!f) return -1;
+  int tgid = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "Tgid: %d", &tgid) == 1) break;
+  fclose(f);
+  return tgid;
+}
+
+static void unwatch_held(struct held *h) {
+  if (h->lfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, h->lfd, NULL);
+  if (h->rfd >= 0) epoll_ctl(ep, EPOLL_CTL_DEL, h->rfd, NULL);
+  close_fd(&h->lfd);
+  close_fd(&h->rfd);
+}
+
+static void drop_held(struct held *h) {
+  unwatch_held(h);
+  h->used = 0;
+}
+
+static struct held *new_held(uint32_t idx, const void *notif) {
   for (size_t i = 0; i < nheld; i++)
     if (!held[i].used) {
       held[i].used = 1;
       held[i].idx = idx;
+      held[i].lfd = held[i].rfd = -1;
       memcpy(held[i].notif, notif, notif_size);
-      return 1;
+      return &held[i];
     }
   struct held *h = realloc(held, (nheld + 16) * sizeof *held);
-  if (!h) return 0;
+  if (!h) return NULL;
   memset(h + nheld, 0, 16 * sizeof *held);
   held = h;
   nheld += 16;
-  return hold(idx, notif);
+  return new_held(idx, notif);
 }
 
-// No broker: accept() on a steered listener waits for the next one (the kernel would hand the
-// program a connection still carrying its SlimFast header); everything else runs as if no filter
-// were there (connections then take the container's own interface, the overlay).
+static void respond_error(int nfd, uint64_t id, int err) {
+  unsigned char buf[256];
+  memset(buf, 0, sizeof buf);
+  struct seccomp_notif_resp *r = (struct seccomp_notif_resp *)buf;
+  r->id = id;
+  r->error = -err;
+  while (ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {
+  }
+}
+
+// The 48-byte header a steered connection starts with (in its SYN, else shortly after).
+static int read_hdr(int fd, struct sf_hdr *h) {
+  size_t got = 0;
+  int64_t deadline = now_ms() + 100;
+  while (got < sizeof *h) {
+    ssize_t n = recv(fd, (char *)h + got, sizeof *h - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += (size_t)n;
+      continue;
+    }
+    if (n == 0 || (errno != EINTR && errno != EAGAIN)) return 0;
+    int64_t left = deadline - now_ms();
+    if (left <= 0) return 0;
+    struct pollfd p = {fd, POLLIN, 0};
+    poll(&p, 1, (int)left);
+  }
+  return ntohl(h->magic) == SF_HDR_MAGIC && h->version == SF_HDR_VERSION;
+}
+
+// A connection for a held accept: from the steered socket (its header names the virtual peer)
+// or from the container-side socket (an overlay client: its own address). 1: answered (or the
+// caller is gone), 0: nothing queued.
+static int serve_held(struct held *h) {
+  struct target *t = target_by_idx(h->idx);
+  const struct seccomp_notif *n = (const struct seccomp_notif *)h->notif;
+  if (!t || !id_valid(t->nfd, n->id)) return 1;
+  int flags = n->data.nr == __NR_accept4 ? (int)n->data.args[3] : 0;
+  for (int k = 0; k < 16; k++) {
+    int from = -1;
+    struct pollfd p[2] = {{h->lfd, POLLIN, 0}, {h->rfd, POLLIN, 0}};
+    if (poll(p, 2, 0) <= 0) return 0;
+    from = (p[0].revents & POLLIN) ? h->lfd : (p[1].revents & POLLIN) ? h->rfd : -1;
+    if (from < 0) return 0;
+    int conn = accept4(from, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (conn < 0) continue;
+    struct sockaddr_in peer = {.sin_family = AF_INET};
+    if (from == h->lfd) {
+      struct sf_hdr hdr;
+      if (!read_hdr(conn, &hdr) || hdr.type == SF_HDR_DOORBELL) {
+        close(conn);
+        continue;
+      }
+      peer.sin_addr.s_addr = hdr.src_vip;
+      peer.sin_port = hdr.src_port;
+    } else {
+      socklen_t pl = sizeof peer;
+      getpeername(conn, (struct sockaddr *)&peer, &pl);
+    }
+    if (!(flags & SOCK_NONBLOCK)) fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) & ~O_NONBLOCK);
+    uint64_t addr = n->data.args[1], lenp = n->data.args[2];
+    if (addr && lenp) {  // the peer's address into the caller's buffer, as the kernel writes it
+      char path[64];
+      snprintf(path, sizeof path, "/proc/%u/mem", n->pid);
+      int mfd = open(path, O_RDWR | O_CLOEXEC);
+      socklen_t len = 0, full = sizeof peer;
+      int ok = mfd >= 0 && id_valid(t->nfd, n->id) && pread(mfd, &len, sizeof len, (off_t)lenp) == (ssize_t)sizeof len && (int)len >= 0;
+      size_t w = len < sizeof peer ? len : sizeof peer;
+      ok = ok && (!w || pwrite(mfd, &peer, w, (off_t)addr) == (ssize_t)w) && pwrite(mfd, &full, sizeof full, (off_t)lenp) == (ssize_t)sizeof full;
+      if (mfd >= 0) close(mfd);
+      if (!ok) {
+        close(conn);
+        respond_error(t->nfd, n->id, EFAULT);
+        return 1;
+      }
+    }
+    struct seccomp_notif_addfd add = {.id = n->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)conn,
+                                      .newfd_flags = (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0};
+    int rc;
+    do rc = ioctl(t->nfd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
+    while (rc < 0 && errno == EINTR);
+    close(conn);
+    if (rc < 0 && errno != ENOENT) respond_error(t->nfd, n->id, errno);
+    return 1;
+  }
+  return 0;
+}
+
+// accept() on a steered listener while no broker is attached: answered with the next connection
+// either of its sockets gets (the kernel's accept would hand over the steered ones with their
+// header still in front). Returns 0 when it is no such accept.
+static int hold_accept(struct target *t, const void *raw) {
+  const struct seccomp_notif *n = raw;
+  if (n->data.nr != __NR_accept && n->data.nr != __NR_accept4) return 0;
+  struct steered *s = steered_of(t->idx, (int)n->pid, (int)n->data.args[0]);
+  if (!s) return 0;
+  struct held *h = new_held(t->idx, raw);
+  if (!h) {
+    respond_error(t->nfd, n->id, ECONNABORTED);
+    return 1;
+  }
+  uint32_t i = (uint32_t)(h - held);
+  int tg = tgid_of((int)n->pid);
+  int pfd = tg > 0 ? (int)syscall(SYS_pidfd_open, tg, 0) : -1;
+  h->lfd = pfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pfd, (int)n->data.args[0], 0) : -1;
+  if (pfd >= 0) close(pfd);
+  h->rfd = fcntl(s->real_fd, F_DUPFD_CLOEXEC, 0);
+  if (h->lfd >= 0) ep_set(EPOLL_CTL_ADD, h->lfd, EPOLLIN, K_HELD, i);
+  if (h->rfd >= 0) ep_set(EPOLL_CTL_ADD, h->rfd, EPOLLIN, K_HELD, i);
+  if (serve_held(h)) drop_held(h);
+  return 1;
+}
+
+// No broker: accept() on a steered listener is served here (hold_accept); everything else runs
+// as if no filter were there (connections then take the container's own interface, the overlay).
 static void serve_detached(struct target *t, const void *raw) {
   const struct seccomp_notif *n = raw;
-  int acc = n->data.nr == __NR_accept || n->data.nr == __NR_accept4;
-  if (acc && is_steered_fd(t->idx, (int)n->pid, (int)n->data.args[0]) && id_valid(t->nfd, n->id) && hold(t->idx, raw))
-    return;
+  if (!id_valid(t->nfd, n->id) || hold_accept(t, raw)) return;
   respond_continue(t->nfd, n->id);
 }
 
@@ -188,7 +325,7 @@ static void on_notify(struct target *t, uint32_t events) {
     for (size_t i = 0; i < nsteer; i++)
       if (steer[i].real_fd >= 0 && steer[i].m.idx == t->idx) close_fd(&steer[i].real_fd);
     for (size_t i = 0; i < nheld; i++)
-      if (held[i].used && held[i].idx == t->idx) held[i].used = 0;
+      if (held[i].used && held[i].idx == t->idx) drop_held(&held[i]);
     epoll_ctl(ep, EPOLL_CTL_DEL, t->nfd, NULL);
     close_fd(&t->nfd);
     free(t->state);
@@ -246,8 +383,7 @@ static void detach(const char *why) {
     const struct seccomp_notif *n = (const struct seccomp_notif *)s->notif;
     struct target *t = target_by_idx(s->idx);
     if (t && id_valid(t->nfd, n->id)) {
-      int acc = n->data.nr == __NR_accept || n->data.nr == __NR_accept4;
-      if (acc && is_steered_fd(t->idx, (int)n->pid, (int)n->data.args[0]) && hold(t->idx, s->notif)) {
+      if (hold_accept(t, s->notif)) {
         kept++;
       } else {
         respond_continue(t->nfd, n->id);
@@ -305,13 +441,13 @@ static void attach(int fd) {
     if (held[i].used) {
       struct target *t = target_by_idx(held[i].idx);
       if (!t || !id_valid(t->nfd, ((struct seccomp_notif *)held[i].notif)->id)) {
-        held[i].used = 0;
+        drop_held(&held[i]);
         continue;
       }
       struct sfk_msg h = msg_of(SFK_HELD, held[i].idx);
       h.len = (uint16_t)notif_size;
       ok = send_msg(broker, &h, held[i].notif, notif_size, -1) >= 0;
-      if (ok) held[i].used = 0, nh++;  // the broker answers it now
+      if (ok) drop_held(&held[i]), nh++;  // the broker answers it now
     }
   if (ok) {
     m = msg_of(SFK_READY, 0);
@@ -640,6 +776,9 @@ int main(int argc, char **argv) {
         case K_RUNC:
           if (k < MAX_RUNC && runcs[k].fd >= 0) on_runc(&runcs[k]);
           break;
+        case K_HELD:
+          if (k < nheld && held[k].used && serve_held(&held[k])) drop_held(&held[k]);
+          break;
         case K_NOTIFY:
           if (k < MAX_TARGETS && targets[k].nfd >= 0) on_notify(&targets[k], evs[i].events);
           break;
@@ -659,7 +798,7 @@ int main(int argc, char **argv) {
       for (size_t i = 0; i < nheld; i++)  // a signal ended the call: its restart is a new notification
         if (held[i].used) {
           struct target *t = target_by_idx(held[i].idx);
-          if (!t || !id_valid(t->nfd, ((struct seccomp_notif *)held[i].notif)->id)) held[i].used = 0;
+          if (!t || !id_valid(t->nfd, ((struct seccomp_notif *)held[i].notif)->id)) drop_held(&held[i]);
         }
     }
     if (busy) idle_since = now;
