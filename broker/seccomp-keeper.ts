@@ -15,7 +15,8 @@ export interface KeeperStart {
   note: string;
 }
 
-export function startSeccompKeeper(layout: StateLayout, binary = installPaths().seccompKeeper): KeeperStart {
+/** SLIMFAST_SECCOMP_KEEPER names another build of the keeper (the tests run its sanitizer build). */
+export function startSeccompKeeper(layout: StateLayout, binary = process.env.SLIMFAST_SECCOMP_KEEPER || installPaths().seccompKeeper): KeeperStart {
   if (!fs.existsSync(binary)) {
     return { note: `seccomp keeper ${binary} is missing (run \`npm run build:native\`): seccomp containers lose SlimFast until they restart if this broker restarts` };
   }

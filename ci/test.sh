@@ -12,7 +12,7 @@ npx tsc -p tsconfig.json
 make -s -C native/preload all sanitize tests
 make -s -C bench/clients
 make -s -C native/launcher
-make -s -C native/keeper
+make -s -C native/keeper all sanitize
 [ -f build/Release/slimfast_addon.node ] || npx node-gyp rebuild --silent
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

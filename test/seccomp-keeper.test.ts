@@ -14,6 +14,8 @@ import { installPaths } from '../broker/paths.js';
 
 const run = promisify(execFile);
 const KEEPER = installPaths().seccompKeeper;
+// The same program built with ASan + UBSan (make -C native/keeper sanitize); reports go to files.
+const KEEPER_SAN = `${KEEPER}-san`;
 
 // A broker's side of the link, in Python (Node has no SOCK_SEQPACKET): connect, read one
 // datagram, print its type and whether a memfd came with it, then wait for `hold` seconds.
@@ -76,9 +78,13 @@ test('usage errors and a path too long for a socket: a message and a non-zero ex
   t.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.sock')), [], 'no socket left');
 });
 
-test('one keeper per state dir; garbage from "runc" is dropped; a broker gets the in-flight table first and a second one is refused; idle, it exits and removes its sockets', async (t) => {
+const lifecycle = test.macro(async (t, keeper: string) => {
   t.timeout(60_000);
+  t.true(fs.existsSync(keeper), `${keeper} is missing: make -C native/keeper all sanitize`);
   const dir = tmpDir(t);
+  const sanLog = path.join(dir, 'san');
+  const run = (file: string, args: string[]) => promisify(execFile)(file, args, { env: { ...process.env, ASAN_OPTIONS: `log_path=${sanLog}:detect_leaks=1`, UBSAN_OPTIONS: `log_path=${sanLog}:print_stacktrace=1` } });
+  const KEEPER = keeper;
   const runcSock = path.join(dir, 'seccomp.sock');
   const brokerSock = path.join(dir, 'seccomp-keeper.sock');
   const logFile = path.join(dir, 'keeper.log');
@@ -123,7 +129,12 @@ test('one keeper per state dir; garbage from "runc" is dropped; a broker gets th
   t.false(fs.existsSync(runcSock));
   t.false(fs.existsSync(brokerSock));
   t.regex(fs.readFileSync(logFile, 'utf8'), /exiting: nothing to keep/);
+  const reports = fs.readdirSync(dir).filter((f) => f.startsWith('san'));
+  t.deepEqual(reports, [], reports.map((f) => fs.readFileSync(path.join(dir, f), 'utf8')).join('\n').slice(0, 3000));
 });
+
+test('one keeper per state dir; garbage from "runc" is dropped; a broker gets the in-flight table first and a second one is refused; idle, it exits and removes its sockets', lifecycle, KEEPER);
+test('the same under ASan and UBSan, with no report', lifecycle, KEEPER_SAN);
 
 test('SIGTERM with no container state held: it exits at once', async (t) => {
   const dir = tmpDir(t);

@@ -30,6 +30,15 @@ const CONNS = 100;
 
 let topo: Topology | undefined;
 const policyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-seccomp-'));
+// The brokers start the keeper's ASan + UBSan build (make -C native/keeper sanitize), which writes
+// any report under policyDir; the restart test checks there is none.
+const KEEPER_SAN = `${installPaths().seccompKeeper}-san`;
+const SAN_LOG = path.join(policyDir, 'keeper-san');
+if (fs.existsSync(KEEPER_SAN)) {
+  process.env.SLIMFAST_SECCOMP_KEEPER = KEEPER_SAN;
+  process.env.ASAN_OPTIONS = `log_path=${SAN_LOG}:detect_leaks=0`;
+  process.env.UBSAN_OPTIONS = `log_path=${SAN_LOG}:print_stacktrace=1`;
+}
 
 test.after.always(async () => {
   await topo?.destroy();
@@ -438,4 +447,14 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
   }
   await topo.waitFor(async () => !(await topo!.status(h2)).listeners.some((l: { port: number }) => l.port === R_BLOCK_PORT), 10_000, 'the listeners to go with the container');
   await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_fds === 0, 10_000, 'the notify fds to be closed');
+  t.true(fs.existsSync(KEEPER_SAN), `${KEEPER_SAN} is missing: make -C native/keeper sanitize`);
+  t.true(fs.readFileSync(`/proc/${keeperPid(h2)}/maps`, 'utf8').includes('libasan'), 'the keeper running is the sanitizer build');
+  const reports = fs.readdirSync(policyDir).filter((f) => f.startsWith('keeper-san'));
+  t.deepEqual(reports, [], reports.map((f) => fs.readFileSync(path.join(policyDir, f), 'utf8')).join('\n').slice(0, 3000));
 });
+
+/** The keeper serving h's state dir (its pid from its log). */
+function keeperPid(h: { stateDir: string }): number {
+  const m = [...fs.readFileSync(path.join(h.stateDir, 'seccomp-keeper.log'), 'utf8').matchAll(/slimfast-seccomp-keeper\[(\d+)\]/g)];
+  return Number(m[m.length - 1][1]);
+}
