@@ -175,6 +175,7 @@ const BLOCK_PORT = 7400;
 const POLL_PORT = 7401;
 const CLOSE_PORT = 7402;
 const PRELOADED_PORT = 7403;
+const V6_PORT = 7404;  // an AF_INET6 dual-stack listener on [::], as Go's net.Listen makes it
 
 test.serial('a static server in a runc container annotated io.slimfast.seccomp=true: steered listeners through the seccomp agent', async (t) => {
   t.timeout(120_000);
@@ -201,7 +202,7 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
   const kill = `/bin/timeout -s KILL 300`;
   const srvBundle = annotate(makeBundle(path.join(topo.dir, 'bundle-ssrv'), {
     ...rootfs,
-    args: ['/bin/sh', '-c', `${kill} ${ECHOD} ${PRELOADED_PORT} & ${kill} ${server} ${POLL_PORT} poll & ${kill} ${server} ${CLOSE_PORT} block 1 & exec ${kill} ${server} ${BLOCK_PORT} block`],
+    args: ['/bin/sh', '-c', `${kill} ${ECHOD} ${PRELOADED_PORT} & ${kill} ${server} ${V6_PORT} poll6 & ${kill} ${server} ${POLL_PORT} poll & ${kill} ${server} ${CLOSE_PORT} block 1 & exec ${kill} ${server} ${BLOCK_PORT} block`],
     netns: c2.netnsPath,
   }));
   const cliBundle = annotate(makeBundle(path.join(topo.dir, 'bundle-scli'), { ...rootfs, args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'], netns: c1.netnsPath }));
@@ -209,15 +210,16 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
   const s0 = await topo.counters(h2);
   const srv = await lab.run(h2, 'ssrv', srvBundle);
   const out = path.join(topo.dir, `${srv.id}.out`);
-  for (const port of [BLOCK_PORT, POLL_PORT, CLOSE_PORT, PRELOADED_PORT]) await topo.waitListener(c2.ip, port, 15_000);
+  for (const port of [BLOCK_PORT, POLL_PORT, CLOSE_PORT, PRELOADED_PORT, V6_PORT]) await topo.waitListener(c2.ip, port, 15_000);
   await lab.run(h1, 'scli', cliBundle);
   step('static servers listening on host 2');
   const s1 = await topo.counters(h2);
-  t.is(s1.seccomp_listeners - s0.seccomp_listeners, 3, 'each static listen() got a steered host socket from the agent');
-  t.is(s1.steered_listeners - s0.steered_listeners, 4, 'and the preloaded echod its own, through the preload');
+  t.is(s1.seccomp_listeners - s0.seccomp_listeners, 4, 'each static listen() (IPv6 dual-stack too) got a steered host socket from the agent');
+  t.is(s1.steered_listeners - s0.steered_listeners, 5, 'and the preloaded echod its own, through the preload');
   const listening = fs.readFileSync(out, 'utf8');
   for (const port of [BLOCK_PORT, POLL_PORT, CLOSE_PORT])
     t.regex(listening, new RegExp(`^listening ${port} local=0\\.0\\.0\\.0:${port} peer=ENOTCONN pid=\\d+$`, 'm'), 'getsockname/getpeername of the listener as the kernel answers them');
+  t.regex(listening, new RegExp(`^listening ${V6_PORT} local=\\[::\\]:${V6_PORT} peer=ENOTCONN pid=\\d+$`, 'm'), 'and of the IPv6 one, in its family');
   // The two blocking servers wait in accept(): held notifications.
   await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_accepts_held - s0.seccomp_accepts_held === 2, 5_000, 'two accepts to be held');
   // A signal ends a held accept (its notification id turns invalid; SA_RESTART makes a new one):
@@ -239,7 +241,7 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
   // and the preloaded client to the polling one: every connection steered in and handed over by
   // the agent on host 2.
   let total = 0;
-  for (const [client, port] of [[STATIC, BLOCK_PORT], [CONNRATE, POLL_PORT], [STATIC, POLL_PORT], [CONNRATE, BLOCK_PORT], [STATIC, PRELOADED_PORT]] as const) {
+  for (const [client, port] of [[STATIC, BLOCK_PORT], [CONNRATE, POLL_PORT], [STATIC, POLL_PORT], [CONNRATE, BLOCK_PORT], [STATIC, PRELOADED_PORT], [STATIC, V6_PORT], [CONNRATE, V6_PORT]] as const) {
     const a = await topo.counters(h2);
     const x = await lab.exec('scli', [client, c2.ip, String(port), '-n', '100', '-t', '10', '-c', '4'], { timeout: 30_000 });
     t.is(x.exitCode, 0, `${x.stdout}\n${x.stderr}\n${fs.readFileSync(h2.daemonLog, 'utf8').slice(-3000)}`);
@@ -256,13 +258,22 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
   }
   t.deepEqual(await topo.overlayPackets(h1), o1, 'VXLAN device on host 1 carried no packets');
   t.deepEqual(await topo.overlayPackets(h2), o2, 'VXLAN device on host 2 carried no packets');
-  const accepts = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('accept '));
-  t.is(accepts.length, total);
+  const all = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('accept '));
+  t.is(all.length, total);
+  const accepts = all.filter((l) => !l.includes('['));
   const re = /^accept from=([\d.]+):(\d+) len=16 peer=([\d.]+):(\d+) local=([\d.]+):(\d+)$/;
   t.true(accepts.every((l) => {
     const m = re.exec(l);
     return m !== null && m[1] === c1.ip && m[3] === c1.ip && m[2] === m[4] && m[5] === c2.ip && [BLOCK_PORT, POLL_PORT].includes(Number(m[6]));
   }), `accept's address, getpeername and getsockname: the virtual ones\n${accepts.slice(0, 5).join('\n')}`);
+  // The IPv6 listener's: sockaddr_in6 with the IPv4-mapped virtual addresses, as the kernel gives them.
+  const v6 = all.filter((l) => l.includes('['));
+  t.is(v6.length, 200);
+  const re6 = /^accept from=\[::ffff:([\d.]+)\]:(\d+) len=28 peer=\[::ffff:([\d.]+)\]:(\d+) local=\[::ffff:([\d.]+)\]:(\d+)$/;
+  t.true(v6.every((l) => {
+    const m = re6.exec(l);
+    return m !== null && m[1] === c1.ip && m[3] === c1.ip && m[2] === m[4] && m[5] === c2.ip && Number(m[6]) === V6_PORT;
+  }), `IPv6 listener: accept's address, getpeername and getsockname\n${v6.slice(0, 5).join('\n')}`);
 
   // (2) The peer the server sees is the client's own view of its address.
   const p1 = await lab.exec('scli', [peername, c2.ip, String(BLOCK_PORT)], { timeout: 30_000 });
@@ -273,17 +284,21 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
 
   // (3) A client not on SlimFast, over the overlay: the broker's copy of the app's socket takes it,
   // a doorbell wakes the server, and the agent hands it over from the listener's channel.
-  const a3 = await topo.counters(h2);
-  const script = `import socket\ns = socket.create_connection(("${c2.ip}", ${BLOCK_PORT}), timeout=10)\ns.sendall(b"plain")\nbuf = b""\nwhile len(buf) < 5:\n    c = s.recv(5 - len(buf))\n    if not c: break\n    buf += c\nprint("%s:%d %s" % (s.getsockname() + (buf.decode(),)))\n`;
-  const x3 = await topo.exec(c1, ['python3', '-c', script], { slimfast: false, timeout: 30_000 });
-  t.is(x3.exitCode, 0, x3.stderr);
-  const [plainLocal, echoed] = x3.stdout.trim().split(' ');
-  t.is(echoed, 'plain');
-  const b3 = await topo.counters(h2);
-  t.is(b3.plain_accepts - a3.plain_accepts, 1, `a plain accept (${d(a3, b3, names)})`);
-  t.is(b3.doorbells - a3.doorbells, 1, 'announced by a doorbell');
-  t.is(b3.seccomp_accepted - a3.seccomp_accepted, 1, 'handed over by the agent');
-  await topo.waitFor(async () => fs.readFileSync(out, 'utf8').includes(`peer=${plainLocal} local=${c2.ip}:${BLOCK_PORT}`), 5_000, 'the server to log the plain client');
+  for (const port of [BLOCK_PORT, V6_PORT]) {
+    const a3 = await topo.counters(h2);
+    const script = `import socket\ns = socket.create_connection(("${c2.ip}", ${port}), timeout=10)\ns.sendall(b"plain")\nbuf = b""\nwhile len(buf) < 5:\n    c = s.recv(5 - len(buf))\n    if not c: break\n    buf += c\nprint("%s:%d %s" % (s.getsockname() + (buf.decode(),)))\n`;
+    const x3 = await topo.exec(c1, ['python3', '-c', script], { slimfast: false, timeout: 30_000 });
+    t.is(x3.exitCode, 0, x3.stderr);
+    const [plainLocal, echoed] = x3.stdout.trim().split(' ');
+    t.is(echoed, 'plain');
+    const b3 = await topo.counters(h2);
+    t.is(b3.plain_accepts - a3.plain_accepts, 1, `:${port}: a plain accept (${d(a3, b3, names)})`);
+    t.is(b3.doorbells - a3.doorbells, 1, 'announced by a doorbell');
+    t.is(b3.seccomp_accepted - a3.seccomp_accepted, 1, 'handed over by the agent');
+    const [pip, pport] = plainLocal.split(':');
+    const logged = port === V6_PORT ? `peer=[::ffff:${pip}]:${pport} local=[::ffff:${c2.ip}]:${port}` : `peer=${plainLocal} local=${c2.ip}:${port}`;
+    await topo.waitFor(async () => fs.readFileSync(out, 'utf8').includes(logged), 5_000, `the server to log the plain client (${logged})`);
+  }
   step('plain client through the doorbell');
 
   // (4) A listener the server closes goes away (the sweep sees its steered socket's slot empty).
@@ -310,7 +325,7 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
 // steered listener; the restarted broker gets the fds back, takes the steered listeners over and
 // answers the held accept, and connections go through the agent again.
 const R_BLOCK_PORT = 7500;
-const R_POLL_PORT = 7501;
+const R_POLL_PORT = 7501;  // an IPv6 dual-stack listener
 const R_ECHO_PORT = 7520;
 
 test.serial('a broker restart under seccomp containers: the keeper keeps their notify fds, the new broker takes them over', async (t) => {
@@ -336,7 +351,7 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
   const kill = `/bin/timeout -s KILL 300`;
   const srvBundle = annotate(makeBundle(path.join(topo.dir, 'bundle-rsrv'), {
     ...rootfs,
-    args: ['/bin/sh', '-c', `${kill} ${server} ${R_POLL_PORT} poll & exec ${kill} ${server} ${R_BLOCK_PORT} block`],
+    args: ['/bin/sh', '-c', `${kill} ${server} ${R_POLL_PORT} poll6 & exec ${kill} ${server} ${R_BLOCK_PORT} block`],
     netns: c2.netnsPath,
   }));
   // The client container also serves (a preloaded echod), for connects from host 2 while its broker is down.
@@ -421,7 +436,9 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
     t.true(now.tx - before.tx <= 4 && now.rx - before.rx <= 4, `VXLAN on ${h.ns} (nearly) flat after the restart: ${JSON.stringify(before)} -> ${JSON.stringify(now)}`);
   }
   const accepts = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.startsWith('accept '));
-  t.true(accepts.slice(-40).every((l) => l.includes(`from=${c1.ip}:`) && l.includes(`peer=${c1.ip}:`)), 'virtual peers after the restart');
+  t.true(accepts.slice(-40).every((l) => l.includes(`from=${c1.ip}:`) || l.includes(`from=[::ffff:${c1.ip}]:`)), 'virtual peers after the restart');
+  t.is(accepts.slice(-40).filter((l) => l.includes(`peer=[::ffff:${c1.ip}]:`) && l.includes(`local=[::ffff:${c2.ip}]:${R_POLL_PORT}`)).length, 20,
+    'the IPv6 listener taken over answers in its family');
   step('connections through the restarted broker');
 
   // (3) The client host's broker stops (SIGTERM: it hands its notify fds back to the keeper) and

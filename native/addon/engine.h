@@ -230,12 +230,14 @@ struct ScTarget : Obj {
     uint32_t lip, rip;  // host order
     uint16_t lport, rport;
     bool listener = false;  // a steered listener: getpeername is ENOTCONN
+    bool v6 = false;        // the program's socket is AF_INET6 (dual-stack): addresses as ::ffff:a.b.c.d
   };
   std::unordered_map<uint64_t, Swapped> swapped;
   // Steered host sockets the agent put on listening fds, by inode: the listener's address.
   struct SteeredFd {
     uint32_t vip;  // host order
     uint16_t port;
+    bool v6 = false;  // listened on as an AF_INET6 dual-stack socket
   };
   std::unordered_map<uint64_t, SteeredFd> steered;
   std::vector<ScAccept*> accepts;  // held accept() notifications (blocking listeners)
@@ -596,7 +598,7 @@ struct Engine {
   bool attach_keeper();  // connected to cfg.seccomp_keeper
   void on_sc_keeper();
   void detach_keeper(bool hand_back);
-  void keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd);  // SFK_STEERED
+  void keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6);  // SFK_STEERED
   void keeper_unsteered(Listener* l);                                               // SFK_UNSTEERED
   bool sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now);  // true: done (taken over or given up)
   void sc_adopt_pending(int64_t now);

@@ -239,6 +239,29 @@ bool has_preload(int pid) {
   return found;
 }
 
+// The address as the kernel would write it for the program's socket: sockaddr_in, or for an
+// AF_INET6 (dual-stack) one sockaddr_in6 with ::ffff:a.b.c.d (:: for the any address).
+socklen_t program_sockaddr(bool v6, uint32_t ip, uint16_t port, sockaddr_storage* out) {
+  memset(out, 0, sizeof *out);
+  if (!v6) {
+    auto* s = reinterpret_cast<sockaddr_in*>(out);
+    s->sin_family = AF_INET;
+    s->sin_addr.s_addr = htonl(ip);
+    s->sin_port = htons(port);
+    return sizeof(sockaddr_in);
+  }
+  auto* s = reinterpret_cast<sockaddr_in6*>(out);
+  s->sin6_family = AF_INET6;
+  s->sin6_port = htons(port);
+  if (ip) {
+    s->sin6_addr.s6_addr[10] = 0xff;
+    s->sin6_addr.s6_addr[11] = 0xff;
+    uint32_t n = htonl(ip);
+    memcpy(&s->sin6_addr.s6_addr[12], &n, 4);
+  }
+  return sizeof(sockaddr_in6);
+}
+
 bool id_valid(int nfd, uint64_t id) {
   uint64_t v = id;
   return ioctl(nfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &v) == 0;
@@ -671,12 +694,9 @@ void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
   if (valid && (!lenp || pread(mfd, &len, sizeof len, off_t(lenp)) != ssize_t(sizeof len))) err = EFAULT;
   if (valid && !err && int(len) < 0) err = EINVAL;
   if (valid && !err) {
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(peer ? it->second.rip : it->second.lip);
-    sa.sin_port = htons(peer ? it->second.rport : it->second.lport);
-    size_t k = std::min<size_t>(len, sizeof sa);
-    socklen_t full = sizeof sa;
+    sockaddr_storage sa;
+    socklen_t full = program_sockaddr(it->second.v6, peer ? it->second.rip : it->second.lip, peer ? it->second.rport : it->second.lport, &sa);
+    size_t k = std::min<size_t>(len, full);
     if ((k && (!addr || pwrite(mfd, &sa, k, off_t(addr)) != ssize_t(k))) ||
         pwrite(mfd, &full, sizeof full, off_t(lenp)) != ssize_t(sizeof full))
       err = EFAULT;
@@ -718,14 +738,22 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
     socklen_t ol = sizeof v;
     return getsockopt(copy, level, name, &v, &ol) == 0 ? v : -1;
   };
-  sockaddr_in self{}, peer{};
+  // IPv4, or IPv6 dual-stack (IPV6_V6ONLY off) bound to :: or ::ffff:a.b.c.d, as Go's
+  // net.Listen("tcp", ":port") makes it.
+  sockaddr_storage self{}, peer{};
   socklen_t sl = sizeof self, pl = sizeof peer;
-  bool ok = opt(SOL_SOCKET, SO_DOMAIN) == AF_INET && opt(SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
+  int dom = opt(SOL_SOCKET, SO_DOMAIN);
+  bool v6 = dom == AF_INET6;
+  bool ok = (dom == AF_INET || (v6 && opt(IPPROTO_IPV6, IPV6_V6ONLY) == 0)) && opt(SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
             opt(SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP && opt(SOL_SOCKET, SO_ACCEPTCONN) == 0 &&
             getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 &&
-            getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 && self.sin_family == AF_INET;
-  uint32_t bound = ntohl(self.sin_addr.s_addr);
-  uint16_t port = ntohs(self.sin_port);
+            getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 && self.ss_family == dom;
+  if (ok && v6) {
+    const in6_addr& a6 = reinterpret_cast<const sockaddr_in6*>(&self)->sin6_addr;
+    ok = IN6_IS_ADDR_UNSPECIFIED(&a6) || IN6_IS_ADDR_V4MAPPED(&a6);  // a real IPv6 address: not ours
+  }
+  uint16_t port = 0;
+  uint32_t bound = sockaddr_ip(self, &port);
   // Loopback, another address, or not bound yet (listen() picks a port): the kernel's listen.
   if (!ok || port == 0 || (bound != 0 && bound != c->ip)) {
     close_fd(copy);
@@ -808,9 +836,9 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   if (sink) sink->listener(true, l->vip, l->port, c->id);
   SF_DLOG("seccomp: listen %s:%u (%s): steered", ip_str(l->vip).c_str(), l->port, c->id.c_str());
   if (!sc_respond(t, id, 0, false)) return;
-  if (t->kidx) keeper_steered(t, l, tg, tfd, ch->real.fd);
-  t->steered[ino] = ScTarget::SteeredFd{l->vip, l->port};
-  ScTarget::Swapped sw{ino, bound, 0, port, 0, true};
+  if (t->kidx) keeper_steered(t, l, tg, tfd, ch->real.fd, v6);
+  t->steered[ino] = ScTarget::SteeredFd{l->vip, l->port, v6};
+  ScTarget::Swapped sw{ino, bound, 0, port, 0, true, v6};
   t->swapped[(uint64_t(uint32_t(tg)) << 32) | uint32_t(tfd)] = sw;
 }
 
@@ -906,10 +934,13 @@ int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, u
     if (int(len) < 0) return answer(EINVAL);
   }
   Channel* ch = nullptr;
-  if (auto it = t->steered.find(ino); it != t->steered.end())
+  bool v6 = false;
+  if (auto it = t->steered.find(ino); it != t->steered.end()) {
+    v6 = it->second.v6;
     if (Listener* l = find_listener(it->second.vip, it->second.port); l && l->steer_ino == ino)
       for (Channel* x : l->chans)
         if (x->held_end >= 0) ch = x;
+  }
   for (int i = 0; i < 64; i++) {
     // The listener's file is the application's (blocking or not): accept only what is there.
     pollfd p{lfd, POLLIN, 0};
@@ -947,12 +978,9 @@ int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, u
     }
     set_nonblock(conn, (flags & SOCK_NONBLOCK) != 0);
     if (addr) {
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_addr.s_addr = htonl(rip);
-      sa.sin_port = htons(rport);
-      size_t k = std::min<size_t>(len, sizeof sa);
-      socklen_t full = sizeof sa;
+      sockaddr_storage sa;
+      socklen_t full = program_sockaddr(v6, rip, rport, &sa);
+      size_t k = std::min<size_t>(len, full);
       if ((k && pwrite(mfd, &sa, k, off_t(addr)) != ssize_t(k)) ||
           pwrite(mfd, &full, sizeof full, off_t(lenp)) != ssize_t(sizeof full)) {
         reset_close(conn);
@@ -979,7 +1007,7 @@ int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, u
     }
     struct stat st;
     if (steered && fstat(conn, &st) == 0) {
-      ScTarget::Swapped sw{uint64_t(st.st_ino), lip, rip, lport, rport, false};
+      ScTarget::Swapped sw{uint64_t(st.st_ino), lip, rip, lport, rport, false, v6};
       t->swapped[(uint64_t(uint32_t(tgid)) << 32) | uint32_t(rc)] = sw;
     }
     close_fd(conn);

@@ -217,7 +217,7 @@ void Engine::on_sc_keeper() {
   }
 }
 
-void Engine::keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd) {
+void Engine::keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6) {
   l->sc_kidx = t->kidx;
   l->sc_ino = l->steer_ino;
   if (sc_keeper.fd < 0 || real_fd < 0) return;
@@ -229,6 +229,7 @@ void Engine::keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int rea
   m.vip = l->vip;
   m.port = l->port;
   m.ino = l->steer_ino;
+  m.flags = v6 ? SFK_F_V6 : 0;
   if (!send_k(sc_keeper.fd, m, real_fd) && ratelimit(11))
     logf(LOG_WARN, "seccomp: telling the keeper of %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
 }
@@ -266,9 +267,10 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
     close_fd(copy);
     return forget("the process closed it");
   }
-  sockaddr_in self{};
+  sockaddr_storage self{};
   socklen_t sl = sizeof self;
-  uint32_t bound = getsockname(a.real_fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? ntohl(self.sin_addr.s_addr) : 0;
+  uint32_t bound = getsockname(a.real_fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? sockaddr_ip(self, nullptr) : 0;
+  bool v6 = (m.flags & SFK_F_V6) != 0;
   int app_end = -1, err = 0;
   int real = fcntl(a.real_fd, F_DUPFD_CLOEXEC, 0);
   Listener* l = real >= 0 ? take_over_steered(cit->second, m.vip, m.port, copy, real, &app_end, &err) : nullptr;
@@ -289,8 +291,8 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   }
   l->sc_kidx = t->kidx;
   l->sc_ino = m.ino;
-  t->steered[m.ino] = ScTarget::SteeredFd{m.vip, m.port};
-  ScTarget::Swapped sw{m.ino, bound, 0, m.port, 0, true};
+  t->steered[m.ino] = ScTarget::SteeredFd{m.vip, m.port, v6};
+  ScTarget::Swapped sw{m.ino, bound, 0, m.port, 0, true, v6};
   t->swapped[(uint64_t(m.tgid) << 32) | uint32_t(m.tfd)] = sw;
   inc(ctr.seccomp_taken_over);
   logf(LOG_INFO, "seccomp: steered listener %s:%u of %s taken over", ip_str(m.vip).c_str(), m.port, t->id.c_str());

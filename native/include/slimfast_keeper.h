@@ -21,6 +21,7 @@
 #define SFK_SLOTS 1024        /* in-flight table entries */
 #define SFK_NOTIF_MAX 128     /* room for struct seccomp_notif (80 bytes on 6.x) */
 #define SFK_STATE_MAX (1u << 20)
+#define SFK_F_V6 1u /* the program listens on an AF_INET6 dual-stack socket (addresses ::ffff:a.b.c.d) */
 
 enum sfk_type {
   /* keeper -> broker, first: the in-flight table (a memfd of SFK_SLOTS struct sfk_slot). */
@@ -49,7 +50,7 @@ struct sfk_msg {
   int32_t tfd;
   uint32_t vip; /* host order */
   uint16_t port;
-  uint16_t pad;
+  uint16_t flags; /* SFK_STEERED: SFK_F_V6 */
   uint32_t pad2;
   uint64_t ino;
 };

@@ -60,6 +60,7 @@ struct held {  // an accept() on a steered listener, answered when a connection 
   uint32_t idx;
   unsigned char notif[SFK_NOTIF_MAX];
   int lfd, rfd;  // copies of the program's steered socket and of the container-side one (or -1)
+  int v6;        // an AF_INET6 (dual-stack) listener: the peer as ::ffff:a.b.c.d
 };
 
 struct runc_conn {
@@ -230,18 +231,32 @@ static int serve_held(struct held *h) {
     if (from < 0) return 0;
     int conn = accept4(from, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (conn < 0) continue;
-    struct sockaddr_in peer = {.sin_family = AF_INET};
+    struct sockaddr_storage peer;
+    memset(&peer, 0, sizeof peer);
+    socklen_t full = sizeof peer;
     if (from == h->lfd) {
       struct sf_hdr hdr;
       if (!read_hdr(conn, &hdr) || hdr.type == SF_HDR_DOORBELL) {
         close(conn);
         continue;
       }
-      peer.sin_addr.s_addr = hdr.src_vip;
-      peer.sin_port = hdr.src_port;
-    } else {
-      socklen_t pl = sizeof peer;
-      getpeername(conn, (struct sockaddr *)&peer, &pl);
+      if (h->v6) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&peer;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = hdr.src_port;
+        a6->sin6_addr.s6_addr[10] = a6->sin6_addr.s6_addr[11] = 0xff;
+        memcpy(&a6->sin6_addr.s6_addr[12], &hdr.src_vip, 4);
+        full = sizeof *a6;
+      } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&peer;
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = hdr.src_vip;
+        a4->sin_port = hdr.src_port;
+        full = sizeof *a4;
+      }
+    } else if (getpeername(conn, (struct sockaddr *)&peer, &full) < 0) {
+      close(conn);  // reset meanwhile
+      continue;
     }
     if (!(flags & SOCK_NONBLOCK)) fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) & ~O_NONBLOCK);
     uint64_t addr = n->data.args[1], lenp = n->data.args[2];
@@ -249,9 +264,9 @@ static int serve_held(struct held *h) {
       char path[64];
       snprintf(path, sizeof path, "/proc/%u/mem", n->pid);
       int mfd = open(path, O_RDWR | O_CLOEXEC);
-      socklen_t len = 0, full = sizeof peer;
+      socklen_t len = 0;
       int ok = mfd >= 0 && id_valid(t->nfd, n->id) && pread(mfd, &len, sizeof len, (off_t)lenp) == (ssize_t)sizeof len && (int)len >= 0;
-      size_t w = len < sizeof peer ? len : sizeof peer;
+      size_t w = len < full ? len : full;
       ok = ok && (!w || pwrite(mfd, &peer, w, (off_t)addr) == (ssize_t)w) && pwrite(mfd, &full, sizeof full, (off_t)lenp) == (ssize_t)sizeof full;
       if (mfd >= 0) close(mfd);
       if (!ok) {
@@ -286,6 +301,7 @@ static int hold_accept(struct target *t, const void *raw) {
     return 1;
   }
   uint32_t i = (uint32_t)(h - held);
+  h->v6 = (s->m.flags & SFK_F_V6) != 0;
   int tg = tgid_of((int)n->pid);
   int pfd = tg > 0 ? (int)syscall(SYS_pidfd_open, tg, 0) : -1;
   h->lfd = pfd >= 0 ? (int)syscall(SYS_pidfd_getfd, pfd, (int)n->data.args[0], 0) : -1;

@@ -1,9 +1,11 @@
 /* static_echo: an echo server to build statically (the seccomp agent's server-side test program).
  *
- *   static_echo PORT block|poll [CLOSE_AFTER]
+ *   static_echo PORT block|poll|block6|poll6 [CLOSE_AFTER]
  *
- * Listens on 0.0.0.0:PORT; block: a blocking accept() loop; poll: a non-blocking listener, poll()
- * and accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) until EAGAIN. Every connection gets a thread that
+ * Listens on 0.0.0.0:PORT (block6/poll6: an AF_INET6 dual-stack socket on [::]:PORT, as Go's
+ * net.Listen makes it); block: a blocking accept() loop; poll: a non-blocking listener, poll()
+ * and accept4(SOCK_NONBLOCK | SOCK_CLOEXEC) until EAGAIN. Addresses print as IP:PORT, IPv6 ones
+ * as [IP]:PORT. Every connection gets a thread that
  * echoes until EOF. It prints (flushed) one line for the listener
  *   listening PORT local=IP:PORT peer=ERRNO-NAME pid=PID
  * and one for each connection
@@ -29,10 +31,17 @@ static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_usr1(int sig) { (void)sig; }
 
-static const char *fmt(const struct sockaddr_in *a, char *buf, size_t n) {
-  char ip[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
-  snprintf(buf, n, "%s:%u", ip, ntohs(a->sin_port));
+static const char *fmt(const struct sockaddr_storage *ss, char *buf, size_t n) {
+  char ip[INET6_ADDRSTRLEN];
+  if (ss->ss_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+    snprintf(buf, n, "[%s]:%u", ip, ntohs(a->sin6_port));
+  } else {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    snprintf(buf, n, "%s:%u", ip, ntohs(a->sin_port));
+  }
   return buf;
 }
 
@@ -53,10 +62,10 @@ out:
   return NULL;
 }
 
-static void serve(int c, const struct sockaddr_in *from, socklen_t len) {
-  struct sockaddr_in p, l;
+static void serve(int c, const struct sockaddr_storage *from, socklen_t len) {
+  struct sockaddr_storage p, l;
   socklen_t pl = sizeof p, ll = sizeof l;
-  char a[64], b[64], d[64];
+  char a[80], b[80], d[80];
   memset(&p, 0, sizeof p);
   memset(&l, 0, sizeof l);
   getpeername(c, (struct sockaddr *)&p, &pl);
@@ -77,11 +86,12 @@ static void serve(int c, const struct sockaddr_in *from, socklen_t len) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3 || (strcmp(argv[2], "block") && strcmp(argv[2], "poll"))) {
-    fprintf(stderr, "usage: %s PORT block|poll [CLOSE_AFTER]\n", argv[0]);
+  if (argc < 3 || (strcmp(argv[2], "block") && strcmp(argv[2], "poll") && strcmp(argv[2], "block6") && strcmp(argv[2], "poll6"))) {
+    fprintf(stderr, "usage: %s PORT block|poll|block6|poll6 [CLOSE_AFTER]\n", argv[0]);
     return 2;
   }
-  int nonblock = !strcmp(argv[2], "poll");
+  int nonblock = !strncmp(argv[2], "poll", 4);
+  int v6 = argv[2][strlen(argv[2]) - 1] == '6';
   /* SIGUSR1 interrupts a blocking accept (restarted: SA_RESTART). */
   struct sigaction sg;
   memset(&sg, 0, sizeof sg);
@@ -89,20 +99,31 @@ int main(int argc, char **argv) {
   sg.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &sg, NULL);
   long close_after = argc > 3 ? atol(argv[3]) : 0;
-  int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
-  int one = 1;
+  int ls = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+  int one = 1, zero = 0;
   setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  struct sockaddr_in sa;
+  struct sockaddr_storage sa;
   memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons((uint16_t)atoi(argv[1]));
-  if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 128) < 0) {
+  socklen_t salen;
+  if (v6) {
+    setsockopt(ls, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sa;
+    a6->sin6_family = AF_INET6;
+    a6->sin6_port = htons((uint16_t)atoi(argv[1]));
+    salen = sizeof *a6;
+  } else {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&sa;
+    a4->sin_family = AF_INET;
+    a4->sin_port = htons((uint16_t)atoi(argv[1]));
+    salen = sizeof *a4;
+  }
+  if (bind(ls, (struct sockaddr *)&sa, salen) < 0 || listen(ls, 128) < 0) {
     perror("bind/listen");
     return 1;
   }
-  struct sockaddr_in l, p;
+  struct sockaddr_storage l, p;
   socklen_t ll = sizeof l, pl = sizeof p;
-  char a[64];
+  char a[80];
   memset(&l, 0, sizeof l);
   getsockname(ls, (struct sockaddr *)&l, &ll);
   int perr = getpeername(ls, (struct sockaddr *)&p, &pl) == 0 ? 0 : errno;
@@ -119,7 +140,7 @@ int main(int argc, char **argv) {
       }
     }
     for (;;) {
-      struct sockaddr_in from;
+      struct sockaddr_storage from;
       memset(&from, 0, sizeof from);
       socklen_t len = sizeof from;
       int c = nonblock ? accept4(ls, (struct sockaddr *)&from, &len, SOCK_NONBLOCK | SOCK_CLOEXEC)
