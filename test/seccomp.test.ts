@@ -457,6 +457,17 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
   t.is((await topo.counters(h1)).seccomp_handed - k.seccomp_handed, r.conns, 'host 1: every connect through the new broker\'s agent');
   step('host 1 broker stopped and started: connects through its agent');
 
+  // (4) The keeper itself dies: the broker keeps the notify fds it has and listens on
+  // seccomp.sock itself, so a process exec'd afterwards still gets the agent.
+  process.kill(keeperPid(h1), 'SIGKILL');
+  await topo.waitFor(async () => /the keeper at .* is gone/.test(fs.readFileSync(h1.daemonLog, 'utf8')), 5_000, 'the broker to notice the keeper gone');
+  const k4 = await topo.counters(h1);
+  t.is(k4.seccomp_keeper, 0, 'no keeper attached');
+  r = await connrate('rcli', c2.ip, R_BLOCK_PORT);
+  t.is(r.errors, 0, r.first_error);
+  t.is((await topo.counters(h1)).seccomp_handed - k4.seccomp_handed, r.conns, 'a process exec\'d after the keeper died: through the agent');
+  step('host 1 keeper killed: the broker serves seccomp.sock itself');
+
   for (const name of ['rcli', 'rsrv']) {
     t.is((await lab.kill(name)).exitCode, 0);
     await lab.waitStopped(name);

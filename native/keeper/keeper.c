@@ -28,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -427,6 +428,11 @@ static void attach(int fd) {
   }
   int sz = 4 << 20;  // a state of up to SFK_STATE_MAX in one datagram
   setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof sz);
+  // Blocking sends, bounded: the hand-over of many containers may fill the socket while the
+  // broker reads; a broker that stops reading for 2 s counts as gone.
+  struct timeval tv = {2, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   mem_fd = (int)syscall(SYS_memfd_create, "slimfast-inflight", MFD_CLOEXEC);
   if (mem_fd < 0 || ftruncate(mem_fd, SFK_SLOTS * sizeof *slots) < 0 ||
       (slots = mmap(NULL, SFK_SLOTS * sizeof *slots, PROT_READ | PROT_WRITE, MAP_SHARED, mem_fd, 0)) == MAP_FAILED) {
