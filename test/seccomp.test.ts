@@ -441,6 +441,21 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
     'the IPv6 listener taken over answers in its family');
   step('connections through the restarted broker');
 
+  // (2b) A graceful stop (SIGTERM) and start: the listeners are taken over again, the accept the
+  // broker held handed back to the keeper and answered after the start.
+  await topo.stopBroker(h2, 'SIGTERM');
+  await topo.startBroker(h2);
+  await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_taken_over === 2, 10_000, 'both steered listeners to be taken over after SIGTERM').catch((err) => {
+    throw new Error(`${(err as Error).message}\n${diag()}`);
+  });
+  for (const port of [R_BLOCK_PORT, R_POLL_PORT]) {
+    const b = await topo.counters(h2);
+    r = await connrate('rcli', c2.ip, port);
+    t.is(r.errors, 0, `:${port} after SIGTERM and start: ${r.first_error}`);
+    t.is((await topo.counters(h2)).seccomp_accepted - b.seccomp_accepted, r.conns, `:${port}: through the agent after a graceful restart`);
+  }
+  step('host 2 broker stopped (SIGTERM) and started: listeners taken over again');
+
   // (3) The client host's broker stops (SIGTERM: it hands its notify fds back to the keeper) and
   // comes back: a static connect while it is down goes over the overlay; afterwards through the
   // agent again.

@@ -152,6 +152,9 @@ void Engine::stop() {
 
 // Closes every socket and frees every object (thread not running, mu held).
 void Engine::teardown() {
+  // First: the keeper keeps the steered listeners' records (removing the containers' listeners
+  // below would tell it they are gone) and the held accepts, for the next broker.
+  if (sc_keeper.fd >= 0) detach_keeper(true);
   std::vector<Container*> cs;
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);
