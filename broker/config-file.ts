@@ -8,6 +8,9 @@ export interface SlimfastConfig {
   stateDir?: string;
   /** When the broker is down: fail container creation (false, default) or start it without SlimFast. */
   allowWithoutBroker?: boolean;
+  /** Every SlimFast container on the seccomp path (statically linked programs) unless its
+   *  annotation io.slimfast.seccomp says false (default false: only annotated ones). */
+  seccomp?: boolean;
 }
 
 export function readConfigFile(file = CONFIG_FILE): SlimfastConfig {

@@ -1,7 +1,7 @@
 // Builds the modifiers' context from this install and the environment.
 import fs from 'node:fs';
 import path from 'node:path';
-import { resolveStateDir } from '../broker/config-file.js';
+import { readConfigFile, resolveStateDir } from '../broker/config-file.js';
 import { installPaths } from '../broker/paths.js';
 import { containerSocketDir } from '../broker/registry.js';
 import { stateLayout } from '../broker/state-dir.js';
@@ -56,5 +56,14 @@ export function buildCtx(id: string, env: NodeJS.ProcessEnv = process.env): Ctx 
     isHostNetns,
     needDirs: [],
     needFiles: [],
+    seccompDefault: seccompDefault(),
   };
+}
+
+/** "seccomp" in the config file: true, false or absent (false). */
+function seccompDefault(): boolean {
+  const v = (readConfigFile() as { seccomp?: unknown }).seccomp;
+  if (v === undefined) return false;
+  if (typeof v !== 'boolean') throw new Error(`"seccomp": ${JSON.stringify(v)} in the config file must be true or false`);
+  return v;
 }

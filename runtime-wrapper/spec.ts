@@ -69,6 +69,8 @@ export interface Ctx {
   needDirs: string[];
   /** Files that must exist with this content before the runtime starts (bind-mount sources); filled by modifiers. */
   needFiles: NeededFile[];
+  /** The seccomp path for containers without an io.slimfast.seccomp annotation ("seccomp" in the config file). */
+  seccompDefault?: boolean;
 }
 
 export interface NeededFile {

@@ -1,5 +1,5 @@
 // Statically linked programs on SlimFast through the broker's seccomp agent: a runc container
-// annotated io.slimfast.seccomp=true (slimfast-runc adds a SCMP_ACT_NOTIFY rule for connect whose
+// annotated io.slimfast.seccomp=true (or, for the first test's client, "seccomp": true in the config file) (slimfast-runc adds a SCMP_ACT_NOTIFY rule for connect whose
 // listener is the broker) runs connrate-static, which the preload cannot reach. Its connects to a
 // SlimFast listener on the other host get host connections from the broker (seccomp_handed) and
 // cross no VXLAN device; its connects elsewhere (the container's loopback) run unchanged
@@ -45,7 +45,7 @@ test.after.always(async () => {
   fs.rmSync(policyDir, { recursive: true, force: true });
 });
 
-test.serial('a static client in a runc container annotated io.slimfast.seccomp=true: host connections through the seccomp agent, everything else unchanged', async (t) => {
+test.serial('a static client in a runc container on the seccomp path (the config file's switch): host connections through the seccomp agent, everything else unchanged', async (t) => {
   for (const f of [ECHOD, CONNRATE, STATIC, installPaths().preload]) {
     if (!fs.existsSync(f)) throw new Error(`${f} is missing: npm run build:native`);
   }
@@ -78,19 +78,20 @@ test.serial('a static client in a runc container annotated io.slimfast.seccomp=t
     args: ['/bin/sh', '-c', `/bin/timeout -s KILL 300 ${ECHOD} ${LOCAL_PORT} & exec /bin/timeout -s KILL 300 /bin/sleep 300`],
     netns: c1.netnsPath,
   });
-  const cfgFile = path.join(cliBundle, 'config.json');
-  const cfg = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
-  cfg.annotations = { ...(cfg.annotations ?? {}), 'io.slimfast.seccomp': 'true' };
-  fs.writeFileSync(cfgFile, JSON.stringify(cfg, null, '\t'));
+  // The client container opts in through the config file's switch ("seccomp": true), not an annotation.
+  const switchFile = path.join(policyDir, 'config.json');
+  fs.writeFileSync(switchFile, JSON.stringify({ seccomp: true }));
 
   await lab.run(h2, 'srv', srvBundle);
   await topo.waitListener(c2.ip, PORT, 15_000);
   step('server listening on host 2');
   const k0 = await topo.counters(h1);
-  const cli = await lab.run(h1, 'cli', cliBundle);
+  process.env.SLIMFAST_CONFIG = switchFile;
+  const cli = await lab.run(h1, 'cli', cliBundle).finally(() => delete process.env.SLIMFAST_CONFIG);
+  t.false('io.slimfast.seccomp' in (JSON.parse(fs.readFileSync(path.join(cliBundle, 'config.json'), 'utf8')).annotations ?? {}), 'no annotation');
   await topo.waitListener(c1.ip, LOCAL_PORT, 15_000);
   step('client container running');
-  const edited = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
+  const edited = JSON.parse(fs.readFileSync(path.join(cliBundle, 'config.json'), 'utf8'));
   t.like(edited.linux.seccomp, { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: path.join(h1.stateDir, 'seccomp.sock'), listenerMetadata: cli.id });
   const k1 = await topo.counters(h1);
   t.true(k1.seccomp_fds - k0.seccomp_fds >= 1, `runc handed the container's notify fd to the broker (seccomp_fds ${k0.seccomp_fds} -> ${k1.seccomp_fds})`);

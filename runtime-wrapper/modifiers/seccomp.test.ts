@@ -122,3 +122,16 @@ test('the metadata follows the id the container is registered with', (t) => {
   t.is(profileOf(spec).listenerMetadata, 'c2');
   t.is(profileOf(spec).syscalls!.length, 1);
 });
+
+test('"seccomp": true in the config file: containers without the annotation get the rule, an annotation false still opts out', (t) => {
+  const plain = baseSpec();
+  seccomp.modify(plain, testCtx({ seccompDefault: true }));
+  t.deepEqual(profileOf(plain).syscalls, [{ names: ALL, action: 'SCMP_ACT_NOTIFY' }]);
+  t.is(profileOf(plain).listenerPath, LISTENER);
+  const out = annotated('false');
+  seccomp.modify(out, testCtx({ seccompDefault: true }));
+  t.is(out.linux!.seccomp, undefined, 'annotation false wins');
+  const off = baseSpec();
+  seccomp.modify(off, testCtx());
+  t.is(off.linux!.seccomp, undefined, 'without the switch nothing changes');
+});

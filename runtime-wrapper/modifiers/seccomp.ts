@@ -44,10 +44,12 @@ export function seccompListenerPath(ctx: Pick<Ctx, 'stateDir'>): string {
   return stateLayout(ctx.stateDir).seccompSocket;
 }
 
-/** Whether the container asks for the agent: true, false, or a SpecError for another value. */
-export function wantsSeccomp(spec: Spec): boolean {
+/** Whether the container asks for the agent: true, false, or a SpecError for another value.
+ *  Without the annotation: dflt ("seccomp" in the config file). */
+export function wantsSeccomp(spec: Spec, dflt = false): boolean {
   const v = spec.annotations?.[ANNOTATION_SECCOMP];
-  if (v === undefined || isFalseAnnotation(v)) return false;
+  if (v === undefined) return dflt;
+  if (isFalseAnnotation(v)) return false;
   if (isTrueAnnotation(v)) return true;
   throw new SpecError(`annotation ${ANNOTATION_SECCOMP}="${v}" is neither true nor false (true/1/yes/on, false/0/no/off)`);
 }
@@ -96,7 +98,7 @@ export function addNotifyRule(profile: SeccompProfile, listenerPath: string, met
 export const seccomp: SpecModifier = {
   name: 'seccomp',
   modify(spec: Spec, ctx: Ctx): void {
-    if (!wantsSeccomp(spec)) return;
+    if (!wantsSeccomp(spec, ctx.seccompDefault ?? false)) return;
     const linux = (spec.linux ??= {});
     const listenerPath = seccompListenerPath(ctx);
     if (linux.seccomp === undefined || linux.seccomp === null) {
