@@ -16,8 +16,8 @@
 //     SECCOMP_ADDFD_FLAG_SETFD) and answers 0 once it is connected (non-blocking sockets too);
 //   * a connect the policy denies: EACCES;
 //   * getsockname/getpeername of a socket put in place that way: the virtual addresses;
-//   * listen() with kernel steering on, from a process without the preload, of a socket bound to
-//     the container's vIP or any address: a steered listener (sc_listen_call), its steered host
+//   * listen() with kernel steering on, from a process without the preload, of an IPv4 socket (or
+//     an IPv6 dual-stack one: :: or ::ffff:vIP) bound to the container's vIP or any address: a steered listener (sc_listen_call), its steered host
 //     socket on the target's fd number; accept()/accept4() on it: the connection, installed with
 //     SECCOMP_ADDFD_FLAG_SEND (sc_accept_call), held while a blocking listener has none;
 //   * everything else (another family, not a socket we understand, an unknown container, a
