@@ -20,6 +20,7 @@
         "native/addon/util.cc",
         "native/addon/header_auth.cc",
         "native/addon/cluster_checks.cc",
+        "native/addon/bpf_object.cc",
         "native/addon/steering.cc",
         "native/addon/steered.cc",
         "native/addon/guard.cc",

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <vector>
 
+#include "bpf_object.h"
 #include "guard_bpf_obj.h"  // generated: sf_guard_bpf_obj[], sf_guard_bpf_obj_len
 
 namespace sf {
@@ -62,18 +63,14 @@ int open_cgroup2_root(std::string* why) {
 
 std::string Guard::open() {
   if (link_) return "";
-  LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "sf_guard");
-  bpf_object* obj = bpf_object__open_mem(sf_guard_bpf_obj, sf_guard_bpf_obj_len, &oo);
-  if (!obj) return std::string("cannot open the embedded guard object: ") + strerror(errno);
+  std::string err;
+  bpf_object* obj = load_embedded_bpf(
+      sf_guard_bpf_obj, sf_guard_bpf_obj_len, "sf_guard", "guard", nullptr,
+      [](int e) -> std::string { return e == EPERM ? kBpfPrivilegeHint : ""; }, &err);
+  if (!obj) return err;
   obj_ = obj;
-  if (int r = bpf_object__load(obj); r < 0) {
-    close_all();
-    return std::string("cannot load the guard program: ") + strerror(-r) + (r == -EPERM ? " (needs CAP_BPF and CAP_NET_ADMIN, or root)" : "");
-  }
   bpf_program* prog = bpf_object__find_program_by_name(obj, "sf_guard");
-  guarded_fd_ = bpf_object__find_map_fd_by_name(obj, "guarded");
-  denied_fd_ = bpf_object__find_map_fd_by_name(obj, "denied");
-  if (!prog || guarded_fd_ < 0 || denied_fd_ < 0) {
+  if (!find_map_fds(obj, {{"guarded", &guarded_fd_}, {"denied", &denied_fd_}}) || !prog) {
     close_all();
     return "the embedded guard object lacks its program or a map";
   }

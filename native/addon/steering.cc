@@ -20,6 +20,7 @@
 #include <mutex>
 #include <vector>
 
+#include "bpf_object.h"
 #include "steer_bpf_obj.h"  // generated: sf_steer_bpf_obj[], sf_steer_bpf_obj_len
 #include "steer_shared.h"
 
@@ -67,7 +68,7 @@ static std::string libbpf_summary(const std::string& out) {
 static std::string errno_hint(int e) {
   switch (e) {
     case EPERM:
-    case EACCES: return " (needs CAP_BPF and CAP_NET_ADMIN, or root)";
+    case EACCES: return kBpfPrivilegeHint;
     case EINVAL:
     case ENOSYS:
     case EOPNOTSUPP:
@@ -93,40 +94,32 @@ std::string Steering::open(bool auth) {
   std::call_once(print_once, [] { libbpf_set_print(libbpf_print); });
   std::string said;
   libbpf_capture = &said;
+  bpf_program *plain = nullptr, *strict = nullptr;
   std::string err;
-  LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = "sf_steer");
-  bpf_object* obj = bpf_object__open_mem(sf_steer_bpf_obj, sf_steer_bpf_obj_len, &oo);
-  int e = obj ? 0 : errno;
-  bpf_program* plain = obj ? bpf_object__find_program_by_name(obj, "sf_steer") : nullptr;
-  bpf_program* strict = obj ? bpf_object__find_program_by_name(obj, "sf_steer_auth") : nullptr;
-  bpf_map* seen = obj ? bpf_object__find_map_by_name(obj, "seen") : nullptr;
-  if (!obj) {
-    err = std::string("cannot open the embedded steering object: ") + strerror(e);
-  } else if (!plain || !strict || !seen) {
-    err = "the embedded steering object lacks a program or the seen map";
-  } else if (bpf_program__set_autoload(auth ? plain : strict, false) < 0 ||
-             (!auth && bpf_map__set_max_entries(seen, 1) < 0)) {  // no replay cache without auth
-    err = "cannot choose the steering program";
-  } else if (int r = bpf_object__load(obj); r < 0) {
-    e = -r;
-    err = std::string("cannot load the steering program: ") + strerror(e) + errno_hint(e);
-  }
+  bpf_object* obj = load_embedded_bpf(
+      sf_steer_bpf_obj, sf_steer_bpf_obj_len, "sf_steer", "steering",
+      [&](bpf_object* o) -> std::string {
+        plain = bpf_object__find_program_by_name(o, "sf_steer");
+        strict = bpf_object__find_program_by_name(o, "sf_steer_auth");
+        bpf_map* seen = bpf_object__find_map_by_name(o, "seen");
+        if (!plain || !strict || !seen) return "the embedded steering object lacks a program or the seen map";
+        if (bpf_program__set_autoload(auth ? plain : strict, false) < 0 ||
+            (!auth && bpf_map__set_max_entries(seen, 1) < 0))  // no replay cache without auth
+          return "cannot choose the steering program";
+        return "";
+      },
+      errno_hint, &err);
   libbpf_capture = nullptr;
-  if (!err.empty()) {
-    if (obj) bpf_object__close(obj);
+  if (!obj) {
     std::string s = libbpf_summary(said);
     return s.empty() ? err : err + " [libbpf: " + s + "]";
   }
   obj_ = obj;
   auth_prog_ = auth;
   prog_fd_ = bpf_program__fd(auth ? strict : plain);
-  socks_fd_ = bpf_object__find_map_fd_by_name(obj, "socks");
-  dsts_fd_ = bpf_object__find_map_fd_by_name(obj, "dsts");
-  keys_fd_ = bpf_object__find_map_fd_by_name(obj, "keys");
-  stats_fd_ = bpf_object__find_map_fd_by_name(obj, "stats");
-  auth_fd_ = bpf_object__find_map_fd_by_name(obj, "auth");
-  seen_fd_ = bpf_object__find_map_fd_by_name(obj, "seen");
-  if (prog_fd_ < 0 || socks_fd_ < 0 || dsts_fd_ < 0 || keys_fd_ < 0 || stats_fd_ < 0 || auth_fd_ < 0 || seen_fd_ < 0) {
+  if (!find_map_fds(obj, {{"socks", &socks_fd_}, {"dsts", &dsts_fd_}, {"keys", &keys_fd_}, {"stats", &stats_fd_},
+                          {"auth", &auth_fd_}, {"seen", &seen_fd_}}) ||
+      prog_fd_ < 0) {
     close_all();
     return "the embedded steering object lacks its program or a map";
   }
