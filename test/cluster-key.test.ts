@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { ECHO_SERVER, type EchoRun, echoRun, PY } from './lib/apps.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 import { buildHeader, HDR_CONNECT, HDR_SYNC, KEY_HOST } from '../broker/header.js';
 import { parseClusterKey } from '../broker/cluster-key.js';
@@ -79,11 +79,7 @@ async function refused(t: import('ava').ExecutionContext, what: string, header: 
   t.deepEqual(delta, { [counter]: 1 }, `${what} (${mode}) counted as ${counter} only`);
 }
 
-const echo = async (count: number): Promise<EchoRun> => {
-  const r = await topo.exec(topo.container('c1'), [PY, CLIENT, 'echo', topo.container('c2').ip, String(PORT), String(count)], { timeout: 60_000 });
-  if (r.exitCode !== 0) throw new Error(`client failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as EchoRun;
-};
+const echo = async (count: number): Promise<EchoRun> => echoRun(topo, topo.container('c1'), topo.container('c2').ip, PORT, count);
 
 test.serial('with a cluster key, cross-host connections are handed off host to host and no header is refused', async (t) => {
   const before = await handoffSnapshot(topo);

@@ -1,6 +1,6 @@
 // End to end across two emulated hosts: container TCP on host sockets through the reserved port.
 import test from 'ava';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { CLIENT, ECHO_SERVER, type EchoRun, echoRun, PY } from './lib/apps.js';
 import path from 'node:path';
 import { repoRoot } from '../broker/paths.js';
 
@@ -22,12 +22,8 @@ test.after.always(async () => {
   await topo?.destroy();
 });
 
-const echo = async (from: string, to: string, port: number, count: number, slimfast = true): Promise<EchoRun> => {
-  const c = topo.container(from);
-  const r = await topo.exec(c, [PY, CLIENT, 'echo', topo.container(to).ip, String(port), String(count)], { slimfast, timeout: 60_000 });
-  if (r.exitCode !== 0) throw new Error(`client failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as EchoRun;
-};
+const echo = async (from: string, to: string, port: number, count: number, slimfast = true): Promise<EchoRun> =>
+  echoRun(topo, topo.container(from), topo.container(to).ip, port, count, { slimfast });
 
 test.serial('cross-host connections use one host TCP connection to the reserved port, not the overlay', async (t) => {
   const [h1, h2] = topo.hosts;

@@ -6,7 +6,7 @@ import { execa } from 'execa';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI, type Container, type Host, Topology } from '../lab/topology.js';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { CLIENT, ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 
 const TTL = 3;
 let topo: Topology;
@@ -35,9 +35,7 @@ async function waitPeers(h: Host, want: Host[], timeoutMs = 15_000): Promise<voi
 /** count echo connections from one container to another, checked to have gone over SlimFast. */
 async function echoOverSlimfast(t: ExecutionContext, from: Container, to: Container, port: number, count: number): Promise<void> {
   const before = { k: await topo.counters(from.host), o: await topo.overlayPackets(from.host) };
-  const r = await topo.exec(from, [PY, CLIENT, 'echo', to.ip, String(port), String(count)], { timeout: 60_000 });
-  t.is(r.exitCode, 0, r.stderr);
-  const run = JSON.parse(r.stdout) as EchoRun;
+  const run = await echoRun(topo, from, to.ip, port, count);
   t.deepEqual(run.errors, []);
   t.is(run.results.filter((x) => x.echo_ok && x.peer === `${to.ip}:${port}`).length, count);
   const after = { k: await topo.counters(from.host), o: await topo.overlayPackets(from.host) };

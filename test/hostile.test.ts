@@ -3,7 +3,7 @@
 // connections are closed and counted, and the containers' connections are never held up.
 import path from 'node:path';
 import test from 'ava';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 import { repoRoot } from '../broker/paths.js';
 import { Topology } from '../lab/topology.js';
@@ -41,9 +41,8 @@ test.serial('garbage, stalled, trickling and silent connections are closed and c
   // Meanwhile the containers' own connections (half of them made while the flood is on).
   await new Promise((r) => setTimeout(r, 500));
   const t0 = Date.now();
-  const r = await topo.exec(topo.container('c1'), [PY, CLIENT, 'echo', topo.container('c2').ip, String(PORT), '40'], { timeout: 60_000 });
+  const run = await echoRun(topo, topo.container('c1'), topo.container('c2').ip, PORT, 40);
   const echoMs = Date.now() - t0;
-  const run = JSON.parse(r.stdout) as EchoRun;
   const [garbage, partial, slow, silent] = await floods;
   t.deepEqual(run.errors, [], 'every container connection worked during the flood');
   t.is(run.results.length, 40);

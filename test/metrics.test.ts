@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { formatPretty, Logger } from '../broker/log.js';
 import { parseMetricsAddress } from '../broker/metrics.js';
 import { CLI, type Host, Topology } from '../lab/topology.js';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { CLIENT, ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 
 const METRICS_PORT = 9480;
 
@@ -86,9 +86,7 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^membership static: 1 peer\(s\), 1 in sync$/m);
 
     const N = 25;
-    const r = await topo.exec(c1, [PY, CLIENT, 'echo', c2.ip, '7000', String(N)], { timeout: 60_000 });
-    t.is(r.exitCode, 0, r.stderr);
-    const run = JSON.parse(r.stdout) as EchoRun;
+    const run = await echoRun(topo, c1, c2.ip, 7000, N);
     t.deepEqual(run.errors, []);
     t.is(run.results.filter((x) => x.echo_ok && x.peer === `${c2.ip}:7000`).length, N);
 
@@ -123,9 +121,7 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.is(off.exitCode, 0, off.stderr);
     const M = 10;
     const s0 = await scrape(topo, h2);
-    const r2 = await topo.exec(c1, [PY, CLIENT, 'echo', c2.ip, '7000', String(M)], { timeout: 60_000 });
-    t.is(r2.exitCode, 0, r2.stderr);
-    t.deepEqual((JSON.parse(r2.stdout) as EchoRun).errors, []);
+    t.deepEqual((await echoRun(topo, c1, c2.ip, 7000, M)).errors, []);
     const s1 = await scrape(topo, h2);
     const inCount = s1.get('slimfast_handoff_seconds_count', { side: 'server' }) - s0.get('slimfast_handoff_seconds_count', { side: 'server' });
     t.true(inCount >= M, `${inCount} of ${M} connections handed in by host 2's broker are in its histogram`);

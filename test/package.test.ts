@@ -13,7 +13,7 @@ import { extract, list } from 'tar';
 import { repoRoot } from '../broker/paths.js';
 import { PackageError, RELEASE_MTIME, type Release, buildRelease } from '../packaging/build.js';
 import { Topology } from '../lab/topology.js';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 
 const BUILD = path.join(repoRoot(), 'dist', 'packaging', 'build.js');
 const VERSION = (JSON.parse(fs.readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')) as { version: string }).version;
@@ -154,9 +154,7 @@ test.serial('unpacked into an empty directory, its brokers carry a cross-host co
     t.true(fs.readFileSync(`/proc/${server.pid}/maps`, 'utf8').includes(paths.preload), 'the server runs with the unpacked preload library');
 
     const before = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2), k1: await topo.counters(h1), k2: await topo.counters(h2) };
-    const r = await topo.exec(c1, [PY, CLIENT, 'echo', c2.ip, '7000', '20'], { timeout: 60_000 });
-    t.is(r.exitCode, 0, r.stderr);
-    const run = JSON.parse(r.stdout) as EchoRun;
+    const run = await echoRun(topo, c1, c2.ip, 7000, 20);
     t.deepEqual(run.errors, []);
     t.is(run.results.length, 20);
     for (const x of run.results) {

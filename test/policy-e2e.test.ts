@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { CLI, type Container, type Host, Topology } from '../lab/topology.js';
-import { CLIENT, ECHO_SERVER, type EchoRun, PY } from './lib/apps.js';
+import { CLIENT, ECHO_SERVER, type EchoRun, echoRun, PY } from './lib/apps.js';
 
 interface Try {
   connected: boolean;
@@ -56,9 +56,7 @@ async function connects(from: string, to: Container, port: number, count: number
 }
 
 async function echo(from: string, to: Container, port: number, count: number): Promise<EchoRun> {
-  const r = await topo.exec(topo.container(from), [PY, CLIENT, 'echo', to.ip, String(port), String(count)], { timeout: 60_000 });
-  if (r.exitCode !== 0) throw new Error(`client failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as EchoRun;
+  return echoRun(topo, topo.container(from), to.ip, port, count);
 }
 
 /** The messages of a broker's log (JSON lines). */
