@@ -45,7 +45,7 @@ test.after.always(async () => {
   fs.rmSync(policyDir, { recursive: true, force: true });
 });
 
-test.serial('a static client in a runc container on the seccomp path (the config file's switch): host connections through the seccomp agent, everything else unchanged', async (t) => {
+test.serial('a static client in a runc container on the seccomp path (switched on in the config file): host connections through the seccomp agent, everything else unchanged', async (t) => {
   for (const f of [ECHOD, CONNRATE, STATIC, installPaths().preload]) {
     if (!fs.existsSync(f)) throw new Error(`${f} is missing: npm run build:native`);
   }
