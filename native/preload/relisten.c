@@ -64,29 +64,10 @@ static int chan_state(int ch) {
   return n > 0 ? 2 : 1;
 }
 
-struct claim {
-  uint64_t ino;
-  int ok;
-};
-static int upd_claim(struct sf_entry *e, int present, void *arg) {
-  struct claim *c = arg;
-  c->ok = present && e->kind == SF_K_ORPHAN && e->ino == c->ino && !(e->flags & SF_F_SWAPPING);
-  if (!c->ok) return SF_UPD_KEEP;
-  e->flags |= SF_F_SWAPPING;
-  return SF_UPD_STORE;
-}
-static int upd_unclaim(struct sf_entry *e, int present, void *arg) {
-  (void)arg;
-  if (!present || e->kind != SF_K_ORPHAN) return SF_UPD_KEEP;
-  e->flags &= (uint8_t)~SF_F_SWAPPING;
-  return SF_UPD_STORE;
-}
-
 /* An orphaned listener to the broker: 0 done (or nothing to do), 1 try again later. */
 static int register_orphan(int fd, struct sf_entry *e) {
-  struct claim c = {e->ino, 0};
-  sf_tab_update(fd, upd_claim, &c);
-  if (!c.ok) return 0; /* closed, replaced, or another thread is at it */
+  /* not claimed: closed, replaced, or another thread is at it */
+  if (sf_claim(fd, SF_K_ORPHAN, &e->ino, NULL) != 1) return 0;
   int saved = errno;
   int r = sf_listen_register(fd, e, BACKLOG);
   errno = saved;
@@ -95,7 +76,7 @@ static int register_orphan(int fd, struct sf_entry *e) {
     return 0;
   }
   if (r == 1) {
-    sf_tab_update(fd, upd_unclaim, NULL);
+    sf_unclaim(fd, SF_K_ORPHAN);
     return 1;
   }
   /* refused (or the swap failed): an ordinary listener from now on */
@@ -121,20 +102,10 @@ static int upd_rechan(struct sf_entry *e, int present, void *arg) {
 
 /* A steered listener whose broker went away becomes an orphan: a fresh listening socket on its
    virtual address takes the fd (what is queued on the host socket is lost). */
-static int steered_to_orphan(int fd, const struct sf_entry *e) {
-  int s = sf_relisten(e);
-  if (s < 0) return 1;
-  struct sf_entry ne = *e;
-  ne.kind = SF_K_ORPHAN;
-  ne.hidden_fd = -1;
-  ne.nopts = 0;
-  ne.flags &= (uint8_t)(SF_F_NONBLOCK | SF_F_CLOEXEC | SF_F_V6 | SF_F_EPLOST);
-  if (sf_swap_in(fd, s, e, 0, -1) != 0) return 1; /* it closed s */
-  ne.ino = sf_fd_ino(fd);
-  struct sf_entry old;
-  if (sf_tab_set(fd, &ne, &old) == 1 && SF_HAS_HIDDEN(&old)) sf_hidden_close(old.hidden_fd);
+static int steered_to_orphan(int fd, struct sf_entry *e) {
+  if (sf_unsteer(fd, e, SF_K_ORPHAN, 0) != 0) return 1;
   SF_DEBUG("steered listener fd %d: a listening socket of its own again", fd);
-  return register_orphan(fd, &ne);
+  return register_orphan(fd, e);
 }
 
 /* A steered listener to the new broker: 0 done, 1 try again later. */

@@ -6,7 +6,7 @@
  *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signal-handler safe)
  *   broker.c    the per-process broker connection, request/reply matching (leader/follower)
  *   pool.c      pre-established host connections pushed by the broker: connect without asking
- *   swap.c      putting a new socket onto the app's fd number (flags, options, epoll sets)
+ *   swap.c      putting a new socket onto the app's fd number (claims, flags, options, epoll sets)
  *   sockcalls.c socket/bind/listen/accept/accept4/connect/getsockname/getpeername/[gs]etsockopt/
  *               shutdown
  *   inet6.c     AF_INET6 sockets on IPv4 overlay addresses: v4-mapped addresses, IPPROTO_IPV6 options
@@ -244,6 +244,15 @@ void sf_hidden_close(int hfd);
 int sf_hidden_dup(int fd, int owner);
 /* The app wants fd number `fd` (dup2 target) and it is one of our internal fds: move it. */
 void sf_internal_relocate(int fd);
+/* Claim fd's entry of `kind` (and st_ino *ino unless ino is NULL) for a swap: SF_F_SWAPPING, one
+   thread at a time. 1 = claimed (*out, if not NULL, is the entry); 0 = no such entry; -1 = another
+   thread holds it. sf_unclaim clears the flag on an entry of kind (SF_K_NONE: whatever fd has). */
+int sf_claim(int fd, int kind, const uint64_t *ino, struct sf_entry *out);
+void sf_unclaim(int fd, int kind);
+/* A steered listener's fd (entry *e) gets a fresh listening socket on its virtual address, trying
+   for up to wait_ms while the address is in use, and becomes `kind` with its channel closed; *e is
+   its new entry. 0, or -1 with errno (*e unchanged). */
+int sf_unsteer(int fd, struct sf_entry *e, int kind, int wait_ms);
 /* The app's view of (ip, port): sockaddr_in, or with v6 a sockaddr_in6 (::ffff:ip, :: for ip 0);
    truncated to *len like the kernel does, *len set to the full size. */
 void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port);

@@ -8,7 +8,6 @@
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
-#include <unistd.h>
 
 #define IS_LOOPBACK(ip) ((ntohl(ip) >> 24) == 127)
 
@@ -222,33 +221,7 @@ swap:
   return 0;
 }
 
-/* ---- listener channels: claim, fall back ---- */
-
-struct claim_arg {
-  struct sf_entry e;
-  int result; /* 1 claimed, 0 not a channel any more, -1 busy */
-};
-static int upd_claim(struct sf_entry *e, int present, void *arg) {
-  struct claim_arg *a = arg;
-  if (!present || e->kind != SF_K_CHAN) {
-    a->result = 0;
-    return SF_UPD_KEEP;
-  }
-  if (e->flags & SF_F_SWAPPING) {
-    a->result = -1;
-    return SF_UPD_KEEP;
-  }
-  e->flags |= SF_F_SWAPPING;
-  a->e = *e;
-  a->result = 1;
-  return SF_UPD_STORE;
-}
-static int upd_unclaim(struct sf_entry *e, int present, void *arg) {
-  (void)arg;
-  if (!present) return SF_UPD_KEEP;
-  e->flags &= (uint8_t)~SF_F_SWAPPING;
-  return SF_UPD_STORE;
-}
+/* ---- listener channels: fall back ---- */
 
 /* After exec there is no hidden real socket: listen afresh on the channel's address. */
 int sf_relisten(const struct sf_entry *e) {
@@ -276,35 +249,35 @@ int sf_relisten(const struct sf_entry *e) {
    SF_K_ORPHAN that the watcher registers again with the next broker, *was (if not NULL) the
    channel's entry, or kind SF_K_NONE when another thread did it; -1 = could not (errno set). */
 int sf_channel_fallback(int fd, struct sf_entry *was) {
-  struct claim_arg a;
+  struct sf_entry c;
+  int claimed;
   if (was) was->kind = SF_K_NONE;
   for (int spins = 0;; spins++) {
-    a.result = 0;
-    sf_tab_update(fd, upd_claim, &a);
-    if (a.result >= 0) break;
+    claimed = sf_claim(fd, SF_K_CHAN, NULL, &c);
+    if (claimed >= 0) break;
     if (spins > 100000) {
       errno = ECONNABORTED;
       return -1;
     }
     sched_yield();
   }
-  if (a.result == 0) return 0; /* another thread did it */
-  int real = a.e.hidden_fd;
+  if (claimed == 0) return 0; /* another thread did it */
+  int real = c.hidden_fd;
   if (real >= 0)
     sf_tab_drop(real);
   else
-    real = sf_relisten(&a.e);
+    real = sf_relisten(&c);
   if (real < 0) {
-    sf_tab_update(fd, upd_unclaim, NULL);
+    sf_unclaim(fd, SF_K_NONE);
     SF_DEBUG("listener fd %d: broker gone and no real socket to fall back to", fd);
     errno = ECONNABORTED;
     return -1;
   }
-  int r = sf_swap_in(fd, real, &a.e, 0, -1);
+  int r = sf_swap_in(fd, real, &c, 0, -1);
   int err = errno;
   sf_tab_drop(fd);
   if (r == 0) {
-    struct sf_entry o = a.e;
+    struct sf_entry o = c;
     o.kind = SF_K_ORPHAN;
     o.hidden_fd = -1;
     o.nopts = 0;
@@ -313,7 +286,7 @@ int sf_channel_fallback(int fd, struct sf_entry *was) {
     sf_tab_set(fd, &o, NULL);
   }
   SF_DEBUG("listener fd %d: back to the ordinary listening socket", fd);
-  if (was && r == 0) *was = a.e;
+  if (was && r == 0) *was = c;
   errno = err;
   return r;
 }
@@ -379,26 +352,6 @@ static int steer_take(int fd, int chan, const struct sf_entry *e, int app_fl, ui
   return 0;
 }
 
-/* listen() after shutdown() of a steered listener: a fresh bound socket of the app's in its own
-   namespace takes the fd back (the caller then listens as for any socket). */
-static int steer_unshut(int fd, struct sf_entry *e) {
-  /* The broker still holds the app's first socket on that address until it has seen the channel
-     shut (moments later): wait for the address, boundedly. */
-  int s = -1;
-  for (int i = 0; i < 2000 && (s = sf_relisten(e)) < 0 && errno == EADDRINUSE; i++) usleep(1000);
-  if (s < 0) return -1;
-  struct sf_entry ne = *e;
-  ne.kind = SF_K_SOCK;
-  ne.hidden_fd = -1;
-  ne.nopts = 0;
-  if (SF_HAS_HIDDEN(e)) sf_hidden_close(e->hidden_fd);
-  if (sf_swap_in(fd, s, &ne, 0, -1) != 0) return -1; /* it closed s */
-  ne.ino = sf_fd_ino(fd);
-  sf_tab_set(fd, &ne, NULL);
-  *e = ne;
-  return 0;
-}
-
 /* ---- listen ---- */
 
 struct chan_arg {
@@ -450,8 +403,10 @@ SF_EXPORT int listen(int fd, int backlog) {
       errno = saved;
       return REAL(listen)(fd, backlog); /* a new backlog for the live listener */
     }
-    /* listening again after shutdown(): a fresh socket on the virtual address, then as usual */
-    if (steer_unshut(fd, &e) != 0) return -1;
+    /* listening again after shutdown(): a fresh socket on the virtual address, then as usual. The
+       broker holds the app's first socket there until it has seen the channel shut (moments
+       later): wait for the address, boundedly. */
+    if (sf_unsteer(fd, &e, SF_K_SOCK, 2000) != 0) return -1;
     kind = SF_K_SOCK;
   }
   if (kind == SF_K_CHAN && channel_is_shut(&e)) {

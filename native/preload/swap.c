@@ -136,3 +136,51 @@ int sf_swap_in(int fd, int newfd, const struct sf_entry *e, int replay, int fl) 
   }
   return 0;
 }
+
+struct claim_arg {
+  int kind, result;
+  const uint64_t *ino;
+  struct sf_entry *out;
+};
+static int upd_claim(struct sf_entry *e, int present, void *arg) {
+  struct claim_arg *a = arg;
+  if (!present || e->kind != a->kind || (a->ino && e->ino != *a->ino)) return SF_UPD_KEEP;
+  if (e->flags & SF_F_SWAPPING) {
+    a->result = -1;
+    return SF_UPD_KEEP;
+  }
+  e->flags |= SF_F_SWAPPING;
+  if (a->out) *a->out = *e;
+  a->result = 1;
+  return SF_UPD_STORE;
+}
+
+int sf_claim(int fd, int kind, const uint64_t *ino, struct sf_entry *out) {
+  struct claim_arg a = {kind, 0, ino, out};
+  sf_tab_update(fd, upd_claim, &a);
+  return a.result;
+}
+
+static int upd_unclaim(struct sf_entry *e, int present, void *arg) {
+  int kind = *(const int *)arg;
+  if (!present || (kind != SF_K_NONE && e->kind != kind)) return SF_UPD_KEEP;
+  e->flags &= (uint8_t)~SF_F_SWAPPING;
+  return SF_UPD_STORE;
+}
+
+void sf_unclaim(int fd, int kind) { sf_tab_update(fd, upd_unclaim, &kind); }
+
+int sf_unsteer(int fd, struct sf_entry *e, int kind, int wait_ms) {
+  int s;
+  for (int i = 0; (s = sf_relisten(e)) < 0 && errno == EADDRINUSE && i < wait_ms; i++) usleep(1000);
+  if (s < 0 || sf_swap_in(fd, s, e, 0, -1) != 0) return -1; /* sf_swap_in closed s */
+  e->kind = (uint8_t)kind;
+  e->hidden_fd = -1;
+  e->nopts = 0;
+  e->flags &= (uint8_t)(SF_F_NONBLOCK | SF_F_CLOEXEC | SF_F_V6 | SF_F_EPLOST);
+  e->ino = sf_fd_ino(fd);
+  /* the channel the table holds now, which a concurrent relocation may have moved */
+  struct sf_entry old;
+  if (sf_tab_set(fd, e, &old) == 1 && SF_HAS_HIDDEN(&old)) sf_hidden_close(old.hidden_fd);
+  return 0;
+}
