@@ -185,8 +185,6 @@ bool parse_state(const std::string& text, State* st) {
   return j.lit('}');
 }
 
-int pidfd_open_(int pid) { return int(syscall(SYS_pidfd_open, pid, 0)); }
-int pidfd_getfd_(int pidfd, int fd) { return int(syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 
 // The thread group a thread id belongs to (notifications name the calling thread).
 int tgid_of(int tid) {
@@ -290,23 +288,12 @@ bool read_steered_hdr(int fd, sf_hdr* h) {
 // One SF_ACCEPTED (and its socket) from a listener channel's app end; -1: none.
 int take_accepted(int end, sf_msg* m) {
   for (int i = 0; i < 8; i++) {
-    union {
-      char c[CMSG_SPACE(sizeof(int))];
-      cmsghdr align;
-    } u;
-    iovec iov{m, sizeof *m};
-    msghdr mh{};
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.c;
-    mh.msg_controllen = sizeof u.c;
-    ssize_t n = recvmsg(end, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int fds[2], nfds = 0;
+    ssize_t n = recv_fds(end, m, sizeof *m, fds, 2, &nfds, nullptr);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return -1;
-    int fd = -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len >= CMSG_LEN(sizeof(int)))
-        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    for (int k = 1; k < nfds; k++) close_fd(fds[k]);
+    int fd = nfds > 0 ? fds[0] : -1;
     if (n == ssize_t(sizeof *m) && m->type == SF_ACCEPTED && fd >= 0) return fd;
     close_fd(fd);
   }
@@ -595,9 +582,7 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
 
   // The target's socket itself (a copy of its file): IPv4 TCP, not connected, its flags.
   int tg = tgid_of(pid);
-  int pfd = tg > 0 ? pidfd_open_(tg) : -1;
-  int copy = pfd >= 0 ? pidfd_getfd_(pfd, tfd) : -1;
-  close_fd(pfd);
+  int copy = copy_process_fd(tg, tfd);
   if (copy < 0) return cont();
   if (!id_valid(t->ev.fd, id)) {  // pid reuse between the checks: the caller is gone
     close_fd(copy);
@@ -725,9 +710,7 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   // A dynamically linked program with the preload: its own listen() path (the preload's real
   // listen() lands here too).
   if (tg <= 0 || has_preload(tg)) return cont();
-  int pfd = pidfd_open_(tg);
-  int copy = pfd >= 0 ? pidfd_getfd_(pfd, tfd) : -1;
-  close_fd(pfd);
+  int copy = copy_process_fd(tg, tfd);
   if (copy < 0) return cont();
   if (!id_valid(t->ev.fd, id)) {
     close_fd(copy);
@@ -856,9 +839,7 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
   int flags = n->data.nr == __NR_accept4 ? int(n->data.args[3]) : 0;
   int pid = int(n->pid);
   int tg = tgid_of(pid);
-  int pfd = tg > 0 && tfd >= 0 ? pidfd_open_(tg) : -1;
-  int copy = pfd >= 0 ? pidfd_getfd_(pfd, tfd) : -1;
-  close_fd(pfd);
+  int copy = copy_process_fd(tg, tfd);
   if (copy < 0) return cont();
   if (!id_valid(t->ev.fd, id)) {
     close_fd(copy);

@@ -36,28 +36,9 @@ constexpr int kAdoptWaitMs = 15000;  // a target's container not registered by t
 
 bool send_k(int fd, sfk_msg m, int pass_fd) {
   m.magic = SFK_MAGIC;
-  iovec iov{&m, sizeof m};
-  union {
-    char c[CMSG_SPACE(sizeof(int))];
-    cmsghdr align;
-  } u;
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  if (pass_fd >= 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.c;
-    mh.msg_controllen = sizeof u.c;
-    cmsghdr* c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-  }
-  ssize_t n;
-  do n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-  return n == ssize_t(sizeof m);
+  int e = send_buf(fd, &m, sizeof m, pass_fd);
+  if (e) errno = e;
+  return e == 0;
 }
 
 }  // namespace
@@ -259,9 +240,7 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   auto cit = by_id.find(t->id);
   if (cit == by_id.end()) return now >= a.give_up_at ? forget("its container is not registered") : false;
   if (!steering()) return forget("kernel steering is off");
-  int pfd = int(syscall(SYS_pidfd_open, int(m.tgid), 0));
-  int copy = pfd >= 0 ? int(syscall(SYS_pidfd_getfd, pfd, m.tfd, 0)) : -1;
-  close_fd(pfd);
+  int copy = copy_process_fd(int(m.tgid), m.tfd);
   struct stat st;
   if (copy < 0 || fstat(copy, &st) < 0 || uint64_t(st.st_ino) != m.ino) {
     close_fd(copy);

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -86,6 +87,20 @@ void attach_fd(msghdr& mh, FdCmsg& c, int fd) {
 }
 
 int send_msg(int sock, const sf_msg& m, int fd) { return send_buf(sock, &m, sizeof m, fd); }
+
+int copy_process_fd(int tgid, int fd) {
+  if (tgid <= 0 || fd < 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  int pfd = int(syscall(SYS_pidfd_open, tgid, 0));
+  if (pfd < 0) return -1;
+  int copy = int(syscall(SYS_pidfd_getfd, pfd, fd, 0));
+  int e = errno;
+  close(pfd);
+  errno = e;
+  return copy;
+}
 
 int send_buf(int sock, const void* buf, size_t len, int fd) {
   iovec iov{const_cast<void*>(buf), len};

@@ -44,6 +44,8 @@ void erase_one(std::vector<T*>& v, T* x) {
 
 // Sends one sf_msg, optionally with one fd (SCM_RIGHTS), without blocking. 0 or an errno.
 int send_msg(int sock, const sf_msg& m, int fd);
+// A copy of fd `fd` of process `tgid` (pidfd_open + pidfd_getfd); -1 and errno when it cannot be had.
+int copy_process_fd(int tgid, int fd);
 int send_buf(int sock, const void* buf, size_t len, int fd);  // one packet of len bytes, same rules
 // Room for one SCM_RIGHTS descriptor, and putting fd into it as mh's control data.
 union FdCmsg {
