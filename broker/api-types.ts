@@ -24,6 +24,8 @@ export interface HealthMsg {
   headerAuth: string;
   /** Where the policy in force comes from and what it holds, or "none". */
   policy: string;
+  /** "" while the confinement guard is attached; else why not (nothing is handed out then). */
+  unconfined: string;
   uptimeSeconds: number;
   openFds: number;
   rssBytes: number;

@@ -332,6 +332,7 @@ export class Daemon {
         etcdError: this.etcd?.status().lastError ?? '',
         headerAuth: this.opts.clusterKeyFile ? 'cluster key' : 'host keys',
         policy: this.policy.describe(),
+        unconfined: this.engine.unconfined(),
       })),
       registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
         if (!req.id) throw new Error('a container id is required');

@@ -118,6 +118,10 @@ export function buildRegistry(src: MetricsSource): Registry {
     (c) => [[{ result: 'handed' }, c.seccomp_handed], [{ result: 'accepted' }, c.seccomp_accepted], [{ result: 'listener' }, c.seccomp_listeners], [{ result: 'continued' }, c.seccomp_continued]]);
   engineGauge(reg, src, 'slimfast_seccomp_notify_fds', 'Seccomp notify fds the agent serves (one per container process tree)', 'seccomp_fds');
   engineGauge(reg, src, 'slimfast_seccomp_keeper_attached', '1 while the agent is attached to slimfast-seccomp-keeper (notify fds survive a broker restart)', 'seccomp_keeper');
+  engineGauge(reg, src, 'slimfast_confined', '1 while the confinement guard is attached: host sockets are handed to containers only then', 'confined');
+  engineCounter(reg, src, 'slimfast_guard_denied_total',
+    'Calls the confinement guard refused on handed host sockets: call="connect" (re-connects and Fast Open sends), "bind", "reuseport" (changing the reserved port group\'s program)',
+    (c) => [[{ call: 'connect' }, c.guard_denied_connect], [{ call: 'bind' }, c.guard_denied_bind], [{ call: 'reuseport' }, c.steer_guard_denied]]);
   engineCounter(reg, src, 'slimfast_steered_total', 'Reserved-port connections the kernel put straight into the listening app', one('steered'));
   engineGauge(reg, src, 'slimfast_pool_size', 'Pooled host connections held for processes (not yet taken) or being connected', 'pooled');
   engineGauge(reg, src, 'slimfast_pools', 'Pools (one per process and peer)', 'pools');

@@ -27,6 +27,9 @@ export interface EngineOptions {
   /** Kernel steering of incoming connections straight to listeners (default true where the kernel
    *  can; false: the broker hands every connection over through the listener's channel). */
   steering?: boolean;
+  /** false: act as a host without the confinement guard, i.e. hand no host socket to any container
+   *  (for tests of that refusal; default true, and without the kernel's support it is off anyway). */
+  guard?: boolean;
   /** Pre-established connections a process gets per peer at first (0..64, default 4; 0: no pools). */
   poolDepth?: number;
   /** Largest a pool grows when its process keeps finding it empty (1..256, default 64). */
@@ -89,6 +92,9 @@ export interface NativeEngine {
    *  Without a clusterKey: key_id 1 and the tag = hostKey(), as always; with one: signed with this
    *  host's derived key. Throws (ENOTCONN) before start(). */
   syncHeader(): Buffer;
+  /** "" while the confinement guard is attached and checked; else why not: then no host socket is
+   *  handed to any container (connects fall back, listeners stay the applications' own). */
+  unconfined(): string;
   /** Binds the reserved port and starts the epoll thread. Throws on failure (e.g. EADDRINUSE). */
   start(opts: EngineOptions, onEvent: (ev: EngineEvent) => void): void;
   /** Stops the thread and closes every socket it owns. Idempotent. */
@@ -137,6 +143,9 @@ interface AddonModule {
   /** Loads the kernel steering program (the cluster-key one when auth) and closes it again:
    *  "" when it loads, else why not. Opens no socket and changes no setting. */
   probeSteering(auth: boolean): string;
+  /** Attaches the confinement guard, checks it on probe sockets over 127.0.0.1 and detaches it:
+   *  "" when host sockets could be handed to containers here, else why not. */
+  probeConfinement(): string;
 }
 
 let cached: AddonModule | undefined;

@@ -181,6 +181,25 @@ export function tfoCheck(text: string | undefined, canWrite: boolean): CheckResu
   return status === 'ok' ? ok(name, detail) : warn(name, detail, fix);
 }
 
+/**
+ * The confinement guard (native/bpf/guard.bpf.c): without it the broker hands no host socket to
+ * any container. `running` is what a serving broker reports ("" = attached), `probe` what
+ * attaching it from here said (undefined: not probed).
+ */
+export function confinementCheck(probe: string | undefined, running?: string): CheckResult {
+  const name = 'confinement';
+  const off = 'no host socket is handed to any container: every connection takes the container\'s own network';
+  const fix = 'run the broker as root on a kernel with cgroup v2 and cgroup BPF programs (CONFIG_CGROUP_BPF, Linux 5.2 or newer), with 127.0.0.1 up in its namespace';
+  if (running !== undefined) {
+    return running === ''
+      ? ok(name, 'the running broker\'s guard is attached: handed host sockets cannot be re-connected, bound or re-pointed (cgroup connect4/6, bind4/6, setsockopt)')
+      : fail(name, `the running broker has no confinement guard (${running}); ${off}`, fix);
+  }
+  if (probe === undefined) return skip(name, 'not probed: the addon does not load (see addon)');
+  if (probe !== '') return fail(name, `the confinement guard cannot be attached here (${probe}); a broker would hand out nothing: ${off}`, fix);
+  return ok(name, 'the confinement guard attaches and holds on probe sockets (cgroup connect4/6, bind4/6, setsockopt)');
+}
+
 export function steeringCheck(plain: string | undefined, auth: string | undefined, clusterKey: boolean): CheckResult {
   const name = 'bpf-steering';
   if (plain === undefined) return skip(name, 'not probed: the addon does not load (see addon)');
@@ -549,7 +568,7 @@ async function preloadCheck(): Promise<CheckResult> {
   return ok(name, `${file} loads into programs (LD_PRELOAD)`);
 }
 
-function addonCheck(): { result: CheckResult; plain?: string; auth?: string } {
+function addonCheck(): { result: CheckResult; plain?: string; auth?: string; confinement?: () => string } {
   const name = 'addon';
   let addon: ReturnType<typeof loadAddon>;
   try {
@@ -560,7 +579,12 @@ function addonCheck(): { result: CheckResult; plain?: string; auth?: string } {
   if (typeof addon.probeSteering !== 'function') {
     return { result: warn(name, 'the addon loads but is older than this command (no probeSteering)', 'npm run build:native') };
   }
-  return { result: ok(name, 'build/Release/slimfast_addon.node loads'), plain: addon.probeSteering(false), auth: addon.probeSteering(true) };
+  return {
+    result: ok(name, 'build/Release/slimfast_addon.node loads'),
+    plain: addon.probeSteering(false),
+    auth: addon.probeSteering(true),
+    confinement: typeof addon.probeConfinement === 'function' ? () => addon.probeConfinement() : undefined,
+  };
 }
 
 function toolsCheck(env: NodeJS.ProcessEnv): CheckResult {
@@ -681,6 +705,8 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
     }),
     bounded('addon', () => addon.result),
     bounded('bpf-steering', () => steeringCheck(addon.plain, addon.auth, o.clusterKey !== undefined)),
+    bounded('confinement', () =>
+      broker.health ? confinementCheck(undefined, broker.health.unconfined ?? '') : confinementCheck(addon.confinement?.())),
     bounded('preload', preloadCheck),
     bounded('tools', () => toolsCheck(env)),
     bounded('config', configCheck),

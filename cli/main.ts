@@ -158,6 +158,9 @@ async function status(args: string[]): Promise<number> {
     if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}; ${peerCount}`);
     else console.log(`membership static: ${peerCount}`);
     console.log(`policy: ${health.policy || 'none'}`);
+    console.log(health.unconfined
+      ? `confinement: OFF (${health.unconfined}); no host socket is handed to a container, every connection takes the container's own network`
+      : 'confinement: kernel guard attached (handed host sockets cannot be re-pointed)');
     printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
     printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));
     printTable('listeners', ['address', 'container', 'channels'], listeners.map((l) => [`${l.ip}:${l.port}`, l.containerId, l.channels]));

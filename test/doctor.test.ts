@@ -15,6 +15,7 @@ import {
   CAP_NET_ADMIN,
   CAP_SYS_ADMIN,
   clusterKeyCheck,
+  confinementCheck,
   kernelCheck,
   nodeCheck,
   parseCapEff,
@@ -42,7 +43,7 @@ interface Report {
   checks: Check[];
 }
 
-const NAMES = ['node', 'privileges', 'kernel', 'tcp-fastopen', 'addon', 'bpf-steering', 'preload', 'tools', 'config', 'runc', 'slimfast-runc',
+const NAMES = ['node', 'privileges', 'kernel', 'tcp-fastopen', 'addon', 'bpf-steering', 'confinement', 'preload', 'tools', 'config', 'runc', 'slimfast-runc',
   'seccomp-keeper', 'state-dir', 'broker', 'reserved-port', 'etcd', 'cluster-key'];
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfdoctor-'));
@@ -167,6 +168,18 @@ test('steering probe: a program that does not load is a warning naming the fallb
   t.is(plain.status, 'warn');
   t.regex(plain.fix!, /CAP_BPF/);
   t.is(steeringCheck(undefined, undefined, false).status, 'skip');
+});
+
+test('confinement: a broker without its guard, or a host where it cannot attach, fails with what it means', (t) => {
+  t.is(confinementCheck('').status, 'ok');
+  t.is(confinementCheck(undefined, '').status, 'ok', 'a running broker with its guard');
+  const running = confinementCheck(undefined, 'cannot attach sf_connect4 to the cgroup v2 root: Operation not permitted');
+  t.is(running.status, 'fail');
+  t.regex(running.detail, /sf_connect4.*no host socket is handed to any container/);
+  const probe = confinementCheck('the kernel does not confine a marked socket: listen() after a disconnect succeeded');
+  t.is(probe.status, 'fail');
+  t.regex(probe.fix!, /cgroup v2/);
+  t.is(confinementCheck(undefined).status, 'skip');
 });
 
 test('state dir mode bits: root-owned, not group/other-writable; control socket not open to others', (t) => {

@@ -190,7 +190,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::Counters>("counters"),
                         InstanceMethod<&EngineWrap::HandoffLatency>("handoffLatency"),
                         InstanceMethod<&EngineWrap::HostKey>("hostKey"),
-                        InstanceMethod<&EngineWrap::SyncHeader>("syncHeader")});
+                        InstanceMethod<&EngineWrap::SyncHeader>("syncHeader"),
+                        InstanceMethod<&EngineWrap::Unconfined>("unconfined")});
   }
 
   explicit EngineWrap(const Napi::CallbackInfo& info)
@@ -248,6 +249,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       cfg.seccomp_keeper = o.Get("seccompKeeper").As<Napi::String>().Utf8Value();
     }
     if (o.Get("steering").IsBoolean()) cfg.steer = o.Get("steering").As<Napi::Boolean>().Value();
+    if (o.Get("guard").IsBoolean()) cfg.guard = o.Get("guard").As<Napi::Boolean>().Value();
     if (cfg.pool_max < cfg.pool_depth) cfg.pool_max = cfg.pool_depth;
     if (eng_->running()) return throw_error(env, Error{EALREADY, "the engine is already started; call stop() first"});
     auto sink = std::make_unique<JsEventSink>(env, info[1].As<Napi::Function>(), &eng_->ctr.events_dropped);
@@ -381,6 +383,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<const uint8_t*>(&h), sizeof h);
   }
 
+  // "" while the confinement guard is attached, else why it is not (nothing is handed out then).
+  Napi::Value Unconfined(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lk(eng_->mu);
+    return Napi::String::New(info.Env(), eng_->unconfined_why);
+  }
+
   Napi::Value Counters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     eng_->read_pool_reports();
@@ -390,11 +398,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 #undef SF_X
     // Connections the kernel steered count as handed in (the doorbells among them do not).
     SteerStats st{};
-    uint64_t guarded = 0;
+    uint64_t denied[Guard::KINDS] = {};
+    bool confined = false;
     {
       std::lock_guard<std::mutex> lk(eng_->mu);
       if (eng_->steering()) st = eng_->steer->stats();
-      if (eng_->guard) guarded = eng_->guard->denied();
+      if ((confined = eng_->confined()))
+        for (int k = 0; k < Guard::KINDS; k++) denied[k] = eng_->guard->denied(Guard::Kind(k));
     }
     uint64_t bells = eng_->ctr.doorbells.load(std::memory_order_relaxed);
     uint64_t steered = st.steered > bells ? st.steered - bells : 0;
@@ -408,8 +418,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     o.Set("steer_replayed", Napi::Number::New(env, double(st.replayed)));
     o.Set("steer_not_member", Napi::Number::New(env, double(st.not_member)));
     o.Set("steer_dropped", Napi::Number::New(env, double(st.dropped)));
-    // setsockopt() calls that would have changed the reserved port's group program (refused).
-    o.Set("steer_guard_denied", Napi::Number::New(env, double(guarded)));
+    // The confinement guard: 1 while host sockets may be handed out (attached and checked), and
+    // the calls it refused on marked sockets: setsockopt() that would have changed the reserved
+    // port's group program, connect() (Fast Open sends included) and bind().
+    o.Set("confined", Napi::Number::New(env, confined ? 1 : 0));
+    o.Set("steer_guard_denied", Napi::Number::New(env, double(denied[Guard::REUSEPORT])));
+    o.Set("guard_denied_connect", Napi::Number::New(env, double(denied[Guard::CONNECT])));
+    o.Set("guard_denied_bind", Napi::Number::New(env, double(denied[Guard::BIND])));
     // Not a counter the thread keeps: read from /proc when asked (nothing on the hot path).
     o.Set("engine_cpu_us", Napi::Number::New(env, double(eng_->thread_cpu_ns() / 1000)));
     return o;
@@ -455,11 +470,19 @@ Napi::Value ProbeSteering(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), s.open(auth));
 }
 
+// probeConfinement(): attaches the confinement guard, checks it on probe sockets over 127.0.0.1
+// and detaches it again: "" when host sockets could be handed out here, else why not.
+Napi::Value ProbeConfinement(const Napi::CallbackInfo& info) {
+  Guard g;
+  return Napi::String::New(info.Env(), g.open());
+}
+
 }  // namespace sf
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", sf::EngineWrap::Define(env));
   exports.Set("probeSteering", Napi::Function::New(env, sf::ProbeSteering, "probeSteering"));
+  exports.Set("probeConfinement", Napi::Function::New(env, sf::ProbeConfinement, "probeConfinement"));
   return exports;
 }
 

@@ -31,7 +31,7 @@ DestKind Engine::classify_connect(Container* c, uint32_t dst, uint16_t dport, Ro
   // The policy governs every overlay destination, those that would fall back to the container's
   // interface included (else a denied listener would still be reached that way).
   if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && policy_denies(c, dst, dport)) return DEST_DENY;
-  if (dport == 0) return DEST_FALLBACK;
+  if (dport == 0 || !confined()) return DEST_FALLBACK;
   if (by_ip.count(dst)) {  // a container on this host
     Listener* x = find_listener(dst, dport);
     if (!x) return DEST_FALLBACK;
@@ -105,6 +105,8 @@ int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool
   pa.sin_addr.s_addr = htonl(r.peer_ip);
   if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) == 0) {
     int rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
+    // Marked once connected (or connecting): from here on nobody can point it elsewhere.
+    if ((rc == 0 || errno == EINPROGRESS || errno == EINTR) && !confine(fd)) rc = -1;
     if (fast_open && rc == 0) {  // deferred: the SYN leaves with the first send
       *pending = false;
       if (deferred) *deferred = true;

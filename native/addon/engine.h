@@ -301,6 +301,7 @@ struct Config {
   uint32_t header_pending_max = 16384;
   bool fast_open = true;      // TCP Fast Open: pooled sockets carry the header in their SYN
   bool steer = true;          // kernel steering to listeners (needs fast_open, CAP_BPF)
+  bool guard = true;          // false: act as a host without the guard (hands out nothing; tests)
   // Cluster key (SF_CLUSTER_KEY_MIN..MAX bytes) or empty: derived host keys and checked senders,
   // nonces and replays (cluster_checks.cc). The window is how old a header's nonce may be.
   std::vector<uint8_t> cluster_key;
@@ -411,7 +412,10 @@ struct Engine {
   int64_t last_log[12] = {};
   int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
   std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
-  std::unique_ptr<Guard> guard;     // with steering: keeps applications off the group's program
+  // The confinement guard: without it (guard null or not ok) no host socket leaves the broker:
+  // connects fall back, listens stay the application's own, nothing is steered (open_guard()).
+  std::unique_ptr<Guard> guard;
+  std::string unconfined_why;  // why not, for status and doctor ("" when confined)
   struct Bell {
     int fd;
     int64_t deadline;
@@ -505,6 +509,10 @@ struct Engine {
   void watch_seen_rate(int64_t now);  // warns when the kernel's replay cache may overflow
 
   // steered.cc
+  void open_guard();             // before anything is handed out: attach and check (logs why not)
+  bool confined() const { return guard && guard->ok(); }
+  // Marks a host socket before it leaves the broker; false (errno set): it must not leave.
+  bool confine(int fd) { return confined() && guard->protect(fd); }
   void open_steering();          // after open_reserved(): load, attach, keys (logs why not)
   bool steering() const { return steer && steer->ok(); }
   void update_steer_keys();      // own subnet and every peer with a known key

@@ -112,6 +112,7 @@ Error Engine::start(const Config& c, EventSink* s) {
     }
     return e;
   };
+  open_guard();
   if ((err = open_reserved())) return failed(err);
   open_steering();
   if ((err = open_loopback())) return failed(err);

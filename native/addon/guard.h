@@ -1,10 +1,12 @@
-// The steered listeners' guard (native/bpf/guard.bpf.c): a cgroup setsockopt program that refuses
-// SO_ATTACH_REUSEPORT_CBPF/EBPF and SO_DETACH_REUSEPORT_BPF on the sockets the broker marks, so
-// an application holding a steered listener cannot change how the reserved port's connections are
-// distributed. No dependency on the engine.
+// The confinement guard (native/bpf/guard.bpf.c): cgroup programs on the root of the cgroup v2
+// hierarchy that refuse connect, bind, Fast Open sends and reuseport-program changes on every
+// host socket the broker marks, whoever holds it. The broker marks each host socket before it
+// leaves its hands and hands out none while the guard is not attached (Engine::confined()).
+// No dependency on the engine.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 struct bpf_object;
 struct bpf_link;
@@ -13,30 +15,37 @@ namespace sf {
 
 class Guard {
  public:
+  // What a refusal was (the index of guard.bpf.c's `denied` counters).
+  enum Kind { REUSEPORT = 0, CONNECT = 1, BIND = 2, KINDS = 3 };
+
   Guard() = default;
   ~Guard();
   Guard(const Guard&) = delete;
   Guard& operator=(const Guard&) = delete;
 
-  // Loads the program and attaches it to the root of the cgroup v2 hierarchy (found in
-  // /proc/self/mountinfo, or mounted for the moment). "" on success, else why not. The
-  // attachment lasts as long as this object (a bpf_link).
-  // Call after Steering::open(), which routes libbpf's messages away from stderr.
+  // Loads the programs, attaches them to the root of the cgroup v2 hierarchy (found in
+  // /proc/self/mountinfo, or mounted for the moment) and checks on marked probe sockets over
+  // loopback that each re-pointing path is refused. "" on success, else why not; then nothing is
+  // attached. The attachments last as long as this object (bpf_links).
   std::string open();
-  bool ok() const { return link_ != nullptr; }
-  // Marks a socket: from now on the three options fail on it with EPERM, whoever holds it.
+  bool ok() const { return !links_.empty(); }
+  // Marks a socket: from now on it cannot be re-pointed, whoever holds it. Sockets accepted from
+  // a marked listener are marked by the kernel. false (errno set) if it could not be marked.
   bool protect(int fd);
-  // setsockopt() calls refused so far.
+  // Calls refused so far, of one kind or in all.
+  uint64_t denied(Kind k) const;
   uint64_t denied() const;
 
  private:
   void close_all();
+  std::string self_check();
+  void zero_counters();
   bpf_object* obj_ = nullptr;
-  bpf_link* link_ = nullptr;
+  std::vector<bpf_link*> links_;
   int guarded_fd_ = -1, denied_fd_ = -1;
 };
 
-// Why the host cannot run the guard, or "" (what `open` would say, without attaching anything).
+// The cgroup v2 root as a directory fd, or -1 and why not.
 int open_cgroup2_root(std::string* why);
 
 }  // namespace sf

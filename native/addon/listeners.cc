@@ -44,6 +44,8 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
     reply(pc, req.seq, SF_LISTEN_OK, status, -1);
   };
   if (nfds != 1) return fail(EINVAL);
+  // Without the guard no host socket may reach the application: it keeps its own listener.
+  if (!confined()) return fail(SF_STATUS_FALLBACK);
   uint32_t bound = ntohl(req.vip_a);
   if (bound != 0 && bound != c->ip) return fail(SF_STATUS_FALLBACK);  // not the container's vIP
   int rfd = fds[0];

@@ -216,6 +216,11 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64
     return;
   }
   sf_msg m = make_msg(SF_ACCEPTED, 0, 0, dst, dport, ntohl(h.src_vip), sport, 0);
+  if (!confine(fd)) {
+    inc(ctr.channel_full);
+    reset_close(fd);
+    return;
+  }
   if (push_accepted(l, fd, m, nullptr)) {
     inc(ctr.handed_in);
     lat.in.observe(mono_ns() - accepted_ns);

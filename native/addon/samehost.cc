@@ -28,6 +28,12 @@ Error Engine::open_loopback() {
     close_fd(fd);
     return Error{e, std::string("cannot open the loopback listener on 127.0.0.1: ") + strerror(e)};
   }
+  // Its accepted children (the same-host server ends) are marked by the kernel.
+  if (confined() && !confine(fd)) {
+    int e = errno;
+    close_fd(fd);
+    return Error{e, std::string("cannot mark the loopback listener: ") + strerror(e)};
+  }
   loop_port = a.sin_port;
   loopback.fd = fd;
   if (!ep_add(loopback, EPOLLIN)) {  // only strays ever wake us here
@@ -60,8 +66,8 @@ bool Engine::loopback_pair(int* client, int* server, uint16_t* client_port) {
   la.sin_family = AF_INET;
   la.sin_port = uint16_t(loop_port);
   la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(c, reinterpret_cast<sockaddr*>(&la), sizeof la) < 0 && errno != EINPROGRESS &&
-      errno != EINTR) {
+  if ((connect(c, reinterpret_cast<sockaddr*>(&la), sizeof la) < 0 && errno != EINPROGRESS &&
+       errno != EINTR) || !confine(c)) {
     close_fd(c);
     return false;
   }

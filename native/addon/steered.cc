@@ -29,32 +29,33 @@
 
 namespace sf {
 
+void Engine::open_guard() {
+  guard.reset(cfg.guard ? new (std::nothrow) Guard : nullptr);
+  unconfined_why = !cfg.guard ? "turned off (guard: false)" : guard ? guard->open() : "out of memory";
+  if (unconfined_why.empty()) return;
+  guard.reset();
+  logf(LOG_ERROR,
+       "confinement guard: %s. No host socket will be handed to a container: every connection takes the "
+       "container's own network (run slimfast doctor)",
+       unconfined_why.c_str());
+}
+
 void Engine::open_steering() {
   steer.reset();
-  guard.reset();
   if (!cfg.steer || !cfg.fast_open) return;
+  // Steered listeners are host sockets in applications' hands: only with the guard.
+  if (!confined()) return;
   steer.reset(new (std::nothrow) Steering);
-  guard.reset(new (std::nothrow) Guard);
-  if (!steer || !guard) {
-    steer.reset();
-    guard.reset();
-    return;
-  }
+  if (!steer) return;
   // With a cluster key the program checks senders, nonces and replays as the broker does; if it
   // cannot, nothing is steered (the broker checks everything itself).
   std::string why = steer->open(clustered());
   if (why.empty() && clustered())
     why = steer->set_auth(uint64_t(cfg.header_window_ms) * 1000000ull, SF_HDR_FUTURE_NS);
-  // Without the guard an application could re-point the group; no steering then.
-  if (why.empty()) {
-    why = guard->open();
-    if (!why.empty()) why = "the steered listeners' guard: " + why;
-  }
   if (why.empty()) why = steer->attach(reserved.fd);
   if (!why.empty()) {
     logf(LOG_WARN, "kernel steering is off, the broker hands every connection over: %s", why.c_str());
     steer.reset();
-    guard.reset();
     return;
   }
   update_steer_keys();
@@ -85,7 +86,7 @@ void Engine::make_steered(Listener* l, int backlog) {
   backlog = std::max(16, std::min(backlog, 65535));
   int fd = steer_listen_socket(cfg.host_ip, uint16_t(ctr.port.load()), backlog, false);
   struct stat st;
-  if (fd < 0 || fstat(fd, &st) < 0 || !guard->protect(fd)) {
+  if (fd < 0 || fstat(fd, &st) < 0 || !confine(fd)) {
     if (ratelimit(5)) logf(LOG_WARN, "steered listener for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
     close_fd(fd);
     return;
@@ -201,7 +202,7 @@ Listener* Engine::take_over_steered(Container* c, uint32_t vip, uint16_t port, i
   }
   struct stat st;
   errno = 0;
-  if (fstat(steered_fd, &st) < 0 || !guard->protect(steered_fd)) return fail(errno ? errno : EPERM);
+  if (fstat(steered_fd, &st) < 0 || !confine(steered_fd)) return fail(errno ? errno : EPERM);
   int slot = steer->add(htonl(vip), htons(port), steered_fd);
   if (slot < 0) return fail(errno ? errno : ENOSPC);
   Listener* l = new (std::nothrow) Listener;

@@ -1,20 +1,36 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The steered listeners' guard (BPF_PROG_TYPE_CGROUP_SOCKOPT, setsockopt).
+/* The confinement guard: host sockets the broker hands to containers cannot be re-pointed.
  *
- * A steered listener is a host socket in the reserved port's SO_REUSEPORT group, held by an
- * application inside a container. Any member of a reuseport group may replace the group's
- * program: SO_ATTACH_REUSEPORT_CBPF needs no privilege, and SO_DETACH_REUSEPORT_BPF falls back to
- * picking a member by hash. Either would let one container receive connections meant for another
- * (or for the broker). The broker marks each steered socket it makes in `guarded` (socket local
- * storage) and attaches this program to the root of the cgroup v2 hierarchy, where it sees every
- * setsockopt() on the host: on a marked socket those three options fail with EPERM; everything
- * else passes untouched.
+ * Every host socket the broker lets out of its hands (cross-host and same-host connections,
+ * pooled ones, steered listeners, the reserved-port connections it passes on, the loopback
+ * listener whose children become same-host server ends) is marked in `guarded` (socket local
+ * storage with BPF_F_CLONE: a marked listener's accepted children are marked from birth, so a
+ * kernel-steered connection costs no syscall here). On a marked socket, whoever holds it
+ * (container processes, processes it was passed to, raw syscalls no preload sees), these fail
+ * with EPERM:
  *
- * Build and embedding as for steer.bpf.c; loaded by native/addon/guard.cc.
+ *   connect() of a socket that is not connected, and   cgroup/connect4, cgroup/connect6
+ *     sendto()/sendmsg() with MSG_FASTOPEN and an
+ *     address (both run the kernel's pre-connect hook)
+ *   bind()                                             cgroup/bind4, cgroup/bind6
+ *   SO_ATTACH_REUSEPORT_CBPF/EBPF,                     cgroup/setsockopt
+ *     SO_DETACH_REUSEPORT_BPF (any member of a
+ *     reuseport group could re-point the group)
+ *
+ * connect(AF_UNSPEC) (a disconnect) reaches no cgroup hook: it succeeds, and the socket is dead
+ * for good, since the only way to use it again is a connect, a bind or a listen. A connected
+ * TCP socket ignores sendto()'s address. listen() has no cgroup hook either: the kernel itself
+ * refuses it on a socket that has been connected (EINVAL); the broker checks that at start with
+ * a marked probe socket (guard.cc) and hands out nothing on a kernel where it is not so.
+ *
+ * Unmarked sockets pass untouched. The broker marks a socket after its own bind/connect/listen.
+ * All programs are attached to the root of the cgroup v2 hierarchy, so they see every socket on
+ * the host (a socket's cgroup is its creator's, here the broker's).
+ *
+ * Built with clang -target bpf and embedded at build time (binding.gyp, embed.mjs).
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-
 
 char LICENSE[] SEC("license") = "Apache-2.0";
 
@@ -26,17 +42,25 @@ char LICENSE[] SEC("license") = "Apache-2.0";
 
 struct {
   __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
   __type(key, int);
   __type(value, __u32);
 } guarded SEC(".maps");
 
+/* Refusals by kind (the same order as Guard::Kind in native/addon/guard.h). */
+enum { D_REUSEPORT, D_CONNECT, D_BIND, D_KINDS };
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, 1);
+  __uint(max_entries, D_KINDS);
   __type(key, __u32);
   __type(value, __u64);
 } denied SEC(".maps");
+
+static __always_inline void count(__u32 kind) {
+  __u64 *n = bpf_map_lookup_elem(&denied, &kind);
+  if (n) *n += 1;
+}
 
 SEC("cgroup/setsockopt")
 int sf_guard(struct bpf_sockopt *ctx) {
@@ -48,8 +72,22 @@ int sf_guard(struct bpf_sockopt *ctx) {
   if (o != SO_ATTACH_REUSEPORT_CBPF_ && o != SO_ATTACH_REUSEPORT_EBPF_ && o != SO_DETACH_REUSEPORT_BPF_) return 1;
   struct bpf_sock *sk = ctx->sk;
   if (!sk || !bpf_sk_storage_get(&guarded, sk, 0, 0)) return 1;
-  __u32 zero = 0;
-  __u64 *n = bpf_map_lookup_elem(&denied, &zero);
-  if (n) *n += 1;
+  count(D_REUSEPORT);
   return 0; /* EPERM */
 }
+
+static __always_inline int addr_hook(struct bpf_sock_addr *ctx, __u32 kind) {
+  struct bpf_sock *sk = ctx->sk;
+  if (!sk || !bpf_sk_storage_get(&guarded, sk, 0, 0)) return 1;
+  count(kind);
+  return 0; /* EPERM */
+}
+
+SEC("cgroup/connect4")
+int sf_connect4(struct bpf_sock_addr *ctx) { return addr_hook(ctx, D_CONNECT); }
+SEC("cgroup/connect6")
+int sf_connect6(struct bpf_sock_addr *ctx) { return addr_hook(ctx, D_CONNECT); }
+SEC("cgroup/bind4")
+int sf_bind4(struct bpf_sock_addr *ctx) { return addr_hook(ctx, D_BIND); }
+SEC("cgroup/bind6")
+int sf_bind6(struct bpf_sock_addr *ctx) { return addr_hook(ctx, D_BIND); }

@@ -267,6 +267,10 @@ r = await A.cmd(`recv ${aPair} 2000`);
 check(r.data === 'pong', 'same-host data b -> a', r);
 r = await A.cmd(`names ${aPair}`);
 check(/^127\.0\.0\.1:\d+$/.test(r.local) && /^127\.0\.0\.1:\d+$/.test(r.peer), 'same-host pair is loopback TCP', r);
+for (const [who, h] of [[A, aPair], [B, bPair]]) {
+  r = await who.cmd(`repoint ${h} 127.0.0.1 ${closedPort}`);
+  check(r.connect === 1 && r.bind === 1 && r.listen !== 0 && r.fastopen === 1, `same-host ${who === A ? 'client' : 'server'} end: re-connect, bind, listen, Fast Open refused`, r);
+}
 await A.cmd(`close ${aPair}`);
 await B.cmd(`close ${bPair}`);
 r = await A.cmd('connect 10.99.0.3 80 5555');
@@ -314,6 +318,19 @@ r = await A.cmd(`recv ${aX} 2000`);
 check(r.data === 'back', 'cross-host data c -> a', r);
 r = await A.cmd(`names ${aX}`);
 check(r.peer === `127.0.0.2:${P2}` && r.local.startsWith('127.0.0.1:'), 'cross-host socket runs hostIp -> peer reserved port', r);
+// The confinement guard: a handed socket, either side, cannot be pointed anywhere else. The
+// disconnect has no hook (the socket is dead after it); connect, bind and Fast Open get EPERM,
+// listen EINVAL from the kernel itself.
+const g1 = E1.counters();
+const g2 = E2.counters();
+check(g1.confined === 1 && g2.confined === 1 && E1.unconfined() === '', 'both engines are confined', [g1.confined, E1.unconfined()]);
+const EPERM = 1;
+for (const [who, h, eng, g0] of [[A, aX, E1, g1], [C, cX, E2, g2]]) {
+  r = await who.cmd(`repoint ${h} 127.0.0.1 ${closedPort}`);
+  check(r.connect === EPERM && r.bind === EPERM && r.listen !== 0 && r.fastopen === EPERM, `handed socket ${h === aX ? 'out' : 'in'}: re-connect, bind, listen, Fast Open refused`, r);
+  const g = eng.counters();
+  check(g.guard_denied_connect === g0.guard_denied_connect + 2 && g.guard_denied_bind === g0.guard_denied_bind + 1, 'the refusals are counted', g);
+}
 await A.cmd(`close ${aX}`);
 await C.cmd(`close ${cX}`);
 check(E1.counters().handed_out === 1 && E2.counters().handed_in === 1, 'handed_out / handed_in counters', [E1.counters(), E2.counters()]);
@@ -594,6 +611,31 @@ check(await until(() => ev2.some((e) => e.type === 'listener' && e.op === 'remov
 r = await C.cmd('hello');
 check(r.error === 'eof' || /reset|pipe/i.test(r.error ?? ''), "removeContainer closes the container's preload connections", r);
 check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counters().preload_conns === 0, 'E2 tables empty', [E2.listeners(), E2.counters()]);
+
+// ---------- without the confinement guard nothing is handed out ----------
+{
+  const E3 = new Engine();
+  E3.start({ hostIp: '127.0.0.4', port: 0, overlayCidr: overlay, localSubnet: '10.95.0.0/24', guard: false }, () => {});
+  E3.addContainer('u1', '10.95.0.2', sock('u1'));
+  E3.addContainer('u2', '10.95.0.3', sock('u2'));
+  const U1 = await client(sock('u1'));
+  const U2 = await client(sock('u2'));
+  check(E3.counters().confined === 0 && /guard: false/.test(E3.unconfined()), 'an engine without its guard says so', [E3.counters().confined, E3.unconfined()]);
+  r = await U2.cmd('listen 0.0.0.0 80');
+  check(r.type === 103 && r.status === -1 && r.h === -1, 'unconfined: LISTEN -> FALLBACK (the application keeps its own listener)', r);
+  r = await U1.cmd('connect 10.95.0.3 80');
+  check(r.type === 102 && r.status === -1 && r.h === -1, 'unconfined: same-host CONNECT -> FALLBACK', r);
+  E3.setPeers([{ ip: '127.0.0.2', subnet: '10.98.0.0/24', port: P2 }]);
+  E3.setRemoteListeners('127.0.0.2', ['10.98.0.2:9090']);
+  r = await U1.cmd('connect 10.98.0.2 9090');
+  check(r.type === 102 && r.status === -1 && r.h === -1, 'unconfined: cross-host CONNECT -> FALLBACK, no pool', r);
+  check(E3.counters().handed_out === 0 && E3.counters().pools === 0 && E3.listeners().length === 0, 'unconfined: nothing handed out', E3.counters());
+  await U1.quit();
+  await U2.quit();
+  clients.splice(clients.indexOf(U1), 1);
+  clients.splice(clients.indexOf(U2), 1);
+  E3.stop();
+}
 
 // ---------- cluster key (cluster_key.mjs) ----------
 await clusterKeyTests({ Engine, E1, overlay, check, throwsLike, until, raw, header, client, sock });

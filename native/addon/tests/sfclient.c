@@ -20,6 +20,9 @@
  *   queryino N                    SF_QUERY_CHANNEL with inode N
  *   raw TYPE VERSION LEN          send a raw LEN-byte message (malformed-message tests)
  *   names H                       real getsockname/getpeername of socket H
+ *   repoint H IP PORT             on socket H: connect(AF_UNSPEC), then connect to IP:PORT, bind to
+ *                                 0.0.0.0:0, listen, and a Fast Open sendto to IP:PORT; prints each
+ *                                 call's errno (0: it succeeded)
  *   blackhole                     a 127.0.0.1 listener whose accept queue is full (SYNs dropped)
  *   drain H                       fork a child that takes every SF_ACCEPTED on channel H, reads
  *                                 until EOF and closes (runs until the channel or we go away)
@@ -328,6 +331,18 @@ int main(int argc, char **argv) {
       getpeername(atoi(x), (struct sockaddr *)&p, &pl);
       printf("{\"local\":\"%s:%u\",\"peer\":\"%s:%u\"}\n", ipstr(l.sin_addr.s_addr, a), ntohs(l.sin_port),
              ipstr(p.sin_addr.s_addr, b), ntohs(p.sin_port));
+    } else if (!strcmp(cmd, "repoint")) {
+      int fd = atoi(x);
+      struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+      struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(z)), .sin_addr.s_addr = ipparse(y)};
+      struct sockaddr_in any = {.sin_family = AF_INET};
+      int e[5];
+      e[0] = connect(fd, &unspec, sizeof unspec) == 0 ? 0 : errno;
+      e[1] = connect(fd, (struct sockaddr *)&to, sizeof to) == 0 ? 0 : errno;
+      e[2] = bind(fd, (struct sockaddr *)&any, sizeof any) == 0 ? 0 : errno;
+      e[3] = listen(fd, 1) == 0 ? 0 : errno;
+      e[4] = sendto(fd, "x", 1, MSG_FASTOPEN | MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, sizeof to) >= 0 ? 0 : errno;
+      printf("{\"disconnect\":%d,\"connect\":%d,\"bind\":%d,\"listen\":%d,\"fastopen\":%d}\n", e[0], e[1], e[2], e[3], e[4]);
     } else if (!strcmp(cmd, "blackhole")) {
       uint16_t port;
       int s = tcp_listener(0, 1, &port);
