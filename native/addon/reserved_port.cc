@@ -191,6 +191,13 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64
     if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now
     return;
   }
+  // A host speaks only for the containers of its own subnet (with a cluster key auth_header()
+  // checked that already): a header whose source vIP lies elsewhere is refused, whoever signed it.
+  if (!clustered() && header_owner(peer_ip, h) != peer_ip) {
+    count_refusal(AUTH_NOT_MEMBER, peer_ip);
+    reset_close(fd);
+    return;
+  }
   uint32_t dst = ntohl(h.dst_vip);
   uint16_t dport = ntohs(h.dst_port);
   uint16_t sport = ntohs(h.src_port);

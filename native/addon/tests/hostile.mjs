@@ -11,7 +11,7 @@ const PEER_MAX = 30;
 const PENDING_MAX = 50;
 
 // Outcome counters: each reserved-port connection ends in exactly one of them.
-const OUTCOMES = ['header_errors', 'refused', 'pool_expired', 'sync_streams', 'header_overload', 'handed_in'];
+const OUTCOMES = ['header_errors', 'header_not_member', 'refused', 'pool_expired', 'sync_streams', 'header_overload', 'handed_in'];
 
 // A small deterministic PRNG (mulberry32) so a failing run can be replayed with its seed.
 function prng(seed) {

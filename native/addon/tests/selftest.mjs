@@ -339,6 +339,28 @@ check(E1.counters().handed_out === 1 && E2.counters().handed_in === 1, 'handed_o
 // pre-established connections on which nothing was sent yet (E2's kernel holds them).
 check(await until(() => E1.counters().pools === 1 && E1.counters().pool_stocked === 4), 'a pool channel is stocked with 4 connections', E1.counters());
 check(E2.counters().pending_headers === 0 && E2.counters().handed_in === 1, 'the peer\'s broker has not seen them', E2.counters());
+// A host speaks only for its own subnet: before E2 knows E1's key, an unsigned CONNECT from E1's
+// address is taken for a source vIP in E1's subnet, refused for any other (another host's
+// container, or an address of no container).
+{
+  const nm = E2.counters().header_not_member;
+  const hin = E2.counters().handed_in;
+  for (const src of ['10.98.0.77', '10.50.0.9']) {
+    const x = raw('127.0.0.2', P2, '127.0.0.1');
+    await x.ready;
+    x.s.write(header({ type: 1, dst: '10.98.0.2', dport: 8080, src, sport: 4321 }));
+    check(await until(() => x.closed), `an unsigned CONNECT from E1 with source ${src} is closed`, x);
+    x.s.destroy();
+  }
+  check(E2.counters().header_not_member === nm + 2 && E2.counters().handed_in === hin, 'counted as not from the subnet\'s owner, nothing handed in', E2.counters());
+  const ok = raw('127.0.0.2', P2, '127.0.0.1');
+  await ok.ready;
+  ok.s.write(header({ type: 1, dst: '10.98.0.2', dport: 8080, src: '10.99.0.9', sport: 4321 }));
+  r = await C.cmd(`accept ${cChan} 2000`);
+  check(r.type === 201 && r.vip_b === '10.99.0.9' && r.port_b === 4321, 'one from its own subnet is handed in', r);
+  await C.cmd(`close ${r.h}`);
+  ok.s.destroy();
+}
 // E2 learns E1's host key from the SYNC header E1 subscribes with (here: written by hand).
 const subscription = raw('127.0.0.2', P2, '127.0.0.1');
 subscription.s.write(header({ type: 2, keyId: 1, tag: E1.hostKey() }));
@@ -364,13 +386,13 @@ const aF = r.h;
 check(r.type === 202 && r.sent === 48, 'pooltake with a forged source vIP sent', r);
 r = await A.cmd(`recv ${aF} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'a pooled header whose source vIP was changed is refused (MAC)', r);
-check(await until(() => E2.counters().header_errors === he + 1) && E2.counters().handed_in === 2, 'counted as a header error, nothing handed in', E2.counters());
+check(await until(() => E2.counters().header_errors === he + 1) && E2.counters().handed_in === 3, 'counted as a header error, nothing handed in', E2.counters());
 await A.cmd(`close ${aF}`);
 r = await A.cmd('pooltake 10.98.0.2 8080 unsigned');
 const aU = r.h;
 r = await A.cmd(`recv ${aU} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'an unsigned CONNECT header from a host whose key is known is refused', r);
-check(await until(() => E2.counters().header_errors === he + 2) && E2.counters().handed_in === 2, 'counted, nothing handed in', E2.counters());
+check(await until(() => E2.counters().header_errors === he + 2) && E2.counters().handed_in === 3, 'counted, nothing handed in', E2.counters());
 await A.cmd(`close ${aU}`);
 // As far as E2 can tell, E1's broker restarts twice (new keys in new SYNC headers): pooled headers
 // signed with the key before the latest still pass (processes may hold them up to 20 s), older fail.
@@ -534,14 +556,14 @@ check(await until(() => s.closed), 'malformed header: closed');
 check(E1.counters().header_errors === 1, 'header_errors counter', E1.counters());
 
 s = raw('127.0.0.1', P1, '127.0.0.3');
-s.s.write(header({ dst: '10.99.0.3', dport: 4444, src: '10.98.0.9', sport: 1 }));
+s.s.write(header({ dst: '10.99.0.3', dport: 4444, src: '10.97.0.9', sport: 1 })); // 127.0.0.3 owns 10.97.0.0/24
 check(await until(() => s.closed), 'unknown destination: closed');
 check(s.error === 'ECONNRESET' && E1.counters().refused === 1, 'unknown destination: reset + refused', [s.error, E1.counters()]);
 
 const hin = E1.counters().handed_in;
 s = raw('127.0.0.1', P1, '127.0.0.3');
 await s.ready;
-const h56 = header({ dst: '10.99.0.3', dport: 80, src: '10.98.0.77', sport: 1234, len: 56 });
+const h56 = header({ dst: '10.99.0.3', dport: 80, src: '10.97.0.77', sport: 1234, len: 56 });
 s.s.write(h56.subarray(0, 20));
 check(await until(() => E1.counters().pending_headers === 1), 'partial header waits in epoll', E1.counters());
 await sleep(50);
@@ -552,7 +574,7 @@ if (r.type !== 201) {
   acc = B2;
   r = await B2.cmd(`accept ${b2Chan} 1000`);
 }
-check(r.type === 201 && r.vip_a === '10.99.0.3' && r.port_a === 80 && r.vip_b === '10.98.0.77' && r.port_b === 1234, 'handed in after a split, longer header', r);
+check(r.type === 201 && r.vip_a === '10.99.0.3' && r.port_a === 80 && r.vip_b === '10.97.0.77' && r.port_b === 1234, 'handed in after a split, longer header', r);
 r = await acc.cmd(`recv ${r.h} 1000`);
 check(r.data === 'hello', 'exactly hdr_len bytes consumed (app data intact)', r);
 check(E1.counters().handed_in === hin + 1 && E1.counters().pending_headers === 0, 'handed_in / pending_headers', E1.counters());
