@@ -254,6 +254,57 @@ test.serial('static programs on the seccomp path: the agent\'s sockets cannot be
   t.true((await topo.counters(h1)).seccomp_accepted - k1.seccomp_accepted >= 1, 'the accepted socket came from the agent');
 });
 
+/** The keeper of a state dir (its pid), found by its command line. */
+function keeperPid(stateDir: string): number | undefined {
+  for (const pid of fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (cmd.some((a) => /seccomp-keeper/.test(a)) && cmd.includes(path.join(stateDir, 'seccomp-keeper.sock'))) return Number(pid);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return undefined;
+}
+
+/** How many BPF links and maps a process holds. */
+function bpfFds(pid: number): { links: number; maps: number } {
+  const targets = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+    } catch {
+      return '';
+    }
+  });
+  return { links: targets.filter((x) => x === 'anon_inode:bpf_link').length, maps: targets.filter((x) => x === 'anon_inode:bpf-map').length };
+}
+
+test.serial('a broker restart: the sockets containers hold stay confined while no broker runs, and the next broker keeps their marks', async (t) => {
+  t.timeout(180_000);
+  const [h1, h2] = topo.hosts;
+  const [c1, c2] = ['c1', 'c2'].map((n) => topo.container(n));
+  const pid = keeperPid(h1.stateDir);
+  if (!pid) return t.fail(`no seccomp keeper runs for ${h1.stateDir}`);
+  t.deepEqual(bpfFds(pid), { links: 5, maps: 1 }, 'the keeper holds the guard: its map and its five program links');
+  const go = path.join(dir, 'go-restart');
+  const client = topo.spawn(c1, asNobody(c1, [ESCAPE, 'client', c2.ip, String(PORT), '3', ...targets]), { env: { ESCAPE_HOLD: go } });
+  let said = '';
+  client.stderr?.on('data', (d: Buffer) => (said += d.toString()));
+  await topo.waitFor(async () => said.includes('held'), 20_000, 'the escape client holding its sockets');
+  // Both brokers die at once; the sockets stay in the container's hands.
+  await Promise.all([topo.stopBroker(h1, 'SIGKILL'), topo.stopBroker(h2, 'SIGKILL')]);
+  fs.writeFileSync(go, '');
+  const held = parse(t, await client, 'escape client in c1, its brokers killed');
+  t.is(held.length, 3);
+  for (const a of held) confined(t, a, at(h1.ip));
+  // Started again: the new broker's guard uses the same marks, and the keeper holds only it.
+  await Promise.all([topo.startBroker(h1), topo.startBroker(h2)]);
+  await topo.waitListener(c2.ip, PORT, 15_000);
+  for (const a of await attackClient(t, c1, c2, PORT, 2)) confined(t, a, at(h1.ip));
+  t.deepEqual(bpfFds(pid), { links: 5, maps: 1 }, 'one guard held after the restart, the old one let go');
+  t.is(keeperPid(h1.stateDir), pid, 'the same keeper');
+});
+
 test.serial('with a cluster key: the same confinement, client and server side', async (t) => {
   t.timeout(240_000);
   await topo.destroy();

@@ -509,7 +509,9 @@ struct Engine {
   void watch_seen_rate(int64_t now);  // warns when the kernel's replay cache may overflow
 
   // steered.cc
-  void open_guard();             // before anything is handed out: attach and check (logs why not)
+  // Before anything is handed out: attach and check (logs why not); with the keeper, the marks
+  // of the broker before this one stay in force, and the guard outlives this broker.
+  void open_guard();
   bool confined() const { return guard && guard->ok(); }
   // Marks a host socket before it leaves the broker; false (errno set): it must not leave.
   bool confine(int fd) { return confined() && guard->protect(fd); }
@@ -606,6 +608,12 @@ struct Engine {
   bool attach_keeper();  // connected to cfg.seccomp_keeper
   void on_sc_keeper();
   void detach_keeper(bool hand_back);
+  // The confinement guard and the keeper: the marks an earlier broker made (its `guarded` map, if
+  // the keeper holds one: the keeper sends it before SFK_HELLO), and this broker's guard handed to
+  // the keeper to hold (SFK_GUARD), or released there (SFK_GUARD_DROP).
+  int keeper_guard_marks();
+  void keeper_hold_guard();
+  void keeper_drop_guard();
   void keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6);  // SFK_STEERED
   void keeper_unsteered(Listener* l);                                               // SFK_UNSTEERED
   bool sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now);  // true: done (taken over or given up)

@@ -112,6 +112,8 @@ Error Engine::start(const Config& c, EventSink* s) {
     }
     return e;
   };
+  // The keeper first: it may hold the confinement guard's marks from the broker before this one.
+  if (!cfg.seccomp_path.empty() && !cfg.seccomp_keeper.empty()) attach_keeper();
   open_guard();
   if ((err = open_reserved())) return failed(err);
   open_steering();
@@ -155,7 +157,12 @@ void Engine::stop() {
 void Engine::teardown() {
   // First: the keeper keeps the steered listeners' records (removing the containers' listeners
   // below would tell it they are gone) and the held accepts, for the next broker.
-  if (sc_keeper.fd >= 0) detach_keeper(true);
+  if (sc_keeper.fd >= 0) {
+    // With no container registered, no handed socket should be left anywhere: the keeper need not
+    // keep the guard. Otherwise it does, for the sockets the containers hold and the next broker.
+    if (by_id.empty()) keeper_drop_guard();
+    detach_keeper(true);
+  }
   std::vector<Container*> cs;
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);

@@ -64,12 +64,28 @@ int open_cgroup2_root(std::string* why) {
   return fd;
 }
 
-std::string Guard::open() {
-  if (ok()) return "";
+std::string Guard::open(int marks) {
+  if (ok()) {
+    if (marks >= 0) ::close(marks);
+    return "";
+  }
   std::string err;
+  auto reuse = [marks](bpf_object* o) -> std::string {
+    bpf_map* m = bpf_object__find_map_by_name(o, "guarded");
+    if (marks < 0 || !m) return "";
+    // A map of another shape (an older build's) is not reused: a fresh one then.
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(marks, &info, &len) < 0 || info.type != bpf_map__type(m) ||
+        info.value_size != bpf_map__value_size(m) || info.map_flags != bpf_map__map_flags(m))
+      return "";
+    bpf_map__reuse_fd(m, marks);
+    return "";
+  };
   bpf_object* obj = load_embedded_bpf(
-      sf_guard_bpf_obj, sf_guard_bpf_obj_len, "sf_guard", "guard", nullptr,
+      sf_guard_bpf_obj, sf_guard_bpf_obj_len, "sf_guard", "guard", reuse,
       [](int e) -> std::string { return e == EPERM ? kBpfPrivilegeHint : ""; }, &err);
+  if (marks >= 0) ::close(marks);  // reuse_fd took a copy of its own
   if (!obj) return err;
   obj_ = obj;
   if (!find_map_fds(obj, {{"guarded", &guarded_fd_}, {"denied", &denied_fd_}})) {
@@ -160,6 +176,14 @@ void Guard::zero_counters() {
   if (denied_fd_ < 0 || ncpu <= 0) return;
   std::vector<uint64_t> zero(size_t(ncpu), 0);
   for (uint32_t k = 0; k < KINDS; k++) bpf_map_update_elem(denied_fd_, &k, zero.data(), BPF_ANY);
+}
+
+std::vector<int> Guard::fds() const {
+  std::vector<int> v;
+  if (!ok()) return v;
+  v.push_back(guarded_fd_);
+  for (bpf_link* l : links_) v.push_back(bpf_link__fd(l));
+  return v;
 }
 
 bool Guard::protect(int fd) {

@@ -26,12 +26,18 @@ class Guard {
   // Loads the programs, attaches them to the root of the cgroup v2 hierarchy (found in
   // /proc/self/mountinfo, or mounted for the moment) and checks on marked probe sockets over
   // loopback that each re-pointing path is refused. "" on success, else why not; then nothing is
-  // attached. The attachments last as long as this object (bpf_links).
-  std::string open();
+  // attached. The attachments last as long as this object (bpf_links) or a copy of their fds.
+  // marks >= 0: the `guarded` map of an earlier guard (a previous broker's, kept by the seccomp
+  // keeper), used instead of a new one, so that the sockets marked then stay marked; it is
+  // taken over (closed here) either way.
+  std::string open(int marks = -1);
   bool ok() const { return !links_.empty(); }
   // Marks a socket: from now on it cannot be re-pointed, whoever holds it. Sockets accepted from
   // a marked listener are marked by the kernel. false (errno set) if it could not be marked.
   bool protect(int fd);
+  // The `guarded` map, then every program link: what keeps the guard in force after this object
+  // (and its process) is gone, for slimfast-seccomp-keeper to hold. Owned by this object.
+  std::vector<int> fds() const;
   // Calls refused so far, of one kind or in all.
   uint64_t denied(Kind k) const;
   uint64_t denied() const;

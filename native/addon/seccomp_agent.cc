@@ -314,7 +314,7 @@ Error Engine::open_seccomp() {
       sc_resp_size = sizeof(seccomp_notif_resp);
     }
   }
-  if (!cfg.seccomp_keeper.empty() && attach_keeper()) return Error{};
+  if (sc_keeper.fd >= 0) return Error{};  // attached in start(), before the guard
   return listen_seccomp();
 }
 

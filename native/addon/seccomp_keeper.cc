@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -98,6 +99,63 @@ void Engine::detach_keeper(bool hand_back) {
   if (sc_slots) munmap(sc_slots, SFK_SLOTS * sizeof(sfk_slot));
   sc_slots = nullptr;
   sc_free_slots.clear();
+}
+
+int Engine::keeper_guard_marks() {
+  if (sc_keeper.fd < 0) return -1;
+  // The keeper sends on accept: SFK_GUARD first when it holds a guard, else SFK_HELLO. A keeper
+  // that does not answer within a second (or took another broker) leaves a fresh map.
+  pollfd p{sc_keeper.fd, POLLIN, 0};
+  if (poll(&p, 1, 1000) != 1) return -1;
+  sfk_msg m{};
+  if (recv(sc_keeper.fd, &m, sizeof m, MSG_PEEK | MSG_DONTWAIT) != ssize_t(sizeof m) || m.magic != SFK_MAGIC ||
+      m.type != SFK_GUARD)
+    return -1;
+  int fds[SFK_GUARD_FDS], nfds = 0;
+  ssize_t n = recv_fds(sc_keeper.fd, &m, sizeof m, fds, SFK_GUARD_FDS, &nfds, nullptr);
+  for (int i = 1; i < nfds; i++) close_fd(fds[i]);
+  if (n != ssize_t(sizeof m) || nfds < 1) {
+    if (nfds > 0) close_fd(fds[0]);
+    return -1;
+  }
+  return fds[0];
+}
+
+void Engine::keeper_hold_guard() {
+  if (sc_keeper.fd < 0 || !confined()) return;
+  std::vector<int> fds = guard->fds();
+  if (fds.empty() || fds.size() > SFK_GUARD_FDS) return;
+  sfk_msg m{};
+  m.magic = SFK_MAGIC;
+  m.type = SFK_GUARD;
+  m.len = uint16_t(fds.size());
+  iovec iov{&m, sizeof m};
+  union {
+    char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
+    cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = u.c;
+  mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+  cmsghdr* c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  ssize_t n;
+  do n = sendmsg(sc_keeper.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n != ssize_t(sizeof m))
+    logf(LOG_WARN, "confinement guard: the keeper did not take it (%s): it ends with this broker", strerror(errno));
+}
+
+void Engine::keeper_drop_guard() {
+  sfk_msg m{};
+  m.type = SFK_GUARD_DROP;
+  send_k(sc_keeper.fd, m, -1);
 }
 
 void Engine::on_sc_keeper() {

@@ -30,9 +30,11 @@
 namespace sf {
 
 void Engine::open_guard() {
+  int marks = cfg.guard ? keeper_guard_marks() : -1;
   guard.reset(cfg.guard ? new (std::nothrow) Guard : nullptr);
-  unconfined_why = !cfg.guard ? "turned off (guard: false)" : guard ? guard->open() : "out of memory";
-  if (unconfined_why.empty()) return;
+  unconfined_why = !cfg.guard ? "turned off (guard: false)" : guard ? guard->open(marks) : "out of memory";
+  if (!guard) close_fd(marks);
+  if (unconfined_why.empty()) return keeper_hold_guard();
   guard.reset();
   logf(LOG_ERROR,
        "confinement guard: %s. No host socket will be handed to a container: every connection takes the "

@@ -9,6 +9,10 @@
  * (SECCOMP_USER_NOTIF_FLAG_CONTINUE: the overlay path), except accept() on a steered listener,
  * which it holds for the next broker.
  *
+ * The keeper also holds the broker's confinement guard (native/bpf/guard.bpf.c: its `guarded`
+ * map and its program links), so that the host sockets containers hold stay confined while no
+ * broker runs, and the next broker keeps the same marks.
+ *
  * Every message is one datagram: struct sfk_msg, then for SFK_TARGET the container state JSON as
  * runc sent it. Descriptors travel as SCM_RIGHTS.
  */
@@ -22,6 +26,7 @@
 #define SFK_NOTIF_MAX 128     /* room for struct seccomp_notif (80 bytes on 6.x) */
 #define SFK_STATE_MAX (1u << 20)
 #define SFK_F_V6 1u /* the program listens on an AF_INET6 dual-stack socket (addresses ::ffff:a.b.c.d) */
+#define SFK_GUARD_FDS 8 /* at most: the guard's map and its program links */
 
 enum sfk_type {
   /* keeper -> broker, first: the in-flight table (a memfd of SFK_SLOTS struct sfk_slot). */
@@ -39,6 +44,13 @@ enum sfk_type {
   SFK_HELD = 5,
   /* keeper -> broker: everything held has been sent (the broker may answer the targets' leftovers). */
   SFK_READY = 6,
+  /* broker -> keeper: its confinement guard, `len` descriptors: the `guarded` map, then the
+   * program links. The keeper holds them (dropping any set it held before) until SFK_GUARD_DROP
+   * or its exit, and does not exit by itself while it holds them. keeper -> broker, first thing
+   * on attach (before SFK_HELLO) when it holds one: the `guarded` map alone, for the new guard. */
+  SFK_GUARD = 7,
+  /* broker -> keeper: let the guard go (a broker that stops with no container registered). */
+  SFK_GUARD_DROP = 8,
 };
 
 struct sfk_msg {

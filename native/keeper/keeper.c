@@ -6,8 +6,9 @@
 // (STATE_DIR/seccomp-keeper.sock) is where the broker attaches. The protocol and why this exists:
 // native/include/slimfast_keeper.h. One keeper per state dir (a lock on BROKER_SOCKET.lock); a
 // second start finds it and exits 0. Without --foreground the program returns once it serves, the
-// keeper running on in its own session. It exits by itself once no broker has been attached and no
-// container has used it for IDLE_EXIT_MS.
+// keeper running on in its own session. It exits by itself once no broker has been attached, no
+// container has used it and it holds no confinement guard for IDLE_EXIT_MS, or at once when its
+// state dir (BROKER_SOCKET's directory) is removed.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -86,6 +87,9 @@ static uint32_t next_idx = 1;
 static size_t notif_size = sizeof(struct seccomp_notif), resp_size = sizeof(struct seccomp_notif_resp);
 static FILE *logf_;
 static volatile sig_atomic_t term;
+static int guard_fds[SFK_GUARD_FDS];  // the broker's confinement guard (SFK_GUARD); map first
+static int nguard;
+static char state_dir[4096];  // BROKER_SOCKET's directory
 
 static int64_t now_ms(void) {
   struct timespec ts;
@@ -373,6 +377,19 @@ static ssize_t send_msg(int fd, const struct sfk_msg *m, const void *extra, size
   return n;
 }
 
+static void drop_guard(void) {
+  for (int i = 0; i < nguard; i++) close(guard_fds[i]);
+  nguard = 0;
+}
+
+// A new guard from the broker: kept, and the one held before let go (its programs detach; the
+// map lives on in the new programs when the broker reused it).
+static void keep_guard(const int *fds, int n) {
+  drop_guard();
+  for (int i = 0; i < n && i < SFK_GUARD_FDS; i++) guard_fds[nguard++] = fds[i];
+  say("holding the confinement guard (%d descriptors)", nguard);
+}
+
 static struct sfk_msg msg_of(uint16_t type, uint32_t idx) {
   struct sfk_msg m;
   memset(&m, 0, sizeof m);
@@ -446,8 +463,10 @@ static void attach(int fd) {
   for (int i = 0; i < MAX_TARGETS; i++)  // the broker receives from now on
     if (targets[i].nfd >= 0) ep_set(EPOLL_CTL_MOD, targets[i].nfd, 0, K_NOTIFY, (uint32_t)i);
   ep_set(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP, K_BROKER, 0);
-  struct sfk_msg m = msg_of(SFK_HELLO, 0);
-  int ok = send_msg(broker, &m, NULL, 0, mem_fd) >= 0;
+  struct sfk_msg m = msg_of(SFK_GUARD, 0);
+  int ok = nguard == 0 || send_msg(broker, &m, NULL, 0, guard_fds[0]) >= 0;
+  m = msg_of(SFK_HELLO, 0);
+  ok = ok && send_msg(broker, &m, NULL, 0, mem_fd) >= 0;
   int nt = 0, ns = 0, nh = 0;
   for (int i = 0; ok && i < MAX_TARGETS; i++)
     if (targets[i].nfd >= 0) ok = send_target(&targets[i]), nt++;
@@ -482,9 +501,9 @@ static void attach(int fd) {
 static void on_broker(void) {
   for (;;) {
     struct sfk_msg m;
-    int fd = -1;
+    int fd = -1, fds[SFK_GUARD_FDS], nfds = 0;
     union {
-      char c[CMSG_SPACE(sizeof(int) * 4)];
+      char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
       struct cmsghdr align;
     } u;
     struct iovec iov = {&m, sizeof m};
@@ -499,13 +518,23 @@ static void on_broker(void) {
         for (int j = 0; j < k; j++) {
           int x;
           memcpy(&x, CMSG_DATA(c) + j * sizeof(int), sizeof x);
-          if (fd < 0) fd = x;
+          if (nfds < SFK_GUARD_FDS) fds[nfds++] = x;
           else close(x);
         }
       }
+    if (n == (ssize_t)sizeof m && m.magic == SFK_MAGIC && m.type == SFK_GUARD && nfds > 0 && m.len == nfds) {
+      keep_guard(fds, nfds);
+      continue;
+    }
+    for (int j = 1; j < nfds; j++) close(fds[j]);
+    if (nfds > 0) fd = fds[0];
     if (n != (ssize_t)sizeof m || m.magic != SFK_MAGIC) {
       close_fd(&fd);
       continue;
+    }
+    if (m.type == SFK_GUARD_DROP) {
+      if (nguard) say("confinement guard released by the broker");
+      drop_guard();
     }
     if (m.type == SFK_STEERED && fd >= 0 && target_by_idx(m.idx)) {
       size_t i = 0;
@@ -712,6 +741,10 @@ int main(int argc, char **argv) {
   }
   char lock_path[4096];
   snprintf(lock_path, sizeof lock_path, "%s.lock", broker_path);
+  snprintf(state_dir, sizeof state_dir, "%s", broker_path);
+  char *slash = strrchr(state_dir, '/');
+  if (slash) *(slash == state_dir ? slash + 1 : slash) = 0;
+  else snprintf(state_dir, sizeof state_dir, ".");
   int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock < 0) {
     fprintf(stderr, "slimfast-seccomp-keeper: cannot open %s: %s\n", lock_path, strerror(errno));
@@ -807,7 +840,7 @@ int main(int argc, char **argv) {
       }
     }
     int64_t now = now_ms();
-    int busy = broker >= 0;
+    int busy = broker >= 0 || nguard > 0;
     for (int i = 0; i < MAX_RUNC; i++)
       if (runcs[i].fd >= 0) {
         busy = 1;
@@ -816,6 +849,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < MAX_TARGETS && !busy; i++) busy = targets[i].nfd >= 0;
     if (now >= next_check) {
       next_check = now + 1000;
+      if (access(state_dir, F_OK) < 0 && errno == ENOENT) {
+        say("the state dir %s is gone", state_dir);
+        break;
+      }
       check_steered();
       for (size_t i = 0; i < nheld; i++)  // a signal ended the call: its restart is a new notification
         if (held[i].used) {

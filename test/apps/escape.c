@@ -223,25 +223,43 @@ static int usage(void) {
   return 2;
 }
 
+/* ESCAPE_HOLD=FILE: connect (and echo) all N first, say "held" on stderr, wait until FILE exists
+   (at most 60 s), then attack them (the test restarts a broker in between). */
 static int client(const char *vip, const char *port, int n) {
   struct sockaddr_in dst;
   char spec[64];
   snprintf(spec, sizeof spec, "%s:%s", vip, port);
-  if (parse_addr(spec, &dst) < 0) return usage();
-  int rc = 0;
+  if (parse_addr(spec, &dst) < 0 || n > 64) return usage();
+  const char *hold = getenv("ESCAPE_HOLD");
+  int rc = 0, fds[64], echoes[64];
   for (int i = 0; i < n; i++) {
-    put("{\"kind\":\"client\",\"i\":%d", i);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
     struct timeval tv = {.tv_sec = 5};
-    if (fd < 0) return setup_error("socket");
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) {
+    if (fds[i] < 0) return setup_error("socket");
+    setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fds[i], (struct sockaddr *)&dst, sizeof dst) < 0) {
+      put("{\"kind\":\"client\",\"i\":%d", i);
       rc = setup_error("connect");
-      close(fd);
+      close(fds[i]);
+      fds[i] = -1;
       continue;
     }
-    attack(fd, echo4(fd, 1));
-    close(fd);
+    echoes[i] = echo4(fds[i], 1);
+    if (!hold) {
+      put("{\"kind\":\"client\",\"i\":%d", i);
+      attack(fds[i], echoes[i]);
+      close(fds[i]);
+      fds[i] = -1;
+    }
+  }
+  if (!hold) return rc;
+  fprintf(stderr, "held\n");
+  for (int k = 0; k < 600 && access(hold, F_OK) < 0; k++) usleep(100000);
+  for (int i = 0; i < n; i++) {
+    if (fds[i] < 0) continue;
+    put("{\"kind\":\"client\",\"i\":%d", i);
+    attack(fds[i], echoes[i]);
+    close(fds[i]);
   }
   return rc;
 }
