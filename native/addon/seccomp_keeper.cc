@@ -129,27 +129,9 @@ void Engine::keeper_hold_guard() {
   m.magic = SFK_MAGIC;
   m.type = SFK_GUARD;
   m.len = uint16_t(fds.size());
-  iovec iov{&m, sizeof m};
-  union {
-    char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
-    cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.c;
-  mh.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-  cmsghdr* c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-  memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  ssize_t n;
-  do n = sendmsg(sc_keeper.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-  while (n < 0 && errno == EINTR);
-  if (n != ssize_t(sizeof m))
-    logf(LOG_WARN, "confinement guard: the keeper did not take it (%s): it ends with this broker", strerror(errno));
+  static_assert(SFK_GUARD_FDS <= kMaxSendFds, "the guard's descriptors fit one message");
+  if (int e = send_fds(sc_keeper.fd, &m, sizeof m, fds.data(), int(fds.size())))
+    logf(LOG_WARN, "confinement guard: the keeper did not take it (%s): it ends with this broker", strerror(e));
 }
 
 void Engine::keeper_drop_guard() {

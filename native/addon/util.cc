@@ -102,13 +102,28 @@ int copy_process_fd(int tgid, int fd) {
   return copy;
 }
 
-int send_buf(int sock, const void* buf, size_t len, int fd) {
+int send_buf(int sock, const void* buf, size_t len, int fd) { return send_fds(sock, buf, len, &fd, fd >= 0 ? 1 : 0); }
+
+int send_fds(int sock, const void* buf, size_t len, const int* fds, int nfds) {
+  if (nfds < 0 || nfds > kMaxSendFds) return EINVAL;
   iovec iov{const_cast<void*>(buf), len};
   msghdr mh{};
   mh.msg_iov = &iov;
   mh.msg_iovlen = 1;
-  FdCmsg u;
-  if (fd >= 0) attach_fd(mh, u, fd);
+  union {
+    char buf[CMSG_SPACE(sizeof(int) * kMaxSendFds)];
+    cmsghdr align;
+  } u;
+  if (nfds > 0) {
+    memset(&u, 0, sizeof u);
+    mh.msg_control = u.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * size_t(nfds));
+    cmsghdr* h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int) * size_t(nfds));
+    memcpy(CMSG_DATA(h), fds, sizeof(int) * size_t(nfds));
+  }
   for (;;) {
     ssize_t n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == ssize_t(len)) return 0;

@@ -47,6 +47,8 @@ int send_msg(int sock, const sf_msg& m, int fd);
 // A copy of fd `fd` of process `tgid` (pidfd_open + pidfd_getfd); -1 and errno when it cannot be had.
 int copy_process_fd(int tgid, int fd);
 int send_buf(int sock, const void* buf, size_t len, int fd);  // one packet of len bytes, same rules
+inline constexpr int kMaxSendFds = 8;
+int send_fds(int sock, const void* buf, size_t len, const int* fds, int nfds);  // up to kMaxSendFds
 // Room for one SCM_RIGHTS descriptor, and putting fd into it as mh's control data.
 union FdCmsg {
   char buf[CMSG_SPACE(sizeof(int))];
