@@ -391,6 +391,10 @@ export function clusterKeyCheck(file: string | undefined, facts: { running?: Hea
       return warn(name, `${file} (fingerprint ${fp}) is not the key the running broker signs with (${r.clusterKeySource}, fingerprint ${r.clusterKeyFingerprint})`,
         'give every broker of the cluster the same key');
     }
+    if (e?.fingerprint && e.fingerprint !== fp) {
+      return warn(name, `${file} (fingerprint ${fp}) is not the key in etcd at ${e.name} (fingerprint ${e.fingerprint}), which brokers started without --cluster-key use: they and brokers with this file refuse each other`,
+        `give every broker the same key: this file everywhere, or none (etcd's; etcdctl get --print-value-only ${e.name} > ${file} makes the file hold it)`);
+    }
     return ok(name, `${file}: ${k.key.length} bytes, readable by its owner only, fingerprint ${fp}`);
   }
   if (r?.headerAuth === 'insecure host keys') {
@@ -805,7 +809,7 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
     bounded('etcd', () => etcdCheck(o.etcd, o.etcdPrefix)),
     bounded('cluster-key', async () => clusterKeyCheck(o.clusterKey, {
       running: broker.health,
-      etcd: o.etcd && o.clusterKey === undefined ? await etcdKeyFacts(o.etcd, o.etcdPrefix) : undefined,
+      etcd: o.etcd ? await etcdKeyFacts(o.etcd, o.etcdPrefix) : undefined,
     })),
   ]);
 }

@@ -232,6 +232,11 @@ test('cluster key sizes and modes', (t) => {
   t.is(readable.status, 'warn');
   t.is(readable.fix, `chmod 600 ${path.join(dir, '644')}`);
   t.is(clusterKeyCheck(path.join(dir, 'missing')).status, 'fail');
+  const good = key('good', Buffer.alloc(32, 7));
+  const mismatch = clusterKeyCheck(good, { etcd: { name: '/slimfast/v1/cluster-key', fingerprint: 'bbbbbbbbbbbb' } });
+  t.is(mismatch.status, 'warn', 'the file is not the key brokers without --cluster-key take from etcd');
+  t.regex(mismatch.detail, /is not the key in etcd at \/slimfast\/v1\/cluster-key \(fingerprint bbbbbbbbbbbb\)/);
+  t.is(clusterKeyCheck(good, { etcd: { name: '/slimfast/v1/cluster-key', absent: true } }).status, 'ok');
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
