@@ -24,9 +24,9 @@ commands:
                        --etcd brokers share a key through etcd (<prefix>/cluster-key, made by the
                        first), and a --peers file naming other hosts is refused unless
                        --insecure-host-keys (per-start host keys announced in the clear: whatever
-                       reaches a peer's reserved port from a host's address can pose as it); with --policy
-                       (JSON allow/deny rules by source, destination, port; reloaded when it changes
-                       and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
+                       reaches a peer's reserved port from a host's address can pose as it); with
+                       --policy (JSON allow/deny rules by source, destination, port; reloaded when it
+                       changes and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
                        the policy is the etcd key <prefix>/policy; with --metrics (e.g. 127.0.0.1:9480)
                        Prometheus metrics are served at http://HOST:PORT/metrics; --no-steering: the
                        broker hands every incoming connection over itself (no kernel steering
