@@ -77,8 +77,8 @@ export class BenchLab {
   }
 
   /** Two hosts; c1 and c3 on host 1, c2 on host 2; all registered with their broker. */
-  static async create(onTopology?: (t: Topology) => void): Promise<BenchLab> {
-    const topo = await Topology.create({ containers: [1, 1] });
+  static async create(onTopology?: (t: Topology) => void, clusterKey: 'file' | 'none' = 'file'): Promise<BenchLab> {
+    const topo = await Topology.create({ containers: [1, 1], clusterKey });
     onTopology?.(topo);
     try {
       await topo.addContainer(topo.hosts[0], 'c3');

@@ -5,7 +5,10 @@
 // on the broker's seccomp agent (bench/clients/sfseccomp.c) instead of the preload.
 // Prints progress and a table, writes bench/results/latest.json and latest.svg. See bench/README.md.
 //
-//   node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID] [--no-pin] [--json-out FILE] [--svg-out FILE]
+// The brokers run as users run them: with a cluster key (--cluster-key), so SlimFast connections are
+// steered by the cluster-key program (sf_steer_auth); --insecure-host-keys measures the keyless path.
+//
+//   node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -32,10 +35,12 @@ interface Options {
   jsonOut: string;
   svgOut: string;
   pin: boolean;
+  /** The brokers without a cluster key (--insecure-host-keys). */
+  hostKeys: boolean;
 }
 
 function usage(): never {
-  console.error('usage: node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID,…] [--no-pin] [--json-out FILE] [--svg-out FILE]');
+  console.error('usage: node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID,…] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]');
   process.exit(2);
 }
 
@@ -46,6 +51,7 @@ function parseArgs(argv: string[]): Options {
   let jsonOut = path.join(repoRoot(), 'bench', 'results', 'latest.json');
   let svgOut: string | undefined;
   let pin = true;
+  let hostKeys = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i] ?? usage();
@@ -56,6 +62,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--svg-out') svgOut = path.resolve(val());
     else if (a === '--pin') pin = true;
     else if (a === '--no-pin') pin = false;
+    else if (a === '--insecure-host-keys') hostKeys = true;
     else if (a === '--help' || a === '-h') usage();
     else {
       console.error(`bench: unknown argument ${a}`);
@@ -67,8 +74,8 @@ function parseArgs(argv: string[]): Options {
     if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) usage();
     settings.rounds = rounds;
   }
-  if (only || rounds !== undefined || !pin) mode = mode === 'quick' ? 'quick' : 'custom';
-  return { settings, mode, only, jsonOut, svgOut: svgOut ?? jsonOut.replace(/\.json$/, '') + '.svg', pin };
+  if (only || rounds !== undefined || !pin || hostKeys) mode = mode === 'quick' ? 'quick' : 'custom';
+  return { settings, mode, only, jsonOut, svgOut: svgOut ?? jsonOut.replace(/\.json$/, '') + '.svg', pin, hostKeys };
 }
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -203,11 +210,11 @@ async function main(): Promise<number> {
   try {
     const nSeccomp = workloads.filter((w) => w.seccomp).length;
     step(`SlimFast benchmark (${opts.mode}): ${workloads.length} workloads × 3 paths${nSeccomp ? ` (${nSeccomp} with a fourth, seccomp)` : ''} × ${s.rounds} rounds, interleaved`);
-    step('creating two emulated hosts (network namespaces, veth underlay, VXLAN overlay between the bridges, a broker on each)');
+    step(`creating two emulated hosts (network namespaces, veth underlay, VXLAN overlay between the bridges, a broker on each, ${opts.hostKeys ? 'without a cluster key: --insecure-host-keys' : 'with a cluster key'})`);
     try {
       lab = await BenchLab.create((t) => {
         topo = t;
-      });
+      }, opts.hostKeys ? 'none' : 'file');
     } finally {
       creating = false;
     }
@@ -270,7 +277,8 @@ async function main(): Promise<number> {
     ...gitInfo(),
     mode: opts.mode,
     machine: machine(),
-    settings: { ...s, pinned: opts.pin ? 'host 1 → vCPU 0, host 2 → vCPU 1' : 'no', iperf3_server: iperf3Bound() ? 'iperf3 -s -B <IPv4>' : 'iperf3 -s (dual-stack)' },
+    settings: { ...s, pinned: opts.pin ? 'host 1 → vCPU 0, host 2 → vCPU 1' : 'no', iperf3_server: iperf3Bound() ? 'iperf3 -s -B <IPv4>' : 'iperf3 -s (dual-stack)',
+      header_auth: opts.hostKeys ? 'insecure host keys (--insecure-host-keys)' : 'cluster key (--cluster-key)' },
     paths: ALL_PATHS.filter((p) => workloads.some((w) => pathsOf(w).includes(p))),
     duration_s: 0,
     notes,
@@ -293,6 +301,9 @@ async function main(): Promise<number> {
   console.log('  samehost-1: host = loopback in host 1, VXLAN = the two containers over host 1\'s bridge.');
   if (results.paths.includes('seccomp'))
     console.log('  seccomp = the SlimFast container\'s client statically linked, on the broker\'s seccomp agent instead of the preload (conn-*).');
+  console.log(opts.hostKeys
+    ? '  Brokers without a cluster key (--insecure-host-keys): steered by sf_steer, headers signed with announced host keys.'
+    : '  Brokers with a cluster key (--cluster-key), as users run them: steered by sf_steer_auth (tag, source address, age and replay checked).');
   if (opts.pin) console.log('  Each emulated host runs on its own vCPU (host 1: vCPU 0, host 2: vCPU 1); --no-pin lets the scheduler place everything.');
   console.log('  CPU = utime+stime of every process in the lab\'s namespaces (servers, brokers, clients) + machine-wide softirq, per operation.');
   for (const n of notes) console.log(`  note: ${n}`);

@@ -21,7 +21,12 @@ export interface HealthMsg {
   membership: string;
   etcdState: string;
   etcdError: string;
+  /** "cluster key", "insecure host keys" (--insecure-host-keys with peers) or "host keys" (a lone host). */
   headerAuth: string;
+  /** With a cluster key: "file PATH", "etcd KEY" or "etcd KEY (the copy cached in FILE: …)"; else "". */
+  clusterKeySource: string;
+  /** With a cluster key: 12 hex digits naming it (the same on every host of one cluster); else "". */
+  clusterKeyFingerprint: string;
   /** Where the policy in force comes from and what it holds, or "none". */
   policy: string;
   /** "" while the confinement guard is attached; else why not (nothing is handed out then). */

@@ -1,9 +1,18 @@
-// The cluster key file (`slimfast daemon --cluster-key FILE`): the secret every host's header key is
-// derived from. Raw bytes (`head -c 32 /dev/urandom > key`) or the same as hex text.
+// The cluster key: the secret every host's header key is derived from (docs/protocol.md §2). It
+// comes from a file (`slimfast daemon --cluster-key FILE`: raw bytes, `head -c 32 /dev/urandom >
+// key`, or the same as hex text) or, in etcd mode without one, from the etcd key
+// <prefix>/cluster-key (hex text), which the first broker creates (broker/etcd-membership.ts).
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 
 export const CLUSTER_KEY_MIN = 16;
 export const CLUSTER_KEY_MAX = 64;
+/** The size of a key SlimFast makes itself (etcd's shared one). */
+export const CLUSTER_KEY_NEW = 32;
+
+/** How an operator makes a key file: shown wherever one is missing or bad. */
+export const makeKeyHint = (file: string) => `head -c 32 /dev/urandom > ${file} && chmod 600 ${file}`;
+export const DEFAULT_KEY_FILE = '/etc/slimfast/cluster.key';
 
 export interface ClusterKey {
   key: Buffer;
@@ -22,6 +31,27 @@ export function parseClusterKey(content: Buffer, file: string): Buffer {
     );
   }
   return key;
+}
+
+/**
+ * A key kept as text (etcd's <prefix>/cluster-key, the copy cached in the state dir): hex digits
+ * only, 16-64 bytes' worth. undefined when the text is not that.
+ */
+export function parseHexClusterKey(text: string): Buffer | undefined {
+  const t = text.trim();
+  if (!/^[0-9a-fA-F]+$/.test(t) || t.length % 2 !== 0) return undefined;
+  const key = Buffer.from(t, 'hex');
+  return key.length >= CLUSTER_KEY_MIN && key.length <= CLUSTER_KEY_MAX ? key : undefined;
+}
+
+/** A fresh key as its hex text. */
+export function newClusterKeyHex(): string {
+  return crypto.randomBytes(CLUSTER_KEY_NEW).toString('hex');
+}
+
+/** A short fingerprint that names a key in logs and status without giving it away. */
+export function keyFingerprint(key: Buffer): string {
+  return crypto.createHash('sha256').update('slimfast cluster key fingerprint v1').update(key).digest('hex').slice(0, 12);
 }
 
 export function loadClusterKey(file: string): ClusterKey {

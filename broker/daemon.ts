@@ -5,12 +5,12 @@ import type { ContainerMsg } from './api-types.js';
 import { formatCidr, parseCidr, parseIp } from './cidr.js';
 import { loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
 import { readNetnsIp } from './netns.js';
-import { EtcdMembership, type EtcdStatus } from './etcd-membership.js';
+import { EtcdMembership, type EtcdStatus, type SharedClusterKey } from './etcd-membership.js';
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
 import { loadPolicyFile, PolicyKeeper, watchPolicyFile } from './policy-source.js';
 import { serviceDefinition } from './proto.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
-import { loadClusterKey } from './cluster-key.js';
+import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint } from './cluster-key.js';
 import { claimStateDir, releaseStateDir, stateLayout, type StateLayout, writeFileAtomic } from './state-dir.js';
 import { startSeccompKeeper } from './seccomp-keeper.js';
 import { ListenerSync } from './sync.js';
@@ -32,8 +32,13 @@ export interface DaemonOptions {
   poolDepth?: number;
   /** false: no kernel steering (EngineOptions.steering). */
   steering?: boolean;
-  /** File holding the cluster key (broker/cluster-key.ts): headers are then signed and checked. */
+  /** File holding the cluster key (broker/cluster-key.ts): headers are then signed and checked.
+   *  Without it, with etcd, the key every broker shares through etcd (<prefix>/cluster-key); with
+   *  a peers file naming other hosts, the daemon refuses to start unless insecureHostKeys. */
   clusterKeyFile?: string;
+  /** --insecure-host-keys: no cluster key, also with peers; per-start host keys announced in the
+   *  clear (anything at a member's address can pose as that member). */
+  insecureHostKeys?: boolean;
   /** Connect-time policy file (broker/policy.ts), watched; without it, with etcd, <prefix>/policy. */
   policyFile?: string;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics (broker/metrics.ts). */
@@ -46,6 +51,17 @@ export interface DaemonOptions {
     subnetLen?: number;
     leaseTtl?: number;
   };
+}
+
+/** What keeps a static cluster's brokers from starting without a key, and how to give them one. */
+export function keyRequiredMessage(peersFile: string): string {
+  return `--peers ${peersFile} lists other hosts and no --cluster-key is given. Without a key the hosts share, anything that ` +
+    'reaches a peer\'s reserved port from this host\'s address (a container whose traffic the host masquerades, say) can announce ' +
+    'a host key of its own and pose as this host. Make one key and give every broker the same file:\n' +
+    `  ${makeKeyHint(DEFAULT_KEY_FILE)}   # once; then copy the file to every host\n` +
+    `  slimfast daemon … --peers ${peersFile} --cluster-key ${DEFAULT_KEY_FILE}\n` +
+    'With --etcd the brokers share a key through etcd instead. --insecure-host-keys runs without one (per-start host keys ' +
+    'announced in the clear, open to that attack)';
 }
 
 /** Works out this host's subnet, the overlay and the other hosts from the options. */
@@ -102,6 +118,8 @@ export class Daemon {
   private readonly onHup = () => this.reloadPolicy();
   /** Set once engine, sync and registry exist; etcd events before that only update the view. */
   private serving = false;
+  /** Where the cluster key came from ("file PATH", "etcd KEY"), and its fingerprint; unset: none. */
+  private keyInfo?: { source: string; fingerprint: string };
 
   constructor(private readonly opts: DaemonOptions, private readonly log = new Logger(opts.logLevel ?? 'info')) {
     this.layout = stateLayout(opts.stateDir);
@@ -109,19 +127,29 @@ export class Daemon {
   }
 
   async start(): Promise<void> {
-    // Before anything is claimed: a bad key file must cost nothing.
+    // Before anything is claimed: a bad key file, or none where one is needed, must cost nothing.
+    if (this.opts.clusterKeyFile && this.opts.insecureHostKeys) throw new Error('--cluster-key and --insecure-host-keys exclude each other');
+    const staticView = this.opts.etcd ? undefined : resolveMembership(this.opts);
     let clusterKey: Buffer | undefined;
     if (this.opts.clusterKeyFile) {
       const k = loadClusterKey(this.opts.clusterKeyFile);
       if (k.warning) this.log.warn(k.warning);
       clusterKey = k.key;
+      this.keyInfo = { source: `file ${this.opts.clusterKeyFile}`, fingerprint: keyFingerprint(k.key) };
+    } else if (staticView && staticView.others.length > 0 && !this.opts.insecureHostKeys) {
+      throw new Error(keyRequiredMessage(this.opts.peersFile!));
+    }
+    if (this.opts.insecureHostKeys && (this.opts.etcd || staticView!.others.length > 0)) {
+      this.log.warn('--insecure-host-keys: no cluster key; headers are signed with per-start host keys announced to peers in the clear, so ' +
+        'anything that reaches a peer\'s reserved port from this host\'s address (a container behind its NAT, say) can pose as this host. ' +
+        `Give every broker --cluster-key FILE (${makeKeyHint(DEFAULT_KEY_FILE)}, the same file on every host)${this.opts.etcd ? ', or leave the flag out to share a key through etcd' : ''}`);
     }
     const policyFile = this.opts.policyFile ? { file: this.opts.policyFile, ...loadPolicyFile(this.opts.policyFile) } : undefined;
     const metricsAddr = this.opts.metrics === undefined ? undefined : parseMetricsAddress(this.opts.metrics);
     // Listening before the state dir is claimed: a port in use costs nothing either.
     if (metricsAddr) this.metricsServer = await this.serveMetrics(metricsAddr);
     try {
-      await this.startServing(clusterKey, policyFile);
+      await this.startServing(clusterKey, policyFile, staticView);
     } catch (err) {
       this.metricsServer?.close();  // else it would keep a failed daemon's process alive
       throw err;
@@ -129,16 +157,27 @@ export class Daemon {
     if (metricsAddr) this.log.info(`metrics at http://${this.opts.metrics}/metrics`);
   }
 
-  private async startServing(clusterKey: Buffer | undefined, policyFile: ({ file: string } & ReturnType<typeof loadPolicyFile>) | undefined): Promise<void> {
+  private async startServing(
+    fileKey: Buffer | undefined,
+    policyFile: ({ file: string } & ReturnType<typeof loadPolicyFile>) | undefined,
+    staticView: ReturnType<typeof resolveMembership> | undefined,
+  ): Promise<void> {
     const note = await claimStateDir(this.layout);
     if (note) this.log.info(note);
+    let clusterKey = fileKey;
     try {
-      this.membership = await this.joinCluster();
+      const joined = await this.joinCluster(staticView);
+      this.membership = joined.view;
+      if (joined.sharedKey) {
+        clusterKey = joined.sharedKey.key;
+        this.keyInfo = { source: joined.sharedKey.source, fingerprint: keyFingerprint(clusterKey) };
+      }
     } catch (err) {
       releaseStateDir(this.layout);
       throw err;
     }
     const { self, overlay } = this.membership;
+    if (this.keyInfo) this.log.info(`cluster key: ${this.keyInfo.source}, fingerprint ${this.keyInfo.fingerprint}; headers are signed and checked, members only`);
 
     const keeper = startSeccompKeeper(this.layout);
     if (keeper.socket) this.log.info(keeper.note);
@@ -173,6 +212,7 @@ export class Daemon {
       );
     });
     fs.chmodSync(this.layout.controlSocket, 0o660);
+    if (this.etcd && clusterKey && !fileKey) void this.etcd.followSharedKey(clusterKey);
     this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${peers.length} peer(s), state dir ${this.layout.dir}`);
   }
 
@@ -232,10 +272,11 @@ export class Daemon {
     this.policyWatch.reload();
   }
 
-  /** Static membership (peers file or a lone host), or etcd's. */
-  private async joinCluster(): Promise<ReturnType<typeof resolveMembership>> {
+  /** Static membership (peers file or a lone host), or etcd's (with the key shared there, unless
+   *  the options give one or opt out). */
+  private async joinCluster(staticView: ReturnType<typeof resolveMembership> | undefined): Promise<{ view: ReturnType<typeof resolveMembership>; sharedKey?: SharedClusterKey }> {
     const e = this.opts.etcd;
-    if (!e) return resolveMembership(this.opts);
+    if (!e) return { view: staticView ?? resolveMembership(this.opts) };
     if (this.opts.peersFile) throw new Error('--etcd and --peers exclude each other: membership comes from one of them');
     parseIp(this.opts.hostIp);
     this.etcd = new EtcdMembership({
@@ -248,9 +289,18 @@ export class Daemon {
       subnetLen: e.subnetLen,
       ttlSeconds: e.leaseTtl,
       cacheFile: this.layout.membershipFile,
+      sharedKeyCache: this.opts.clusterKeyFile || this.opts.insecureHostKeys ? undefined : this.layout.clusterKeyFile,
       log: (level, msg) => this.log[level](msg),
     });
-    return this.etcd.start((others) => this.peersChanged(others));
+    const { clusterKey: sharedKey, ...view } = await this.etcd.start((others) => this.peersChanged(others));
+    return { view, sharedKey };
+  }
+
+  /** The health reply's headerAuth: "cluster key"; "insecure host keys" where peers could be
+   *  impersonated (--insecure-host-keys with peers or etcd); "host keys" on a lone host. */
+  private headerAuth(): string {
+    if (this.keyInfo) return 'cluster key';
+    return this.etcd || (this.opts.peersFile && this.membership.others.length > 0) ? 'insecure host keys' : 'host keys';
   }
 
   /** etcd told of a host joining, leaving or moving. */
@@ -330,7 +380,9 @@ export class Daemon {
         membership: this.etcd ? 'etcd' : 'static',
         etcdState: this.etcd?.status().state ?? '',
         etcdError: this.etcd?.status().lastError ?? '',
-        headerAuth: this.opts.clusterKeyFile ? 'cluster key' : 'host keys',
+        headerAuth: this.headerAuth(),
+        clusterKeySource: this.keyInfo?.source ?? '',
+        clusterKeyFingerprint: this.keyInfo?.fingerprint ?? '',
         policy: this.policy.describe(),
         unconfined: this.engine.unconfined(),
       })),

@@ -3,7 +3,13 @@
 // without a restart and a host whose broker died drops out when its lease expires. While etcd is
 // unreachable the last view stays in force (and is cached in the state dir, so a broker restarted
 // during an etcd outage still serves); it catches up when etcd answers again.
+//
+// Brokers started without --cluster-key share one through etcd: <prefix>/cluster-key, 32 random
+// bytes as hex, created by the first broker in a create-if-absent transaction and read by every
+// other (etcd access is what makes a host a member already). It is cached in the state dir (mode
+// 600) for a start while etcd is unreachable.
 import fs from 'node:fs';
+import { keyFingerprint, newClusterKeyHex, parseHexClusterKey } from './cluster-key.js';
 import { Etcd3, type Lease, type Watcher } from 'etcd3';
 import { type Cidr, formatCidr, parseCidr } from './cidr.js';
 import type { HostEntry } from './peers.js';
@@ -22,6 +28,8 @@ import {
 
 export const DEFAULT_ETCD_PREFIX = '/slimfast/v1';
 export const DEFAULT_LEASE_TTL = 10;
+/** The cluster key brokers without --cluster-key share, under the prefix. */
+export const SHARED_KEY = 'cluster-key';
 const CALL_MS = 5000;
 const RESYNC_MS = 30_000;
 
@@ -39,6 +47,8 @@ export interface EtcdMembershipOptions {
   ttlSeconds?: number;
   /** State-dir file holding the last view, for a start while etcd is unreachable. */
   cacheFile: string;
+  /** Share the cluster key through etcd (<prefix>/cluster-key), cached in this state-dir file. */
+  sharedKeyCache?: string;
   log: (level: 'debug' | 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -46,6 +56,18 @@ export interface MembershipView {
   self: HostEntry;
   others: HostEntry[];
   overlay: string;
+}
+
+export interface SharedClusterKey {
+  key: Buffer;
+  /** Where it came from: "etcd /slimfast/v1/cluster-key", with "(cached …)" when etcd did not answer. */
+  source: string;
+}
+
+interface CachedKey {
+  /** The etcd key it was read from: a cache of another prefix is not this cluster's. */
+  name: string;
+  key: string;
 }
 
 export interface EtcdStatus {
@@ -117,28 +139,127 @@ export class EtcdMembership {
     return `${this.prefix}/subnets/`;
   }
 
-  /** Claims this host's subnet and starts watching; resolves with the first view. */
-  async start(onChange: (others: HostEntry[]) => void): Promise<MembershipView> {
+  /** Claims this host's subnet and starts watching; resolves with the first view (and, with
+   *  sharedKeyCache, the cluster key every broker shares through etcd). */
+  async start(onChange: (others: HostEntry[]) => void): Promise<MembershipView & { clusterKey?: SharedClusterKey }> {
+    let clusterKey: SharedClusterKey | undefined;
     try {
+      // The key first: a broker that cannot have it claims nothing.
+      if (this.opts.sharedKeyCache) clusterKey = await this.readSharedKey(this.opts.sharedKeyCache);
       await this.claim();
     } catch (err) {
       if (err instanceof MembershipError) {
         await this.close();
         throw err;
       }
+      const where = `etcd at ${this.opts.endpoints.join(',')}`;
       const cached = this.readCache();
       if (!cached) {
         await this.close();
-        throw new Error(`cannot reach etcd at ${this.opts.endpoints.join(',')} (${reason(err)}) and there is no cached membership in ${this.opts.cacheFile} to serve from; start etcd or fix --etcd`);
+        throw new Error(`cannot reach ${where} (${reason(err)}) and there is no cached membership in ${this.opts.cacheFile} to serve from; start etcd or fix --etcd`);
+      }
+      if (this.opts.sharedKeyCache && !clusterKey) {
+        const name = this.keyName(SHARED_KEY);
+        const key = this.readKeyCache(this.opts.sharedKeyCache);
+        if (!key) {
+          await this.close();
+          throw new Error(
+            `cannot reach ${where} (${reason(err)}) to read the cluster key ${name}, and there is no copy of it cached in ${this.opts.sharedKeyCache}; ` +
+              'this broker will not serve other hosts without it. Start etcd or fix --etcd; or copy the cluster\'s key into a file ' +
+              `(where etcd answers: etcdctl get --print-value-only ${name} > cluster.key && chmod 600 cluster.key) and pass --cluster-key FILE`,
+          );
+        }
+        clusterKey = { key, source: `etcd ${name} (the copy cached in ${this.opts.sharedKeyCache}: etcd did not answer)` };
       }
       this.lastError = reason(err);
-      this.opts.log('warn', `etcd at ${this.opts.endpoints.join(',')} is unreachable (${this.lastError}); serving the membership cached in ${this.opts.cacheFile} until it answers`);
+      this.opts.log('warn', `${where} is unreachable (${this.lastError}); serving the membership cached in ${this.opts.cacheFile}${clusterKey ? ' and signing with the cached cluster key' : ''} until it answers`);
       this.scheduleRetry();
     }
     const view = this.view();
     this.lastOthers = JSON.stringify(view.others);
     this.onChange = onChange;
-    return view;
+    return { ...view, clusterKey };
+  }
+
+  /**
+   * <prefix>/cluster-key: read it, or create it when absent (one transaction: only if no broker
+   * did first), then read what won. A new one is 32 random bytes, unless this state dir still
+   * holds the copy of a key this cluster shared before (an etcd that lost its data): then that one,
+   * so running brokers and restarted ones keep one key.
+   */
+  private async readSharedKey(cacheFile: string): Promise<SharedClusterKey> {
+    const name = this.keyName(SHARED_KEY);
+    let text = await deadline(this.client.get(name).string(), `reading ${name}`);
+    if (text === null) {
+      const cached = this.readKeyCache(cacheFile);
+      const value = cached ? cached.toString('hex') : newClusterKeyHex();
+      const res = await deadline(this.client.if(name, 'Create', '==', 0).then(this.client.put(name).value(value)).commit(), `creating ${name}`);
+      if (res.succeeded) {
+        this.opts.log('info', cached
+          ? `etcd held no cluster key: put the one cached in ${cacheFile} back at ${name}`
+          : `etcd held no cluster key: created one at ${name} (every broker without --cluster-key uses it)`);
+      }
+      text = await deadline(this.client.get(name).string(), `reading ${name}`);
+      if (text === null) throw new Error(`${name} vanished right after it was created`);
+    }
+    const key = parseHexClusterKey(text);
+    if (!key) {
+      throw new MembershipError(
+        `the etcd key ${name} holds no cluster key (it needs 16-64 bytes as hex digits; it has ${text.trim().length} characters): ` +
+          `if no broker uses it yet, delete it (etcdctl del ${name}) and the next broker makes one; else put the cluster's key back there`,
+      );
+    }
+    this.writeKeyCache(cacheFile, key);
+    return { key, source: `etcd ${name}` };
+  }
+
+  private readKeyCache(file: string): Buffer | undefined {
+    try {
+      const c = JSON.parse(fs.readFileSync(file, 'utf8')) as CachedKey;
+      return c.name === this.keyName(SHARED_KEY) ? parseHexClusterKey(c.key) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private writeKeyCache(file: string, key: Buffer): void {
+    const doc: CachedKey = { name: this.keyName(SHARED_KEY), key: key.toString('hex') };
+    try {
+      writeFileAtomic(file, `${JSON.stringify(doc)}\n`, 0o600);
+    } catch (err) {
+      this.opts.log('warn', `cannot cache the cluster key in ${file}: ${(err as Error).message}; a start while etcd is unreachable will then be refused`);
+    }
+  }
+
+  /**
+   * Keeps <prefix>/cluster-key what this broker signs with: deleted, it is put back (create if
+   * absent: brokers racing to do so put the same key); replaced by another key, that is logged
+   * as an error, since brokers started from now on would take it and refuse this one. (Rotating the
+   * key means stopping every broker first: README, "Cluster key through etcd".)
+   */
+  async followSharedKey(key: Buffer): Promise<void> {
+    const name = this.keyName(SHARED_KEY);
+    const ours = keyFingerprint(key);
+    let reported = '';
+    await this.watchKey(SHARED_KEY, (text) => {
+      if (text === null) {
+        this.opts.log('warn', `the cluster key ${name} was deleted from etcd; putting this broker's back (to change the key, stop every broker first)`);
+        void deadline(this.client.if(name, 'Create', '==', 0).then(this.client.put(name).value(key.toString('hex'))).commit(), `restoring ${name}`)
+          .catch((err: unknown) => this.opts.log('warn', `cannot put the cluster key back at ${name}: ${reason(err)}`));
+        return;
+      }
+      const other = parseHexClusterKey(text);
+      const fp = other ? keyFingerprint(other) : 'none: not 16-64 bytes as hex';
+      if (fp === ours) {
+        reported = '';
+        return;
+      }
+      if (fp === reported) return;
+      reported = fp;
+      this.opts.log('error',
+        `the cluster key ${name} in etcd changed (fingerprint ${fp}); this broker keeps signing with the one it started with (${ours}), ` +
+          'and brokers that start now take the new one and refuse this one\'s headers: put the old key back, or stop every broker and start them all again');
+    });
   }
 
   /** The full name of a key under the prefix, e.g. "policy" -> "/slimfast/v1/policy". */

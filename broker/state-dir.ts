@@ -14,6 +14,9 @@ export interface StateLayout {
   membershipFile: string;
   /** Last policy read from etcd (a start while etcd is unreachable enforces it). */
   policyFile: string;
+  /** The cluster key shared through etcd, as last read there (mode 600; a start while etcd is
+   *  unreachable signs with it). */
+  clusterKeyFile: string;
   containersDir: string;
   /** The seccomp agent's socket: runc sends containers' seccomp notify fds there (linux.seccomp.listenerPath). */
   seccompSocket: string;
@@ -30,6 +33,7 @@ export function stateLayout(dir: string): StateLayout {
     containersFile: path.join(abs, 'containers.json'),
     membershipFile: path.join(abs, 'membership.json'),
     policyFile: path.join(abs, 'policy.json'),
+    clusterKeyFile: path.join(abs, 'cluster-key.json'),
     containersDir: path.join(abs, 'containers'),
     seccompSocket: path.join(abs, 'seccomp.sock'),
     seccompKeeperSocket: path.join(abs, 'seccomp-keeper.sock'),
@@ -88,9 +92,12 @@ export function releaseStateDir(layout: StateLayout): void {
   }
 }
 
-/** Writes a file atomically (write a temporary file, then rename). */
-export function writeFileAtomic(file: string, data: string): void {
+/** Writes a file atomically (write a temporary file, then rename); mode: the new file's (default 644
+ *  less the umask), given to the temporary file when it is created, so it is never more open. */
+export function writeFileAtomic(file: string, data: string, mode?: number): void {
   const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, data);
+  fs.rmSync(tmp, { force: true });
+  fs.writeFileSync(tmp, data, mode === undefined ? undefined : { mode });
+  if (mode !== undefined) fs.chmodSync(tmp, mode);
   fs.renameSync(tmp, file);
 }

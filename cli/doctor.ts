@@ -10,10 +10,10 @@ import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { execa } from 'execa';
 import type { HealthMsg } from '../broker/api-types.js';
-import { loadClusterKey } from '../broker/cluster-key.js';
+import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint, parseHexClusterKey } from '../broker/cluster-key.js';
 import { CONFIG_FILE, DEFAULT_STATE_DIR, readConfigFile, resolveStateDir } from '../broker/config-file.js';
 import { ControlClient } from '../broker/control-client.js';
-import { checkEtcdEndpoint, DEFAULT_ETCD_PREFIX } from '../broker/etcd-membership.js';
+import { checkEtcdEndpoint, DEFAULT_ETCD_PREFIX, SHARED_KEY } from '../broker/etcd-membership.js';
 import { loadAddon } from '../broker/native-engine.js';
 import { installPaths } from '../broker/paths.js';
 import { pidAlive, stateLayout } from '../broker/state-dir.js';
@@ -93,7 +93,7 @@ export function kernelCheck(release: string, facts: { netns: boolean; clusterKey
     return warn(
       name,
       `${release}: the cluster-key steering program (sf_steer_auth) needs Linux ${KERNEL_AUTH_MIN.join('.')} for bpf_ktime_get_tai_ns(); ` +
-        'with --cluster-key nothing is steered in the kernel here, the broker checks and hands over every connection itself (connections work, set-up is slower)',
+        'with a cluster key (--cluster-key, or the one brokers share through etcd) nothing is steered in the kernel here, the broker checks and hands over every connection itself (connections work, set-up is slower)',
       `upgrade to Linux ${KERNEL_AUTH_MIN.join('.')} or newer`,
     );
   }
@@ -210,7 +210,7 @@ export function steeringCheck(plain: string | undefined, auth: string | undefine
   if (clusterKey) {
     return warn(
       name,
-      `sf_steer loads, but sf_steer_auth, the one a cluster key needs, does not (${auth}); with --cluster-key ${off}`,
+      `sf_steer loads, but sf_steer_auth, the one a cluster key needs, does not (${auth}); with a cluster key ${off}`,
       `Linux ${KERNEL_AUTH_MIN.join('.')} or newer (bpf_ktime_get_tai_ns)`,
     );
   }
@@ -358,17 +358,69 @@ export function portCheck(p: PortFacts): CheckResult {
     `${pids.length ? `stop ${pids.map((x) => `pid ${x}`).join(', ')}` : 'free the port'}, or run the broker on another --port (the same on every host)`);
 }
 
-export function clusterKeyCheck(file: string | undefined): CheckResult {
+/** What <prefix>/cluster-key in etcd holds (doctor --etcd): a key's fingerprint, nothing, or
+ *  something that is no key; error: it could not be read. */
+export interface EtcdKeyFacts {
+  name: string;
+  fingerprint?: string;
+  absent?: boolean;
+  bad?: string;
+  error?: string;
+}
+
+/**
+ * The cluster key: the --cluster-key file (size, mode); else what the running broker of the state
+ * dir signs with (a warning when it runs with --insecure-host-keys); else, with --etcd, the key
+ * the brokers share there.
+ */
+export function clusterKeyCheck(file: string | undefined, facts: { running?: HealthMsg; etcd?: EtcdKeyFacts } = {}): CheckResult {
   const name = 'cluster-key';
-  if (file === undefined) return skip(name, 'no --cluster-key given');
-  const make = `head -c 32 /dev/urandom > ${file} && chmod 600 ${file}, then copy the same file to every host`;
-  try {
-    const k = loadClusterKey(file);
+  const r = facts.running;
+  const e = facts.etcd;
+  const make = (f: string) => `${makeKeyHint(f)}, then copy the same file to every host`;
+  if (file !== undefined) {
+    let k: ReturnType<typeof loadClusterKey>;
+    try {
+      k = loadClusterKey(file);
+    } catch (err) {
+      return fail(name, errMsg(err), make(file));
+    }
     if (k.warning) return warn(name, `${k.key.length} bytes; ${k.warning}`, `chmod 600 ${file}`);
-    return ok(name, `${file}: ${k.key.length} bytes, readable by its owner only`);
-  } catch (err) {
-    return fail(name, errMsg(err), make);
+    const fp = keyFingerprint(k.key);
+    if (r?.clusterKeyFingerprint && r.clusterKeyFingerprint !== fp) {
+      return warn(name, `${file} (fingerprint ${fp}) is not the key the running broker signs with (${r.clusterKeySource}, fingerprint ${r.clusterKeyFingerprint})`,
+        'give every broker of the cluster the same key');
+    }
+    if (e?.fingerprint && e.fingerprint !== fp) {
+      return warn(name, `${file} (fingerprint ${fp}) is not the key in etcd at ${e.name} (fingerprint ${e.fingerprint}), which brokers started without --cluster-key use: they and brokers with this file refuse each other`,
+        `give every broker the same key: this file everywhere, or none (etcd's; etcdctl get --print-value-only ${e.name} > ${file} makes the file hold it)`);
+    }
+    return ok(name, `${file}: ${k.key.length} bytes, readable by its owner only, fingerprint ${fp}`);
   }
+  if (r?.headerAuth === 'insecure host keys') {
+    return warn(name, 'the running broker has no cluster key (--insecure-host-keys): its peers take the host keys it announces in the clear, and so would they ' +
+      'from anything that reaches their reserved port from this host\'s address (a container whose traffic the host masquerades, say), which can then pose as this host',
+      `${make(DEFAULT_KEY_FILE)}; start every broker with --cluster-key ${DEFAULT_KEY_FILE} instead of --insecure-host-keys (with --etcd, leave the flag out: they share a key through etcd)`);
+  }
+  if (r?.headerAuth === 'cluster key') {
+    const used = `the running broker signs and checks every header with the cluster key from ${r.clusterKeySource} (fingerprint ${r.clusterKeyFingerprint})`;
+    if (e?.fingerprint && r.clusterKeySource.startsWith(`etcd ${e.name}`) && e.fingerprint !== r.clusterKeyFingerprint) {
+      return warn(name, `${used}, but ${e.name} in etcd now holds another (fingerprint ${e.fingerprint}): brokers started now would take that one and refuse this one`,
+        `put the broker's key back at ${e.name}, or stop every broker and start them all again`);
+    }
+    return ok(name, used);
+  }
+  if (r) return ok(name, 'the running broker serves a lone host (no peers): no cluster key needed');
+  if (e) {
+    if (e.error) return skip(name, `${e.name} not read (${e.error}); see etcd`);
+    if (e.bad) {
+      return fail(name, `${e.name} in etcd holds no cluster key (${e.bad}): brokers started without --cluster-key refuse to start`,
+        `if no broker uses it, etcdctl del ${e.name} (the next broker makes one); else put the cluster's key back there`);
+    }
+    if (e.absent) return ok(name, `no key at ${e.name} yet: the first broker started without --cluster-key creates one, and every other one uses it`);
+    return ok(name, `${e.name} in etcd holds the cluster key (fingerprint ${e.fingerprint}): brokers started without --cluster-key sign with it`);
+  }
+  return skip(name, 'no --cluster-key given (brokers with --peers naming other hosts need one, or --insecure-host-keys; with --etcd they share one there)');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -654,6 +706,27 @@ async function etcdCheck(endpoints: string[] | undefined, prefixFlag: string | u
   }
 }
 
+/** What <prefix>/cluster-key holds, read from the first endpoint that answers (bounded). */
+async function etcdKeyFacts(endpoints: string[], prefixFlag: string | undefined): Promise<EtcdKeyFacts> {
+  const name = `${(prefixFlag ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, '')}/${SHARED_KEY}`;
+  try {
+    for (const e of endpoints) checkEtcdEndpoint(e);
+  } catch (err) {
+    return { name, error: errMsg(err) };
+  }
+  const c = new Etcd3({ hosts: endpoints, dialTimeout: 3000 });
+  try {
+    const text = await withDeadline(c.get(name).string(), 3000, `reading ${name}`);
+    if (text === null) return { name, absent: true };
+    const key = parseHexClusterKey(text);
+    return key ? { name, fingerprint: keyFingerprint(key) } : { name, bad: `not 16-64 bytes as hex digits: ${text.trim().length} characters` };
+  } catch (err) {
+    return { name, error: errMsg(err).replace(/\.?\s*Resolution note:.*$/s, '').trim() };
+  } finally {
+    c.close();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 
 export interface DoctorOptions {
@@ -689,10 +762,12 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
   const addon = addonCheck();
   const uid = process.getuid?.() ?? -1;
   const runc = bounded('runc', () => runcCheck(env));
+  // A cluster key: given, shared through etcd, or what the running broker signs with.
+  const keyed = o.clusterKey !== undefined || (o.etcd !== undefined && broker.health?.headerAuth !== 'insecure host keys') || broker.health?.headerAuth === 'cluster key';
   return Promise.all([
     bounded('node', () => nodeCheck(process.version)),
     bounded('privileges', () => privilegesCheck(uid, parseCapEff(readText('/proc/self/status') ?? ''))),
-    bounded('kernel', () => kernelCheck(os.release(), { netns: fs.existsSync('/proc/self/ns/net'), clusterKey: o.clusterKey !== undefined })),
+    bounded('kernel', () => kernelCheck(os.release(), { netns: fs.existsSync('/proc/self/ns/net'), clusterKey: keyed })),
     bounded('tcp-fastopen', () => {
       let canWrite = false;
       try {
@@ -704,7 +779,7 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
       return tfoCheck(readText(TFO_SYSCTL), canWrite);
     }),
     bounded('addon', () => addon.result),
-    bounded('bpf-steering', () => steeringCheck(addon.plain, addon.auth, o.clusterKey !== undefined)),
+    bounded('bpf-steering', () => steeringCheck(addon.plain, addon.auth, keyed)),
     bounded('confinement', () =>
       broker.health ? confinementCheck(undefined, broker.health.unconfined ?? '') : confinementCheck(addon.confinement?.())),
     bounded('preload', preloadCheck),
@@ -732,7 +807,10 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
     bounded('broker', () => brokerCheck(broker)),
     bounded('reserved-port', async () => portCheck(await portFacts(hostIp, port, broker))),
     bounded('etcd', () => etcdCheck(o.etcd, o.etcdPrefix)),
-    bounded('cluster-key', () => clusterKeyCheck(o.clusterKey)),
+    bounded('cluster-key', async () => clusterKeyCheck(o.clusterKey, {
+      running: broker.health,
+      etcd: o.etcd ? await etcdKeyFacts(o.etcd, o.etcdPrefix) : undefined,
+    })),
   ]);
 }
 

@@ -2,6 +2,7 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveStateDir } from '../broker/config-file.js';
+import type { HealthMsg } from '../broker/api-types.js';
 import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
 import { Daemon } from '../broker/daemon.js';
 import { parseMetricsAddress } from '../broker/metrics.js';
@@ -15,13 +16,17 @@ const USAGE = `usage: slimfast <command> [options]
 commands:
   daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4] [--no-steering]
          [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
-         [--cluster-key FILE] [--policy FILE] [--metrics HOST:PORT]
+         [--cluster-key FILE | --insecure-host-keys] [--policy FILE] [--metrics HOST:PORT]
                        run this host's broker in the foreground until SIGTERM; with --etcd, membership
                        (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet; with
                        --cluster-key (16-64 secret bytes, the same file on every host) every header is
-                       signed and checked, and hosts outside the membership are refused; with --policy
-                       (JSON allow/deny rules by source, destination, port; reloaded when it changes
-                       and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
+                       signed and checked, and hosts outside the membership are refused. Without it,
+                       --etcd brokers share a key through etcd (<prefix>/cluster-key, made by the
+                       first), and a --peers file naming other hosts is refused unless
+                       --insecure-host-keys (per-start host keys announced in the clear: whatever
+                       reaches a peer's reserved port from a host's address can pose as it); with
+                       --policy (JSON allow/deny rules by source, destination, port; reloaded when it
+                       changes and on SIGHUP) denied connects fail with EACCES; with --etcd and no --policy
                        the policy is the etcd key <prefix>/policy; with --metrics (e.g. 127.0.0.1:9480)
                        Prometheus metrics are served at http://HOST:PORT/metrics; --no-steering: the
                        broker hands every incoming connection over itself (no kernel steering
@@ -79,6 +84,7 @@ async function daemon(args: string[]): Promise<number> {
     'subnet-len': { type: 'string' },
     'lease-ttl': { type: 'string' },
     'cluster-key': { type: 'string' },
+    'insecure-host-keys': { type: 'boolean' },
     policy: { type: 'string' },
     metrics: { type: 'string' },
   });
@@ -98,6 +104,7 @@ async function daemon(args: string[]): Promise<number> {
     subnetLen: intFlag('subnet-len', 1, 30),
     leaseTtl: intFlag('lease-ttl', 2, 3600),
   };
+  if (v['cluster-key'] !== undefined && v['insecure-host-keys']) throw new UsageError('--cluster-key and --insecure-host-keys exclude each other: give every broker the key, or opt out of it');
   if (etcd && etcd.endpoints.length === 0) throw new UsageError('--etcd needs at least one URL, e.g. --etcd http://10.0.0.5:2379');
   if (v.metrics !== undefined) {
     try {
@@ -119,6 +126,7 @@ async function daemon(args: string[]): Promise<number> {
     steering: v['no-steering'] ? false : undefined,
     etcd,
     clusterKeyFile: v['cluster-key'] as string | undefined,
+    insecureHostKeys: v['insecure-host-keys'] === true,
     policyFile: v.policy === undefined ? undefined : path.resolve(v.policy as string),
     metrics: v.metrics as string | undefined,
   });
@@ -151,7 +159,7 @@ async function status(args: string[]): Promise<number> {
       return 0;
     }
     console.log(`host ${health.hostIp}:${health.port}  subnet ${health.subnet}  overlay ${health.overlay}  pid ${health.pid}  up ${health.uptimeSeconds.toFixed(0)} s`);
-    console.log(`headers: ${health.headerAuth === 'cluster key' ? 'signed with the cluster key; members only' : 'host keys announced by each broker (no --cluster-key)'}`);
+    console.log(`headers: ${headerAuthText(health)}`);
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
     console.log(`broker: ${health.openFds} open descriptors, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
     const peerCount = `${peers.length} peer(s), ${peers.filter((p) => p.synced).length} in sync`;
@@ -167,6 +175,15 @@ async function status(args: string[]): Promise<number> {
     printTable('counters', ['name', 'value'], Object.entries(counters).sort().map(([k, n]) => [k, n]));
     return 0;
   });
+}
+
+function headerAuthText(h: HealthMsg): string {
+  if (h.headerAuth === 'cluster key') return `signed with the cluster key (${h.clusterKeySource}, fingerprint ${h.clusterKeyFingerprint}); members only`;
+  if (h.headerAuth === 'insecure host keys') {
+    return 'INSECURE: host keys announced in the clear (--insecure-host-keys); whatever reaches a peer\'s reserved port from a member\'s address can pose as that member. ' +
+      'Give every broker --cluster-key FILE (or, with --etcd, leave the flag out)';
+  }
+  return 'this host\'s own key (a lone host: no peers)';
 }
 
 async function container(args: string[]): Promise<number> {

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { execa } from 'execa';
 import { CONNRATE, type ConnrateResult, ECHOD, PATHS, PORTS as PORT, type PathName, type PathSummary, connrate, interleaved, median, parseConnrate } from '../bench/measure.js';
+import type { HealthMsg } from '../broker/api-types.js';
 import { installPaths } from '../broker/paths.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { type Host, Topology } from '../lab/topology.js';
@@ -58,6 +59,10 @@ async function main(): Promise<number> {
     const lab = new RuncLab(topo);
     const [h1, h2] = topo.hosts;
     for (const h of topo.hosts) step(`host ${h.index} (${h.ns}): underlay ${h.ip}, container subnet ${h.subnet}, broker on ${h.ip}:${topo.port}`);
+    for (const h of topo.hosts) {
+      const health = (await topo.status(h)).health as HealthMsg;
+      step(`host ${h.index} broker: headers ${health.headerAuth === 'cluster key' ? `signed and checked with the cluster key (${health.clusterKeySource}, fingerprint ${health.clusterKeyFingerprint})` : health.headerAuth}`);
+    }
     const c1 = topo.container('c1');
     const c2 = topo.container('c2');
 

@@ -48,8 +48,15 @@ export interface TopologyOptions {
   port?: number;
   /** Membership from a real etcd in the underlay switch's namespace instead of a peers file. */
   etcd?: { leaseTtl?: number };
-  /** Writes a random cluster key (32 bytes, mode 600) and starts every broker with --cluster-key. */
-  clusterKey?: boolean;
+  /**
+   * How the brokers sign headers (docs/protocol.md §2 "Cluster key"), as a user's would:
+   * - 'file' (the default without etcd): a random cluster key (32 bytes, mode 600) in the
+   *   topology's directory, given to every broker with --cluster-key;
+   * - 'etcd' (the default with etcd): no flag, the brokers share the key they find (or the first
+   *   one makes) in etcd;
+   * - 'none': --insecure-host-keys, per-start host keys announced in the clear.
+   */
+  clusterKey?: 'file' | 'etcd' | 'none';
   /** Extra `slimfast daemon` flags for host h's broker (e.g. --policy FILE). */
   brokerArgs?: (h: Host) => string[];
   /** The `slimfast` command the brokers and every CLI call run (default: this tree's bin/slimfast),
@@ -128,8 +135,10 @@ export class Topology {
   private brokerArgs?: (h: Host) => string[];
   private underlay?: string;
   private etcdProc?: ResultPromise;
-  /** The key file brokers get with --cluster-key (TopologyOptions.clusterKey). */
+  /** The key file brokers get with --cluster-key (TopologyOptions.clusterKey 'file'). */
   clusterKeyFile?: string;
+  /** TopologyOptions.clusterKey, defaulted. */
+  keyMode: 'file' | 'etcd' | 'none' = 'file';
 
   private constructor(port: number, cli: string) {
     this.id = `${PREFIX}${process.pid}x${(counter++).toString(36)}${Math.random().toString(36).slice(2, 5)}`;
@@ -143,9 +152,11 @@ export class Topology {
     const t = new Topology(opts.port ?? 4800, opts.cli ?? CLI);
     t.etcdOpts = opts.etcd;
     t.brokerArgs = opts.brokerArgs;
+    t.keyMode = opts.clusterKey ?? (opts.etcd ? 'etcd' : 'file');
     try {
+      if (t.keyMode === 'etcd' && !opts.etcd) throw new Error("clusterKey 'etcd' needs the etcd option");
       await t.build(opts.hosts ?? 2, opts.containers ?? [1, 1]);
-      if (opts.clusterKey) {
+      if (t.keyMode === 'file') {
         t.clusterKeyFile = path.join(t.dir, 'cluster.key');
         fs.writeFileSync(t.clusterKeyFile, crypto.randomBytes(32), { mode: 0o600 });
       }
@@ -307,10 +318,16 @@ export class Topology {
     return ['--etcd', this.etcdUrl, '--cluster-cidr', OVERLAY, '--subnet', h.subnet, '--lease-ttl', String(this.etcdOpts.leaseTtl ?? 10)];
   }
 
+  /** The key flags of the topology's mode, unless `extra` chooses for itself. */
+  private keyArgs(extra: string[]): string[] {
+    if (extra.includes('--cluster-key') || extra.includes('--insecure-host-keys')) return [];
+    if (this.keyMode === 'file') return ['--cluster-key', this.clusterKeyFile!];
+    return this.keyMode === 'none' ? ['--insecure-host-keys'] : [];
+  }
+
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
     const args = ['netns', 'exec', h.ns, process.execPath, this.cliPath, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
-      '--port', String(this.port), ...this.membershipArgs(h),
-      ...(this.clusterKeyFile && !extra.includes('--cluster-key') ? ['--cluster-key', this.clusterKeyFile] : []),
+      '--port', String(this.port), ...this.membershipArgs(h), ...this.keyArgs(extra),
       ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []),
       ...(this.brokerArgs?.(h) ?? []), ...extra];
     const child = execa('ip', args, {

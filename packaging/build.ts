@@ -161,7 +161,9 @@ A self-contained SlimFast install: it needs Linux on ${platform.split('-')[1]} w
 \`\`\`
 tar -xzf ${name}-${platform}.tar.gz -C /opt
 /opt/${name}/bin/slimfast doctor                  # what this host lacks for SlimFast, and how to fix it
-/opt/${name}/bin/slimfast install systemd -- --host-ip IP --peers FILE    # the broker as a service
+head -c 32 /dev/urandom > /etc/slimfast/cluster.key && chmod 600 /etc/slimfast/cluster.key   # once; the same file on every host
+/opt/${name}/bin/slimfast install systemd -- --host-ip IP --peers FILE --cluster-key /etc/slimfast/cluster.key   # the broker as a service
+                                                  # (or --etcd URL instead of --peers: the brokers share a key through etcd)
 /opt/${name}/bin/slimfast install docker          # or containerd, crio, podman --hooks-dir DIR
 \`\`\`
 

@@ -96,6 +96,38 @@ test('a missing or wrong-sized cluster key file is refused before anything is cl
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+test('a static daemon whose peers file lists other hosts refuses to start without a cluster key, and says how to make one', async (t) => {
+  const dir = tmp();
+  const peers = path.join(dir, 'peers.json');
+  fs.writeFileSync(peers, '{"hosts": [{"ip": "127.0.0.1", "subnet": "10.1.1.0/24"}, {"ip": "127.0.0.2", "subnet": "10.1.2.0/24"}]}');
+  const base = ['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's'), '--port', '1', '--peers', peers];
+  const r = await cli(base);
+  t.is(r.exitCode, 1);
+  t.regex(r.stderr, new RegExp(`^slimfast: --peers ${peers} lists other hosts and no --cluster-key is given\\. Without a key the hosts share, anything that reaches a peer's reserved port from this host's address .* can announce a host key of its own and pose as this host`));
+  t.regex(r.stderr, /\n {2}head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600 \/etc\/slimfast\/cluster\.key {3}# once; then copy the file to every host\n/);
+  t.regex(r.stderr, /--cluster-key \/etc\/slimfast\/cluster\.key\n/);
+  t.regex(r.stderr, /--insecure-host-keys runs without one/);
+  t.false(fs.existsSync(path.join(dir, 's', 'slimfast.pid')), 'the state dir was not claimed');
+  const both = await cli([...base, '--insecure-host-keys', '--cluster-key', path.join(dir, 'k')]);
+  t.is(both.exitCode, 2);
+  t.regex(both.stderr, /--cluster-key and --insecure-host-keys exclude each other/);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('in etcd mode a daemon that can neither read the shared cluster key nor find a cached copy refuses to start', async (t) => {
+  const dir = tmp();
+  const state = path.join(dir, 's');
+  fs.mkdirSync(state);
+  // A membership cached by an earlier run (etcd is unreachable now), but no copy of the key.
+  fs.writeFileSync(path.join(state, 'membership.json'), JSON.stringify({ subnet: '10.1.1.0/24', overlay: '10.1.0.0/16', hosts: [{ ip: '127.0.0.2', subnet: '10.1.2.0/24', port: 4800 }] }));
+  const r = await cli(['daemon', '--host-ip', '127.0.0.1', '--state-dir', state, '--port', '1', '--etcd', 'http://127.0.0.1:1']);
+  t.is(r.exitCode, 1);
+  t.regex(r.stderr, /cannot reach etcd at http:\/\/127\.0\.0\.1:1 \(.*\) to read the cluster key \/slimfast\/v1\/cluster-key, and there is no copy of it cached in .*cluster-key\.json; this broker will not serve other hosts without it/);
+  t.regex(r.stderr, /etcdctl get --print-value-only \/slimfast\/v1\/cluster-key > cluster\.key && chmod 600 cluster\.key\) and pass --cluster-key FILE/);
+  t.false(fs.existsSync(path.join(state, 'slimfast.pid')), 'the state dir is released');
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
 test('cluster key files: raw bytes, or hex text of 16-64 bytes', (t) => {
   const raw = Buffer.from([...Array(32).keys()]);
   t.deepEqual(parseClusterKey(raw, 'k'), raw);

@@ -1,26 +1,21 @@
 // Authenticated headers between real brokers (`slimfast daemon --cluster-key FILE`): cross-host
 // connections work as before, and headers written here (forged, replayed, stale, from an address
 // that is no member, or signed with another key) reach a reserved port and are refused and counted
-// on the broker's path and on the kernel's, while the hosts keep serving their containers.
+// on the broker's path and on the kernel's, while the hosts keep serving their containers. Last,
+// without a key: a static broker refuses to start, and the explicit opt-out (--insecure-host-keys)
+// is said to be insecure, and is.
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import { execa } from 'execa';
 import { ECHO_SERVER, type EchoRun, echoRun, PY } from './lib/apps.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
-import { buildHeader, HDR_CONNECT, HDR_SYNC, KEY_HOST } from '../broker/header.js';
+import { connectHeader as makeConnect, expectRefused, loadSigner, REFUSALS, type Signer, sendHeader, syncHeader } from './lib/raw-header.js';
 import { parseClusterKey } from '../broker/cluster-key.js';
-import { repoRoot } from '../broker/paths.js';
-import { Topology } from '../lab/topology.js';
+import { CLI, Topology } from '../lab/topology.js';
 
-const RAW = path.join(repoRoot(), 'test', 'apps', 'raw_header.py');
 const OUTSIDER = '192.168.77.50'; // on host 1's underlay link, but no member of the cluster
 const PORT = 7000;
-
-interface Signer {
-  siphash128(key: Buffer, msg: Buffer): Buffer;
-  clusterRoot(key: Buffer): Buffer;
-  derivedKey(root: Buffer, ip: string): Buffer;
-}
 
 let topo: Topology;
 let sign: Signer;
@@ -29,8 +24,8 @@ let server: ReturnType<Topology['spawn']>;
 
 test.before(async () => {
   // The reference signer of the engine's self-test: the headers here are signed the same way.
-  sign = (await import(path.join(repoRoot(), 'native', 'addon', 'tests', 'cluster_key.mjs'))) as Signer;
-  topo = await Topology.create({ containers: [1, 1], clusterKey: true });
+  sign = await loadSigner();
+  topo = await Topology.create({ containers: [1, 1], clusterKey: 'file' });
   root = sign.clusterRoot(parseClusterKey(fs.readFileSync(topo.clusterKeyFile!), 'cluster.key'));
   await topo.hostExec(topo.hosts[0], ['ip', 'addr', 'add', `${OUTSIDER}/24`, 'dev', 'eth0']);
   server = topo.spawn(topo.container('c2'), [PY, ECHO_SERVER, String(PORT)]);
@@ -42,42 +37,16 @@ test.after.always(async () => {
   await topo?.destroy();
 });
 
-let seq = 0n;
 /** A CONNECT header from c1 to c2's server, signed with `key` (none: unsigned), ageMs old. */
-function connectHeader(key: Buffer | undefined, ageMs = 0): Buffer {
-  const nonce = BigInt(Date.now() - ageMs) * 1_000_000n + (seq++ % 1_000_000n);
-  const h = buildHeader({ type: HDR_CONNECT, dstIp: topo.container('c2').ip, dstPort: PORT, srcIp: topo.container('c1').ip, srcPort: 40000 + Number(seq % 20000n),
-    keyId: key ? KEY_HOST : 0, nonce });
-  if (key) sign.siphash128(key, h.subarray(0, 32)).copy(h, 32);
-  return h;
-}
-
-interface RawResult { data: string; error: string | null; closed: boolean }
+const connectHeader = (key: Buffer | undefined, ageMs = 0) =>
+  makeConnect(sign, { src: topo.container('c1').ip, dst: topo.container('c2').ip, dstPort: PORT, key, ageMs });
 
 /** Sends one header to host 2's reserved port from `src` in host 1's namespace. */
-async function send(header: Buffer, src: string, mode: 'plain' | 'tfo'): Promise<RawResult> {
-  const r = await topo.hostExec(topo.hosts[0], [PY, RAW, topo.hosts[1].ip, String(topo.port), src, header.toString('hex'), mode, '2']);
-  if (r.exitCode !== 0) throw new Error(`raw_header.py failed (${r.exitCode}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as RawResult;
-}
+const send = (header: Buffer, src: string, mode: 'plain' | 'tfo') => sendHeader(topo, topo.hosts[0], topo.hosts[1], header, src, mode);
 
-const REFUSALS = ['header_forged', 'header_stale', 'header_replayed', 'header_not_member', 'steer_bad_tag', 'steer_stale', 'steer_replayed', 'steer_not_member'];
-async function refusals(): Promise<Record<string, number>> {
-  const k = await topo.counters(topo.hosts[1]);
-  return Object.fromEntries(REFUSALS.map((n) => [n, k[n]]));
-}
-
-/** Sends the header and checks host 2 refused it (no data back, connection closed) under `counter` alone. */
-async function refused(t: import('ava').ExecutionContext, what: string, header: Buffer, src: string, mode: 'plain' | 'tfo', counter: string) {
-  const before = await refusals();
-  const r = await send(header, src, mode);
-  let after = before;
-  await topo.waitFor(async () => (after = await refusals())[counter] > before[counter], 3000, `${counter} to count the ${what}`).catch(() => {});
-  t.false(r.data.includes('hello'), `${what} (${mode}): no application answered (${JSON.stringify(r)})`);
-  t.true(r.closed, `${what} (${mode}): the connection was closed (${JSON.stringify(r)})`);
-  const delta = Object.fromEntries(REFUSALS.map((n) => [n, after[n] - before[n]]).filter(([, d]) => d !== 0));
-  t.deepEqual(delta, { [counter]: 1 }, `${what} (${mode}) counted as ${counter} only`);
-}
+/** Sends the header and checks host 2 refused it under `counter` alone. */
+const refused = (t: import('ava').ExecutionContext, what: string, header: Buffer, src: string, mode: 'plain' | 'tfo', counter: string) =>
+  expectRefused(t, topo, topo.hosts[0], topo.hosts[1], what, header, src, mode, counter);
 
 const echo = async (count: number): Promise<EchoRun> => echoRun(topo, topo.container('c1'), topo.container('c2').ip, PORT, count);
 
@@ -124,11 +93,7 @@ test.serial('forged, stale and future headers and headers from non-members are r
     await refused(t, what, make(), src, 'tfo', kernelCounter);
   }
   // A SYNC stream (the listener table) is opened only for a member's signed header.
-  const sync = (key: Buffer) => {
-    const h = buildHeader({ type: HDR_SYNC, keyId: KEY_HOST, nonce: BigInt(Date.now()) * 1_000_000n + (seq++ % 1_000_000n) });
-    sign.siphash128(key, h.subarray(0, 32)).copy(h, 32);
-    return h;
-  };
+  const sync = (key: Buffer) => syncHeader(sign, key);
   await refused(t, 'a SYNC header from a non-member', sync(sign.derivedKey(root, OUTSIDER)), OUTSIDER, 'plain', 'header_not_member');
   await refused(t, 'a SYNC header with a forged tag', sync(wrongKey), h1, 'plain', 'header_forged');
   const table = await send(sync(key1), h1, 'plain');
@@ -164,4 +129,48 @@ test.serial('a broker started with another cluster key is refused by its peer an
   const run = await echo(10);
   t.deepEqual(run.errors, []);
   await checkHandedOff(t, topo, before, 10);
+});
+
+test.serial('without a key a static broker refuses to start; --insecure-host-keys starts it, says so, and leaves a host\'s address able to pose as it', async (t) => {
+  const [h1, h2] = topo.hosts;
+  server.kill('SIGKILL');
+  await server.catch(() => {});
+  await topo.stopBroker(h2);
+  const bare = await execa('ip', ['netns', 'exec', h2.ns, process.execPath, CLI, 'daemon', '--host-ip', h2.ip, '--state-dir', h2.stateDir,
+    '--port', String(topo.port), '--peers', topo.peersFile()], { reject: false, timeout: 20_000 });
+  t.is(bare.exitCode, 1, 'refused');
+  t.regex(bare.stderr, /lists other hosts and no --cluster-key is given\. .*pose as this host\. Make one key and give every broker the same file:\n {2}head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600/s);
+  t.false(fs.existsSync(path.join(h2.stateDir, 'slimfast.pid')), 'nothing was claimed');
+
+  // The explicit opt-out: today's per-start host keys, announced in the clear.
+  await topo.stopBroker(h1);
+  await Promise.all([topo.startBroker(h1, ['--insecure-host-keys']), topo.startBroker(h2, ['--insecure-host-keys'])]);
+  await topo.waitSynced();
+  for (const h of [h1, h2]) {
+    const health = (await topo.status(h)).health;
+    t.is(health.headerAuth, 'insecure host keys', `${h.ns}: status says so`);
+    t.is(health.clusterKeySource, '');
+    const log = fs.readFileSync(h.daemonLog, 'utf8');
+    t.regex(log, /"level":"warn".*--insecure-host-keys: no cluster key; headers are signed with per-start host keys announced to peers in the clear/, `${h.ns}: the log warns`);
+  }
+  const text = await topo.cli(['status', '--state-dir', h1.stateDir]);
+  t.regex(text.stdout, /^headers: INSECURE: host keys announced in the clear \(--insecure-host-keys\)/m);
+  const doc = await execa('ip', ['netns', 'exec', h1.ns, process.execPath, CLI, 'doctor', '--json', '--state-dir', h1.stateDir], { reject: false, timeout: 60_000 });
+  const check = (JSON.parse(doc.stdout) as { checks: { name: string; status: string; detail: string; fix?: string }[] }).checks.find((c) => c.name === 'cluster-key');
+  t.is(check?.status, 'warn', JSON.stringify(check));
+  t.regex(check?.detail ?? '', /no cluster key \(--insecure-host-keys\)/);
+  t.regex(check?.fix ?? '', /head -c 32 \/dev\/urandom/);
+
+  server = topo.spawn(topo.container('c2'), [PY, ECHO_SERVER, String(PORT)]);
+  await topo.waitPort(topo.container('c2'), PORT);
+  await topo.waitListener(topo.container('c2').ip, PORT);
+  t.deepEqual((await echo(10)).errors, [], 'the containers are served');
+
+  // What the key prevents: from host 1's address (a container behind its NAT would do), announce a
+  // key of one's own, then speak for host 1's containers with headers signed by it.
+  const chosen = Buffer.alloc(16, 0x5a);
+  const announced = await send(syncHeader(sign, chosen, { announce: true }), h1.ip, 'plain');
+  t.regex(announced.data, /"type":"full"/, 'a SYNC header announcing any key from a host\'s address is taken');
+  const posed = await send(connectHeader(chosen), h1.ip, 'plain');
+  t.regex(posed.data, new RegExp(`^hello ${topo.container('c2').ip}:${PORT} ${topo.container('c1').ip}:`), `a header signed with the announced key reached the server: ${JSON.stringify(posed)}`);
 });

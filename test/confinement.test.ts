@@ -59,7 +59,7 @@ interface Attack {
 
 /** Two hosts (c1, c3, c4 on host 1; c2 on host 2), the host services, echod in c2 and c3. */
 async function up(clusterKey: boolean): Promise<void> {
-  topo = await Topology.create({ containers: [1, 1], clusterKey });
+  topo = await Topology.create({ containers: [1, 1], clusterKey: clusterKey ? 'file' : 'none' });
   await topo.addContainer(topo.hosts[0], 'c3');
   await topo.register(topo.container('c3'));
   await topo.addContainer(topo.hosts[0], 'c4');

@@ -59,6 +59,10 @@ test.serial('npm run demo: runc containers on two hosts, the side-by-side table,
   t.regex(r.out, /slimfast-runc run sft\d+x\w+-server on host 2/);
   t.regex(r.out, /host 1 broker: registered by slimfast-hook: sft\d+x\w+-client 10\.200\.1\.2/);
   t.regex(r.out, /host 2 broker: registered by slimfast-hook: sft\d+x\w+-server 10\.200\.2\.2/);
+  // The demo runs as users should: one cluster key on both brokers.
+  const keys = [...r.out.matchAll(/host (\d) broker: headers signed and checked with the cluster key \(file \S+cluster\.key, fingerprint ([0-9a-f]{12})\)/g)];
+  t.deepEqual(keys.map((m) => m[1]), ['1', '2'], 'both brokers have a cluster key');
+  t.is(keys[0]?.[2], keys[1]?.[2], 'the same one');
   for (const row of ['SlimFast', 'VXLAN overlay', 'host → host']) t.regex(r.out, new RegExp(`^  ${row}\\s+[1-9]\\d* +\\d+\\.\\d\\dx`, 'm'));
   const m = /broker handed (\d+) host connections to the client container; the VXLAN device carried (\d+) packets during the SlimFast rounds/.exec(r.out);
   t.truthy(m, r.out);

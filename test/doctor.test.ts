@@ -232,7 +232,34 @@ test('cluster key sizes and modes', (t) => {
   t.is(readable.status, 'warn');
   t.is(readable.fix, `chmod 600 ${path.join(dir, '644')}`);
   t.is(clusterKeyCheck(path.join(dir, 'missing')).status, 'fail');
+  const good = key('good', Buffer.alloc(32, 7));
+  const mismatch = clusterKeyCheck(good, { etcd: { name: '/slimfast/v1/cluster-key', fingerprint: 'bbbbbbbbbbbb' } });
+  t.is(mismatch.status, 'warn', 'the file is not the key brokers without --cluster-key take from etcd');
+  t.regex(mismatch.detail, /is not the key in etcd at \/slimfast\/v1\/cluster-key \(fingerprint bbbbbbbbbbbb\)/);
+  t.is(clusterKeyCheck(good, { etcd: { name: '/slimfast/v1/cluster-key', absent: true } }).status, 'ok');
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test('cluster key: the running broker\'s (insecure host keys warn), or etcd\'s shared one', (t) => {
+  const health = (h: Partial<HealthMsg>) => ({ headerAuth: 'host keys', clusterKeySource: '', clusterKeyFingerprint: '', ...h }) as HealthMsg;
+  const insecure = clusterKeyCheck(undefined, { running: health({ headerAuth: 'insecure host keys' }) });
+  t.is(insecure.status, 'warn');
+  t.regex(insecure.detail, /no cluster key \(--insecure-host-keys\).*can then pose as this host/);
+  t.regex(insecure.fix!, /head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600 \/etc\/slimfast\/cluster\.key.*--cluster-key \/etc\/slimfast\/cluster\.key instead of --insecure-host-keys/);
+  const keyed = health({ headerAuth: 'cluster key', clusterKeySource: 'etcd /slimfast/v1/cluster-key', clusterKeyFingerprint: 'aaaaaaaaaaaa' });
+  const fromEtcd = clusterKeyCheck(undefined, { running: keyed, etcd: { name: '/slimfast/v1/cluster-key', fingerprint: 'aaaaaaaaaaaa' } });
+  t.is(fromEtcd.status, 'ok');
+  t.regex(fromEtcd.detail, /signs and checks every header with the cluster key from etcd \/slimfast\/v1\/cluster-key \(fingerprint aaaaaaaaaaaa\)/);
+  const changed = clusterKeyCheck(undefined, { running: keyed, etcd: { name: '/slimfast/v1/cluster-key', fingerprint: 'bbbbbbbbbbbb' } });
+  t.is(changed.status, 'warn', 'etcd holds another key than the broker signs with');
+  t.is(clusterKeyCheck(undefined, { running: health({}) }).status, 'ok', 'a lone host needs none');
+  t.is(clusterKeyCheck(undefined, { etcd: { name: '/k', absent: true } }).status, 'ok');
+  t.regex(clusterKeyCheck(undefined, { etcd: { name: '/k', absent: true } }).detail, /the first broker started without --cluster-key creates one/);
+  const bad = clusterKeyCheck(undefined, { etcd: { name: '/k', bad: 'not 16-64 bytes as hex digits: 5 characters' } });
+  t.is(bad.status, 'fail');
+  t.regex(bad.fix!, /etcdctl del \/k/);
+  t.is(clusterKeyCheck(undefined, { etcd: { name: '/k', error: 'no answer' } }).status, 'skip');
+  t.regex(clusterKeyCheck(undefined).detail, /--peers naming other hosts need one, or --insecure-host-keys/);
 });
 
 test('port holders from ss; the broker of the state dir counts as ok', (t) => {
@@ -412,7 +439,7 @@ test.serial('usage errors exit 2', async (t) => {
 // Against real brokers: etcd and a cluster key, in namespaces this test creates
 
 test.serial('with a running broker: its port is served by it, etcd answers with the cluster config', async (t) => {
-  const topo = await Topology.create({ hosts: 2, containers: [0, 0], etcd: {}, clusterKey: true });
+  const topo = await Topology.create({ hosts: 2, containers: [0, 0], etcd: {}, clusterKey: 'file' });
   try {
     const [h] = topo.hosts;
     const health = (await topo.status(h)).health as HealthMsg;
@@ -448,6 +475,9 @@ test.serial('with a running broker: its port is served by it, etcd answers with 
     t.is(prefix.get('etcd').status, 'warn');
     t.regex(prefix.get('etcd').detail, /no SlimFast network at \/elsewhere\/config/);
     t.regex(prefix.get('etcd').fix!, /--cluster-cidr/);
+    // Without --cluster-key: the key the running broker signs with.
+    t.is(prefix.get('cluster-key').status, 'ok');
+    t.regex(prefix.get('cluster-key').detail, new RegExp(`the running broker signs and checks every header with the cluster key from file ${topo.clusterKeyFile} \\(fingerprint [0-9a-f]{12}\\)`));
   } finally {
     await topo.destroy();
   }

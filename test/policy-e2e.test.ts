@@ -197,7 +197,7 @@ test.serial('a daemon with a bad --policy file refuses to start and says why', a
   const h1 = topo.hosts[0];
   const daemon = (policy: string) =>
     execa('ip', ['netns', 'exec', h1.ns, process.execPath, CLI, 'daemon', '--host-ip', h1.ip, '--port', '4900',
-      '--state-dir', fs.mkdtempSync(path.join(topo.dir, 'bad-policy-')), '--peers', topo.peersFile(), '--policy', policy], { reject: false, timeout: 20_000 });
+      '--state-dir', fs.mkdtempSync(path.join(topo.dir, 'bad-policy-')), '--peers', topo.peersFile(), '--cluster-key', topo.clusterKeyFile!, '--policy', policy], { reject: false, timeout: 20_000 });
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ default: 'allow', rules: [{ action: 'deny', to: '10.200.2.5/24' }] }));
   let r = await daemon(bad);

@@ -36,6 +36,17 @@ test('the unit needs --host-ip and owns the state dir', (t) => {
   t.notThrows(() => planSystemd('/u', undefined, { ...o, daemonArgs: ['--host-ip=1.2.3.4'] }));
 });
 
+test('a unit with --peers needs a cluster key, or the explicit opt-out', (t) => {
+  const o = { node: '/usr/bin/node', cli: '/x' };
+  const peers = ['--host-ip', '1.2.3.4', '--peers', '/etc/slimfast/peers.json'];
+  t.throws(() => planSystemd('/u', undefined, { ...o, daemonArgs: peers }),
+    { instanceOf: InstallError, message: /--peers needs --cluster-key FILE, the same file on every host \(make it once: head -c 32 \/dev\/urandom/ });
+  t.notThrows(() => planSystemd('/u', undefined, { ...o, daemonArgs: [...peers, '--cluster-key', '/etc/slimfast/cluster.key'] }));
+  t.notThrows(() => planSystemd('/u', undefined, { ...o, daemonArgs: [...peers, '--cluster-key=/etc/slimfast/cluster.key'] }));
+  t.notThrows(() => planSystemd('/u', undefined, { ...o, daemonArgs: [...peers, '--insecure-host-keys'] }));
+  t.notThrows(() => planSystemd('/u', undefined, { ...o, daemonArgs: ['--host-ip', '1.2.3.4', '--etcd', 'http://10.0.0.5:2379'] }), 'etcd shares a key');
+});
+
 test('install systemd writes a unit systemd-analyze accepts; again with the same flags changes nothing', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfsystemd-'));
   try {

@@ -56,6 +56,14 @@ export function planSystemd(file: string, before: string | undefined, o: Systemd
   if (!flags.includes('--host-ip') && !flags.some((f) => f.startsWith('--host-ip='))) {
     throw new InstallError('the daemon needs --host-ip: slimfast install systemd -- --host-ip IP [--peers FILE | --etcd URL …]');
   }
+  const has = (f: string) => flags.some((x) => x === f || x.startsWith(`${f}=`));
+  if (has('--peers') && !has('--cluster-key') && !has('--insecure-host-keys')) {
+    throw new InstallError(
+      'a broker with --peers needs --cluster-key FILE, the same file on every host (make it once: head -c 32 /dev/urandom > /etc/slimfast/cluster.key ' +
+        '&& chmod 600 /etc/slimfast/cluster.key, then copy it); the daemon refuses a peers file naming other hosts without one. ' +
+        '(--insecure-host-keys runs without a key: any container whose traffic a host masquerades could then pose as that host)',
+    );
+  }
   for (const f of ['--state-dir', '--help']) {
     if (flags.some((x) => x === f || x.startsWith(`${f}=`))) throw new InstallError(`${f} is not for the unit: its state dir is ${SYSTEMD_STATE_DIR}`);
   }
