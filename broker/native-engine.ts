@@ -158,7 +158,7 @@ export interface NativeEngine {
   setPolicy(policy: EnginePolicy | null): void;
   listeners(): ListenerInfo[];
   counters(): Record<string, number>;
-  /** The limits in force (all 0 before start()). */
+  /** The limits in force (before start(): nofile, reserve and budget 0, the default limits). */
   limits(): EngineLimits;
   /** Handoff latency histograms since the engine was made (native/addon/latency.h). */
   handoffLatency(): HandoffLatency;

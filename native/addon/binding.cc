@@ -468,7 +468,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // What start() made of the limits: {nofile, reserve, budget, conns, pools, listeners, pending}
-  // (all 0 before the first start()).
+  // (before the first start(): nofile, reserve and budget 0, the defaults).
   Napi::Value GetLimits(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Limits l;

@@ -335,15 +335,15 @@ struct Config {
   uint32_t fd_reserve = 0;
 };
 
+// Defaults when RLIMIT_NOFILE allows them (a container at every limit holds about 10k descriptors).
+constexpr uint32_t kDefaultConns = 1024, kDefaultPools = 4096, kDefaultListeners = 1024, kDefaultPending = 1024;
 // What start() made of Config's limits and the process's RLIMIT_NOFILE (limits.cc).
 struct Limits {
   uint64_t nofile = 0;   // the soft RLIMIT_NOFILE at start
   uint32_t reserve = 0;  // descriptors left to the control plane (JS, gRPC, sync streams, etcd)
-  uint32_t budget = 0;   // nofile - reserve: the engine takes no new long-lived descriptor numbered above
-  uint32_t conns = 0, pools = 0, listeners = 0, pending = 0;  // per container
+  uint32_t budget = 0;   // nofile - reserve: the engine takes no new long-lived descriptor numbered above (0: none)
+  uint32_t conns = kDefaultConns, pools = kDefaultPools, listeners = kDefaultListeners, pending = kDefaultPending;  // per container
 };
-// Defaults when RLIMIT_NOFILE allows them (a container at every limit holds about 10k descriptors).
-constexpr uint32_t kDefaultConns = 1024, kDefaultPools = 4096, kDefaultListeners = 1024, kDefaultPending = 1024;
 // The sizing alone (pure; the self-test checks it): explicit limits as given, the others at their
 // defaults scaled down so that one container at all of them holds at most a quarter of the budget.
 Limits size_limits(uint64_t nofile, const Config& cfg);
