@@ -208,22 +208,24 @@ bool Engine::peer_low_ports(Container* c, int fd) {
   ucred cr{};
   socklen_t cl = sizeof cr;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0 || cr.pid <= 0) return false;
-  if (!cap_bind_service(cr.pid)) return false;  // a refusal needs no proof
+  // The process that connected, pinned: if it is alive after the reads below, its pid was not
+  // recycled meanwhile, so what /proc showed was its. Older kernels (before 6.5) have no
+  // SO_PEERPIDFD: a pidfd of the pid, then (the connection is accepted at once, and pids are not
+  // reused that fast).
   int pidfd = -1;
   socklen_t pl = sizeof pidfd;
-  // Older kernels (before 6.5) have no SO_PEERPIDFD: a pidfd of the pid, then (the connection is
-  // accepted at once, and pids are not reused that fast).
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pl) != 0) pidfd = errno == ENOPROTOOPT ? int(syscall(SYS_pidfd_open, cr.pid, 0)) : -1;
   if (pidfd < 0) return false;
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ns/user", cr.pid);
-  struct stat st;
-  bool ok = stat(path, &st) == 0 &&
-            std::find(c->userns_chain.begin(), c->userns_chain.end(),
-                      std::make_pair(uint64_t(st.st_dev), uint64_t(st.st_ino))) != c->userns_chain.end();
-  // The pidfd is the process that connected: alive now, so the pid was not recycled while we read
-  // (the capability was read before the namespace; both are the same process's).
-  ok = ok && cap_bind_service(cr.pid) && syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0;
+  bool ok = cap_bind_service(cr.pid);
+  if (ok) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", cr.pid);
+    struct stat st;
+    ok = stat(path, &st) == 0 &&
+         std::find(c->userns_chain.begin(), c->userns_chain.end(),
+                   std::make_pair(uint64_t(st.st_dev), uint64_t(st.st_ino))) != c->userns_chain.end() &&
+         syscall(SYS_pidfd_send_signal, pidfd, 0, nullptr, 0) == 0;
+  }
   close_fd(pidfd);
   return ok;
 }
