@@ -102,7 +102,7 @@ test.serial('a container flooding its broker socket is refused past its limit; i
   const mid = await handoffSnapshot(topo);
   t.is(mid.k1.same_host - before.k1.same_host, 30, 'every same-host connection of c3 went through SlimFast');
   await checkHandedOff(t, topo, before, 30);
-  t.true(Math.max(...statusMs) < 3000, `slimfast status answered in ${statusMs.join(', ')} ms`);
+  t.true(Math.max(...statusMs) < 5000, `slimfast status answered in ${statusMs.join(', ')} ms`);
   t.log(`during the flood: c3's 30 cross-host connections handed out (${cross.seconds.toFixed(2)} s), 30 same-host (${same.seconds.toFixed(2)} s); ` +
     `slimfast status in ${statusMs.join(', ')} ms`);
 
