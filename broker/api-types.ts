@@ -33,6 +33,14 @@ export interface HealthMsg {
   unconfined: string;
   uptimeSeconds: number;
   openFds: number;
+  /** RLIMIT_NOFILE of the broker, what its engine leaves to the control plane, and the
+   *  per-container limits (0 from a broker older than these fields). */
+  fdLimit: number;
+  fdReserve: number;
+  containerConnsMax: number;
+  containerPoolsMax: number;
+  containerListenersMax: number;
+  containerPendingMax: number;
   rssBytes: number;
   heapTotalBytes: number;
   heapUsedBytes: number;

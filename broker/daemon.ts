@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { ContainerMsg } from './api-types.js';
 import { formatCidr, parseCidr, parseIp } from './cidr.js';
-import { loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
+import { type EngineLimits, loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
 import { readNetnsIp } from './netns.js';
 import { EtcdMembership, type EtcdStatus, type SharedClusterKey } from './etcd-membership.js';
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
@@ -19,7 +19,32 @@ import { buildRegistry, type MetricsAddress, parseMetricsAddress, serveMetrics }
 import type http from 'node:http';
 
 export const VERSION = '0.1.0';
+
+/** `--container-limits conns=N,pools=N,listeners=N,pending=N` (any of them). */
+export interface ContainerLimits {
+  conns?: number;
+  pools?: number;
+  listeners?: number;
+  pending?: number;
+}
+
+/** Parses the --container-limits value; throws naming what is wrong. */
+export function parseContainerLimits(text: string): ContainerLimits {
+  const out: ContainerLimits = {};
+  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+    const m = /^(conns|pools|listeners|pending)=(\d+)$/.exec(part);
+    const n = m ? Number(m[2]) : NaN;
+    if (!m || !Number.isInteger(n) || n < 1 || n > 1 << 24) {
+      throw new Error(`--container-limits: "${part}" is not NAME=N with NAME one of conns, pools, listeners, pending and N 1..${1 << 24}`);
+    }
+    out[m[1] as keyof ContainerLimits] = n;
+  }
+  if (!Object.keys(out).length) throw new Error('--container-limits needs at least one NAME=N, e.g. conns=1024');
+  return out;
+}
 export const DEFAULT_SUBNET = '10.88.0.0/16';
+/** Below this RLIMIT_NOFILE the per-container limits are scaled down (native/addon/limits.cc). */
+export const LOW_NOFILE = 65536;
 
 export interface DaemonOptions {
   hostIp: string;
@@ -43,6 +68,10 @@ export interface DaemonOptions {
   policyFile?: string;
   /** Serve Prometheus metrics at http://HOST:PORT/metrics (broker/metrics.ts). */
   metrics?: string;
+  /** Per-container limits (EngineOptions.containerConnsMax …); unset ones are sized from RLIMIT_NOFILE. */
+  containerLimits?: ContainerLimits;
+  /** RLIMIT_NOFILE to run with (at most the hard limit); unset: the highest the system allows. */
+  fdLimit?: number;
   /** Membership from etcd instead of a peers file. */
   etcd?: {
     endpoints: string[];
@@ -182,8 +211,11 @@ export class Daemon {
     const keeper = startSeccompKeeper(this.layout);
     if (keeper.socket) this.log.info(keeper.note);
     else this.log.warn(keeper.note);
-    const { Engine } = loadAddon();
-    this.engine = new Engine();
+    const addon = loadAddon();
+    // Every descriptor the system allows this process: the engine sizes its per-container limits
+    // from what it gets, keeping a reserve for this control plane.
+    const fds = addon.raiseFdLimit(this.opts.fdLimit);
+    this.engine = new addon.Engine();
     // Before the engine serves anybody: no connect may slip past the policy.
     if (policyFile) this.policy.set(policyFile.policy, `file ${policyFile.file}`, policyFile.text);
     await this.watchPolicy();
@@ -196,9 +228,12 @@ export class Daemon {
     this.engine.start(
       { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth, steering: this.opts.steering,
         clusterKey, debug: this.opts.logLevel === 'debug', seccompSocket: this.layout.seccompSocket,
-        seccompKeeper: keeper.socket },
+        seccompKeeper: keeper.socket, containerConnsMax: this.opts.containerLimits?.conns,
+        containerPoolsMax: this.opts.containerLimits?.pools, containerListenersMax: this.opts.containerLimits?.listeners,
+        containerPendingMax: this.opts.containerLimits?.pending },
       (ev) => this.onEngineEvent(ev),
     );
+    this.logLimits(fds, this.engine.limits());
     this.registry = new Registry(this.layout, this.engine, self.cidr);
     this.registry.restore((msg, fields) => this.log.info(msg, fields));
     this.sync.start(peers);
@@ -216,11 +251,20 @@ export class Daemon {
     this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${peers.length} peer(s), state dir ${this.layout.dir}`);
   }
 
+  private logLimits(fds: { softBefore: number; hard: number }, l: EngineLimits): void {
+    const what = `${l.conns} broker connections, ${l.pools} pools, ${l.listeners} listener channels, ${l.pending} handoffs in progress`;
+    this.log.info(`descriptors: RLIMIT_NOFILE ${l.nofile} (was ${fds.softBefore}, hard limit ${fds.hard}); ${l.reserve} kept for the control plane; per container at most ${what}`);
+    if (l.nofile < LOW_NOFILE) {
+      this.log.warn(`RLIMIT_NOFILE is only ${l.nofile}: the per-container limits are scaled down to fit it; raise the broker's limit (LimitNOFILE=1048576 in its systemd unit, ulimit -Hn as root)`);
+    }
+  }
+
   /** The metrics endpoint: every value is read when scraped, nothing before the engine runs. */
   private serveMetrics(addr: MetricsAddress): Promise<http.Server> {
     return serveMetrics(addr, buildRegistry({
       counters: () => (this.serving ? this.engine.counters() : null),
       latency: () => (this.serving ? this.engine.handoffLatency() : null),
+      limits: () => (this.serving ? this.engine.limits() : null),
       peers: () => {
         const states = this.serving ? this.sync.peerStates() : [];
         return { total: this.membership?.others.length ?? 0, synced: states.filter((p) => p.synced).length };
@@ -385,6 +429,11 @@ export class Daemon {
         clusterKeyFingerprint: this.keyInfo?.fingerprint ?? '',
         policy: this.policy.describe(),
         unconfined: this.engine.unconfined(),
+        ...(() => {
+          const l = this.engine.limits();
+          return { fdLimit: l.nofile, fdReserve: l.reserve, containerConnsMax: l.conns, containerPoolsMax: l.pools,
+            containerListenersMax: l.listeners, containerPendingMax: l.pending };
+        })(),
       })),
       registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
         if (!req.id) throw new Error('a container id is required');

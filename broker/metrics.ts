@@ -5,7 +5,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { Counter, Gauge, Registry, type MetricValueWithName } from 'prom-client';
-import type { HandoffLatency } from './native-engine.js';
+import type { EngineLimits, HandoffLatency } from './native-engine.js';
 
 export interface MetricsAddress {
   host: string;
@@ -33,6 +33,8 @@ export interface MetricsSource {
   peers(): { total: number; synced: number };
   /** With etcd membership (else never called): whether it answers. */
   etcd?: () => { up: boolean } | null;
+  /** The engine's limits (EngineLimits), null before it runs. */
+  limits?: () => EngineLimits | null;
 }
 
 type Labels = Record<string, string>;
@@ -109,7 +111,15 @@ export function buildRegistry(src: MetricsSource): Registry {
       [{ reason: 'replayed' }, (c.header_replayed ?? 0) + (c.steer_replayed ?? 0)],
       [{ reason: 'not_member' }, (c.header_not_member ?? 0) + (c.steer_not_member ?? 0)],
       [{ reason: 'overload' }, c.header_overload],
+      [{ reason: 'low_sport' }, c.header_low_sport],
     ]);
+  engineCounter(reg, src, 'slimfast_limit_refusals_total',
+    'What a container was refused at one of its limits: limit="conns" broker connections (the process falls back to the container\'s own network), "pools" (its connects ask the broker each time), "listeners" listener channels (the app keeps its own socket), "pending" connects in progress (fall back); limit="fds" anything refused because the broker\'s descriptors reached the budget it keeps below RLIMIT_NOFILE',
+    (c) => [[{ limit: 'conns' }, c.limit_conns], [{ limit: 'pools' }, c.limit_pools], [{ limit: 'listeners' }, c.limit_listeners],
+      [{ limit: 'pending' }, c.limit_pending], [{ limit: 'fds' }, c.limit_fds]]);
+  engineCounter(reg, src, 'slimfast_port_denied_total',
+    'Ports below the container\'s ip_unprivileged_port_start named by a process without CAP_NET_BIND_SERVICE: call="connect" a source port (EACCES), call="listen" a listening port (the app keeps its own socket)',
+    (c) => [[{ call: 'connect' }, c.sport_denied], [{ call: 'listen' }, c.lport_denied]]);
   engineCounter(reg, src, 'slimfast_connect_failures_total', 'Cross-host connects that failed or timed out (then fell back)', one('connect_failures'));
   engineCounter(reg, src, 'slimfast_pool_hits_total', 'Connects served from a pool of pre-established host connections (no broker round trip)', one('pool_taken'));
   engineCounter(reg, src, 'slimfast_pool_stocked_total', 'Pre-established host connections pushed into pools', one('pool_stocked'));
@@ -128,6 +138,25 @@ export function buildRegistry(src: MetricsSource): Registry {
   engineGauge(reg, src, 'slimfast_containers', 'Registered containers', 'containers');
   engineGauge(reg, src, 'slimfast_listeners', 'Listening addresses (vIP:port) of this host\'s containers', 'listeners');
   engineGauge(reg, src, 'slimfast_preload_connections', 'Open connections from preloaded processes', 'preload_conns');
+  const limits = src.limits;
+  if (limits) {
+    new Gauge({
+      name: 'slimfast_container_limit', help: 'What each container may hold of the broker: limit="conns" broker connections, "pools", "listeners" listener channels, "pending" connects in progress',
+      labelNames: ['limit'], registers: [reg],
+      collect() {
+        const l = limits();
+        if (!l) return;
+        for (const k of ['conns', 'pools', 'listeners', 'pending'] as const) this.set({ limit: k }, l[k]);
+      },
+    });
+    new Gauge({
+      name: 'slimfast_fd_limit', help: 'The broker\'s RLIMIT_NOFILE (raised to its hard limit at start)', registers: [reg],
+      collect() {
+        const l = limits();
+        if (l) this.set(l.nofile);
+      },
+    });
+  }
   reg.registerMetric(new EngineHistogram('slimfast_handoff_seconds',
     'Time the broker takes to hand off a connection: side="client" from the app\'s connect request to the connected host socket (pooled connects do not ask the broker), side="server" from accept on the reserved port to the listener (kernel-steered ones never reach the broker)',
     src) as never);

@@ -55,6 +55,46 @@ export interface EngineOptions {
   /** slimfast-seccomp-keeper's broker socket: the agent attaches there and gets the notify fds from
    *  the keeper (which then owns seccompSocket); nobody there: the agent listens on seccompSocket. */
   seccompKeeper?: string;
+  /** Per-container limits (native/addon/limits.cc): broker connections (about one per process),
+   *  pools (one per process and peer host), listener channels, and handoffs in progress
+   *  (cross-host connects, held seccomp connects and accepts). Unset: 1024, 4096, 1024, 1024,
+   *  scaled down when RLIMIT_NOFILE is too small for them (one container at all of them holds at
+   *  most a quarter of the engine's descriptors). Past one, the container is told EMFILE and falls
+   *  back to its own network for that call or process; counted as limit_conns, limit_pools,
+   *  limit_listeners, limit_pending. */
+  containerConnsMax?: number;
+  containerPoolsMax?: number;
+  containerListenersMax?: number;
+  containerPendingMax?: number;
+  /** Descriptors kept for the control plane: the engine takes no new long-lived one numbered past
+   *  RLIMIT_NOFILE - fdReserve (refused with ENFILE, counted as limit_fds). Unset: an eighth of
+   *  RLIMIT_NOFILE, 256..65536. */
+  fdReserve?: number;
+}
+
+/** What start() made of the limits (EngineOptions) under the process's RLIMIT_NOFILE. */
+export interface EngineLimits {
+  /** The soft RLIMIT_NOFILE when the engine started. */
+  nofile: number;
+  /** Kept for the control plane. */
+  reserve: number;
+  /** nofile - reserve. */
+  budget: number;
+  /** Per container. */
+  conns: number;
+  pools: number;
+  listeners: number;
+  pending: number;
+}
+
+/** How a container's network namespace is read at registration (addContainer). */
+export interface ContainerNetns {
+  /** Its path: net.ipv4.ip_unprivileged_port_start is read there (again, at most once a second,
+   *  before refusing a port below it), and the user namespace owning it says whose
+   *  CAP_NET_BIND_SERVICE counts. Unset: the broker's own namespace. */
+  netns?: string;
+  /** Fixes that sysctl's value instead (tests). */
+  unprivilegedPortStart?: number;
 }
 
 export interface PeerRoute {
@@ -100,8 +140,10 @@ export interface NativeEngine {
   /** Stops the thread and closes every socket it owns. Idempotent. */
   stop(): void;
   /** Creates the container's SOCK_SEQPACKET broker socket at socketPath (mode 0666) and starts
-   *  serving preloads on it. Throws if the id or ip is already registered. */
-  addContainer(id: string, ip: string, socketPath: string): void;
+   *  serving preloads on it. Throws if the id or ip is already registered. A process of the
+   *  container may name a source or listening port below the namespace's
+   *  ip_unprivileged_port_start only with CAP_NET_BIND_SERVICE there (else EACCES, sport_denied). */
+  addContainer(id: string, ip: string, socketPath: string, netns?: ContainerNetns): void;
   /** Closes the container's broker socket, its preload connections and its listeners. */
   removeContainer(id: string): boolean;
   /** Replaces the routing table used for longest-prefix match (peers other than this host). */
@@ -116,6 +158,8 @@ export interface NativeEngine {
   setPolicy(policy: EnginePolicy | null): void;
   listeners(): ListenerInfo[];
   counters(): Record<string, number>;
+  /** The limits in force (before start(): nofile, reserve and budget 0, the default limits). */
+  limits(): EngineLimits;
   /** Handoff latency histograms since the engine was made (native/addon/latency.h). */
   handoffLatency(): HandoffLatency;
 }
@@ -146,6 +190,12 @@ interface AddonModule {
   /** Attaches the confinement guard, checks it on probe sockets over 127.0.0.1 and detaches it:
    *  "" when host sockets could be handed to containers here, else why not. */
   probeConfinement(): string;
+  /** Raises this process's RLIMIT_NOFILE soft limit to its hard limit, and with CAP_SYS_RESOURCE
+   *  the hard limit first to min(fs.nr_open, 1048576) where that is higher; with cap, sets the
+   *  soft limit to cap (at most the hard limit) instead. */
+  raiseFdLimit(cap?: number): { softBefore: number; hardBefore: number; soft: number; hard: number };
+  /** What start() would make of the limits in opts under RLIMIT_NOFILE nofile. */
+  sizeLimits(nofile: number, opts?: Partial<EngineOptions>): EngineLimits;
 }
 
 let cached: AddonModule | undefined;

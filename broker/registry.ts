@@ -66,7 +66,7 @@ export class Registry {
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     const socket = path.join(dir, 'sf.sock');
     if (socket.length > 107) throw new Error(`socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
-    this.engine.addContainer(input.id, input.ip, socket);
+    this.engine.addContainer(input.id, input.ip, socket, { netns: input.netns || undefined });
     const rec: ContainerRecord = {
       id: input.id,
       ip: input.ip,

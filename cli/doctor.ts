@@ -23,7 +23,8 @@ import { printTable } from './table.js';
 export const DOCTOR_USAGE = `  doctor [--state-dir DIR] [--host-ip IP] [--port 4800] [--etcd URL[,URL] [--etcd-prefix /slimfast/v1]]
          [--cluster-key FILE] [--json]
                        check what SlimFast needs on this host (kernel, privileges, TCP Fast Open, BPF,
-                       the built files, runc, the reserved port, the state dir, etcd, the key) and say
+                       the built files, runc, the reserved port, the state dir, the broker's
+                       descriptors, etcd, the key) and say
                        what to fix; exit 1 if a check failed. Port and host IP default to those of
                        the running broker of the state dir
 `;
@@ -267,6 +268,56 @@ export function stateDirCheck(
   if (problems.length) return fail(name, `${dir}: ${problems.join('; ')}`, fixes.join('; '));
   const sock = s.exists ? (s.isSocket ? `; control socket mode ${octal(s.mode!)}` : '; slimfast.sock is not a socket (the daemon replaces it)') : '';
   return ok(name, `${dir}: root's, mode ${octal(d.mode!)}${sock}`);
+}
+
+/** "Max open files" of a /proc/PID/limits text: [soft, hard] (Infinity for "unlimited"), or undefined. */
+export function parseNofile(limitsText: string): [number, number] | undefined {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(limitsText);
+  if (!m) return undefined;
+  const n = (x: string) => (x === 'unlimited' ? Infinity : Number(x));
+  return [n(m[1]), n(m[2])];
+}
+
+/** Below this the broker scales its per-container limits down (broker/daemon.ts LOW_NOFILE). */
+export const NOFILE_WANTED = 65536;
+/** Open descriptors past this share of the limit: the engine is near its budget (an eighth is kept for the control plane). */
+export const NOFILE_BUSY = 0.8;
+export const CAP_SYS_RESOURCE = 24;
+
+export interface DescriptorFacts {
+  /** The running broker's, from /proc/PID/limits and /proc/PID/fd (error: why they could not be read). */
+  broker?: { pid: number; open?: number; soft?: number; hard?: number; error?: string };
+  /** Without a broker: this shell's hard limit, fs.nr_open, and whether a broker started from here could raise the hard limit. */
+  hard?: number;
+  nrOpen?: number;
+  canRaise?: boolean;
+}
+
+/** The broker's descriptors: its RLIMIT_NOFILE (it raises the soft limit to the hard one at start, as
+ *  root the hard one to min(fs.nr_open, 1048576)) and how many it has open. */
+export function descriptorsCheck(f: DescriptorFacts): CheckResult {
+  const name = 'descriptors';
+  const fix = 'run the broker with a higher limit: LimitNOFILE=1048576 in its systemd unit (slimfast install systemd writes it), or ulimit -Hn 1048576 as root before slimfast daemon';
+  const b = f.broker;
+  if (b) {
+    if (b.error || b.soft === undefined) return warn(name, `cannot read the descriptors of the broker, pid ${b.pid}: ${b.error ?? 'no "Max open files" line'}`, 'run slimfast doctor as root');
+    const open = b.open ?? 0;
+    const pct = Math.round((open / b.soft) * 100);
+    const detail = `pid ${b.pid}: ${open} of ${b.soft} descriptors open (${pct} %)`;
+    if (b.soft < NOFILE_WANTED) {
+      return warn(name, `${detail}; a limit below ${NOFILE_WANTED} makes the broker scale its per-container limits down (fewer broker connections, pools, listeners per container)`, fix);
+    }
+    if (open > b.soft * NOFILE_BUSY) {
+      return warn(name, `${detail}: near the limit; at the budget it keeps below the limit for its control plane the broker refuses new broker connections, pools, listeners and connects of every container (limit_fds)`,
+        'see which container holds them (slimfast status: preload_conns, pools, listeners; the limit_* counters), or raise the limit');
+    }
+    return ok(name, detail);
+  }
+  if (f.hard === undefined) return skip(name, 'no broker runs, and this shell\'s limit cannot be read');
+  const cap = Math.min(f.nrOpen ?? 1048576, 1048576);
+  const would = f.canRaise ? Math.max(f.hard, cap) : f.hard;
+  const detail = `no broker runs; one started from here would raise RLIMIT_NOFILE to ${would}${f.canRaise && would > f.hard ? ` (the hard limit ${f.hard} raised to fs.nr_open or 1048576)` : ' (its hard limit)'}`;
+  return would < NOFILE_WANTED ? warn(name, `${detail}, below ${NOFILE_WANTED}: its per-container limits would be scaled down`, fix) : ok(name, detail);
 }
 
 export interface BrokerFacts {
@@ -552,6 +603,21 @@ async function portFacts(hostIp: string | undefined, port: number, broker: Broke
   };
 }
 
+function descriptorFacts(pid: number | undefined): DescriptorFacts {
+  if (pid) {
+    try {
+      const lim = parseNofile(fs.readFileSync(`/proc/${pid}/limits`, 'utf8'));
+      const open = fs.readdirSync(`/proc/${pid}/fd`).length;
+      return { broker: { pid, open, soft: lim?.[0], hard: lim?.[1] } };
+    } catch (err) {
+      return { broker: { pid, error: errMsg(err) } };
+    }
+  }
+  const self = parseNofile(readText('/proc/self/limits') ?? '');
+  const nr = Number(readText('/proc/sys/fs/nr_open')?.trim());
+  return { hard: self?.[1], nrOpen: Number.isFinite(nr) && nr > 0 ? nr : undefined, canRaise: hasCap(parseCapEff(readText('/proc/self/status') ?? ''), CAP_SYS_RESOURCE) };
+}
+
 async function runcCheck(env: NodeJS.ProcessEnv): Promise<CheckResult> {
   const name = 'runc';
   let runc: string;
@@ -805,6 +871,7 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
       }),
     ),
     bounded('broker', () => brokerCheck(broker)),
+    bounded('descriptors', () => descriptorsCheck(descriptorFacts(broker.health?.pid))),
     bounded('reserved-port', async () => portCheck(await portFacts(hostIp, port, broker))),
     bounded('etcd', () => etcdCheck(o.etcd, o.etcdPrefix)),
     bounded('cluster-key', async () => clusterKeyCheck(o.clusterKey, {

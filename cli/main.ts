@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { resolveStateDir } from '../broker/config-file.js';
 import type { HealthMsg } from '../broker/api-types.js';
 import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
-import { Daemon } from '../broker/daemon.js';
+import { type ContainerLimits, Daemon, parseContainerLimits } from '../broker/daemon.js';
 import { parseMetricsAddress } from '../broker/metrics.js';
 import { installPaths } from '../broker/paths.js';
 import { DOCTOR_USAGE, doctor } from './doctor.js';
@@ -17,6 +17,7 @@ commands:
   daemon --host-ip IP [--state-dir DIR] [--port 4800] [--peers FILE | --subnet CIDR] [--log-level info] [--pool-depth 4] [--no-steering]
          [--etcd URL[,URL] [--etcd-prefix /slimfast/v1] [--cluster-cidr CIDR [--subnet-len 24]] [--lease-ttl 10]]
          [--cluster-key FILE | --insecure-host-keys] [--policy FILE] [--metrics HOST:PORT]
+         [--container-limits conns=N,pools=N,listeners=N,pending=N] [--fd-limit N]
                        run this host's broker in the foreground until SIGTERM; with --etcd, membership
                        (subnet leases, peers) comes from etcd v3 and --subnet asks for a subnet; with
                        --cluster-key (16-64 secret bytes, the same file on every host) every header is
@@ -30,8 +31,12 @@ commands:
                        the policy is the etcd key <prefix>/policy; with --metrics (e.g. 127.0.0.1:9480)
                        Prometheus metrics are served at http://HOST:PORT/metrics; --no-steering: the
                        broker hands every incoming connection over itself (no kernel steering
-                       program). Logs go to stderr: JSON lines (level, time, msg, container…), plain
-                       text on a terminal
+                       program); --container-limits: what one container may hold of the broker
+                       (default 1024 broker connections, 4096 pools, 1024 listener channels, 1024
+                       connects in progress, scaled down under a small RLIMIT_NOFILE); --fd-limit:
+                       the broker's RLIMIT_NOFILE (default: raised to the highest the system
+                       allows). Logs go to
+                       stderr: JSON lines (level, time, msg, container…), plain text on a terminal
   status [--state-dir DIR] [--json]            exit 0 once the broker serves; show host, etcd state, peers,
                                                containers, listeners, counters
   container add --id ID --netns PATH [--ip IP] [--state-dir DIR]
@@ -87,6 +92,8 @@ async function daemon(args: string[]): Promise<number> {
     'insecure-host-keys': { type: 'boolean' },
     policy: { type: 'string' },
     metrics: { type: 'string' },
+    'container-limits': { type: 'string' },
+    'fd-limit': { type: 'string' },
   });
   const intFlag = (name: string, lo: number, hi: number): number | undefined => {
     if (v[name] === undefined) return undefined;
@@ -113,6 +120,14 @@ async function daemon(args: string[]): Promise<number> {
       throw new UsageError((err as Error).message);
     }
   }
+  let containerLimits: ContainerLimits | undefined;
+  if (v['container-limits'] !== undefined) {
+    try {
+      containerLimits = parseContainerLimits(v['container-limits'] as string);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  }
   const poolDepth = Number(v['pool-depth']);
   if (!Number.isInteger(poolDepth) || poolDepth < 0 || poolDepth > 64) throw new UsageError(`--pool-depth must be 0-64 (0: no pre-established connections), got "${v['pool-depth']}"`);
   const d = new Daemon({
@@ -129,6 +144,8 @@ async function daemon(args: string[]): Promise<number> {
     insecureHostKeys: v['insecure-host-keys'] === true,
     policyFile: v.policy === undefined ? undefined : path.resolve(v.policy as string),
     metrics: v.metrics as string | undefined,
+    containerLimits,
+    fdLimit: intFlag('fd-limit', 256, 1 << 30),
   });
   process.on('SIGPIPE', () => {});
   await d.start();
@@ -161,7 +178,11 @@ async function status(args: string[]): Promise<number> {
     console.log(`host ${health.hostIp}:${health.port}  subnet ${health.subnet}  overlay ${health.overlay}  pid ${health.pid}  up ${health.uptimeSeconds.toFixed(0)} s`);
     console.log(`headers: ${headerAuthText(health)}`);
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
-    console.log(`broker: ${health.openFds} open descriptors, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
+    console.log(`broker: ${health.openFds} open descriptors${health.fdLimit ? ` of ${health.fdLimit}` : ''}, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
+    if (health.containerConnsMax) {
+      console.log(`limits per container: ${health.containerConnsMax} broker connections, ${health.containerPoolsMax} pools, ${health.containerListenersMax} listener channels, ` +
+        `${health.containerPendingMax} connects in progress; ${health.fdReserve} descriptors kept for the control plane`);
+    }
     const peerCount = `${peers.length} peer(s), ${peers.filter((p) => p.synced).length} in sync`;
     if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}; ${peerCount}`);
     else console.log(`membership static: ${peerCount}`);

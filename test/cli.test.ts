@@ -6,6 +6,7 @@ import test from 'ava';
 import { execa } from 'execa';
 import { CLI, Topology } from '../lab/topology.js';
 import { parseClusterKey } from '../broker/cluster-key.js';
+import { parseContainerLimits } from '../broker/daemon.js';
 
 const cli = (args: string[], opts: { env?: Record<string, string> } = {}) =>
   execa(process.execPath, [CLI, ...args], { reject: false, timeout: 20_000, env: opts.env });
@@ -42,6 +43,21 @@ test('usage errors exit 2 and say what is wrong', async (t) => {
     t.is(r.exitCode, 2, bad);
     t.regex(r.stderr, /--pool-depth must be 0-64/, bad);
   }
+  for (const bad of ['conns', 'conns=0', 'sockets=5', 'pools=1,x', '']) {
+    const r = await cli(['daemon', '--host-ip', '127.0.0.1', `--container-limits=${bad}`]);
+    t.is(r.exitCode, 2, bad);
+    t.regex(r.stderr, /--container-limits/, bad);
+  }
+  const r5 = await cli(['daemon', '--host-ip', '127.0.0.1', '--fd-limit', '10']);
+  t.is(r5.exitCode, 2);
+  t.regex(r5.stderr, /--fd-limit must be 256-/);
+});
+
+test('--container-limits: NAME=N pairs', (t) => {
+  t.deepEqual(parseContainerLimits('conns=200, pending=50'), { conns: 200, pending: 50 });
+  t.deepEqual(parseContainerLimits('conns=1,pools=2,listeners=3,pending=4'), { conns: 1, pools: 2, listeners: 3, pending: 4 });
+  t.throws(() => parseContainerLimits('conns=-1'), { message: /"conns=-1" is not NAME=N/ });
+  t.throws(() => parseContainerLimits(','), { message: /needs at least one/ });
 });
 
 test('a bad peers file is refused with the reason', async (t) => {

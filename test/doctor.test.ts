@@ -16,10 +16,12 @@ import {
   CAP_SYS_ADMIN,
   clusterKeyCheck,
   confinementCheck,
+  descriptorsCheck,
   kernelCheck,
   nodeCheck,
   parseCapEff,
   parseKernelRelease,
+  parseNofile,
   parseSsListeners,
   parseTfo,
   portCheck,
@@ -44,7 +46,7 @@ interface Report {
 }
 
 const NAMES = ['node', 'privileges', 'kernel', 'tcp-fastopen', 'addon', 'bpf-steering', 'confinement', 'preload', 'tools', 'config', 'runc', 'slimfast-runc',
-  'seccomp-keeper', 'state-dir', 'broker', 'reserved-port', 'etcd', 'cluster-key'];
+  'seccomp-keeper', 'state-dir', 'broker', 'descriptors', 'reserved-port', 'etcd', 'cluster-key'];
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfdoctor-'));
 const scratch = tmp();
@@ -295,6 +297,28 @@ test('broker facts', (t) => {
   t.is(brokerCheck({ dir: '/run/sf', socketExists: false, pidFilePid: 9, pidAlive: true }).status, 'warn');
 });
 
+test('descriptors: the broker\'s limit from /proc/PID/limits; low or nearly used up warns', (t) => {
+  const limits = 'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1048576              1048576              files     \n';
+  t.deepEqual(parseNofile(limits), [1048576, 1048576]);
+  t.deepEqual(parseNofile('Max open files            unlimited            unlimited            files\n'), [Infinity, Infinity]);
+  t.is(parseNofile('nothing'), undefined);
+  const fine = descriptorsCheck({ broker: { pid: 7, open: 41, soft: 1048576, hard: 1048576 } });
+  t.is(fine.status, 'ok');
+  t.is(fine.detail, 'pid 7: 41 of 1048576 descriptors open (0 %)');
+  const low = descriptorsCheck({ broker: { pid: 7, open: 41, soft: 1024, hard: 4096 } });
+  t.is(low.status, 'warn');
+  t.regex(low.detail, /below 65536 makes the broker scale its per-container limits down/);
+  t.regex(low.fix!, /LimitNOFILE=1048576/);
+  const busy = descriptorsCheck({ broker: { pid: 7, open: 900_000, soft: 1048576, hard: 1048576 } });
+  t.is(busy.status, 'warn');
+  t.regex(busy.detail, /900000 of 1048576 descriptors open \(86 %\): near the limit/);
+  t.is(descriptorsCheck({ broker: { pid: 7, error: 'EACCES' } }).status, 'warn');
+  t.is(descriptorsCheck({ hard: 4096, nrOpen: 1048576, canRaise: true }).status, 'ok', 'root raises the hard limit');
+  t.regex(descriptorsCheck({ hard: 4096, nrOpen: 1048576, canRaise: true }).detail, /would raise RLIMIT_NOFILE to 1048576/);
+  t.is(descriptorsCheck({ hard: 4096, nrOpen: 1048576, canRaise: false }).status, 'warn', 'without CAP_SYS_RESOURCE the hard limit stays');
+  t.is(descriptorsCheck({}).status, 'skip');
+});
+
 // ------------------------------------------------------------------------------------------------
 // The real command on this machine (one at a time: some of them time things)
 
@@ -449,6 +473,13 @@ test.serial('with a running broker: its port is served by it, etcd answers with 
     t.is(r.exitCode, 0, r.stdout + r.stderr);
     t.is(r.get('broker').status, 'ok');
     t.regex(r.get('broker').detail, new RegExp(`pid ${health.pid} serves .*host ${h.ip}:${topo.port}.*membership etcd \\(connected\\), headers cluster key`));
+    // The broker raised its soft limit to the hard one, and (with CAP_SYS_RESOURCE) that to 1048576.
+    const self = fs.readFileSync('/proc/self/limits', 'utf8');
+    const hard = Number(/^Max open files\s+\S+\s+(\d+)/m.exec(self)![1]);
+    const canRaise = ((parseCapEff(fs.readFileSync('/proc/self/status', 'utf8')) >> 24n) & 1n) === 1n;
+    t.is(health.fdLimit, canRaise ? Math.max(hard, Math.min(Number(fs.readFileSync('/proc/sys/fs/nr_open', 'utf8')), 1048576)) : hard);
+    t.is(r.get('descriptors').status, health.fdLimit >= 65536 ? 'ok' : 'warn', r.get('descriptors').detail);
+    t.regex(r.get('descriptors').detail, new RegExp(`^pid ${health.pid}: \\d+ of ${health.fdLimit} descriptors open`));
     t.is(r.get('reserved-port').status, 'ok');
     t.regex(r.get('reserved-port').detail, new RegExp(`${h.ip}:${topo.port} is served by the SlimFast broker of the state dir, pid ${health.pid}`));
     t.is(r.get('etcd').status, 'ok');

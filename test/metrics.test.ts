@@ -84,6 +84,14 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.is(before.h1.get('slimfast_seccomp_keeper_attached'), 1, 'the seccomp agent is attached to its keeper');
     t.is(before.h1.get('slimfast_seccomp_notifications_total', { result: 'handed' }), 0);
     t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^membership static: 1 peer\(s\), 1 in sync$/m);
+    // The per-container limits in force, and no refusal at any of them.
+    const health = (await topo.status(h1)).health;
+    t.is(before.h1.get('slimfast_container_limit', { limit: 'conns' }), health.containerConnsMax);
+    t.true(health.containerConnsMax > 0);
+    t.is(before.h1.get('slimfast_fd_limit'), health.fdLimit);
+    for (const limit of ['conns', 'pools', 'listeners', 'pending', 'fds']) t.is(before.h1.get('slimfast_limit_refusals_total', { limit }), 0, limit);
+    t.is(before.h1.get('slimfast_port_denied_total', { call: 'connect' }), 0);
+    t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^limits per container: \d+ broker connections, \d+ pools, \d+ listener channels, \d+ connects in progress; \d+ descriptors kept for the control plane$/m);
 
     const N = 25;
     const run = await echoRun(topo, c1, c2.ip, 7000, N);

@@ -173,6 +173,19 @@ bool parse_policy(Napi::Object o, Policy* p) {
   return true;
 }
 
+// Limits as JS sees them (limits() and sizeLimits()).
+Napi::Object limits_object(Napi::Env env, const Limits& l) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("nofile", Napi::Number::New(env, double(l.nofile)));
+  o.Set("reserve", Napi::Number::New(env, l.reserve));
+  o.Set("budget", Napi::Number::New(env, l.budget));
+  o.Set("conns", Napi::Number::New(env, l.conns));
+  o.Set("pools", Napi::Number::New(env, l.pools));
+  o.Set("listeners", Napi::Number::New(env, l.listeners));
+  o.Set("pending", Napi::Number::New(env, l.pending));
+  return o;
+}
+
 }  // namespace
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -188,6 +201,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod<&EngineWrap::SetPolicy>("setPolicy"),
                         InstanceMethod<&EngineWrap::Listeners>("listeners"),
                         InstanceMethod<&EngineWrap::Counters>("counters"),
+                        InstanceMethod<&EngineWrap::GetLimits>("limits"),
                         InstanceMethod<&EngineWrap::HandoffLatency>("handoffLatency"),
                         InstanceMethod<&EngineWrap::HostKey>("hostKey"),
                         InstanceMethod<&EngineWrap::SyncHeader>("syncHeader"),
@@ -232,7 +246,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) || !get_count(o, "poolMax", 1, 256, &cfg.pool_max) ||
         !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max) ||
         !get_count(o, "headerPeerMax", 1, 1 << 20, &cfg.header_peer_max) ||
-        !get_count(o, "headerPendingMax", 1, 1 << 20, &cfg.header_pending_max) || !get_cluster_key(o, &cfg))
+        !get_count(o, "headerPendingMax", 1, 1 << 20, &cfg.header_pending_max) ||
+        !get_count(o, "containerConnsMax", 1, 1 << 24, &cfg.container_conns_max) ||
+        !get_count(o, "containerPoolsMax", 1, 1 << 24, &cfg.container_pools_max) ||
+        !get_count(o, "containerListenersMax", 1, 1 << 24, &cfg.container_listeners_max) ||
+        !get_count(o, "containerPendingMax", 1, 1 << 24, &cfg.container_pending_max) ||
+        !get_count(o, "fdReserve", 1, 1 << 24, &cfg.fd_reserve) || !get_cluster_key(o, &cfg))
       return env.Undefined();
     if (!parse_ip(host, &cfg.host_ip)) return throw_type(env, "start: hostIp \"" + host + "\" is not an IPv4 address");
     if (!parse_cidr(overlay, &cfg.overlay_net, &cfg.overlay_prefix))
@@ -270,14 +289,32 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value AddContainer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString())
-      return throw_type(env, "addContainer(id, ip, socketPath): expects three strings");
+      return throw_type(env, "addContainer(id, ip, socketPath[, {netns, unprivilegedPortStart}]): expects three strings");
     std::string id = info[0].As<Napi::String>().Utf8Value();
     std::string ips = info[1].As<Napi::String>().Utf8Value();
     std::string path = info[2].As<Napi::String>().Utf8Value();
     uint32_t ip;
     if (id.empty()) return throw_type(env, "addContainer: the container id is empty");
     if (!parse_ip(ips, &ip)) return throw_type(env, "addContainer: \"" + ips + "\" is not an IPv4 address");
-    Error e = eng_->add_container(id, ip, path);
+    std::string netns;
+    int port_start = -1;
+    if (info.Length() > 3 && !info[3].IsUndefined()) {
+      if (!info[3].IsObject()) return throw_type(env, "addContainer: the fourth argument must be {netns, unprivilegedPortStart}");
+      Napi::Object o = info[3].As<Napi::Object>();
+      Napi::Value n = o.Get("netns");
+      if (!n.IsUndefined()) {
+        if (!n.IsString()) return throw_type(env, "addContainer: \"netns\" must be a path (string)");
+        netns = n.As<Napi::String>().Utf8Value();
+      }
+      Napi::Value p = o.Get("unprivilegedPortStart");
+      if (!p.IsUndefined()) {
+        double d = p.IsNumber() ? p.As<Napi::Number>().DoubleValue() : -1;
+        if (!(d >= 0 && d <= 65536) || d != double(int(d)))
+          return throw_type(env, "addContainer: \"unprivilegedPortStart\" must be a whole number 0..65536");
+        port_start = int(d);
+      }
+    }
+    Error e = eng_->add_container(id, ip, path, netns, port_start);
     if (e) return throw_error(env, e);
     return env.Undefined();
   }
@@ -430,6 +467,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return o;
   }
 
+  // What start() made of the limits: {nofile, reserve, budget, conns, pools, listeners, pending}
+  // (before the first start(): nofile, reserve and budget 0, the defaults).
+  Napi::Value GetLimits(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Limits l;
+    {
+      std::lock_guard<std::mutex> lk(eng_->mu);
+      l = eng_->lim;
+    }
+    return limits_object(env, l);
+  }
+
   // {boundsSeconds, out, in}: each side {buckets (cumulative, one per bound and +Inf last),
   // count, sumSeconds}, as Prometheus histograms want them (latency.h).
   Napi::Value HandoffLatency(const Napi::CallbackInfo& info) {
@@ -477,12 +526,48 @@ Napi::Value ProbeConfinement(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), g.open());
 }
 
+// raiseFdLimit([cap]): RLIMIT_NOFILE's soft limit up to the hard one (as root the hard one first up
+// to min(fs.nr_open, 1048576)), or to cap; {softBefore, hardBefore, soft, hard}. The daemon calls
+// it before start(), which sizes its limits from what it got.
+Napi::Value RaiseFdLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double cap = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (!(cap >= 0 && cap <= double(1u << 30))) return throw_type(env, "raiseFdLimit([cap]): cap must be 0..2^30");
+  FdLimit f = raise_fd_limit(uint64_t(cap));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("softBefore", Napi::Number::New(env, double(f.soft_before)));
+  o.Set("hardBefore", Napi::Number::New(env, double(f.hard_before)));
+  o.Set("soft", Napi::Number::New(env, double(f.soft)));
+  o.Set("hard", Napi::Number::New(env, double(f.hard)));
+  return o;
+}
+
+// sizeLimits(nofile, opts): what start() would make of opts' limits under that RLIMIT_NOFILE.
+Napi::Value SizeLimits(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) return throw_type(env, "sizeLimits(nofile[, opts]): nofile must be a number");
+  Config cfg;
+  if (info.Length() > 1 && info[1].IsObject()) {
+    Napi::Object o = info[1].As<Napi::Object>();
+    if (!get_count(o, "containerConnsMax", 1, 1 << 24, &cfg.container_conns_max) ||
+        !get_count(o, "containerPoolsMax", 1, 1 << 24, &cfg.container_pools_max) ||
+        !get_count(o, "containerListenersMax", 1, 1 << 24, &cfg.container_listeners_max) ||
+        !get_count(o, "containerPendingMax", 1, 1 << 24, &cfg.container_pending_max) ||
+        !get_count(o, "fdReserve", 1, 1 << 24, &cfg.fd_reserve))
+      return env.Undefined();
+  }
+  Limits l = size_limits(uint64_t(info[0].As<Napi::Number>().DoubleValue()), cfg);
+  return limits_object(env, l);
+}
+
 }  // namespace sf
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Engine", sf::EngineWrap::Define(env));
   exports.Set("probeSteering", Napi::Function::New(env, sf::ProbeSteering, "probeSteering"));
   exports.Set("probeConfinement", Napi::Function::New(env, sf::ProbeConfinement, "probeConfinement"));
+  exports.Set("raiseFdLimit", Napi::Function::New(env, sf::RaiseFdLimit, "raiseFdLimit"));
+  exports.Set("sizeLimits", Napi::Function::New(env, sf::SizeLimits, "sizeLimits"));
   return exports;
 }
 

@@ -60,7 +60,25 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
   auto sport = [&] { return req.port_a ? ntohs(req.port_a) : next_src_port(); };
   Route r{};
   Listener* l = nullptr;
-  switch (classify_connect(pc->c, dst, dport, &r, &l)) {
+  DestKind k = classify_connect(pc->c, dst, dport, &r, &l);
+  // The source port the app bound goes into the header this broker signs (or to the listener):
+  // below the container's ip_unprivileged_port_start only for a process that could bind it.
+  if (k != DEST_DENY && k != DEST_FALLBACK && !port_allowed(pc, ntohs(req.port_a))) {
+    inc(ctr.sport_denied);
+    if (ratelimit(13))
+      logc(LOG_WARN, pc->c->id, "a process of %s without CAP_NET_BIND_SERVICE named source port %u (below %u): EACCES",
+           pc->c->id.c_str(), ntohs(req.port_a), pc->c->port_start);
+    reply(pc, req.seq, SF_CONNECT_OK, EACCES, -1);
+    return;
+  }
+  // A connect in progress holds a host socket until it completes (up to connectTimeoutMs).
+  if ((k == DEST_PEER || k == DEST_STEERED_LOCAL) && pc->c->n_pending >= lim.pending) {
+    at_limit(pc->c, ctr.limit_pending, "connects in progress", lim.pending);
+    inc(ctr.fallbacks);
+    reply(pc, req.seq, SF_CONNECT_OK, -EMFILE, -1);
+    return;
+  }
+  switch (k) {
     case DEST_DENY:
       reply(pc, req.seq, SF_CONNECT_OK, EACCES, -1);
       return;
@@ -224,6 +242,12 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   int fd = cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, pc->c->ip, dst, dport, sport), &pending) : -1;
   bool hdr_sent = fd >= 0;
   if (fd < 0) fd = open_peer_socket(r, &pending);
+  if (fd >= 0 && !fd_room(fd)) {  // the broker's descriptors are the control plane's now
+    close_fd(fd);
+    inc(ctr.fallbacks);
+    reply(pc, req.seq, SF_CONNECT_OK, -ENFILE, -1);
+    return;
+  }
   OutConn* o = fd >= 0 ? new_out(pc, fd, nullptr) : nullptr;
   if (!o) {
     if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
@@ -241,6 +265,7 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   o->local = local;
   o->asked_ns = asked_ns;
   inc(ctr.pending_connects);
+  pc->c->n_pending++;
   if (!pending) return finish_out(o);  // connected at once
   if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return fail_out(o);
   out_timers.push(o, now_ms() + cfg.connect_timeout_ms);
@@ -253,7 +278,10 @@ void Engine::unlink_out(OutConn* o) {
   if (o->pprev) o->pprev->pnext = o->pnext; else o->pc->outs = o->pnext;
   if (o->pnext) o->pnext->pprev = o->pprev;
   o->pprev = o->pnext = nullptr;
-  if (!o->pool) dec(ctr.pending_connects);
+  if (!o->pool) {
+    dec(ctr.pending_connects);
+    o->pc->c->n_pending--;
+  }
   bury(o);
 }
 

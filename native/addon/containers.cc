@@ -14,7 +14,12 @@
 
 namespace sf {
 
-Error Engine::add_container(const std::string& id, uint32_t ip, const std::string& path) {
+Error Engine::add_container(const std::string& id, uint32_t ip, const std::string& path, const std::string& netns,
+                             int port_start) {
+  // Its network namespace, read before the lock (a thread joins it for the port sysctl): which
+  // user namespaces' CAP_NET_BIND_SERVICE count there, and from which port on none is needed.
+  NetnsInfo ni = read_netns_info(netns, true);
+  if (ni.userns_chain.empty()) ni.userns_chain = read_netns_info("", true).userns_chain;  // unreadable: the broker's
   std::lock_guard<std::mutex> lk(mu);
   if (by_id.count(id)) return Error{EEXIST, "container \"" + id + "\" is already registered"};
   auto other = by_ip.find(ip);
@@ -55,6 +60,11 @@ Error Engine::add_container(const std::string& id, uint32_t ip, const std::strin
   c->path = path;
   c->path_dev = st.st_dev;
   c->path_ino = st.st_ino;
+  c->netns = netns;
+  c->userns_chain = std::move(ni.userns_chain);
+  c->port_start_fixed = port_start >= 0;
+  c->port_start = port_start >= 0 ? uint32_t(port_start) : ni.port_start_ok ? ni.port_start : 1024;
+  c->port_start_read_ms = now_ms();
   c->ev.fd = fd;
   if (!ep_add(c->ev, EPOLLIN)) {
     Error e = fail("epoll_ctl for", fd);

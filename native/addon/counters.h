@@ -54,6 +54,24 @@
   X(seccomp_accepts_ended) /* of those, dropped unanswered: the caller was interrupted (signal) or gone */ \
   X(seccomp_taken_over) /* steered listeners of seccomp targets taken over after a broker restart */ \
   X(seccomp_keeper)   /* gauge: 1 while attached to slimfast-seccomp-keeper                   */ \
+  X(limit_conns)      /* broker connections refused: the container had containerConnsMax open
+                         (the process is told EMFILE and stays off SlimFast for a while)      */ \
+  X(limit_pools)      /* pools not made: the container had containerPoolsMax (its connects
+                         ask the broker each time instead)                                  */ \
+  X(limit_listeners)  /* listens left to the application's own socket: the container had
+                         containerListenersMax listener channels                            */ \
+  X(limit_pending)    /* connects answered FALLBACK (seccomp: CONTINUE) and blocking seccomp
+                         accepts answered EMFILE: the container had containerPendingMax
+                         handoffs in progress                                               */ \
+  X(limit_fds)        /* any of the above refused because the broker's descriptors reached
+                         its budget (RLIMIT_NOFILE less the control plane's reserve): ENFILE */ \
+  X(sport_denied)     /* CONNECTs refused (EACCES): a source port below the container's
+                         ip_unprivileged_port_start from a process without
+                         CAP_NET_BIND_SERVICE                                                */ \
+  X(lport_denied)     /* LISTENs left to the application's own socket (FALLBACK) for the same
+                         reason: a listening port it could not have bound                    */ \
+  X(header_low_sport) /* reserved-port POOLED headers with a source port below 1024 (reset):
+                         pooled connections never carry one                                  */ \
   X(port)             /* the reserved port actually bound (useful with port 0)                */
 
 namespace sf {

@@ -147,6 +147,10 @@ struct OutConn : Obj {
 struct PreloadConn : Obj {
   Ev ev{EV_PRELOAD, this};
   Container* c = nullptr;
+  // The connecting process could bind ports below the container's ip_unprivileged_port_start:
+  // CAP_NET_BIND_SERVICE in its user namespace, which owns the container's network namespace (or
+  // is an ancestor of its owner). Read once, when the connection is accepted (limits.cc).
+  bool low_ports = false;
   OutConn* outs = nullptr;  // pending cross-host connects of this connection
   std::vector<Pool*> pools;  // one per peer route this process connects to
 };
@@ -176,6 +180,17 @@ struct Container : Obj {
   std::vector<PreloadConn*> conns;
   std::vector<Channel*> channels;
   bool restricted = false;  // policy.restricts(ip): no pools (kept up to date by set_policy)
+  // What the container holds of the broker, against the per-container limits (Limits).
+  uint32_t n_pools = 0;    // pools of its preload connections
+  uint32_t n_pending = 0;  // cross-host connects in progress for its processes (not pool stocking)
+  // Its network namespace (limits.cc): net.ipv4.ip_unprivileged_port_start there, when it was
+  // last read, and the user namespaces whose CAP_NET_BIND_SERVICE counts in it (the namespace's
+  // owner and that one's ancestors, as (dev, ino)).
+  std::string netns;            // path given at registration ("" : the broker's own)
+  uint32_t port_start = 1024;
+  bool port_start_fixed = false;  // given by the caller: never read again
+  int64_t port_start_read_ms = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> userns_chain;
 };
 
 struct Listener : Obj {
@@ -311,7 +326,41 @@ struct Config {
   // slimfast-seccomp-keeper's broker socket: attach there (it owns seccomp_path then); if nobody
   // listens there, the agent listens on seccomp_path itself.
   std::string seccomp_keeper;
+  // Per-container limits (0: sized at start() from RLIMIT_NOFILE, see size_limits()) and the
+  // descriptors kept for the control plane (0: sized too).
+  uint32_t container_conns_max = 0;
+  uint32_t container_pools_max = 0;
+  uint32_t container_listeners_max = 0;
+  uint32_t container_pending_max = 0;
+  uint32_t fd_reserve = 0;
 };
+
+// Defaults when RLIMIT_NOFILE allows them (a container at every limit holds about 10k descriptors).
+constexpr uint32_t kDefaultConns = 1024, kDefaultPools = 4096, kDefaultListeners = 1024, kDefaultPending = 1024;
+// What start() made of Config's limits and the process's RLIMIT_NOFILE (limits.cc).
+struct Limits {
+  uint64_t nofile = 0;   // the soft RLIMIT_NOFILE at start
+  uint32_t reserve = 0;  // descriptors left to the control plane (JS, gRPC, sync streams, etcd)
+  uint32_t budget = 0;   // nofile - reserve: the engine takes no new long-lived descriptor numbered above (0: none)
+  uint32_t conns = kDefaultConns, pools = kDefaultPools, listeners = kDefaultListeners, pending = kDefaultPending;  // per container
+};
+// The sizing alone (pure; the self-test checks it): explicit limits as given, the others at their
+// defaults scaled down so that one container at all of them holds at most a quarter of the budget.
+Limits size_limits(uint64_t nofile, const Config& cfg);
+// Raises RLIMIT_NOFILE's soft limit to the hard one (and first, with CAP_SYS_RESOURCE, the hard one
+// to min(fs.nr_open, 1048576) where that is higher); with cap > 0 sets the soft limit to cap (at
+// most the hard one) instead. Returns the limits before and after.
+struct FdLimit {
+  uint64_t soft_before, hard_before, soft, hard;
+};
+FdLimit raise_fd_limit(uint64_t cap = 0);
+// What a new container's network namespace says (limits.cc); netns "" : the broker's own.
+struct NetnsInfo {
+  bool port_start_ok = false;
+  uint32_t port_start = 1024;
+  std::vector<std::pair<uint64_t, uint64_t>> userns_chain;
+};
+NetnsInfo read_netns_info(const std::string& netns, bool chain);
 
 // What a connect to dst:dport from a container gets (classify_connect).
 enum DestKind { DEST_FALLBACK, DEST_DENY, DEST_PEER, DEST_STEERED_LOCAL, DEST_PAIR };
@@ -348,7 +397,10 @@ struct Engine {
   // ---- JS-facing API (JS thread; each takes mu) ----
   Error start(const Config& cfg, EventSink* sink);  // sink is owned by the caller; kept until stop
   void stop();                                       // joins the thread, closes everything
-  Error add_container(const std::string& id, uint32_t ip, const std::string& path);
+  // netns: the container's network namespace (its port sysctl and owner are read there; "" : the
+  // broker's own); port_start >= 0 fixes net.ipv4.ip_unprivileged_port_start instead (tests).
+  Error add_container(const std::string& id, uint32_t ip, const std::string& path, const std::string& netns = "",
+                      int port_start = -1);
   bool remove_container(const std::string& id);
   void set_peers(const std::vector<Route>& routes);
   void set_remote_listeners(uint32_t peer_ip, const std::vector<uint64_t>* keys);  // null = unknown
@@ -363,6 +415,7 @@ struct Engine {
 
   Counters ctr;
   Latencies lat;  // handoff latency histograms (latency.h)
+  Limits lim;     // set by start(); read by limits() under mu
 
   // ---- everything below is engine state, guarded by mu ----
   std::mutex mu;
@@ -409,7 +462,7 @@ struct Engine {
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
   uint16_t next_port = 32768;
-  int64_t last_log[12] = {};
+  int64_t last_log[16] = {};
   int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
   std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
   // The confinement guard: without it (guard null or not ok) no host socket leaves the broker:
@@ -574,6 +627,21 @@ struct Engine {
 
   // containers.cc
   void kill_container(Container* c, bool emit);
+
+  // limits.cc
+  // fd is a descriptor the engine would keep: false (counted in limit_fds) when its number is past
+  // the budget, i.e. the process holds about that many already.
+  bool fd_room(int fd);
+  // A container at one of its limits: counts it in *ctr_field and logs it (at most once a second).
+  void at_limit(Container* c, std::atomic<uint64_t>& ctr_field, const char* what, uint32_t max);
+  // A new preload connection beyond a limit: told so in an SF_HELLO_OK (status EMFILE or ENFILE),
+  // then closed; the process falls back to the container's own network.
+  void refuse_preload(int fd, int err);
+  // May pc's process use port (host order) as a bound source or listening port? Ports below the
+  // container's ip_unprivileged_port_start need pc->low_ports; a refusal re-reads the sysctl first
+  // (at most once a second), since the container may have lowered it since it registered.
+  bool port_allowed(PreloadConn* pc, uint16_t port);
+  bool peer_low_ports(Container* c, int fd);  // for a new preload connection (SO_PEERCRED / pidfd)
 
   // seccomp_agent.cc
   Error open_seccomp();   // cfg.seccomp_path set: listen there

@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -90,6 +91,10 @@ Error Engine::start(const Config& c, EventSink* s) {
   if (!ensure_epoll(&err)) return err;
   cfg = c;
   ctr.port.store(0);
+  {
+    rlimit r{};
+    lim = size_limits(getrlimit(RLIMIT_NOFILE, &r) == 0 ? uint64_t(r.rlim_cur) : 1024, cfg);
+  }
   peer_keys.clear();
   seen.clear();
   seen_rate.clear();

@@ -59,8 +59,25 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
     if (getsockname(rfd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) sockaddr_ip(ss, &port);
     if (port == 0) return fail(EINVAL);
   }
+  // A listening port the process could not have bound (it may name any): its own socket only.
+  if (!port_allowed(pc, port)) {
+    inc(ctr.lport_denied);
+    if (ratelimit(13))
+      logc(LOG_WARN, c->id, "a process of %s without CAP_NET_BIND_SERVICE named listening port %u (below %u): not on SlimFast",
+           c->id.c_str(), port, c->port_start);
+    return fail(SF_STATUS_FALLBACK);
+  }
+  if (c->channels.size() >= lim.listeners) {
+    at_limit(c, ctr.limit_listeners, "listener channels", lim.listeners);
+    return fail(-EMFILE);
+  }
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return fail(errno);
+  if (!fd_room(sp[0])) {
+    close_fd(sp[0]);
+    close_fd(sp[1]);
+    return fail(-ENFILE);
+  }
   struct stat st;
   Channel* ch = nullptr;
   int err = 0;

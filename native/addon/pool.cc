@@ -22,8 +22,18 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
     if (p->route.net == r.net && p->route.prefix == r.prefix && p->route.peer_ip == r.peer_ip &&
         p->route.peer_port == r.peer_port)
       return p;
+  // Without a pool the process's connects still work, each with a round trip to the broker.
+  if (pc->c->n_pools >= lim.pools) {
+    at_limit(pc->c, ctr.limit_pools, "pools", lim.pools);
+    return nullptr;
+  }
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sp) < 0) return nullptr;
+  if (!fd_room(sp[0])) {
+    close_fd(sp[0]);
+    close_fd(sp[1]);
+    return nullptr;
+  }
   Pool* p = new (std::nothrow) Pool;
   if (!p) {
     close_fd(sp[0]);
@@ -46,6 +56,7 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
     return nullptr;
   }
   pc->pools.push_back(p);
+  pc->c->n_pools++;
   inc(ctr.pools);
   fill_pool(p);
   return p;
@@ -296,6 +307,7 @@ void Engine::kill_pool(Pool* p) {
   p->ev.fd = -1;
   auto it = std::find(pc->pools.begin(), pc->pools.end(), p);
   if (it != pc->pools.end()) pc->pools.erase(it);
+  pc->c->n_pools--;
   dec(ctr.pools);
   bury(p);
 }

@@ -22,6 +22,17 @@ void Engine::on_container_accept(Container* c) {
         logc(LOG_WARN, c->id, "accept on the broker socket of %s: %s", c->id.c_str(), strerror(errno));
       return;
     }
+    // One container may not hold the broker's descriptors: past its limit (or the broker's
+    // budget) the process is told so and falls back to the container's own network.
+    if (c->conns.size() >= lim.conns) {
+      at_limit(c, ctr.limit_conns, "broker connections", lim.conns);
+      refuse_preload(fd, EMFILE);
+      continue;
+    }
+    if (!fd_room(fd)) {
+      refuse_preload(fd, ENFILE);
+      continue;
+    }
     PreloadConn* pc = new (std::nothrow) PreloadConn;
     if (!pc) {
       close_fd(fd);
@@ -29,6 +40,7 @@ void Engine::on_container_accept(Container* c) {
     }
     pc->c = c;
     pc->ev.fd = fd;
+    pc->low_ports = peer_low_ports(c, fd);
     grow_sndbuf(fd, 1 << 20);  // replies must never hit EAGAIN while the preload is just slow
     if (!ep_add(pc->ev, EPOLLIN | EPOLLRDHUP)) {
       close_fd(fd);

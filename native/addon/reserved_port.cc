@@ -215,6 +215,14 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64
       return;
     }
   }
+  // Whoever holds a pooled socket writes its source port: never a privileged one (a process that
+  // bound one connects through its broker, which signs the port it may use).
+  if (st.pooled && sport < SF_POOLED_SPORT_MIN) {
+    inc(ctr.header_low_sport);
+    SF_DLOG("pooled header from %s with source port %u: refused", ip_str(peer_ip).c_str(), sport);
+    reset_close(fd);
+    return;
+  }
   Listener* l = find_listener(dst, dport);
   if (!l) {
     inc(ctr.refused);

@@ -605,6 +605,13 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
     close_fd(copy);
     return cont();
   }
+  // Held notifications keep descriptors here (the caller's socket, the host socket): at the
+  // container's limit its connects take the kernel's path (the policy allowed them above).
+  if (t->outs.size() + t->accepts.size() >= lim.pending) {
+    at_limit(c, ctr.limit_pending, "handoffs in progress", lim.pending);
+    close_fd(copy);
+    return cont();
+  }
 
   ScOut* o = new (std::nothrow) ScOut;
   if (!o) {
@@ -630,6 +637,10 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   int fd = cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, c->ip, dst, dport, o->sport), &pending) : -1;
   o->hdr_sent = fd >= 0;
   if (fd < 0) fd = open_peer_socket(r, &pending);
+  if (fd >= 0 && !fd_room(fd)) {
+    close_fd(fd);
+    return sc_fail(o);
+  }
   if (fd < 0) {
     if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
     inc(ctr.connect_failures);
@@ -867,6 +878,21 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
     return;
   }
   int fl = fcntl(copy, F_GETFL);
+  // A held accept keeps the broker's copy of the listener until a connection comes: at the
+  // container's limit (or the broker's budget) the call fails as accept() does when out of
+  // descriptors, which servers retry after a pause.
+  if (fl >= 0 && !(fl & O_NONBLOCK)) {
+    bool room = t->outs.size() + t->accepts.size() < lim.pending;
+    if (!room) {
+      auto cit = by_id.find(t->id);
+      if (cit != by_id.end()) at_limit(cit->second, ctr.limit_pending, "handoffs in progress", lim.pending);
+    }
+    if (!room || !fd_room(copy)) {
+      close_fd(copy);
+      sc_respond(t, id, room ? ENFILE : EMFILE, false);
+      return;
+    }
+  }
   ScAccept* a = fl >= 0 && !(fl & O_NONBLOCK) ? new (std::nothrow) ScAccept : nullptr;
   if (!a) {
     close_fd(copy);

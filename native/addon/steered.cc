@@ -126,8 +126,19 @@ void Engine::on_steer_socket(PreloadConn* pc, const sf_msg& req) {
 // a listening socket for plain clients, with it. Returns the channel and the app end in *app_end,
 // or null (real_fd is then the caller's still).
 Channel* Engine::open_channel(Listener* l, Container* c, int real_fd, int* app_end) {
+  if (c->channels.size() >= lim.listeners) {
+    at_limit(c, ctr.limit_listeners, "listener channels", lim.listeners);
+    errno = EMFILE;
+    return nullptr;
+  }
   int sp[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return nullptr;
+  if (!fd_room(sp[0])) {
+    close_fd(sp[0]);
+    close_fd(sp[1]);
+    errno = ENFILE;
+    return nullptr;
+  }
   struct stat st;
   Channel* ch = fstat(sp[1], &st) == 0 && set_nonblock(sp[0], true) && (real_fd < 0 || set_nonblock(real_fd, true))
                     ? new (std::nothrow) Channel
@@ -252,6 +263,10 @@ void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds)
   uint16_t port = ntohs(req.port_a);
   if (vip == 0) vip = c->ip;
   if (vip != c->ip || port == 0) return fail(EINVAL);
+  if (!port_allowed(pc, port)) {  // as for SF_LISTEN: the process then listens afresh, on its own
+    inc(ctr.lport_denied);
+    return fail(EACCES);
+  }
   int app_end = -1, err = 0;
   Listener* l = take_over_steered(c, vip, port, fds[0], nfds == 2 ? fds[1] : -1, &app_end, &err);
   close_fd(fds[0]);  // the application holds it; the group and the slot keep referring to it

@@ -186,6 +186,8 @@ static __always_inline int classify(struct sk_reuseport_md *ctx, int with_auth, 
       u.h.hdr_len != bpf_htons(SF_HDR_LEN) || u.h.key_id != bpf_htonl(SF_KEY_HOST) ||
       (u.h.type != SF_HDR_CONNECT && u.h.type != SF_HDR_POOLED && u.h.type != SF_HDR_DOORBELL))
     return SF_ST_NOT_STEERABLE;
+  /* A pooled header's source port is outside its MAC: a privileged one is the broker's to refuse. */
+  if (u.h.type == SF_HDR_POOLED && bpf_ntohs(u.h.src_port) < SF_POOLED_SPORT_MIN) return SF_ST_NOT_STEERABLE;
 
   /* A host may only sign for its own subnet: the key comes from the source vIP. */
   struct sf_steer_net net = {.prefixlen = 32, .addr = u.h.src_vip};

@@ -63,7 +63,8 @@ struct sf_steer_seen {
 enum sf_steer_stat {
   SF_ST_STEERED = 0,    /* handed to an application's listening socket                 */
   SF_ST_NO_HEADER,      /* no payload in the SYN or shorter than a header (not TFO)    */
-  SF_ST_NOT_STEERABLE,  /* magic/version/hdr_len/type/key_id not a signed CONNECT/POOLED */
+  SF_ST_NOT_STEERABLE,  /* magic/version/hdr_len/type/key_id not a signed CONNECT/POOLED,
+                           or a POOLED one with a source port below SF_POOLED_SPORT_MIN    */
   SF_ST_NO_KEY,         /* no key for the source vIP's subnet                          */
   SF_ST_BAD_TAG,        /* MAC matches neither the current nor the previous key        */
   SF_ST_NO_LISTENER,    /* destination not in dsts                                     */

@@ -101,8 +101,16 @@ enum sf_msg_type {
    that has sent nothing for SF_POOL_HOLD_S (TCP_DEFER_ACCEPT on the reserved port). */
 #define SF_POOL_MAX_AGE_NS (20ull * 1000000000ull)
 #define SF_POOL_HOLD_S 30
+/* The source port of a POOLED header is the taker's to fill in (outside the MAC), so receivers
+   refuse one below this: a process that bound a privileged port connects through its broker,
+   which checks that it could bind it and signs the port (SF_HDR_CONNECT). */
+#define SF_POOLED_SPORT_MIN 1024
 
-/* status value meaning "not SlimFast's business: use the ordinary socket call". */
+/* status value meaning "not SlimFast's business: use the ordinary socket call". Any other
+   negative status means the same, and -status says why: EMFILE, the container is at one of its
+   broker's per-container limits; ENFILE, the broker keeps its remaining descriptors for its
+   control plane. (SF_HELLO_OK answers a connection beyond those limits with status EMFILE or
+   ENFILE, then closes it: the process stays off SlimFast for a while.) */
 #define SF_STATUS_FALLBACK (-1)
 
 struct sf_msg {

@@ -283,7 +283,10 @@ static int64_t spin_budget(void) {
 
 /* ---- connection set-up ---- */
 
-static int open_broker(struct sf_info *inf, int64_t deadline) {
+/* -1 on failure; *refused: the broker answered the handshake with this errno (EMFILE: the
+   container is at its limit of broker connections; ENFILE: the broker is short of descriptors). */
+static int open_broker(struct sf_info *inf, int64_t deadline, int *refused) {
+  *refused = 0;
   int fd = REAL(socket)(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return -1;
   struct sockaddr_un sa;
@@ -301,7 +304,15 @@ static int open_broker(struct sf_info *inf, int64_t deadline) {
   m.type = SF_HELLO;
   m.version = SF_MSG_VERSION;
   m.a = (uint64_t)getpid();
-  if (send_msg(fd, &m, NULL, 0, deadline) != 0) goto fail;
+  if (send_msg(fd, &m, NULL, 0, deadline) != 0) {
+    /* A broker that refused the connection (a limit) said why before it closed it. */
+    int rfd;
+    if (recv_msg(fd, &m, &rfd) == 1) {
+      if (rfd >= 0) REAL(close)(rfd);
+      if (m.type == SF_HELLO_OK && m.seq == 0 && m.status != 0) goto refused;
+    }
+    goto fail;
+  }
   for (;;) {
     int rfd;
     int r = read_reply(fd, deadline, 0, &m, &rfd);
@@ -309,7 +320,14 @@ static int open_broker(struct sf_info *inf, int64_t deadline) {
     if (rfd >= 0) REAL(close)(rfd);
     if (m.type == SF_HELLO_OK && m.seq == 0) break;
   }
-  if (m.status != 0) goto fail;
+  if (m.status != 0) {
+  refused:
+    *refused = m.status;
+    SF_DEBUG("broker %s refused this process: %s; falling back to the container's network", sf_conf.sock_path,
+             strerror(m.status > 0 ? m.status : EPROTO));
+    REAL(close)(fd);
+    return -1;
+  }
   inf->vip = m.vip_a;
   inf->net = m.vip_b;
   uint32_t p = (uint32_t)m.a;
@@ -346,7 +364,8 @@ static struct conn *acquire(int64_t deadline) {
     opening = 1;
     pthread_mutex_unlock(&mu);
     struct sf_info inf;
-    int fd = open_broker(&inf, deadline);
+    int refused;
+    int fd = open_broker(&inf, deadline, &refused);
     pthread_mutex_lock(&mu);
     opening = 0;
     struct conn *c = fd >= 0 ? conn_new() : NULL;
@@ -361,8 +380,8 @@ static struct conn *acquire(int64_t deadline) {
     } else {
       if (fd >= 0) REAL(close)(fd);
       /* a failed connect() on a Unix socket costs microseconds: retry soon, a restarted broker
-         is used within a second */
-      backoff_ms = backoff_ms ? (backoff_ms >= 500 ? 1000 : backoff_ms * 2) : 100;
+         is used within a second; one that refused us (at a limit) is asked again after a second */
+      backoff_ms = refused ? 1000 : backoff_ms ? (backoff_ms >= 500 ? 1000 : backoff_ms * 2) : 100;
       retry_at = sf_now_ns() + (int64_t)backoff_ms * 1000000;
     }
     pthread_cond_broadcast(&cv);

@@ -198,6 +198,9 @@ static int report(int pfd, uint32_t used, uint32_t gone, int empty) {
 }
 
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, uint16_t *out_sport) {
+  /* A privileged bound port goes through the broker, which signs it once it knows we may use it:
+     receivers refuse pooled headers with one. */
+  if (bound_port && ntohs(bound_port) < SF_POOLED_SPORT_MIN) return -1;
   int saved = errno;
   if (!pool_lock()) return -1;
   struct okdst *o = &oks[ok_slot(ip, port)];

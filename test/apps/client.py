@@ -9,6 +9,10 @@
                                    COUNT such connects, one after the other: a JSON list of them.
   client.py then-refused HOST PORT COUNT
                                    COUNT echo connections, then one more connect after "go" on stdin.
+  client.py bound HOST PORT SPORT COUNT
+                                   COUNT connections, the i-th from source port SPORT+i (bound
+                                   before connecting): a JSON list of what the server saw as peer,
+                                   or the error.
   client.py loop HOST PORT SECS MS one connection held open throughout (echoing at the start and at
                                    the end), and a new echo connection every MS ms for SECS seconds,
                                    each with its wall-clock start, duration and outcome."""
@@ -75,6 +79,22 @@ def try_connect(host, port):
         return {"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}
 
 
+def bound(host, port, sport):
+    """One connection from source port sport: the server's view of its peer, or the error."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(10)
+        s.bind(("0.0.0.0", sport))
+        s.connect((host, port))
+        hello = read_line(s).split()
+        return {"sport": sport, "local": fmt(s.getsockname()), "server_peer": hello[2], "echo_ok": echo(s, "bound")}
+    except OSError as e:
+        return {"sport": sport, "errno": e.errno, "error": str(e)}
+    finally:
+        s.close()
+
+
 def main():
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "echo":
@@ -130,6 +150,9 @@ def main():
         print(json.dumps({"held_start_ok": start_ok, "held_end_ok": end_ok, "attempts": attempts}))
     elif mode == "refused":
         print(json.dumps(try_connect(host, port)))
+    elif mode == "bound":
+        sport, count = int(sys.argv[4]), int(sys.argv[5])
+        print(json.dumps([bound(host, port, sport + i) for i in range(count)]))
     elif mode == "connects":
         print(json.dumps([try_connect(host, port) for _ in range(int(sys.argv[4]))]))
     else:

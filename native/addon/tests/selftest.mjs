@@ -20,6 +20,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { clusterKeyTests } from './cluster_key.mjs';
 import { hostileTests } from './hostile.mjs';
+import { limitsTests } from './limits.mjs';
 import { policyTests } from './policy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -92,8 +93,9 @@ const fdCount = () => fdList().length;
 // ---------- sfclient driver: one process = one preload connection ----------
 const clients = [];
 class Client {
-  constructor(sock) {
-    this.p = spawn(sfclient, [sock], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // opts: {bin, uid, gid}: another copy of sfclient, run as another user (limits.mjs).
+  constructor(sock, opts = {}) {
+    this.p = spawn(opts.bin ?? sfclient, [sock], { stdio: ['pipe', 'pipe', 'inherit'], uid: opts.uid, gid: opts.gid });
     this.lines = [];
     this.waiters = [];
     readline.createInterface({ input: this.p.stdout }).on('line', (l) => {
@@ -132,8 +134,8 @@ class Client {
     await this.exited;
   }
 }
-async function client(sock) {
-  const c = new Client(sock);
+async function client(sock, opts) {
+  const c = new Client(sock, opts);
   const r = await c.next();
   if (!r.ready) throw new Error(`sfclient could not connect to ${sock}: ${JSON.stringify(r)}`);
   return c;
@@ -662,6 +664,7 @@ check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counte
 // ---------- cluster key (cluster_key.mjs) ----------
 await clusterKeyTests({ Engine, E1, overlay, check, throwsLike, until, raw, header, client, sock });
 await hostileTests({ Engine, check, throwsLike, until, raw, header });
+await limitsTests({ Engine, addon: require(process.env.SLIMFAST_ADDON ?? path.join(root, 'build', 'Release', 'slimfast_addon.node')), check, until, raw, header, client, clients, sfclient });
 
 // ---------- stop ----------
 for (const c of clients) await c.quit();

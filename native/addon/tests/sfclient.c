@@ -4,7 +4,7 @@
  *
  * Connects (SOCK_SEQPACKET) to a container's broker socket, then reads commands from stdin, one
  * per line, and prints exactly one JSON line per command on stdout. Descriptors it receives are
- * named by their fd number ("h"). Commands:
+ * named by their fd number ("h"; "last" names the latest one where H is taken). Commands:
  *
  *   hello                         SF_HELLO
  *   connect IP PORT [SPORT]       SF_CONNECT to IP:PORT (port_a = SPORT or 0)
@@ -152,8 +152,13 @@ static int pool_for(uint32_t ip) {
   return -1;
 }
 
+/* The last descriptor a reply brought: commands taking H accept "last" for it. */
+static int last_fd = -1;
+static int hfd(const char *s) { return strcmp(s, "last") ? atoi(s) : last_fd; }
+
 static void print_msg(const struct sf_msg *m, int fd, const char *extra) {
   char a[16], b[16];
+  if (fd >= 0) last_fd = fd;
   printf("{\"type\":%u,\"version\":%u,\"seq\":%u,\"status\":%d,\"vip_a\":\"%s\",\"port_a\":%u,"
          "\"vip_b\":\"%s\",\"port_b\":%u,\"a\":%llu,\"h\":%d%s}\n",
          m->type, m->version, m->seq, m->status, ipstr(m->vip_a, a), ntohs(m->port_a), ipstr(m->vip_b, b),
@@ -163,9 +168,16 @@ static void print_msg(const struct sf_msg *m, int fd, const char *extra) {
 /* Sends a request and prints its reply (checking the echoed seq). */
 static void request(struct sf_msg *m, int fd, const char *extra) {
   m->version = SF_MSG_VERSION;
-  m->seq = next_seq++;
+  m->seq = m->type == SF_HELLO ? 0 : next_seq++; /* HELLO as the preload sends it */
   if (send_req(m, fd) < 0) {
-    printf("{\"error\":\"send: %s\"}\n", strerror(errno));
+    /* a broker that refused the connection said why before closing it: show that */
+    int e = errno, rfd2;
+    struct sf_msg r2;
+    if (e == EPIPE && m->type == SF_HELLO) {
+      if (recv_reply(broker, &r2, &rfd2, 0) == 0) print_msg(&r2, rfd2, NULL); /* else it said why */
+      return;
+    }
+    printf("{\"error\":\"send: %s\"}\n", strerror(e));
     return;
   }
   struct sf_msg r;
@@ -278,17 +290,17 @@ int main(int argc, char **argv) {
       int fd;
       if (recv_msg(atoi(x), &r, &fd, atoi(y)) == 0) print_msg(&r, fd, NULL);
     } else if (!strcmp(cmd, "send")) {
-      ssize_t n = send(atoi(x), y, strlen(y), MSG_NOSIGNAL);
+      ssize_t n = send(hfd(x), y, strlen(y), MSG_NOSIGNAL);
       if (n < 0) printf("{\"error\":\"%s\"}\n", strerror(errno));
       else printf("{\"sent\":%zd}\n", n);
     } else if (!strcmp(cmd, "recv")) {
-      struct pollfd p = {atoi(x), POLLIN, 0};
+      struct pollfd p = {hfd(x), POLLIN, 0};
       char buf[4096];
       if (poll(&p, 1, atoi(y)) == 0) {
         printf("{\"error\":\"timeout\"}\n");
         continue;
       }
-      ssize_t n = recv(atoi(x), buf, sizeof buf - 1, MSG_DONTWAIT);
+      ssize_t n = recv(hfd(x), buf, sizeof buf - 1, MSG_DONTWAIT);
       if (n < 0) printf("{\"error\":\"%s\"}\n", strerrorname_np(errno));
       else if (n == 0) printf("{\"eof\":true}\n");
       else {
@@ -298,7 +310,7 @@ int main(int argc, char **argv) {
         printf("{\"data\":\"%s\"}\n", buf);
       }
     } else if (!strcmp(cmd, "close")) {
-      printf("{\"closed\":%d}\n", close(atoi(x)) == 0);
+      printf("{\"closed\":%d}\n", close(hfd(x)) == 0);
     } else if (!strcmp(cmd, "query") || !strcmp(cmd, "queryino")) {
       struct stat st;
       m.type = SF_QUERY_CHANNEL;
@@ -407,7 +419,8 @@ int main(int argc, char **argv) {
       printf("{\"pool\":%d,\"hup\":%s}\n", pfd, hup ? "true" : "false");
     } else if (!strcmp(cmd, "pooltake")) {
       /* pooltake IP PORT [forge]: take a pre-established socket from the pool channel, send its
-         header for IP:PORT (with forge: its source vIP changed to 10.99.0.3, with unsigned: as an
+         header for IP:PORT (with forge: its source vIP changed to 10.99.0.3, with lowport: source
+         port 22, with unsigned: as an
          unsigned CONNECT header, with twice: also on a second pooled socket, as "h2"), report
          the take. Prints the SF_POOLED message plus what was sent. */
       char dst[128], port[32], how[32] = "";
@@ -435,6 +448,7 @@ int main(int argc, char **argv) {
         out.dst_port = htons((uint16_t)atoi(port));
         out.src_port = pm.m.port_a;
         if (!strcmp(how, "forge")) out.src_vip = ipparse("10.99.0.3");
+        if (!strcmp(how, "lowport")) out.src_port = htons(22);
         if (!strcmp(how, "unsigned")) {
           out.type = SF_HDR_CONNECT;
           out.key_id = 0;
