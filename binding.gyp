@@ -50,7 +50,7 @@
         {
           "action_name": "guard_bpf_compile",
           "message": "clang -target bpf native/bpf/guard.bpf.c",
-          "inputs": ["native/bpf/guard.bpf.c"],
+          "inputs": ["native/bpf/guard.bpf.c", "native/bpf/guard_shared.h"],
           "outputs": ["<(SHARED_INTERMEDIATE_DIR)/guard.bpf.o"],
           "action": [
             "clang", "-O2", "-g", "-Wall", "-target", "bpf", "-ffreestanding",

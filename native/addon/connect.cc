@@ -13,6 +13,7 @@
 #include <new>
 
 #include "engine.h"
+#include "guard_shared.h"
 #include "util.h"
 
 namespace sf {
@@ -107,8 +108,15 @@ int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool
   if (deferred) *deferred = false;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  // Source address hostIp; the port is picked at connect() time (4-tuple sharing).
-  set_int_opt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1);
+  // Source address hostIp; the port is picked at connect() time (4-tuple sharing). The value arms
+  // the socket for the confinement guard: its connect below confines it (guard_shared.h). Where
+  // the guard's program cannot mark it, the call fails, and the socket is not used.
+  if (!set_int_opt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, int(SF_GUARD_ARM))) {
+    int e = errno;
+    close_fd(fd);
+    errno = e;
+    return -1;
+  }
   // Without a cookie: the peer's reserved port takes SYN data from anyone (TCP_FASTOPEN_NO_COOKIE
   // there too); a peer that does not simply completes the handshake and reads the data after it.
   if (fast_open && !(set_int_opt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1) &&
@@ -123,8 +131,6 @@ int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool
   pa.sin_addr.s_addr = htonl(r.peer_ip);
   if (bind(fd, reinterpret_cast<sockaddr*>(&la), sizeof la) == 0) {
     int rc = connect(fd, reinterpret_cast<sockaddr*>(&pa), sizeof pa);
-    // Marked once connected (or connecting): from here on nobody can point it elsewhere.
-    if ((rc == 0 || errno == EINPROGRESS || errno == EINTR) && !confine(fd)) rc = -1;
     if (fast_open && rc == 0) {  // deferred: the SYN leaves with the first send
       *pending = false;
       if (deferred) *deferred = true;

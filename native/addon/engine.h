@@ -676,10 +676,10 @@ struct Engine {
   bool attach_keeper();  // connected to cfg.seccomp_keeper
   void on_sc_keeper();
   void detach_keeper(bool hand_back);
-  // The confinement guard and the keeper: the marks an earlier broker made (its `guarded` map, if
-  // the keeper holds one: the keeper sends it before SFK_HELLO), and this broker's guard handed to
+  // The confinement guard and the keeper: an earlier broker's guard (its map and links, if the
+  // keeper holds them: the keeper sends them before SFK_HELLO), and this broker's guard handed to
   // the keeper to hold (SFK_GUARD), or released there (SFK_GUARD_DROP).
-  int keeper_guard_marks();
+  std::vector<int> keeper_guard();
   void keeper_hold_guard();
   void keeper_drop_guard();
   void keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6);  // SFK_STEERED

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "bpf_object.h"
+#include "guard_shared.h"
 #include "guard_bpf_obj.h"  // generated: sf_guard_bpf_obj[], sf_guard_bpf_obj_len
 
 namespace sf {
@@ -24,7 +25,7 @@ namespace sf {
 Guard::~Guard() { close_all(); }
 
 void Guard::close_all() {
-  for (bpf_link* l : links_) bpf_link__destroy(l);  // detaches the program from the cgroup
+  for (int fd : links_) ::close(fd);  // the last descriptor of a link detaches its program
   links_.clear();
   if (obj_) bpf_object__close(obj_);
   obj_ = nullptr;
@@ -64,52 +65,89 @@ int open_cgroup2_root(std::string* why) {
   return fd;
 }
 
-std::string Guard::open(int marks) {
+// An earlier guard's descriptors (`guarded` map, then one link per program in SF_GUARD_PROGRAMS
+// order) fit this build's object: the map has the same shape and each link is a cgroup link of the
+// program's attach type. Then the map is reused and the links get the new programs in place.
+static bool reusable(bpf_object* o, const std::vector<int>& old) {
+  const char* names[] = SF_GUARD_PROGRAMS;
+  bpf_map* m = bpf_object__find_map_by_name(o, "guarded");
+  if (!m || old.size() != 1 + sizeof names / sizeof names[0]) return false;
+  bpf_map_info mi{};
+  uint32_t len = sizeof mi;
+  if (bpf_obj_get_info_by_fd(old[0], &mi, &len) < 0 || mi.type != bpf_map__type(m) ||
+      mi.value_size != bpf_map__value_size(m) || mi.map_flags != bpf_map__map_flags(m))
+    return false;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    bpf_program* p = bpf_object__find_program_by_name(o, names[i]);
+    bpf_link_info li{};
+    len = sizeof li;
+    if (!p || bpf_obj_get_info_by_fd(old[i + 1], &li, &len) < 0 || li.type != BPF_LINK_TYPE_CGROUP ||
+        li.cgroup.attach_type != bpf_program__expected_attach_type(p))
+      return false;
+  }
+  return true;
+}
+
+std::string Guard::open(std::vector<int> old) {
+  auto close_old = [&old] {
+    for (int fd : old) ::close(fd);
+    old.clear();
+  };
   if (ok()) {
-    if (marks >= 0) ::close(marks);
+    close_old();
     return "";
   }
   std::string err;
-  auto reuse = [marks](bpf_object* o) -> std::string {
-    bpf_map* m = bpf_object__find_map_by_name(o, "guarded");
-    if (marks < 0 || !m) return "";
-    // A map of another shape (an older build's) is not reused: a fresh one then.
-    bpf_map_info info{};
-    uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(marks, &info, &len) < 0 || info.type != bpf_map__type(m) ||
-        info.value_size != bpf_map__value_size(m) || info.map_flags != bpf_map__map_flags(m))
-      return "";
-    bpf_map__reuse_fd(m, marks);
+  bool reuse = false;
+  auto prepare = [&](bpf_object* o) -> std::string {
+    reuse = !old.empty() && reusable(o, old);
+    if (reuse) bpf_map__reuse_fd(bpf_object__find_map_by_name(o, "guarded"), old[0]);
     return "";
   };
   bpf_object* obj = load_embedded_bpf(
-      sf_guard_bpf_obj, sf_guard_bpf_obj_len, "sf_guard", "guard", reuse,
+      sf_guard_bpf_obj, sf_guard_bpf_obj_len, "sf_guard", "guard", prepare,
       [](int e) -> std::string { return e == EPERM ? kBpfPrivilegeHint : ""; }, &err);
-  if (marks >= 0) ::close(marks);  // reuse_fd took a copy of its own
-  if (!obj) return err;
+  if (!obj) {
+    close_old();
+    return err;
+  }
   obj_ = obj;
   if (!find_map_fds(obj, {{"guarded", &guarded_fd_}, {"denied", &denied_fd_}})) {
+    close_old();
     close_all();
     return "the embedded guard object lacks a map";
   }
   std::string why;
-  int cg = open_cgroup2_root(&why);
-  if (cg < 0) {
+  int cg = reuse ? -1 : open_cgroup2_root(&why);
+  if (!reuse && cg < 0) {
+    close_old();
     close_all();
     return why;
   }
-  for (const char* name : {"sf_guard", "sf_connect4", "sf_connect6", "sf_bind4", "sf_bind6"}) {
-    bpf_program* prog = bpf_object__find_program_by_name(obj, name);
-    bpf_link* link = prog ? bpf_program__attach_cgroup(prog, cg) : nullptr;
-    if (!link) {
-      int e = prog ? errno : ENOENT;
-      ::close(cg);
-      close_all();
-      return std::string("cannot attach ") + name + " to the cgroup v2 root: " + strerror(e);
+  // Reused: the old links run the new programs from now on, atomically (no moment with two
+  // generations, none with no program). Else new links, and the old guard (if any) goes when the
+  // keeper drops it.
+  const char* names[] = SF_GUARD_PROGRAMS;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    bpf_program* prog = bpf_object__find_program_by_name(obj, names[i]);
+    int fd = -1, e = ENOENT;
+    if (prog && reuse) {
+      if (bpf_link_update(old[i + 1], bpf_program__fd(prog), nullptr) == 0) std::swap(fd, old[i + 1]);
+      else e = errno;
+    } else if (prog) {
+      fd = bpf_link_create(bpf_program__fd(prog), cg, bpf_program__expected_attach_type(prog), nullptr);
+      e = errno;
     }
-    links_.push_back(link);
+    if (fd < 0) {
+      if (cg >= 0) ::close(cg);
+      close_old();
+      close_all();
+      return std::string(reuse ? "cannot update the link of " : "cannot attach ") + names[i] + " to the cgroup v2 root: " + strerror(e);
+    }
+    links_.push_back(fd);
   }
-  ::close(cg);
+  if (cg >= 0) ::close(cg);
+  close_old();  // the old map's descriptor (reuse_fd keeps a copy of its own), links not taken over
   why = self_check();
   zero_counters();  // the probe's own refusals are not anyone's
   if (!why.empty()) {
@@ -168,6 +206,22 @@ std::string Guard::self_check() {
       (child2.fd = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC)) < 0)
     return std::string("no second probe connection: ") + strerror(errno);
   if (bpf_map_lookup_elem(guarded_fd_, &child2.fd, &v) != 0) return "a marked listener's accepted socket is not marked";
+  // Armed (the broker's peer sockets): its own bind and connect pass, and that connect confines it.
+  Fd armed, child3;
+  sockaddr_in lo{};
+  lo.sin_family = AF_INET;
+  lo.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  uint32_t arm = SF_GUARD_ARM;
+  armed.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (armed.fd < 0 || setsockopt(armed.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &arm, sizeof arm) < 0 ||
+      bind(armed.fd, reinterpret_cast<sockaddr*>(&lo), sizeof lo) < 0 || connect(armed.fd, sa, sizeof a) < 0 ||
+      (child3.fd = accept4(l.fd, nullptr, nullptr, SOCK_CLOEXEC)) < 0)
+    return std::string("an armed socket cannot bind and connect: ") + strerror(errno);
+  if (bpf_map_lookup_elem(guarded_fd_, &armed.fd, &v) != 0 || v != SF_GUARD_CONFINED)
+    return "an armed socket is not confined by its connect";
+  connect(armed.fd, &unspec, sizeof unspec);
+  if ((rc = connect(armed.fd, sa, sizeof a)) == 0 || errno != EPERM)
+    return std::string("connect() of an armed socket after its disconnect ") + call_result(rc);
   return "";
 }
 
@@ -182,7 +236,7 @@ std::vector<int> Guard::fds() const {
   std::vector<int> v;
   if (!ok()) return v;
   v.push_back(guarded_fd_);
-  for (bpf_link* l : links_) v.push_back(bpf_link__fd(l));
+  for (int fd : links_) v.push_back(fd);
   return v;
 }
 
@@ -191,8 +245,8 @@ bool Guard::protect(int fd) {
     errno = ENOTCONN;
     return false;
   }
-  uint32_t one = 1;
-  return bpf_map_update_elem(guarded_fd_, &fd, &one, BPF_ANY) == 0;
+  uint32_t confined = SF_GUARD_CONFINED;
+  return bpf_map_update_elem(guarded_fd_, &fd, &confined, BPF_ANY) == 0;
 }
 
 uint64_t Guard::denied(Kind k) const {

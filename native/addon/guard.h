@@ -9,7 +9,6 @@
 #include <vector>
 
 struct bpf_object;
-struct bpf_link;
 
 namespace sf {
 
@@ -27,13 +26,15 @@ class Guard {
   // /proc/self/mountinfo, or mounted for the moment) and checks on marked probe sockets over
   // loopback that each re-pointing path is refused. "" on success, else why not; then nothing is
   // attached. The attachments last as long as this object (bpf_links) or a copy of their fds.
-  // marks >= 0: the `guarded` map of an earlier guard (a previous broker's, kept by the seccomp
-  // keeper), used instead of a new one, so that the sockets marked then stay marked; it is
-  // taken over (closed here) either way.
-  std::string open(int marks = -1);
+  // old: an earlier guard's descriptors as fds() gave them (a previous broker's, kept by the
+  // seccomp keeper): when they fit this build, its map is used instead of a new one, so that the
+  // sockets marked then stay marked, and its links get the new programs in place. Taken over
+  // (closed here) either way.
+  std::string open(std::vector<int> old = {});
   bool ok() const { return !links_.empty(); }
   // Marks a socket: from now on it cannot be re-pointed, whoever holds it. Sockets accepted from
   // a marked listener are marked by the kernel. false (errno set) if it could not be marked.
+  // (A socket the broker connects itself is armed instead, without a syscall: guard_shared.h.)
   bool protect(int fd);
   // The `guarded` map, then every program link: what keeps the guard in force after this object
   // (and its process) is gone, for slimfast-seccomp-keeper to hold. Owned by this object.
@@ -47,7 +48,7 @@ class Guard {
   std::string self_check();
   void zero_counters();
   bpf_object* obj_ = nullptr;
-  std::vector<bpf_link*> links_;
+  std::vector<int> links_;  // bpf_link descriptors, SF_GUARD_PROGRAMS order
   int guarded_fd_ = -1, denied_fd_ = -1;
 };
 

@@ -101,24 +101,25 @@ void Engine::detach_keeper(bool hand_back) {
   sc_free_slots.clear();
 }
 
-int Engine::keeper_guard_marks() {
-  if (sc_keeper.fd < 0) return -1;
+std::vector<int> Engine::keeper_guard() {
+  std::vector<int> v;
+  if (sc_keeper.fd < 0) return v;
   // The keeper sends on accept: SFK_GUARD first when it holds a guard, else SFK_HELLO. A keeper
-  // that does not answer within a second (or took another broker) leaves a fresh map.
+  // that does not answer within a second (or took another broker) leaves a fresh guard.
   pollfd p{sc_keeper.fd, POLLIN, 0};
-  if (poll(&p, 1, 1000) != 1) return -1;
+  if (poll(&p, 1, 1000) != 1) return v;
   sfk_msg m{};
   if (recv(sc_keeper.fd, &m, sizeof m, MSG_PEEK | MSG_DONTWAIT) != ssize_t(sizeof m) || m.magic != SFK_MAGIC ||
       m.type != SFK_GUARD)
-    return -1;
+    return v;
   int fds[SFK_GUARD_FDS], nfds = 0;
   ssize_t n = recv_fds(sc_keeper.fd, &m, sizeof m, fds, SFK_GUARD_FDS, &nfds, nullptr);
-  for (int i = 1; i < nfds; i++) close_fd(fds[i]);
-  if (n != ssize_t(sizeof m) || nfds < 1) {
-    if (nfds > 0) close_fd(fds[0]);
-    return -1;
+  v.assign(fds, fds + std::max(nfds, 0));
+  if (n != ssize_t(sizeof m) || m.len != nfds) {
+    for (int fd : v) close_fd(fd);
+    v.clear();
   }
-  return fds[0];
+  return v;
 }
 
 void Engine::keeper_hold_guard() {

@@ -30,10 +30,11 @@
 namespace sf {
 
 void Engine::open_guard() {
-  int marks = cfg.guard ? keeper_guard_marks() : -1;
+  std::vector<int> old = cfg.guard ? keeper_guard() : std::vector<int>{};
   guard.reset(cfg.guard ? new (std::nothrow) Guard : nullptr);
-  unconfined_why = !cfg.guard ? "turned off (guard: false)" : guard ? guard->open(marks) : "out of memory";
-  if (!guard) close_fd(marks);
+  unconfined_why = !cfg.guard ? "turned off (guard: false)" : guard ? guard->open(std::move(old)) : "out of memory";
+  if (!guard)
+    for (int fd : old) close_fd(fd);
   if (unconfined_why.empty()) return keeper_hold_guard();
   guard.reset();
   logf(LOG_ERROR,

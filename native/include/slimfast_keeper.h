@@ -47,7 +47,8 @@ enum sfk_type {
   /* broker -> keeper: its confinement guard, `len` descriptors: the `guarded` map, then the
    * program links. The keeper holds them (dropping any set it held before) until SFK_GUARD_DROP
    * or its exit, and does not exit by itself while it holds them. keeper -> broker, first thing
-   * on attach (before SFK_HELLO) when it holds one: the `guarded` map alone, for the new guard. */
+   * on attach (before SFK_HELLO) when it holds one: the same, for the new broker to keep the map
+   * and put its programs into the links. */
   SFK_GUARD = 7,
   /* broker -> keeper: let the guard go (a broker that stops with no container registered). */
   SFK_GUARD_DROP = 8,

@@ -390,6 +390,26 @@ static void keep_guard(const int *fds, int n) {
   say("holding the confinement guard (%d descriptors)", nguard);
 }
 
+// One message with several descriptors (the guard's).
+static ssize_t send_fds(int fd, const struct sfk_msg *m, const int *fds, int n) {
+  struct iovec iov = {(void *)m, sizeof *m};
+  union {
+    char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
+    struct cmsghdr align;
+  } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+  memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
+  ssize_t r;
+  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
 static struct sfk_msg msg_of(uint16_t type, uint32_t idx) {
   struct sfk_msg m;
   memset(&m, 0, sizeof m);
@@ -464,7 +484,8 @@ static void attach(int fd) {
     if (targets[i].nfd >= 0) ep_set(EPOLL_CTL_MOD, targets[i].nfd, 0, K_NOTIFY, (uint32_t)i);
   ep_set(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP, K_BROKER, 0);
   struct sfk_msg m = msg_of(SFK_GUARD, 0);
-  int ok = nguard == 0 || send_msg(broker, &m, NULL, 0, guard_fds[0]) >= 0;
+  m.len = (uint16_t)nguard;
+  int ok = nguard == 0 || send_fds(broker, &m, guard_fds, nguard) >= 0;
   m = msg_of(SFK_HELLO, 0);
   ok = ok && send_msg(broker, &m, NULL, 0, mem_fd) >= 0;
   int nt = 0, ns = 0, nh = 0;
