@@ -189,19 +189,8 @@ bool Engine::port_allowed(PreloadConn* pc, uint16_t port) {
 
 // CapEff of /proc/PID/status has CAP_NET_BIND_SERVICE.
 static bool cap_bind_service(int pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/status", pid);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[4096];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close_fd(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  const char* p = strstr(buf, "\nCapEff:");
-  if (!p) return false;
-  unsigned long long eff = strtoull(p + 8, nullptr, 16);
-  return (eff >> CAP_NET_BIND_SERVICE) & 1;
+  std::string v = proc_status_field(pid, "CapEff");
+  return !v.empty() && (strtoull(v.c_str(), nullptr, 16) >> CAP_NET_BIND_SERVICE) & 1;
 }
 
 bool Engine::peer_low_ports(Container* c, int fd) {

@@ -188,17 +188,8 @@ bool parse_state(const std::string& text, State* st) {
 
 // The thread group a thread id belongs to (notifications name the calling thread).
 int tgid_of(int tid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/status", tid);
-  FILE* f = fopen(path, "re");
-  if (!f) return -1;
-  char line[256];
-  int tgid = -1;
-  while (fgets(line, sizeof line, f)) {
-    if (sscanf(line, "Tgid: %d", &tgid) == 1) break;
-  }
-  fclose(f);
-  return tgid;
+  std::string v = proc_status_field(tid, "Tgid");
+  return v.empty() ? -1 : atoi(v.c_str());
 }
 
 // FD_CLOEXEC of the target's fd, from /proc/PID/fdinfo/FD ("flags:" in octal, O_CLOEXEC set).

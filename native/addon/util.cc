@@ -88,6 +88,26 @@ void attach_fd(msghdr& mh, FdCmsg& c, int fd) {
 
 int send_msg(int sock, const sf_msg& m, int fd) { return send_buf(sock, &m, sizeof m, fd); }
 
+std::string proc_status_field(int pid, const char* field) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  char buf[4096];
+  buf[0] = '\n';  // so that the first line's field is found like any other
+  ssize_t n = read(fd, buf + 1, sizeof buf - 2);
+  close(fd);
+  if (n <= 0) return "";
+  buf[n + 1] = 0;
+  std::string key = std::string("\n") + field + ":";
+  const char* p = strstr(buf, key.c_str());
+  if (!p) return "";
+  p += key.size();
+  while (*p == ' ' || *p == '\t') p++;
+  const char* e = strchr(p, '\n');
+  return std::string(p, e ? size_t(e - p) : strlen(p));
+}
+
 int copy_process_fd(int tgid, int fd) {
   if (tgid <= 0 || fd < 0) {
     errno = EINVAL;

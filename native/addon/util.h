@@ -44,6 +44,9 @@ void erase_one(std::vector<T*>& v, T* x) {
 
 // Sends one sf_msg, optionally with one fd (SCM_RIGHTS), without blocking. 0 or an errno.
 int send_msg(int sock, const sf_msg& m, int fd);
+// The value of one field of /proc/PID/status ("Tgid", "CapEff"), leading blanks skipped; "" when
+// the process or the field is not there.
+std::string proc_status_field(int pid, const char* field);
 // A copy of fd `fd` of process `tgid` (pidfd_open + pidfd_getfd); -1 and errno when it cannot be had.
 int copy_process_fd(int tgid, int fd);
 int send_buf(int sock, const void* buf, size_t len, int fd);  // one packet of len bytes, same rules
