@@ -354,27 +354,32 @@ static void on_notify(struct target *t, uint32_t events) {
   }
 }
 
-static ssize_t send_msg(int fd, const struct sfk_msg *m, const void *extra, size_t elen, int pass_fd) {
+// One message: m, then elen bytes of extra, with n descriptors (SCM_RIGHTS).
+static ssize_t send_fds(int fd, const struct sfk_msg *m, const void *extra, size_t elen, const int *fds, int n) {
   struct iovec iov[2] = {{(void *)m, sizeof *m}, {(void *)extra, elen}};
   union {
-    char c[CMSG_SPACE(sizeof(int))];
+    char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
     struct cmsghdr align;
   } u;
   struct msghdr mh = {.msg_iov = iov, .msg_iovlen = elen ? 2 : 1};
-  if (pass_fd >= 0) {
+  if (n > 0) {
     memset(&u, 0, sizeof u);
     mh.msg_control = u.c;
-    mh.msg_controllen = sizeof u.c;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
     struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
   }
-  ssize_t n;
-  do n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
-  return n;
+  ssize_t r;
+  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+static ssize_t send_msg(int fd, const struct sfk_msg *m, const void *extra, size_t elen, int pass_fd) {
+  return send_fds(fd, m, extra, elen, &pass_fd, pass_fd >= 0 ? 1 : 0);
 }
 
 static void drop_guard(void) {
@@ -388,26 +393,6 @@ static void keep_guard(const int *fds, int n) {
   drop_guard();
   for (int i = 0; i < n && i < SFK_GUARD_FDS; i++) guard_fds[nguard++] = fds[i];
   say("holding the confinement guard (%d descriptors)", nguard);
-}
-
-// One message with several descriptors (the guard's).
-static ssize_t send_fds(int fd, const struct sfk_msg *m, const int *fds, int n) {
-  struct iovec iov = {(void *)m, sizeof *m};
-  union {
-    char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
-    struct cmsghdr align;
-  } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
-  struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-  memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-  ssize_t r;
-  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
-  while (r < 0 && errno == EINTR);
-  return r;
 }
 
 static struct sfk_msg msg_of(uint16_t type, uint32_t idx) {
@@ -485,7 +470,7 @@ static void attach(int fd) {
   ep_set(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLRDHUP, K_BROKER, 0);
   struct sfk_msg m = msg_of(SFK_GUARD, 0);
   m.len = (uint16_t)nguard;
-  int ok = nguard == 0 || send_fds(broker, &m, guard_fds, nguard) >= 0;
+  int ok = nguard == 0 || send_fds(broker, &m, NULL, 0, guard_fds, nguard) >= 0;
   m = msg_of(SFK_HELLO, 0);
   ok = ok && send_msg(broker, &m, NULL, 0, mem_fd) >= 0;
   int nt = 0, ns = 0, nh = 0;
