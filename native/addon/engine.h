@@ -164,6 +164,12 @@ struct Pool : Obj {
   uint32_t target = 0;      // sockets to keep in the channel; doubles when the process finds it empty
   uint32_t queued = 0;      // sent into the channel and not reported taken
   uint32_t connecting = 0;  // connects in progress for it
+  // Our copy of the process's end: dropping the pool empties the channel through it first, so
+  // that nothing queued can be taken after (the process never polls for the hangup).
+  int app_fd = -1;
+  // Takes seen in the channel's depth (SIOCOUTQ) before the process reported them: counted as
+  // connections already, so the report's own count skips them.
+  uint32_t presumed = 0;
   int backoff_ms = 0;       // after failed stocking connects: none before retry_at
   int64_t retry_at = 0;
   bool parked = false;      // reports are not watched until parked_ns + kPoolParkNs
@@ -598,6 +604,10 @@ struct Engine {
   bool read_reports(Pool* p, int max, bool* refill);  // true: the channel is closed
   bool take_report(Pool* p, const sf_msg& m, ssize_t n);
   void kill_pool(Pool* p);
+  uint32_t drain_app_end(Pool* p);
+  void sync_pool(Pool* p);
+  uint32_t pooled_msg_size = 0;  // kernel memory one queued SF_POOLED holds (SIOCOUTQ units); 0: unknown
+  void count_taken(Pool* p, uint64_t used);
 
   // policy_enforce.cc
   bool policy_denies(Container* c, uint32_t dst, uint16_t dport);  // counts and logs a denial

@@ -4,7 +4,9 @@
 // container's source vIP); the process that takes a socket fills in the destination and sends it.
 // Each take is reported on the channel (SF_POOL_TOOK) and the pool is stocked back up to its
 // target, which doubles whenever the process found it empty.
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -49,12 +51,13 @@ Pool* Engine::pool_for(PreloadConn* pc, const Route& r) {
   // The app end goes to the preload on its broker connection, ahead of the CONNECT_OK it needs.
   sf_msg m = make_msg(SF_POOL_CHANNEL, 0, 0, r.net, 0, r.peer_ip, r.peer_port, r.prefix);
   bool sent = !pc->dead && send_msg(pc->ev.fd, m, sp[1]) == 0;
-  close_fd(sp[1]);
   if (!sent || !ep_add(p->ev, EPOLLIN | EPOLLRDHUP)) {
     close_fd(sp[0]);
+    close_fd(sp[1]);
     delete p;
     return nullptr;
   }
+  p->app_fd = sp[1];
   pc->pools.push_back(p);
   pc->c->n_pools++;
   inc(ctr.pools);
@@ -147,6 +150,7 @@ sf_pooled Engine::pooled_msg(Pool* p, bool deferred) {
   msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
   msg.m = make_msg(SF_POOLED, 0, deferred ? SF_POOLED_DEFERRED : 0, 0, next_src_port(), 0, 0,
                    uint64_t(mono_ns()));
+  msg.m.seq = std::max<uint32_t>(1, p->target / 4);  // takes the process may report together
   return msg;
 }
 
@@ -224,6 +228,9 @@ bool Engine::read_reports(Pool* p, int max, bool* refill) {
 void Engine::on_pool(Pool* p) {
   bool refill = false;
   if (read_reports(p, 64, &refill)) return kill_pool(p);
+  uint32_t queued = p->queued;
+  sync_pool(p);
+  refill |= p->queued < queued;
   if (!refill) return;
   fill_pool(p);
   if (!p->dead) park_pool(p);
@@ -255,6 +262,50 @@ void Engine::unpark_pools(int64_t now_ns) {
   }
 }
 
+// How much kernel memory one queued SF_POOLED message holds, measured on a private socketpair:
+// a pool's SIOCOUTQ divided by it is how many the process has not taken yet.
+static uint32_t measure_pooled_msg_size() {
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return 0;
+  sf_pooled m{};
+  FdCmsg cm;
+  iovec iov{&m, sizeof m};
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  attach_fd(mh, cm, sp[1]);
+  int q = 0;
+  if (sendmsg(sp[0], &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof m) || ioctl(sp[0], SIOCOUTQ, &q) != 0) q = 0;
+  close_fd(sp[0]);
+  close_fd(sp[1]);
+  return q > 0 ? uint32_t(q) : 0;
+}
+
+// The channel's depth says how many the process took since we last looked, reported or not.
+void Engine::sync_pool(Pool* p) {
+  if (p->dead || p->ev.fd < 0) return;
+  if (!pooled_msg_size) pooled_msg_size = measure_pooled_msg_size();
+  int q = 0;
+  if (!pooled_msg_size || ioctl(p->ev.fd, SIOCOUTQ, &q) != 0 || q < 0) return;
+  uint32_t left = uint32_t(q) / pooled_msg_size;
+  if (left >= p->queued) return;
+  uint32_t took = p->queued - left;
+  pool_stock(p, -int(took), 0);
+  p->presumed += took;
+  count_taken(p, took);
+}
+
+// used pooled sockets became connections (counted where every handoff is).
+void Engine::count_taken(Pool* p, uint64_t used) {
+  ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
+  if (p->route.peer_ip == cfg.host_ip) {  // a pool to our own reserved port: same-host connections
+    ctr.same_host.fetch_add(used, std::memory_order_relaxed);
+    ctr.same_host_steered.fetch_add(used, std::memory_order_relaxed);
+  } else {
+    ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
+  }
+}
+
 // One SF_POOL_TOOK report: counts the takes and sizes the pool; false for a malformed message.
 bool Engine::take_report(Pool* p, const sf_msg& m, ssize_t n) {
   if (n != ssize_t(sizeof m) || m.version != SF_MSG_VERSION || m.type != SF_POOL_TOOK) {
@@ -263,15 +314,14 @@ bool Engine::take_report(Pool* p, const sf_msg& m, ssize_t n) {
   }
   // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits).
   uint64_t used = m.a & 0xffffffffu, gone = m.a >> 32;
-  uint32_t took = uint32_t(std::min<uint64_t>(used + gone, p->queued));
+  // Takes the channel's depth showed already were counted (as used: a discarded one among them
+  // is counted as a connection, the one inexact case).
+  uint64_t seen = std::min<uint64_t>(used + gone, p->presumed);
+  p->presumed -= uint32_t(seen);
+  uint64_t seen_used = std::min(used, seen);
+  uint32_t took = uint32_t(std::min<uint64_t>(used + gone - seen, p->queued));
   pool_stock(p, -int(took), 0);
-  ctr.pool_taken.fetch_add(used, std::memory_order_relaxed);
-  if (p->route.peer_ip == cfg.host_ip) {  // a pool to our own reserved port: same-host connections
-    ctr.same_host.fetch_add(used, std::memory_order_relaxed);
-    ctr.same_host_steered.fetch_add(used, std::memory_order_relaxed);
-  } else {
-    ctr.handed_out.fetch_add(used, std::memory_order_relaxed);
-  }
+  count_taken(p, used - seen_used);
   if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
   if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
   return true;
@@ -283,7 +333,31 @@ void Engine::read_pool_reports() {
   for (auto& kv : by_id)
     for (PreloadConn* pc : kv.second->conns)
       for (Pool* p : pc->pools) all.push_back(p);
-  for (Pool* p : all) on_pool(p);  // may kill p (EOF): the loop holds its own copy
+  for (Pool* p : all) {
+    on_pool(p);  // may kill p (EOF): the loop holds its own copy
+    sync_pool(p);  // takes not reported yet (the process reports in batches)
+  }
+}
+
+// What is still queued for the process is taken out and reset, then our copy of its end closed:
+// the process finds the channel empty and closed (a take the process made a moment before is its
+// own, as it would be had the pool been dropped a moment later).
+uint32_t Engine::drain_app_end(Pool* p) {
+  uint32_t left = 0;
+  if (p->app_fd < 0) return 0;
+  for (int i = 0; i < int(cfg.pool_max) + 64; i++) {
+    sf_pooled m;
+    int fds[1];
+    int nfds = 0;
+    ssize_t n = recv_fds(p->app_fd, &m, sizeof m, fds, 1, &nfds, nullptr);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    for (int k = 0; k < nfds; k++) reset_close(fds[k]);
+    if (nfds > 0) left++;
+  }
+  close_fd(p->app_fd);
+  p->app_fd = -1;
+  return left;
 }
 
 void Engine::kill_pool(Pool* p) {
@@ -292,6 +366,11 @@ void Engine::kill_pool(Pool* p) {
   // count them, or handed_out would miss its last connections.
   bool refill = false;
   read_reports(p, 1024, &refill);
+  // Reports come in batches: what left the channel and was never reported was taken (a process
+  // that exits flushes its reports; one killed cannot).
+  uint32_t left = drain_app_end(p);
+  if (p->queued > left) count_taken(p, p->queued - left);
+  p->presumed = 0;
   PreloadConn* pc = p->pc;
   for (OutConn *o = pc->outs, *next; o; o = next) {
     next = o->pnext;

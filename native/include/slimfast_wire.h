@@ -85,7 +85,8 @@ enum sf_msg_type {
   SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
                            which nothing was sent yet; a = CLOCK_MONOTONIC ns when it was
                            established, port_a = the virtual source port, status =
-                           SF_POOLED_DEFERRED or 0. The taker fills dst_vip, dst_port and
+                           SF_POOLED_DEFERRED or 0, seq = how many takes the taker may report
+                           together (0 or 1: each). The taker fills dst_vip, dst_port and
                            src_port into the attached header and sends it.                    */
 };
 

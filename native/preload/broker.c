@@ -342,11 +342,13 @@ fail:
   return -1;
 }
 
-/* Returns the live connection with a reference taken, or NULL (caller falls back). */
-static struct conn *acquire(int64_t deadline) {
+/* Returns the live connection with a reference taken, or NULL (caller falls back). A request
+   (exact_pid) asks the kernel for the pid: a child made by a raw clone() never ran the atfork
+   handler and must not read its parent's replies; looking the route up needs no syscall. */
+static struct conn *acquire(int64_t deadline, int exact_pid) {
   pthread_mutex_lock(&mu);
   cv_init_locked();
-  if (owner_pid != getpid()) reset_locked();
+  if (exact_pid ? owner_pid != getpid() : !owner_pid) reset_locked(); /* (fork() children: atfork_child) */
   for (;;) {
     int64_t now = sf_now_ns();
     if (now < suspend_until) break;
@@ -393,7 +395,7 @@ static struct conn *acquire(int64_t deadline) {
 int sf_broker_info(struct sf_info *out) {
   if (!broker_enter()) return -1;
   int saved = errno;
-  struct conn *c = acquire(sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000);
+  struct conn *c = acquire(sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000, 0);
   if (!c) {
     broker_leave();
     errno = saved;
@@ -430,7 +432,7 @@ static void file_reply(struct conn *c, const struct sf_msg *m, int fd) {
 static int call(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep, int *rep_fd) {
   int saved = errno;
   int64_t deadline = sf_now_ns() + (int64_t)sf_conf.timeout_ms * 1000000;
-  struct conn *c = acquire(deadline);
+  struct conn *c = acquire(deadline, 1);
   if (!c) {
     errno = saved;
     return -1;

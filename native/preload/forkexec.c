@@ -11,7 +11,20 @@
 
 static pid_t owner_pid;
 
-int sf_table_owner(void) { return getpid() == __atomic_load_n(&owner_pid, __ATOMIC_RELAXED); }
+/* The pid changes only in a child, and every child made through libc's fork() runs atfork_child
+   before it returns to the program; vfork() is fork() here (below). So the cached pid is right
+   wherever the table is used, without a getpid() per call. */
+pid_t sf_pid(void) {
+  pid_t p = __atomic_load_n(&owner_pid, __ATOMIC_RELAXED);
+  return p ? p : getpid();
+}
+
+int sf_table_owner(void) { return __atomic_load_n(&owner_pid, __ATOMIC_RELAXED) != 0; }
+
+/* A vfork() child shares our memory: any socket call it made would edit the parent's table. Under
+   the preload it is an ordinary fork(), which POSIX allows (posix_spawn, system and popen use
+   libc's internal clone and never come here). */
+SF_EXPORT pid_t vfork(void) { return fork(); }
 
 /* fork() in a multithreaded program: the child has only the forking thread, so a lock another
    thread held would stay held forever and a table half-way through an update would stay so.

@@ -51,6 +51,8 @@ void sf_real_init(void) {
   LOAD(epoll_create);
   LOAD(epoll_create1);
   LOAD(epoll_ctl);
+  LOAD(ioctl);
+  LOAD(fclose);
   if (!sf_real.fcntl64) sf_real.fcntl64 = sf_real.fcntl;
   if (!sf_real.close_range) sf_real.close_range = fallback_close_range;
   __atomic_store_n(&sf_real_ready, 1, __ATOMIC_RELEASE);

@@ -57,6 +57,8 @@ struct sf_real {
   int (*epoll_create)(int);
   int (*epoll_create1)(int);
   int (*epoll_ctl)(int, int, int, struct epoll_event *);
+  int (*ioctl)(int, unsigned long, ...);
+  int (*fclose)(void *);
 };
 extern struct sf_real sf_real;
 extern int sf_real_ready;
@@ -69,6 +71,8 @@ struct sf_conf {
   int debug;            /* SLIMFAST_DEBUG=1 */
   int timeout_ms;       /* SLIMFAST_TIMEOUT_MS, default 3000 */
   int spin_max_us;      /* SLIMFAST_SPIN_US, default 20; 0 = never poll before blocking */
+  int pool_at_socket;   /* SLIMFAST_POOL_AT_SOCKET, default 1: socket() may hand out a pooled
+                           socket (0 for programs that connect libc's sockets without connect()) */
   char sock_path[108];
 };
 extern struct sf_conf sf_conf;
@@ -101,9 +105,12 @@ enum sf_kind {
   SF_K_INTERNAL, /* our own fd (broker connection, hidden listener): invisible to the app */
   SF_K_STEER,    /* a kernel-steered host listening socket on the app's fd (connections come
                     with their sf_hdr first); hidden_fd = its listener channel */
-  SF_K_ORPHAN    /* a listener that was SlimFast's until its broker went away: the app's own
+  SF_K_ORPHAN,   /* a listener that was SlimFast's until its broker went away: the app's own
                     listening socket again, registered anew once a broker answers (relisten.c);
                     l_ip:l_port = its virtual address */
+  SF_K_POOLED    /* socket() handed the app a pooled host socket (pool.c, tk): connect() to a
+                    destination its pool covers only sends the header; anything else first puts
+                    an ordinary socket in its place (SF_K_SOCK) */
 };
 /* Entries that own a hidden fd: duplicated, moved and closed with the app's fd. */
 #define SF_HAS_HIDDEN(e) (((e)->kind == SF_K_CHAN || (e)->kind == SF_K_STEER) && (e)->hidden_fd >= 0)
@@ -125,7 +132,7 @@ struct sf_ep {
   uint64_t gen; /* generation of the epoll instance (0 = unknown) */
 };
 
-#define SF_F_NONBLOCK 0x01  /* created with SOCK_NONBLOCK */
+#define SF_F_NONBLOCK 0x01  /* O_NONBLOCK: SOCK_NONBLOCK at socket(), then as fcntl/ioctl(FIONBIO) set it */
 #define SF_F_CLOEXEC 0x02   /* created with SOCK_CLOEXEC */
 #define SF_F_BOUND 0x04     /* bind() succeeded */
 #define SF_F_OPTLOST 0x08   /* more options than we could record */
@@ -134,6 +141,18 @@ struct sf_ep {
 #define SF_F_V6 0x40        /* the app sees an AF_INET6 socket: addresses are v4-mapped sockaddr_in6
                                (the socket itself may be an AF_INET host socket) */
 #define SF_F_SHUT 0x80      /* CHAN: the app shut the listener down (accept fails with EINVAL) */
+
+/* A pooled host socket handed out at socket() time and not connected yet (SF_K_POOLED). */
+struct sf_ticket {
+  struct sf_hdr h;  /* the broker's signed header; the destination goes in at connect() */
+  int64_t made_ns;  /* when the broker made the socket (CLOCK_MONOTONIC) */
+  int64_t taken_ns; /* when socket() took it */
+  uint32_t pool;    /* the pool it came from (pool.c's id; 0: none, settled) */
+  uint16_t sport;   /* virtual source port (network order) */
+  uint8_t deferred; /* TCP Fast Open, SYN not sent yet */
+  uint8_t said_connected; /* CONN from a pooled socket: a blocking connect() returned 0, so the
+                             kernel never saw it complete; later connects say EISCONN */
+};
 
 struct sf_entry {
   uint8_t kind, flags, nopts, neps;
@@ -146,6 +165,7 @@ struct sf_entry {
   uint32_t l_ip, p_ip;    /* virtual local / peer (network order) */
   uint64_t ino;           /* st_ino of the socket the entry describes (staleness check) */
   uint64_t gen;           /* EPOLL: instance generation */
+  struct sf_ticket tk;    /* POOLED */
   struct sf_opt opts[SF_MAX_OPTS];
   struct sf_ep eps[SF_MAX_EPS];
 };
@@ -228,6 +248,17 @@ void sf_pool_confirm(uint32_t ip, uint16_t port);
 /* A connected host socket for ip:port with its header sent, *sport the virtual source port
    (network order; bound_port when nonzero). 0, or -1: ask the broker instead. */
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *fd, uint16_t *sport);
+/* socket(): a pooled host socket from the pool this process's connects are expected to use, on
+   the lowest free fd (O_CLOEXEC with cloexec, blocking). 0 and *fd, *t; -1: make an ordinary one. */
+int sf_pool_hand(int cloexec, int *fd, struct sf_ticket *t);
+/* connect() of a POOLED socket to ip:port: sends the header if t's pool covers the destination
+   (route, confirmation, age, source port); 0 = connected (t settled as used); -1 = not covered or
+   the send failed (t still open: the caller replaces the socket and settles it as gone). */
+int sf_pool_connect(int fd, struct sf_ticket *t, uint32_t ip, uint16_t port, uint16_t bound_port);
+/* The ticket's socket is gone unused (closed, replaced; SF_TK_MISSED: because the app connected
+   somewhere its pool does not go): tell its pool. No-op when settled. */
+enum { SF_TK_USED = 1, SF_TK_GONE, SF_TK_MISSED };
+void sf_pool_settle(struct sf_ticket *t, int how);
 int sf_pool_is_fd(int fd);
 void sf_pool_relocate(int fd);
 
@@ -266,6 +297,9 @@ int sf_listen_register(int fd, struct sf_entry *e, int backlog);
 /* A listener channel whose broker is gone: put the real listening socket back on fd, as an
    SF_K_ORPHAN. See sockcalls.c. */
 int sf_channel_fallback(int fd, struct sf_entry *was);
+/* fd, if the app holds it as a POOLED socket, gets an ordinary socket in its place (its pooled one
+   is counted as gone). 0 (also when fd is not POOLED), or -1 with errno. */
+int sf_unpool(int fd);
 /* A fresh listening socket on e's virtual address in this network namespace (CLOEXEC), or -1. */
 int sf_relisten(const struct sf_entry *e);
 
@@ -294,7 +328,10 @@ int sf_epoll_same(int epfd, uint64_t gen);
 
 /* ---------- forkexec.c ---------- */
 void sf_init(void); /* idempotent; the constructor calls it */
-/* 0 in the child of a vfork() (it shares our memory but not our fds: it must not edit the table). */
+/* This process's pid, kept by the atfork handler instead of asking the kernel each time. */
+pid_t sf_pid(void);
+/* 0 in a process that must not edit the table. vfork() is fork() under the preload (forkexec.c),
+   so that is only a child made by a raw clone() before it reaches our atfork handler. */
 int sf_table_owner(void);
 /* An SF_K_CAND fd is being used: ask the broker whether it is a channel; updates the table.
    Returns the new kind. */

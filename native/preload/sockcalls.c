@@ -42,12 +42,20 @@ static int entry_of(int fd, struct sf_entry *e) {
   return e->kind;
 }
 
+static int pooled_socket(int type);
+
 SF_EXPORT int socket(int domain, int type, int protocol) {
-  int fd = REAL(socket)(domain, type, protocol);
-  if (fd < 0 || (domain != AF_INET && domain != AF_INET6) || !sf_conf.enabled) return fd;
-  if (!sf_table_owner()) return fd; /* a vfork child: our memory is its parent's */
   int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
-  if (base != SOCK_STREAM || (protocol != 0 && protocol != IPPROTO_TCP)) return fd;
+  int tcp = (domain == AF_INET || domain == AF_INET6) && base == SOCK_STREAM &&
+            (protocol == 0 || protocol == IPPROTO_TCP) && sf_conf.enabled && sf_table_owner();
+  if (tcp && domain == AF_INET && sf_conf.pool_at_socket) {
+    int saved = errno;
+    int pfd = pooled_socket(type);
+    errno = saved;
+    if (pfd >= 0) return pfd;
+  }
+  int fd = REAL(socket)(domain, type, protocol);
+  if (fd < 0 || !tcp) return fd;
   int saved = errno;
   struct sf_entry e, old;
   memset(&e, 0, sizeof e);
@@ -60,6 +68,68 @@ SF_EXPORT int socket(int domain, int type, int protocol) {
   if (sf_tab_set(fd, &e, &old) == 1) sf_entry_release(&old);
   errno = saved;
   return fd;
+}
+
+/* socket() as a pooled host socket (pool.c): what the app would get from socket(), already
+   connected to the peer host this process's connects go to; -1 when there is none to hand. */
+static int pooled_socket(int type) {
+  struct sf_entry e, old;
+  int fd;
+  memset(&e, 0, sizeof e);
+  if (sf_pool_hand((type & SOCK_CLOEXEC) != 0, &fd, &e.tk) != 0) return -1;
+  /* pooled sockets are blocking */
+  if ((type & SOCK_NONBLOCK) && REAL(fcntl)(fd, F_SETFL, O_NONBLOCK) != 0) {
+    sf_pool_settle(&e.tk, SF_TK_GONE);
+    REAL(close)(fd);
+    return -1;
+  }
+  e.kind = SF_K_POOLED;
+  e.hidden_fd = -1;
+  e.flags = (uint8_t)(((type & SOCK_NONBLOCK) ? SF_F_NONBLOCK : 0) | ((type & SOCK_CLOEXEC) ? SF_F_CLOEXEC : 0));
+  int r = sf_tab_set(fd, &e, &old);
+  if (r < 0) { /* cannot track it: it must not stay a host socket */
+    sf_pool_settle(&e.tk, SF_TK_GONE);
+    REAL(close)(fd);
+    return -1;
+  }
+  if (r == 1) sf_entry_release(&old);
+  return fd;
+}
+
+/* A POOLED fd (claimed by the caller, entry *e) gets an ordinary socket in its place (options and
+   epoll registrations carried over) and becomes SF_K_SOCK: the app is about to bind, listen, dup
+   or connect somewhere its pool does not go. how: SF_TK_GONE or SF_TK_MISSED. 0, or -1 (errno). */
+static int unpool(int fd, struct sf_entry *e, int how) {
+  int s = REAL(socket)(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0 || sf_swap_in(fd, s, e, 1, -1) != 0) { /* sf_swap_in closed s */
+    int err = errno;
+    sf_unclaim(fd, SF_K_POOLED);
+    errno = err;
+    return -1;
+  }
+  sf_pool_settle(&e->tk, how);
+  e->kind = SF_K_SOCK;
+  e->flags &= (uint8_t)~SF_F_SWAPPING;
+  e->ino = sf_fd_ino(fd);
+  sf_tab_set(fd, e, NULL);
+  SF_DEBUG("fd %d: pooled socket replaced by an ordinary one", fd);
+  return 0;
+}
+
+/* fd, if it is a POOLED socket, becomes an ordinary one (see unpool). 0 when it is not POOLED (or
+   no longer: another thread got there first) or was replaced; -1 when that failed (errno). */
+static int unpool_if_pooled(int fd, int how) {
+  struct sf_entry e;
+  if (!sf_tab_has(fd) || !sf_tab_get(fd, &e) || e.kind != SF_K_POOLED) return 0;
+  if (sf_claim(fd, SF_K_POOLED, NULL, &e) != 1) return 0;
+  return unpool(fd, &e, how);
+}
+
+int sf_unpool(int fd) {
+  int saved = errno;
+  int r = unpool_if_pooled(fd, SF_TK_GONE);
+  if (r == 0) errno = saved;
+  return r;
 }
 
 struct bind_arg {
@@ -78,6 +148,7 @@ static int upd_bound(struct sf_entry *e, int present, void *arg) {
 }
 
 SF_EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len) {
+  if (sf_tab_has(fd) && sf_unpool(fd) != 0) return -1;
   int r = REAL(bind)(fd, addr, len);
   if (r != 0 || !sf_tab_has(fd) || !addr) return r;
   int saved = errno;
@@ -120,6 +191,46 @@ static int upd_connected(struct sf_entry *e, int present, void *arg) {
   return SF_UPD_STORE;
 }
 
+static int upd_pooled_connected(struct sf_entry *e, int present, void *arg) {
+  const struct sf_entry *from = arg;
+  if (!present || e->kind != SF_K_POOLED) return SF_UPD_KEEP;
+  e->kind = SF_K_CONN;
+  e->flags &= (uint8_t)~SF_F_SWAPPING;
+  e->l_ip = from->tk.h.src_vip;
+  e->l_port = from->tk.sport;
+  e->p_ip = from->p_ip;
+  e->p_port = from->p_port;
+  e->ino = 0; /* no fstat per connection: the entry is replaced when the number is handed out again */
+  e->nopts = 0;
+  e->tk.pool = 0;
+  e->tk.said_connected = !(e->flags & SF_F_NONBLOCK);
+  return SF_UPD_STORE;
+}
+
+/* connect() of a POOLED socket (*e). To a destination its pool covers: the header is sent and that
+   is the connect (a blocking socket is connected, a non-blocking one "in progress" as the kernel
+   would say; the handshake, if the SYN is still to go, completes before any data moves). Else the
+   socket is replaced by an ordinary one and connect() goes on as for any socket (returns 2). */
+static int pooled_connect(int fd, struct sf_entry *e, int v6, uint32_t ip, uint16_t port) {
+  int saved = errno;
+  if (sf_claim(fd, SF_K_POOLED, NULL, e) != 1) return 2; /* another thread is at it */
+  if (!v6 && sf_pool_connect(fd, &e->tk, ip, port, 0) == 0) {
+    e->p_ip = ip;
+    e->p_port = port;
+    sf_tab_update(fd, upd_pooled_connected, e);
+    SF_DEBUG("connect fd %d: pooled socket", fd);
+    if (e->flags & SF_F_NONBLOCK) { /* kept by socket(), fcntl() and ioctl(FIONBIO) */
+      errno = EINPROGRESS;
+      return -1;
+    }
+    errno = saved;
+    return 0;
+  }
+  if (unpool(fd, e, SF_TK_MISSED) != 0) return -1;
+  errno = saved;
+  return 2;
+}
+
 static int plain_connect(int fd, const struct sockaddr *addr, socklen_t len, int saved) {
   forget(fd); /* from now on an ordinary socket */
   errno = saved;
@@ -128,6 +239,11 @@ static int plain_connect(int fd, const struct sockaddr *addr, socklen_t len, int
 
 SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   if (!sf_tab_has(fd) || !addr) return REAL(connect)(fd, addr, len);
+  struct sf_entry ce;
+  if (sf_tab_get(fd, &ce) && ce.kind == SF_K_CONN && ce.tk.said_connected) {
+    errno = EISCONN;
+    return -1;
+  }
   int v6;
   uint32_t ip;
   uint16_t port;
@@ -140,6 +256,7 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   } else if (addr->sa_family == AF_INET6 && sf_v6_to_v4(addr, len, &ip, &port)) {
     v6 = 1; /* :: (loopback for connect) or ::ffff:a.b.c.d */
   } else {
+    if (sf_unpool(fd) != 0) return -1; /* AF_UNSPEC, AF_INET6 on an AF_INET socket: the kernel's say */
     if (addr->sa_family == AF_INET6) { /* a real IPv6 destination: never SlimFast's */
       int saved = errno;
       struct sf_entry e;
@@ -150,6 +267,10 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   }
   int saved = errno;
   struct sf_entry e;
+  if (sf_tab_get(fd, &e) && e.kind == SF_K_POOLED) {
+    int r = pooled_connect(fd, &e, v6, ip, port);
+    if (r != 2) return r;
+  }
   if (entry_of(fd, &e) != SF_K_SOCK || !(e.flags & SF_F_V6) != !v6) {
     errno = saved;
     return REAL(connect)(fd, addr, len); /* wrong family for the socket: the kernel says so */
@@ -393,6 +514,7 @@ static int listen_addr(int fd, int v6, uint32_t *ip, uint16_t *port) {
 
 SF_EXPORT int listen(int fd, int backlog) {
   if (!sf_tab_has(fd)) return REAL(listen)(fd, backlog);
+  if (sf_unpool(fd) != 0) return -1;
   int saved = errno;
   struct sf_entry e;
   int kind = entry_of(fd, &e);
@@ -547,7 +669,7 @@ static int upd_shut(struct sf_entry *e, int present, void *arg) {
 
 /* nfd is an accepted SlimFast connection with m's addresses (an AF_INET6 listener's look AF_INET6). */
 static int accepted(int nfd, const struct sf_msg *m, int v6, struct sockaddr *addr, socklen_t *alen) {
-  struct acc_arg a = {m, sf_fd_ino(nfd), v6 ? SF_F_V6 : 0};
+  struct acc_arg a = {m, 0, v6 ? SF_F_V6 : 0}; /* no st_ino: a new number replaces a stale entry */
   struct sf_entry old;
   if (sf_tab_get(nfd, &old)) {
     sf_tab_del(nfd, &old);
@@ -659,7 +781,11 @@ static int do_accept(int fd, struct sockaddr *addr, socklen_t *alen, int flags, 
   int saved = errno;
   struct sf_entry e;
 again:;
-  int kind = entry_of(fd, &e);
+  /* A listener's entry is taken as it is (no fstat per accept): the number of a listener closed
+     where we cannot see it (a raw syscall; fclose and close_range are ours) is handed out again only
+     by calls we see too, and they replace the entry. */
+  int kind = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
+  if (kind != SF_K_STEER && kind != SF_K_CHAN) kind = entry_of(fd, &e);
   if (kind == SF_K_CHAN || kind == SF_K_STEER || kind == SF_K_ORPHAN) sf_watch_ensure();
   if (kind == SF_K_ORPHAN) {
     int fl = REAL(fcntl)(fd, F_GETFL);
@@ -728,6 +854,10 @@ SF_EXPORT int shutdown(int fd, int how) {
   int k = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
   if (k == SF_K_CHAN || k == SF_K_CAND || k == SF_K_STEER) k = entry_of(fd, &e); /* connections: no fstat */
   errno = saved;
+  if (k == SF_K_POOLED) { /* not connected yet */
+    errno = (how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR) ? ENOTCONN : EINVAL;
+    return -1;
+  }
   if (k == SF_K_STEER) {
     /* A real listener: the kernel stops it (and the BPF program no longer finds it); the channel
        is shut too, so that the broker drops the listener. */
@@ -780,6 +910,10 @@ SF_EXPORT int getsockname(int fd, struct sockaddr *addr, socklen_t *alen) {
   struct sf_entry e;
   int k = entry_of(fd, &e);
   errno = saved;
+  if (k == SF_K_POOLED) { /* not connected yet: unbound, as the kernel would say */
+    sf_fill_addr(addr, alen, 0, 0, 0);
+    return 0;
+  }
   if (k != SF_K_CONN && k != SF_K_CHAN && k != SF_K_STEER) return REAL(getsockname)(fd, addr, alen);
   sf_fill_addr(addr, alen, (e.flags & SF_F_V6) != 0, e.l_ip, e.l_port);
   return 0;
@@ -791,7 +925,7 @@ SF_EXPORT int getpeername(int fd, struct sockaddr *addr, socklen_t *alen) {
   struct sf_entry e;
   int k = entry_of(fd, &e);
   errno = saved;
-  if (k == SF_K_CHAN || k == SF_K_STEER) {
+  if (k == SF_K_CHAN || k == SF_K_STEER || k == SF_K_POOLED) {
     errno = ENOTCONN;
     return -1;
   }
@@ -841,7 +975,7 @@ struct opt_arg {
 };
 static int upd_opt(struct sf_entry *e, int present, void *arg) {
   struct opt_arg *a = arg;
-  if (!present || e->kind != SF_K_SOCK) return SF_UPD_KEEP;
+  if (!present || (e->kind != SF_K_SOCK && e->kind != SF_K_POOLED)) return SF_UPD_KEEP;
   int i;
   for (i = 0; i < e->nopts; i++)
     if (e->opts[i].level == a->o.level && e->opts[i].name == a->o.name) break;
@@ -877,7 +1011,8 @@ SF_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t
     return 0;
   }
   int r = REAL(setsockopt)(fd, level, name, val, len);
-  if (r == 0 && k == SF_K_SOCK && recordable(level, name, val, len)) {
+  /* POOLED: recorded for the ordinary socket that may replace it */
+  if (r == 0 && (k == SF_K_SOCK || k == SF_K_POOLED) && recordable(level, name, val, len)) {
     struct opt_arg a;
     memset(&a, 0, sizeof a);
     a.o.level = level;
@@ -905,7 +1040,11 @@ SF_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
   if (!sf_tab_has(fd)) return REAL(getsockopt)(fd, level, name, val, len);
   int saved = errno;
   struct sf_entry e;
-  int k = entry_of(fd, &e);
+  int k = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
+  /* only answers made up from the entry need it to be the right one (SO_ERROR after a
+     non-blocking connect goes straight to the kernel) */
+  if (k == SF_K_CHAN || k == SF_K_CAND || ((k == SF_K_CONN || k == SF_K_STEER) && (e.flags & SF_F_V6)))
+    k = entry_of(fd, &e);
   errno = saved;
   if ((k == SF_K_CONN || k == SF_K_STEER) && (e.flags & SF_F_V6)) {
     /* an AF_INET6 app socket that is (maybe) an AF_INET host socket underneath */

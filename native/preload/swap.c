@@ -47,6 +47,10 @@ void sf_hidden_close(int hfd) {
 
 void sf_entry_release(const struct sf_entry *e) {
   if (SF_HAS_HIDDEN(e)) sf_hidden_close(e->hidden_fd);
+  if (e->kind == SF_K_POOLED && e->tk.pool) { /* closed (or replaced) before it connected */
+    struct sf_ticket t = e->tk;
+    sf_pool_settle(&t, SF_TK_GONE);
+  }
 }
 
 struct chown_arg {

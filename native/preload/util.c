@@ -43,6 +43,7 @@ void sf_conf_init(void) {
   sf_conf.debug = d && d[0] == '1';
   sf_conf.timeout_ms = env_int("SLIMFAST_TIMEOUT_MS", 3000, 1, 600000);
   sf_conf.spin_max_us = env_int("SLIMFAST_SPIN_US", 20, 0, 1000);
+  sf_conf.pool_at_socket = env_int("SLIMFAST_POOL_AT_SOCKET", 1, 0, 1);
   const char *p = getenv("SLIMFAST_SOCKET");
   if (!p && sf_default_socket_exists()) p = SF_DEFAULT_SOCKET;
   if (p && *p && strlen(p) < sizeof sf_conf.sock_path) {

@@ -148,9 +148,9 @@ int main(int argc, char **argv) {
   CHECK(fx_is_mapped(&a3p, c3l.sin_addr.s_addr, c3l.sin_port));
   close(a3), close(c3);
 
-  /* an ordinary client (its connect bypasses the preload) reaches the real AF_INET6 socket the
-     broker keeps; it is accepted on the same channel with the same address form */
-  int pc = (int)CHECK_SYS(socket(AF_INET, SOCK_STREAM, 0));
+  /* an ordinary client (socket and connect bypass the preload) reaches the real AF_INET6 socket
+     the broker keeps; it is accepted on the same channel with the same address form */
+  int pc = (int)CHECK_SYS(syscall(SYS_socket, AF_INET, SOCK_STREAM, 0));
   CHECKF(syscall(SYS_connect, pc, (struct sockaddr *)&dst4, sizeof dst4) == 0, "plain connect: %s",
          strerror(errno));
   struct sockaddr_in pcl;
