@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot } from '../broker/paths.js';
 import { Topology } from '../lab/topology.js';
 
@@ -74,4 +75,49 @@ test.serial('a connection costs the client no more than two syscalls beyond the 
   const calls = Number(total?.[1]);
   // What the process does once (loading, the first connects, threads) is spread over n.
   t.true(calls / n <= 8, `${(calls / n).toFixed(2)} syscalls per connection`);
+});
+
+test.serial('remembered answers last until the broker’s view moves: a listener that appears is used, one that closes is refused', async (t) => {
+  const [h1, h2] = topo.hosts;
+  const c1 = topo.container('c1');
+  const c2 = topo.container('c2');
+  const port = 7400;
+  // First a plain server (not SlimFast's): the client's broker says so once, and the client
+  // connects directly after that, without asking.
+  const plain = topo.spawn(c2, [ECHOD, String(port)], { slimfast: false });
+  await topo.waitPort(c2, port);
+  const k0 = await topo.counters(h1);
+  const watch = topo.exec(c1, [POOLED, c2.ip, String(port), '--watch', '150', '50'], { timeout: 60_000, reject: false });
+  await sleep(1000);
+  const k1 = await topo.counters(h1);
+  t.true(k1.fallbacks - k0.fallbacks <= 2, `the broker was asked ${k1.fallbacks - k0.fallbacks} times in a second of connects`);
+  // A SlimFast listener takes the port: the same process's next connects go over SlimFast.
+  const plainKilled = Date.now();
+  plain.kill('SIGKILL');
+  await plain.catch(() => undefined);
+  const sf = topo.spawn(c2, [ECHOD, String(port)]);
+  await topo.waitListener(c2.ip, port);
+  const sfReady = Date.now();
+  await sleep(1500);
+  // It closes: the confirmations the process holds are void once host 1's broker hears of it.
+  const peerListeners = async () => ((await topo.status(h1)).peers.find((p: { ip: string }) => p.ip === h2.ip)?.listeners ?? 0) as number;
+  const before = await peerListeners();
+  sf.kill('SIGKILL');
+  await sf.catch(() => undefined);
+  await topo.waitFor(async () => (await peerListeners()) < before, 10_000, 'host 1 hears that the listener closed');
+  const gone = Date.now();
+  const r = await watch;
+  t.is(r.exitCode, 0, String(r.stderr));
+  type Row = { i: number; t: number; connected: boolean; ok: boolean; local: string };
+  const rows = String(r.stdout).split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Row);
+  t.is(rows.length, 150);
+  const first = rows.filter((x) => x.t < plainKilled - 100);
+  t.true(first.length >= 5, `${first.length} connects to the plain server`);
+  for (const x of first) t.true(x.ok && x.local === c1.ip, `the first connects went directly, to the plain server: ${JSON.stringify(x)}`);
+  const onSf = rows.filter((x) => x.t > sfReady + 300 && x.t < sfReady + 1400);
+  t.true(onSf.length >= 5, `${onSf.length} connects while the SlimFast listener was up`);
+  for (const x of onSf) t.true(x.ok && x.local === h1.ip, `a connect after the SlimFast listener came went over SlimFast: ${JSON.stringify(x)}`);
+  const after = rows.filter((x) => x.t > gone + 1000);
+  t.true(after.length >= 5, `${after.length} connects after the listener closed`);
+  for (const x of after) t.false(x.connected, `a connect after the listener closed was refused: ${JSON.stringify(x)}`);
 });

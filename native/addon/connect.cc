@@ -101,7 +101,9 @@ void Engine::on_connect(PreloadConn* pc, const sf_msg& req) {
       break;
   }
   inc(ctr.fallbacks);
-  reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1);
+  // dport 0 and an unconfined broker are not the destination's doing: not to be remembered.
+  bool not_ours = dport != 0 && confined() && view.fd() >= 0;
+  reply(pc, req.seq, SF_CONNECT_OK, SF_STATUS_FALLBACK, -1, 0, 0, 0, 0, not_ours ? SF_CONNECT_NOT_OURS : 0);
 }
 
 int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool* deferred) {

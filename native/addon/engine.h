@@ -39,6 +39,7 @@
 #include "slimfast_keeper.h"
 #include "slimfast_wire.h"
 #include "steering.h"
+#include "view_page.h"
 
 namespace sf {
 
@@ -474,6 +475,7 @@ struct Engine {
   // The confinement guard: without it (guard null or not ok) no host socket leaves the broker:
   // connects fall back, listens stay the application's own, nothing is steered (open_guard()).
   std::unique_ptr<Guard> guard;
+  ViewPage view;  // shared with the preloads: when their confirmations lapse (view_page.h)
   std::string unconfined_why;  // why not, for status and doctor ("" when confined)
   struct Bell {
     int fd;

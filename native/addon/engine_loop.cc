@@ -120,6 +120,7 @@ Error Engine::start(const Config& c, EventSink* s) {
   // The keeper first: it may hold the confinement guard's marks from the broker before this one.
   if (!cfg.seccomp_path.empty() && !cfg.seccomp_keeper.empty()) attach_keeper();
   open_guard();
+  view.open();  // without it, processes confirm destinations for a second at a time
   if ((err = open_reserved())) return failed(err);
   open_steering();
   if ((err = open_loopback())) return failed(err);
@@ -191,6 +192,7 @@ void Engine::close_core() {
   bells.clear();
   steer.reset();
   guard.reset();
+  view.close();
   for (Ev* ev : {&reserved, &loopback, &wake}) {
     ep_del(*ev);
     close_fd(ev->fd);

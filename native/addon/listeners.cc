@@ -123,6 +123,7 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
     l->port = port;
     l->c = c;
     table.emplace(addr_key(vip, port), l);
+    view.found();
     inc(ctr.listeners);
     added = true;
   }
@@ -204,6 +205,7 @@ void Engine::drop_listener(Listener* l, bool emit) {
   unsteer(l);
   keeper_unsteered(l);
   table.erase(addr_key(l->vip, l->port));
+  view.gone();
   dec(ctr.listeners);
   SF_DLOG("listener %s:%u removed", ip_str(l->vip).c_str(), l->port);
   if (emit && sink) sink->listener(false, l->vip, l->port, l->c->id);

@@ -10,6 +10,7 @@ namespace sf {
 void Engine::set_policy(Policy p) {
   std::lock_guard<std::mutex> lk(mu);
   policy = std::move(p);
+  view.both();  // what was allowed may be denied, and the other way round
   for (auto& kv : by_id) {
     Container* c = kv.second;
     c->restricted = policy.restricts(c->ip);

@@ -89,7 +89,9 @@ void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
   Container* c = pc->c;
   switch (m.type) {
     case SF_HELLO:
-      reply(pc, m.seq, SF_HELLO_OK, 0, -1, c->ip, 0, cfg.overlay_net, SF_FEAT_LISTEN_CLOSED | (steering() ? SF_FEAT_STEER_AGAIN : 0), cfg.overlay_prefix);
+      reply(pc, m.seq, SF_HELLO_OK, 0, view.fd(), c->ip, 0, cfg.overlay_net,
+            SF_FEAT_LISTEN_CLOSED | (steering() ? SF_FEAT_STEER_AGAIN : 0) | (view.fd() >= 0 ? SF_FEAT_VIEW : 0),
+            cfg.overlay_prefix);
       break;
     case SF_CONNECT: on_connect(pc, m); break;
     case SF_LISTEN: on_listen(pc, m, fds, nfds); break;

@@ -22,6 +22,7 @@ void Engine::set_peers(const std::vector<Route>& list) {
   }
   std::sort(route_prefixes.begin(), route_prefixes.end(), [](uint8_t a, uint8_t b) { return a > b; });
   update_steer_keys();
+  view.both();
 }
 
 // One hash lookup per distinct prefix length (usually one: every host owns a /24 or so).
@@ -36,12 +37,17 @@ const Route* Engine::lpm(uint32_t ip) const {
 void Engine::set_remote_listeners(uint32_t peer_ip, const std::vector<uint64_t>* keys) {
   std::lock_guard<std::mutex> lk(mu);
   if (!keys) {
-    views.erase(peer_ip);
+    if (views.erase(peer_ip)) view.gone();
     return;
   }
   std::unordered_set<uint64_t>& v = views[peer_ip];
-  v.clear();
-  v.insert(keys->begin(), keys->end());
+  std::unordered_set<uint64_t> next(keys->begin(), keys->end());
+  bool lost = false, added = false;
+  for (uint64_t k : v) lost |= !next.count(k);
+  for (uint64_t k : next) added |= !v.count(k);
+  v.swap(next);
+  if (lost) view.gone();
+  if (added) view.found();
 }
 
 bool Engine::view_has(uint32_t peer_ip, uint32_t vip, uint16_t port) const {

@@ -770,6 +770,7 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   l->port = port;
   l->c = c;
   table.emplace(addr_key(l->vip, l->port), l);
+  view.found();
   inc(ctr.listeners);
   int app_end = -1;
   Channel* ch = open_channel(l, c, copy, &app_end);

@@ -242,6 +242,7 @@ Listener* Engine::take_over_steered(Container* c, uint32_t vip, uint16_t port, i
     return nullptr;
   }
   table.emplace(addr_key(vip, port), l);
+  view.found();
   inc(ctr.listeners);
   inc(ctr.listen_ok);
   inc(ctr.steered_listeners);
@@ -280,6 +281,7 @@ void Engine::steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds)
 }
 
 void Engine::unsteer(Listener* l) {
+  if (l->steer_slot > 0) view.gone();  // same-host pooled connections to it went by the kernel
   if (l->steer_slot > 0 && steering()) steer->remove(htonl(l->vip), htons(l->port), l->steer_slot);
   l->steer_slot = -1;
   close_fd(l->steer_fd);

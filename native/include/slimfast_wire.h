@@ -96,7 +96,11 @@ enum sf_msg_type {
 
 #define SF_FEAT_LISTEN_CLOSED 1u /* SF_HELLO_OK.port_b: SF_LISTEN_CLOSED is answered */
 #define SF_FEAT_STEER_AGAIN 2u   /* SF_HELLO_OK.port_b: SF_STEER_AGAIN is answered */
+#define SF_FEAT_VIEW 4u          /* SF_HELLO_OK.port_b: the view page (struct sf_view) is attached */
 #define SF_CONNECT_POOLABLE 1u
+/* SF_CONNECT_OK.a with SF_STATUS_FALLBACK: no SlimFast listener there for this container (not a
+   failure): the process may connect there directly until the view page's found counter moves. */
+#define SF_CONNECT_NOT_OURS 2u
 #define SF_LISTEN_STEERED 1u /* SF_LISTEN_OK.a: fetch the steered socket with SF_STEER_SOCKET */
 /* A pooled socket older than this is not used: the receiving host holds an established connection
    that has sent nothing for SF_POOL_HOLD_S (TCP_DEFER_ACCEPT on the reserved port). */
@@ -205,6 +209,20 @@ struct sf_hdr {
 } __attribute__((packed));
 
 SF_STATIC_ASSERT(sizeof(struct sf_hdr) == SF_HDR_LEN, "sf_hdr must stay 48 bytes");
+
+/* The view page: one read-only shared page (a sealed memfd the broker attaches to SF_HELLO_OK)
+   whose counters move when the broker's answer to "is vIP:port a SlimFast listener this container
+   may reach?" may have changed. gone moves when one may have stopped being so (a listener closed
+   here or on a peer, a peer lost, a new policy): a process's confirmations from before are void.
+   found moves when one may have become so (a listener opened, a peer came, a new policy): its
+   "not SlimFast's" answers from before are void. Between moves, answers stay good without asking. */
+struct sf_view {
+  uint32_t magic; /* SF_VIEW_MAGIC */
+  uint32_t version;
+  uint64_t gone;
+  uint64_t found;
+};
+#define SF_VIEW_MAGIC 0x53465657u /* "SFVW" */
 
 /* One message on a pool channel (broker -> preload): SF_POOLED plus the header to send. */
 struct sf_pooled {

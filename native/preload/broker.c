@@ -26,6 +26,8 @@
  */
 #include "sf.h"
 
+#include <sys/mman.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -313,12 +315,30 @@ static int open_broker(struct sf_info *inf, int64_t deadline, int *refused) {
     }
     goto fail;
   }
+  int view_fd = -1;
   for (;;) {
     int rfd;
     int r = read_reply(fd, deadline, 0, &m, &rfd);
     if (r <= 0) goto fail;
+    if (m.type == SF_HELLO_OK && m.seq == 0) {
+      view_fd = rfd;
+      break;
+    }
     if (rfd >= 0) REAL(close)(rfd);
-    if (m.type == SF_HELLO_OK && m.seq == 0) break;
+  }
+  /* The view page: mapped read-only (the broker sealed it against writable mappings); kept mapped
+     for good, since other threads may be reading it (one page per broker connection). */
+  if (view_fd >= 0) {
+    const struct sf_view *v = NULL;
+    if (m.status == 0 && (ntohs(m.port_b) & SF_FEAT_VIEW)) {
+      void *p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, view_fd, 0);
+      if (p != MAP_FAILED && __atomic_load_n(&((const struct sf_view *)p)->magic, __ATOMIC_ACQUIRE) == SF_VIEW_MAGIC)
+        v = p;
+      else if (p != MAP_FAILED)
+        munmap(p, 4096);
+    }
+    REAL(close)(view_fd);
+    sf_pool_set_view(v);
   }
   if (m.status != 0) {
   refused:

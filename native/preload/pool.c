@@ -34,6 +34,7 @@
 #define NPOOLS 8
 #define NOK 64                       /* confirmed destinations remembered */
 #define OK_TTL_NS 1000000000LL       /* how long a confirmation lets connects skip the broker */
+#define VIEW_TTL_NS 30000000000LL    /* ... with a view page that has not moved */
 #define MAX_TRIES 16                 /* stale sockets skipped in one take at most */
 /* An empty pool is reported again after this: the broker may have backed off (peer down), and
    refills only when asked. */
@@ -55,16 +56,20 @@ struct pool {
   uint32_t batch;              /* report once this many are owed (the broker's SF_POOLED seq) */
 };
 
+/* A remembered answer for ip:port: a confirmation (oks) or "not SlimFast's" (plains). */
 struct okdst {
   uint32_t ip;
   uint16_t port;
   int64_t until;
+  const struct sf_view *view; /* the page it was given under (NULL: none) */
+  uint64_t at;                /* its gone (oks) or found (plains) counter then */
 };
 
 static pthread_mutex_t pmu = PTHREAD_MUTEX_INITIALIZER;
 static struct pool pools[NPOOLS] = {[0 ... NPOOLS - 1] = {.fd = -1}};
 static int pool_fds[NPOOLS] = {[0 ... NPOOLS - 1] = -1}; /* lock-free copy for sf_pool_is_fd */
-static struct okdst oks[NOK];
+static struct okdst oks[NOK], plains[NOK];
+static const struct sf_view *view;
 static uint32_t last_id;
 /* socket() hands out sockets from hand_slot's pool while hand_score > 0: pooled connects raise it,
    sockets that connected elsewhere lower it twice as fast. */
@@ -135,6 +140,8 @@ void sf_pool_drop_all(void) {
     if (pools[i].users == 0) close_pool_locked(i);
   }
   memset(oks, 0, sizeof oks);
+  memset(plains, 0, sizeof plains);
+  view = NULL; /* the next broker's HELLO brings its own */
   hand_slot = -1;
   hand_score = 0;
   pool_unlock();
@@ -162,6 +169,8 @@ void sf_pool_atfork_child(void) {
     pools[i] = (struct pool){.fd = -1};
   }
   memset(oks, 0, sizeof oks);
+  memset(plains, 0, sizeof plains);
+  view = NULL;
   hand_slot = -1;
   hand_score = 0;
 }
@@ -179,20 +188,55 @@ static void hit_locked(int i) {
   if (hand_score < HAND_SCORE_MAX) hand_score++;
 }
 
-void sf_pool_confirm(uint32_t ip, uint16_t port) {
-  if (!pool_lock()) return;
-  struct okdst *o = &oks[ok_slot(ip, port)];
+static uint64_t view_count(const struct sf_view *v, int found) {
+  return __atomic_load_n(found ? &v->found : &v->gone, __ATOMIC_ACQUIRE);
+}
+
+static void remember_locked(struct okdst *o, uint32_t ip, uint16_t port, int found) {
   o->ip = ip;
   o->port = port;
-  o->until = sf_now_ns() + OK_TTL_NS;
+  o->view = view;
+  o->at = view ? view_count(view, found) : 0;
+  o->until = sf_now_ns() + (view ? VIEW_TTL_NS : OK_TTL_NS);
+}
+
+/* An answer still good: given under the live page and that counter has not moved since, or (no
+   page) younger than a second. */
+static int fresh_locked(const struct okdst *o, uint32_t ip, uint16_t port, int found) {
+  if (o->ip != ip || o->port != port || sf_now_ns() >= o->until) return 0;
+  if (!o->view) return !view;
+  return o->view == view && view_count(view, found) == o->at;
+}
+
+void sf_pool_set_view(const struct sf_view *v) {
+  if (!pool_lock()) return;
+  view = v;
+  pool_unlock();
+}
+
+void sf_pool_confirm(uint32_t ip, uint16_t port) {
+  if (!pool_lock()) return;
+  remember_locked(&oks[ok_slot(ip, port)], ip, port, 0);
+  struct okdst *p = &plains[ok_slot(ip, port)];
+  if (p->ip == ip && p->port == port) p->until = 0;
   int i = covering_locked(ip);
   if (i >= 0) hit_locked(i);
   pool_unlock();
 }
 
-static int confirmed_locked(uint32_t ip, uint16_t port) {
-  const struct okdst *o = &oks[ok_slot(ip, port)];
-  return o->ip == ip && o->port == port && sf_now_ns() < o->until;
+static int confirmed_locked(uint32_t ip, uint16_t port) { return fresh_locked(&oks[ok_slot(ip, port)], ip, port, 0); }
+
+void sf_pool_note_plain(uint32_t ip, uint16_t port) {
+  if (!pool_lock()) return;
+  if (view) remember_locked(&plains[ok_slot(ip, port)], ip, port, 1); /* without a page: ask each time */
+  pool_unlock();
+}
+
+int sf_pool_is_plain(uint32_t ip, uint16_t port) {
+  if (!__atomic_load_n(&view, __ATOMIC_RELAXED) || !pool_lock()) return 0;
+  int r = fresh_locked(&plains[ok_slot(ip, port)], ip, port, 1);
+  pool_unlock();
+  return r;
 }
 
 int sf_pool_is_fd(int fd) {

@@ -243,8 +243,15 @@ int sf_pool_busy(void);
 void sf_pool_atfork_prepare(void);
 void sf_pool_atfork_parent(void);
 void sf_pool_atfork_child(void);
-/* The broker confirmed ip:port (network order) as a cross-host SlimFast listener. */
+/* The broker confirmed ip:port (network order) as a cross-host SlimFast listener. Good while the
+   view page's gone counter stays (30 s at most), or for a second without a page. */
 void sf_pool_confirm(uint32_t ip, uint16_t port);
+/* The broker said ip:port is not SlimFast's (SF_STATUS_FALLBACK): connects there skip the broker
+   while the view page's found counter stays (30 s at most; without a page, not at all). */
+void sf_pool_note_plain(uint32_t ip, uint16_t port);
+int sf_pool_is_plain(uint32_t ip, uint16_t port);
+/* The live broker connection's view page (NULL: none). */
+void sf_pool_set_view(const struct sf_view *v);
 /* A connected host socket for ip:port with its header sent, *sport the virtual source port
    (network order; bound_port when nonzero). 0, or -1: ask the broker instead. */
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *fd, uint16_t *sport);

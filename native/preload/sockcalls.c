@@ -304,9 +304,12 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     req.vip_a = e.bound_ip;
     req.port_a = e.bound_port;
   }
+  if (sf_pool_is_plain(ip, port)) return plain_connect(fd, addr, len, saved); /* asked before */
   if (sf_broker_call(&req, -1, &rep, &rfd) != 0) return plain_connect(fd, addr, len, saved);
   if (rep.type != SF_CONNECT_OK || rep.status < 0 || (rep.status == 0 && rfd < 0)) {
     if (rfd >= 0) REAL(close)(rfd);
+    if (rep.type == SF_CONNECT_OK && rep.status == SF_STATUS_FALLBACK && (rep.a & SF_CONNECT_NOT_OURS))
+      sf_pool_note_plain(ip, port);
     SF_DEBUG("connect fd %d: broker says fallback (status %d)", fd, rep.status);
     return plain_connect(fd, addr, len, saved);
   }

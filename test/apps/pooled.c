@@ -235,14 +235,40 @@ out:
   emit("held", ok, pooled, detail);
 }
 
+/* --watch N MS: N connects MS apart, each echoing once; prints when (wall clock, ms), whether it
+   connected and echoed, and the kernel's local address (a host address: it went over SlimFast). */
+static int watch(int n, int ms) {
+  for (int i = 0; i < n; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok = 0, connected = 0;
+    char local[64] = "";
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0) {
+      connected = 1;
+      struct sockaddr_in a;
+      socklen_t l = sizeof a;
+      if (syscall(SYS_getsockname, fd, &a, &l) == 0) inet_ntop(AF_INET, &a.sin_addr, local, sizeof local);
+      ok = echo(fd, "watch\n") == 0;
+    }
+    close(fd);
+    printf("{\"i\":%d,\"t\":%lld,\"connected\":%s,\"ok\":%s,\"local\":\"%s\"}\n", i,
+           (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, connected ? "true" : "false", ok ? "true" : "false", local);
+    fflush(stdout);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: pooled IP PORT\n");
+    fprintf(stderr, "usage: pooled IP PORT [--watch N MS]\n");
     return 2;
   }
   dst.sin_family = AF_INET;
   dst.sin_port = htons((uint16_t)atoi(argv[2]));
   if (inet_pton(AF_INET, argv[1], &dst.sin_addr) != 1) return 2;
+  if (argc >= 6 && !strcmp(argv[3], "--watch")) return watch(atoi(argv[4]), atoi(argv[5]));
   int warm = 0;
   for (int i = 0; i < 50 && !warm; i++) warm = plain_case("warm", 0);
   printf("{\"case\":\"warmup\",\"ok\":%s,\"pooled\":%s,\"detail\":\"\"}\n", warm ? "true" : "false", warm ? "true" : "false");
