@@ -36,7 +36,8 @@ export function netnsInodes(names: string[]): Set<number> {
   return out;
 }
 
-function netnsOf(pid: string): number | undefined {
+/** The network namespace inode of a process (undefined once it exited). */
+export function netnsOf(pid: string): number | undefined {
   try {
     const link = fs.readlinkSync(`/proc/${pid}/ns/net`);
     const m = /\[(\d+)\]/.exec(link);
@@ -71,6 +72,13 @@ export function snapshotCpu(namespaces: Set<number>): CpuSnapshot {
     procs.set(`${pid}:${rest[19]}`, ticks);
   }
   return { procs, ...machine(), at: performance.now() };
+}
+
+/** Seconds one process (all its threads, plus children it reaped) used between two snapshots. */
+export function processSeconds(a: CpuSnapshot, b: CpuSnapshot, pid: number): number {
+  let ticks = 0;
+  for (const [key, t] of b.procs) if (key.startsWith(`${pid}:`)) ticks += t - (a.procs.get(key) ?? 0);
+  return ticks / HZ;
 }
 
 export function cpuBetween(a: CpuSnapshot, b: CpuSnapshot): CpuUsage {

@@ -16,7 +16,7 @@ import { ControlClient } from '../broker/control-client.js';
 import { stateLayout } from '../broker/state-dir.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';
 import { type BenchPath, CLIENTS, SFSECCOMP } from './measure.js';
-import { type CpuSnapshot, netnsInodes, snapshotCpu } from './cpu.js';
+import { type CpuSnapshot, netnsInodes, netnsOf, snapshotCpu } from './cpu.js';
 
 export const CPUWRAP = path.join(CLIENTS, 'cpuwrap');
 
@@ -174,6 +174,47 @@ export class BenchLab {
     });
     this.topo.adopt(child);
     return { child, result: this.finish(child, out) };
+  }
+
+  /**
+   * Runs a client to completion under wrapper (e.g. strace) instead of cpuwrap, bounded by timeoutMs:
+   * the wrapper runs in the place's namespace and execs the usual command line (env, pinning, cmd).
+   */
+  async runWrapped(p: Place, wrapper: string[], cmd: string[], timeoutMs: number): Promise<Omit<ClientRun, 'cpu_s'>> {
+    const child = execa('ip', ['netns', 'exec', p.ns, ...wrapper, ...this.cmdline(p, cmd)], {
+      reject: false,
+      stdin: 'ignore',
+      timeout: timeoutMs,
+      killSignal: 'SIGKILL',
+      cleanup: true,
+    });
+    this.topo.adopt(child);
+    const r = await child;
+    return { exitCode: r.exitCode, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut: Boolean(r.timedOut) };
+  }
+
+  /** The pid of the process in p's namespace whose command line is exactly argv (e.g. a server). */
+  findProcess(p: Place, argv: string[]): number {
+    const ns = netnsInodes([p.ns]);
+    const want = argv.join('\0');
+    const found: number[] = [];
+    for (const pid of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const inode = netnsOf(pid);
+      if (inode === undefined || !ns.has(inode)) continue;
+      try {
+        if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '') === want) found.push(Number(pid));
+      } catch {
+        // exited meanwhile, or a kernel thread
+      }
+    }
+    if (found.length !== 1) throw new Error(`${found.length} processes run "${argv.join(' ')}" in ${p.where}, expected one`);
+    return found[0];
+  }
+
+  /** The brokers' process ids (host 1's first), from their Health answers. */
+  async brokerPids(): Promise<number[]> {
+    return Promise.all(this.controls.map(async (c) => (await c.health()).pid));
   }
 
   private async finish(child: ResultPromise, out: string): Promise<ClientRun> {

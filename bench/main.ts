@@ -7,26 +7,33 @@
 //
 // The brokers run as users run them: with a cluster key (--cluster-key), so SlimFast connections are
 // steered by the cluster-key program (sf_steer_auth); --insecure-host-keys measures the keyless path.
+// --profile adds conn-1's per-connection budget (bench/budget.ts): syscalls, CPU and µs per process.
 //
-//   node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]
+//   node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID] [--profile] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../broker/paths.js';
 import type { Topology } from '../lab/topology.js';
-import { cpuBetween } from './cpu.js';
+import { buildProfile, profileErrors, textBudgetTable, textSyscallTable } from './budget.js';
+import { cpuBetween, processSeconds } from './cpu.js';
 import { BenchLab } from './lab.js';
-import { ALL_PATHS, type BenchPath } from './measure.js';
+import { ALL_PATHS, type BenchPath, PATHS, type PathName } from './measure.js';
+import { traceConnections, type TracedRun } from './profile.js';
 import { type BenchResults, pathsOf, type Sample, summarize, svgChart, textBrokerCpuTable, textCpuTable, textTable } from './report.js';
 import { fmt } from './stats.js';
-import { allWorkloads, iperf3Bound, SampleError, type Settings, type Workload } from './workloads.js';
+import { requireStrace, StraceMissing } from './strace.js';
+import { allWorkloads, iperf3Bound, PROFILED, SampleError, type Settings, type Workload } from './workloads.js';
 
 /** More VXLAN packets than this during a sample that must not use the overlay is a fallback. */
 const VXLAN_NOISE = 100;
 
 const FULL: Settings = { rounds: 6, seconds: 2, bulkSeconds: 3, httpSeconds: 3, parallel: 4, redisShortN: 20_000, redisKeepN: 50_000 };
 const QUICK: Settings = { rounds: 2, seconds: 0.3, bulkSeconds: 1, httpSeconds: 1, parallel: 4, redisShortN: 600, redisKeepN: 3000 };
+
+/** Connections per traced (strace) run of --profile: enough that per-connection counts read to 0.001. */
+const TRACED_CONNECTIONS = 2000;
 
 interface Options {
   settings: Settings;
@@ -37,10 +44,12 @@ interface Options {
   pin: boolean;
   /** The brokers without a cluster key (--insecure-host-keys). */
   hostKeys: boolean;
+  /** conn-1's per-connection budget (--profile) */
+  profile: boolean;
 }
 
 function usage(): never {
-  console.error('usage: node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID,…] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]');
+  console.error('usage: node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID,…] [--profile] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]');
   process.exit(2);
 }
 
@@ -52,6 +61,7 @@ function parseArgs(argv: string[]): Options {
   let svgOut: string | undefined;
   let pin = true;
   let hostKeys = false;
+  let profile = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => argv[++i] ?? usage();
@@ -63,6 +73,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--pin') pin = true;
     else if (a === '--no-pin') pin = false;
     else if (a === '--insecure-host-keys') hostKeys = true;
+    else if (a === '--profile') profile = true;
     else if (a === '--help' || a === '-h') usage();
     else {
       console.error(`bench: unknown argument ${a}`);
@@ -74,8 +85,16 @@ function parseArgs(argv: string[]): Options {
     if (!Number.isInteger(rounds) || rounds < 1 || rounds > 50) usage();
     settings.rounds = rounds;
   }
+  if (profile) {
+    // the budget is conn-1's: alone unless --only asks for more
+    if (only && !only.includes(PROFILED)) {
+      console.error(`bench: --profile breaks down ${PROFILED}; add it to --only`);
+      usage();
+    }
+    only ??= [PROFILED];
+  }
   if (only || rounds !== undefined || !pin || hostKeys) mode = mode === 'quick' ? 'quick' : 'custom';
-  return { settings, mode, only, jsonOut, svgOut: svgOut ?? jsonOut.replace(/\.json$/, '') + '.svg', pin, hostKeys };
+  return { settings, mode, only, jsonOut, svgOut: svgOut ?? jsonOut.replace(/\.json$/, '') + '.svg', pin, hostKeys, profile };
 }
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -104,13 +123,17 @@ function machine(): BenchResults['machine'] {
 
 class Interrupted extends Error {}
 
-/** One bounded sample of one workload over one path, with CPU accounting and the fallback checks. */
-async function sample(lab: BenchLab, w: Workload, which: BenchPath, s: Settings, round: number, order: number): Promise<Sample> {
+/**
+ * One bounded sample of one workload over one path, with CPU accounting and the fallback checks.
+ * With profile, the CPU of the processes the workload names is also kept apart.
+ */
+async function sample(lab: BenchLab, w: Workload, which: BenchPath, s: Settings, round: number, order: number, profile: boolean): Promise<Sample> {
   const t0 = performance.now();
   const out: Sample = { round, order, path: which, metrics: {}, ops: 0, errors: 0, seconds: 0 };
   let ctx: { dispose(): Promise<void> } | undefined;
   try {
     ctx = await w.prepare?.(lab, which, s);
+    const pids = profile ? await w.processes?.(lab, which) : undefined;
     const vx0 = await lab.vxlanPackets();
     const b0 = await lab.brokerCounters();
     const c0 = lab.cpu();
@@ -121,6 +144,7 @@ async function sample(lab: BenchLab, w: Workload, which: BenchPath, s: Settings,
     const u = cpuBetween(c0, c1);
     const total = u.tasks_s + r.clientCpu_s + u.softirq_s;
     out.cpu = { tasks_s: u.tasks_s, clients_s: r.clientCpu_s, softirq_s: u.softirq_s, total_s: total, steal_s: u.steal_s, idle_s: u.idle_s, wall_s: u.wall_s };
+    if (pids) out.cpu.processes = Object.fromEntries(Object.entries(pids).map(([role, pid]) => [role, processSeconds(c0, c1, pid)]));
     out.metrics = { ...r.metrics, cpu: w.cpu === 'per_gb' ? total / (r.bytes! / 1e9) : (total * 1e6) / r.ops };
     out.ops = r.ops;
     out.bytes = r.bytes;
@@ -167,6 +191,15 @@ async function main(): Promise<number> {
     console.error('bench: run as root (it creates network namespaces); see bench/README.md');
     return 1;
   }
+  if (opts.profile) {
+    try {
+      await requireStrace();
+    } catch (err) {
+      if (!(err instanceof StraceMissing)) throw err;
+      console.error(`bench: ${err.message}`);
+      return 2;
+    }
+  }
   const s = opts.settings;
   let workloads = allWorkloads(s);
   if (opts.only) {
@@ -207,6 +240,7 @@ async function main(): Promise<number> {
   process.on('SIGHUP', onSignal);
 
   const samples = new Map<string, Sample[]>(workloads.map((w) => [w.id, []]));
+  const traced = new Map<PathName, TracedRun | Error>();
   try {
     const nSeccomp = workloads.filter((w) => w.seccomp).length;
     step(`SlimFast benchmark (${opts.mode}): ${workloads.length} workloads × 3 paths${nSeccomp ? ` (${nSeccomp} with a fourth, seccomp)` : ''} × ${s.rounds} rounds, interleaved`);
@@ -244,7 +278,7 @@ async function main(): Promise<number> {
         const order = paths.map((_, i) => paths[(i + round - 1) % paths.length]);
         for (const [k, which] of order.entries()) {
           if (interrupted) throw new Interrupted();
-          const smp = await sample(lab, w, which, s, round, k);
+          const smp = await sample(lab, w, which, s, round, k, opts.profile);
           samples.get(w.id)!.push(smp);
           done++;
           const elapsed = (performance.now() - started) / 1000;
@@ -254,6 +288,18 @@ async function main(): Promise<number> {
           if (smp.error) process.stdout.write(`${head} ${red(`ERROR ${smp.error}`)}  ${tailTxt}\n`);
           else process.stdout.write(`${head} ${primary(w, smp)}   ${tailTxt}\n`);
         }
+      }
+    }
+    if (opts.profile) {
+      step(`profile: ${TRACED_CONNECTIONS} ${PROFILED} connections per path, the client under strace -f -c, strace attached to the server and both brokers`);
+      for (const which of PATHS) {
+        if (interrupted) throw new Interrupted();
+        const t = performance.now();
+        const r = await traceConnections(lab, which, TRACED_CONNECTIONS).catch((err: Error) => err);
+        traced.set(which, r);
+        const took = `${((performance.now() - t) / 1000).toFixed(1)} s`;
+        if (r instanceof Error) process.stdout.write(`  ${which.padEnd(8)} ${red(`ERROR ${r.message}`)}  ${took}\n`);
+        else process.stdout.write(`  ${which.padEnd(8)} syscalls per connection: client ${fmt(r.client.per_conn)}, server ${fmt(r.server.per_conn)}, brokers ${fmt(r.broker1.per_conn)} + ${fmt(r.broker2.per_conn)}  ${took}\n`);
       }
     }
   } catch (err) {
@@ -284,7 +330,9 @@ async function main(): Promise<number> {
     notes,
     errors,
     workloads: workloads.map((w) => summarize(w, samples.get(w.id)!, s.rounds)),
+    ...(opts.profile ? { profile: buildProfile(PROFILED, samples.get(PROFILED) ?? [], traced, TRACED_CONNECTIONS) } : {}),
   };
+  if (results.profile) errors.push(...profileErrors(results.profile));
   for (const w of results.workloads) {
     for (const p of results.paths) if (w.errors[p]) errors.push(`${w.id} over ${p}: ${w.errors[p]} errors${w.first_errors.length ? ` — ${w.first_errors.find((e) => e.startsWith(p)) ?? w.first_errors[0]}` : ''}`);
   }
@@ -296,6 +344,12 @@ async function main(): Promise<number> {
   console.log(textCpuTable(results));
   console.log(`\n${bold('Broker CPU per handed-off connection')} — each host's engine thread, SlimFast samples (a handoff = a connection handed out or in)`);
   console.log(textBrokerCpuTable(results));
+  if (results.profile) {
+    console.log(`\n${bold('Per-connection budget')} — ${PROFILED}; syscalls: strace -f -c over ${TRACED_CONNECTIONS} connections (client start-up taken out); CPU: the samples above, without strace; client µs: connrate's timing`);
+    console.log(textBudgetTable(results.profile));
+    console.log(`\n${bold('Syscalls per connection')} — per process, the calls made at least 0.05 times per connection on some path`);
+    console.log(textSyscallTable(results.profile));
+  }
   console.log('\n  Paths: host = host namespace → host namespace over the veth underlay (the physical limit here);');
   console.log('  VXLAN = plain containers over the kernel VXLAN overlay; SlimFast = the same containers with the preload.');
   console.log('  samehost-1: host = loopback in host 1, VXLAN = the two containers over host 1\'s bridge.');

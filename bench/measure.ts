@@ -33,6 +33,9 @@ export interface ConnrateResult {
   connect_p99_us: number;
   rtt_p50_us: number;
   rtt_p99_us: number;
+  /** close() (0 with -k); absent from older builds' output */
+  close_p50_us?: number;
+  close_p99_us?: number;
   first_error: string;
 }
 

@@ -3,6 +3,7 @@ import { ALL_PATHS, type BenchPath, PATHS, type PathName, median } from './measu
 import { fmt, fmtRatio, ratio, type Spread, spread } from './stats.js';
 import type { MetricDef, Workload } from './workloads.js';
 import type { BrokerCounters } from './lab.js';
+import type { ProfileResult } from './budget.js';
 
 export interface SampleCpu {
   /** lab processes (servers, brokers), from /proc/PID/stat */
@@ -16,6 +17,8 @@ export interface SampleCpu {
   steal_s: number;
   idle_s: number;
   wall_s: number;
+  /** with --profile: seconds of the processes the workload names (e.g. server, broker1, broker2), part of tasks_s */
+  processes?: Record<string, number>;
 }
 
 export interface Sample {
@@ -97,6 +100,8 @@ export interface BenchResults {
   notes: string[];
   errors: string[];
   workloads: WorkloadResult[];
+  /** with --profile: the per-connection budget (bench/budget.ts) */
+  profile?: ProfileResult;
 }
 
 export function cpuMetric(w: Workload): MetricDef {
@@ -201,7 +206,7 @@ export function cpuRows(res: BenchResults): string[][] {
 
 const cpuHead = (res: BenchResults) => [...CPU_HEAD, ...(hasSeccomp(res) ? SECCOMP_HEAD : [])];
 
-function aligned(head: string[], body: string[][], dedupeFirst: boolean): string {
+export function aligned(head: string[], body: string[][], dedupeFirst: boolean): string {
   const rows = [head, ...body];
   const len = (c: string) => [...c].length;
   const widths = head.map((_, i) => Math.max(...rows.map((r) => len(r[i]))));
@@ -253,7 +258,7 @@ export function textCpuTable(res: BenchResults): string {
   return aligned(cpuHead(res), cpuRows(res), false);
 }
 
-function md(head: string[], body: string[][]): string {
+export function md(head: string[], body: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
   return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i >= 2 ? '---:' : '---')).join('|')}|`, ...body.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
 }

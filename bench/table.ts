@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../broker/paths.js';
+import { markdownBudgetTable, markdownSyscallTable } from './budget.js';
 import { type BenchResults, markdownBrokerCpuTable, markdownCpuTable, markdownTable } from './report.js';
 
 const file = process.argv[2] ?? path.join(repoRoot(), 'bench', 'results', 'latest.json');
@@ -18,6 +19,12 @@ console.log('\nCPU over the whole run (all rounds\' CPU time over all rounds\' o
 console.log(markdownCpuTable(res));
 console.log('\nBroker CPU per handed-off connection (each host\'s engine thread, SlimFast samples):\n');
 console.log(markdownBrokerCpuTable(res));
+if (res.profile) {
+  console.log(`\nPer-connection budget (${res.profile.workload}; syscalls: strace -f -c over ${res.profile.traced_connections} connections, client start-up taken out; CPU: the samples above, without strace; client µs: connrate's timing):\n`);
+  console.log(markdownBudgetTable(res.profile));
+  console.log('\nSyscalls per connection, per process (the calls made at least 0.05 times per connection on some path):\n');
+  console.log(markdownSyscallTable(res.profile));
+}
 console.log('');
 for (const n of res.notes) console.log(`- ${n}`);
 for (const e of res.errors) console.log(`- error: ${e}`);

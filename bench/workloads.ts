@@ -58,6 +58,8 @@ export interface Workload {
   /** Per-sample preparation outside the measured window (e.g. a one-shot server); run gets it back. */
   prepare?(lab: BenchLab, which: BenchPath, s: Settings): Promise<{ dispose(): Promise<void> }>;
   run(lab: BenchLab, which: BenchPath, s: Settings, ctx?: unknown): Promise<SampleOut>;
+  /** With --profile: the processes whose CPU a sample reports on its own (role → pid), looked up before it. */
+  processes?(lab: BenchLab, which: BenchPath): Promise<Record<string, number>>;
 }
 
 const CROSS: Record<PathName, string> = { host: 'host ns → host ns', vxlan: 'container → container (VXLAN)', slimfast: 'container → container (SlimFast)' };
@@ -141,7 +143,11 @@ async function rateClient(lab: BenchLab, which: BenchPath, bin: string, role: Ro
   return { j, cpu: r.cpu_s };
 }
 
-function connrateWorkload(id: string, title: string, opts: { threads?: number; keep?: boolean; local?: boolean; latency?: boolean; seccomp?: boolean }): Workload {
+function connrateWorkload(
+  id: string,
+  title: string,
+  opts: { threads?: number; keep?: boolean; local?: boolean; latency?: boolean; seccomp?: boolean; profiled?: boolean },
+): Workload {
   const keep = opts.keep ?? false;
   const metrics: MetricDef[] = keep
     ? [
@@ -171,14 +177,35 @@ function connrateWorkload(id: string, title: string, opts: { threads?: number; k
       const bin = which === 'seccomp' ? CONNRATE_STATIC : CONNRATE;
       const { j, cpu } = await rateClient(lab, which, bin, opts.local ? 'local' : 'server', opts.local ? LOCAL_ECHO_PORT : ECHO_PORT, args, s);
       return {
-        metrics: { rate: j.rate, rtt_p50: j.rtt_p50_us, rtt_p99: j.rtt_p99_us, connect_p50: j.connect_p50_us, connect_p99: j.connect_p99_us },
+        metrics: { rate: j.rate, rtt_p50: j.rtt_p50_us, rtt_p99: j.rtt_p99_us, connect_p50: j.connect_p50_us, connect_p99: j.connect_p99_us, close_p50: j.close_p50_us ?? NaN },
         ops: j.conns,
         errors: j.errors,
         firstError: j.first_error || undefined,
         clientCpu_s: cpu,
       };
     },
+    processes: opts.profiled
+      ? async (lab, which) => {
+          const e = echoConnections(lab, which === 'seccomp' ? 'slimfast' : which, 0);
+          const [broker1, broker2] = await lab.brokerPids();
+          return { server: lab.findProcess(e.server, e.serverArgv), broker1, broker2 };
+        }
+      : undefined,
   };
+}
+
+/** The workload `--profile` breaks down (bench/budget.ts). */
+export const PROFILED = 'conn-1';
+
+/**
+ * conn-1 as the profile's traced runs make it: a fixed count of connections (the time bound only a
+ * safeguard), and the command line of the echo server it talks to, to find that process.
+ */
+export function echoConnections(lab: BenchLab, which: PathName, n: number): { client: Place; cmd: string[]; server: Place; serverArgv: string[] } {
+  const client = lab.place('client', which);
+  const server = lab.place('server', which);
+  const port = String(portFor(ECHO_PORT, which));
+  return { client, server, serverArgv: [ECHOD, port], cmd: [CONNRATE, server.ip, port, '-n', String(n), '-t', '60', '-s', '16', '-c', '1'] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -429,7 +456,7 @@ const nginx: Workload = {
 
 export function allWorkloads(s: Settings): Workload[] {
   return [
-    connrateWorkload('conn-1', 'connect / 16-byte request / response / close, 1 client', { latency: true, seccomp: true }),
+    connrateWorkload(PROFILED, 'connect / 16-byte request / response / close, 1 client', { latency: true, seccomp: true, profiled: true }),
     connrateWorkload(`conn-${s.parallel}`, `connect / 16-byte request / response / close, ${s.parallel} clients`, { threads: s.parallel, seccomp: true }),
     connrateWorkload('rr-kept', '16-byte request / response on a kept-open connection, 1 client', { keep: true }),
     iperf3,

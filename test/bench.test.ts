@@ -2,6 +2,8 @@
 // path with positive results and no errors, and writes its JSON and SVG. It does not judge speed.
 // conn-1 and conn-4 also run over the seccomp path (a static client on the broker's seccomp agent):
 // a positive rate and ratios, and every connection answered by the agent, none over VXLAN.
+// With --profile, conn-1's per-connection budget: syscalls per process, CPU per process, client
+// phases, in the JSON, the printed tables and table.js's Markdown.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,7 +20,15 @@ interface Spread {
   n: number;
 }
 
+interface Budget {
+  syscalls?: Record<string, { per_conn: number; calls: Record<string, number> }>;
+  cpu_us?: Record<string, number>;
+  phases_us?: Record<string, number>;
+  error?: string;
+}
+
 interface Results {
+  profile?: { workload: string; traced_connections: number; paths: Record<string, Budget> };
   schema: string;
   mode: string;
   errors: string[];
@@ -37,7 +47,7 @@ test('npm run bench --quick measures every workload over every path', async (t) 
   try {
     const json = path.join(dir, 'quick.json');
     const started = Date.now();
-    const r = await execa(process.execPath, [path.join(repoRoot(), 'dist', 'bench', 'main.js'), '--quick', '--json-out', json], {
+    const r = await execa(process.execPath, [path.join(repoRoot(), 'dist', 'bench', 'main.js'), '--quick', '--profile', '--only', WORKLOADS.join(','), '--json-out', json], {
       reject: false,
       timeout: 200_000,
       all: true,
@@ -82,6 +92,25 @@ test('npm run bench --quick measures every workload over every path', async (t) 
       }
       for (const s of w.samples.filter((x) => x.path === 'slimfast')) t.is(s.broker!.seccomp_handed, 0, `${w.id} slimfast: the agent answered connects`);
     }
+    t.is(res.profile?.workload, 'conn-1');
+    t.regex(out, /Per-connection budget[^]*syscalls\s+client \(connrate\)[^]*Syscalls per connection/);
+    for (const p of PATHS) {
+      const b = res.profile!.paths[p];
+      t.is(b.error, undefined, `profile over ${p}`);
+      for (const proc of ['client', 'server']) t.true(b.syscalls![proc].per_conn > 0, `profile over ${p}: ${proc}`);
+      for (const proc of ['broker1', 'broker2']) t.true(b.syscalls![proc].per_conn >= 0, `profile over ${p}: ${proc}`);
+      if (p !== 'slimfast') {
+        // plain sockets: the client's socket and connect and the server's accept4, per connection
+        t.true(b.syscalls!.client.calls.connect >= 1 && b.syscalls!.client.calls.socket >= 1, `profile over ${p}: client ${JSON.stringify(b.syscalls!.client.calls)}`);
+        t.true(b.syscalls!.server.calls.accept4 >= 1, `profile over ${p}: server ${JSON.stringify(b.syscalls!.server.calls)}`);
+      }
+      t.true(b.cpu_us!.total > 0 && b.cpu_us!.client > 0, `profile over ${p}: CPU ${JSON.stringify(b.cpu_us)}`);
+      for (const ph of ['connect_p50', 'rtt_p50', 'close_p50', 'loop']) t.true(b.phases_us![ph] > 0, `profile over ${p}: ${ph}`);
+    }
+    // on SlimFast the sending broker works for every connection (it stocks the pools)
+    t.true(res.profile!.paths.slimfast.syscalls!.broker1.per_conn > 0.5);
+    const md = await execa(process.execPath, [path.join(repoRoot(), 'dist', 'bench', 'table.js'), json], { reject: false });
+    t.regex(md.stdout, /\| syscalls \| client \(connrate\) \|[^]*\| CPU µs \| softirq \(machine\) \|/);
     const svg = fs.readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
     t.regex(svg, /^<\?xml[^]*<svg[^]*<\/svg>\s*$/);
     for (const id of WORKLOADS) t.true(svg.includes(`${id} · `), `the chart shows ${id}`);

@@ -4,7 +4,8 @@
  *
  * Each connection: socket, connect, write MSG_BYTES, read them back, close. With -k, one connection
  * per thread is kept open and only the request/response is repeated. Bounded by -n (total) and -t.
- * Prints one JSON object: counts, rate, connect and round-trip latency percentiles in microseconds.
+ * Prints one JSON object: counts, rate, connect, round-trip and close latency percentiles in
+ * microseconds ("connect" is socket + TCP_NODELAY + connect; close is 0 with -k).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -32,7 +33,7 @@ static double t_start;
 
 struct worker {
   pthread_t tid;
-  double *connect_us, *rtt_us;
+  double *connect_us, *rtt_us, *close_us;
   long n, cap, errors;
   char first_error[96];
 };
@@ -90,14 +91,16 @@ static void *run(void *arg) {
       if (w->errors > 1000) break;
       continue;
     }
-    double t2 = now();
+    double t2 = now(), t3 = t2;
     if (keep_open) {
       kept = fd;
     } else {
       close(fd);
+      t3 = now();
     }
     w->connect_us[w->n] = (t1 - t0) * 1e6;
     w->rtt_us[w->n] = (t2 - t1) * 1e6;
+    w->close_us[w->n] = (t3 - t2) * 1e6;
     w->n++;
   }
   if (kept >= 0) close(kept);
@@ -137,7 +140,8 @@ int main(int argc, char **argv) {
     w[i].cap = cap;
     w[i].connect_us = malloc(sizeof(double) * cap);
     w[i].rtt_us = malloc(sizeof(double) * cap);
-    if (!w[i].connect_us || !w[i].rtt_us) {
+    w[i].close_us = malloc(sizeof(double) * cap);
+    if (!w[i].connect_us || !w[i].rtt_us || !w[i].close_us) {
       fprintf(stderr, "connrate: out of memory\n");
       return 1;
     }
@@ -154,18 +158,21 @@ int main(int argc, char **argv) {
     errors += w[i].errors;
     if (!*first_error && w[i].errors) first_error = w[i].first_error;
   }
-  double *c = malloc(sizeof(double) * (n ? n : 1)), *r = malloc(sizeof(double) * (n ? n : 1));
+  double *c = malloc(sizeof(double) * (n ? n : 1)), *r = malloc(sizeof(double) * (n ? n : 1)), *x = malloc(sizeof(double) * (n ? n : 1));
   long k = 0;
   for (int i = 0; i < threads; i++) {
     memcpy(c + k, w[i].connect_us, sizeof(double) * w[i].n);
     memcpy(r + k, w[i].rtt_us, sizeof(double) * w[i].n);
+    memcpy(x + k, w[i].close_us, sizeof(double) * w[i].n);
     k += w[i].n;
   }
   qsort(c, n, sizeof(double), cmp);
   qsort(r, n, sizeof(double), cmp);
+  qsort(x, n, sizeof(double), cmp);
   printf("{\"conns\":%ld,\"errors\":%ld,\"seconds\":%.4f,\"rate\":%.1f,\"connect_p50_us\":%.2f,\"connect_p99_us\":%.2f,"
-         "\"rtt_p50_us\":%.2f,\"rtt_p99_us\":%.2f,\"threads\":%d,\"keep_open\":%s,\"first_error\":\"%s\"}\n",
-         n, errors, elapsed, n / elapsed, pct(c, n, 0.5), pct(c, n, 0.99), pct(r, n, 0.5), pct(r, n, 0.99), threads,
-         keep_open ? "true" : "false", first_error);
+         "\"rtt_p50_us\":%.2f,\"rtt_p99_us\":%.2f,\"close_p50_us\":%.2f,\"close_p99_us\":%.2f,\"threads\":%d,\"keep_open\":%s,"
+         "\"first_error\":\"%s\"}\n",
+         n, errors, elapsed, n / elapsed, pct(c, n, 0.5), pct(c, n, 0.99), pct(r, n, 0.5), pct(r, n, 0.99), pct(x, n, 0.5),
+         pct(x, n, 0.99), threads, keep_open ? "true" : "false", first_error);
   return n > 0 ? 0 : 1;
 }
