@@ -7,7 +7,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
+import { type ResultPromise, execa } from 'execa';
 import { installPaths } from '../broker/paths.js';
 import { pidAlive } from '../broker/state-dir.js';
 import { killAll, rmdirWhenEmpty } from './procs.js';
@@ -205,6 +205,23 @@ export class RuncLab {
   exec(name: string, args: string[], opts: { timeout?: number; flags?: string[] } = {}): Promise<RuncResult> {
     const m = this.managed(name);
     return this.runc(m.host, ['exec', ...(opts.flags ?? []), m.id, ...args], { timeout: opts.timeout });
+  }
+
+  /**
+   * `slimfast-runc exec ID ARGS…` in the background, for a server: the child to await or kill (runc
+   * forwards the signal to the process). destroy() of the topology kills it if it is still running.
+   */
+  start(name: string, args: string[], opts: { timeout?: number } = {}): ResultPromise<{ reject: false; stdin: 'ignore' }> {
+    const m = this.managed(name);
+    const child = execa(SLIMFAST_RUNC, ['--root', this.root, 'exec', m.id, ...args], {
+      env: this.env(m.host),
+      extendEnv: false,
+      reject: false,
+      stdin: 'ignore',
+      timeout: opts.timeout ?? 60_000,
+    });
+    this.topo.adopt(child);
+    return child;
   }
 
   state(name: string, opts: { real?: boolean } = {}): Promise<RuncResult> {

@@ -170,7 +170,7 @@ head -c 32 /dev/urandom > /etc/slimfast/cluster.key && chmod 600 /etc/slimfast/c
 Every path the install writes (the service's command, the engines' runtime and hook) points into
 /opt/${name}/: unpack a new version next to it and run \`install\` again from there to switch.
 \`/opt/${name}/bin/slimfast --help\` lists every command. As root, \`node /opt/${name}/dist/demo/main.js\`
-runs the demo (it also needs runc and busybox).
+runs the demo (it also needs runc, busybox and iperf3).
 
 ## Contents
 
