@@ -171,6 +171,7 @@ struct Pool : Obj {
   // Takes seen in the channel's depth (SIOCOUTQ) before the process reported them: counted as
   // connections already, so the report's own count skips them.
   uint32_t presumed = 0;
+  bool blocking = false;  // the process's applications want blocking sockets (SF_TOOK_BLOCKING)
   int backoff_ms = 0;       // after failed stocking connects: none before retry_at
   int64_t retry_at = 0;
   bool parked = false;      // reports are not watched until parked_ns + kPoolParkNs

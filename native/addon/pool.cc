@@ -148,7 +148,7 @@ sf_pooled Engine::pooled_msg(Pool* p, bool deferred) {
   // The MAC (made with the destination fields zero) keeps the source vIP ours.
   sf_pooled msg;
   msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
-  msg.m = make_msg(SF_POOLED, 0, deferred ? SF_POOLED_DEFERRED : 0, 0, next_src_port(), 0, 0,
+  msg.m = make_msg(SF_POOLED, 0, (deferred ? SF_POOLED_DEFERRED : 0) | (p->blocking ? 0 : SF_POOLED_NONBLOCK), 0, next_src_port(), 0, 0,
                    uint64_t(mono_ns()));
   msg.m.seq = std::max<uint32_t>(1, p->target / 4);  // takes the process may report together
   return msg;
@@ -172,7 +172,7 @@ void Engine::fill_pool(Pool* p) {
     if (fd >= 0 && !pending) {
       p->backoff_ms = 0;
       p->retry_at = 0;
-      make_blocking_fresh(fd);
+      if (p->blocking) make_blocking_fresh(fd);  // else left as made: what most applications ask for
       b.fds[b.n] = fd;
       b.msgs[b.n] = pooled_msg(p, deferred);
       if (++b.n == PoolBatch::kMax) flush_pool_batch(p, b);
@@ -202,7 +202,7 @@ void Engine::pool_connected(OutConn* o, int fd) {
   pool_stock(p, 0, -1);
   p->backoff_ms = 0;
   p->retry_at = 0;
-  make_blocking_fresh(fd);
+  if (p->blocking) make_blocking_fresh(fd);
   PoolBatch b;  // a batch of one: the same send, counting and failure handling
   b.fds[0] = fd;
   b.msgs[0] = pooled_msg(p, false);
@@ -323,7 +323,8 @@ bool Engine::take_report(Pool* p, const sf_msg& m, ssize_t n) {
   pool_stock(p, -int(took), 0);
   count_taken(p, used - seen_used);
   if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
-  if (m.status == 1 && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
+  if ((m.status & SF_TOOK_EMPTY) && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
+  p->blocking = (m.status & SF_TOOK_BLOCKING) != 0;
   return true;
 }
 

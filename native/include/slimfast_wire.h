@@ -34,8 +34,9 @@ enum sf_msg_type {
                            Reply SF_CHANNEL_INFO, status 0 with vip_a:port_a when it is one of
                            this broker's listener channels, else status ENOENT.              */
   SF_POOL_TOOK = 5,     /* on a pool channel: sockets removed from it since the last report,
-                           a = used | (discarded as stale or dead) << 32; status 1 = the pool
-                           was found empty.                                                    */
+                           a = used | (discarded as stale or dead) << 32; status bits:
+                           SF_TOOK_EMPTY the pool was found empty, SF_TOOK_BLOCKING the
+                           process's applications want blocking sockets (stock them so).      */
   SF_STEER_SOCKET = 6,  /* after an SF_LISTEN_OK with SF_LISTEN_STEERED: a = st_ino of the
                            channel it attached. Reply SF_STEER_OK.                             */
   SF_LISTEN_CLOSED = 7, /* the process closed a listener: a = st_ino of its channel. If no
@@ -93,6 +94,11 @@ enum sf_msg_type {
 /* SF_POOLED status: a TCP Fast Open socket whose connect() was deferred — the SYN leaves with the
    header, so nothing can have arrived on it (no liveness check needed). */
 #define SF_POOLED_DEFERRED 1
+/* SF_POOLED status: the socket is O_NONBLOCK (as most applications want theirs; the taker clears
+   it for a blocking one). Without it, the socket is blocking. */
+#define SF_POOLED_NONBLOCK 2
+#define SF_TOOK_EMPTY 1
+#define SF_TOOK_BLOCKING 2
 
 #define SF_FEAT_LISTEN_CLOSED 1u /* SF_HELLO_OK.port_b: SF_LISTEN_CLOSED is answered */
 #define SF_FEAT_STEER_AGAIN 2u   /* SF_HELLO_OK.port_b: SF_STEER_AGAIN is answered */

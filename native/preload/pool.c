@@ -54,6 +54,7 @@ struct pool {
   int64_t empty_reported_at; /* last "found empty" report; 0: none since the last take */
   uint32_t owe_used, owe_gone; /* takes not reported yet */
   uint32_t batch;              /* report once this many are owed (the broker's SF_POOLED seq) */
+  int want_block;              /* the last socket() it served wanted a blocking socket */
 };
 
 /* A remembered answer for ip:port: a confirmation (oks) or "not SlimFast's" (plains). */
@@ -276,12 +277,12 @@ static int hung_up(int pfd) {
   return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
 }
 
-static int report(int pfd, uint32_t used, uint32_t gone, int empty) {
+static int report(int pfd, uint32_t used, uint32_t gone, int empty, int want_block) {
   struct sf_msg m;
   memset(&m, 0, sizeof m);
   m.type = SF_POOL_TOOK;
   m.version = SF_MSG_VERSION;
-  m.status = empty;
+  m.status = (empty ? SF_TOOK_EMPTY : 0) | (want_block ? SF_TOOK_BLOCKING : 0);
   m.a = (uint64_t)used | ((uint64_t)gone << 32);
   /* Never blocks; what a full channel refuses goes in the next report. */
   if (send(pfd, &m, sizeof m, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof m) return 0;
@@ -311,9 +312,9 @@ static void account(int i, uint32_t used, uint32_t gone, int found_empty, int de
     p->empty_reported_at = found_empty ? now : 0;
   }
   if (dead) p->dead = 1;
-  int pfd = p->fd;
+  int pfd = p->fd, wb = p->want_block;
   pool_unlock();
-  int unsent = send_report && report(pfd, u, g, found_empty) != 0;
+  int unsent = send_report && report(pfd, u, g, found_empty, wb) != 0;
   pool_lock();
   if (unsent) {
     p->owe_used += u;
@@ -354,7 +355,7 @@ static uint32_t receive(int pfd, int flags, int *fd, struct sf_pooled *pm, int *
   return gone;
 }
 
-int sf_pool_hand(int cloexec, int *out_fd, struct sf_ticket *t) {
+int sf_pool_hand(int cloexec, int nonblock, int *out_fd, struct sf_ticket *t) {
   if (__atomic_load_n(&hand_score, __ATOMIC_RELAXED) <= 0) return -1;
   int saved = errno;
   if (!pool_lock()) return -1;
@@ -365,6 +366,7 @@ int sf_pool_hand(int cloexec, int *out_fd, struct sf_ticket *t) {
   }
   struct pool *p = &pools[i];
   p->users++;
+  p->want_block = !nonblock;
   int pfd = p->fd;
   uint32_t id = p->id;
   pool_unlock();
@@ -382,6 +384,7 @@ int sf_pool_hand(int cloexec, int *out_fd, struct sf_ticket *t) {
   t->pool = id;
   t->sport = pm.m.port_a;
   t->deferred = (pm.m.status & SF_POOLED_DEFERRED) != 0;
+  t->nonblock = (pm.m.status & SF_POOLED_NONBLOCK) != 0;
   *out_fd = fd;
   return 0;
 }
@@ -450,7 +453,7 @@ __attribute__((destructor)) static void flush_reports(void) {
   for (int i = 0; i < NPOOLS; i++) {
     struct pool *p = &pools[i];
     if (p->fd < 0 || p->dead || p->owe_used + p->owe_gone == 0) continue;
-    if (report(p->fd, p->owe_used, p->owe_gone, 0) == 0) p->owe_used = p->owe_gone = 0;
+    if (report(p->fd, p->owe_used, p->owe_gone, 0, p->want_block) == 0) p->owe_used = p->owe_gone = 0;
   }
   pool_unlock();
 }

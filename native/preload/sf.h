@@ -150,6 +150,7 @@ struct sf_ticket {
   uint32_t pool;    /* the pool it came from (pool.c's id; 0: none, settled) */
   uint16_t sport;   /* virtual source port (network order) */
   uint8_t deferred; /* TCP Fast Open, SYN not sent yet */
+  uint8_t nonblock; /* the socket came O_NONBLOCK (SF_POOLED_NONBLOCK) */
   uint8_t said_connected; /* CONN from a pooled socket: a blocking connect() returned 0, so the
                              kernel never saw it complete; later connects say EISCONN */
 };
@@ -256,8 +257,10 @@ void sf_pool_set_view(const struct sf_view *v);
    (network order; bound_port when nonzero). 0, or -1: ask the broker instead. */
 int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *fd, uint16_t *sport);
 /* socket(): a pooled host socket from the pool this process's connects are expected to use, on
-   the lowest free fd (O_CLOEXEC with cloexec, blocking). 0 and *fd, *t; -1: make an ordinary one. */
-int sf_pool_hand(int cloexec, int *fd, struct sf_ticket *t);
+   the lowest free fd (O_CLOEXEC with cloexec; O_NONBLOCK if t->nonblock; nonblock: what the app
+   asked for, which the pool's reports tell the broker, so that it stocks sockets so). 0 and *fd,
+   *t; -1: make an ordinary one. */
+int sf_pool_hand(int cloexec, int nonblock, int *fd, struct sf_ticket *t);
 /* connect() of a POOLED socket to ip:port: sends the header if t's pool covers the destination
    (route, confirmation, age, source port); 0 = connected (t settled as used); -1 = not covered or
    the send failed (t still open: the caller replaces the socket and settles it as gone). */

@@ -76,9 +76,9 @@ static int pooled_socket(int type) {
   struct sf_entry e, old;
   int fd;
   memset(&e, 0, sizeof e);
-  if (sf_pool_hand((type & SOCK_CLOEXEC) != 0, &fd, &e.tk) != 0) return -1;
-  /* pooled sockets are blocking */
-  if ((type & SOCK_NONBLOCK) && REAL(fcntl)(fd, F_SETFL, O_NONBLOCK) != 0) {
+  if (sf_pool_hand((type & SOCK_CLOEXEC) != 0, (type & SOCK_NONBLOCK) != 0, &fd, &e.tk) != 0) return -1;
+  /* as the broker made it: non-blocking unless the reports said this process wants blocking ones */
+  if (!(type & SOCK_NONBLOCK) != !e.tk.nonblock && REAL(fcntl)(fd, F_SETFL, (type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) != 0) {
     sf_pool_settle(&e.tk, SF_TK_GONE);
     REAL(close)(fd);
     return -1;

@@ -38,6 +38,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -443,6 +444,8 @@ int main(int argc, char **argv) {
         ssize_t n = recvmsg(pool_fd, &mh, MSG_CMSG_CLOEXEC);
         struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
         if (c && c->cmsg_type == SCM_RIGHTS) memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        /* as the preload does for a blocking application's socket */
+        if (fd >= 0 && (pm.m.status & SF_POOLED_NONBLOCK)) fcntl(fd, F_SETFL, 0);
         struct sf_hdr out = pm.h;
         out.dst_vip = ipparse(dst);
         out.dst_port = htons((uint16_t)atoi(port));
@@ -463,6 +466,7 @@ int main(int argc, char **argv) {
           struct msghdr mh2 = {.msg_iov = &iov2, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
           if (recvmsg(pool_fd, &mh2, MSG_CMSG_CLOEXEC) > 0 && (c = CMSG_FIRSTHDR(&mh2)) && c->cmsg_type == SCM_RIGHTS)
             memcpy(&fd2, CMSG_DATA(c), sizeof fd2);
+          if (fd2 >= 0 && (pm2.m.status & SF_POOLED_NONBLOCK)) fcntl(fd2, F_SETFL, 0);
           if (fd2 >= 0 && send(fd2, &out, sizeof out, MSG_NOSIGNAL) < 0) err2 = errno;
         }
         struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = fd2 >= 0 ? 2 : 1};
