@@ -171,6 +171,30 @@ test.serial('a deny reaches a process that has used pooled connections', async (
   t.is(k3.handed_in, k2.handed_in, 'the server host saw nothing');
 });
 
+test.serial('a socket a process took from its pool before a deny does not connect after it', async (t) => {
+  const h1 = topo.hosts[0];
+  const c1 = topo.container('c1');
+  const c3 = topo.container('c3');
+  writePolicy({ default: 'allow', rules: [] });
+  await waitPolicy(h1, `file ${file}, 0 rules, default allow`);
+  // socket() hands out a pooled socket once the process's connects have gone through its pool;
+  // the deny comes while the process holds one, unconnected, well past the 20 ms it may use one
+  // without looking at its channel.
+  const client = execa('ip', topo.argv(c1, [PY, CLIENT, 'held-refused', c3.ip, '7000', '20']), { reject: false, timeout: 60_000 });
+  topo.adopt(client);
+  let out = '';
+  client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  await topo.waitFor(async () => out.includes('echoed'), 30_000, 'the client to finish its echoes');
+  t.is(JSON.parse(out.split('\n')[0]).echoed, 20);
+  writePolicy({ default: 'allow', rules: [c1Deny('10.200.2.0/24', '7000-7001')] });
+  await waitPolicy(h1, `file ${file}, 1 rule, default allow`);
+  client.stdin!.write('go\n');
+  const res = await client;
+  const last = JSON.parse(res.stdout.trim().split('\n').pop()!) as Try;
+  t.false(last.connected, JSON.stringify(last));
+  t.is(last.errno, EACCES);
+});
+
 test.serial('a bad rewrite keeps the policy in force and says what is wrong; SIGHUP reloads', async (t) => {
   const h1 = topo.hosts[0];
   const c3 = topo.container('c3');

@@ -9,6 +9,9 @@
                                    COUNT such connects, one after the other: a JSON list of them.
   client.py then-refused HOST PORT COUNT
                                    COUNT echo connections, then one more connect after "go" on stdin.
+  client.py held-refused HOST PORT COUNT
+                                   the same, but the last connect's socket is made before the line
+                                   (socket() may hand out a pooled socket) and connected after "go".
   client.py bound HOST PORT SPORT COUNT
                                    COUNT connections, the i-th from source port SPORT+i (bound
                                    before connecting): a JSON list of what the server saw as peer,
@@ -124,6 +127,23 @@ def main():
         if ready:
             sys.stdin.readline()
         print(json.dumps(try_connect(host, port)))
+    elif mode == "held-refused":
+        count = int(sys.argv[4])
+        ok = sum(1 for i in range(count) if one(host, port, i)["echo_ok"])
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        print(json.dumps({"echoed": ok}), flush=True)
+        ready, _, _ = select.select([sys.stdin], [], [], 30)
+        if ready:
+            sys.stdin.readline()
+        t0 = time.monotonic()
+        held.settimeout(10)
+        try:
+            held.connect((host, port))
+            res = {"connected": True, "seconds": time.monotonic() - t0}
+        except OSError as e:
+            res = {"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}
+        held.close()
+        print(json.dumps(res))
     elif mode == "loop":
         secs, interval = float(sys.argv[4]), float(sys.argv[5]) / 1000
         held = socket.create_connection((host, port), timeout=10)
