@@ -82,32 +82,3 @@ export function median(values: number[]): number {
   const mid = Math.floor(v.length / 2);
   return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2;
 }
-
-export interface PathSummary {
-  path: PathName;
-  rate: number[];
-  connectP50: number[];
-  rttP50: number[];
-  errors: number;
-}
-
-/** Interleaved rounds of one connrate sample per path (run does the sample); onRound reports progress. */
-export async function interleaved(
-  run: (which: PathName) => Promise<ConnrateResult>,
-  rounds: number,
-  onRound: (round: number, which: PathName, r: ConnrateResult) => void,
-): Promise<PathSummary[]> {
-  const out = new Map<PathName, PathSummary>(PATHS.map((p) => [p, { path: p, rate: [], connectP50: [], rttP50: [], errors: 0 }]));
-  for (let round = 1; round <= rounds; round++) {
-    for (const which of PATHS) {
-      const r = await run(which);
-      const s = out.get(which)!;
-      s.rate.push(r.rate);
-      s.connectP50.push(r.connect_p50_us);
-      s.rttP50.push(r.rtt_p50_us);
-      s.errors += r.errors;
-      onRound(round, which, r);
-    }
-  }
-  return [...out.values()];
-}
