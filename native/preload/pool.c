@@ -184,9 +184,27 @@ static int covering_locked(uint32_t ip) {
   return -1;
 }
 
+/* A connect used pool i: socket() keeps handing out its sockets. */
 static void hit_locked(int i) {
   hand_slot = i;
   if (hand_score < HAND_SCORE_MAX) hand_score++;
+}
+
+/* A socket from pool i was connected somewhere the pool does not go. */
+static void miss_locked(int i) {
+  if (hand_slot == i) hand_score -= 2;
+}
+
+/* The slot of the pool a ticket names, or -1. */
+static int find_locked(uint32_t id) {
+  for (int k = 0; k < NPOOLS; k++)
+    if (pools[k].id == id && pools[k].fd >= 0) return k;
+  return -1;
+}
+
+/* One user of pool i leaves; the last one closes a dead pool. */
+static void release_locked(int i) {
+  if (--pools[i].users == 0 && pools[i].dead) close_pool_locked(i);
 }
 
 static uint64_t view_count(const struct sf_view *v, int found) {
@@ -290,12 +308,13 @@ static int report(int pfd, uint32_t used, uint32_t gone, int empty, int want_blo
   return -1;
 }
 
-/* Pool i (a user held, released here) had `used` sockets used and `gone` discarded; reports what is
-   owed once a batch is full or the pool was found empty. batch: the broker's latest ask (0: as
-   before). */
+/* Pool i (a user held, released here) had `used` sockets used (a hit: see hit_locked) and `gone`
+   discarded; reports what is owed once a batch is full or the pool was found empty. batch: the
+   broker's latest ask (0: as before). */
 static void account(int i, uint32_t used, uint32_t gone, int found_empty, int dead, uint32_t batch) {
   struct pool *p = &pools[i];
   pool_lock(); /* succeeds: a handler that interrupted us in between has returned */
+  if (used) hit_locked(i);
   if (batch) p->batch = batch < MAX_BATCH ? batch : MAX_BATCH;
   p->owe_used += used;
   p->owe_gone += gone;
@@ -320,7 +339,7 @@ static void account(int i, uint32_t used, uint32_t gone, int found_empty, int de
     p->owe_used += u;
     p->owe_gone += g;
   }
-  if (--p->users == 0 && p->dead) close_pool_locked(i);
+  release_locked(i);
   pool_unlock();
 }
 
@@ -406,11 +425,10 @@ int sf_pool_connect(int fd, struct sf_ticket *t, uint32_t ip, uint16_t port, uin
   if ((uint64_t)(now - t->made_ns) >= SF_POOL_MAX_AGE_NS) return -1;
   int saved = errno;
   if (!pool_lock()) return -1;
-  int i = -1;
-  for (int k = 0; k < NPOOLS; k++)
-    if (pools[k].id == t->pool && pools[k].fd >= 0 && !pools[k].dead) i = k;
+  int i = find_locked(t->pool);
+  if (i >= 0 && pools[i].dead) i = -1;
   int ok = i >= 0 && (ip & pools[i].mask) == pools[i].net && confirmed_locked(ip, port);
-  if (i >= 0 && !ok && hand_slot == i) hand_score -= 2;
+  if (i >= 0 && !ok) miss_locked(i);
   int pfd = i >= 0 ? pools[i].fd : -1;
   if (ok) pools[i].users++;
   pool_unlock();
@@ -419,14 +437,11 @@ int sf_pool_connect(int fd, struct sf_ticket *t, uint32_t ip, uint16_t port, uin
   if (r == 0) r = send_header(fd, &t->h, ip, port, bound_port ? bound_port : t->sport);
   if (r == 0) {
     if (bound_port) t->sport = bound_port;
-    pool_lock();
-    hit_locked(i);
-    pool_unlock();
     t->pool = 0;
     account(i, 1, 0, 0, 0, 0);
   } else {
     pool_lock();
-    pools[i].users--; /* the caller settles the ticket */
+    release_locked(i); /* the caller settles the ticket */
     pool_unlock();
   }
   errno = saved;
@@ -438,13 +453,11 @@ void sf_pool_settle(struct sf_ticket *t, int how) {
   uint32_t id = t->pool;
   t->pool = 0;
   if (!pool_lock()) return;
-  int i = -1;
-  for (int k = 0; k < NPOOLS; k++)
-    if (pools[k].id == id && pools[k].fd >= 0) i = k;
-  if (i >= 0 && how == SF_TK_MISSED && hand_slot == i) hand_score -= 2;
+  int i = find_locked(id);
+  if (i >= 0 && how == SF_TK_MISSED) miss_locked(i);
   if (i >= 0) pools[i].users++;
   pool_unlock();
-  if (i >= 0) account(i, how == SF_TK_USED, how != SF_TK_USED, 0, 0, 0);
+  if (i >= 0) account(i, 0, 1, 0, 0, 0);
 }
 
 /* At exit: the takes not reported yet, so that the broker's counts are whole. */
@@ -483,11 +496,6 @@ int sf_pool_take(uint32_t ip, uint16_t port, uint16_t bound_port, int *out_fd, u
       fd = -1;
       gone++;
     }
-  }
-  if (fd >= 0) {
-    pool_lock();
-    hit_locked(i);
-    pool_unlock();
   }
   account(i, fd >= 0, gone, empty && fd < 0, dead, fd >= 0 ? pm.m.seq : 0);
   errno = saved;

@@ -267,7 +267,7 @@ int sf_pool_hand(int cloexec, int nonblock, int *fd, struct sf_ticket *t);
 int sf_pool_connect(int fd, struct sf_ticket *t, uint32_t ip, uint16_t port, uint16_t bound_port);
 /* The ticket's socket is gone unused (closed, replaced; SF_TK_MISSED: because the app connected
    somewhere its pool does not go): tell its pool. No-op when settled. */
-enum { SF_TK_USED = 1, SF_TK_GONE, SF_TK_MISSED };
+enum { SF_TK_GONE = 1, SF_TK_MISSED };
 void sf_pool_settle(struct sf_ticket *t, int how);
 int sf_pool_is_fd(int fd);
 void sf_pool_relocate(int fd);

@@ -239,8 +239,9 @@ static int plain_connect(int fd, const struct sockaddr *addr, socklen_t len, int
 
 SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
   if (!sf_tab_has(fd) || !addr) return REAL(connect)(fd, addr, len);
-  struct sf_entry ce;
-  if (sf_tab_get(fd, &ce) && ce.kind == SF_K_CONN && ce.tk.said_connected) {
+  struct sf_entry e; /* one read of the entry serves the checks below (a claim reads it again) */
+  int kind = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
+  if (kind == SF_K_CONN && e.tk.said_connected) {
     errno = EISCONN;
     return -1;
   }
@@ -259,15 +260,13 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
     if (sf_unpool(fd) != 0) return -1; /* AF_UNSPEC, AF_INET6 on an AF_INET socket: the kernel's say */
     if (addr->sa_family == AF_INET6) { /* a real IPv6 destination: never SlimFast's */
       int saved = errno;
-      struct sf_entry e;
       if (sf_tab_get(fd, &e) && e.kind == SF_K_SOCK) forget(fd);
       errno = saved;
     }
     return REAL(connect)(fd, addr, len);
   }
   int saved = errno;
-  struct sf_entry e;
-  if (sf_tab_get(fd, &e) && e.kind == SF_K_POOLED) {
+  if (kind == SF_K_POOLED) {
     int r = pooled_connect(fd, &e, v6, ip, port);
     if (r != 2) return r;
   }
