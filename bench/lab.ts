@@ -165,22 +165,12 @@ export class BenchLab {
   /** Starts a process under cpuwrap (bounded by timeoutMs); result resolves when it exits. */
   start(p: Place, cmd: string[], timeoutMs: number): { child: ResultPromise; result: Promise<ClientRun> } {
     const out = path.join(this.topo.dir, `cpu-${process.pid}-${this.seq++}.json`);
-    const child = execa('ip', ['netns', 'exec', p.ns, CPUWRAP, out, ...this.cmdline(p, cmd)], {
-      reject: false,
-      stdin: 'ignore',
-      timeout: timeoutMs,
-      killSignal: 'SIGKILL',
-      cleanup: true,
-    });
-    this.topo.adopt(child);
+    const child = this.spawnBounded(p, [CPUWRAP, out], cmd, timeoutMs);
     return { child, result: this.finish(child, out) };
   }
 
-  /**
-   * Runs a client to completion under wrapper (e.g. strace) instead of cpuwrap, bounded by timeoutMs:
-   * the wrapper runs in the place's namespace and execs the usual command line (env, pinning, cmd).
-   */
-  async runWrapped(p: Place, wrapper: string[], cmd: string[], timeoutMs: number): Promise<Omit<ClientRun, 'cpu_s'>> {
+  /** `wrapper cmd` in the place's namespace with its command line (env, pinning), bounded, adopted by the lab. */
+  private spawnBounded(p: Place, wrapper: string[], cmd: string[], timeoutMs: number): ResultPromise {
     const child = execa('ip', ['netns', 'exec', p.ns, ...wrapper, ...this.cmdline(p, cmd)], {
       reject: false,
       stdin: 'ignore',
@@ -189,7 +179,15 @@ export class BenchLab {
       cleanup: true,
     });
     this.topo.adopt(child);
-    const r = await child;
+    return child;
+  }
+
+  /**
+   * Runs a client to completion under wrapper (e.g. strace) instead of cpuwrap, bounded by timeoutMs:
+   * the wrapper runs in the place's namespace and execs the usual command line (env, pinning, cmd).
+   */
+  async runWrapped(p: Place, wrapper: string[], cmd: string[], timeoutMs: number): Promise<Omit<ClientRun, 'cpu_s'>> {
+    const r = await this.spawnBounded(p, wrapper, cmd, timeoutMs);
     return { exitCode: r.exitCode, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut: Boolean(r.timedOut) };
   }
 

@@ -1,7 +1,7 @@
 // Connect-time policy end to end: two emulated hosts whose brokers run with --policy FILE. A denied
 // connect fails in the app with EACCES at once and sends nothing; the file is reloaded when it
 // changes (a bad version keeps the policy in force); a deny reaches processes that hold pools.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -142,17 +142,28 @@ test.serial('rewriting the file takes effect without a restart', async (t) => {
   t.true(logMessages(h1).includes(`policy: file ${file}, 0 rules, default allow`));
 });
 
-test.serial('a deny reaches a process that has used pooled connections', async (t) => {
-  const [h1, h2] = topo.hosts;
-  const c1 = topo.container('c1');
-  const c3 = topo.container('c3');
-  const k0 = await topo.counters(h1);
-  const client = execa('ip', topo.argv(c1, [PY, CLIENT, 'then-refused', c3.ip, '7000', '20']), { reject: false, timeout: 60_000 });
+/** client.py MODE (then-refused, held-refused) from c1 to c3:7000: 20 echoes, then one more
+ *  connect when go() says so; its result. */
+async function echoThenConnect(t: ExecutionContext, mode: string): Promise<{ go: () => Promise<Try> }> {
+  const client = execa('ip', topo.argv(topo.container('c1'), [PY, CLIENT, mode, topo.container('c3').ip, '7000', '20']), { reject: false, timeout: 60_000 });
   topo.adopt(client);
   let out = '';
   client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   await topo.waitFor(async () => out.includes('echoed'), 30_000, 'the client to finish its echoes');
   t.is(JSON.parse(out.split('\n')[0]).echoed, 20);
+  return {
+    go: async () => {
+      client.stdin!.write('go\n');
+      const res = await client;
+      return JSON.parse(res.stdout.trim().split('\n').pop()!) as Try;
+    },
+  };
+}
+
+test.serial('a deny reaches a process that has used pooled connections', async (t) => {
+  const [h1, h2] = topo.hosts;
+  const k0 = await topo.counters(h1);
+  const client = await echoThenConnect(t, 'then-refused');
   const k1 = await topo.counters(h1);
   t.true(k1.pool_taken - k0.pool_taken >= 10, `${k1.pool_taken - k0.pool_taken} of 20 connects came from the pool`);
   t.true(k1.pools > k0.pools || k1.pools >= 1, 'the client holds a pool');
@@ -161,9 +172,7 @@ test.serial('a deny reaches a process that has used pooled connections', async (
   await waitPolicy(h1, `file ${file}, 1 rule, default allow`);
   t.is((await topo.counters(h1)).pools, k1.pools - 1, "the client's pool was withdrawn");
   const k2 = await topo.counters(h2);
-  client.stdin!.write('go\n');
-  const res = await client;
-  const last = JSON.parse(res.stdout.trim().split('\n').pop()!) as Try;
+  const last = await client.go();
   t.false(last.connected);
   t.is(last.errno, EACCES);
   t.true(last.seconds < 0.5, `${last.seconds} s`);
@@ -173,24 +182,15 @@ test.serial('a deny reaches a process that has used pooled connections', async (
 
 test.serial('a socket a process took from its pool before a deny does not connect after it', async (t) => {
   const h1 = topo.hosts[0];
-  const c1 = topo.container('c1');
-  const c3 = topo.container('c3');
   writePolicy({ default: 'allow', rules: [] });
   await waitPolicy(h1, `file ${file}, 0 rules, default allow`);
   // socket() hands out a pooled socket once the process's connects have gone through its pool;
   // the deny comes while the process holds one, unconnected, well past the 20 ms it may use one
   // without looking at its channel.
-  const client = execa('ip', topo.argv(c1, [PY, CLIENT, 'held-refused', c3.ip, '7000', '20']), { reject: false, timeout: 60_000 });
-  topo.adopt(client);
-  let out = '';
-  client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await topo.waitFor(async () => out.includes('echoed'), 30_000, 'the client to finish its echoes');
-  t.is(JSON.parse(out.split('\n')[0]).echoed, 20);
+  const client = await echoThenConnect(t, 'held-refused');
   writePolicy({ default: 'allow', rules: [c1Deny('10.200.2.0/24', '7000-7001')] });
   await waitPolicy(h1, `file ${file}, 1 rule, default allow`);
-  client.stdin!.write('go\n');
-  const res = await client;
-  const last = JSON.parse(res.stdout.trim().split('\n').pop()!) as Try;
+  const last = await client.go();
   t.false(last.connected, JSON.stringify(last));
   t.is(last.errno, EACCES);
 });

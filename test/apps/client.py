@@ -71,11 +71,15 @@ def one(host, port, i):
         s.close()
 
 
-def try_connect(host, port):
-    """One connect that may fail: whether it did, errno, and how long it took."""
+def try_connect(host, port, s=None):
+    """One connect that may fail (on s, if given): whether it did, errno, and how long it took."""
     t0 = time.monotonic()
     try:
-        s = socket.create_connection((host, port), timeout=10)
+        if s is None:
+            s = socket.create_connection((host, port), timeout=10)
+        else:
+            s.settimeout(10)
+            s.connect((host, port))
         s.close()
         return {"connected": True, "seconds": time.monotonic() - t0}
     except OSError as e:
@@ -117,33 +121,18 @@ def main():
         print(json.dumps({"local": fmt(s.getsockname()), "peer": fmt(s.getpeername()), "hello": hello}), flush=True)
         time.sleep(float(sys.argv[4]))
         s.close()
-    elif mode == "then-refused":
-        # COUNT echo connections, a line, then (after the test stopped the server) one more connect
-        # once the line "go" arrives on stdin, bounded by a 30 s wait.
+    elif mode in ("then-refused", "held-refused"):
+        # COUNT echo connections, a line, then (after the test stopped the server or changed the
+        # policy) one more connect once the line "go" arrives on stdin, bounded by a 30 s wait.
+        # held-refused makes that connect's socket before the line.
         count = int(sys.argv[4])
         ok = sum(1 for i in range(count) if one(host, port, i)["echo_ok"])
+        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM) if mode == "held-refused" else None
         print(json.dumps({"echoed": ok}), flush=True)
         ready, _, _ = select.select([sys.stdin], [], [], 30)
         if ready:
             sys.stdin.readline()
-        print(json.dumps(try_connect(host, port)))
-    elif mode == "held-refused":
-        count = int(sys.argv[4])
-        ok = sum(1 for i in range(count) if one(host, port, i)["echo_ok"])
-        held = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        print(json.dumps({"echoed": ok}), flush=True)
-        ready, _, _ = select.select([sys.stdin], [], [], 30)
-        if ready:
-            sys.stdin.readline()
-        t0 = time.monotonic()
-        held.settimeout(10)
-        try:
-            held.connect((host, port))
-            res = {"connected": True, "seconds": time.monotonic() - t0}
-        except OSError as e:
-            res = {"connected": False, "errno": e.errno, "error": str(e), "seconds": time.monotonic() - t0}
-        held.close()
-        print(json.dumps(res))
+        print(json.dumps(try_connect(host, port, held)))
     elif mode == "loop":
         secs, interval = float(sys.argv[4]), float(sys.argv[5]) / 1000
         held = socket.create_connection((host, port), timeout=10)
