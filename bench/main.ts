@@ -24,7 +24,7 @@ import { traceConnections, type TracedRun } from './profile.js';
 import { type BenchResults, pathsOf, type Sample, summarize, svgChart, textBrokerCpuTable, textCpuTable, textTable } from './report.js';
 import { fmt } from './stats.js';
 import { requireStrace, StraceMissing } from './strace.js';
-import { allWorkloads, iperf3Bound, PROFILED, SampleError, type Settings, type Workload } from './workloads.js';
+import { allWorkloads, extraWorkloads, iperf3Bound, PROFILED, SampleError, type Settings, type Workload } from './workloads.js';
 
 /** More VXLAN packets than this during a sample that must not use the overlay is a fallback. */
 const VXLAN_NOISE = 100;
@@ -203,6 +203,7 @@ async function main(): Promise<number> {
   const s = opts.settings;
   let workloads = allWorkloads(s);
   if (opts.only) {
+    workloads = [...workloads, ...extraWorkloads()];
     const unknown = opts.only.filter((id) => !workloads.some((w) => w.id === id));
     if (unknown.length) {
       console.error(`bench: unknown workload ${unknown.join(', ')}; known: ${workloads.map((w) => w.id).join(', ')}`);

@@ -197,7 +197,8 @@ export function cpuRows(res: BenchResults): string[][] {
   const sc = hasSeccomp(res);
   return res.workloads.map((w) => {
     const c = w.cpu_total;
-    const r = (a: number, b: number) => fmtRatio(a / b);
+    // a path whose samples all failed has no CPU per operation (0): no ratio either
+    const r = (a: number, b: number) => (a > 0 && b > 0 ? fmtRatio(a / b) : '–');
     return [w.id, c.host.unit, fmt(c.host.per_op), fmt(c.vxlan.per_op), fmt(c.slimfast.per_op),
       r(c.slimfast.per_op, c.host.per_op), r(c.slimfast.per_op, c.vxlan.per_op), r(c.vxlan.per_op, c.host.per_op),
       ...(sc ? (c.seccomp ? [fmt(c.seccomp.per_op), r(c.seccomp.per_op, c.host.per_op), r(c.seccomp.per_op, c.slimfast.per_op)] : ['–', '–', '–']) : [])];

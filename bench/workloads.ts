@@ -2,6 +2,7 @@
 // then runs one bounded sample over one path at a time (run); the harness interleaves the paths.
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { type BenchPath, CLIENTS, CONNRATE, CONNRATE_STATIC, ECHOD, type ConnrateResult, PATHS, type PathName } from './measure.js';
 import type { BenchLab, Place, Role } from './lab.js';
 
@@ -146,7 +147,7 @@ async function rateClient(lab: BenchLab, which: BenchPath, bin: string, role: Ro
 function connrateWorkload(
   id: string,
   title: string,
-  opts: { threads?: number; keep?: boolean; local?: boolean; latency?: boolean; seccomp?: boolean; profiled?: boolean },
+  opts: { threads?: number; keep?: boolean; local?: boolean; latency?: boolean; seccomp?: boolean; profiled?: boolean; fastOpen?: boolean },
 ): Workload {
   const keep = opts.keep ?? false;
   const metrics: MetricDef[] = keep
@@ -170,10 +171,11 @@ function connrateWorkload(
     labels: opts.local ? LOCAL : opts.seccomp ? CROSS_SECCOMP : CROSS,
     metrics,
     async setup(lab) {
+      if (opts.fastOpen) await serverFastOpen(lab);
       await (opts.local ? localEchoServers(lab) : echoServers(lab));
     },
     async run(lab, which, s) {
-      const args = ['-n', '2000000', '-s', '16', '-c', String(opts.threads ?? 1), ...(keep ? ['-k'] : [])];
+      const args = ['-n', '2000000', '-s', '16', '-c', String(opts.threads ?? 1), ...(keep ? ['-k'] : []), ...(opts.fastOpen ? ['-F'] : [])];
       const bin = which === 'seccomp' ? CONNRATE_STATIC : CONNRATE;
       const { j, cpu } = await rateClient(lab, which, bin, opts.local ? 'local' : 'server', opts.local ? LOCAL_ECHO_PORT : ECHO_PORT, args, s);
       return {
@@ -192,6 +194,15 @@ function connrateWorkload(
         }
       : undefined,
   };
+}
+
+/** Lets the echo servers' namespaces take data in Fast Open SYNs (clients may send them by default). */
+async function serverFastOpen(lab: BenchLab): Promise<void> {
+  for (const which of PATHS) {
+    const ns = lab.place('server', which).ns;
+    const r = await execa('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv4.tcp_fastopen=3'], { reject: false });
+    if (r.exitCode !== 0) throw new Error(`cannot enable Fast Open in ${ns}: ${r.stderr}`);
+  }
 }
 
 /** The workload `--profile` breaks down (bench/budget.ts). */
@@ -469,6 +480,15 @@ export function allWorkloads(s: Settings): Workload[] {
       latency: true,
     }),
   ];
+}
+
+/**
+ * Run only when named in --only. conn-1-fo asks whether saving the handshake's round trip would pay
+ * here: each path's client puts its request in a Fast Open SYN (the SlimFast path already sends its
+ * header that way, so its client's flag changes nothing). Compare it with conn-1 of the same run.
+ */
+export function extraWorkloads(): Workload[] {
+  return [connrateWorkload('conn-1-fo', 'conn-1 with the request in a Fast Open SYN (connrate -F)', { latency: true, fastOpen: true })];
 }
 
 export { SampleError };

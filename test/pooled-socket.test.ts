@@ -45,14 +45,14 @@ test.serial('sockets handed out at socket() behave as the kernel’s own', async
   for (const c of cases) t.log(JSON.stringify(c));
   const by = new Map(cases.map((c) => [c.case, c]));
   t.true(by.get('warmup')?.ok, 'socket() began handing out pooled sockets');
-  const names = ['blocking', 'sock_nonblock', 'fcntl_nonblock', 'fionbio', 'reblock', 'bind', 'miss', 'dup', 'fork', 'held', 'after'];
+  const names = ['blocking', 'sock_nonblock', 'fcntl_nonblock', 'fionbio', 'reblock', 'fastopen', 'bind', 'miss', 'dup', 'fork', 'held', 'after'];
   for (const n of names) {
     const c = by.get(n);
     t.truthy(c, `case ${n} ran`);
     t.true(c?.ok, `${n}: ${c?.detail}`);
   }
   // Each case's socket() was a pooled host socket (else the case tested nothing new).
-  for (const n of ['blocking', 'sock_nonblock', 'fcntl_nonblock', 'fionbio', 'reblock', 'bind', 'miss', 'dup', 'fork', 'held', 'after'])
+  for (const n of ['blocking', 'sock_nonblock', 'fcntl_nonblock', 'fionbio', 'reblock', 'fastopen', 'bind', 'miss', 'dup', 'fork', 'held', 'after'])
     t.true(by.get(n)?.pooled, `${n}: socket() handed out a pooled socket`);
   // The broker counts every one that became a connection (reports come in batches; the process
   // flushes them at exit).

@@ -1,9 +1,11 @@
 /* connrate: connection-rate and latency client for SlimFast benchmarks and the demo.
  *
- *   connrate HOST PORT [-n MAX_CONNS] [-t SECONDS] [-s MSG_BYTES] [-c THREADS] [-k]
+ *   connrate HOST PORT [-n MAX_CONNS] [-t SECONDS] [-s MSG_BYTES] [-c THREADS] [-k] [-F]
  *
  * Each connection: socket, connect, write MSG_BYTES, read them back, close. With -k, one connection
- * per thread is kept open and only the request/response is repeated. Bounded by -n (total) and -t.
+ * per thread is kept open and only the request/response is repeated. With -F, the socket has
+ * TCP_FASTOPEN_CONNECT, so the request rides in the SYN (once the server's cookie is known). Bounded by
+ * -n (total) and -t.
  * Prints one JSON object: counts, rate, connect, round-trip and close latency percentiles in
  * microseconds ("connect" is socket + TCP_NODELAY + connect; close is 0 with -k).
  */
@@ -28,6 +30,7 @@ static long max_conns = 1000000;
 static double max_seconds = 5;
 static int msg_bytes = 16;
 static int keep_open;
+static int fast_open;
 static atomic_long issued;
 static double t_start;
 
@@ -54,6 +57,10 @@ static int open_conn(void) {
   if (fd < 0) return -1;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (fast_open && setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) < 0) {
+    close(fd);
+    return -1;
+  }
   if (connect(fd, (struct sockaddr *)&dst, sizeof dst) < 0) {
     int e = errno;
     close(fd);
@@ -109,7 +116,7 @@ static void *run(void *arg) {
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s HOST PORT [-n MAX_CONNS] [-t SECONDS] [-s MSG_BYTES] [-c THREADS] [-k]\n", argv[0]);
+    fprintf(stderr, "usage: %s HOST PORT [-n MAX_CONNS] [-t SECONDS] [-s MSG_BYTES] [-c THREADS] [-k] [-F]\n", argv[0]);
     return 2;
   }
   dst.sin_family = AF_INET;
@@ -125,6 +132,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "-s") && i + 1 < argc) msg_bytes = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-c") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "-k")) keep_open = 1;
+    else if (!strcmp(argv[i], "-F")) fast_open = 1;
     else {
       fprintf(stderr, "connrate: unknown argument %s\n", argv[i]);
       return 2;

@@ -1012,6 +1012,15 @@ SF_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t
     if (e.hidden_fd >= 0) return REAL(setsockopt)(e.hidden_fd, level, name, val, len);
     return 0;
   }
+  if (k == SF_K_POOLED && level == IPPROTO_TCP && name == TCP_FASTOPEN_CONNECT) {
+    /* The pooled socket already sends its first bytes in a Fast Open SYN (the kernel refuses the
+       option after that deferred connect); an ordinary socket that replaces it connects without. */
+    int v = -1;
+    if (val && len >= (socklen_t)sizeof v) memcpy(&v, val, sizeof v);
+    if (v == 0 || v == 1) return 0;
+    errno = EINVAL;
+    return -1;
+  }
   int r = REAL(setsockopt)(fd, level, name, val, len);
   /* POOLED: recorded for the ordinary socket that may replace it */
   if (r == 0 && (k == SF_K_SOCK || k == SF_K_POOLED) && recordable(level, name, val, len)) {

@@ -129,6 +129,20 @@ out:
   emit(name, ok, pooled, detail);
 }
 
+/* TCP_FASTOPEN_CONNECT before connect (curl --tcp-fastopen does this): accepted, and the request
+   still arrives. A pooled socket has had its own deferred connect, where the kernel says EINVAL. */
+static void fastopen_case(void) {
+  char detail[160] = "";
+  int ok = 0, fd = psocket(SOCK_STREAM), pooled = is_pooled(fd), one = 1;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) != 0) FAIL("TCP_FASTOPEN_CONNECT: %s", strerror(errno));
+  if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) FAIL("connect: %s", strerror(errno));
+  if (echo(fd, "fastopen\n") != 0) FAIL("echo");
+  ok = 1;
+out:
+  close(fd);
+  emit("fastopen", ok, pooled, detail);
+}
+
 /* Set non-blocking, then blocking again before connect: connect must block and succeed. */
 static void reblock_case(void) {
   char detail[160] = "";
@@ -277,6 +291,7 @@ int main(int argc, char **argv) {
   nonblock_case("fcntl_nonblock", 1);
   nonblock_case("fionbio", 2);
   reblock_case();
+  fastopen_case();
   bind_case();
   miss_case();
   dup_case();
