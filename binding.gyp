@@ -19,6 +19,7 @@
         "native/addon/policy_enforce.cc",
         "native/addon/containers.cc",
         "native/addon/limits.cc",
+        "native/addon/netns_ip.cc",
         "native/addon/util.cc",
         "native/addon/header_auth.cc",
         "native/addon/cluster_checks.cc",

@@ -29,8 +29,8 @@ export function readConfigFile(file = CONFIG_FILE): SlimfastConfig {
   }
 }
 
-export function resolveStateDir(flag?: string): string {
+export function resolveStateDir(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
   if (flag) return flag;
-  if (process.env.SLIMFAST_STATE_DIR) return process.env.SLIMFAST_STATE_DIR;
+  if (env.SLIMFAST_STATE_DIR) return env.SLIMFAST_STATE_DIR;
   return readConfigFile().stateDir ?? DEFAULT_STATE_DIR;
 }

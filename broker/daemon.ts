@@ -131,6 +131,15 @@ function toMsg(rec: ContainerRecord): ContainerMsg {
   return { ...rec, env: containerEnv(rec) };
 }
 
+/** The control API's container calls, in process. */
+export interface LocalContainerApi {
+  stateDir: string;
+  register(req: { id: string; netns: string; ip?: string; pid?: number }): Promise<ContainerMsg>;
+  unregister(id: string): Promise<boolean>;
+  containers(): Promise<ContainerMsg[]>;
+  close(): void;
+}
+
 export class Daemon {
   private engine!: NativeEngine;
   private registry!: Registry;
@@ -398,6 +407,33 @@ export class Daemon {
     }
   }
 
+  private async registerContainer(req: { id: string; netns: string; ip?: string; pid?: number }): Promise<ContainerMsg> {
+    if (!req.id) throw new Error('a container id is required');
+    if (!req.netns) throw new Error('a network namespace path is required (--netns)');
+    if (!fs.existsSync(req.netns)) throw new Error(`network namespace ${req.netns} does not exist`);
+    const ip = req.ip || (await readNetnsIp(req.netns));
+    const rec = this.registry.add({ id: req.id, ip, netns: req.netns, pid: req.pid });
+    this.log.info(`registered container ${rec.id} (${rec.ip})`, { container: rec.id });
+    return toMsg(rec);
+  }
+
+  private unregisterContainer(id: string): boolean {
+    const removed = this.registry.remove(id);
+    if (removed) this.log.info(`unregistered container ${id}`, { container: id });
+    return removed;
+  }
+
+  /** Registration in this process, as the control API does it (the runtime service's hooks use it). */
+  containerApi(): LocalContainerApi {
+    return {
+      stateDir: this.layout.dir,
+      register: (req) => this.registerContainer(req),
+      unregister: async (id) => this.unregisterContainer(id),
+      containers: async () => this.registry.list().map(toMsg),
+      close: () => {},
+    };
+  }
+
   private handlers(): grpc.UntypedServiceImplementation {
     const unary =
       <Req, Res>(fn: (req: Req) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> =>
@@ -435,20 +471,8 @@ export class Daemon {
             containerListenersMax: l.listeners, containerPendingMax: l.pending };
         })(),
       })),
-      registerContainer: unary(async (req: { id: string; netns: string; ip: string; pid: number }) => {
-        if (!req.id) throw new Error('a container id is required');
-        if (!req.netns) throw new Error('a network namespace path is required (--netns)');
-        if (!fs.existsSync(req.netns)) throw new Error(`network namespace ${req.netns} does not exist`);
-        const ip = req.ip || (await readNetnsIp(req.netns));
-        const rec = this.registry.add({ id: req.id, ip, netns: req.netns, pid: req.pid });
-        this.log.info(`registered container ${rec.id} (${rec.ip})`, { container: rec.id });
-        return toMsg(rec);
-      }),
-      unregisterContainer: unary((req: { id: string }) => {
-        const removed = this.registry.remove(req.id);
-        if (removed) this.log.info(`unregistered container ${req.id}`, { container: req.id });
-        return { removed };
-      }),
+      registerContainer: unary((req: { id: string; netns: string; ip: string; pid: number }) => this.registerContainer(req)),
+      unregisterContainer: unary((req: { id: string }) => ({ removed: this.unregisterContainer(req.id) })),
       listContainers: unary(() => ({ containers: this.registry.list().map(toMsg) })),
       listListeners: unary(() => ({ listeners: this.engine.listeners() })),
       getCounters: unary(() => ({ counters: this.engine.counters() })),

@@ -194,6 +194,8 @@ interface AddonModule {
    *  the hard limit first to min(fs.nr_open, 1048576) where that is higher; with cap, sets the
    *  soft limit to cap (at most the hard limit) instead. */
   raiseFdLimit(cap?: number): { softBefore: number; hardBefore: number; soft: number; hard: number };
+  /** The first global IPv4 address in the network namespace at path ("" when none), or why it could not be read. */
+  netnsIpv4(path: string): { ip?: string; error?: string };
   /** What start() would make of the limits in opts under RLIMIT_NOFILE nofile. */
   sizeLimits(nofile: number, opts?: Partial<EngineOptions>): EngineLimits;
 }

@@ -1,23 +1,13 @@
 // Reading a container's overlay IP from its network namespace.
-import { execa } from 'execa';
+import { loadAddon } from './native-engine.js';
 
-interface IpAddrJson {
-  ifname: string;
-  addr_info?: { family: string; local: string; scope: string }[];
-}
-
-/** First global-scope IPv4 address in the namespace, ignoring loopback. */
+/**
+ * First global-scope IPv4 address in the namespace (not loopback, not link-local). The addon reads it
+ * from a thread that enters the namespace: no nsenter and ip processes on a container's start path.
+ */
 export async function readNetnsIp(netnsPath: string): Promise<string> {
-  const r = await execa('nsenter', [`--net=${netnsPath}`, 'ip', '-j', '-4', 'addr', 'show'], { reject: false, timeout: 5000 });
-  if (r.exitCode !== 0) {
-    throw new Error(`cannot enter network namespace ${netnsPath}: ${r.stderr.trim() || r.shortMessage}; pass --ip or check the path`);
-  }
-  const links = JSON.parse(r.stdout || '[]') as IpAddrJson[];
-  for (const link of links) {
-    if (link.ifname === 'lo') continue;
-    for (const a of link.addr_info ?? []) {
-      if (a.family === 'inet' && a.scope === 'global') return a.local;
-    }
-  }
-  throw new Error(`network namespace ${netnsPath} has no global IPv4 address yet; pass --ip`);
+  const r = loadAddon().netnsIpv4(netnsPath);
+  if (r.error !== undefined) throw new Error(`cannot enter network namespace ${netnsPath}: ${r.error}; pass --ip or check the path`);
+  if (!r.ip) throw new Error(`network namespace ${netnsPath} has no global IPv4 address yet; pass --ip`);
+  return r.ip;
 }

@@ -22,6 +22,8 @@ export interface StateLayout {
   seccompSocket: string;
   /** slimfast-seccomp-keeper's socket for the broker (the keeper owns seccompSocket when it runs). */
   seccompKeeperSocket: string;
+  /** The runtime service: slimfast-runc and slimfast-hook hand it their work (runtime-service/). */
+  runtimeSocket: string;
 }
 
 export function stateLayout(dir: string): StateLayout {
@@ -37,6 +39,7 @@ export function stateLayout(dir: string): StateLayout {
     containersDir: path.join(abs, 'containers'),
     seccompSocket: path.join(abs, 'seccomp.sock'),
     seccompKeeperSocket: path.join(abs, 'seccomp-keeper.sock'),
+    runtimeSocket: path.join(abs, 'runtime.sock'),
   };
 }
 

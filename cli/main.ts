@@ -6,7 +6,11 @@ import type { HealthMsg } from '../broker/api-types.js';
 import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
 import { type ContainerLimits, Daemon, parseContainerLimits } from '../broker/daemon.js';
 import { parseMetricsAddress } from '../broker/metrics.js';
+import { Logger } from '../broker/log.js';
 import { installPaths } from '../broker/paths.js';
+import { stateLayout } from '../broker/state-dir.js';
+import { thisInstall } from '../runtime-service/handlers.js';
+import { RuntimeService } from '../runtime-service/server.js';
 import { DOCTOR_USAGE, doctor } from './doctor.js';
 import { INSTALL_USAGE, install } from './install.js';
 import { printTable } from './table.js';
@@ -130,9 +134,11 @@ async function daemon(args: string[]): Promise<number> {
   }
   const poolDepth = Number(v['pool-depth']);
   if (!Number.isInteger(poolDepth) || poolDepth < 0 || poolDepth > 64) throw new UsageError(`--pool-depth must be 0-64 (0: no pre-established connections), got "${v['pool-depth']}"`);
+  const stateDir = resolveStateDir(v['state-dir'] as string | undefined);
+  const log = new Logger(v['log-level'] as string);
   const d = new Daemon({
     hostIp: need(v, 'host-ip'),
-    stateDir: resolveStateDir(v['state-dir'] as string | undefined),
+    stateDir,
     port: portOf(v.port as string),
     peersFile: v.peers as string | undefined,
     subnet: v.subnet as string | undefined,
@@ -146,14 +152,22 @@ async function daemon(args: string[]): Promise<number> {
     metrics: v.metrics as string | undefined,
     containerLimits,
     fdLimit: intFlag('fd-limit', 256, 1 << 30),
-  });
+  }, log);
   process.on('SIGPIPE', () => {});
   await d.start();
+  // After the state dir is claimed. The front ends fall back to their Node.js programs without it.
+  let runtime: RuntimeService | undefined;
+  try {
+    runtime = await RuntimeService.start(stateLayout(stateDir).runtimeSocket, log, { ...thisInstall(), broker: d.containerApi() });
+  } catch (err) {
+    log.warn(`no runtime service (${(err as Error).message}): slimfast-runc and slimfast-hook start Node.js for every container`);
+  }
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  await runtime?.stop();
   await d.stop();
   return 0;
 }

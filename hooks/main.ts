@@ -8,11 +8,12 @@
 // bounded by SLIMFAST_HOOK_TIMEOUT seconds (default 10); the hook starts no other process, so nothing
 // keeps its stdout/stderr open once it exits (runc waits for both to close).
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { resolveStateDir } from '../broker/config-file.js';
-import { hookTimeoutSeconds } from '../runtime-wrapper/context.js';
+import { hookTimeoutSeconds, hostNetnsCheck } from '../runtime-wrapper/context.js';
 import { writeFd } from '../runtime-wrapper/report.js';
-import { type HookDeps, type HookOutcome, allowWithoutBrokerFromConfig, createHook, poststopHook } from './lifecycle.js';
+import { type BrokerApi, type HookDeps, type HookOutcome, allowWithoutBrokerFromConfig, createHook, poststopHook } from './lifecycle.js';
 import { parseState, readStdin } from './oci-state.js';
 import { precreate } from './precreate.js';
 
@@ -25,78 +26,118 @@ environment: SLIMFAST_STATE_DIR (broker state dir), SLIMFAST_HOOK_TIMEOUT (secon
 
 const STDOUT = 1;
 const STDERR = 2;
-const out = writeFd;
 
-function finish(code: number): never {
-  process.exit(code);
+/** Where a hook run gets its input and puts its output: this process's, or a caller's (the broker's runtime service). */
+export interface HookIo {
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** all of stdin */
+  input(): Promise<string>;
+  stdout(text: string): void;
+  stderr(text: string): void;
+  /** "dev:ino" of the runtime's network namespace when it is not this process's (see hostNetnsCheck) */
+  runtimeNs?: string;
+  /** stdin already took the whole timeout (slimfast-hook read it before handing over): time out now */
+  inputTimedOut?: boolean;
+  /** The broker running this hook: its state dir and its registration calls, used in place of a
+   *  control-API connection when the hook's state dir is that one. */
+  broker?: { stateDir: string } & BrokerApi;
 }
 
-export async function main(argv: string[]): Promise<number> {
+const processIo: HookIo = {
+  env: process.env,
+  cwd: process.cwd(),
+  input: () => readStdin(),
+  stdout: (t) => writeFd(STDOUT, t),
+  stderr: (t) => writeFd(STDERR, t),
+};
+
+/** One hook run; resolves to its exit status, at the latest after SLIMFAST_HOOK_TIMEOUT. */
+export async function runHook(argv: string[], io: HookIo): Promise<number> {
   const cmd = argv[0];
   if (cmd === '--help' || cmd === '-h' || cmd === 'help') {
-    out(STDOUT, USAGE);
+    io.stdout(USAGE);
     return 0;
   }
   if (cmd !== 'create' && cmd !== 'poststop' && cmd !== 'precreate') {
-    out(STDERR, `slimfast-hook: ${cmd ? `unknown stage "${cmd}"` : 'no stage given'}\n${USAGE}`);
+    io.stderr(`slimfast-hook: ${cmd ? `unknown stage "${cmd}"` : 'no stage given'}\n${USAGE}`);
     return 2;
   }
   let timeoutS: number;
   let stateDir: string;
   try {
-    timeoutS = hookTimeoutSeconds();
-    stateDir = resolveStateDir();
+    timeoutS = hookTimeoutSeconds(io.env);
+    stateDir = resolveStateDir(undefined, io.env);
   } catch (err) {
-    out(STDERR, `slimfast-hook ${cmd}: ${(err as Error).message}\n`);
+    io.stderr(`slimfast-hook ${cmd}: ${(err as Error).message}\n`);
     return 1;
   }
-  const timer = setTimeout(() => {
-    const what = cmd === 'precreate' ? 'reading the configuration on stdin' : `the SlimFast broker of state dir ${stateDir}`;
-    let code = 1;
-    let msg = `slimfast-hook ${cmd}: timed out after ${timeoutS} s (SLIMFAST_HOOK_TIMEOUT) waiting for ${what}`;
-    if (cmd !== 'precreate') {
-      try {
-        if (allowWithoutBrokerFromConfig()) {
-          code = 0;
-          msg = `slimfast-hook: warning: ${msg.slice('slimfast-hook '.length)}; going on without SlimFast (allowWithoutBroker)`;
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<number>((resolve) => {
+    timer = setTimeout(() => {
+      const what = cmd === 'precreate' ? 'reading the configuration on stdin' : `the SlimFast broker of state dir ${stateDir}`;
+      let code = 1;
+      let msg = `slimfast-hook ${cmd}: timed out after ${timeoutS} s (SLIMFAST_HOOK_TIMEOUT) waiting for ${what}`;
+      if (cmd !== 'precreate') {
+        try {
+          if (allowWithoutBrokerFromConfig()) {
+            code = 0;
+            msg = `slimfast-hook: warning: ${msg.slice('slimfast-hook '.length)}; going on without SlimFast (allowWithoutBroker)`;
+          }
+        } catch {
+          // a broken config file: keep the failure
         }
-      } catch {
-        // a broken config file: keep the failure
       }
+      io.stderr(`${msg}\n`);
+      resolve(code);
+    }, io.inputTimedOut ? 0 : timeoutS * 1000);
+  });
+  const work = (async () => {
+    if (io.inputTimedOut) return new Promise<number>(() => {}); // the timer answers
+    try {
+      const input = await io.input();
+      if (cmd === 'precreate') {
+        const r = precreate(input, io.cwd, io.env);
+        io.stdout(r.output);
+        return 0;
+      }
+      const state = parseState(input);
+      const local = io.broker && path.resolve(io.broker.stateDir) === path.resolve(stateDir) ? io.broker : undefined;
+      // the gRPC client takes ~80 ms to load: only when it is needed
+      const ControlClient = local ? undefined : (await import('../broker/control-client.js')).ControlClient;
+      const deps: HookDeps = {
+        stateDir,
+        connect: (dir) => local ?? new ControlClient!(dir, timeoutS * 1000),
+        allowWithoutBroker: allowWithoutBrokerFromConfig,
+        warn: (msg) => io.stderr(`slimfast-hook: ${msg}\n`),
+        ...(io.runtimeNs ? { isHostNetns: hostNetnsCheck(io.runtimeNs) } : {}),
+      };
+      const r: HookOutcome = cmd === 'create' ? await createHook(state, deps) : await poststopHook(state, deps);
+      if (r.message) io.stderr(`slimfast-hook ${cmd}: ${r.message}\n`);
+      return r.code;
+    } catch (err) {
+      io.stderr(`slimfast-hook ${cmd}: ${(err as Error).message}\n`);
+      return 1;
     }
-    out(STDERR, `${msg}\n`);
-    finish(code);
-  }, timeoutS * 1000);
-
+  })();
   try {
-    const input = await readStdin();
-    if (cmd === 'precreate') {
-      const r = precreate(input, process.cwd());
-      out(STDOUT, r.output);
-      return 0;
-    }
-    const state = parseState(input);
-    const { ControlClient } = await import('../broker/control-client.js');
-    const deps: HookDeps = {
-      stateDir,
-      connect: (dir) => new ControlClient(dir, timeoutS * 1000),
-      allowWithoutBroker: allowWithoutBrokerFromConfig,
-      warn: (msg) => out(STDERR, `slimfast-hook: ${msg}\n`),
-    };
-    const r: HookOutcome = cmd === 'create' ? await createHook(state, deps) : await poststopHook(state, deps);
-    if (r.message) out(STDERR, `slimfast-hook ${cmd}: ${r.message}\n`);
-    return r.code;
-  } catch (err) {
-    out(STDERR, `slimfast-hook ${cmd}: ${(err as Error).message}\n`);
-    return 1;
+    return await Promise.race([work, timedOut]);
   } finally {
     clearTimeout(timer);
   }
 }
 
+function finish(code: number): never {
+  process.exit(code);
+}
+
+export function main(argv: string[]): Promise<number> {
+  return runHook(argv, processIo);
+}
+
 if (process.argv[1] && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).then(finish, (err) => {
-    out(STDERR, `slimfast-hook: ${(err as Error).stack ?? err}\n`);
+    writeFd(STDERR, `slimfast-hook: ${(err as Error).stack ?? err}\n`);
     finish(1);
   });
 }

@@ -19,7 +19,8 @@ export function hookTimeoutSeconds(env: NodeJS.ProcessEnv = process.env): number
   return n;
 }
 
-function nsId(p: string): string | undefined {
+/** "dev:ino" of a namespace file, the identity the broker compares when it edits for slimfast-runc. */
+export function nsId(p: string): string | undefined {
   try {
     const st = fs.statSync(p);
     return `${st.dev}:${st.ino}`;
@@ -28,19 +29,27 @@ function nsId(p: string): string | undefined {
   }
 }
 
-/** True when nsPath is the network namespace this process (the runtime) or init runs in. */
-export function isHostNetns(nsPath: string): boolean {
-  const id = nsId(nsPath);
-  if (!id) return false;
-  return id === nsId('/proc/self/ns/net') || id === nsId('/proc/1/ns/net');
+/**
+ * "Is nsPath the host's network namespace": the one the runtime runs in (runtimeNs, the "dev:ino" of
+ * slimfast-runc's or slimfast-hook's own when the broker does their work; else this process's) or init's.
+ */
+export function hostNetnsCheck(runtimeNs?: string): (nsPath: string) => boolean {
+  return (nsPath) => {
+    const id = nsId(nsPath);
+    if (!id) return false;
+    return id === (runtimeNs ?? nsId('/proc/self/ns/net')) || id === nsId('/proc/1/ns/net');
+  };
 }
+
+/** True when nsPath is the network namespace this process (the runtime) or init runs in. */
+export const isHostNetns = hostNetnsCheck();
 
 /** The host path of libslimfast.so: SLIMFAST_PRELOAD (packaging, tests) or this install's. */
 export function preloadPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.SLIMFAST_PRELOAD || installPaths().preload;
 }
 
-export function buildCtx(id: string, env: NodeJS.ProcessEnv = process.env): Ctx {
+export function buildCtx(id: string, env: NodeJS.ProcessEnv = process.env, runtimeNs?: string): Ctx {
   const stateDir = stateLayout(resolveStateDir(env.SLIMFAST_STATE_DIR || undefined)).dir;
   const hookEnv = [HOOK_PATH, `SLIMFAST_STATE_DIR=${stateDir}`];
   for (const name of FORWARDED_ENV) if (env[name]) hookEnv.push(`${name}=${env[name]}`);
@@ -53,7 +62,7 @@ export function buildCtx(id: string, env: NodeJS.ProcessEnv = process.env): Ctx 
     hookTimeout: Math.ceil(hookTimeoutSeconds(env)) + 2,
     socketDir: containerSocketDir(stateLayout(stateDir), id),
     ldSoPreload: path.join(stateDir, 'ld.so.preload'),
-    isHostNetns,
+    isHostNetns: runtimeNs ? hostNetnsCheck(runtimeNs) : isHostNetns,
     needDirs: [],
     needFiles: [],
     seccompDefault: seccompDefault(),

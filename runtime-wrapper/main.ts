@@ -30,16 +30,18 @@ export interface EditResult {
   skipped?: string;
 }
 
-function debug(args: RuncArgs, msg: string): void {
-  if (args.global.debug || process.env.SLIMFAST_DEBUG) writeFd(2, `slimfast-runc: ${msg}\n`);
+/** The debug line --debug or SLIMFAST_DEBUG asks for, else undefined. */
+export function debugLine(args: RuncArgs, r: EditResult, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (!args.global.debug && !env.SLIMFAST_DEBUG) return undefined;
+  return `slimfast-runc: ${r.changed ? `edited ${r.file}` : (r.skipped ?? `${r.file ?? 'nothing'} unchanged`)}\n`;
 }
 
-/** create/run: puts the container on SlimFast by editing BUNDLE/config.json. */
-export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = process.env): EditResult {
+/** create/run: puts the container on SlimFast by editing BUNDLE/config.json. runtimeNs: see hostNetnsCheck. */
+export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = process.env, runtimeNs?: string): EditResult {
   const file = path.join(bundle, 'config.json');
   const loaded = readJsonFile<Spec>(file);
   const spec = loaded.value;
-  const ctx = buildCtx(id, env);
+  const ctx = buildCtx(id, env, runtimeNs);
   const skipped = skipReason(spec, ctx);
   if (skipped) return { file, changed: false, skipped: `container ${id} stays off SlimFast: ${skipped}` };
   if (!fs.existsSync(ctx.preload)) {
@@ -76,10 +78,10 @@ export function editExecProcess(args: RuncArgs, runc: string, env: NodeJS.Proces
 }
 
 /** The edit step for one runc command line. */
-export function edit(args: RuncArgs, env: NodeJS.ProcessEnv = process.env): EditResult {
+export function edit(args: RuncArgs, env: NodeJS.ProcessEnv = process.env, runtimeNs?: string): EditResult {
   if (args.command === 'create' || args.command === 'run') {
     if (!args.containerId) return { changed: false, skipped: 'no container id' };
-    return editBundle(args.bundle!, args.containerId, env);
+    return editBundle(args.bundle!, args.containerId, env, runtimeNs);
   }
   if (args.command === 'exec') return editExecProcess(args, resolveRunc(env), env);
   return { changed: false, skipped: `runc ${args.command ?? ''} needs no editing` };
@@ -127,8 +129,8 @@ export async function main(argv: string[]): Promise<number> {
   let runc = '';
   try {
     if (!editOnly) runc = resolveRunc();
-    const r = edit(args);
-    debug(args, r.changed ? `edited ${r.file}` : (r.skipped ?? `${r.file ?? 'nothing'} unchanged`));
+    const line = debugLine(args, edit(args));
+    if (line) writeFd(2, line);
   } catch (err) {
     reportError(args.global, (err as Error).message);
     return 1;

@@ -25,15 +25,16 @@ export function runcLogLine(level: 'error' | 'warning' | 'info', msg: string, no
   return JSON.stringify({ level, msg, time: now.toISOString() }) + '\n';
 }
 
-export function reportError(global: Pick<GlobalOptions, 'log' | 'logFormat'>, msg: string): void {
+/** stderr: text for the program's stderr (fd 2 here; the caller's, when the broker runs the edit). */
+export function reportError(global: Pick<GlobalOptions, 'log' | 'logFormat'>, msg: string, stderr: (text: string) => void = (t) => writeFd(2, t)): void {
   const text = `slimfast-runc: ${msg}`;
   if (global.log && global.logFormat === 'json') {
     try {
       fs.appendFileSync(global.log, runcLogLine('error', text));
       return;
     } catch (err) {
-      writeFd(2, `slimfast-runc: cannot write to --log ${global.log}: ${(err as Error).message}\n`);
+      stderr(`slimfast-runc: cannot write to --log ${global.log}: ${(err as Error).message}\n`);
     }
   }
-  writeFd(2, `${text}\n`);
+  stderr(`${text}\n`);
 }

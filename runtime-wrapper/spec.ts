@@ -117,24 +117,30 @@ export function formatLike(original: string, value: unknown): string {
 }
 
 /**
- * Writes the file atomically (temporary file in the same directory, fsync, rename) with the original's
- * mode and owner. Returns false, writing nothing, when the content is unchanged.
+ * Writes a bundle's file atomically for its readers (temporary file in the same directory, rename) with
+ * the original's mode and owner. Returns false, writing nothing, when the content is unchanged. No
+ * fsync: a bundle lives no longer than its container, which a crash ends anyway, and the fsync was
+ * the largest single cost of a container's edit (4–5 ms here).
  */
 export function writeJsonFileAtomic(loaded: LoadedJson<unknown>, value: unknown): boolean {
   const text = formatLike(loaded.text, value);
   if (text === loaded.text) return false;
-  writeFileKeepingMode(loaded.file, text);
+  writeFileKeepingMode(loaded.file, text, 0o644, false);
   return true;
 }
 
-export function writeFileKeepingMode(file: string, text: string, fallbackMode = 0o644): void {
+let tmpSeq = 0;
+
+/** Atomic replacement of file; durable (fsync before the rename) unless told otherwise. */
+export function writeFileKeepingMode(file: string, text: string, fallbackMode = 0o644, durable = true): void {
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(file);
   } catch {
     st = undefined;
   }
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.slimfast-${process.pid}.tmp`);
+  // pid and a sequence: the broker's runtime service may edit several bundles at once
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.slimfast-${process.pid}-${tmpSeq++}.tmp`);
   const fd = fs.openSync(tmp, 'w', st ? st.mode & 0o7777 : fallbackMode);
   try {
     fs.writeSync(fd, text);
@@ -142,7 +148,7 @@ export function writeFileKeepingMode(file: string, text: string, fallbackMode = 
       fs.fchmodSync(fd, st.mode & 0o7777);
       if (process.getuid?.() === 0 && (st.uid !== 0 || st.gid !== 0)) fs.fchownSync(fd, st.uid, st.gid);
     }
-    fs.fsyncSync(fd);
+    if (durable) fs.fsyncSync(fd);
   } catch (err) {
     fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });

@@ -7,6 +7,7 @@
 
 #include "engine.h"
 #include "events.h"
+#include "netns_ip.h"
 #include "util.h"
 
 namespace sf {
@@ -529,6 +530,17 @@ Napi::Value ProbeConfinement(const Napi::CallbackInfo& info) {
 // raiseFdLimit([cap]): RLIMIT_NOFILE's soft limit up to the hard one (as root the hard one first up
 // to min(fs.nr_open, 1048576)), or to cap; {softBefore, hardBefore, soft, hard}. The daemon calls
 // it before start(), which sizes its limits from what it got.
+// netnsIpv4(path): {ip} (ip "" when the namespace has no global IPv4 address) or {error}.
+Napi::Value NetnsIpv4(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) return throw_type(env, "netnsIpv4(path): path must be a string");
+  NetnsIp r = netns_ipv4(info[0].As<Napi::String>().Utf8Value());
+  Napi::Object o = Napi::Object::New(env);
+  if (!r.error.empty()) o.Set("error", r.error);
+  else o.Set("ip", r.ip);
+  return o;
+}
+
 Napi::Value RaiseFdLimit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double cap = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
@@ -567,6 +579,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probeSteering", Napi::Function::New(env, sf::ProbeSteering, "probeSteering"));
   exports.Set("probeConfinement", Napi::Function::New(env, sf::ProbeConfinement, "probeConfinement"));
   exports.Set("raiseFdLimit", Napi::Function::New(env, sf::RaiseFdLimit, "raiseFdLimit"));
+  exports.Set("netnsIpv4", Napi::Function::New(env, sf::NetnsIpv4, "netnsIpv4"));
   exports.Set("sizeLimits", Napi::Function::New(env, sf::SizeLimits, "sizeLimits"));
   return exports;
 }

@@ -10,6 +10,12 @@
 //
 // slimfast-hook (built with -DSF_HOOK) execs node ROOT/dist/hooks/main.js ARGV... directly.
 //
+// Both first hand their work to the running broker's runtime service (door.c, STATE_DIR/runtime.sock):
+// the broker runs the same TypeScript with this program's arguments, environment, working directory,
+// network namespace and (hooks) stdin, and answers with the exit status and output. No broker there,
+// another install, no answer within 5 s, or SLIMFAST_NO_RUNTIME_SERVICE set: the Node.js program does
+// the work as described above, so behaviour without a broker is unchanged.
+//
 // The real runc: SLIMFAST_RUNC, else "runc" in the SlimFast config file (SLIMFAST_CONFIG, else
 // /etc/slimfast/config.json), else runc on PATH other than this program. ROOT: the first directory
 // above /proc/self/exe holding the compiled TypeScript. node: SLIMFAST_NODE, else the node this was
@@ -19,15 +25,19 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "door.h"
 
 #ifndef SF_NODE
 #define SF_NODE ""
@@ -49,19 +59,6 @@ static const char *log_format;
 
 // ---------------------------------------------------------------------------------------------------
 // Errors: a runc-style JSON line in --log FILE when --log-format json, else stderr.
-
-static void json_escape(FILE *f, const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      fprintf(f, "\\%c", *p);
-    else if (*p == '\n')
-      fputs("\\n", f);
-    else if (*p < 0x20)
-      fprintf(f, "\\u%04x", *p);
-    else
-      fputc(*p, f);
-  }
-}
 
 __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
   char msg[2048];
@@ -135,7 +132,7 @@ __attribute__((unused)) static int scan_globals(int argc, char **argv) {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// A JSON reader just big enough to take the top-level string "runc" from the config file.
+// A JSON reader just big enough to take top-level strings ("runc", "stateDir") from the config file.
 
 static const char *skip_ws(const char *p) {
   while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
@@ -215,11 +212,14 @@ static const char *skip_value(const char *p, int depth) {
   return p == start ? NULL : p;
 }
 
-// Copies the top-level string member "runc" of the config file into out; returns 1 when found.
-__attribute__((unused)) static int config_runc(char *out, size_t cap) {
+static const char *config_file(void) {
   const char *file = getenv("SLIMFAST_CONFIG");
-  if (!file || !*file) file = DEFAULT_CONFIG;
-  int fd = open(file, O_RDONLY | O_CLOEXEC);
+  return file && *file ? file : DEFAULT_CONFIG;
+}
+
+// Copies the top-level string member `want` of the config file into out; returns 1 when found.
+static int config_string(const char *want, char *out, size_t cap) {
+  int fd = open(config_file(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0;
   char buf[65536];
   ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -233,11 +233,11 @@ __attribute__((unused)) static int config_runc(char *out, size_t cap) {
   for (;;) {
     char key[64];
     p = parse_string(skip_ws(p), key, sizeof key);
-    if (!p) return 0;  // a key too long to be "runc" is not "runc" either, but a broken file is ignored here
+    if (!p) return 0;  // a key too long to be one we want is none of them, but a broken file is ignored here
     p = skip_ws(p);
     if (*p++ != ':') return 0;
     p = skip_ws(p);
-    if (strcmp(key, "runc") == 0 && *p == '"') return parse_string(p, out, cap) != NULL && *out;
+    if (strcmp(key, want) == 0 && *p == '"') return parse_string(p, out, cap) != NULL && *out;
     p = skip_value(p, 0);
     if (!p) return 0;
     p = skip_ws(p);
@@ -282,7 +282,7 @@ static const char *find_runc(void) {
     if (!is_executable_file(env)) die("SLIMFAST_RUNC=%s is not an executable file", env);
     return env;
   }
-  if (config_runc(buf, sizeof buf)) {
+  if (config_string("runc", buf, sizeof buf)) {
     if (!is_executable_file(buf)) die("\"runc\": \"%s\" in the SlimFast config file is not an executable file", buf);
     return buf;
   }
@@ -393,8 +393,124 @@ static void run_edit_step(int argc, char **argv) {
 }
 #endif
 
+// ---------------------------------------------------------------------------------------------------
+// The broker's runtime service (door.c): the work without a Node.js start-up, when a broker runs.
+
+// The broker's state dir, as the TypeScript resolves it: SLIMFAST_STATE_DIR, "stateDir" in the config
+// file, /run/slimfast.
+static const char *state_dir(void) {
+  static char buf[PATH_MAX];
+  const char *env = getenv("SLIMFAST_STATE_DIR");
+  if (env && *env) return env;
+  if (config_string("stateDir", buf, sizeof buf)) return buf;
+  return "/run/slimfast";
+}
+
+// The install root: SCRIPT's path without "/" SCRIPT.
+static const char *install_root(void) {
+  static char root[PATH_MAX];
+  const char *script = find_script();
+  size_t n = strlen(script) - strlen("/" SCRIPT);
+  memcpy(root, script, n);
+  root[n] = '\0';
+  return root;
+}
+
+// SLIMFAST_HOOK_TIMEOUT in ms (seconds, "s" suffix allowed), else 10 s; the TypeScript checks it properly.
+__attribute__((unused)) static int hook_timeout_ms(void) {
+  const char *raw = getenv("SLIMFAST_HOOK_TIMEOUT");
+  char *end = NULL;
+  double s = raw && *raw ? strtod(raw, &end) : 10;
+  if (!(s > 0) || s > 3600) s = 10;
+  return (int)(s * 1000);
+}
+
+// How long the service may take before the caller does the work itself (a broker that is stopped,
+// say): short, as a start must not wait long on a broker that will not answer.
+#define DOOR_TIMEOUT_MS 5000
+
+static int open_door(void) {
+  return getenv("SLIMFAST_NO_RUNTIME_SERVICE") ? -1 : door_connect(state_dir());
+}
+
+static int via_door(int fd, const char *prog, int argc, char **argv, const char *input, size_t input_len, int timed_out, int *code) {
+  struct door_req r = {
+      .prog = prog,
+      .config = config_file(),
+      .root = install_root(),
+      .argc = argc - 1,
+      .argv = argv + 1,
+      .input = input,
+      .input_len = input_len,
+      .input_timed_out = timed_out,
+      .timeout_ms = DOOR_TIMEOUT_MS,
+  };
+  return door_call(fd, &r, code);
+}
+
+#ifdef SF_HOOK
+// All of stdin, bounded by the hook timeout (the Node.js hook has the same bound); *timed_out when
+// it did not end in time (len then says what came).
+static char *read_input(size_t *len, int *timed_out) {
+  size_t cap = 65536, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) die("out of memory");
+  int ms = hook_timeout_ms();
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    if (n == cap) {
+      char *b = realloc(buf, cap *= 2);
+      if (!b) die("out of memory");
+      buf = b;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long left = ms - ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000);
+    struct pollfd p = {0, POLLIN, 0};
+    int ready = left > 0 ? poll(&p, 1, (int)left) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
+      *timed_out = 1;
+      break;
+    }
+    ssize_t got = read(0, buf + n, cap - n);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;  // EOF (or a broken stdin, which the TypeScript would read as EOF too)
+    n += (size_t)got;
+  }
+  *len = n;
+  return buf;
+}
+
+// Makes fd 0 a file holding input again, for the Node.js hook.
+static void restore_input(const char *input, size_t len) {
+  int fd = memfd_create("slimfast-hook-stdin", MFD_CLOEXEC);
+  if (fd < 0) die("memfd_create: %s", strerror(errno));
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(fd, input + off, len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) die("cannot buffer stdin: %s", strerror(errno));
+    off += (size_t)w;
+  }
+  if (lseek(fd, 0, SEEK_SET) != 0 || dup2(fd, 0) < 0) die("cannot buffer stdin: %s", strerror(errno));
+  close(fd);
+}
+#endif
+
 int main(int argc, char **argv) {
 #ifdef SF_HOOK
+  const char *stage = argc > 1 ? argv[1] : "";
+  if (strcmp(stage, "create") == 0 || strcmp(stage, "poststop") == 0 || strcmp(stage, "precreate") == 0) {
+    int fd = open_door();
+    if (fd >= 0) {  // else stdin stays untouched for the Node.js hook
+      size_t len = 0;
+      int timed_out = 0, code;
+      char *input = read_input(&len, &timed_out);
+      if (via_door(fd, "hook", argc, argv, input, len, timed_out, &code) == 0) return code;
+      restore_input(input, len);
+      free(input);
+    }
+  }
   const char *node = find_node();
   const char *script = find_script();
   char **args = calloc((size_t)argc + 3, sizeof *args);
@@ -409,8 +525,14 @@ int main(int argc, char **argv) {
 #else
   int cmd = scan_globals(argc, argv);
   const char *runc = find_runc();
-  if (cmd < argc && (strcmp(argv[cmd], "create") == 0 || strcmp(argv[cmd], "run") == 0 || strcmp(argv[cmd], "exec") == 0))
-    run_edit_step(argc, argv);
+  if (cmd < argc && (strcmp(argv[cmd], "create") == 0 || strcmp(argv[cmd], "run") == 0 || strcmp(argv[cmd], "exec") == 0)) {
+    int code, fd = open_door();
+    if (fd >= 0 && via_door(fd, "runc", argc, argv, NULL, 0, 0, &code) == 0) {
+      if (code != 0) return code;  // the service reported the error (stderr or the --log file)
+    } else {
+      run_edit_step(argc, argv);
+    }
+  }
   // runc names itself after argv[0] in its help and some errors: say "runc", as runc run directly would.
   argv[0] = "runc";
   execv(runc, argv);
