@@ -1,9 +1,13 @@
 // What slimfast-runc adds to runc: `run` of a trivial container (busybox `true` in a lab container's
 // network namespace), the real runc and slimfast-runc (spec edit, createRuntime + poststop hooks
-// registering with a live broker) interleaved, plus a pass-through subcommand (`--version`).
+// registering with a live broker) interleaved; the same start split into `create` (edit +
+// createRuntime hook), `start` and `delete` (poststop hook); and a pass-through subcommand
+// (`--version`). With a broker running, slimfast-runc and slimfast-hook hand their work to its
+// runtime service; SLIMFAST_NO_RUNTIME_SERVICE=1 measures their Node.js programs instead.
 //
 //   node dist/bench/runc-overhead.js [--runs N]      (npm run bench:runc; as root)
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { REAL_RUNC, RuncLab, SLIMFAST_RUNC, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';
@@ -19,13 +23,21 @@ function parseRuns(argv: string[]): number {
   return n;
 }
 
-/** Wall time of one command in ms; throws with its stderr when it fails. */
-function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { env, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 60_000 });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${r.status ?? r.signal}): ${r.stderr}`);
-  return ms;
+/**
+ * Wall time of one command in ms; throws with its output when it fails. Output goes to a file: a
+ * created container keeps runc's stdio open until it is started.
+ */
+function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, outFile: string): number {
+  const fd = fs.openSync(outFile, 'w');
+  try {
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync(cmd, args, { env, stdio: ['ignore', fd, fd], timeout: 60_000 });
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    if (r.status !== 0) throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${r.status ?? r.signal}): ${fs.readFileSync(outFile, 'utf8')}`);
+    return ms;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 async function main(): Promise<number> {
@@ -49,24 +61,41 @@ async function main(): Promise<number> {
       slimfast: makeBundle(path.join(topo.dir, 'bundle-slimfast'), { args: ['/bin/true'], netns: topo.container('c1').netnsPath }),
     };
     const env = lab.env(h1);
-    const times: Record<'runc' | 'slimfast' | 'runcVersion' | 'slimfastVersion', number[]> = { runc: [], slimfast: [], runcVersion: [], slimfastVersion: [] };
+    const out = path.join(topo.dir, 'bench-runc.out');
+    const STEPS = ['run', 'create', 'start', 'delete', 'version'] as const;
+    type Step = (typeof STEPS)[number];
+    const times = { runc: {} as Record<Step, number[]>, slimfast: {} as Record<Step, number[]> };
+    for (const w of ['runc', 'slimfast'] as const) for (const st of STEPS) times[w][st] = [];
     for (let i = 0; i < runs; i++) {
       // Alternate which goes first so neither always runs on a warmer cache.
       const order: ('runc' | 'slimfast')[] = i % 2 ? ['slimfast', 'runc'] : ['runc', 'slimfast'];
       for (const which of order) {
         const bin = which === 'runc' ? REAL_RUNC : SLIMFAST_RUNC;
-        times[which].push(timed(bin, ['--root', lab.root, 'run', '-b', bundles[which], `${lab.id('true')}${i}${which[0]}`], env));
-        times[`${which}Version`].push(timed(bin, ['--version'], env));
+        const t = times[which];
+        const base = ['--root', lab.root];
+        t.run.push(timed(bin, [...base, 'run', '-b', bundles[which], `${lab.id('true')}${i}${which[0]}`], env, out));
+        const id = `${lab.id('steps')}${i}${which[0]}`;
+        t.create.push(timed(bin, [...base, 'create', '-b', bundles[which], id], env, out));
+        t.start.push(timed(bin, [...base, 'start', id], env, out));
+        await topo.waitFor(async () => JSON.parse(spawnSync(REAL_RUNC, [...base, 'state', id], { encoding: 'utf8' }).stdout || '{}').status === 'stopped', 10_000, `${id} to stop`);
+        t.delete.push(timed(bin, [...base, 'delete', id], env, out));
+        t.version.push(timed(bin, ['--version'], env, out));
       }
       process.stdout.write(`\r  ${i + 1}/${runs} runs`);
     }
     process.stdout.write('\n');
-    const m = (k: keyof typeof times) => median(times[k]);
-    const row = (what: string, a: number, b: number) =>
-      console.log(`  ${what.padEnd(30)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x`);
-    console.log(`\n  median of ${runs} interleaved runs   runc        slimfast-runc  added      ratio`);
-    row('run (trivial container)', m('runc'), m('slimfast'));
-    row('--version (pass-through)', m('runcVersion'), m('slimfastVersion'));
+    const row = (what: string, st: Step) => {
+      const a = median(times.runc[st]);
+      const b = median(times.slimfast[st]);
+      console.log(`  ${what.padEnd(34)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x`);
+    };
+    const via = process.env.SLIMFAST_NO_RUNTIME_SERVICE ? 'Node.js programs (SLIMFAST_NO_RUNTIME_SERVICE)' : 'the broker\'s runtime service';
+    console.log(`\n  median of ${runs} interleaved runs       runc        slimfast-runc  added      ratio    (slimfast-runc through ${via})`);
+    row('run (trivial container)', 'run');
+    row('  create (edit, createRuntime hook)', 'create');
+    row('  start', 'start');
+    row('  delete (poststop hook)', 'delete');
+    row('--version (pass-through)', 'version');
     const registered = JSON.parse((await topo.cli(['container', 'ls', '--json', '--state-dir', h1.stateDir])).stdout) as unknown[];
     console.log(`  (slimfast-runc runs registered with and unregistered from host 1's broker; ${registered.length} left registered)\n`);
     return registered.length === 0 ? 0 : 1;

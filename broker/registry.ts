@@ -14,6 +14,18 @@ export interface ContainerRecord {
   socket: string;
   pid: number;
   createdAt: string;
+  /** "dev:ino" of the namespace at registration: a /proc/PID/ns/net path outlives its container when
+   *  the pid is reused, so a restart checks the namespace, not only the path. */
+  netnsId?: string;
+}
+
+function nsIdentity(p: string): string | undefined {
+  try {
+    const st = fs.statSync(p);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -50,7 +62,7 @@ export class Registry {
     return containerSocketDir(this.layout, id);
   }
 
-  add(input: { id: string; ip: string; netns: string; pid?: number; createdAt?: string }): ContainerRecord {
+  add(input: { id: string; ip: string; netns: string; pid?: number; createdAt?: string; netnsId?: string }): ContainerRecord {
     if (!ID_RE.test(input.id)) {
       throw new Error(`container id "${input.id}" is invalid: use 1-128 characters from [A-Za-z0-9_.-], starting with a letter or digit`);
     }
@@ -74,6 +86,7 @@ export class Registry {
       socket,
       pid: input.pid ?? 0,
       createdAt: input.createdAt ?? new Date().toISOString(),
+      netnsId: input.netnsId ?? (input.netns ? nsIdentity(input.netns) : undefined),
     };
     this.byId.set(rec.id, rec);
     this.save();
@@ -103,7 +116,7 @@ export class Registry {
       return;
     }
     for (const rec of saved) {
-      if (rec.netns && !fs.existsSync(rec.netns)) {
+      if (rec.netns && (!fs.existsSync(rec.netns) || (rec.netnsId && nsIdentity(rec.netns) !== rec.netnsId))) {
         log(`dropping container ${rec.id}: its network namespace ${rec.netns} is gone`, { container: rec.id });
         continue;
       }
