@@ -3,11 +3,13 @@
 // and network namespace instead of this process's.
 import fs from 'node:fs';
 import path from 'node:path';
+import { execa } from 'execa';
 import { CONFIG_FILE } from '../broker/config-file.js';
 import { repoRoot } from '../broker/paths.js';
 import { type HookIo, runHook } from '../hooks/main.js';
 import { type RuncArgs, RuncArgsError, parseRuncArgs } from '../runtime-wrapper/args.js';
-import { debugLine, edit } from '../runtime-wrapper/main.js';
+import { annotationsOf, debugLine, edit, editExecWith, stateArgs } from '../runtime-wrapper/main.js';
+import { resolveRunc } from '../runtime-wrapper/runc.js';
 import { reportError } from '../runtime-wrapper/report.js';
 import type { DoorReply, DoorRequest } from './protocol.js';
 
@@ -39,7 +41,7 @@ export function mismatch(req: DoorRequest, self: ServiceSelf): string | undefine
 }
 
 /** slimfast-runc's edit step (main.js --slimfast-edit-only). */
-export function runcEdit(req: DoorRequest): DoorReply {
+export async function runcEdit(req: DoorRequest): Promise<DoorReply> {
   let args: RuncArgs;
   try {
     args = parseRuncArgs(req.argv, req.cwd);
@@ -50,7 +52,14 @@ export function runcEdit(req: DoorRequest): DoorReply {
   if (args.global.log) args.global.log = path.resolve(req.cwd, args.global.log);
   let stderr = '';
   try {
-    stderr += debugLine(args, edit(args, req.env, req.netns), req.env) ?? '';
+    let annotations: Record<string, string> | undefined;
+    if (args.command === 'exec' && args.process && args.containerId) {
+      // `runc state` without blocking the broker's event loop (the Node.js program uses spawnSync)
+      const r = await execa(resolveRunc(req.env), stateArgs(args, args.containerId), { reject: false, timeout: 10_000, stdin: 'ignore' });
+      annotations = annotationsOf(r.exitCode ?? null, String(r.stdout));
+    }
+    const result = args.command === 'exec' ? editExecWith(args, () => annotations, req.env) : edit(args, req.env, req.netns);
+    stderr += debugLine(args, result, req.env) ?? '';
   } catch (err) {
     reportError(args.global, (err as Error).message, (t) => (stderr += t));
     return { code: 1, stdout: '', stderr };

@@ -52,24 +52,38 @@ export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = 
   return { file, changed: writeJsonFileAtomic(loaded, spec) };
 }
 
-/** The annotations runc keeps for a container (`runc state`), or undefined when it cannot tell. */
-export function containerAnnotations(runc: string, args: RuncArgs, id: string): Record<string, string> | undefined {
+/** `runc state ID` with the global flags that find the container. */
+export function stateArgs(args: RuncArgs, id: string): string[] {
   const g = args.global;
-  const flags = [...(g.root ? ['--root', g.root] : []), ...(g.rootless ? ['--rootless', g.rootless] : []), ...(g.systemdCgroup ? ['--systemd-cgroup'] : [])];
-  const r = spawnSync(runc, [...flags, 'state', id], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
-  if (r.status !== 0) return undefined;
+  return [...(g.root ? ['--root', g.root] : []), ...(g.rootless ? ['--rootless', g.rootless] : []), ...(g.systemdCgroup ? ['--systemd-cgroup'] : []), 'state', id];
+}
+
+/** The annotations in `runc state` output, or undefined when it cannot tell. */
+export function annotationsOf(status: number | null, stdout: string): Record<string, string> | undefined {
+  if (status !== 0) return undefined;
   try {
-    return (JSON.parse(r.stdout) as { annotations?: Record<string, string> }).annotations ?? {};
+    return (JSON.parse(stdout) as { annotations?: Record<string, string> }).annotations ?? {};
   } catch {
     return undefined;
   }
 }
 
+/** The annotations runc keeps for a container (`runc state`), or undefined when it cannot tell. */
+export function containerAnnotations(runc: string, args: RuncArgs, id: string): Record<string, string> | undefined {
+  const r = spawnSync(runc, stateArgs(args, id), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+  return annotationsOf(r.status, r.stdout);
+}
+
 /** exec --process FILE: gives the process the SlimFast env when its container is on SlimFast. */
 export function editExecProcess(args: RuncArgs, runc: string, env: NodeJS.ProcessEnv = process.env): EditResult {
+  return editExecWith(args, (id) => containerAnnotations(runc, args, id), env);
+}
+
+/** editExecProcess with the container's annotations from annotationsFor (the runtime service reads them without blocking). */
+export function editExecWith(args: RuncArgs, annotationsFor: (id: string) => Record<string, string> | undefined, env: NodeJS.ProcessEnv = process.env): EditResult {
   if (!args.process) return { changed: false, skipped: 'no --process file: runc takes the process from the bundle, edited at create' };
   if (!args.containerId) return { changed: false, skipped: 'no container id' };
-  const annotations = containerAnnotations(runc, args, args.containerId);
+  const annotations = annotationsFor(args.containerId);
   if (!annotations?.[ANNOTATION_ID]) return { file: args.process, changed: false, skipped: `container ${args.containerId} is not on SlimFast` };
   const loaded = readJsonFile<Process>(args.process, 'exec process file');
   const wrapper: Spec = { process: loaded.value };

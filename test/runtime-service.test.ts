@@ -88,6 +88,12 @@ test.serial('container start through the runtime service: no Node.js per contain
   const sleeper = makeBundle(path.join(topo.dir, 'b-held'), { args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'], netns: c1.netnsPath });
   const held = await lab.run(h1, 'held', sleeper);
   t.deepEqual((await topo.registered(h1)).map((c) => c.id), [held.id]);
+  // exec --process FILE through the service: the file gains the preload env (runc state read by the broker)
+  const proc = path.join(topo.dir, 'exec-process.json');
+  fs.writeFileSync(proc, JSON.stringify({ terminal: false, user: { uid: 0, gid: 0 }, cwd: '/', env: ['PATH=/bin'], args: ['/bin/sh', '-c', 'echo "preload=$LD_PRELOAD"'] }));
+  const ex = runc(['--root', lab.root, 'exec', '--process', proc, held.id], env);
+  t.is(ex.status, 0, ex.stderr);
+  t.regex(ex.stdout, /preload=\S*libslimfast\.so/, 'the exec\'d process got the preload');
   const many = makeBundle(path.join(topo.dir, 'b-many'), { args: ['/bin/true'], netns: c1.netnsPath });
   const outcomes: { i: number; code: number | undefined; timedOut: boolean; stderr: string }[] = [];
   for (let i = 0; i < 20; i++) {
