@@ -1,5 +1,6 @@
 // A real containerd for the lab, kept apart from the machine's: its own root, state, gRPC socket, temp
-// dir, runc root and FIFO dir, all under one directory, and a minimal config (no CRI). The daemon runs in
+// dir, runc root and FIFO dir, all under one directory, and a minimal config (CRI off unless asked
+// for: then with its own CNI config and IPAM state, see CriConfig). The daemon runs in
 // an emulated host's network namespace with that host's environment (e.g. SLIMFAST_STATE_DIR), which its
 // shims and the runtimes they run inherit: one containerd per host, as deployed. Images come from OCI
 // archives (`ctr images import`), never a registry; containers join network namespaces the lab made
@@ -13,6 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { pidAlive } from '../broker/state-dir.js';
+import { REAL_RUNC } from './containers.js';
+import { CriClient } from './cri.js';
 import { killAll, rmdirWhenEmpty } from './procs.js';
 
 export const CONTAINERD = process.env.SLIMFAST_TEST_CONTAINERD ?? '/usr/bin/containerd';
@@ -35,7 +38,28 @@ export interface ContainerdOptions {
   netns?: string;
   /** Added to the daemon's environment; its shims and the runtimes they run inherit it. */
   env?: Record<string, string>;
+  /** Turns the CRI plugin on (Kubernetes' RuntimeService on the same socket; namespace k8s.io). */
+  cri?: CriConfig;
+  /** Edits the config file before the daemon starts, e.g. `slimfast install containerd --config FILE`. */
+  editConfig?: (file: string) => Promise<void>;
 }
+
+/**
+ * The CRI plugin's setup: runtime handler "runc" (the default: the real runc, root in the lab) and
+ * whatever editConfig adds; CNI from Debian's containernetworking-plugins (bridge + host-local),
+ * everything else of CNI's and the plugin's in the lab's directory.
+ */
+export interface CriConfig {
+  /** The pause image (imported into k8s.io by the caller before the first pod). */
+  sandboxImage: string;
+  /** Pods' veths join this existing bridge; host-local hands out rangeStart..rangeEnd of subnet, default route via gateway. */
+  cni: { bridge: string; subnet: string; rangeStart: string; rangeEnd: string; gateway: string; mtu?: number };
+  /** The cgroup parent the caller gives its pods (LinuxPodSandboxConfig.cgroup_parent): removed by destroy(). */
+  cgroupParent: string;
+}
+
+export const CNI_BIN_DIR = process.env.SLIMFAST_TEST_CNI_BIN ?? '/usr/lib/cni';
+export const CRI_NAMESPACE = 'k8s.io';
 
 export interface CtrRunOptions {
   /** Network namespace to join (--with-ns network:PATH). */
@@ -201,23 +225,67 @@ export class ContainerdLab {
 
   private writeConfig(): string {
     const q = (s: string) => JSON.stringify(s);
+    const cri = this.opts.cri;
     const text = [
       'version = 2',
       `root = ${q(this.sub('root'))}`,
       `state = ${q(this.sub('state'))}`,
-      // CRI is Kubernetes' (and wants CNI); opt would install to /opt/containerd; the other snapshotters
-      // are not used here and only log that they cannot load.
-      `disabled_plugins = ${JSON.stringify(['io.containerd.grpc.v1.cri', 'io.containerd.internal.v1.opt', 'io.containerd.snapshotter.v1.aufs',
+      // CRI is Kubernetes' (and wants CNI): on only when asked for; opt would install to
+      // /opt/containerd; the other snapshotters are not used here and only log that they cannot load.
+      `disabled_plugins = ${JSON.stringify([...(cri ? [] : ['io.containerd.grpc.v1.cri']), 'io.containerd.internal.v1.opt', 'io.containerd.snapshotter.v1.aufs',
         'io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper'])}`,
       '[grpc]',
       `  address = ${q(this.address)}`,
       '[ttrpc]',
       `  address = ${q(`${this.address}.ttrpc`)}`,
+      ...(cri ? this.criConfig(cri) : []),
       '',
     ].join('\n');
     const file = this.sub('config.toml');
     fs.writeFileSync(file, text);
     return file;
+  }
+
+  private criConfig(cri: CriConfig): string[] {
+    const q = (s: string) => JSON.stringify(s);
+    const confDir = this.sub('cni');
+    fs.mkdirSync(confDir, { recursive: true });
+    const { bridge, subnet, rangeStart, rangeEnd, gateway, mtu } = cri.cni;
+    // isGateway false: the bridge has its address already (the gateway); the route comes from IPAM.
+    // tuning: IPv6 off in the pod, as in the lab's own namespaces, so that no router solicitation or
+    // MLD report crosses the VXLAN devices whose packet counts the tests compare.
+    fs.writeFileSync(path.join(confDir, '10-lab.conflist'), JSON.stringify({
+      cniVersion: '0.4.0',
+      name: 'lab',
+      plugins: [
+        {
+          type: 'bridge', bridge, isGateway: false, ipMasq: false, hairpinMode: false, ...(mtu ? { mtu } : {}),
+          ipam: { type: 'host-local', dataDir: this.sub('cni-ipam'), ranges: [[{ subnet, rangeStart, rangeEnd, gateway }]], routes: [{ dst: '0.0.0.0/0', gw: gateway }] },
+        },
+        { type: 'tuning', sysctl: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' } },
+      ],
+    }, null, 2));
+    const plugin = 'plugins."io.containerd.grpc.v1.cri"';
+    return [
+      `[${plugin}]`,
+      `  sandbox_image = ${q(cri.sandboxImage)}`,
+      // Setting a container's oom_score_adj below the daemon's own needs CAP_SYS_RESOURCE, which a
+      // root without it (some CI sandboxes) lacks: containerd keeps them at or above its own.
+      '  restrict_oom_score_adj = true',
+      '  stream_server_address = "127.0.0.1"',
+      '  stream_server_port = "0"',
+      `  [${plugin}.containerd]`,
+      '    default_runtime_name = "runc"',
+      `    [${plugin}.containerd.runtimes.runc]`,
+      '      runtime_type = "io.containerd.runc.v2"',
+      `      [${plugin}.containerd.runtimes.runc.options]`,
+      `        BinaryName = ${q(REAL_RUNC)}`,
+      `        Root = ${q(this.sub('runc'))}`,
+      `  [${plugin}.cni]`,
+      `    bin_dir = ${q(CNI_BIN_DIR)}`,
+      `    conf_dir = ${q(confDir)}`,
+      '    max_conf_num = 1',
+    ];
   }
 
   private async startDaemon(): Promise<void> {
@@ -226,7 +294,9 @@ export class ContainerdLab {
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env, TMPDIR: this.sub('tmp') };
     // containerd makes its temporary mounts (image unpacking) in XDG_RUNTIME_DIR, else TMPDIR.
     delete env.XDG_RUNTIME_DIR;
-    const cmd = [...(this.opts.netns ? ['nsenter', `--net=${this.opts.netns}`] : []), CONTAINERD, '--config', this.writeConfig()];
+    const config = this.writeConfig();
+    if (this.opts.editConfig) await this.opts.editConfig(config);
+    const cmd = [...(this.opts.netns ? ['nsenter', `--net=${this.opts.netns}`] : []), CONTAINERD, '--config', config];
     const child = execa('timeout', ['-s', 'KILL', String(DAEMON_LIFETIME_S), ...cmd], {
       env,
       extendEnv: false,
@@ -333,6 +403,7 @@ export class ContainerdLab {
     this.destroyed = true;
     const ids = [...this.containers];
     if (this.daemon && this.daemon.exitCode === null) {
+      if (this.opts.cri) await this.removePods();
       for (const id of ids) {
         await this.ctr(['task', 'rm', '-f', id], { timeout: 20_000 }).catch(() => {});
         await this.ctr(['container', 'rm', id], { timeout: 20_000 }).catch(() => {});
@@ -351,8 +422,24 @@ export class ContainerdLab {
     }
     scrub(this.dir);
     for (const id of ids) for (const cg of cgroupDirs(id)) await removeCgroup(cg);
+    if (this.opts.cri) for (const cg of cgroupDirs(this.opts.cri.cgroupParent.replace(/^\/+/, ''))) await removeCgroupTree(cg);
     removeShimDirs(this.madeShimDirs);
     fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  /** Removes what CRI pods are left (their poststop hooks run while the caller's brokers still do). */
+  private async removePods(): Promise<void> {
+    const cri = new CriClient(this.address, 20_000);
+    try {
+      for (const p of await cri.listPods()) {
+        await cri.stopPod(p.id).catch(() => {});
+        await cri.removePod(p.id).catch(() => {});
+      }
+    } catch {
+      // CRI not serving: scrub() kills what is left
+    } finally {
+      cri.close();
+    }
   }
 }
 
@@ -362,6 +449,15 @@ function killQuietly(pid: number, signal: NodeJS.Signals): void {
   } catch {
     // gone
   }
+}
+
+/** removeCgroup() for dir and the cgroups below it, deepest first. */
+async function removeCgroupTree(dir: string): Promise<void> {
+  for (const e of safeReaddir(dir)) {
+    const sub = path.join(dir, e);
+    if (fs.statSync(sub, { throwIfNoEntry: false })?.isDirectory()) await removeCgroupTree(sub);
+  }
+  await removeCgroup(dir);
 }
 
 /** Kills what is left in a container's cgroup and removes it (empty once they are reaped). */

@@ -158,8 +158,26 @@ test.serial('a static client in a runc container on the seccomp path (switched o
   t.is(k4.seccomp_handed, k3.seccomp_handed, 'without the agent');
   t.deepEqual(await topo.overlayPackets(h1), o1, 'VXLAN device on host 1 still carried no packets');
 
+  // (4) A container that joins the client container's network namespace (a Kubernetes pod's app
+  // container, docker --network container:X) shares its registration; the agent serves its notify fd,
+  // whose metadata is its own id, as that registration.
+  const sideBundle = makeBundle(path.join(topo.dir, 'bundle-side'), { ...rootfs, args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'], netns: c1.netnsPath });
+  const sideFile = path.join(sideBundle, 'config.json');
+  fs.writeFileSync(sideFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(sideFile, 'utf8')), annotations: { 'io.slimfast.seccomp': 'true' } }));
+  const side = await lab.run(h1, 'side', sideBundle);
+  t.deepEqual((await topo.registered(h1)).map((c) => c.id), [cli.id], 'the joining container is not registered itself');
+  t.is(JSON.parse(fs.readFileSync(sideFile, 'utf8')).linux.seccomp.listenerMetadata, side.id, 'runc tells the agent its own id');
+  const x4 = await lab.exec('side', [STATIC, c2.ip, String(PORT), '-n', '50', '-t', '10'], { timeout: 30_000 });
+  t.is(x4.exitCode, 0, x4.stderr);
+  const r4 = parseConnrate(x4.stdout);
+  t.is(r4.errors, 0, r4.first_error);
+  const k5 = await topo.counters(h1);
+  t.is(k5.seccomp_handed - k4.seccomp_handed, r4.conns, `the joining container's static client went through the agent (${d(k4, k5, names)})`);
+  t.deepEqual(await topo.overlayPackets(h1), o1, 'VXLAN device on host 1 still carried no packets');
+  step('a container in the client\'s network namespace through the agent');
+
   // Deleting the container closes its notify fds (every process using the filter is gone).
-  for (const name of ['cli', 'srv']) {
+  for (const name of ['side', 'cli', 'srv']) {
     t.is((await lab.kill(name)).exitCode, 0);
     await lab.waitStopped(name);
     t.is((await lab.delete(name)).exitCode, 0);

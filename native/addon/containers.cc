@@ -61,6 +61,8 @@ Error Engine::add_container(const std::string& id, uint32_t ip, const std::strin
   c->path_dev = st.st_dev;
   c->path_ino = st.st_ino;
   c->netns = netns;
+  c->netns_dev = ni.dev;
+  c->netns_ino = ni.ino;
   c->userns_chain = std::move(ni.userns_chain);
   c->port_start_fixed = port_start >= 0;
   c->port_start = port_start >= 0 ? uint32_t(port_start) : ni.port_start_ok ? ni.port_start : 1024;
@@ -74,6 +76,7 @@ Error Engine::add_container(const std::string& id, uint32_t ip, const std::strin
   }
   by_id.emplace(id, c);
   by_ip.emplace(ip, c);
+  containers_gen++;
   inc(ctr.containers);
   return Error{};
 }

@@ -195,6 +195,7 @@ struct Container : Obj {
   // last read, and the user namespaces whose CAP_NET_BIND_SERVICE counts in it (the namespace's
   // owner and that one's ancestors, as (dev, ino)).
   std::string netns;            // path given at registration ("" : the broker's own)
+  uint64_t netns_dev = 0, netns_ino = 0;  // its identity (0: unreadable); see sc_container()
   uint32_t port_start = 1024;
   bool port_start_fixed = false;  // given by the caller: never read again
   int64_t port_start_read_ms = 0;
@@ -243,8 +244,11 @@ struct ScAccept;
 // One seccomp notify fd: the processes of one container (or one exec) that share a filter.
 struct ScTarget : Obj {
   Ev ev{EV_SC_NOTIFY, this};
-  std::string id;  // listenerMetadata: the container id registered with this broker
+  std::string id;  // listenerMetadata: the container id registered with this broker, or the one
+                   // whose network namespace it shares (sc_container())
   int pid = 0;     // the process runc reported (for logs)
+  uint64_t ns_dev = 0, ns_ino = 0;  // pid's network namespace when the fd came (0: unreadable)
+  uint64_t resolved_gen = ~uint64_t(0);  // containers_gen at the last failed lookup by namespace
   std::vector<ScOut*> outs;  // held notifications
   // Sockets the agent put in place, by (tgid << 32 | fd): getsockname/getpeername answer their
   // virtual addresses while the fd still holds that socket (same inode).
@@ -364,6 +368,7 @@ struct FdLimit {
 FdLimit raise_fd_limit(uint64_t cap = 0);
 // What a new container's network namespace says (limits.cc); netns "" : the broker's own.
 struct NetnsInfo {
+  uint64_t dev = 0, ino = 0;  // the namespace's identity (0: unreadable)
   bool port_start_ok = false;
   uint32_t port_start = 1024;
   std::vector<std::pair<uint64_t, uint64_t>> userns_chain;
@@ -438,6 +443,7 @@ struct Engine {
   bool running_ = false;
 
   std::unordered_map<std::string, Container*> by_id;
+  uint64_t containers_gen = 0;  // bumped by every registration (sc_container() retries a miss then)
   std::unordered_map<uint32_t, Container*> by_ip;
   std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
 
@@ -684,6 +690,7 @@ struct Engine {
   Error listen_seccomp();  // the agent's own socket at cfg.seccomp_path
   // A notify fd and the container state JSON that came with it; kidx: its number with the keeper.
   ScTarget* sc_new_target(const std::string& state, int nfd, uint32_t kidx);
+  Container* sc_container(ScTarget* t);
   void sc_handle(ScTarget* t, const void* notif);  // one notification: in-flight slot, then answer
   // seccomp_keeper.cc
   bool attach_keeper();  // connected to cfg.seccomp_keeper

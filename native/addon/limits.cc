@@ -117,6 +117,11 @@ NetnsInfo read_netns_info(const std::string& netns, bool chain) {
   NetnsInfo out;
   int nfd = open(netns.empty() ? "/proc/self/ns/net" : netns.c_str(), O_RDONLY | O_CLOEXEC);
   if (nfd < 0) return out;
+  struct stat nst;
+  if (fstat(nfd, &nst) == 0) {
+    out.dev = uint64_t(nst.st_dev);
+    out.ino = uint64_t(nst.st_ino);
+  }
   if (chain) {
     // The namespace's owner, then each parent up to ours (NS_GET_PARENT fails past it).
     int u = ioctl(nfd, NS_GET_USERNS);

@@ -445,6 +445,11 @@ ScTarget* Engine::sc_new_target(const std::string& state, int nfd, uint32_t kidx
   }
   t->id = st.metadata;
   t->pid = int(st.pid);
+  struct stat nst;
+  if (t->pid > 0 && stat(("/proc/" + std::to_string(t->pid) + "/ns/net").c_str(), &nst) == 0) {
+    t->ns_dev = uint64_t(nst.st_dev);
+    t->ns_ino = uint64_t(nst.st_ino);
+  }
   t->kidx = kidx;
   t->ev.fd = nfd;
   set_nonblock(nfd, true);
@@ -458,6 +463,26 @@ ScTarget* Engine::sc_new_target(const std::string& state, int nfd, uint32_t kidx
   inc(ctr.seccomp_fds);
   SF_DLOG("seccomp: notify fd for container %s (pid %d)", t->id.c_str(), t->pid);
   return t;
+}
+
+// The container a notify fd's calls belong to. runc's metadata is the id of the container the fd
+// came from; one that joined another's network namespace (a Kubernetes pod's app containers, which
+// join the sandbox's; docker --network container:X; a Podman pod) is not registered itself but
+// shares the registration of that namespace (hooks/lifecycle.ts), so a miss by id is resolved by the
+// namespace of the process runc reported, once per registration since the last miss.
+Container* Engine::sc_container(ScTarget* t) {
+  auto cit = by_id.find(t->id);
+  if (cit != by_id.end()) return cit->second;
+  if (!t->ns_ino || t->resolved_gen == containers_gen) return nullptr;
+  t->resolved_gen = containers_gen;
+  for (auto& kv : by_id) {
+    Container* c = kv.second;
+    if (c->netns_ino != t->ns_ino || c->netns_dev != t->ns_dev) continue;
+    SF_DLOG("seccomp: %s shares the network namespace of container %s", t->id.c_str(), c->id.c_str());
+    t->id = c->id;
+    return c;
+  }
+  return nullptr;
 }
 
 void Engine::sc_handle(ScTarget* t, const void* notif) {
@@ -542,9 +567,8 @@ void Engine::sc_notification(ScTarget* t, const void* raw) {
   int tfd = int(n->data.args[0]);
   uint64_t addr = n->data.args[1];
   uint64_t alen = n->data.args[2];
-  auto cit = by_id.find(t->id);
-  if (cit == by_id.end() || tfd < 0 || alen < sizeof(sockaddr_in) || alen > 128 || !addr) return cont();
-  Container* c = cit->second;
+  Container* c = sc_container(t);
+  if (!c || tfd < 0 || alen < sizeof(sockaddr_in) || alen > 128 || !addr) return cont();
   int pid = int(n->pid);
 
   // The destination, from the target's memory: /proc/PID/mem opened, then ID_VALID (the pid still
@@ -702,11 +726,10 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
   const uint64_t id = n->id;
   auto cont = [&] { sc_respond(t, id, 0, true); };
-  auto cit = by_id.find(t->id);
+  Container* c = sc_container(t);
   int tfd = int(n->data.args[0]);
   int backlog = int(n->data.args[1]);
-  if (!steering() || cit == by_id.end() || tfd < 0) return cont();
-  Container* c = cit->second;
+  if (!steering() || !c || tfd < 0) return cont();
   int pid = int(n->pid);
   int tg = tgid_of(pid);
   // A dynamically linked program with the preload: its own listen() path (the preload's real
@@ -876,8 +899,7 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
   if (fl >= 0 && !(fl & O_NONBLOCK)) {
     bool room = t->outs.size() + t->accepts.size() < lim.pending;
     if (!room) {
-      auto cit = by_id.find(t->id);
-      if (cit != by_id.end()) at_limit(cit->second, ctr.limit_pending, "handoffs in progress", lim.pending);
+      if (Container* c = sc_container(t)) at_limit(c, ctr.limit_pending, "handoffs in progress", lim.pending);
     }
     if (!room || !fd_room(copy)) {
       close_fd(copy);
@@ -1072,9 +1094,8 @@ void Engine::sc_fail(ScOut* o) {
 
 void Engine::sc_finish(ScOut* o) {
   ScTarget* t = o->t;
-  auto cit = by_id.find(t->id);
-  if (cit == by_id.end()) return sc_fail(o);  // unregistered meanwhile
-  Container* c = cit->second;
+  Container* c = sc_container(t);
+  if (!c) return sc_fail(o);  // unregistered meanwhile
   if (policy_denies(c, o->dst, o->dport)) {  // a policy set while it connected
     uint64_t id = o->id;
     sc_drop_out(o);

@@ -278,8 +278,8 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
     if (sc_keeper.fd >= 0) send_k(sc_keeper.fd, u, -1);
     return true;
   };
-  auto cit = by_id.find(t->id);
-  if (cit == by_id.end()) return now >= a.give_up_at ? forget("its container is not registered") : false;
+  Container* owner = sc_container(t);
+  if (!owner) return now >= a.give_up_at ? forget("its container is not registered") : false;
   if (!steering()) return forget("kernel steering is off");
   int copy = copy_process_fd(int(m.tgid), m.tfd);
   struct stat st;
@@ -293,7 +293,7 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   bool v6 = (m.flags & SFK_F_V6) != 0;
   int app_end = -1, err = 0;
   int real = fcntl(a.real_fd, F_DUPFD_CLOEXEC, 0);
-  Listener* l = real >= 0 ? take_over_steered(cit->second, m.vip, m.port, copy, real, &app_end, &err) : nullptr;
+  Listener* l = real >= 0 ? take_over_steered(owner, m.vip, m.port, copy, real, &app_end, &err) : nullptr;
   close_fd(copy);
   if (!l) {
     // EBUSY: the socket is still in the dead broker's steering map, which the kernel frees a

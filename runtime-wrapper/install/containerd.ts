@@ -1,5 +1,8 @@
 // `slimfast install containerd`: a runtime class "slimfast" in containerd's config.toml, i.e. the runc
 // shim (io.containerd.runc.v2) with BinaryName = slimfast-runc and the runc entry's SystemdCgroup.
+// CRI passes a pod's or container's annotations on to the runtime only when the runtime lists them
+// (pod_annotations, container_annotations: path.Match patterns), so the entry lists io.slimfast.*
+// (io.slimfast.disable, io.slimfast.seccomp); patterns the user added there are kept.
 // Config version 2 (containerd 1.x, plugin "io.containerd.grpc.v1.cri") and 3 (containerd 2.x, plugin
 // "io.containerd.cri.v1.runtime") are edited as text; the result is checked with a TOML parser.
 import { isDeepStrictEqual } from 'node:util';
@@ -8,6 +11,8 @@ import { formatKey, formatValue, getPath, indentOf, insertBlock, parseTomlDoc, r
 
 export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
 export const RUNTIME_NAME = 'slimfast';
+/** The annotations CRI passes on to slimfast-runc. */
+export const ANNOTATION_PATTERN = 'io.slimfast.*';
 
 const CRI_PLUGIN: Record<number, string> = { 2: 'io.containerd.grpc.v1.cri', 3: 'io.containerd.cri.v1.runtime' };
 
@@ -44,9 +49,19 @@ export function planContainerd(file: string, before: string | undefined, runcBin
   const systemdCgroup = typeof runcSystemd === 'boolean' ? runcSystemd : undefined;
   const options: Record<string, unknown> = { BinaryName: runcBinary };
   if (systemdCgroup !== undefined) options.SystemdCgroup = systemdCgroup;
-  const expected = { runtime_type: 'io.containerd.runc.v2', options };
+  const current = getPath(doc, ours) as Record<string, unknown> | undefined;
+  const patterns = (key: string): string[] => {
+    const had = current?.[key];
+    const kept = Array.isArray(had) && had.every((p) => typeof p === 'string') ? (had as string[]) : [];
+    return kept.includes(ANNOTATION_PATTERN) ? kept : [...kept, ANNOTATION_PATTERN];
+  };
+  const expected = {
+    runtime_type: 'io.containerd.runc.v2',
+    pod_annotations: patterns('pod_annotations'),
+    container_annotations: patterns('container_annotations'),
+    options,
+  };
 
-  const current = getPath(doc, ours);
   if (isDeepStrictEqual(current, expected)) return { file, before, after: before ?? '', version, systemdCgroup };
 
   const removed = removeTables(text, ours);
@@ -58,7 +73,15 @@ export function planContainerd(file: string, before: string | undefined, runcBin
   const runcIndent = indentOf(removed, [...runtimes, 'runc']);
   const step = runcIndent ? '  ' : '';
   const indent = runcIndent ?? '';
-  const lines = [`${indent}[${header(ours)}]`, `${indent}${step}runtime_type = ${formatValue(expected.runtime_type)}`, '', `${indent}${step}[${header([...ours, 'options'])}]`];
+  const list = (v: string[]) => `[${v.map(formatValue).join(', ')}]`;
+  const lines = [
+    `${indent}[${header(ours)}]`,
+    `${indent}${step}runtime_type = ${formatValue(expected.runtime_type)}`,
+    `${indent}${step}pod_annotations = ${list(expected.pod_annotations)}`,
+    `${indent}${step}container_annotations = ${list(expected.container_annotations)}`,
+    '',
+    `${indent}${step}[${header([...ours, 'options'])}]`,
+  ];
   for (const [k, v] of Object.entries(options)) lines.push(`${indent}${step}${step}${k} = ${formatValue(v as string | boolean)}`);
   const after = insertBlock(removed, lines.join('\n'), [...runtimes, 'runc']);
   verifyEdit(text, after, file, ours, expected);
@@ -67,4 +90,4 @@ export function planContainerd(file: string, before: string | undefined, runcBin
 
 export const CONTAINERD_HINT =
   'restart containerd (systemctl restart containerd) to load it; then use runtime class "slimfast" ' +
-  '(Kubernetes: a RuntimeClass with handler: slimfast; nerdctl: --runtime with the slimfast-runc path)';
+  '(Kubernetes: a RuntimeClass with handler: slimfast, pod annotations io.slimfast.* are passed on; nerdctl: --runtime with the slimfast-runc path)';

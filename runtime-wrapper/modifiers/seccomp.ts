@@ -3,7 +3,8 @@
 // preload does not reach (statically linked ones) get host connections to SlimFast destinations too;
 // listen(), accept() and accept4() too, so that such servers get kernel-steered listeners.
 // runc sends the filter's notify fd to listenerPath (STATE_DIR/seccomp.sock: slimfast-seccomp-keeper, which passes it to the broker) with
-// listenerMetadata, the id the container is registered with.
+// listenerMetadata, the container's id (one that shares another's network namespace, such as a pod's
+// app container, is not registered itself: the agent finds the registration by that namespace).
 //
 // The container's own profile is kept. Without one, the profile is {defaultAction: SCMP_ACT_ALLOW,
 // syscalls: [the notify rule]}. With one, each of NOTIFIED_SYSCALLS is notified
