@@ -58,7 +58,7 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   await sweepStaleRunc();
   topo = await Topology.create({ containers: [0, 0], register: false });
   const [h1, h2] = topo.hosts;
-  const runc = (JSON.parse((await topo.cli(['paths', '--json'])).stdout) as { runc: string }).runc;
+  const runc = installPaths().runc;
   step('topology up');
 
   const labs: DockerLab[] = [];
@@ -78,21 +78,30 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   const conf1 = JSON.parse(fs.readFileSync(d1.configFile, 'utf8')) as Record<string, unknown>;
   fs.writeFileSync(d1.configFile, `${JSON.stringify({ ...conf1, bridge: 'br0', 'fixed-cidr': FIXED_CIDR_1 }, null, 2)}\n`);
   const before1 = fs.readFileSync(d1.configFile, 'utf8');
-  const i1 = await topo.cli(['install', 'docker', '--config', d1.configFile], { reject: false });
+  // Host 2: docker0 made by dockerd from bip (this host's subnet, as `slimfast status` shows it); the
+  // lab's bridge gives up the address.
+  const subnet2 = (await topo.status(h2)).health.subnet as string;
+  t.is(subnet2, h2.subnet, 'slimfast status --json names the host\'s subnet');
+  await topo.hostExec(h2, ['ip', 'addr', 'flush', 'dev', 'br0']);
+  const [i1, i2] = await Promise.all([
+    topo.cli(['install', 'docker', '--config', d1.configFile], { reject: false }),
+    topo.cli(['install', 'docker', '--config', d2.configFile, '--subnet', subnet2], { reject: false }),
+  ]);
   t.is(i1.exitCode, 0, i1.stderr);
   t.is(i1.stderr, '', 'no subnet note: the bridge is set');
   const after1 = fs.readFileSync(d1.configFile, 'utf8');
   t.deepEqual(JSON.parse(after1), { ...JSON.parse(before1), runtimes: { slimfast: { path: runc } } });
-  // Host 2: docker0 made by dockerd from bip; the lab's bridge gives up the address.
-  const subnet2 = (await topo.status(h2)).health.subnet as string;
-  t.is(subnet2, h2.subnet, 'slimfast status --json names the host\'s subnet');
-  await topo.hostExec(h2, ['ip', 'addr', 'flush', 'dev', 'br0']);
-  const i2 = await topo.cli(['install', 'docker', '--config', d2.configFile, '--subnet', subnet2], { reject: false });
   t.is(i2.exitCode, 0, i2.stderr);
   t.regex(i2.stdout, /restart dockerd/);
   t.is((JSON.parse(fs.readFileSync(d2.configFile, 'utf8')) as { bip: string }).bip, '10.200.2.1/24');
   step('daemon.json written');
-  await Promise.all(labs.map((l) => l.start()));
+  // The image is made while the daemons start.
+  const image = `slimfast/lab:${topo.id}`;
+  const rootfs = makeRootfs(path.join(topo.dir, 'rootfs'), { binaries: [ECHOD, CONNRATE], libraryDeps: [installPaths().preload] });
+  const [archive] = await Promise.all([
+    writeOciArchive(path.join(topo.dir, 'image.tar'), rootfs, { name: `docker.io/${image}`, dockerManifest: true }),
+    ...labs.map((l) => l.start()),
+  ]);
   step('two dockerds up');
   // Host 2's docker0 joins the overlay, and the host routes the rest of it there (its containers' /24
   // sends other hosts' addresses to the gateway): what an overlay network such as flannel sets up.
@@ -105,9 +114,6 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
     t.is(rt.slimfast?.path, runc, 'dockerd took the runtime from daemon.json');
   }
 
-  const rootfs = makeRootfs(path.join(topo.dir, 'rootfs'), { binaries: [ECHOD, CONNRATE], libraryDeps: [installPaths().preload] });
-  const image = `slimfast/lab:${topo.id}`;
-  const archive = await writeOciArchive(path.join(topo.dir, 'image.tar'), rootfs, { name: `docker.io/${image}`, dockerManifest: true });
   for (const l of labs) t.deepEqual(await l.load(archive.file), [image], 'the archive loaded as one tagged image');
   step('image loaded');
 
@@ -167,14 +173,23 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   t.deepEqual((await topo!.registered(h1)).map((c) => c.id), [cli], 'neither was registered');
   step('host network and runc left alone');
 
+  // Docker's default addresses (172.17.0.0/16) are in no broker's subnet: the hook refuses the container.
+  await d1.must(['network', 'create', '--subnet', '172.17.0.0/16', `${topo.id}-dflt`]);
+  const outside = await d1.docker(['run', '--rm', '--runtime', 'slimfast', '--network', `${topo.id}-dflt`, image, '/bin/true'], { timeout: 30_000 });
+  t.not(outside.exitCode, 0, outside.stdout);
+  t.regex(outside.stderr, /container IP 172\.17\.0\.\d+ is outside this host's subnet 10\.200\.1\.0\/24/, outside.stderr);
+  t.deepEqual((await topo!.registered(h1)).map((c) => c.id), [cli]);
+  await d1.must(['network', 'rm', `${topo.id}-dflt`]);
+  step('a container outside the subnet refused');
+
   // docker stop: containerd deletes the task, runc delete runs the poststop hook; then docker rm.
-  for (const [lab, id, h] of [[d1, cli, h1], [d2, srv, h2]] as const) {
+  await Promise.all(([[d1, cli, h1], [d2, srv, h2]] as const).map(async ([lab, id, h]) => {
     await lab.must(['stop', '-t', '1', id], { timeout: 30_000 });
     t.deepEqual(await topo!.registered(h), [], `${id.slice(0, 12)} is unregistered once stopped`);
     t.deepEqual(socketDirs(h), [], 'and its socket directory is gone');
     await lab.must(['rm', id]);
     t.deepEqual(await lab.containerIds(), [], 'no container left');
-  }
+  }));
   step('containers stopped and removed');
 
   // Host 2's broker down: `docker run` fails (the default, no allowWithoutBroker) and passes on the
