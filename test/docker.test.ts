@@ -5,7 +5,8 @@
 // ways a user gets them: host 1's dockerd uses the lab's bridge (daemon.json "bridge" + "fixed-cidr",
 // so its containers sit on the VXLAN overlay like the lab's), host 2's makes its own docker0 from the
 // "bip" that `install docker --subnet` sets. Containers run with `docker run --runtime slimfast`:
-// slimfast-hook registers them (the lab does not), their TCP goes host to host, not over VXLAN. The
+// slimfast-hook registers them (the lab does not), their TCP goes host to host, not over VXLAN; a
+// static client reaches the seccomp path through the config file's "seccomp": true. The
 // image is a docker-archive of a root filesystem made here, `docker load`ed: no registry.
 // Needs root, docker.io (/usr/sbin/dockerd, /usr/bin/docker), runc (/usr/sbin/runc) and busybox-static.
 import fs from 'node:fs';
@@ -23,6 +24,7 @@ import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
+const STATIC = path.join(repoRoot(), 'bench', 'clients', 'connrate-static');
 const PORT = 7100;
 const CONNS = 200;
 const EXEC_CONNS = 50;
@@ -44,7 +46,7 @@ function socketDirs(h: Host): string[] {
 const envLines = (out: string) => out.split('\n');
 
 test.serial('docker run --runtime slimfast: installed by slimfast install docker, registered by the hook, TCP over SlimFast, docker exec, --network host, stop, broker down', async (t) => {
-  for (const f of [ECHOD, CONNRATE, installPaths().preload, installPaths().runc]) {
+  for (const f of [ECHOD, CONNRATE, STATIC, installPaths().preload, installPaths().runc]) {
     if (!fs.existsSync(f)) throw new Error(`${f} is missing: npm run build:native`);
   }
   // Fail (and clean up in after.always) well before ava's own timeout, which skips the after hooks.
@@ -61,6 +63,8 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   const runc = installPaths().runc;
   step('topology up');
 
+  // slimfast-runc's config file (not the machine's /etc/slimfast/config.json): absent until the seccomp step.
+  const switchFile = path.join(topo.dir, 'slimfast-config.json');
   const labs: DockerLab[] = [];
   topo.onDestroy(async () => {
     for (const l of labs) await l.destroy();
@@ -68,7 +72,7 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   for (const h of topo.hosts) {
     labs.push(DockerLab.create(path.join(topo.dir, `docker-h${h.index}`), {
       netns: `/run/netns/${h.ns}`,
-      env: { SLIMFAST_STATE_DIR: h.stateDir, SLIMFAST_RUNC: REAL_RUNC, SLIMFAST_HOOK_TIMEOUT: '10' },
+      env: { SLIMFAST_STATE_DIR: h.stateDir, SLIMFAST_RUNC: REAL_RUNC, SLIMFAST_HOOK_TIMEOUT: '10', SLIMFAST_CONFIG: switchFile },
       // The VXLAN device's MTU, as the lab's containers have.
       args: ['--mtu', '1450'],
     }));
@@ -97,7 +101,7 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   step('daemon.json written');
   // The image is made while the daemons start.
   const image = `slimfast/lab:${topo.id}`;
-  const rootfs = makeRootfs(path.join(topo.dir, 'rootfs'), { binaries: [ECHOD, CONNRATE], libraryDeps: [installPaths().preload] });
+  const rootfs = makeRootfs(path.join(topo.dir, 'rootfs'), { binaries: [ECHOD, CONNRATE, STATIC], libraryDeps: [installPaths().preload] });
   const [archive] = await Promise.all([
     writeOciArchive(path.join(topo.dir, 'image.tar'), rootfs, { name: `docker.io/${image}`, dockerManifest: true }),
     ...labs.map((l) => l.start()),
@@ -156,6 +160,22 @@ test.serial('docker run --runtime slimfast: installed by slimfast install docker
   t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, 'the exec\'d process\'s connections were handed out as well');
   t.deepEqual(await topo.overlayPackets(h1), o0, 'and did not cross the VXLAN device');
   step('exec checked');
+
+  // The seccomp path, which Docker 20.10 (no --annotation) reaches only through the config file's
+  // switch: a statically linked client, out of the preload's reach, gets host connections from the
+  // broker's seccomp agent.
+  fs.writeFileSync(switchFile, `${JSON.stringify({ seccomp: true })}\n`);
+  const k2 = await topo.counters(h1);
+  const o2 = await topo.overlayPackets(h1);
+  const st = await d1.docker(['run', '--rm', '--runtime', 'slimfast', image, STATIC, srvIp, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { timeout: 30_000 })
+    .finally(() => fs.rmSync(switchFile, { force: true }));
+  t.is(st.exitCode, 0, st.stderr);
+  const rs = parseConnrate(st.stdout);
+  t.is(rs.errors, 0, rs.first_error);
+  t.is(rs.conns, EXEC_CONNS);
+  t.is((await topo.counters(h1)).seccomp_handed - k2.seccomp_handed, rs.conns, 'every connect of the static client went through the seccomp agent');
+  t.deepEqual(await topo.overlayPackets(h1), o2, 'and none crossed the VXLAN device');
+  step('seccomp path checked');
 
   // Left alone: --network host with the slimfast runtime, and the default runtime (runc). Neither is
   // registered nor gets the preload; the plain container's connections take the overlay.
