@@ -113,12 +113,10 @@ async function removeCgroupTree(parent: string): Promise<void> {
 }
 
 /** Kills the daemons, containerds and shims, removes the shim sockets and unmounts everything of the labs at or below dir. */
-function scrub(dir: string): number {
+function scrub(dir: string): void {
   killAll(processesUnder(dir));
-  const sockets = shimSockets(dir);
-  for (const s of sockets) fs.rmSync(s, { force: true });
+  for (const s of shimSockets(dir)) fs.rmSync(s, { force: true });
   unmountUnder(dir);
-  return sockets.length;
 }
 
 function removeEmptyDirs(dirs: string[]): void {
@@ -142,12 +140,13 @@ function cgroupParentFor(dir: string): string {
  * unmounts what they mounted, so that sweepStale() can remove the directories.
  */
 export async function sweepStaleDocker(): Promise<void> {
-  let sockets = 0;
+  let stale = false;
   for (const entry of safeReaddir(os.tmpdir())) {
     const m = /^sft(\d+)x/.exec(entry);
     if (!m || pidAlive(Number(m[1]))) continue;
     const top = path.join(os.tmpdir(), entry);
-    sockets += scrub(top);
+    if (safeReaddir(top).some((e) => fs.existsSync(path.join(top, e, 'exec', 'containerd')))) stale = true;
+    scrub(top);
   }
   // Cgroup parents are named after the run (sftPIDx…-NAME): also those whose directory is gone.
   const names = new Set<string>();
@@ -158,7 +157,9 @@ export async function sweepStaleDocker(): Promise<void> {
     }
   }
   for (const n of names) await removeCgroupTree(n);
-  if (sockets > 0) removeEmptyDirs([`${SHIM_SOCKET_ROOT}/s`, SHIM_SOCKET_ROOT]);
+  // The killed run could not remove them; it made them if nothing else is in them (a daemon that
+  // needs them again makes them again).
+  if (stale) removeEmptyDirs([`${SHIM_SOCKET_ROOT}/s`, SHIM_SOCKET_ROOT, ...PLUGIN_DIRS]);
 }
 
 export class DockerLab {
