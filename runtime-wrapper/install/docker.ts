@@ -2,6 +2,7 @@
 // `docker run --runtime slimfast` works; with a subnet, also "bip" (the default bridge's address), so
 // that containers get addresses in this host's SlimFast subnet. Only those members change: the rest of
 // the file is kept byte for byte.
+import { isDeepStrictEqual } from 'node:util';
 import { type Cidr, contains, formatIp, parseCidr } from '../../broker/cidr.js';
 import { detectIndent, parseLossless } from '../json-lossless.js';
 import { type FileChange, InstallError } from './common.js';
@@ -89,6 +90,11 @@ export function planDocker(file: string, before: string | undefined, runcBinary:
   if (existing?.path !== runcBinary) after = setMember(after, ['runtimes', 'slimfast', 'path'], runcBinary, unit);
   const restart = !!bip && doc.bip !== bip;
   if (restart) after = setMember(after, ['bip'], bip, unit);
+  // The text editor must have changed exactly what it was asked to: check the parsed result.
+  const want = parseLossless(text) as Record<string, any>;
+  want.runtimes = { ...want.runtimes, slimfast: { ...want.runtimes?.slimfast, path: runcBinary } };
+  if (restart) want.bip = bip;
+  if (!isDeepStrictEqual(parseLossless(after), want)) throw new InstallError(`cannot edit ${file} in place (it was left unchanged); please report this with the file`);
   return { file, before, after, note, restart };
 }
 

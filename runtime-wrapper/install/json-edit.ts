@@ -116,10 +116,15 @@ function inline(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** The file's line ending: CRLF when it has one, so that new lines match the old. */
+function newline(text: string): string {
+  return text.includes('\r\n') ? '\r\n' : '\n';
+}
+
 /** v written at `indent` (the indentation of the line it starts on), nested levels one `unit` deeper each. */
-function render(v: unknown, indent: string, unit: string): string {
+function render(v: unknown, indent: string, unit: string, nl = '\n'): string {
   if (unit === '') return inline(v);
-  return JSON.stringify(v, null, unit).replace(/\n/g, `\n${indent}`);
+  return JSON.stringify(v, null, unit).replace(/\n/g, `${nl}${indent}`);
 }
 
 function splice(text: string, span: Span, insert: string): string {
@@ -144,7 +149,7 @@ export function setMember(text: string, path: string[], value: unknown, unit: st
       for (let k = path.length - 1; k > depth; k--) v = { [path[k]]: v };
       return insertMember(text, node, key, v, unit);
     }
-    if (depth === path.length - 1) return splice(text, found.value, render(value, lineIndent(text, found.keyStart), unit));
+    if (depth === path.length - 1) return splice(text, found.value, render(value, lineIndent(text, found.keyStart), unit, newline(text)));
     node = found.value;
   }
   throw new Error('setMember: empty path');
@@ -152,17 +157,18 @@ export function setMember(text: string, path: string[], value: unknown, unit: st
 
 function insertMember(text: string, obj: Node, key: string, value: unknown, unit: string): string {
   const members = obj.members!;
+  const nl = newline(text);
   if (members.length > 0) {
     const last = members[members.length - 1];
     const multiLine = text.slice(obj.start, members[0].keyStart).includes('\n');
     if (!multiLine) return splice(text, { start: last.value.end, end: last.value.end }, `, ${JSON.stringify(key)}: ${inline(value)}`);
     const indent = lineIndent(text, last.keyStart);
-    return splice(text, { start: last.value.end, end: last.value.end }, `,\n${indent}${JSON.stringify(key)}: ${render(value, indent, unit || '  ')}`);
+    return splice(text, { start: last.value.end, end: last.value.end }, `,${nl}${indent}${JSON.stringify(key)}: ${render(value, indent, unit || '  ', nl)}`);
   }
   if (unit === '') {
     return splice(text, obj, `{${JSON.stringify(key)}: ${inline(value)}}`);
   }
   const closing = lineIndent(text, obj.start);
   const indent = closing + unit;
-  return splice(text, obj, `{\n${indent}${JSON.stringify(key)}: ${render(value, indent, unit)}\n${closing}}`);
+  return splice(text, obj, `{${nl}${indent}${JSON.stringify(key)}: ${render(value, indent, unit, nl)}${nl}${closing}}`);
 }
