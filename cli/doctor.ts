@@ -136,6 +136,9 @@ export function privilegesCheck(uid: number, capEff: bigint): CheckResult {
 
 export const TFO_SYSCTL = '/proc/sys/net/ipv4/tcp_fastopen';
 
+/** What the broker's change to the sysctl means for the host after it stops. */
+const TFO_LEFT_SET = "leaves it set after it stops (the host's listeners that ask for TCP_FASTOPEN then accept Fast Open)";
+
 /** The sysctl's text ("3\n", "0x203") -> its value, or undefined. */
 export function parseTfo(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -148,7 +151,8 @@ export function parseTfo(text: string | undefined): number | undefined {
  * net.ipv4.tcp_fastopen: bit 0x1 lets sockets send data in the SYN (pooled and cross-host
  * connections send their header there), bit 0x2 lets listeners take it (the reserved port and
  * steered listeners). Cookies are not needed: every SlimFast socket sets TCP_FASTOPEN_NO_COOKIE.
- * The broker sets 0x2 itself at start when it may write the sysctl.
+ * The broker sets 0x2 itself at start when it may write the sysctl, and leaves it set when it stops
+ * (another broker, or a restarted one, still needs it): doctor says so, the host's admin should know.
  */
 export function tfoCheck(text: string | undefined, canWrite: boolean): CheckResult {
   const name = 'tcp-fastopen';
@@ -170,13 +174,13 @@ export function tfoCheck(text: string | undefined, canWrite: boolean): CheckResu
     notes.push('no client bit (0x1): pooled and cross-host connections cannot carry their header in the SYN, so they wait for the handshake and the peer\'s kernel steers none of them');
   }
   if (!(v & 2)) {
-    if (canWrite) notes.push('no server bit (0x2) yet: the broker sets it at start, keeping the other bits');
+    if (canWrite) notes.push(`no server bit (0x2) yet: the broker sets it at start, keeping the other bits, and ${TFO_LEFT_SET}`);
     else {
       status = 'warn';
       notes.push('no server bit (0x2) and the broker could not set it without root: the reserved port takes no data in the SYN and nothing is steered in the kernel');
     }
   }
-  if (status === 'ok' && !notes.length) notes.push('client and server bits set');
+  if (status === 'ok' && !notes.length) notes.push(`client and server bits set (a broker that finds 0x2 missing sets it and ${TFO_LEFT_SET})`);
   notes.push('no cookies needed (SlimFast sockets set TCP_FASTOPEN_NO_COOKIE)');
   const detail = `${shown}: ${notes.join('; ')}`;
   return status === 'ok' ? ok(name, detail) : warn(name, detail, fix);

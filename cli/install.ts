@@ -7,14 +7,15 @@ import { installPaths } from '../broker/paths.js';
 import { type ApplyResult, type FileChange, InstallError, applyChange, describe, readIfExists } from '../runtime-wrapper/install/common.js';
 import { CONTAINERD_HINT, DEFAULT_CONTAINERD_CONFIG, planContainerd } from '../runtime-wrapper/install/containerd.js';
 import { CRIO_HINT, DEFAULT_CRIO_DROPIN, planCrio } from '../runtime-wrapper/install/crio.js';
-import { DEFAULT_DOCKER_CONFIG, DOCKER_HINT, planDocker } from '../runtime-wrapper/install/docker.js';
+import { DEFAULT_DOCKER_CONFIG, DOCKER_HINT, DOCKER_RESTART_HINT, planDocker } from '../runtime-wrapper/install/docker.js';
 import { PODMAN_HINT, planPodman } from '../runtime-wrapper/install/podman.js';
 import { DEFAULT_SYSTEMD_UNIT, SYSTEMD_HINT, planSystemd } from '../runtime-wrapper/install/systemd.js';
 
 export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR] [--when-annotation KEY=REGEX] [--dry-run]
                                                write SlimFast's OCI hooks (precreate, createRuntime, poststop) there
-  install docker [--config /etc/docker/daemon.json] [--dry-run]
-                                               add the "slimfast" runtime (docker run --runtime slimfast)
+  install docker [--config /etc/docker/daemon.json] [--subnet CIDR] [--dry-run]
+                                               add the "slimfast" runtime (docker run --runtime slimfast);
+                                               --subnet (this host's SlimFast subnet) also sets "bip" to it
   install containerd [--config /etc/containerd/config.toml] [--dry-run]
                                                add the "slimfast" runtime class (runc shim running slimfast-runc)
   install crio [--config /etc/crio/crio.conf.d/99-slimfast.conf] [--dry-run]
@@ -48,6 +49,7 @@ export async function install(args: string[]): Promise<number> {
         'hooks-dir': { type: 'string' },
         'state-dir': { type: 'string' },
         'when-annotation': { type: 'string' },
+        subnet: { type: 'string' },
         'dry-run': { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -66,6 +68,7 @@ export async function install(args: string[]): Promise<number> {
   let changes: FileChange[];
   let hint: string;
   try {
+    if (engine !== 'docker' && v.subnet !== undefined) return usageError('--subnet is an option of install docker only');
     if (engine !== 'systemd' && v.unit !== undefined) return usageError('--unit is an option of install systemd only');
     if (engine === 'systemd') {
       for (const bad of ['config', 'hooks-dir', 'state-dir', 'when-annotation']) if (v[bad] !== undefined) return usageError(`--${bad} is not an option of install systemd`);
@@ -91,8 +94,10 @@ export async function install(args: string[]): Promise<number> {
         (v.config as string | undefined) ?? (engine === 'docker' ? DEFAULT_DOCKER_CONFIG : engine === 'containerd' ? DEFAULT_CONTAINERD_CONFIG : DEFAULT_CRIO_DROPIN);
       const before = readIfExists(file);
       if (engine === 'docker') {
-        changes = [planDocker(file, before, paths.runc)];
-        hint = DOCKER_HINT;
+        const change = planDocker(file, before, paths.runc, { subnet: v.subnet as string | undefined });
+        changes = [change];
+        hint = change.restart ? DOCKER_RESTART_HINT : DOCKER_HINT;
+        if (change.note) process.stderr.write(`slimfast install docker: ${change.note}\n`);
       } else if (engine === 'containerd') {
         changes = [planContainerd(file, before, paths.runc)];
         hint = CONTAINERD_HINT;

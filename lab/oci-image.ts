@@ -1,6 +1,8 @@
 // An OCI image archive (image-layout tarball: oci-layout, index.json, blobs/sha256/…) of one root
 // filesystem directory, as one uncompressed layer: what `ctr images import` (and other engines) load
-// without a registry. imageBlobs() is the pure part (digests, config, manifest, index); writeOciArchive()
+// without a registry. Docker before 25 reads only the docker-archive's manifest.json: with
+// ImageOptions.dockerManifest the archive carries one too, naming the same blobs (as Docker 25's
+// `docker save` writes). imageBlobs() is the pure part (digests, config, manifest, index); writeOciArchive()
 // tars the layer and the layout with the tar package.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -41,6 +43,8 @@ export interface ImageOptions {
   workingDir?: string;
   /** GOARCH-style architecture; default: this machine's. */
   architecture?: string;
+  /** Also write manifest.json, so that `docker load` (20.10) takes the archive. */
+  dockerManifest?: boolean;
 }
 
 export interface ImageBlobs {
@@ -116,6 +120,17 @@ export interface OciArchive {
   layer: Descriptor;
 }
 
+/**
+ * The docker-archive manifest.json for the same blobs: Docker takes the repository tag from RepoTags, a
+ * bare name being Docker Hub's (docker.io/library/ and docker.io/ are left out, as `docker images` shows).
+ */
+export function dockerManifest(blobs: ImageBlobs, name: string): Buffer {
+  const tag = refTag(name);
+  const colon = name.lastIndexOf(':');
+  const repo = (colon > name.lastIndexOf('/') ? name.slice(0, colon) : name).replace(/^docker\.io\/(library\/)?/, '');
+  return Buffer.from(JSON.stringify([{ Config: blobPath(blobs.config.digest), RepoTags: [`${repo}:${tag}`], Layers: [blobPath(blobs.layer.digest)] }]));
+}
+
 /** The path of a blob inside an image layout. */
 export function blobPath(digest: string): string {
   const m = /^sha256:([0-9a-f]{64})$/.exec(digest);
@@ -165,7 +180,9 @@ export async function writeOciArchive(file: string, rootfs: string, opts: ImageO
     for (const b of [blobs.layer, blobs.config, blobs.manifest]) fs.writeFileSync(path.join(stage, blobPath(b.digest)), b.data);
     fs.writeFileSync(path.join(stage, 'index.json'), blobs.index);
     fs.writeFileSync(path.join(stage, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-    await createTar({ file, cwd: stage, portable: true, mtime: new Date(0) }, ['oci-layout', 'index.json', 'blobs']);
+    if (opts.dockerManifest) fs.writeFileSync(path.join(stage, 'manifest.json'), dockerManifest(blobs, opts.name));
+    await createTar({ file, cwd: stage, portable: true, mtime: new Date(0) },
+      ['oci-layout', 'index.json', ...(opts.dockerManifest ? ['manifest.json'] : []), 'blobs']);
     return {
       file,
       layer: descriptor(MEDIA_TYPES.layer, blobs.layer),

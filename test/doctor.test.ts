@@ -135,6 +135,8 @@ test('tcp_fastopen: client and server bits; the broker sets the server bit itsel
   const clientOnly = tfoCheck('1\n', true);
   t.is(clientOnly.status, 'ok', 'the default value, as root: the broker adds 0x2');
   t.regex(clientOnly.detail, /the broker sets it at start/);
+  t.regex(clientOnly.detail, /leaves it set after it stops/, 'the broker does not restore the value it found');
+  t.regex(tfoCheck('3', true).detail, /client and server bits set \(a broker that finds 0x2 missing sets it and leaves it set after it stops/);
   const unprivileged = tfoCheck('1\n', false);
   t.is(unprivileged.status, 'warn');
   t.regex(unprivileged.fix!, /sysctl -w net\.ipv4\.tcp_fastopen=3/);

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { extract } from 'tar';
-import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_TYPES, blob, blobPath, imageArchitecture, imageBlobs, refTag, writeOciArchive } from '../lab/oci-image.js';
+import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_TYPES, blob, blobPath, dockerManifest, imageArchitecture, imageBlobs, refTag, writeOciArchive } from '../lab/oci-image.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfoci-'));
@@ -85,6 +85,7 @@ test('writeOciArchive: an image layout whose blobs match their names, the same d
     t.deepEqual(JSON.parse(fs.readFileSync(path.join(out, 'oci-layout'), 'utf8')), { imageLayoutVersion: '1.0.0' });
     const index = JSON.parse(fs.readFileSync(path.join(out, 'index.json'), 'utf8'));
     t.is(index.manifests[0].digest, a.manifest.digest);
+    t.false(fs.existsSync(path.join(out, 'manifest.json')), 'no docker-archive manifest unless asked for');
     const names = fs.readdirSync(path.join(out, 'blobs', 'sha256')).sort();
     t.deepEqual(names, [a.layer, a.config, a.manifest].map((d) => d.digest.slice('sha256:'.length)).sort());
     for (const n of names) t.is(sha256(fs.readFileSync(path.join(out, 'blobs', 'sha256', n))), `sha256:${n}`);
@@ -95,6 +96,33 @@ test('writeOciArchive: an image layout whose blobs match their names, the same d
     t.is(fs.readFileSync(path.join(layer, 'bin', 'hello'), 'utf8'), '#!/bin/sh\necho hi\n');
     t.is(fs.statSync(path.join(layer, 'bin', 'hello')).mode & 0o777, 0o755);
     t.is(fs.readlinkSync(path.join(layer, 'bin', 'hi')), 'hello');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('dockerManifest: the docker-archive manifest.json names the same config and layer, and the tag as docker shows it', (t) => {
+  const b = imageBlobs(Buffer.from('layer'), { name: 'x', architecture: 'amd64' });
+  const m = (name: string) => JSON.parse(dockerManifest(b, name).toString());
+  t.deepEqual(m('docker.io/slimfast/lab:t1'), [{ Config: blobPath(b.config.digest), RepoTags: ['slimfast/lab:t1'], Layers: [blobPath(b.layer.digest)] }]);
+  t.deepEqual(m('docker.io/library/busybox')[0].RepoTags, ['busybox:latest']);
+  t.deepEqual(m('localhost:5000/lab:v2')[0].RepoTags, ['localhost:5000/lab:v2']);
+  t.deepEqual(m('localhost:5000/lab')[0].RepoTags, ['localhost:5000/lab:latest']);
+});
+
+test('writeOciArchive with dockerManifest: manifest.json beside the image layout', async (t) => {
+  const dir = tmp();
+  try {
+    fs.mkdirSync(path.join(dir, 'rootfs', 'bin'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'rootfs', 'bin', 'x'), 'x');
+    const a = await writeOciArchive(path.join(dir, 'a.tar'), path.join(dir, 'rootfs'), { name: 'slimfast/lab:d', dockerManifest: true });
+    const out = path.join(dir, 'out');
+    fs.mkdirSync(out);
+    await extract({ file: a.file, cwd: out });
+    t.deepEqual(fs.readdirSync(out).sort(), ['blobs', 'index.json', 'manifest.json', 'oci-layout']);
+    const [m] = JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    t.deepEqual(m, { Config: blobPath(a.config.digest), RepoTags: ['slimfast/lab:d'], Layers: [blobPath(a.layer.digest)] });
+    for (const f of [m.Config, ...m.Layers]) t.true(fs.existsSync(path.join(out, f)), f);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

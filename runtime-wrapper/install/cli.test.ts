@@ -24,9 +24,15 @@ test('install docker: --dry-run prints a diff and writes nothing; then it writes
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /daemon\.json: updated \(the previous version is in .*daemon\.json\.slimfast-backup-\d{8}T\d{6}Z\)/);
   t.deepEqual(JSON.parse(fs.readFileSync(file, 'utf8')), { debug: true, runtimes: { slimfast: { path: P.runc } } });
+  t.regex(r.stderr, /note: Docker's default bridge \(172\.17\.0\.0\/16\) is outside SlimFast's subnets/);
   const again = cli(['install', 'docker', '--config', file]);
   t.regex(again.stdout, /already up to date/);
   t.is(fs.readdirSync(dir).length, 2);
+  const bip = cli(['install', 'docker', '--config', file, '--subnet', '10.200.7.0/24']);
+  t.is(bip.status, 0, bip.stderr);
+  t.is(bip.stderr, '');
+  t.regex(bip.stdout, /restart dockerd/);
+  t.is(JSON.parse(fs.readFileSync(file, 'utf8')).bip, '10.200.7.1/24');
   fs.rmSync(dir, { recursive: true });
 });
 
@@ -59,7 +65,7 @@ test('install containerd, crio and podman write their files', (t) => {
 });
 
 test('usage errors exit 2; the usage lists install', (t) => {
-  for (const args of [['install'], ['install', 'lxc'], ['install', 'podman'], ['install', 'docker', '--hooks-dir', '/x'], ['install', 'docker', '--bogus']]) {
+  for (const args of [['install'], ['install', 'lxc'], ['install', 'podman'], ['install', 'docker', '--hooks-dir', '/x'], ['install', 'docker', '--bogus'], ['install', 'containerd', '--subnet', '10.200.1.0/24']]) {
     const r = cli(args);
     t.is(r.status, 2, args.join(' '));
     t.regex(r.stderr, /^slimfast install: /);
