@@ -5,11 +5,16 @@
 // (`--version`). With a broker running, slimfast-runc and slimfast-hook hand their work to its
 // runtime service; SLIMFAST_NO_RUNTIME_SERVICE=1 measures their Node.js programs instead.
 //
-//   node dist/bench/runc-overhead.js [--runs N]      (npm run bench:runc; as root)
+// When docker.io is installed, a Docker row: `docker run --rm` through a private dockerd with runc and
+// with --runtime slimfast.
+//
+//   node dist/bench/runc-overhead.js [--runs N] [--no-docker]      (npm run bench:runc; as root)
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { REAL_RUNC, RuncLab, SLIMFAST_RUNC, makeBundle, sweepStaleRunc } from '../lab/containers.js';
+import { REAL_RUNC, RuncLab, SLIMFAST_RUNC, makeBundle, makeRootfs, sweepStaleRunc } from '../lab/containers.js';
+import { DOCKERD, DockerLab, sweepStaleDocker } from '../lab/docker.js';
+import { writeOciArchive } from '../lab/oci-image.js';
 import { Topology } from '../lab/topology.js';
 import { median } from './measure.js';
 
@@ -17,7 +22,7 @@ function parseRuns(argv: string[]): number {
   const i = argv.indexOf('--runs');
   const n = i >= 0 ? Number(argv[i + 1]) : 15;
   if (!Number.isInteger(n) || n < 1 || n > 500) {
-    console.error('usage: node dist/bench/runc-overhead.js [--runs N]   (1 ≤ N ≤ 500)');
+    console.error('usage: node dist/bench/runc-overhead.js [--runs N] [--no-docker]   (1 ≤ N ≤ 500)');
     process.exit(2);
   }
   return n;
@@ -40,13 +45,52 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, outFile: str
   }
 }
 
+/**
+ * `docker run --rm IMAGE true` through a private dockerd on host 1 (the lab's bridge, a fixed-cidr in
+ * the host's subnet, the runtime written by `slimfast install docker`), with runc (Docker's default)
+ * and with --runtime slimfast, interleaved.
+ */
+async function dockerRow(topo: Topology, runs: number): Promise<void> {
+  const h1 = topo.hosts[0];
+  const d = DockerLab.create(path.join(topo.dir, 'docker-h1'), {
+    netns: `/run/netns/${h1.ns}`,
+    env: { SLIMFAST_STATE_DIR: h1.stateDir, SLIMFAST_RUNC: REAL_RUNC },
+  });
+  topo.onDestroy(() => d.destroy());
+  const conf = JSON.parse(fs.readFileSync(d.configFile, 'utf8')) as Record<string, unknown>;
+  fs.writeFileSync(d.configFile, `${JSON.stringify({ ...conf, bridge: 'br0', 'fixed-cidr': `${h1.subnet.replace(/\.0\/24$/, '.128')}/25` }, null, 2)}\n`);
+  const inst = await topo.cli(['install', 'docker', '--config', d.configFile], { reject: false });
+  if (inst.exitCode !== 0) throw new Error(`slimfast install docker failed: ${inst.stderr}`);
+  const image = `slimfast/bench:${topo.id}`;
+  const rootfs = makeRootfs(path.join(topo.dir, 'docker-rootfs'));
+  const [archive] = await Promise.all([writeOciArchive(path.join(topo.dir, 'docker-image.tar'), rootfs, { name: `docker.io/${image}`, dockerManifest: true }), d.start()]);
+  await d.load(archive.file);
+  const times: Record<'runc' | 'slimfast', number[]> = { runc: [], slimfast: [] };
+  for (let i = 0; i < runs; i++) {
+    const order: ('runc' | 'slimfast')[] = i % 2 ? ['slimfast', 'runc'] : ['runc', 'slimfast'];
+    for (const which of order) {
+      const t0 = performance.now();
+      await d.must(['run', '--rm', ...(which === 'slimfast' ? ['--runtime', 'slimfast'] : []), image, '/bin/true']);
+      times[which].push(performance.now() - t0);
+    }
+    process.stdout.write(`\r  docker: ${i + 1}/${runs} runs`);
+  }
+  process.stdout.write('\n');
+  const a = median(times.runc);
+  const b = median(times.slimfast);
+  console.log(`\n  median of ${runs} interleaved runs       runc        slimfast       added      ratio`);
+  console.log(`  ${'docker run --rm (dockerd, runtime)'.padEnd(34)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x\n`);
+}
+
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     console.error('bench:runc: run as root (it runs runc containers in network namespaces)');
     return 1;
   }
   const runs = parseRuns(process.argv.slice(2));
+  const withDocker = !process.argv.includes('--no-docker') && fs.existsSync(DOCKERD);
   await sweepStaleRunc();
+  if (withDocker) await sweepStaleDocker();
   const topo = await Topology.create({ containers: [1, 1], register: false });
   const stop = () => void topo.destroy().finally(() => process.exit(130));
   process.on('SIGINT', stop);
@@ -98,7 +142,14 @@ async function main(): Promise<number> {
     row('--version (pass-through)', 'version');
     const registered = JSON.parse((await topo.cli(['container', 'ls', '--json', '--state-dir', h1.stateDir])).stdout) as unknown[];
     console.log(`  (slimfast-runc runs registered with and unregistered from host 1's broker; ${registered.length} left registered)\n`);
-    return registered.length === 0 ? 0 : 1;
+    if (registered.length !== 0) return 1;
+    if (!withDocker) {
+      console.log(`  (no Docker row: ${fs.existsSync(DOCKERD) ? '--no-docker' : `${DOCKERD} is not installed`})\n`);
+      return 0;
+    }
+    await dockerRow(topo, runs);
+    const left = JSON.parse((await topo.cli(['container', 'ls', '--json', '--state-dir', h1.stateDir])).stdout) as unknown[];
+    return left.length === 0 ? 0 : 1;
   } finally {
     await topo.destroy();
   }
