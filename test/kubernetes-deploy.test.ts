@@ -166,6 +166,17 @@ test('the install init container: mounts where node-setup.sh expects them, and t
   t.regex(dockerfile, new RegExp(`mv /tmp/slimfast-\\$\\{VERSION\\} ${setupDefault('SLIMFAST_RELEASE')} `));
 });
 
+test('one release: the image tag in the manifests, kustomization.yaml and the Dockerfile is package.json\'s version', (t) => {
+  const version = JSON.parse(fs.readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')).version;
+  const images = [...pod.initContainers, ...pod.containers].map((c: K8sObject) => c.image as string);
+  const [name] = images[0].split(':');
+  t.deepEqual(images, images.map(() => `${name}:${version}`));
+  const kust = loadManifests(path.join(DEPLOY_DIR, 'kustomization.yaml'))[0];
+  t.deepEqual(kust.images, [{ name, newTag: version }]);
+  t.deepEqual([...kust.resources].sort(), fs.readdirSync(DEPLOY_DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort());
+  t.regex(fs.readFileSync(path.join(DEPLOY_DIR, 'Dockerfile'), 'utf8'), new RegExp(`^ARG VERSION=${version.replace(/\./g, '\\.')}$`, 'm'));
+});
+
 test('node-setup.sh installs the release, leaves the same one alone, replaces the directory on upgrade, writes config.json and the subnet', (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-k8s-setup-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
