@@ -4,11 +4,13 @@
 // daemon`'s flags, its privileges are the ones doctor checks, the state dir is one path everywhere, and
 // the install init container's script installs, upgrades and writes what the broker reads.
 // No cluster here: nothing is applied. test/cri.test.ts runs pods on the same handler and snippet.
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, promisify } from 'node:util';
 import test from 'ava';
 import { installPaths, repoRoot } from '../broker/paths.js';
 import { DAEMON_OPTIONS } from '../cli/daemon-options.js';
@@ -214,4 +216,46 @@ test('node-setup.sh installs the release, leaves the same one alone, replaces th
   t.is(fs.readFileSync(lib(installed), 'utf8'), 'v2');
   t.is(fs.readFileSync(fd, 'utf8'), 'v1', 'the old file was not written over');
   t.deepEqual(fs.readdirSync(opt).sort(), ['slimfast', 'slimfast.old']);
+});
+
+test('node-pod-cidr.mjs reads the node\'s IPv4 pod CIDR from the API server with the service account, and says why it cannot', async (t) => {
+  // A stand-in API server on TLS (a fixture certificate for 127.0.0.1) that wants the token.
+  const fixtures = path.join(repoRoot(), 'test', 'fixtures', 'kubernetes-api');
+  const nodes: Record<string, unknown> = {
+    'node-a': { kind: 'Node', spec: { podCIDR: 'fd00:1::/64', podCIDRs: ['fd00:1::/64', '10.244.3.0/24'] } },
+    'node-b': { kind: 'Node', spec: {} },
+  };
+  const server = https.createServer({ cert: fs.readFileSync(path.join(fixtures, 'cert.pem')), key: fs.readFileSync(path.join(fixtures, 'key.pem')) }, (req, res) => {
+    const name = /^\/api\/v1\/nodes\/([^/]+)$/.exec(req.url ?? '')?.[1];
+    if (req.headers.authorization !== 'Bearer the-token') res.writeHead(401).end('{"reason":"Unauthorized"}');
+    else if (!name || !(name in nodes)) res.writeHead(404).end('{"reason":"NotFound"}');
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(nodes[name]));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => server.close());
+  const sa = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-k8s-sa-'));
+  t.teardown(() => fs.rmSync(sa, { recursive: true, force: true }));
+  fs.copyFileSync(path.join(fixtures, 'cert.pem'), path.join(sa, 'ca.crt'));
+  fs.writeFileSync(path.join(sa, 'token'), 'the-token\n');
+  const run = async (node: string, token = 'the-token') => {
+    fs.writeFileSync(path.join(sa, 'token'), `${token}\n`);
+    const env = {
+      ...process.env, SLIMFAST_SA_DIR: sa, NODE_NAME: node,
+      KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String((server.address() as AddressInfo).port),
+    };
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, [path.join(DEPLOY_DIR, 'node-pod-cidr.mjs')], { env, timeout: 20_000 });
+      return { code: 0, stdout, stderr: '' };
+    } catch (err) {
+      const e = err as { code: number; stdout: string; stderr: string };
+      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+    }
+  };
+  t.deepEqual(await run('node-a'), { code: 0, stdout: '10.244.3.0/24\n', stderr: '' }, 'the IPv4 one of a dual-stack node');
+  const b = await run('node-b');
+  t.is(b.code, 1);
+  t.regex(b.stderr, /node node-b has no IPv4 pod CIDR .*--allocate-node-cidrs.*SLIMFAST_SUBNET/);
+  const c = await run('node-a', 'another-token');
+  t.is(c.code, 1);
+  t.regex(c.stderr, /GET node node-a: HTTP 401/);
 });

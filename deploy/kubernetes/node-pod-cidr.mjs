@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import https from 'node:https';
 
-const sa = '/var/run/secrets/kubernetes.io/serviceaccount';
+// The pod's service account token and the API server's CA (SLIMFAST_SA_DIR: tests only).
+const sa = process.env.SLIMFAST_SA_DIR ?? '/var/run/secrets/kubernetes.io/serviceaccount';
 const { KUBERNETES_SERVICE_HOST: host, KUBERNETES_SERVICE_PORT: port, NODE_NAME: node } = process.env;
 const die = (msg) => {
   console.error(`node-pod-cidr: ${msg}`);
