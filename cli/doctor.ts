@@ -288,6 +288,10 @@ export const NOFILE_WANTED = 65536;
 export const NOFILE_BUSY = 0.8;
 export const CAP_SYS_RESOURCE = 24;
 
+/** Every capability the broker uses, by the name capabilities(7) gives it: the privileges check's three
+ *  and CAP_SYS_RESOURCE, which raises RLIMIT_NOFILE (the descriptors check). deploy/kubernetes grants these. */
+export const BROKER_CAPABILITIES: Record<string, number> = { CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF, CAP_SYS_RESOURCE };
+
 export interface DescriptorFacts {
   /** The running broker's, from /proc/PID/limits and /proc/PID/fd (error: why they could not be read). */
   broker?: { pid: number; open?: number; soft?: number; hard?: number; error?: string };

@@ -11,6 +11,7 @@ import { installPaths } from '../broker/paths.js';
 import { stateLayout } from '../broker/state-dir.js';
 import { thisInstall } from '../runtime-service/handlers.js';
 import { RuntimeService } from '../runtime-service/server.js';
+import { DAEMON_OPTIONS, type Opts } from './daemon-options.js';
 import { DOCTOR_USAGE, doctor } from './doctor.js';
 import { INSTALL_USAGE, install } from './install.js';
 import { printTable } from './table.js';
@@ -52,8 +53,6 @@ ${DOCTOR_USAGE}${INSTALL_USAGE}`;
 
 class UsageError extends Error {}
 
-type Opts = Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>;
-
 function parse(args: string[], options: Opts) {
   try {
     return parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true }).values as Record<
@@ -78,27 +77,7 @@ function portOf(text: string): number {
 }
 
 async function daemon(args: string[]): Promise<number> {
-  const v = parse(args, {
-    'host-ip': { type: 'string' },
-    'state-dir': { type: 'string' },
-    port: { type: 'string', default: '4800' },
-    peers: { type: 'string' },
-    subnet: { type: 'string' },
-    'log-level': { type: 'string', default: 'info' },
-    'pool-depth': { type: 'string', default: '4' },
-    'no-steering': { type: 'boolean' },
-    etcd: { type: 'string' },
-    'etcd-prefix': { type: 'string' },
-    'cluster-cidr': { type: 'string' },
-    'subnet-len': { type: 'string' },
-    'lease-ttl': { type: 'string' },
-    'cluster-key': { type: 'string' },
-    'insecure-host-keys': { type: 'boolean' },
-    policy: { type: 'string' },
-    metrics: { type: 'string' },
-    'container-limits': { type: 'string' },
-    'fd-limit': { type: 'string' },
-  });
+  const v = parse(args, DAEMON_OPTIONS);
   const intFlag = (name: string, lo: number, hi: number): number | undefined => {
     if (v[name] === undefined) return undefined;
     const n = Number(v[name]);

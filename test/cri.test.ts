@@ -2,9 +2,12 @@
 // proto/cri.proto), on two emulated hosts: one private containerd per host, in the host's network
 // namespace with that host's SLIMFAST_STATE_DIR, CNI from containernetworking-plugins (bridge on the
 // host's lab bridge, so pods ride the lab's VXLAN overlay; host-local hands out .100-.199 of the
-// host's container subnet), a pause image built here. The runtime handler "slimfast" is what
-// `slimfast install containerd --config FILE` writes (the test runs it on the daemon's config).
-// Pods with runtime_handler "slimfast": the sandbox is registered by the hook, the pod's containers
+// host's container subnet), a pause image built here. The runtime handler is the one of
+// deploy/kubernetes/runtimeclass.yaml, and containerd gets it from `slimfast install containerd --config
+// FILE` on the daemon's config, which must be deploy/kubernetes/containerd-slimfast.toml's runtime but
+// for BinaryName (this checkout's slimfast-runc instead of /opt/slimfast's): the deployment files
+// cannot drift from what is tested here.
+// Pods on that handler ("slimfast"): the sandbox is registered by the hook, the pod's containers
 // share its network namespace and its registration, their TCP (and ExecSync's) is handed off across
 // hosts; with the pod annotation io.slimfast.seccomp=true a statically linked client in an app
 // container and in its ExecSync goes through the seccomp agent. A pod on the plain runc handler, and
@@ -15,6 +18,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
+import { parse as parseToml } from 'smol-toml';
 import { parseConnrate } from '../bench/measure.js';
 import { installPaths, repoRoot } from '../broker/paths.js';
 import { ANNOTATION_DISABLE, ANNOTATION_ID, ANNOTATION_SECCOMP, CONTAINER_PRELOAD } from '../runtime-wrapper/constants.js';
@@ -24,6 +28,7 @@ import { type ContainerConfig, CriClient, type PodConfig } from '../lab/cri.js';
 import { writeOciArchive } from '../lab/oci-image.js';
 import { type Host, Topology } from '../lab/topology.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { CONTAINERD_SNIPPET_FILE, NODE_INSTALL_DIR, runtimeClassHandler } from './lib/kubernetes.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -31,7 +36,7 @@ const STATIC = path.join(repoRoot(), 'bench', 'clients', 'connrate-static');
 const PORT = 7100;
 const CONNS = 100;
 const EXEC_CONNS = 50;
-const HANDLER = 'slimfast';
+const HANDLER = runtimeClassHandler();
 
 let topo: Topology | undefined;
 const clients: CriClient[] = [];
@@ -70,6 +75,11 @@ test.serial('CRI pods on runtime handler "slimfast": sandbox registered, both co
   const install = async (file: string) => {
     const r = await topo!.cli(['install', 'containerd', '--config', file]);
     if (r.exitCode !== 0) throw new Error(`slimfast install containerd failed: ${r.stderr}`);
+    // The runtime it wrote is the deployment's snippet, installed here instead of in /opt/slimfast.
+    const runtime = (f: string) => (parseToml(fs.readFileSync(f, 'utf8')) as any).plugins?.['io.containerd.grpc.v1.cri']?.containerd?.runtimes?.[HANDLER];
+    const expected = runtime(CONTAINERD_SNIPPET_FILE);
+    expected.options.BinaryName = path.join(repoRoot(), path.relative(NODE_INSTALL_DIR, expected.options.BinaryName));
+    t.deepEqual(runtime(file), expected, `the runtime in ${file} is the one of ${CONTAINERD_SNIPPET_FILE}`);
     // The shim's runc state stays in the lab (containerd's default is /run/containerd/runc).
     const text = fs.readFileSync(file, 'utf8');
     const edited = text.replace(/(\[plugins\."io\.containerd\.grpc\.v1\.cri"\.containerd\.runtimes\.slimfast\.options\]\n(\s*)BinaryName = .*\n)/,
