@@ -71,7 +71,7 @@ export async function claimStateDir(layout: StateLayout): Promise<string | undef
   // Traversable, not listable: a container's processes of any uid reach its socket from the host's
   // mount namespace too (`slimfast container add`; runc containers get a bind mount of their own
   // directory). The broker takes a connection only from the container's network namespace, so a
-  // host user or another container that finds the path is refused (Engine::peer_inside).
+  // host user or another container that finds the path is refused (Engine::peer_outside).
   fs.mkdirSync(layout.containersDir, { recursive: true, mode: 0o711 });
   fs.chmodSync(layout.containersDir, 0o711);
   let note: string | undefined;

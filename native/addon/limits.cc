@@ -206,14 +206,14 @@ static bool cap_bind_service(int pid) {
   return !v.empty() && (strtoull(v.c_str(), nullptr, 16) >> CAP_NET_BIND_SERVICE) & 1;
 }
 
-bool Engine::peer_inside(Container* c, int fd) {
-  if (c->netns_dev == 0 && c->netns_ino == 0) return false;  // unreadable at registration: unknown
+const char* Engine::peer_outside(Container* c, int fd) {
+  if (c->netns_dev == 0 && c->netns_ino == 0) return "the container's network namespace could not be read at registration";
   int nfd = ioctl(fd, SIOCGSKNS);
-  if (nfd < 0) return false;
+  if (nfd < 0) return errno == EPERM ? "SIOCGSKNS: the broker lacks CAP_NET_ADMIN" : "SIOCGSKNS failed";
   struct stat st;
   bool ok = fstat(nfd, &st) == 0 && uint64_t(st.st_dev) == c->netns_dev && uint64_t(st.st_ino) == c->netns_ino;
   close_fd(nfd);
-  return ok;
+  return ok ? nullptr : "it is not in the container's network namespace";
 }
 
 bool Engine::peer_low_ports(Container* c, int fd) {

@@ -22,16 +22,15 @@ void Engine::on_container_accept(Container* c) {
         logc(LOG_WARN, c->id, "accept on the broker socket of %s: %s", c->id.c_str(), strerror(errno));
       return;
     }
-    // Only the container's own processes: see peer_inside (limits.cc).
-    if (!peer_inside(c, fd)) {
+    // Only the container's own processes: see peer_outside (limits.cc).
+    if (const char* why = peer_outside(c, fd)) {
       inc(ctr.peer_outside);
       if (ratelimit(15)) {
         ucred cr{};
         socklen_t cl = sizeof cr;
         getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
-        logc(LOG_WARN, c->id,
-             "refused a broker connection to container %s from pid %d (uid %u): it is not in the container's network namespace",
-             c->id.c_str(), int(cr.pid), unsigned(cr.uid));
+        logc(LOG_WARN, c->id, "refused a broker connection to container %s from pid %d (uid %u): %s", c->id.c_str(),
+             int(cr.pid), unsigned(cr.uid), why);
       }
       refuse_preload(fd, EACCES);
       continue;
