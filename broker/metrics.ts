@@ -117,6 +117,9 @@ export function buildRegistry(src: MetricsSource): Registry {
     'What a container was refused at one of its limits: limit="conns" broker connections (the process falls back to the container\'s own network), "pools" (its connects ask the broker each time), "listeners" listener channels (the app keeps its own socket), "pending" connects in progress (fall back); limit="fds" anything refused because the broker\'s descriptors reached the budget it keeps below RLIMIT_NOFILE',
     (c) => [[{ limit: 'conns' }, c.limit_conns], [{ limit: 'pools' }, c.limit_pools], [{ limit: 'listeners' }, c.limit_listeners],
       [{ limit: 'pending' }, c.limit_pending], [{ limit: 'fds' }, c.limit_fds]]);
+  engineCounter(reg, src, 'slimfast_preload_outside_total',
+    'Broker connections refused because the connecting process was not in the container\'s network namespace (it stays off SlimFast; the preload says so on its stderr)',
+    one('peer_outside'));
   engineCounter(reg, src, 'slimfast_port_denied_total',
     'Ports below the container\'s ip_unprivileged_port_start named by a process without CAP_NET_BIND_SERVICE: call="connect" a source port (EACCES), call="listen" a listening port (the app keeps its own socket)',
     (c) => [[{ call: 'connect' }, c.sport_denied], [{ call: 'listen' }, c.lport_denied]]);

@@ -76,6 +76,7 @@ export class Registry {
     }
     const dir = this.socketDir(input.id);
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    fs.chmodSync(dir, 0o755); // whatever the umask: the container's processes of every uid pass through it
     const socket = path.join(dir, 'sf.sock');
     if (socket.length > 107) throw new Error(`socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
     this.engine.addContainer(input.id, input.ip, socket, { netns: input.netns || undefined });

@@ -68,11 +68,12 @@ function socketAnswers(file: string): Promise<boolean> {
 
 /** Prepares the directory for a new daemon; returns a note when leftovers were taken over. */
 export async function claimStateDir(layout: StateLayout): Promise<string | undefined> {
-  // Root only: a host user who could reach a container's broker socket could register listeners as
-  // that container. Containers reach their own socket through a bind mount of its directory, which
-  // does not need the parents.
-  fs.mkdirSync(layout.containersDir, { recursive: true, mode: 0o700 });
-  fs.chmodSync(layout.containersDir, 0o700);
+  // Traversable, not listable: a container's processes of any uid reach its socket from the host's
+  // mount namespace too (`slimfast container add`; runc containers get a bind mount of their own
+  // directory). The broker takes a connection only from the container's network namespace, so a
+  // host user or another container that finds the path is refused (Engine::peer_outside).
+  fs.mkdirSync(layout.containersDir, { recursive: true, mode: 0o711 });
+  fs.chmodSync(layout.containersDir, 0o711);
   let note: string | undefined;
   if (fs.existsSync(layout.pidFile)) {
     const pid = Number(fs.readFileSync(layout.pidFile, 'utf8').trim());

@@ -233,7 +233,9 @@ export interface PathFacts {
 const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(3, '0');
 
 /** The state dir: root's, not writable by group or others, nor its containers/ dir; the control
- *  socket not open to others. A missing dir is fine when the daemon can create it. */
+ *  socket not open to others. A missing dir is fine when the daemon can create it. Both dirs must let
+ *  others through (x): non-root processes of `slimfast container add` namespaces reach their
+ *  sockets by path (the broker refuses whoever is not in the container's network namespace). */
 export function stateDirCheck(
   dir: string,
   facts: { dir: PathFacts; containers: PathFacts; socket: PathFacts; creatable?: string; writable: boolean },
@@ -258,7 +260,7 @@ export function stateDirCheck(
   const c = facts.containers;
   if (c.exists && c.isDir && (c.uid !== 0 || (c.mode ?? 0) & 0o022)) {
     problems.push(`${dir}/containers (the containers' sockets) is ${c.uid !== 0 ? `owned by uid ${c.uid}` : `mode ${octal(c.mode!)}`}`);
-    fixes.push(`chown root:root ${dir}/containers; chmod 755 ${dir}/containers`);
+    fixes.push(`chown root:root ${dir}/containers; chmod 711 ${dir}/containers`);
   }
   const s = facts.socket;
   if (s.exists && s.isSocket && (s.mode ?? 0) & 0o007) {
@@ -270,6 +272,12 @@ export function stateDirCheck(
     fixes.push('run the broker as root');
   }
   if (problems.length) return fail(name, `${dir}: ${problems.join('; ')}`, fixes.join('; '));
+  const closed = [d.mode!, ...(c.exists && c.isDir ? [c.mode!] : [])].some((m) => !(m & 0o001));
+  if (closed) {
+    const which = !(d.mode! & 0o001) ? `${dir} is mode ${octal(d.mode!)}` : `${dir}/containers is mode ${octal(c.mode!)}`;
+    return warn(name, `${which}: non-root processes of namespaces registered with \`slimfast container add\` cannot reach their broker sockets and stay off SlimFast (engine containers get a bind mount and are not affected)`,
+      `chmod o+x ${dir} ${dir}/containers (the broker sets containers/ to 711 when it starts)`);
+  }
   const sock = s.exists ? (s.isSocket ? `; control socket mode ${octal(s.mode!)}` : '; slimfast.sock is not a socket (the daemon replaces it)') : '';
   return ok(name, `${dir}: root's, mode ${octal(d.mode!)}${sock}`);
 }

@@ -142,6 +142,7 @@ export async function shareRegistration(client: BrokerApi, netns: string, socket
   for (const c of await client.containers()) {
     if (nsIdentity(c.netns) !== mine) continue;
     fs.mkdirSync(socketDir, { recursive: true, mode: 0o755 });
+    fs.chmodSync(socketDir, 0o755); // whatever the umask: bind-mounted, every uid in the container passes through it
     const link = path.join(socketDir, path.basename(c.socket));
     fs.rmSync(link, { force: true });
     fs.linkSync(c.socket, link);

@@ -191,7 +191,13 @@ test('state dir mode bits: root-owned, not group/other-writable; control socket 
   const none = { exists: false };
   const base = { containers: none, socket: none, writable: true };
   t.is(stateDirCheck('/run/sf', { ...base, dir: dir(0o755) }).status, 'ok');
-  t.is(stateDirCheck('/run/sf', { ...base, dir: dir(0o700) }).status, 'ok');
+  const closed = stateDirCheck('/run/sf', { ...base, dir: dir(0o700) });
+  t.is(closed.status, 'warn', 'non-root processes could not reach their sockets');
+  t.regex(closed.detail, /non-root processes .* cannot reach their broker sockets/);
+  t.is(stateDirCheck('/run/sf', { ...base, dir: dir(0o755), containers: dir(0o711) }).status, 'ok');
+  const oldContainers = stateDirCheck('/run/sf', { ...base, dir: dir(0o755), containers: dir(0o700) });
+  t.is(oldContainers.status, 'warn');
+  t.regex(oldContainers.detail, /\/run\/sf\/containers is mode 700/);
   const open = stateDirCheck('/run/sf', { ...base, dir: dir(0o777) });
   t.is(open.status, 'fail');
   t.regex(open.detail, /mode 777 is writable by anyone/);

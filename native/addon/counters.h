@@ -54,6 +54,9 @@
   X(seccomp_accepts_ended) /* of those, dropped unanswered: the caller was interrupted (signal) or gone */ \
   X(seccomp_taken_over) /* steered listeners of seccomp targets taken over after a broker restart */ \
   X(seccomp_keeper)   /* gauge: 1 while attached to slimfast-seccomp-keeper                   */ \
+  X(peer_outside)     /* broker connections refused (EACCES): the connecting socket was not made
+                         in the container's network namespace (another container's or a host
+                         process that found the socket path)                                */ \
   X(limit_conns)      /* broker connections refused: the container had containerConnsMax open
                          (the process is told EMFILE and stays off SlimFast for a while)      */ \
   X(limit_pools)      /* pools not made: the container had containerPoolsMax (its connects

@@ -661,6 +661,8 @@ struct Engine {
   // (at most once a second), since the container may have lowered it since it registered.
   bool port_allowed(PreloadConn* pc, uint16_t port);
   bool peer_low_ports(Container* c, int fd);  // for a new preload connection (SO_PEERCRED / pidfd)
+  // nullptr when the connecting socket was made in c's network namespace, else why it is refused
+  const char* peer_outside(Container* c, int fd);
 
   // seccomp_agent.cc
   Error open_seccomp();   // cfg.seccomp_path set: listen there

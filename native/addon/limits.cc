@@ -21,9 +21,17 @@
 // kernels) that must still be alive after the reads, so a recycled pid cannot lend its
 // capabilities. The sysctl is read in the container's namespace at registration and again (at
 // most once a second) before a refusal.
+//
+// Who may connect at all. The socket is mode 666 and containers/ is traversable (711) so that a
+// container's processes reach it whatever their uid, also from the host's mount namespace
+// (`slimfast container add`); a bind mount shows a runc container its own socket only. So the
+// broker takes a connection only from a socket made in the container's network namespace: the
+// accepted end of a Unix connection lives in the connecting socket's namespace (af_unix), which
+// SIOCGSKNS opens. Nothing the peer says or can change afterwards counts, and no pid is involved.
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/nsfs.h>
+#include <linux/sockios.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
@@ -196,6 +204,16 @@ bool Engine::port_allowed(PreloadConn* pc, uint16_t port) {
 static bool cap_bind_service(int pid) {
   std::string v = proc_status_field(pid, "CapEff");
   return !v.empty() && (strtoull(v.c_str(), nullptr, 16) >> CAP_NET_BIND_SERVICE) & 1;
+}
+
+const char* Engine::peer_outside(Container* c, int fd) {
+  if (c->netns_dev == 0 && c->netns_ino == 0) return "the container's network namespace could not be read at registration";
+  int nfd = ioctl(fd, SIOCGSKNS);
+  if (nfd < 0) return errno == EPERM ? "SIOCGSKNS: the broker lacks CAP_NET_ADMIN" : "SIOCGSKNS failed";
+  struct stat st;
+  bool ok = fstat(nfd, &st) == 0 && uint64_t(st.st_dev) == c->netns_dev && uint64_t(st.st_ino) == c->netns_ino;
+  close_fd(nfd);
+  return ok ? nullptr : "it is not in the container's network namespace";
 }
 
 bool Engine::peer_low_ports(Container* c, int fd) {

@@ -22,6 +22,19 @@ void Engine::on_container_accept(Container* c) {
         logc(LOG_WARN, c->id, "accept on the broker socket of %s: %s", c->id.c_str(), strerror(errno));
       return;
     }
+    // Only the container's own processes: see peer_outside (limits.cc).
+    if (const char* why = peer_outside(c, fd)) {
+      inc(ctr.peer_outside);
+      if (ratelimit(15)) {
+        ucred cr{};
+        socklen_t cl = sizeof cr;
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl);
+        logc(LOG_WARN, c->id, "refused a broker connection to container %s from pid %d (uid %u): %s", c->id.c_str(),
+             int(cr.pid), unsigned(cr.uid), why);
+      }
+      refuse_preload(fd, EACCES);
+      continue;
+    }
     // One container may not hold the broker's descriptors: past its limit (or the broker's
     // budget) the process is told so and falls back to the container's own network.
     if (c->conns.size() >= lim.conns) {

@@ -296,7 +296,16 @@ static int open_broker(struct sf_info *inf, int64_t deadline, int *refused) {
   sa.sun_family = AF_UNIX;
   memcpy(sa.sun_path, sf_conf.sock_path, strlen(sf_conf.sock_path));
   if (REAL(connect)(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    SF_DEBUG("cannot reach broker %s: %s", sf_conf.sock_path, strerror(errno));
+    int e = errno;
+    SF_DEBUG("cannot reach broker %s: %s", sf_conf.sock_path, strerror(e));
+    /* No broker (ENOENT, ECONNREFUSED) is normal while it restarts; a socket this user may not
+       reach is a misconfiguration that would otherwise go unnoticed: every connect and listen
+       silently takes the ordinary path. Said once per program. */
+    static int warned;
+    if ((e == EACCES || e == EPERM) && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+      sf_warn("cannot connect to the broker socket %s as uid %u: %s; this program's TCP stays off SlimFast "
+              "(the broker makes its state dir's containers/ mode 711: is the path right, or the mode changed?)",
+              sf_conf.sock_path, (unsigned)getuid(), strerror(e));
     REAL(close)(fd);
     return -1;
   }
@@ -343,6 +352,10 @@ static int open_broker(struct sf_info *inf, int64_t deadline, int *refused) {
   if (m.status != 0) {
   refused:
     *refused = m.status;
+    static int warned_refused;
+    if (m.status == EACCES && !__atomic_exchange_n(&warned_refused, 1, __ATOMIC_RELAXED))
+      sf_warn("the broker at %s refused this program: it is not in that container's network namespace; "
+              "its TCP stays off SlimFast", sf_conf.sock_path);
     SF_DEBUG("broker %s refused this process: %s; falling back to the container's network", sf_conf.sock_path,
              strerror(m.status > 0 ? m.status : EPROTO));
     REAL(close)(fd);

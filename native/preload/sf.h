@@ -79,6 +79,10 @@ extern struct sf_conf sf_conf;
 void sf_conf_init(void); /* idempotent */
 void sf_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #define SF_DEBUG(...) do { if (SF_UNLIKELY(sf_conf.debug)) sf_log(__VA_ARGS__); } while (0)
+/* A misconfiguration the operator must hear of without SLIMFAST_DEBUG: sf_log, but only when fd 2
+   looks like a log (tty, pipe, file, stream or datagram Unix socket), never a TCP socket or a
+   listener channel that a daemon which closed its stderr got as fd 2. */
+void sf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int64_t sf_now_ns(void);
 /* Move an internal fd (broker connection, hidden listener) out of the app's low range, CLOEXEC.
    Returns the new fd (the old one is closed) or the old fd if it cannot be moved. */

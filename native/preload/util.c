@@ -53,20 +53,47 @@ void sf_conf_init(void) {
   __atomic_store_n(&conf_done, 1, __ATOMIC_RELEASE);
 }
 
-void sf_log(const char *fmt, ...) {
+static void vlog_line(const char *fmt, va_list ap) {
   int saved = errno;
   char buf[512];
   int n = snprintf(buf, sizeof buf, "[slimfast %d] ", (int)getpid());
-  va_list ap;
-  va_start(ap, fmt);
   int m = vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-  va_end(ap);
   if (m < 0) m = 0;
   n += m;
   if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
   buf[n++] = '\n';
   ssize_t w = write(2, buf, (size_t)n);
   (void)w;
+  errno = saved;
+}
+
+void sf_log(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vlog_line(fmt, ap);
+  va_end(ap);
+}
+
+static int stderr_is_a_log(void) {
+  struct stat st;
+  if (fstat(2, &st) != 0) return 0;
+  if (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode)) return 1;
+  if (!S_ISSOCK(st.st_mode)) return 0;
+  int v = 0;
+  socklen_t l = sizeof v;
+  if (REAL(getsockopt)(2, SOL_SOCKET, SO_DOMAIN, &v, &l) != 0 || v != AF_UNIX) return 0;
+  l = sizeof v;
+  return REAL(getsockopt)(2, SOL_SOCKET, SO_TYPE, &v, &l) == 0 && (v == SOCK_STREAM || v == SOCK_DGRAM);
+}
+
+void sf_warn(const char *fmt, ...) {
+  int saved = errno;
+  if (stderr_is_a_log()) {
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_line(fmt, ap);
+    va_end(ap);
+  }
   errno = saved;
 }
 
