@@ -1,5 +1,16 @@
 // Reading a container's overlay IP from its network namespace.
+import fs from 'node:fs';
 import { loadAddon } from './native-engine.js';
+
+/** "dev:ino" of a namespace file (e.g. /proc/PID/ns/net): what tells two namespaces apart, or undefined when it cannot be read. */
+export function nsIdentity(p: string): string | undefined {
+  try {
+    const st = fs.statSync(p);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * First global-scope IPv4 address in the namespace (not loopback, not link-local). The addon reads it

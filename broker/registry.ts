@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { contains, type Cidr, formatCidr, parseIp } from './cidr.js';
 import type { NativeEngine } from './native-engine.js';
+import { nsIdentity } from './netns.js';
 import { installPaths } from './paths.js';
 import { type StateLayout, writeFileAtomic } from './state-dir.js';
 
@@ -17,15 +18,6 @@ export interface ContainerRecord {
   /** "dev:ino" of the namespace at registration: a /proc/PID/ns/net path outlives its container when
    *  the pid is reused, so a restart checks the namespace, not only the path. */
   netnsId?: string;
-}
-
-function nsIdentity(p: string): string | undefined {
-  try {
-    const st = fs.statSync(p);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;

@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CONFIG_FILE, readConfigFile } from '../broker/config-file.js';
+import { nsIdentity } from '../broker/netns.js';
 import { containerSocketDir } from '../broker/registry.js';
 import { stateLayout } from '../broker/state-dir.js';
 import { ANNOTATION_DISABLE, ANNOTATION_ID, isTrueAnnotation } from '../runtime-wrapper/constants.js';
@@ -119,15 +120,6 @@ export async function poststopHook(state: OciState, deps: HookDeps): Promise<Hoo
     return { code: 1, message: `cannot unregister container ${state.id} from the SlimFast broker (state dir ${stateLayout(deps.stateDir).dir}): ${(err as Error).message}` };
   } finally {
     client.close();
-  }
-}
-
-function nsIdentity(p: string): string | undefined {
-  try {
-    const st = fs.statSync(p);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
   }
 }
 

@@ -1,7 +1,7 @@
 // Builds the modifiers' context from this install and the environment.
-import fs from 'node:fs';
 import path from 'node:path';
 import { readConfigFile, resolveStateDir } from '../broker/config-file.js';
+import { nsIdentity } from '../broker/netns.js';
 import { installPaths } from '../broker/paths.js';
 import { containerSocketDir } from '../broker/registry.js';
 import { stateLayout } from '../broker/state-dir.js';
@@ -19,15 +19,6 @@ export function hookTimeoutSeconds(env: NodeJS.ProcessEnv = process.env): number
   return n;
 }
 
-/** "dev:ino" of a namespace file, the identity the broker compares when it edits for slimfast-runc. */
-export function nsId(p: string): string | undefined {
-  try {
-    const st = fs.statSync(p);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * "Is nsPath the host's network namespace": the one the runtime runs in (runtimeNs, the "dev:ino" of
@@ -35,9 +26,9 @@ export function nsId(p: string): string | undefined {
  */
 export function hostNetnsCheck(runtimeNs?: string): (nsPath: string) => boolean {
   return (nsPath) => {
-    const id = nsId(nsPath);
+    const id = nsIdentity(nsPath);
     if (!id) return false;
-    return id === (runtimeNs ?? nsId('/proc/self/ns/net')) || id === nsId('/proc/1/ns/net');
+    return id === (runtimeNs ?? nsIdentity('/proc/self/ns/net')) || id === nsIdentity('/proc/1/ns/net');
   };
 }
 
