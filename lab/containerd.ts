@@ -8,7 +8,6 @@
 //
 // containerd 1.6 keeps one thing outside: shim sockets in /run/containerd/s/. destroy() removes the
 // ones its shims left, and the directories when this lab made them.
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,12 +15,11 @@ import { execa, type ResultPromise } from 'execa';
 import { pidAlive } from '../broker/state-dir.js';
 import { REAL_RUNC } from './containers.js';
 import { CriClient } from './cri.js';
-import { killAll, rmdirWhenEmpty } from './procs.js';
+import { SHIM_SOCKET_ROOT, cgroupDirs, killAll, killQuietly, processes, rmdirWhenEmpty, safeReaddir, shimSockets, unmountUnder } from './procs.js';
 
 export const CONTAINERD = process.env.SLIMFAST_TEST_CONTAINERD ?? '/usr/bin/containerd';
 export const CTR = process.env.SLIMFAST_TEST_CTR ?? '/usr/bin/ctr';
 /** containerd 1.6 puts shim sockets here whatever its root and state. */
-const SHIM_SOCKET_ROOT = '/run/containerd';
 /** Longest the daemon lives, in case a killed run leaves it behind. */
 const DAEMON_LIFETIME_S = 300;
 
@@ -73,35 +71,6 @@ export interface CtrRunOptions {
   timeout?: number;
 }
 
-function mountsUnder(dir: string): string[] {
-  const found = fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
-    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)));
-  return [...new Set(found)].sort((a, b) => b.length - a.length);
-}
-
-/** Unmounts everything at or below dir, deepest first. */
-export function unmountUnder(dir: string): void {
-  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m], { stdio: 'ignore', timeout: 10_000 });
-}
-
-/** Pids of processes whose argv satisfies match. */
-function processes(match: (argv: string[]) => boolean): number[] {
-  const pids: number[] = [];
-  for (const e of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-      if (match(argv)) pids.push(Number(e));
-    } catch {
-      // gone
-    }
-  }
-  return pids;
-}
-
 /** Daemons (containerd --config FILE) and shims (-address SOCK) whose files lie below dir. */
 function processesUnder(dir: string): number[] {
   const below = (p: string | undefined) => !!p && p.startsWith(`${dir}/`);
@@ -113,37 +82,10 @@ function processesUnder(dir: string): number[] {
   });
 }
 
-/** Shim sockets (in /run/containerd/s) named by the bundles of the labs at or one level below dir. */
-function shimSockets(dir: string): string[] {
-  const found: string[] = [];
-  for (const lab of [dir, ...safeReaddir(dir).map((e) => path.join(dir, e))]) {
-    const tasks = path.join(lab, 'state', 'io.containerd.runtime.v2.task');
-    for (const ns of safeReaddir(tasks)) {
-      for (const id of safeReaddir(path.join(tasks, ns))) {
-        try {
-          const addr = fs.readFileSync(path.join(tasks, ns, id, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
-          if (addr.startsWith(`${SHIM_SOCKET_ROOT}/s/`)) found.push(addr);
-        } catch {
-          // no shim socket recorded
-        }
-      }
-    }
-  }
-  return found;
-}
-
-function safeReaddir(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
 /** Kills the daemons and shims, removes the shim sockets and unmounts everything of the labs at or below dir. */
 function scrub(dir: string): string[] {
   killAll(processesUnder(dir));
-  const sockets = shimSockets(dir);
+  const sockets = shimSockets(dir, (lab) => path.join(lab, 'state', 'io.containerd.runtime.v2.task'));
   for (const s of sockets) fs.rmSync(s, { force: true });
   unmountUnder(dir);
   return sockets;
@@ -174,13 +116,6 @@ export function sweepStaleContainerd(): void {
   }
   // The killed run's labs could not remove them; they made them if nothing else is in them.
   if (sockets > 0) removeShimDirs([`${SHIM_SOCKET_ROOT}/s`, SHIM_SOCKET_ROOT]);
-}
-
-/** The cgroup directories named `name` directly below each cgroup hierarchy (v1 controllers, or v2). */
-function cgroupDirs(name: string): string[] {
-  const root = '/sys/fs/cgroup';
-  const hierarchies = fs.existsSync(path.join(root, 'cgroup.controllers')) ? [root] : safeReaddir(root).map((d) => path.join(root, d));
-  return hierarchies.map((h) => path.join(h, name)).filter((d) => fs.existsSync(d));
 }
 
 export class ContainerdLab {
@@ -440,14 +375,6 @@ export class ContainerdLab {
     } finally {
       cri.close();
     }
-  }
-}
-
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // gone
   }
 }
 

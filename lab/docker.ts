@@ -14,13 +14,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { pidAlive } from '../broker/state-dir.js';
-import { unmountUnder } from './containerd.js';
-import { killAll, rmdirWhenEmpty } from './procs.js';
+import { SHIM_SOCKET_ROOT, cgroupDirs, killAll, killQuietly, processes, rmdirWhenEmpty, safeReaddir, shimSockets, unmountUnder } from './procs.js';
 
 // Debian's docker.io, by path: another `docker` earlier in PATH may speak a newer API than this dockerd.
 export const DOCKERD = process.env.SLIMFAST_TEST_DOCKERD ?? '/usr/sbin/dockerd';
 export const DOCKER = process.env.SLIMFAST_TEST_DOCKER ?? '/usr/bin/docker';
-const SHIM_SOCKET_ROOT = '/run/containerd';
 const PLUGIN_DIRS = ['/run/docker', '/run/docker/plugins'];
 /** Longest the daemon lives, in case a killed run leaves it behind. */
 const DAEMON_LIFETIME_S = 300;
@@ -42,58 +40,14 @@ export interface DockerOptions {
   args?: string[];
 }
 
-function safeReaddir(dir: string): string[] {
-  try {
-    return fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
-
 /** dockerd (--data-root), its containerd (--config) and shims (-address) whose files lie below dir. */
 function processesUnder(dir: string): number[] {
   const below = (p: string | undefined) => !!p && p.startsWith(`${dir}/`);
-  const pids: number[] = [];
-  for (const e of safeReaddir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    let argv: string[];
-    try {
-      argv = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8').split('\0');
-    } catch {
-      continue;
-    }
+  return processes((argv) => {
     const base = path.basename(argv[0] ?? '');
     const flag = base === 'dockerd' ? '--data-root' : base === 'containerd' ? '--config' : base.startsWith('containerd-shim') ? '-address' : undefined;
-    if (flag && below(argv[argv.indexOf(flag) + 1])) pids.push(Number(e));
-  }
-  return pids;
-}
-
-/** Shim sockets (in /run/containerd/s) recorded in the task state of the labs at or below dir (two levels). */
-function shimSockets(dir: string): string[] {
-  const found: string[] = [];
-  const labs = [dir, ...safeReaddir(dir).map((e) => path.join(dir, e))];
-  for (const lab of labs) {
-    const tasks = path.join(lab, 'exec', 'containerd', 'daemon', 'io.containerd.runtime.v2.task');
-    for (const ns of safeReaddir(tasks)) {
-      for (const id of safeReaddir(path.join(tasks, ns))) {
-        try {
-          const addr = fs.readFileSync(path.join(tasks, ns, id, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
-          if (addr.startsWith(`${SHIM_SOCKET_ROOT}/s/`)) found.push(addr);
-        } catch {
-          // no shim socket recorded
-        }
-      }
-    }
-  }
-  return found;
-}
-
-/** The cgroup directories named `name` (a path below the root) in every hierarchy (v1 controllers, or v2). */
-function cgroupDirs(name: string): string[] {
-  const root = '/sys/fs/cgroup';
-  const hierarchies = fs.existsSync(path.join(root, 'cgroup.controllers')) ? [root] : safeReaddir(root).map((d) => path.join(root, d));
-  return hierarchies.map((h) => path.join(h, name)).filter((d) => fs.existsSync(d));
+    return !!flag && below(argv[argv.indexOf(flag) + 1]);
+  });
 }
 
 /** Kills what is left in a lab's parent cgroup and its containers' cgroups below it, and removes them. */
@@ -115,7 +69,7 @@ async function removeCgroupTree(parent: string): Promise<void> {
 /** Kills the daemons, containerds and shims, removes the shim sockets and unmounts everything of the labs at or below dir. */
 function scrub(dir: string): void {
   killAll(processesUnder(dir));
-  for (const s of shimSockets(dir)) fs.rmSync(s, { force: true });
+  for (const s of shimSockets(dir, (lab) => path.join(lab, 'exec', 'containerd', 'daemon', 'io.containerd.runtime.v2.task'))) fs.rmSync(s, { force: true });
   unmountUnder(dir);
 }
 
@@ -303,10 +257,3 @@ export class DockerLab {
   }
 }
 
-function killQuietly(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(pid, signal);
-  } catch {
-    // gone
-  }
-}

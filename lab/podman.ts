@@ -2,13 +2,13 @@
 // overlay mounts to leak), runroot, libpod tmp dir, events log, network config dir and hooks directories,
 // set in the containers.conf files it writes (CONTAINERS_CONF). Images come from a local root filesystem
 // (`podman import`), never a registry. Containers join network namespaces the lab made (--network ns:PATH).
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { create as createTar } from 'tar';
 import { pidAlive } from '../broker/state-dir.js';
+import { unmountUnder } from './procs.js';
 
 export const PODMAN = process.env.SLIMFAST_TEST_PODMAN ?? '/usr/bin/podman';
 /** The lab's plain containers.conf, NAME.conf in its directory. */
@@ -34,20 +34,6 @@ export interface PodmanRunOptions {
 interface Managed {
   name: string;
   conf: string;
-}
-
-/** Mounts (mountinfo mount points) at or below dir, deepest first. */
-function mountsUnder(dir: string): string[] {
-  const text = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  const found = text
-    .split('\n')
-    .map((l) => l.split(' ')[4]?.replace(/\\040/g, ' '))
-    .filter((m): m is string => !!m && (m === dir || m.startsWith(`${dir}/`)));
-  return [...new Set(found)].sort((a, b) => b.length - a.length);
-}
-
-function unmountUnder(dir: string): void {
-  for (const m of mountsUnder(dir)) spawnSync('umount', ['-l', m], { stdio: 'ignore', timeout: 10_000 });
 }
 
 /** podman's global flags for a lab directory: everything under it. */
