@@ -18,39 +18,30 @@
 
 extern char **environ;
 
-void json_escape(FILE *f, const char *s) {
-  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-    if (*p == '"' || *p == '\\')
-      fprintf(f, "\\%c", *p);
-    else if (*p == '\n')
-      fputs("\\n", f);
-    else if (*p < 0x20)
-      fprintf(f, "\\u%04x", *p);
-    else
-      fputc(*p, f);
-  }
-}
-
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  json_escape(f, s);
-  fputc('"', f);
-}
-
-// Like json_str for bytes that may hold NULs (a hook's stdin).
-static void json_bytes(FILE *f, const char *s, size_t n) {
-  fputc('"', f);
+// n bytes, which may hold NULs (a hook's stdin)
+static void json_escape_n(FILE *f, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     if (c == '"' || c == '\\')
       fprintf(f, "\\%c", c);
+    else if (c == '\n')
+      fputs("\\n", f);
     else if (c < 0x20)
       fprintf(f, "\\u%04x", c);
     else
       fputc(c, f);
   }
+}
+
+void json_escape(FILE *f, const char *s) { json_escape_n(f, s, strlen(s)); }
+
+static void json_bytes(FILE *f, const char *s, size_t n) {
+  fputc('"', f);
+  json_escape_n(f, s, n);
   fputc('"', f);
 }
+
+static void json_str(FILE *f, const char *s) { json_bytes(f, s, strlen(s)); }
 
 static long long now_ms(void) {
   struct timespec ts;
