@@ -235,7 +235,7 @@ export class EtcdMembership {
    * Keeps <prefix>/cluster-key what this broker signs with: deleted, it is put back (create if
    * absent: brokers racing to do so put the same key); replaced by another key, that is logged
    * as an error, since brokers started from now on would take it and refuse this one. (Rotating the
-   * key means stopping every broker first: README, "Cluster key through etcd".)
+   * key means stopping every broker first: docs/security.md, "Signed headers and the cluster key".)
    */
   async followSharedKey(key: Buffer): Promise<void> {
     const name = this.keyName(SHARED_KEY);
