@@ -20,6 +20,7 @@
         "native/addon/containers.cc",
         "native/addon/limits.cc",
         "native/addon/netns_ip.cc",
+        "native/addon/pid_watch.cc",
         "native/addon/util.cc",
         "native/addon/header_auth.cc",
         "native/addon/cluster_checks.cc",

@@ -1,7 +1,7 @@
 // What slimfast-runc adds to runc: `run` of a trivial container (busybox `true` in a lab container's
-// network namespace), the real runc and slimfast-runc (spec edit, createRuntime + poststop hooks
-// registering with a live broker) interleaved; the same start split into `create` (edit +
-// createRuntime hook), `start` and `delete` (poststop hook); and a pass-through subcommand
+// network namespace), the real runc and slimfast-runc (spec edit, createRuntime hook registering
+// with a live broker, which unregisters the container when its init exits) interleaved; the same
+// start split into `create` (edit + createRuntime hook), `start` and `delete`; and a pass-through subcommand
 // (`--version`). With a broker running, slimfast-runc and slimfast-hook hand their work to its
 // runtime service; SLIMFAST_NO_RUNTIME_SERVICE=1 measures their Node.js programs instead.
 //
@@ -138,7 +138,7 @@ async function main(): Promise<number> {
     row('run (trivial container)', 'run');
     row('  create (edit, createRuntime hook)', 'create');
     row('  start', 'start');
-    row('  delete (poststop hook)', 'delete');
+    row('  delete', 'delete');
     row('--version (pass-through)', 'version');
     const registered = JSON.parse((await topo.cli(['container', 'ls', '--json', '--state-dir', h1.stateDir])).stdout) as unknown[];
     console.log(`  (slimfast-runc runs registered with and unregistered from host 1's broker; ${registered.length} left registered)\n`);

@@ -43,7 +43,7 @@ export class ControlClient {
   health(): Promise<HealthMsg> {
     return this.call('health', {});
   }
-  register(req: { id: string; netns: string; ip?: string; pid?: number }): Promise<ContainerMsg> {
+  register(req: { id: string; netns: string; ip?: string; pid?: number; share?: boolean }): Promise<ContainerMsg> {
     return this.call('registerContainer', req);
   }
   async unregister(id: string): Promise<boolean> {

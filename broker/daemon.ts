@@ -9,6 +9,7 @@ import { EtcdMembership, type EtcdStatus, type SharedClusterKey } from './etcd-m
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
 import { loadPolicyFile, PolicyKeeper, watchPolicyFile } from './policy-source.js';
 import { serviceDefinition } from './proto.js';
+import { PidfdExitWatcher } from './process-exit.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
 import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint } from './cluster-key.js';
 import { claimStateDir, releaseStateDir, stateLayout, type StateLayout, writeFileAtomic } from './state-dir.js';
@@ -131,10 +132,20 @@ function toMsg(rec: ContainerRecord): ContainerMsg {
   return { ...rec, env: containerEnv(rec) };
 }
 
+/** RegisterContainer's request (proto/slimfast.proto). */
+export interface RegisterRequest {
+  id: string;
+  netns: string;
+  ip?: string;
+  pid?: number;
+  /** Share the registration of a container already registered with this namespace, if any. */
+  share?: boolean;
+}
+
 /** The control API's container calls, in process. */
 export interface LocalContainerApi {
   stateDir: string;
-  register(req: { id: string; netns: string; ip?: string; pid?: number }): Promise<ContainerMsg>;
+  register(req: RegisterRequest): Promise<ContainerMsg>;
   unregister(id: string): Promise<boolean>;
   containers(): Promise<ContainerMsg[]>;
   close(): void;
@@ -243,7 +254,10 @@ export class Daemon {
       (ev) => this.onEngineEvent(ev),
     );
     this.logLimits(fds, this.engine.limits());
-    this.registry = new Registry(this.layout, this.engine, self.cidr);
+    this.registry = new Registry(this.layout, this.engine, self.cidr, {
+      watcher: new PidfdExitWatcher(),
+      exited: (id, shared) => this.log.info(`container ${id} exited: ${shared ? 'its share of a registration was removed' : 'unregistered'}`, { container: id }),
+    });
     this.registry.restore((msg, fields) => this.log.info(msg, fields));
     this.sync.start(peers);
     this.serving = true;
@@ -407,10 +421,18 @@ export class Daemon {
     }
   }
 
-  private async registerContainer(req: { id: string; netns: string; ip?: string; pid?: number }): Promise<ContainerMsg> {
+  private async registerContainer(req: RegisterRequest): Promise<ContainerMsg> {
     if (!req.id) throw new Error('a container id is required');
     if (!req.netns) throw new Error('a network namespace path is required (--netns)');
     if (!fs.existsSync(req.netns)) throw new Error(`network namespace ${req.netns} does not exist`);
+    if (req.share) {
+      const shared = this.registry.share({ id: req.id, netns: req.netns, pid: req.pid });
+      if (shared) {
+        const owner = this.registry.get(shared.owner)!;
+        this.log.info(`container ${shared.id} shares the registration of ${owner.id} (${owner.ip})`, { container: shared.id });
+        return toMsg({ ...owner, id: shared.id, socket: shared.socket, pid: shared.pid, netns: shared.netns });
+      }
+    }
     const ip = req.ip || (await readNetnsIp(req.netns));
     const rec = this.registry.add({ id: req.id, ip, netns: req.netns, pid: req.pid });
     this.log.info(`registered container ${rec.id} (${rec.ip})`, { container: rec.id });
@@ -471,7 +493,7 @@ export class Daemon {
             containerListenersMax: l.listeners, containerPendingMax: l.pending };
         })(),
       })),
-      registerContainer: unary((req: { id: string; netns: string; ip: string; pid: number }) => this.registerContainer(req)),
+      registerContainer: unary((req: RegisterRequest) => this.registerContainer(req)),
       unregisterContainer: unary((req: { id: string }) => ({ removed: this.unregisterContainer(req.id) })),
       listContainers: unary(() => ({ containers: this.registry.list().map(toMsg) })),
       listListeners: unary(() => ({ listeners: this.engine.listeners() })),

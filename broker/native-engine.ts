@@ -196,6 +196,11 @@ interface AddonModule {
   raiseFdLimit(cap?: number): { softBefore: number; hardBefore: number; soft: number; hard: number };
   /** The first global IPv4 address in the network namespace at path ("" when none), or why it could not be read. */
   netnsIpv4(path: string): { ip?: string; error?: string };
+  /** Calls onExit once when pid exits (a pidfd on Node's event loop): a watch id > 0, or -errno
+   *  (-ESRCH: no such process). */
+  watchExit(pid: number, onExit: () => void): number;
+  /** Cancels a watch; false when it had fired or was cancelled already. */
+  unwatchExit(id: number): boolean;
   /** What start() would make of the limits in opts under RLIMIT_NOFILE nofile. */
   sizeLimits(nofile: number, opts?: Partial<EngineOptions>): EngineLimits;
 }

@@ -1,4 +1,7 @@
-// Registered containers: validation, persistence in the state dir, and their native broker sockets.
+// Registered containers: validation, persistence in the state dir, their native broker sockets, and
+// their lifetime: the registry watches each container's init process and unregisters the container
+// when it exits (no poststop hook needed). Containers that join a registered container's network
+// namespace share its registration (ShareRecord).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -6,6 +9,7 @@ import { contains, type Cidr, formatCidr, parseIp } from './cidr.js';
 import type { NativeEngine } from './native-engine.js';
 import { nsIdentity } from './netns.js';
 import { installPaths } from './paths.js';
+import type { ExitWatcher } from './process-exit.js';
 import { type StateLayout, writeFileAtomic } from './state-dir.js';
 
 export interface ContainerRecord {
@@ -20,7 +24,37 @@ export interface ContainerRecord {
   netnsId?: string;
 }
 
+/**
+ * A container in a registered container's network namespace (a pod's app container, Docker's
+ * --network container:X): its socket directory holds a hard link to the owner's broker socket, so its
+ * processes reach the broker as the owner, which has the same IP.
+ */
+export interface ShareRecord {
+  id: string;
+  /** The registered container whose namespace and registration this one shares. */
+  owner: string;
+  netns: string;
+  netnsId?: string;
+  pid: number;
+  socket: string;
+  createdAt: string;
+}
+
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** A socket directory nobody names is removed at start once it is this old: younger ones may be a
+ *  container's whose start is under way (the spec edit makes the directory before registration). */
+const ORPHAN_AGE_MS = 60_000;
+
+function checkId(id: string): void {
+  if (!ID_RE.test(id)) {
+    throw new Error(`container id "${id}" is invalid: use 1-128 characters from [A-Za-z0-9_.-], starting with a letter or digit`);
+  }
+}
+
+/** Whether the process a record was taken from still runs in the recorded namespace. */
+function initGone(rec: { pid: number; netnsId?: string }): boolean {
+  return rec.pid > 0 && rec.netnsId !== undefined && nsIdentity(`/proc/${rec.pid}/ns/net`) !== rec.netnsId;
+}
 
 /** The directory of a container's broker socket (also bind-mounted into the container by slimfast-runc). */
 export function containerSocketDir(layout: StateLayout, id: string): string {
@@ -34,15 +68,26 @@ export function containerEnv(rec: ContainerRecord): Record<string, string> {
 
 export class Registry {
   private readonly byId = new Map<string, ContainerRecord>();
+  private readonly shares = new Map<string, ShareRecord>();
+  /** Cancels the exit watch of a registered or sharing container's init process. */
+  private readonly unwatch = new Map<string, () => void>();
 
+  /** exits: watch init processes (pid > 0) and call exited once a container was unregistered
+   *  because of its init's exit. Unset: records live until removed. */
   constructor(
     private readonly layout: StateLayout,
     private readonly engine: NativeEngine,
     private readonly subnet: Cidr,
+    private readonly exits?: { watcher: ExitWatcher; exited(id: string, shared: boolean): void },
   ) {}
 
   list(): ContainerRecord[] {
     return [...this.byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+  }
+
+  /** Containers sharing another's registration. */
+  shared(): ShareRecord[] {
+    return [...this.shares.values()].sort((a, b) => a.id.localeCompare(b.id));
   }
 
   get(id: string): ContainerRecord | undefined {
@@ -54,11 +99,35 @@ export class Registry {
     return containerSocketDir(this.layout, id);
   }
 
+  /** Refuses an id in use, unless its init has exited and the exit is not handled yet (a restart
+   *  under the same id can come first): then that record goes now. */
+  private claimId(id: string): void {
+    checkId(id);
+    const old = this.byId.get(id) ?? this.shares.get(id);
+    if (!old) return;
+    if (!initGone(old)) throw new Error(`container "${id}" is already registered; remove it first`);
+    this.remove(id);
+  }
+
+  /** Watches pid for exit (none: pid 0 or no watcher); throws when it has exited already. */
+  private watchInit(id: string, pid: number): void {
+    if (!this.exits || pid <= 0) return;
+    const cancel = this.exits.watcher.watch(pid, () => {
+      this.unwatch.delete(id);
+      const shared = this.shares.has(id);
+      if (this.remove(id)) this.exits?.exited(id, shared);
+    });
+    if (!cancel) throw new Error(`process ${pid} of container "${id}" has exited`);
+    this.unwatch.set(id, cancel);
+  }
+
+  private cancelWatch(id: string): void {
+    this.unwatch.get(id)?.();
+    this.unwatch.delete(id);
+  }
+
   add(input: { id: string; ip: string; netns: string; pid?: number; createdAt?: string; netnsId?: string }): ContainerRecord {
-    if (!ID_RE.test(input.id)) {
-      throw new Error(`container id "${input.id}" is invalid: use 1-128 characters from [A-Za-z0-9_.-], starting with a letter or digit`);
-    }
-    if (this.byId.has(input.id)) throw new Error(`container "${input.id}" is already registered; remove it first`);
+    this.claimId(input.id);
     const ipNum = parseIp(input.ip);
     if (!contains(this.subnet, ipNum)) {
       throw new Error(`container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`);
@@ -67,11 +136,17 @@ export class Registry {
       if (other.ip === input.ip) throw new Error(`IP ${input.ip} is already used by container "${other.id}"`);
     }
     const dir = this.socketDir(input.id);
-    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
-    fs.chmodSync(dir, 0o755); // whatever the umask: the container's processes of every uid pass through it
     const socket = path.join(dir, 'sf.sock');
     if (socket.length > 107) throw new Error(`socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
-    this.engine.addContainer(input.id, input.ip, socket, { netns: input.netns || undefined });
+    this.watchInit(input.id, input.pid ?? 0);
+    try {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+      fs.chmodSync(dir, 0o755); // whatever the umask: the container's processes of every uid pass through it
+      this.engine.addContainer(input.id, input.ip, socket, { netns: input.netns || undefined });
+    } catch (err) {
+      this.cancelWatch(input.id);
+      throw err;
+    }
     const rec: ContainerRecord = {
       id: input.id,
       ip: input.ip,
@@ -86,7 +161,64 @@ export class Registry {
     return rec;
   }
 
+  /** The registered container whose network namespace netns is, if any. */
+  ownerOf(netns: string): ContainerRecord | undefined {
+    const mine = nsIdentity(netns);
+    if (!mine) return undefined;
+    for (const c of this.byId.values()) if ((c.netnsId ?? nsIdentity(c.netns)) === mine) return c;
+    return undefined;
+  }
+
+  /**
+   * Makes container id share the registration of the container whose network namespace netns is:
+   * links that container's socket into id's socket directory. Undefined when no registered container
+   * has that namespace.
+   */
+  share(input: { id: string; netns: string; pid?: number }): ShareRecord | undefined {
+    const owner = this.ownerOf(input.netns);
+    if (!owner) return undefined;
+    this.claimId(input.id);
+    return this.addShare({
+      id: input.id,
+      owner: owner.id,
+      netns: input.netns,
+      netnsId: nsIdentity(input.netns),
+      pid: input.pid ?? 0,
+      socket: path.join(this.socketDir(input.id), path.basename(owner.socket)),
+      createdAt: new Date().toISOString(),
+    });
+  }
+
+  private addShare(rec: ShareRecord): ShareRecord {
+    const owner = this.byId.get(rec.owner);
+    if (!owner) throw new Error(`container "${rec.owner}" whose registration "${rec.id}" shares is not registered`);
+    this.watchInit(rec.id, rec.pid);
+    try {
+      const dir = this.socketDir(rec.id);
+      fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+      fs.chmodSync(dir, 0o755); // bind-mounted: every uid in the container passes through it
+      const link = path.join(dir, path.basename(owner.socket));
+      fs.rmSync(link, { force: true });
+      fs.linkSync(owner.socket, link); // same file system: both are in the state dir
+      rec = { ...rec, socket: link };
+    } catch (err) {
+      this.cancelWatch(rec.id);
+      throw err;
+    }
+    this.shares.set(rec.id, rec);
+    this.save();
+    return rec;
+  }
+
   remove(id: string): boolean {
+    this.cancelWatch(id);
+    const share = this.shares.get(id);
+    if (share) {
+      this.shares.delete(id);
+      fs.rmSync(path.dirname(share.socket), { recursive: true, force: true });
+      this.save();
+      return true;
+    }
     const rec = this.byId.get(id);
     if (!rec) return false;
     this.engine.removeContainer(id);
@@ -97,20 +229,32 @@ export class Registry {
   }
 
   private save(): void {
-    writeFileAtomic(this.layout.containersFile, JSON.stringify({ containers: this.list() }, null, 2) + '\n');
+    const doc: { containers: ContainerRecord[]; shared?: ShareRecord[] } = { containers: this.list() };
+    if (this.shares.size) doc.shared = this.shared();
+    writeFileAtomic(this.layout.containersFile, JSON.stringify(doc, null, 2) + '\n');
   }
 
-  /** Re-registers containers recorded by an earlier daemon on this state dir whose namespaces still exist. */
+  /**
+   * Re-registers containers recorded by an earlier daemon on this state dir whose namespaces (and,
+   * with a watcher, init processes) still exist; drops the others with their socket directories, and
+   * removes socket directories no record names (older than a minute): a container that exited while
+   * no broker ran is unregistered here.
+   */
   restore(log: (msg: string, fields: { container: string }) => void): void {
-    let saved: ContainerRecord[] = [];
+    let saved: { containers?: ContainerRecord[]; shared?: ShareRecord[] } = {};
     try {
-      saved = (JSON.parse(fs.readFileSync(this.layout.containersFile, 'utf8')) as { containers: ContainerRecord[] }).containers ?? [];
+      saved = JSON.parse(fs.readFileSync(this.layout.containersFile, 'utf8')) as typeof saved;
     } catch {
-      return;
+      // none yet, or unreadable: nothing to restore
     }
-    for (const rec of saved) {
-      if (rec.netns && (!fs.existsSync(rec.netns) || (rec.netnsId && nsIdentity(rec.netns) !== rec.netnsId))) {
-        log(`dropping container ${rec.id}: its network namespace ${rec.netns} is gone`, { container: rec.id });
+    const drop = (id: string, why: string) => {
+      log(`dropping container ${id}: ${why}`, { container: id });
+      if (ID_RE.test(id)) fs.rmSync(this.socketDir(id), { recursive: true, force: true });
+    };
+    const sameNs = (rec: { netns: string; netnsId?: string }) => !rec.netns || (fs.existsSync(rec.netns) && (!rec.netnsId || nsIdentity(rec.netns) === rec.netnsId));
+    for (const rec of saved.containers ?? []) {
+      if (!sameNs(rec)) {
+        drop(rec.id, `its network namespace ${rec.netns} is gone`);
         continue;
       }
       try {
@@ -118,8 +262,45 @@ export class Registry {
         log(`restored container ${rec.id} (${rec.ip})`, { container: rec.id });
       } catch (err) {
         log(`could not restore container ${rec.id}: ${(err as Error).message}`, { container: rec.id });
+        if (!this.byId.has(rec.id)) drop(rec.id, 'not restored');
       }
     }
+    for (const rec of saved.shared ?? []) {
+      if (!this.byId.has(rec.owner)) drop(rec.id, `container ${rec.owner}, whose registration it shared, is gone`);
+      else if (!sameNs(rec)) drop(rec.id, `its network namespace ${rec.netns} is gone`);
+      else {
+        try {
+          this.claimId(rec.id);
+          this.addShare(rec);
+          log(`restored container ${rec.id} (sharing ${rec.owner})`, { container: rec.id });
+        } catch (err) {
+          drop(rec.id, (err as Error).message);
+        }
+      }
+    }
+    this.sweepOrphans(log);
     this.save();
+  }
+
+  private sweepOrphans(log: (msg: string, fields: { container: string }) => void): void {
+    const named = new Set([...this.byId.keys(), ...this.shares.keys()].map((id) => path.basename(this.socketDir(id))));
+    let entries: string[] = [];
+    try {
+      entries = fs.readdirSync(this.layout.containersDir);
+    } catch {
+      return;
+    }
+    const now = Date.now();
+    for (const name of entries) {
+      if (named.has(name)) continue;
+      const dir = path.join(this.layout.containersDir, name);
+      try {
+        if (now - fs.lstatSync(dir).mtimeMs < ORPHAN_AGE_MS) continue;
+        fs.rmSync(dir, { recursive: true, force: true });
+        log(`removed socket directory ${dir}: no container is registered there`, { container: '' });
+      } catch {
+        // gone meanwhile
+      }
+    }
   }
 }

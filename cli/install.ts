@@ -12,7 +12,7 @@ import { PODMAN_HINT, planPodman } from '../runtime-wrapper/install/podman.js';
 import { DEFAULT_SYSTEMD_UNIT, SYSTEMD_HINT, planSystemd } from '../runtime-wrapper/install/systemd.js';
 
 export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR] [--when-annotation KEY=REGEX] [--dry-run]
-                                               write SlimFast's OCI hooks (precreate, createRuntime, poststop) there
+                                               write SlimFast's OCI hooks (precreate, createRuntime) there
   install docker [--config /etc/docker/daemon.json] [--subnet CIDR] [--dry-run]
                                                add the "slimfast" runtime (docker run --runtime slimfast);
                                                --subnet (this host's SlimFast subnet) also sets "bip" to it

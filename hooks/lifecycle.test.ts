@@ -1,7 +1,5 @@
 // createRuntime/poststop logic against a fake broker.
-import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
@@ -11,7 +9,7 @@ import { stateLayout } from '../broker/state-dir.js';
 import { type BrokerApi, type HookDeps, createHook, poststopHook } from './lifecycle.js';
 
 interface Calls {
-  register: { id: string; netns: string; pid?: number }[];
+  register: { id: string; netns: string; pid?: number; share?: boolean }[];
   unregister: string[];
   closed: number;
   warnings: string[];
@@ -60,7 +58,7 @@ const state = (over: Record<string, unknown> = {}) => ({ ociVersion: '1.0.2', id
 test('create registers the annotated id with the netns of the container\'s pid', async (t) => {
   const { d, calls } = deps();
   t.deepEqual(await createHook(state(), d), { code: 0 });
-  t.deepEqual(calls.register, [{ id: 'sfid', netns: '/proc/4242/ns/net', pid: 4242 }]);
+  t.deepEqual(calls.register, [{ id: 'sfid', netns: '/proc/4242/ns/net', pid: 4242, share: true }], 'share: a registration of that namespace is shared (test/registry-lifetime.test.ts)');
   t.is(calls.closed, 1);
 });
 
@@ -133,42 +131,4 @@ test('poststop with the broker down: clean up, and complain only about container
   t.deepEqual(await poststopHook(state(), allowed.d), { code: 0 });
   t.is(allowed.calls.warnings.length, 1);
   t.is(calls.closed, 2);
-});
-
-test('a network namespace another container registered: its broker socket is shared by a hard link', async (t) => {
-  // Two "containers" in one network namespace: a process in a namespace of its own, seen by two pids' paths.
-  const ns: ChildProcess = spawn('unshare', ['--net', 'sleep', '60'], { stdio: 'ignore' });
-  await new Promise((r) => setTimeout(r, 200));
-  const { stateDir, socketDir } = deps();
-  const ownerDir = socketDir('sandbox1');
-  fs.mkdirSync(ownerDir, { recursive: true });
-  const ownerSocket = path.join(ownerDir, 'sf.sock');
-  const server = net.createServer((c) => c.end('broker\n'));
-  await new Promise<void>((r) => server.listen(ownerSocket, r));
-  const registered = [{ id: 'sandbox1', netns: `/proc/${ns.pid}/ns/net`, socket: ownerSocket }];
-  const shared = deps({ fail: new Error('IP 10.88.0.9 is already used by container "sandbox1"'), registered });
-  const r = await createHook(state({ pid: ns.pid, annotations: { 'io.slimfast.id': 'app1' } }), { ...shared.d, stateDir });
-  t.deepEqual(r, { code: 0 });
-  const mine = path.join(socketDir('app1'), 'sf.sock');
-  t.is(fs.statSync(mine).ino, fs.statSync(ownerSocket).ino);
-  const reply = await new Promise<string>((resolve) => {
-    let got = '';
-    net.connect(mine).on('data', (b) => (got += b)).on('close', () => resolve(got));
-  });
-  t.is(reply, 'broker\n', 'connecting through the link reaches the owner\'s socket');
-
-  // Not the same namespace: the original error stands.
-  const other = deps({ fail: new Error('IP 10.88.0.9 is already used by container "sandbox1"'), registered: [{ ...registered[0], netns: '/proc/self/ns/net' }] });
-  const r2 = await createHook(state({ pid: ns.pid, annotations: { 'io.slimfast.id': 'app2' } }), { ...other.d, stateDir });
-  t.is(r2.code, 1);
-  t.regex(r2.message!, /already used by container "sandbox1"/);
-  t.is(shared.calls.register.length, 1, 'one registration attempt, then the share');
-
-  // poststop of the sharing container: the broker does not know it; its directory goes.
-  const post = deps({ unregistered: false });
-  t.deepEqual(await poststopHook(state({ annotations: { 'io.slimfast.id': 'app1' } }), { ...post.d, stateDir }), { code: 0 });
-  t.false(fs.existsSync(socketDir('app1')));
-  t.true(fs.existsSync(ownerSocket));
-  server.close();
-  ns.kill('SIGKILL');
 });

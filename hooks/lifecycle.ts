@@ -1,10 +1,11 @@
 // createRuntime: register the container with the broker (its network namespace is /proc/PID/ns/net;
-// the broker reads the IP from it). poststop: unregister it. Both find the id in the annotation
-// io.slimfast.id that slimfast-runc or the precreate hook set, so they act only on SlimFast containers.
+// the broker reads the IP from it, and watches PID: when the container's init exits, the broker
+// unregisters it). A container that joins a registered container's namespace shares that
+// registration. poststop (no longer added by slimfast-runc or `slimfast install podman`; kept for
+// specs written before): unregister it. Both find the id in the annotation io.slimfast.id that
+// slimfast-runc or the precreate hook set, so they act only on SlimFast containers.
 import fs from 'node:fs';
-import path from 'node:path';
 import { CONFIG_FILE, readConfigFile } from '../broker/config-file.js';
-import { nsIdentity } from '../broker/netns.js';
 import { containerSocketDir } from '../broker/registry.js';
 import { stateLayout } from '../broker/state-dir.js';
 import { ANNOTATION_DISABLE, ANNOTATION_ID, isTrueAnnotation } from '../runtime-wrapper/constants.js';
@@ -13,7 +14,7 @@ import type { OciState } from './oci-state.js';
 
 /** The part of ControlClient the hook uses. */
 export interface BrokerApi {
-  register(req: { id: string; netns: string; pid?: number }): Promise<{ id: string; ip: string; socket: string }>;
+  register(req: { id: string; netns: string; pid?: number; share?: boolean }): Promise<{ id: string; ip: string; socket: string }>;
   unregister(id: string): Promise<boolean>;
   containers(): Promise<{ id: string; netns: string; socket: string }[]>;
   close(): void;
@@ -70,7 +71,9 @@ export async function createHook(state: OciState, deps: HookDeps): Promise<HookO
   const socketDir = containerSocketDir(stateLayout(deps.stateDir), id);
   const client = deps.connect(deps.stateDir);
   try {
-    await client.register({ id, netns, pid: state.pid });
+    // share: a Kubernetes pod's sandbox, Docker's --network container:X or a Podman pod registered this
+    // namespace already; the broker then links that registration's socket in.
+    await client.register({ id, netns, pid: state.pid, share: true });
     return { code: 0 };
   } catch (err) {
     if (await isUnreachable(err)) {
@@ -79,12 +82,6 @@ export async function createHook(state: OciState, deps: HookDeps): Promise<HookO
       return out;
     }
     const msg = (err as Error).message;
-    if (/is already used by container/.test(msg)) {
-      // Another container registered this network namespace (a Kubernetes pod's sandbox, Docker's
-      // --network container:X, a Podman pod): share its registration.
-      const owner = await shareRegistration(client, netns, socketDir).catch(() => undefined);
-      if (owner) return { code: 0 };
-    }
     if (/no global IPv4 address/.test(msg)) {
       // e.g. --network none: nothing to put on the overlay; the preload finds no socket and stays out of the way.
       deps.warn(`warning: container ${state.id} starts without SlimFast: ${msg}`);
@@ -121,26 +118,6 @@ export async function poststopHook(state: OciState, deps: HookDeps): Promise<Hoo
   } finally {
     client.close();
   }
-}
-
-/**
- * When a registered container has the same network namespace, hard-links its broker socket into this
- * container's socket directory (same file system: both are in the state dir), so the preload reaches
- * the broker as that container, which has the same IP. Returns the owner's id.
- */
-export async function shareRegistration(client: BrokerApi, netns: string, socketDir: string): Promise<string | undefined> {
-  const mine = nsIdentity(netns);
-  if (!mine) return undefined;
-  for (const c of await client.containers()) {
-    if (nsIdentity(c.netns) !== mine) continue;
-    fs.mkdirSync(socketDir, { recursive: true, mode: 0o755 });
-    fs.chmodSync(socketDir, 0o755); // whatever the umask: bind-mounted, every uid in the container passes through it
-    const link = path.join(socketDir, path.basename(c.socket));
-    fs.rmSync(link, { force: true });
-    fs.linkSync(c.socket, link);
-    return c.id;
-  }
-  return undefined;
 }
 
 function removeEmptyDir(dir: string): void {

@@ -39,7 +39,8 @@ test('create edits the bundle and makes the socket directory; run again, nothing
   t.true(fs.statSync(run.source).isDirectory());
   t.true(run.source.startsWith(path.join(s.dir, 'state', 'containers') + path.sep));
   t.is(spec.mounts.find((m: { destination: string }) => m.destination === '/.slimfast/libslimfast.so').source, s.preload);
-  t.deepEqual(spec.hooks.poststop[0].args, ['slimfast-hook', 'poststop']);
+  t.deepEqual(spec.hooks.createRuntime[0].args, ['slimfast-hook', 'create']);
+  t.is(spec.hooks.poststop, undefined, 'no poststop hook: the broker watches the init process');
   t.true(spec.hooks.createRuntime[0].env.includes(`SLIMFAST_STATE_DIR=${path.join(s.dir, 'state')}`));
   const text = fs.readFileSync(s.config, 'utf8');
   t.regex(text, /^\{\n\t"ociVersion"/, 'the original tab indentation is kept');

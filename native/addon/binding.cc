@@ -8,6 +8,7 @@
 #include "engine.h"
 #include "events.h"
 #include "netns_ip.h"
+#include "pid_watch.h"
 #include "util.h"
 
 namespace sf {
@@ -581,6 +582,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("raiseFdLimit", Napi::Function::New(env, sf::RaiseFdLimit, "raiseFdLimit"));
   exports.Set("netnsIpv4", Napi::Function::New(env, sf::NetnsIpv4, "netnsIpv4"));
   exports.Set("sizeLimits", Napi::Function::New(env, sf::SizeLimits, "sizeLimits"));
+  sf::export_pid_watch(env, exports);
   return exports;
 }
 

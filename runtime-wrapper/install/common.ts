@@ -10,6 +10,8 @@ export interface FileChange {
   /** The current text; undefined when the file does not exist yet. */
   before: string | undefined;
   after: string;
+  /** The file goes instead (one an earlier install wrote and this one does not need); after is ignored. */
+  remove?: boolean;
 }
 
 export interface ApplyOptions {
@@ -21,6 +23,8 @@ export interface ApplyResult {
   file: string;
   changed: boolean;
   created: boolean;
+  /** The file was removed (its last version is in backup). */
+  removed?: boolean;
   /** Where the old file was copied to. */
   backup?: string;
   /** --dry-run: the change as a unified diff. */
@@ -49,6 +53,13 @@ export function backupPath(file: string, now = new Date()): string {
 export function applyChange(change: FileChange, opts: ApplyOptions = {}): ApplyResult {
   const { file, before, after } = change;
   const created = before === undefined;
+  if (change.remove) {
+    if (before === undefined) return { file, changed: false, created: false };
+    if (opts.dryRun) return { file, changed: true, created: false, removed: true, diff: unifiedDiff(before ?? '', '', file, '/dev/null') };
+    const backup = backupPath(file, opts.now);
+    fs.renameSync(file, backup);
+    return { file, changed: true, created: false, removed: true, backup };
+  }
   if (before === after) return { file, changed: false, created: false };
   if (opts.dryRun) {
     return { file, changed: true, created, diff: unifiedDiff(before ?? '', after, created ? '/dev/null' : file, file) };
@@ -68,5 +79,6 @@ export function describe(r: ApplyResult, dryRun: boolean): string {
   if (!r.changed) return `${r.file}: already up to date`;
   if (dryRun) return r.diff ?? '';
   if (r.created) return `${r.file}: created`;
+  if (r.removed) return `${r.file}: removed, no longer needed (the previous version is in ${r.backup})`;
   return `${r.file}: updated (the previous version is in ${r.backup})`;
 }

@@ -1,6 +1,7 @@
 // `slimfast install podman`: the hooks.d files (oci-hooks(5), schema 1.0.0) that put Podman containers
 // on SlimFast with whatever OCI runtime Podman uses: precreate (Podman runs it with the configuration on
-// stdin and takes the modified one from stdout), createRuntime (register) and poststop (unregister).
+// stdin and takes the modified one from stdout) and createRuntime (register; the broker unregisters the
+// container when its init process exits). The poststop file earlier installs wrote is removed.
 import path from 'node:path';
 import { HOOK_PATH } from '../constants.js';
 import { hookTimeoutSeconds } from '../context.js';
@@ -18,8 +19,10 @@ export interface PodmanOptions {
 export const HOOK_FILES: [file: string, stage: string, arg: string][] = [
   ['50-slimfast-precreate.json', 'precreate', 'precreate'],
   ['50-slimfast-createruntime.json', 'createRuntime', 'create'],
-  ['50-slimfast-poststop.json', 'poststop', 'poststop'],
 ];
+
+/** Files earlier installs wrote that this one removes (if they are ours). */
+export const OLD_HOOK_FILES = ['50-slimfast-poststop.json'];
 
 export function hookDefinition(stage: string, arg: string, opts: PodmanOptions): Record<string, unknown> {
   const env = [HOOK_PATH, ...(opts.stateDir ? [`SLIMFAST_STATE_DIR=${path.resolve(opts.stateDir)}`] : []), ...(opts.env ?? [])];
@@ -37,10 +40,27 @@ export function renderHookFile(stage: string, arg: string, opts: PodmanOptions):
 }
 
 export function planPodman(hooksDir: string, read: (file: string) => string | undefined, opts: PodmanOptions): FileChange[] {
-  return HOOK_FILES.map(([name, stage, arg]) => {
-    const file = path.join(path.resolve(hooksDir), name);
+  const dir = path.resolve(hooksDir);
+  const write = HOOK_FILES.map(([name, stage, arg]): FileChange => {
+    const file = path.join(dir, name);
     return { file, before: read(file), after: renderHookFile(stage, arg, opts) };
   });
+  const remove = OLD_HOOK_FILES.flatMap((name): FileChange[] => {
+    const file = path.join(dir, name);
+    const before = read(file);
+    return before !== undefined && isOurHookFile(before) ? [{ file, before, after: '', remove: true }] : [];
+  });
+  return [...write, ...remove];
+}
+
+/** Whether a hooks.d file runs slimfast-hook (and so is ours to remove). */
+function isOurHookFile(text: string): boolean {
+  try {
+    const doc = JSON.parse(text) as { hook?: { args?: unknown[] } };
+    return doc.hook?.args?.[0] === 'slimfast-hook';
+  } catch {
+    return false;
+  }
 }
 
 export const PODMAN_HINT = 'Podman reads hooks directories at every container start: pass --hooks-dir DIR, or set hooks_dir in containers.conf, if DIR is not one of its defaults (/usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d)';

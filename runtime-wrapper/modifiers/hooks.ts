@@ -1,13 +1,13 @@
 // Adds the createRuntime hook (`slimfast-hook create`: register with the broker once the network
-// namespace exists) and the poststop hook (`slimfast-hook poststop`: unregister). A hook of ours already
-// there (same program name and stage, e.g. from a Podman hooks.d file) is replaced, never doubled.
+// namespace exists). No poststop hook: the broker watches the container's init process and unregisters
+// the container when it exits, which saves runc a hook process per container. A hook of ours already
+// there (same program name and stage, e.g. from a Podman hooks.d file) is replaced, never doubled; a
+// poststop hook of ours from an earlier install stays (it is harmless: the broker has forgotten the
+// container by then).
 import path from 'node:path';
 import type { Ctx, Hook, Spec, SpecModifier } from '../spec.js';
 
-const STAGES: [stage: string, arg: string][] = [
-  ['createRuntime', 'create'],
-  ['poststop', 'poststop'],
-];
+const STAGES: [stage: string, arg: string][] = [['createRuntime', 'create']];
 
 export function isSlimfastHook(h: Hook, arg: string): boolean {
   return path.basename(h.path ?? '') === 'slimfast-hook' && h.args?.[1] === arg;

@@ -1,0 +1,165 @@
+// A registration lives as long as the container's init process: the registry watches it (a pidfd on
+// Node's event loop, native/addon/pid_watch.cc) and unregisters the container when it exits; a
+// container joining a registered namespace shares that registration through a hard link; a restart
+// drops records whose process is gone and socket directories nobody names. Real processes in network
+// namespaces of their own stand in for containers; the engine is a recorder.
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import test from 'ava';
+import { parseCidr } from '../broker/cidr.js';
+import type { NativeEngine } from '../broker/native-engine.js';
+import { type ExitWatcher, PidfdExitWatcher } from '../broker/process-exit.js';
+import { Registry, containerSocketDir } from '../broker/registry.js';
+import { type StateLayout, stateLayout } from '../broker/state-dir.js';
+
+const cleanups: (() => void)[] = [];
+test.after.always(() => {
+  for (const c of cleanups.reverse()) c();
+});
+
+/** A process in a network namespace of its own (a container's init), killed at the end. */
+async function initProcess(): Promise<ChildProcess> {
+  const p = spawn('unshare', ['--net', 'sleep', '60'], { stdio: 'ignore' });
+  cleanups.push(() => p.kill('SIGKILL'));
+  // unshare execs sleep once the namespace is made: wait until the pid's namespace is not ours.
+  const ours = fs.readlinkSync('/proc/self/ns/net');
+  for (let i = 0; i < 100; i++) {
+    try {
+      if (fs.readlinkSync(`/proc/${p.pid}/ns/net`) !== ours) return p;
+    } catch {
+      // not there yet
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error('unshare --net did not start');
+}
+
+function lab(watcher?: ExitWatcher) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-lifetime-'));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const layout: StateLayout = stateLayout(path.join(dir, 'state'));
+  fs.mkdirSync(layout.containersDir, { recursive: true });
+  const engine = { added: [] as string[], removed: [] as string[], addContainer(id: string) { this.added.push(id); }, removeContainer(id: string) { this.removed.push(id); } };
+  const exited: string[] = [];
+  const reg = new Registry(layout, engine as unknown as NativeEngine, parseCidr('10.9.0.0/24'), watcher ? { watcher, exited: (id, shared) => exited.push(`${id}${shared ? ' (share)' : ''}`) } : undefined);
+  return { reg, layout, engine, exited, dir: (id: string) => containerSocketDir(layout, id) };
+}
+
+async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test.serial('the init process exits: the container is unregistered and its socket directory removed', async (t) => {
+  const l = lab(new PidfdExitWatcher());
+  const init = await initProcess();
+  const rec = l.reg.add({ id: 'c1', ip: '10.9.0.2', netns: `/proc/${init.pid}/ns/net`, pid: init.pid });
+  t.true(fs.existsSync(l.dir('c1')));
+  const other = await initProcess();
+  l.reg.add({ id: 'c2', ip: '10.9.0.3', netns: `/proc/${other.pid}/ns/net`, pid: other.pid });
+  init.kill('SIGKILL');
+  await until('c1 to be unregistered', () => !l.reg.get('c1'));
+  t.deepEqual(l.exited, ['c1']);
+  t.deepEqual(l.engine.removed, ['c1']);
+  t.false(fs.existsSync(path.dirname(rec.socket)));
+  t.deepEqual(l.reg.list().map((c) => c.id), ['c2'], 'the other container stays');
+  const saved = JSON.parse(fs.readFileSync(l.layout.containersFile, 'utf8')) as { containers: { id: string }[] };
+  t.deepEqual(saved.containers.map((c) => c.id), ['c2']);
+  // Removed before its exit (a poststop hook, `slimfast container rm`): the watch goes with it.
+  t.true(l.reg.remove('c2'));
+  other.kill('SIGKILL');
+  await new Promise((r) => setTimeout(r, 200));
+  t.deepEqual(l.exited, ['c1'], 'no exit reported for a container no longer registered');
+  t.throws(() => l.reg.add({ id: 'c3', ip: '10.9.0.4', netns: '/proc/self/ns/net', pid: init.pid }), { message: /process \d+ of container "c3" has exited/ });
+  t.false(fs.existsSync(l.dir('c3')), 'nothing left of a refused registration');
+});
+
+test.serial('a container in a registered namespace shares its registration; its exit removes only the share', async (t) => {
+  const l = lab(new PidfdExitWatcher());
+  const sandbox = await initProcess();
+  const owner = l.reg.add({ id: 'sandbox', ip: '10.9.0.2', netns: `/proc/${sandbox.pid}/ns/net`, pid: sandbox.pid });
+  fs.rmSync(owner.socket, { force: true });
+  const server = net.createServer((c) => c.end('broker\n'));
+  await new Promise<void>((r) => server.listen(owner.socket, r));
+  cleanups.push(() => server.close());
+  // The app container: another process in the sandbox's namespace.
+  const app = spawn('nsenter', [`--net=/proc/${sandbox.pid}/ns/net`, 'sleep', '60'], { stdio: 'ignore' });
+  cleanups.push(() => app.kill('SIGKILL'));
+  await until('nsenter to enter', () => {
+    try {
+      return fs.readlinkSync(`/proc/${app.pid}/ns/net`) === fs.readlinkSync(`/proc/${sandbox.pid}/ns/net`) && fs.readlinkSync(`/proc/${app.pid}/exe`).endsWith('sleep');
+    } catch {
+      return false;
+    }
+  });
+  const share = l.reg.share({ id: 'app', netns: `/proc/${app.pid}/ns/net`, pid: app.pid });
+  t.truthy(share);
+  t.is(share!.owner, 'sandbox');
+  t.is(fs.statSync(share!.socket).ino, fs.statSync(owner.socket).ino, 'a hard link to the owner\'s socket');
+  const reply = await new Promise<string>((resolve) => {
+    let got = '';
+    net.connect(share!.socket).on('data', (b) => (got += b)).on('close', () => resolve(got));
+  });
+  t.is(reply, 'broker\n', 'connecting through the link reaches the owner\'s socket');
+  t.deepEqual(l.reg.list().map((c) => c.id), ['sandbox'], 'still one registration');
+  t.deepEqual(l.engine.added, ['sandbox']);
+  const stranger = await initProcess();
+  t.is(l.reg.share({ id: 'other', netns: `/proc/${stranger.pid}/ns/net`, pid: stranger.pid }), undefined, 'no registration has that namespace');
+  t.throws(() => l.reg.share({ id: 'app', netns: `/proc/${app.pid}/ns/net`, pid: app.pid }), { message: /"app" is already registered/ });
+  app.kill('SIGKILL');
+  await until('the share to go', () => l.reg.shared().length === 0);
+  t.deepEqual(l.exited, ['app (share)']);
+  t.false(fs.existsSync(l.dir('app')));
+  t.true(fs.existsSync(owner.socket), 'the owner keeps its socket');
+  t.deepEqual(l.engine.removed, []);
+});
+
+test.serial('a restart under the same id before the exit is handled replaces the old record', (t) => {
+  const never: ExitWatcher = { watch: () => () => {} }; // the exit event has not arrived yet
+  const l = lab(never);
+  // pid 1's namespace identity does not match the recorded one: the init it names is gone.
+  l.reg.add({ id: 'c1', ip: '10.9.0.2', netns: '/proc/self/ns/net', pid: 1, netnsId: 'gone:1' });
+  const rec = l.reg.add({ id: 'c1', ip: '10.9.0.2', netns: '/proc/self/ns/net', pid: process.pid });
+  t.is(rec.pid, process.pid);
+  t.deepEqual(l.engine.removed, ['c1']);
+  t.throws(() => l.reg.add({ id: 'c1', ip: '10.9.0.3', netns: '/proc/self/ns/net', pid: process.pid }), { message: /"c1" is already registered/ }, 'a live one is not replaced');
+});
+
+test.serial('restore drops records whose init has exited and socket directories nobody names', async (t) => {
+  const l = lab(new PidfdExitWatcher());
+  const live = await initProcess();
+  const dead = await initProcess();
+  const deadPid = dead.pid!;
+  const deadNs = `/proc/${deadPid}/ns/net`;
+  const deadId = fs.statSync(deadNs);
+  dead.kill('SIGKILL');
+  await until('the process to go', () => !fs.existsSync(`/proc/${deadPid}/ns`));
+  const rec = (id: string, ip: string, pid: number, netnsId: string) => ({ id, ip, netns: `/proc/${pid}/ns/net`, netnsId, pid, socket: path.join(l.dir(id), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' });
+  const st = fs.statSync(`/proc/${live.pid}/ns/net`);
+  fs.writeFileSync(l.layout.containersFile, JSON.stringify({
+    containers: [rec('live', '10.9.0.2', live.pid!, `${st.dev}:${st.ino}`), rec('dead', '10.9.0.3', deadPid, `${deadId.dev}:${deadId.ino}`)],
+    shared: [{ id: 'orphaned-share', owner: 'dead', netns: deadNs, pid: deadPid, socket: path.join(l.dir('orphaned-share'), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' }],
+  }));
+  for (const id of ['live', 'dead', 'orphaned-share', 'old-orphan', 'young-orphan']) fs.mkdirSync(l.dir(id), { recursive: true });
+  const old = new Date(Date.now() - 120_000);
+  fs.utimesSync(l.dir('old-orphan'), old, old);
+  const logs: string[] = [];
+  l.reg.restore((m) => logs.push(m));
+  t.deepEqual(l.reg.list().map((c) => c.id), ['live']);
+  t.deepEqual(l.reg.shared(), []);
+  for (const id of ['dead', 'orphaned-share', 'old-orphan']) t.false(fs.existsSync(l.dir(id)), `${id}'s directory removed`);
+  t.true(fs.existsSync(l.dir('live')));
+  t.true(fs.existsSync(l.dir('young-orphan')), 'a directory made in the last minute may be a container starting');
+  t.true(logs.some((m) => /dropping container dead/.test(m)), logs.join('\n'));
+  t.true(logs.some((m) => /dropping container orphaned-share: container dead, whose registration it shared, is gone/.test(m)), logs.join('\n'));
+  // The restored one is watched again.
+  live.kill('SIGKILL');
+  await until('live to be unregistered', () => l.reg.list().length === 0);
+  t.deepEqual(l.exited, ['live']);
+});
