@@ -1,6 +1,7 @@
 // gRPC client of a broker's control socket, used by the CLI and the OCI hook.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { ApiError, isApiReason, REASON_KEY } from './api-errors.js';
 import type { ContainerMsg, HealthMsg, ListenerMsg, PeerMsg } from './api-types.js';
 import { clientConstructor } from './proto.js';
 import { stateLayout } from './state-dir.js';
@@ -34,7 +35,8 @@ export class ControlClient {
         if (err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED) {
           reject(new BrokerUnreachable(`SlimFast broker at ${this.socketPath} is not answering (${err.details}); is "slimfast daemon" running?`));
         } else {
-          reject(new Error(err.details || err.message));
+          const reason = err.metadata?.get(REASON_KEY)[0];
+          reject(isApiReason(reason) ? new ApiError(reason, err.details || err.message) : new Error(err.details || err.message));
         }
       });
     });

@@ -9,6 +9,7 @@ import { EtcdMembership, type EtcdStatus, type SharedClusterKey } from './etcd-m
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
 import { loadPolicyFile, PolicyKeeper, watchPolicyFile } from './policy-source.js';
 import { serviceDefinition } from './proto.js';
+import { ApiError, REASON_KEY } from './api-errors.js';
 import { PidfdExitWatcher } from './process-exit.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
 import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint } from './cluster-key.js';
@@ -126,6 +127,13 @@ export function processResources(): { openFds: number; rssBytes: number; heapTot
   }
   const m = process.memoryUsage();
   return { openFds, rssBytes: m.rss, heapTotalBytes: m.heapTotal, heapUsedBytes: m.heapUsed };
+}
+
+/** An ApiError keeps its status code and sends its reason as a trailer; anything else is UNKNOWN. */
+function toServiceError(err: Error): grpc.ServiceError {
+  const metadata = new grpc.Metadata();
+  if (err instanceof ApiError) metadata.set(REASON_KEY, err.reason);
+  return { code: err instanceof ApiError ? err.grpcCode : grpc.status.UNKNOWN, details: err.message, metadata } as grpc.ServiceError;
 }
 
 function toMsg(rec: ContainerRecord): ContainerMsg {
@@ -422,9 +430,9 @@ export class Daemon {
   }
 
   private async registerContainer(req: RegisterRequest): Promise<ContainerMsg> {
-    if (!req.id) throw new Error('a container id is required');
-    if (!req.netns) throw new Error('a network namespace path is required (--netns)');
-    if (!fs.existsSync(req.netns)) throw new Error(`network namespace ${req.netns} does not exist`);
+    if (!req.id) throw new ApiError('ID_INVALID', 'a container id is required');
+    if (!req.netns) throw new ApiError('NETNS_REQUIRED', 'a network namespace path is required (--netns)');
+    if (!fs.existsSync(req.netns)) throw new ApiError('NETNS_MISSING', `network namespace ${req.netns} does not exist`);
     if (req.share) {
       const shared = this.registry.share({ id: req.id, netns: req.netns, pid: req.pid });
       if (shared) {
@@ -464,7 +472,7 @@ export class Daemon {
           .then(() => fn(call.request))
           .then(
             (res) => callback(null, res),
-            (err: Error) => callback({ code: grpc.status.FAILED_PRECONDITION, details: err.message } as grpc.ServiceError),
+            (err: Error) => callback(toServiceError(err)),
           );
       };
     const { self, overlay } = this.membership;

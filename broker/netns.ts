@@ -1,5 +1,6 @@
 // Reading a container's overlay IP from its network namespace.
 import fs from 'node:fs';
+import { ApiError } from './api-errors.js';
 import { loadAddon } from './native-engine.js';
 
 /** "dev:ino" of a namespace file (e.g. /proc/PID/ns/net): what tells two namespaces apart, or undefined when it cannot be read. */
@@ -18,7 +19,7 @@ export function nsIdentity(p: string): string | undefined {
  */
 export async function readNetnsIp(netnsPath: string): Promise<string> {
   const r = loadAddon().netnsIpv4(netnsPath);
-  if (r.error !== undefined) throw new Error(`cannot enter network namespace ${netnsPath}: ${r.error}; pass --ip or check the path`);
-  if (!r.ip) throw new Error(`network namespace ${netnsPath} has no global IPv4 address yet; pass --ip`);
+  if (r.error !== undefined) throw new ApiError('NETNS_UNREADABLE', `cannot enter network namespace ${netnsPath}: ${r.error}; pass --ip or check the path`);
+  if (!r.ip) throw new ApiError('NETNS_NO_IPV4', `network namespace ${netnsPath} has no global IPv4 address yet; pass --ip`);
   return r.ip;
 }

@@ -5,6 +5,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ApiError } from './api-errors.js';
 import { contains, type Cidr, formatCidr, parseIp } from './cidr.js';
 import type { NativeEngine } from './native-engine.js';
 import { nsIdentity } from './netns.js';
@@ -47,7 +48,7 @@ const ORPHAN_AGE_MS = 60_000;
 
 function checkId(id: string): void {
   if (!ID_RE.test(id)) {
-    throw new Error(`container id "${id}" is invalid: use 1-128 characters from [A-Za-z0-9_.-], starting with a letter or digit`);
+    throw new ApiError('ID_INVALID', `container id "${id}" is invalid: use 1-128 characters from [A-Za-z0-9_.-], starting with a letter or digit`);
   }
 }
 
@@ -105,7 +106,7 @@ export class Registry {
     checkId(id);
     const old = this.byId.get(id) ?? this.shares.get(id);
     if (!old) return;
-    if (!initGone(old)) throw new Error(`container "${id}" is already registered; remove it first`);
+    if (!initGone(old)) throw new ApiError('ALREADY_REGISTERED', `container "${id}" is already registered; remove it first`);
     this.remove(id);
   }
 
@@ -117,7 +118,7 @@ export class Registry {
       const shared = this.shares.has(id);
       if (this.remove(id)) this.exits?.exited(id, shared);
     });
-    if (!cancel) throw new Error(`process ${pid} of container "${id}" has exited`);
+    if (!cancel) throw new ApiError('INIT_EXITED', `process ${pid} of container "${id}" has exited`);
     this.unwatch.set(id, cancel);
   }
 
@@ -130,14 +131,14 @@ export class Registry {
     this.claimId(input.id);
     const ipNum = parseIp(input.ip);
     if (!contains(this.subnet, ipNum)) {
-      throw new Error(`container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`);
+      throw new ApiError('IP_OUTSIDE_SUBNET', `container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`);
     }
     for (const other of this.byId.values()) {
-      if (other.ip === input.ip) throw new Error(`IP ${input.ip} is already used by container "${other.id}"`);
+      if (other.ip === input.ip) throw new ApiError('IP_IN_USE', `IP ${input.ip} is already used by container "${other.id}"`);
     }
     const dir = this.socketDir(input.id);
     const socket = path.join(dir, 'sf.sock');
-    if (socket.length > 107) throw new Error(`socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
+    if (socket.length > 107) throw new ApiError('SOCKET_PATH_TOO_LONG', `socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
     this.watchInit(input.id, input.pid ?? 0);
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o755 });

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
+import { ApiError } from '../broker/api-errors.js';
 import { BrokerUnreachable } from '../broker/control-client.js';
 import { containerSocketDir } from '../broker/registry.js';
 import { stateLayout } from '../broker/state-dir.js';
@@ -102,9 +103,12 @@ test('other broker errors fail the container, allowWithoutBroker or not; no IPv4
   const r = await createHook(state(), bad.d);
   t.is(r.code, 1);
   t.regex(r.message!, /cannot register container ctr with the SlimFast broker \(state dir .*\): container IP 172\.17\.0\.2 is outside/);
-  const none = deps({ fail: new Error('network namespace /proc/4242/ns/net has no global IPv4 address yet; pass --ip') });
+  const none = deps({ fail: new ApiError('NETNS_NO_IPV4', 'network namespace /proc/4242/ns/net has no global IPv4 address yet; pass --ip') });
   t.deepEqual(await createHook(state(), none.d), { code: 0 });
   t.regex(none.calls.warnings[0], /starts without SlimFast: .*no global IPv4 address/);
+  // The reason decides, not the text: the same words without it fail the container.
+  const text = deps({ fail: new Error('network namespace /proc/4242/ns/net has no global IPv4 address yet; pass --ip') });
+  t.is((await createHook(state(), text.d)).code, 1);
 });
 
 test('poststop unregisters the annotated id; without the annotation only when its socket directory exists', async (t) => {

@@ -5,6 +5,7 @@
 // specs written before): unregister it. Both find the id in the annotation io.slimfast.id that
 // slimfast-runc or the precreate hook set, so they act only on SlimFast containers.
 import fs from 'node:fs';
+import { hasReason } from '../broker/api-errors.js';
 import { CONFIG_FILE, readConfigFile } from '../broker/config-file.js';
 import { containerSocketDir } from '../broker/registry.js';
 import { stateLayout } from '../broker/state-dir.js';
@@ -82,7 +83,7 @@ export async function createHook(state: OciState, deps: HookDeps): Promise<HookO
       return out;
     }
     const msg = (err as Error).message;
-    if (/no global IPv4 address/.test(msg)) {
+    if (hasReason(err, 'NETNS_NO_IPV4')) {
       // e.g. --network none: nothing to put on the overlay; the preload finds no socket and stays out of the way.
       deps.warn(`warning: container ${state.id} starts without SlimFast: ${msg}`);
       return { code: 0 };

@@ -126,7 +126,20 @@ static void write_all(int fd, const char *p, size_t n) {
   }
 }
 
-// Reads the reply until EOF; returns its length or -1.
+// Whether buf holds a whole reply: its header line, and for "SFR1 CODE NOUT NERR" the NOUT + NERR
+// bytes after it. The caller stops reading there instead of waiting for the broker's FIN.
+static int reply_complete(const char *buf, size_t n) {
+  const char *nl = memchr(buf, '\n', n);
+  if (!nl) return 0;
+  if (n >= 13 && strncmp(buf, "SFR1 fallback", 13) == 0) return 1;
+  int c;
+  size_t nout, nerr;
+  if (sscanf(buf, "SFR1 %d %zu %zu\n", &c, &nout, &nerr) != 3) return 0;
+  size_t head = (size_t)(nl - buf) + 1;
+  return n - head >= nout + nerr;
+}
+
+// Reads the reply until it is whole (or EOF); returns its length or -1.
 static ssize_t read_reply(int fd, char **out, long long deadline) {
   size_t cap = 4096, n = 0;
   char *buf = malloc(cap);
@@ -143,11 +156,11 @@ static ssize_t read_reply(int fd, char **out, long long deadline) {
     ssize_t got = recv(fd, buf + n, cap - n, MSG_DONTWAIT);
     if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
     if (got < 0) break;
-    if (got == 0) {
+    if (got > 0) n += (size_t)got;
+    if (got == 0 || reply_complete(buf, n)) {
       *out = buf;
       return (ssize_t)n;
     }
-    n += (size_t)got;
   }
   free(buf);
   return -1;
