@@ -107,7 +107,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       const ControlClient = local ? undefined : (await import('../broker/control-client.js')).ControlClient;
       const deps: HookDeps = {
         stateDir,
-        connect: (dir) => local ?? new ControlClient!(dir, timeoutS * 1000),
+        connect: (dir) => local ?? new ControlClient!(dir, brokerDeadlineMs(io.env, timeoutS)),
         allowWithoutBroker: allowWithoutBrokerFromConfig,
         warn: (msg) => io.stderr(`slimfast-hook: ${msg}\n`),
         ...(io.runtimeNs ? { isHostNetns: hostNetnsCheck(io.runtimeNs) } : {}),
@@ -125,6 +125,18 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * How long a gRPC call to the broker may take: at most 2 s (a broker answers in a few ms; a stopped one
+ * must not hold a container start for a whole hook timeout), less when the hook timeout is shorter, and
+ * SLIMFAST_BROKER_DEADLINE_MS when slimfast-hook set it (the broker already let its runtime service
+ * request time out).
+ */
+export function brokerDeadlineMs(env: NodeJS.ProcessEnv, timeoutS: number): number {
+  const given = Number(env.SLIMFAST_BROKER_DEADLINE_MS);
+  const cap = Number.isFinite(given) && given > 0 ? given : 2000;
+  return Math.min(cap, timeoutS * 1000);
 }
 
 function finish(code: number): never {

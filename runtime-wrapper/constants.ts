@@ -27,7 +27,7 @@ export const DEFAULT_HOOK_TIMEOUT_S = 10;
 export const HOOK_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** The environment variables slimfast-runc forwards to the hooks it adds, when set. */
-export const FORWARDED_ENV = ['SLIMFAST_CONFIG', 'SLIMFAST_HOOK_TIMEOUT', 'SLIMFAST_NODE'];
+export const FORWARDED_ENV = ['SLIMFAST_CONFIG', 'SLIMFAST_HOOK_TIMEOUT', 'SLIMFAST_NODE', 'SLIMFAST_BROKER_DEADLINE_MS'];
 
 export function isTrueAnnotation(value: string | undefined): boolean {
   return value !== undefined && /^(true|1|yes|on)$/i.test(value.trim());

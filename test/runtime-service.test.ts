@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
+import { ControlClient } from '../broker/control-client.js';
 import { installPaths } from '../broker/paths.js';
 import { REAL_RUNC, RuncLab, SLIMFAST_RUNC, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';
@@ -120,6 +121,28 @@ test.serial('container start through the runtime service: no Node.js per contain
   const again = runc(['--root', lab.root, 'run', '-b', bundle, `${topo.id}-again`], env);
   t.is(again.status, 0, again.stderr);
   t.regex(again.stdout, /^registered$/m, 'and serves starts again');
+
+  // 4b. A stopped broker (SIGSTOP) holds its sockets but answers nothing. slimfast-runc waits 1 s on
+  // the runtime service and edits with Node.js; the hook then waits 0.3 s on the service and its
+  // Node.js program 0.3 s on the control API: the start fails with the broker-down advice within
+  // seconds, not after a whole hook timeout (10 s) or two.
+  const health = new ControlClient(h1.stateDir);
+  const brokerPid = (await health.health()).pid;
+  health.close();
+  process.kill(brokerPid, 'SIGSTOP');
+  let stopped: { code: number | undefined; ms: number; stderr: string };
+  try {
+    const t0 = performance.now();
+    const x = await execa(SLIMFAST_RUNC, ['--root', lab.root, 'run', '-b', many, `${topo.id}-stopped`], { env: lab.env(h1), reject: false, timeout: 30_000 });
+    stopped = { code: x.exitCode, ms: performance.now() - t0, stderr: String(x.stderr) };
+  } finally {
+    process.kill(brokerPid, 'SIGCONT');
+  }
+  t.log(`a start against a stopped broker failed after ${stopped.ms.toFixed(0)} ms`);
+  t.not(stopped.code, 0);
+  t.regex(stopped.stderr, /is not answering.*allowWithoutBroker/s, stopped.stderr);
+  t.true(stopped.ms < 8000, `${stopped.ms} ms`);
+  t.is(String((await execa(REAL_RUNC, ['--root', lab.root, 'list', '-q'], { reject: false })).stdout).trim(), '', 'the failed container is gone from runc');
 
   // 5. No broker: the front ends need their Node.js programs, and say so.
   await topo.stopBroker(h1);

@@ -187,7 +187,7 @@ int door_call(int fd, const struct door_req *r, int *code) {
   if (req && send_all(fd, req, len, deadline) == 0 && shutdown(fd, SHUT_WR) == 0) n = read_reply(fd, &reply, deadline);
   free(req);
   close(fd);
-  if (n < 0) return -1;
+  if (n < 0) return now_ms() >= deadline ? DOOR_TIMED_OUT : -1;
   int rc = -1;
   char *nl = memchr(reply, '\n', (size_t)n);
   int c;

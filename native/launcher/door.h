@@ -24,8 +24,9 @@ int door_connect(const char *state_dir);
 
 // One request on a door_connect()ed socket, which it closes. Returns 0 when the service did the work:
 // its output is written to fds 1 and 2 and *code is the exit status to use. Returns -1 when the
-// caller must do the work itself (another install, no answer in time, a reply it cannot read):
-// nothing has been written then.
+// caller must do the work itself (another install, a reply it cannot read), DOOR_TIMED_OUT when no
+// whole reply came within timeout_ms (a stopped or overloaded broker): nothing has been written then.
+#define DOOR_TIMED_OUT (-2)
 int door_call(int fd, const struct door_req *r, int *code);
 
 // JSON string body escaping (also used for runc-style log lines).

@@ -426,8 +426,17 @@ __attribute__((unused)) static int hook_timeout_ms(void) {
 }
 
 // How long the service may take before the caller does the work itself (a broker that is stopped,
-// say): short, as a start must not wait long on a broker that will not answer.
-#define DOOR_TIMEOUT_MS 5000
+// say): short, as a start must not wait long on a broker that will not answer; it answers in a few ms.
+// SLIMFAST_BROKER_DEADLINE_MS (set below once the broker has let one request time out, and carried to
+// the container's hook through its env) makes it shorter.
+#define DOOR_TIMEOUT_MS 1000
+#define DEADLINE_AFTER_TIMEOUT "300"
+
+static int door_timeout_ms(void) {
+  const char *raw = getenv("SLIMFAST_BROKER_DEADLINE_MS");
+  long ms = raw && *raw ? strtol(raw, NULL, 10) : 0;
+  return ms >= 50 && ms < DOOR_TIMEOUT_MS ? (int)ms : DOOR_TIMEOUT_MS;
+}
 
 static int open_door(void) {
   return getenv("SLIMFAST_NO_RUNTIME_SERVICE") ? -1 : door_connect(state_dir());
@@ -443,7 +452,7 @@ static int via_door(int fd, const char *prog, int argc, char **argv, const char 
       .input = input,
       .input_len = input_len,
       .input_timed_out = timed_out,
-      .timeout_ms = DOOR_TIMEOUT_MS,
+      .timeout_ms = door_timeout_ms(),
   };
   return door_call(fd, &r, code);
 }
@@ -506,7 +515,11 @@ int main(int argc, char **argv) {
       size_t len = 0;
       int timed_out = 0, code;
       char *input = read_input(&len, &timed_out);
-      if (via_door(fd, "hook", argc, argv, input, len, timed_out, &code) == 0) return code;
+      int r = via_door(fd, "hook", argc, argv, input, len, timed_out, &code);
+      if (r == 0) return code;
+      // The broker took the connection but did not answer: the Node.js hook gives it one short last
+      // chance (SLIMFAST_BROKER_DEADLINE_MS) before the broker-down outcome, not a whole hook timeout.
+      if (r == DOOR_TIMED_OUT) setenv("SLIMFAST_BROKER_DEADLINE_MS", DEADLINE_AFTER_TIMEOUT, 1);
       restore_input(input, len);
       free(input);
     }
@@ -526,10 +539,13 @@ int main(int argc, char **argv) {
   int cmd = scan_globals(argc, argv);
   const char *runc = find_runc();
   if (cmd < argc && (strcmp(argv[cmd], "create") == 0 || strcmp(argv[cmd], "run") == 0 || strcmp(argv[cmd], "exec") == 0)) {
-    int code, fd = open_door();
-    if (fd >= 0 && via_door(fd, "runc", argc, argv, NULL, 0, 0, &code) == 0) {
+    int code, fd = open_door(), r = -1;
+    if (fd >= 0 && (r = via_door(fd, "runc", argc, argv, NULL, 0, 0, &code)) == 0) {
       if (code != 0) return code;  // the service reported the error (stderr or the --log file)
     } else {
+      // A broker that let the edit time out gets only a short wait from the container's hook (the
+      // editor forwards this into the hook's env).
+      if (r == DOOR_TIMED_OUT) setenv("SLIMFAST_BROKER_DEADLINE_MS", DEADLINE_AFTER_TIMEOUT, 1);
       run_edit_step(argc, argv);
     }
   }
