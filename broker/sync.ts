@@ -25,7 +25,6 @@ export interface PeerState {
 }
 
 export class ListenerSync {
-  private readonly local = new Set<string>();
   private readonly subscribers = new Set<net.Socket>();
   private readonly subscriberIp = new WeakMap<net.Socket, string>();
   private readonly peers = new Map<string, PeerState & { socket?: net.Socket; timer?: NodeJS.Timeout; backoff: number }>();
@@ -80,10 +79,8 @@ export class ListenerSync {
     return [...this.peers.values()].map(({ peer, synced, listeners }) => ({ peer, synced, listeners }));
   }
 
-  /** A local listener appeared or went away (event from the native engine). */
+  /** A local listener appeared or went away (event from the native engine): tell the subscribers. */
   localChange(op: 'add' | 'remove', key: string): void {
-    if (op === 'add') this.local.add(key);
-    else this.local.delete(key);
     this.broadcast({ type: op, listener: key });
   }
 
@@ -101,7 +98,9 @@ export class ListenerSync {
     socket.resume(); // subscribers send nothing after the header; read and drop anything else
     this.subscribers.add(socket);
     this.subscriberIp.set(socket, peerIp);
-    this.send(socket, { type: 'full', host: this.hostIp, listeners: [...this.local] });
+    // The engine's own table, not a copy kept here. It may be ahead of listener events still queued
+    // for this thread; they follow the snapshot and are idempotent, so the subscriber ends up equal.
+    this.send(socket, { type: 'full', host: this.hostIp, listeners: this.engine.listeners().map((l) => `${l.ip}:${l.port}`) });
   }
 
   private send(socket: net.Socket, line: SyncLine): void {
