@@ -539,6 +539,9 @@ int main(int argc, char **argv) {
   int cmd = scan_globals(argc, argv);
   const char *runc = find_runc();
   if (cmd < argc && (strcmp(argv[cmd], "create") == 0 || strcmp(argv[cmd], "run") == 0 || strcmp(argv[cmd], "exec") == 0)) {
+    // The edit (`runc state` for exec --process), in the broker or in Node.js, uses the runc found
+    // here: one look-up per start, whatever the two implementations of the rule would say.
+    setenv("SLIMFAST_RUNC", runc, 1);
     int code, fd = open_door(), r = -1;
     if (fd >= 0 && (r = via_door(fd, "runc", argc, argv, NULL, 0, 0, &code)) == 0) {
       if (code != 0) return code;  // the service reported the error (stderr or the --log file)
