@@ -1,4 +1,5 @@
-/* Configuration, debug log, clock and internal fd placement. */
+/* Configuration, debug log, clock, this process's cached pid, internal fd placement, and
+ * SCM_RIGHTS receives with libc's close() for descriptors we do not keep. */
 #include "sf.h"
 
 #include <fcntl.h>
@@ -102,6 +103,20 @@ int64_t sf_now_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
+
+static pid_t owner_pid;
+
+void sf_pid_reset(void) { __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED); }
+
+/* The pid changes only in a child, and every child made through libc's fork() runs the atfork
+   child handler (forkexec.c) before it returns to the program; vfork() is fork() there. So the
+   cached pid is right wherever the table is used, without a getpid() per call. */
+pid_t sf_pid(void) {
+  pid_t p = __atomic_load_n(&owner_pid, __ATOMIC_RELAXED);
+  return p ? p : getpid();
+}
+
+int sf_table_owner(void) { return __atomic_load_n(&owner_pid, __ATOMIC_RELAXED) != 0; }
 
 /* Lowest fd number for our own fds: above select()'s range when the limit allows, else in the
    top quarter of the limit, so they stay out of the numbers an application usually sees. */
