@@ -20,6 +20,7 @@
  *   inet6.c     AF_INET6 sockets on IPv4 overlay addresses: v4-mapped addresses, IPPROTO_IPV6 options
  *   util.c      configuration from the environment, debug log, clocks, cached pid, internal fd placement
  *   real.c      dlsym(RTLD_NEXT) pointers to the libc functions we interpose
+ *   ../common/fdpass.c  SCM_RIGHTS messages sent and received (beside real.c: calls none of ours)
  */
 #ifndef SF_PRELOAD_H
 #define SF_PRELOAD_H
