@@ -29,7 +29,8 @@
         "native/addon/steered.cc",
         "native/addon/guard.cc",
         "native/addon/seccomp_agent.cc",
-        "native/addon/seccomp_keeper.cc"
+        "native/addon/seccomp_keeper.cc",
+        "native/common/fdpass.c"
       ],
       "actions": [
         {
@@ -72,6 +73,7 @@
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "native/include",
+        "native/common",
         "native/bpf",
         "<(SHARED_INTERMEDIATE_DIR)"
       ],

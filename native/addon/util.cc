@@ -75,16 +75,7 @@ void grow_sndbuf(int fd, int bytes) {
   if (!set_int_opt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytes)) set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, bytes);
 }
 
-void attach_fd(msghdr& mh, FdCmsg& c, int fd) {
-  memset(&c, 0, sizeof c);
-  mh.msg_control = c.buf;
-  mh.msg_controllen = sizeof c.buf;
-  cmsghdr* h = CMSG_FIRSTHDR(&mh);
-  h->cmsg_level = SOL_SOCKET;
-  h->cmsg_type = SCM_RIGHTS;
-  h->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(h), &fd, sizeof fd);
-}
+void attach_fd(msghdr& mh, FdCmsg& c, int fd) { sf_fdpass_attach(&mh, c.buf, &fd, 1); }
 
 int send_msg(int sock, const sf_msg& m, int fd) { return send_buf(sock, &m, sizeof m, fd); }
 
@@ -127,25 +118,8 @@ int send_buf(int sock, const void* buf, size_t len, int fd) { return send_fds(so
 int send_fds(int sock, const void* buf, size_t len, const int* fds, int nfds) {
   if (nfds < 0 || nfds > kMaxSendFds) return EINVAL;
   iovec iov{const_cast<void*>(buf), len};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * kMaxSendFds)];
-    cmsghdr align;
-  } u;
-  if (nfds > 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * size_t(nfds));
-    cmsghdr* h = CMSG_FIRSTHDR(&mh);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int) * size_t(nfds));
-    memcpy(CMSG_DATA(h), fds, sizeof(int) * size_t(nfds));
-  }
   for (;;) {
-    ssize_t n = sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = sf_fdpass_send(sock, &iov, 1, fds, nfds, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == ssize_t(len)) return 0;
     if (n < 0 && errno == EINTR) continue;
     return n < 0 ? errno : EMSGSIZE;
@@ -208,31 +182,7 @@ bool sockopt_is(int fd, int opt, int want) {
 }
 
 ssize_t recv_fds(int sock, void* buf, size_t len, int* fds, int max, int* nfds, int* msg_flags) {
-  constexpr int kRoom = 8;  // descriptors taken per message (the kernel closes any beyond: MSG_CTRUNC)
-  union {
-    char c[CMSG_SPACE(sizeof(int) * kRoom)];
-    cmsghdr align;
-  } u;
-  iovec iov{buf, len};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.c;
-  mh.msg_controllen = sizeof u.c;
-  *nfds = 0;
-  ssize_t n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  if (msg_flags) *msg_flags = n < 0 ? 0 : mh.msg_flags;
-  if (n < 0) return n;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t cnt = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t k = 0; k < cnt; k++) {
-      int f;
-      memcpy(&f, CMSG_DATA(c) + k * sizeof(int), sizeof f);
-      if (*nfds < max) fds[(*nfds)++] = f; else close_fd(f);
-    }
-  }
-  return n;
+  return sf_fdpass_recv(sock, buf, len, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, fds, max, nfds, msg_flags, close);
 }
 
 }  // namespace sf

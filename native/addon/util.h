@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 #include <sys/socket.h>
+#include "fdpass.h"
 #include "slimfast_wire.h"
 
 namespace sf {
@@ -50,11 +51,11 @@ std::string proc_status_field(int pid, const char* field);
 // A copy of fd `fd` of process `tgid` (pidfd_open + pidfd_getfd); -1 and errno when it cannot be had.
 int copy_process_fd(int tgid, int fd);
 int send_buf(int sock, const void* buf, size_t len, int fd);  // one packet of len bytes, same rules
-inline constexpr int kMaxSendFds = 8;
+inline constexpr int kMaxSendFds = SF_FDPASS_MAX;
 int send_fds(int sock, const void* buf, size_t len, const int* fds, int nfds);  // up to kMaxSendFds
 // Room for one SCM_RIGHTS descriptor, and putting fd into it as mh's control data.
 union FdCmsg {
-  char buf[CMSG_SPACE(sizeof(int))];
+  char buf[SF_FDPASS_SPACE(1)];
   cmsghdr align;
 };
 void attach_fd(msghdr& mh, FdCmsg& c, int fd);

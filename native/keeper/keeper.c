@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/fdpass.h"
 #include "../include/slimfast_keeper.h"
 #include "../include/slimfast_wire.h"
 
@@ -357,23 +358,8 @@ static void on_notify(struct target *t, uint32_t events) {
 // One message: m, then elen bytes of extra, with n descriptors (SCM_RIGHTS).
 static ssize_t send_fds(int fd, const struct sfk_msg *m, const void *extra, size_t elen, const int *fds, int n) {
   struct iovec iov[2] = {{(void *)m, sizeof *m}, {(void *)extra, elen}};
-  union {
-    char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh = {.msg_iov = iov, .msg_iovlen = elen ? 2 : 1};
-  if (n > 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.c;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * n);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * n);
-  }
   ssize_t r;
-  do r = sendmsg(fd, &mh, MSG_NOSIGNAL);
+  do r = sf_fdpass_send(fd, iov, elen ? 2 : 1, fds, n, MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
   return r;
 }
@@ -508,26 +494,11 @@ static void on_broker(void) {
   for (;;) {
     struct sfk_msg m;
     int fd = -1, fds[SFK_GUARD_FDS], nfds = 0;
-    union {
-      char c[CMSG_SPACE(sizeof(int) * SFK_GUARD_FDS)];
-      struct cmsghdr align;
-    } u;
-    struct iovec iov = {&m, sizeof m};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = sizeof u.c};
-    ssize_t n = recvmsg(broker, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    ssize_t n = sf_fdpass_recv(broker, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, fds, SFK_GUARD_FDS, &nfds,
+                               NULL, close);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) return detach(n == 0 ? "closed" : strerror(errno));
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int j = 0; j < k; j++) {
-          int x;
-          memcpy(&x, CMSG_DATA(c) + j * sizeof(int), sizeof x);
-          if (nfds < SFK_GUARD_FDS) fds[nfds++] = x;
-          else close(x);
-        }
-      }
     if (n == (ssize_t)sizeof m && m.magic == SFK_MAGIC && m.type == SFK_GUARD && nfds > 0 && m.len == nfds) {
       keep_guard(fds, nfds);
       continue;
@@ -640,25 +611,12 @@ static void runc_done(struct runc_conn *r) {
 static void on_runc(struct runc_conn *r) {
   for (int k = 0; k < 64; k++) {
     char buf[16384];
-    union {
-      char c[CMSG_SPACE(sizeof(int) * 4)];
-      struct cmsghdr align;
-    } u;
-    struct iovec iov = {buf, sizeof buf};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.c, .msg_controllen = sizeof u.c};
-    ssize_t n = recvmsg(r->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    int got;  // descriptors beyond the 4 the connection keeps are closed
+    ssize_t n = sf_fdpass_recv(r->fd, buf, sizeof buf, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, r->fds + r->nfds, 4 - r->nfds,
+                               &got, NULL, close);
+    r->nfds += got;
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); n >= 0 && c; c = CMSG_NXTHDR(&mh, c))
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        int cnt = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-        for (int j = 0; j < cnt; j++) {
-          int x;
-          memcpy(&x, CMSG_DATA(c) + j * sizeof(int), sizeof x);
-          if (r->nfds < 4) r->fds[r->nfds++] = x;
-          else close(x);
-        }
-      }
     if (n < 0) return drop_runc(r);
     if (n == 0) return runc_done(r);
     if (r->len + (size_t)n > SFK_STATE_MAX) {

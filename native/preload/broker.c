@@ -26,6 +26,8 @@
  */
 #include "sf.h"
 
+#include "fdpass.h"
+
 #include <sys/mman.h>
 
 #include <fcntl.h>
@@ -200,27 +202,9 @@ void sf_broker_atfork_child(void) {
 
 static int send_msg(int fd, const struct sf_msg *m, const int *fds, int nfds, int64_t deadline) {
   struct iovec iov = {(void *)m, sizeof *m};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * MAX_SEND_FDS)];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
   if (nfds > MAX_SEND_FDS) return -1;
-  if (nfds > 0) {
-    memset(&u, 0, sizeof u);
-    mh.msg_control = u.buf;
-    mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
-    memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
-  }
   for (;;) {
-    ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = sf_fdpass_send(fd, &iov, 1, fds, nfds, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n == (ssize_t)sizeof *m) return 0;
     if (n >= 0) return -1;
     if (errno == EINTR) continue;

@@ -1,7 +1,7 @@
 /* epoll bookkeeping: for tracked sockets and channels remember (epfd, events, data) per ADD/MOD,
  * forget on DEL, so that a swap can re-register the new socket in the same sets. Epoll instances
  * get a generation number so that a registration is never replayed into an unrelated epoll
- * instance that reused a closed epfd's number. */
+ * instance that reused a closed epfd's number (swap.c checks it before replaying). */
 #include "sf.h"
 
 #include <string.h>
@@ -23,12 +23,6 @@ static int track_epoll(int fd) {
 
 SF_EXPORT int epoll_create(int size) { return track_epoll(REAL(epoll_create)(size)); }
 SF_EXPORT int epoll_create1(int flags) { return track_epoll(REAL(epoll_create1)(flags)); }
-
-int sf_epoll_same(int epfd, uint64_t gen) {
-  if (gen == 0) return 1;
-  struct sf_entry e;
-  return sf_tab_get(epfd, &e) && e.kind == SF_K_EPOLL && e.gen == gen;
-}
 
 struct ep_arg {
   int op;

@@ -8,8 +8,8 @@
  * (sf_pool_hand): the app's fd *is* the pooled socket, and a connect() to a destination that pool
  * covers only fills the destination into the header and sends it (sf_pool_connect): one syscall
  * each, as on the host. A connect elsewhere, bind, listen or dup first puts an ordinary socket in
- * its place (sockcalls.c) and the pooled one is counted as gone. (2) A socket that did not get one
- * takes one at connect() (sf_pool_take) and it is swapped onto the app's fd.
+ * its place (sf_unpool, swap.c) and the pooled one is counted as gone. (2) A socket that did not
+ * get one takes one at connect() (sf_pool_take) and it is swapped onto the app's fd.
  *
  * Either way only to a destination the broker confirmed as a SlimFast listener in the last second;
  * anything else (an empty pool, an unconfirmed destination, a stale or dead socket) goes the

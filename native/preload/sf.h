@@ -1,19 +1,26 @@
 /* SlimFast preload library: internal declarations shared by the source files.
  *
- * Layout (one concern per file):
- *   real.c      dlsym(RTLD_NEXT) pointers to the libc functions we interpose
- *   util.c      configuration from the environment, debug log, clocks, internal fd placement
- *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signal-handler safe)
+ * Layout (one concern per file), in layers: a file calls only files listed below it (checked by
+ * tests/layers.sh; README.md "Files"):
+ *   forkexec.c  constructor, fork handling (atfork, vfork as fork)
+ *   sockcalls.c socket/bind/connect
+ *   accept.c    listen/accept/accept4/shutdown
+ *   sockopt.c   getsockname/getpeername/setsockopt/getsockopt
+ *   fdops.c     dup/dup2/dup3/fcntl/ioctl/close/fclose/close_range/closefrom
+ *   epoll.c     epoll_create/epoll_create1/epoll_ctl bookkeeping
+ *   --- the interposed calls above; the machinery below
+ *   relisten.c  the watcher thread: listeners registered again after a broker restart
+ *   listen.c    listeners handed to the broker (channel or steered socket), falling back, relistening
+ *   adopt.c     listener channels inherited across exec; an fd's entry as the socket calls see it
+ *   swap.c      putting a new socket onto the app's fd number (claims, flags, options, epoll sets),
+ *               pooled sockets replaced by ordinary ones, hidden fds
  *   broker.c    the per-process broker connection, request/reply matching (leader/follower)
  *   pool.c      pre-established host connections pushed by the broker: connect without asking
- *   swap.c      putting a new socket onto the app's fd number (claims, flags, options, epoll sets)
- *   sockcalls.c socket/bind/listen/accept/accept4/connect/getsockname/getpeername/[gs]etsockopt/
- *               shutdown
+ *   fdtable.c   sparse two-level fd table (lock-free lookups, per-slot spinlocks, signal-handler safe)
  *   inet6.c     AF_INET6 sockets on IPv4 overlay addresses: v4-mapped addresses, IPPROTO_IPV6 options
- *   fdops.c     dup/dup2/dup3/fcntl/close/close_range/closefrom
- *   epoll.c     epoll_create/epoll_create1/epoll_ctl bookkeeping
- *   forkexec.c  constructor, fork handling, adoption of listener channels after exec
- *   relisten.c  the watcher thread: listeners registered again after a broker restart
+ *   util.c      configuration from the environment, debug log, clocks, cached pid, internal fd placement
+ *   real.c      dlsym(RTLD_NEXT) pointers to the libc functions we interpose
+ *   ../common/fdpass.c  SCM_RIGHTS messages sent and received (beside real.c: calls none of ours)
  */
 #ifndef SF_PRELOAD_H
 #define SF_PRELOAD_H
@@ -95,7 +102,15 @@ int sf_fd_nonblock(int fd, int on); /* set/clear O_NONBLOCK on the open file des
 static inline uint32_t sf_prefix_mask(uint32_t len) {
   return len == 0 ? 0 : htonl(len >= 32 ? 0xffffffffu : ~(0xffffffffu >> len));
 }
+#define SF_IS_LOOPBACK(ip) ((ntohl(ip) >> 24) == 127) /* ip in network order */
 ssize_t sf_recv_fd(int fd, void *buf, size_t len, int flags, int *rfd, int *trunc);
+/* This process's pid, kept by the atfork child handler instead of asking the kernel each time. */
+pid_t sf_pid(void);
+/* 0 in a process that must not edit the table. vfork() is fork() under the preload (forkexec.c),
+   so that is only a child made by a raw clone() before it reaches our atfork handler. */
+int sf_table_owner(void);
+/* Cache getpid(): at load and in a fork child (forkexec.c). */
+void sf_pid_reset(void);
 
 /* ---------- fdtable.c ---------- */
 enum sf_kind {
@@ -208,35 +223,18 @@ void sf_tab_atfork_prepare(void);
 void sf_tab_atfork_parent(void);
 void sf_tab_atfork_child(void);
 
-/* ---------- broker.c ---------- */
-struct sf_info {
-  uint32_t vip, net, mask; /* network order */
-  uint16_t features;       /* SF_FEAT_* from SF_HELLO_OK */
-};
-/* Make sure the broker connection is up (opening it lazily); fills *info. 0 or -1. */
-int sf_broker_info(struct sf_info *info);
-/* One request/reply. send_fd (or -1) travels with the request. On 0, *rep is the reply and
-   *rep_fd the attached fd (or -1; the caller owns it). -1: broker unreachable, dead or too slow
-   (the caller falls back). */
-int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd);
-/* The same with up to two fds (in that order). */
-int sf_broker_call_fds(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep, int *rep_fd);
-/* The live connection's fd, or -1 (lock-free; for the watcher's poll only). */
-int sf_broker_watch_fd(void);
-/* The watcher saw fd hang up: see broker.c. */
-void sf_broker_hangup(int fd);
-/* sf_broker_info without waiting out the reconnect back-off (the caller paces itself). */
-int sf_broker_reconnect(struct sf_info *info);
-int sf_broker_is_fd(int fd);
-/* After close() of a listener (chan_ino: st_ino of its channel): see broker.c. */
-void sf_broker_listen_closed(uint64_t chan_ino);
-/* The app wants fd number `fd` and it is our broker connection: move ours away. */
-void sf_broker_relocate(int fd);
-/* fork(): prepare takes the broker's mutex then the pools' (sf_pool_atfork_prepare); parent
-   releases them; child starts afresh (the pools too). */
-void sf_broker_atfork_prepare(void);
-void sf_broker_atfork_parent(void);
-void sf_broker_atfork_child(void);
+/* ---------- inet6.c ---------- */
+/* An AF_INET6 address SlimFast can serve: :: (*ip = 0) or ::ffff:a.b.c.d (*ip = a.b.c.d, network
+   order). 1 if so (port in *port, network order), 0 for every other address (::1, link-local, ...). */
+int sf_v6_to_v4(const struct sockaddr *addr, socklen_t len, uint32_t *ip, uint16_t *port);
+/* IPV6_V6ONLY of fd (1 on error: treat as IPv6-only, i.e. leave it alone). */
+int sf_v6only(int fd);
+/* An IPPROTO_IPV6 option that has an IPPROTO_IP equivalent on an AF_INET socket:
+   IPV6_TCLASS -> IP_TOS, IPV6_UNICAST_HOPS -> IP_TTL. 1 and *name4 set, else 0. */
+int sf_v6_opt_v4(int name, int *name4);
+/* setsockopt/getsockopt at IPPROTO_IPV6 on fd, an AF_INET host socket the app sees as AF_INET6. */
+int sf_v6_setsockopt(int fd, int name, const void *val, socklen_t len);
+int sf_v6_getsockopt(int fd, int name, void *val, socklen_t *len);
 
 /* ---------- pool.c ---------- */
 /* A pool channel arrived for the route net/prefix (network order / length); takes fd. */
@@ -276,6 +274,36 @@ void sf_pool_settle(struct sf_ticket *t, int how);
 int sf_pool_is_fd(int fd);
 void sf_pool_relocate(int fd);
 
+/* ---------- broker.c ---------- */
+struct sf_info {
+  uint32_t vip, net, mask; /* network order */
+  uint16_t features;       /* SF_FEAT_* from SF_HELLO_OK */
+};
+/* Make sure the broker connection is up (opening it lazily); fills *info. 0 or -1. */
+int sf_broker_info(struct sf_info *info);
+/* One request/reply. send_fd (or -1) travels with the request. On 0, *rep is the reply and
+   *rep_fd the attached fd (or -1; the caller owns it). -1: broker unreachable, dead or too slow
+   (the caller falls back). */
+int sf_broker_call(struct sf_msg *req, int send_fd, struct sf_msg *rep, int *rep_fd);
+/* The same with up to two fds (in that order). */
+int sf_broker_call_fds(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep, int *rep_fd);
+/* The live connection's fd, or -1 (lock-free; for the watcher's poll only). */
+int sf_broker_watch_fd(void);
+/* The watcher saw fd hang up: see broker.c. */
+void sf_broker_hangup(int fd);
+/* sf_broker_info without waiting out the reconnect back-off (the caller paces itself). */
+int sf_broker_reconnect(struct sf_info *info);
+int sf_broker_is_fd(int fd);
+/* After close() of a listener (chan_ino: st_ino of its channel): see broker.c. */
+void sf_broker_listen_closed(uint64_t chan_ino);
+/* The app wants fd number `fd` and it is our broker connection: move ours away. */
+void sf_broker_relocate(int fd);
+/* fork(): prepare takes the broker's mutex then the pools' (sf_pool_atfork_prepare); parent
+   releases them; child starts afresh (the pools too). */
+void sf_broker_atfork_prepare(void);
+void sf_broker_atfork_parent(void);
+void sf_broker_atfork_child(void);
+
 /* ---------- swap.c ---------- */
 /* Replace the app's fd with newfd (consumed): keeps FD_CLOEXEC of the app's fd and O_NONBLOCK
    of `flags` (the app fd's F_GETFL, read now when -1), replays recorded options (if replay_opts),
@@ -283,6 +311,8 @@ void sf_pool_relocate(int fd);
 int sf_swap_in(int fd, int newfd, const struct sf_entry *e, int replay_opts, int flags);
 /* Release resources held by an entry that is gone (closes a channel's hidden fd). */
 void sf_entry_release(const struct sf_entry *e);
+/* Remove fd's entry (unless INTERNAL) and release it: from now on fd is an ordinary fd. */
+void sf_forget(int fd);
 /* Close (really) one of our hidden fds and drop its INTERNAL entry. */
 void sf_hidden_close(int hfd);
 /* Create a hidden (high, CLOEXEC, INTERNAL) dup of fd owned by app fd `owner`; -1 on failure. */
@@ -294,28 +324,46 @@ void sf_internal_relocate(int fd);
    thread holds it. sf_unclaim clears the flag on an entry of kind (SF_K_NONE: whatever fd has). */
 int sf_claim(int fd, int kind, const uint64_t *ino, struct sf_entry *out);
 void sf_unclaim(int fd, int kind);
+/* The app's view of (ip, port): sockaddr_in, or with v6 a sockaddr_in6 (::ffff:ip, :: for ip 0);
+   truncated to *len like the kernel does, *len set to the full size. */
+void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port);
+/* A POOLED fd (claimed by the caller, entry *e) gets an ordinary socket in its place (options and
+   epoll registrations carried over) and becomes SF_K_SOCK: the app is about to bind, listen, dup
+   or connect somewhere its pool does not go. how: SF_TK_GONE or SF_TK_MISSED. 0, or -1 (errno). */
+int sf_unpool_claimed(int fd, struct sf_entry *e, int how);
+/* fd, if the app holds it as a POOLED socket, gets an ordinary socket in its place (its pooled one
+   is counted as gone). 0 (also when fd is not POOLED), or -1 with errno. */
+int sf_unpool(int fd);
+
+/* ---------- adopt.c ---------- */
+/* At load: mark inherited fds that may be SlimFast listeners (SF_K_CAND). */
+void sf_scan_inherited(void);
+/* An SF_K_CAND fd is being used: ask the broker whether it is a channel; updates the table.
+   Returns the new kind. */
+int sf_adopt(int fd);
+/* Copy of fd's entry if it still describes the socket at fd (an fd closed behind our back, e.g.
+   by fclose(), leaves a stale entry: drop it). Adopts exec-inherited channels on first use.
+   Returns the kind (SF_K_NONE when untracked). */
+int sf_entry_of(int fd, struct sf_entry *e);
+
+/* ---------- listen.c ---------- */
+/* A fresh listening socket on e's virtual address in this network namespace (CLOEXEC), or -1. */
+int sf_relisten(const struct sf_entry *e);
 /* A steered listener's fd (entry *e) gets a fresh listening socket on its virtual address, trying
    for up to wait_ms while the address is in use, and becomes `kind` with its channel closed; *e is
    its new entry. 0, or -1 with errno (*e unchanged). */
 int sf_unsteer(int fd, struct sf_entry *e, int kind, int wait_ms);
-/* The app's view of (ip, port): sockaddr_in, or with v6 a sockaddr_in6 (::ffff:ip, :: for ip 0);
-   truncated to *len like the kernel does, *len set to the full size. */
-void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port);
-
-/* ---------- sockcalls.c (listeners) ---------- */
 /* fd (entry *e, kind SF_K_SOCK or SF_K_ORPHAN) listens: hand it to the broker. 0 = it is a
    SlimFast listener now; 1 = the broker cannot be reached (fd unchanged, try again later);
    2 = the broker does not serve it (its entry is gone: an ordinary socket); -1 = error (errno):
    listen() must fail with it. */
 int sf_listen_register(int fd, struct sf_entry *e, int backlog);
 /* A listener channel whose broker is gone: put the real listening socket back on fd, as an
-   SF_K_ORPHAN. See sockcalls.c. */
+   SF_K_ORPHAN. See listen.c. */
 int sf_channel_fallback(int fd, struct sf_entry *was);
-/* fd, if the app holds it as a POOLED socket, gets an ordinary socket in its place (its pooled one
-   is counted as gone). 0 (also when fd is not POOLED), or -1 with errno. */
-int sf_unpool(int fd);
-/* A fresh listening socket on e's virtual address in this network namespace (CLOEXEC), or -1. */
-int sf_relisten(const struct sf_entry *e);
+/* The channel's real listening socket was shut down (shutdown(SHUT_RD|SHUT_RDWR) on this fd, a
+   dup of it or in another process sharing it): what the kernel's listener would then answer. */
+int sf_channel_is_shut(const struct sf_entry *e);
 
 /* ---------- relisten.c ---------- */
 /* Start this process's watcher thread if it is not running (after fork it is not): it notices a
@@ -323,32 +371,7 @@ int sf_relisten(const struct sf_entry *e);
 void sf_watch_ensure(void);
 void sf_watch_atfork_child(void);
 
-/* ---------- inet6.c ---------- */
-/* An AF_INET6 address SlimFast can serve: :: (*ip = 0) or ::ffff:a.b.c.d (*ip = a.b.c.d, network
-   order). 1 if so (port in *port, network order), 0 for every other address (::1, link-local, ...). */
-int sf_v6_to_v4(const struct sockaddr *addr, socklen_t len, uint32_t *ip, uint16_t *port);
-/* IPV6_V6ONLY of fd (1 on error: treat as IPv6-only, i.e. leave it alone). */
-int sf_v6only(int fd);
-/* An IPPROTO_IPV6 option that has an IPPROTO_IP equivalent on an AF_INET socket:
-   IPV6_TCLASS -> IP_TOS, IPV6_UNICAST_HOPS -> IP_TTL. 1 and *name4 set, else 0. */
-int sf_v6_opt_v4(int name, int *name4);
-/* setsockopt/getsockopt at IPPROTO_IPV6 on fd, an AF_INET host socket the app sees as AF_INET6. */
-int sf_v6_setsockopt(int fd, int name, const void *val, socklen_t len);
-int sf_v6_getsockopt(int fd, int name, void *val, socklen_t *len);
-
-/* ---------- epoll.c ---------- */
-/* 1 if the epoll instance recorded as (epfd, gen) is still the one at epfd. */
-int sf_epoll_same(int epfd, uint64_t gen);
-
 /* ---------- forkexec.c ---------- */
 void sf_init(void); /* idempotent; the constructor calls it */
-/* This process's pid, kept by the atfork handler instead of asking the kernel each time. */
-pid_t sf_pid(void);
-/* 0 in a process that must not edit the table. vfork() is fork() under the preload (forkexec.c),
-   so that is only a child made by a raw clone() before it reaches our atfork handler. */
-int sf_table_owner(void);
-/* An SF_K_CAND fd is being used: ask the broker whether it is a channel; updates the table.
-   Returns the new kind. */
-int sf_adopt(int fd);
 
 #endif

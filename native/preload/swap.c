@@ -1,9 +1,11 @@
-/* Putting a socket onto the application's fd number, and our hidden fds. */
+/* Putting a socket onto the application's fd number (its FD_CLOEXEC, O_NONBLOCK, recorded options
+ * and epoll registrations carried over), claims that keep two threads from swapping one fd at once,
+ * a pooled socket replaced by an ordinary one, and our hidden fds (a listener's real socket or
+ * channel, dup'ed high, CLOEXEC, invisible to the app). */
 #include "sf.h"
 
 #include <fcntl.h>
 #include <string.h>
-#include <unistd.h>
 
 void sf_fill_addr(struct sockaddr *addr, socklen_t *len, int v6, uint32_t ip, uint16_t port) {
   if (!addr || !len) return;
@@ -51,6 +53,11 @@ void sf_entry_release(const struct sf_entry *e) {
     struct sf_ticket t = e->tk;
     sf_pool_settle(&t, SF_TK_GONE);
   }
+}
+
+void sf_forget(int fd) {
+  struct sf_entry old;
+  if (sf_tab_del(fd, &old) == 1) sf_entry_release(&old);
 }
 
 struct chown_arg {
@@ -103,6 +110,13 @@ static void replay_opts(int fd, const struct sf_entry *e) {
   }
 }
 
+/* 1 if the epoll instance recorded as (epfd, gen) is still the one at epfd (epoll.c numbers them). */
+static int epoll_same(int epfd, uint64_t gen) {
+  if (gen == 0) return 1;
+  struct sf_entry e;
+  return sf_tab_get(epfd, &e) && e.kind == SF_K_EPOLL && e.gen == gen;
+}
+
 int sf_swap_in(int fd, int newfd, const struct sf_entry *e, int replay, int fl) {
   if (fl < 0) fl = REAL(fcntl)(fd, F_GETFL);
   int fdfl = REAL(fcntl)(fd, F_GETFD);
@@ -130,7 +144,7 @@ int sf_swap_in(int fd, int newfd, const struct sf_entry *e, int replay, int fl) 
   }
   for (int i = 0; i < e->neps; i++) {
     const struct sf_ep *p = &e->eps[i];
-    if (!sf_epoll_same(p->epfd, p->gen)) continue; /* closed since, maybe reused */
+    if (!epoll_same(p->epfd, p->gen)) continue; /* closed since, maybe reused */
     struct epoll_event ev;
     ev.events = p->events;
     ev.data.u64 = p->data;
@@ -174,17 +188,35 @@ static int upd_unclaim(struct sf_entry *e, int present, void *arg) {
 
 void sf_unclaim(int fd, int kind) { sf_tab_update(fd, upd_unclaim, &kind); }
 
-int sf_unsteer(int fd, struct sf_entry *e, int kind, int wait_ms) {
-  int s;
-  for (int i = 0; (s = sf_relisten(e)) < 0 && errno == EADDRINUSE && i < wait_ms; i++) usleep(1000);
-  if (s < 0 || sf_swap_in(fd, s, e, 0, -1) != 0) return -1; /* sf_swap_in closed s */
-  e->kind = (uint8_t)kind;
-  e->hidden_fd = -1;
-  e->nopts = 0;
-  e->flags &= (uint8_t)(SF_F_NONBLOCK | SF_F_CLOEXEC | SF_F_V6 | SF_F_EPLOST);
+int sf_unpool_claimed(int fd, struct sf_entry *e, int how) {
+  int s = REAL(socket)(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0 || sf_swap_in(fd, s, e, 1, -1) != 0) { /* sf_swap_in closed s */
+    int err = errno;
+    sf_unclaim(fd, SF_K_POOLED);
+    errno = err;
+    return -1;
+  }
+  sf_pool_settle(&e->tk, how);
+  e->kind = SF_K_SOCK;
+  e->flags &= (uint8_t)~SF_F_SWAPPING;
   e->ino = sf_fd_ino(fd);
-  /* the channel the table holds now, which a concurrent relocation may have moved */
-  struct sf_entry old;
-  if (sf_tab_set(fd, e, &old) == 1 && SF_HAS_HIDDEN(&old)) sf_hidden_close(old.hidden_fd);
+  sf_tab_set(fd, e, NULL);
+  SF_DEBUG("fd %d: pooled socket replaced by an ordinary one", fd);
   return 0;
+}
+
+/* fd, if it is a POOLED socket, becomes an ordinary one (see sf_unpool_claimed). 0 when it is not
+   POOLED (or no longer: another thread got there first) or was replaced; -1 when that failed (errno). */
+static int unpool_if_pooled(int fd, int how) {
+  struct sf_entry e;
+  if (!sf_tab_has(fd) || !sf_tab_get(fd, &e) || e.kind != SF_K_POOLED) return 0;
+  if (sf_claim(fd, SF_K_POOLED, NULL, &e) != 1) return 0;
+  return sf_unpool_claimed(fd, &e, how);
+}
+
+int sf_unpool(int fd) {
+  int saved = errno;
+  int r = unpool_if_pooled(fd, SF_TK_GONE);
+  if (r == 0) errno = saved;
+  return r;
 }

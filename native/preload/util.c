@@ -1,5 +1,8 @@
-/* Configuration, debug log, clock and internal fd placement. */
+/* Configuration, debug log, clock, this process's cached pid, internal fd placement, and
+ * SCM_RIGHTS receives with libc's close() for descriptors we do not keep. */
 #include "sf.h"
+
+#include "fdpass.h"
 
 #include <fcntl.h>
 #include <stdarg.h>
@@ -103,6 +106,20 @@ int64_t sf_now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+static pid_t owner_pid;
+
+void sf_pid_reset(void) { __atomic_store_n(&owner_pid, getpid(), __ATOMIC_RELAXED); }
+
+/* The pid changes only in a child, and every child made through libc's fork() runs the atfork
+   child handler (forkexec.c) before it returns to the program; vfork() is fork() there. So the
+   cached pid is right wherever the table is used, without a getpid() per call. */
+pid_t sf_pid(void) {
+  pid_t p = __atomic_load_n(&owner_pid, __ATOMIC_RELAXED);
+  return p ? p : getpid();
+}
+
+int sf_table_owner(void) { return __atomic_load_n(&owner_pid, __ATOMIC_RELAXED) != 0; }
+
 /* Lowest fd number for our own fds: above select()'s range when the limit allows, else in the
    top quarter of the limit, so they stay out of the numbers an application usually sees. */
 static int high_base(void) {
@@ -148,35 +165,13 @@ int sf_fd_nonblock(int fd, int on) {
 }
 
 /* Receives one packet of at most `len` bytes with its SCM_RIGHTS fds: keeps the first fd in *rfd
-   (-1 when none) and closes any extra ones. Returns recvmsg's result; *ctrunc tells whether the
-   kernel had to drop fds (out of descriptors). */
+   (-1 when none) and closes any extra ones (libc's close: the table never had them). Returns
+   recvmsg's result; *trunc (may be NULL) tells whether the data did not fit (MSG_TRUNC) or the
+   kernel had to drop fds (MSG_CTRUNC: out of descriptors). */
 ssize_t sf_recv_fd(int fd, void *buf, size_t len, int flags, int *rfd, int *trunc) {
-  struct iovec iov = {buf, len};
-  union {
-    char b[CMSG_SPACE(4 * sizeof(int))];
-    struct cmsghdr align;
-  } u;
-  struct msghdr mh;
-  memset(&mh, 0, sizeof mh);
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = u.b;
-  mh.msg_controllen = sizeof u.b;
-  *rfd = -1;
-  ssize_t n = recvmsg(fd, &mh, flags);
-  if (trunc) *trunc = n >= 0 ? (mh.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) : 0;
-  if (n < 0) return n;
-  for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
-    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
-    int cnt = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < cnt; i++) {
-      int x;
-      memcpy(&x, CMSG_DATA(cm) + i * sizeof(int), sizeof x);
-      if (*rfd < 0)
-        *rfd = x;
-      else
-        REAL(close)(x);
-    }
-  }
-  return n;
+  int n;
+  ssize_t r = sf_fdpass_recv(fd, buf, len, flags, rfd, 1, &n, trunc, REAL(close));
+  if (trunc) *trunc &= MSG_CTRUNC | MSG_TRUNC;
+  if (n == 0) *rfd = -1;
+  return r;
 }
