@@ -42,19 +42,6 @@ export interface ConnrateResult {
 /** The echo servers: on SlimFast and plain (VXLAN baseline) in the server container, and on host 2. */
 export const PORTS: Record<PathName, number> = { host: 8082, vxlan: 8081, slimfast: 8080 };
 
-/** Starts one echo server per path on the second host / its first container. */
-export async function startServers(topo: Topology): Promise<void> {
-  const [, h2] = topo.hosts;
-  const c2 = topo.container('c2');
-  topo.spawn(c2, [ECHOD, String(PORTS.slimfast)]);
-  topo.spawn(c2, [ECHOD, String(PORTS.vxlan)], { slimfast: false });
-  const hostServer = execa('ip', ['netns', 'exec', h2.ns, ECHOD, String(PORTS.host), h2.ip], { reject: false, cleanup: true });
-  topo.adopt(hostServer);
-  await topo.waitPort(c2, PORTS.slimfast);
-  await topo.waitPort(c2, PORTS.vxlan);
-  await topo.waitListener(c2.ip, PORTS.slimfast);
-}
-
 /** The JSON line connrate prints (its only output line when it succeeds). */
 export function parseConnrate(text: string): ConnrateResult {
   const line = text.split('\n').find((l) => l.startsWith('{"conns"'));

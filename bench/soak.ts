@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
 import { ControlClient } from '../broker/control-client.js';
 import { type Container, Topology } from '../lab/topology.js';
 import { CONNRATE, type ConnrateResult, ECHOD } from './measure.js';
@@ -137,7 +137,7 @@ export async function runSoak(o: SoakOptions = {}): Promise<SoakResult> {
   o.onTopology?.(topo);
   const controls: ControlClient[] = [];
   try {
-    const [h1, h2] = topo.hosts;
+    const [h1] = topo.hosts;
     const c1 = topo.container('c1');
     const c2 = topo.container('c2');
     const c3 = await topo.addContainer(h1, 'c3');

@@ -110,11 +110,6 @@ async function startOnAllPaths(
   }
 }
 
-/** For tests and re-runs in one process. */
-export function forgetServers(): void {
-  started.clear();
-}
-
 const ECHO_PORT = 7000;
 const LOCAL_ECHO_PORT = 7100;
 const IPERF_PORT = 5201;

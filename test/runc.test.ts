@@ -8,7 +8,7 @@ import test from 'ava';
 import { installPaths, repoRoot } from '../broker/paths.js';
 import { parseConnrate } from '../bench/measure.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
-import { type Host, Topology } from '../lab/topology.js';
+import { Topology } from '../lab/topology.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
