@@ -28,6 +28,7 @@
         "native/addon/steering.cc",
         "native/addon/steered.cc",
         "native/addon/guard.cc",
+        "native/addon/seccomp_state.cc",
         "native/addon/seccomp_agent.cc",
         "native/addon/seccomp_keeper.cc",
         "native/common/fdpass.c"

@@ -51,6 +51,7 @@
 #include <new>
 
 #include "engine.h"
+#include "seccomp_state.h"
 #include "util.h"
 
 namespace sf {
@@ -61,130 +62,6 @@ constexpr size_t kStateMax = 1 << 20;  // runc's state JSON (annotations include
 constexpr int kStateTimeoutMs = 5000;
 constexpr int kAcceptCheckMs = 200;  // how often a held accept's id is checked
 constexpr int kHeaderWaitMs = 100;   // a steered connection's header not in its SYN: wait this long
-
-// A minimal reader for runc's state object: top-level "pid" (number), "metadata" (string) and
-// "fds" (array of strings); every other value is skipped (strings, nesting).
-struct JsonScan {
-  const std::string& s;
-  size_t i = 0;
-  explicit JsonScan(const std::string& t) : s(t) {}
-  void ws() {
-    while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++;
-  }
-  bool str(std::string* out) {
-    ws();
-    if (i >= s.size() || s[i] != '"') return false;
-    i++;
-    std::string v;
-    while (i < s.size() && s[i] != '"') {
-      char ch = s[i++];
-      if (ch == '\\') {
-        if (i >= s.size()) return false;
-        char e = s[i++];
-        if (e == 'u') {  // not needed for ids: keep it as is
-          if (i + 4 > s.size()) return false;
-          v += "\\u";
-          v.append(s, i, 4);
-          i += 4;
-          continue;
-        }
-        switch (e) {
-          case 'n': ch = '\n'; break;
-          case 't': ch = '\t'; break;
-          case 'r': ch = '\r'; break;
-          case 'b': ch = '\b'; break;
-          case 'f': ch = '\f'; break;
-          default: ch = e;
-        }
-      }
-      v += ch;
-    }
-    if (i >= s.size()) return false;
-    i++;
-    if (out) *out = std::move(v);
-    return true;
-  }
-  bool skip() {  // any value
-    ws();
-    if (i >= s.size()) return false;
-    if (s[i] == '"') return str(nullptr);
-    if (s[i] == '{' || s[i] == '[') {
-      int depth = 0;
-      while (i < s.size()) {
-        ws();
-        if (i >= s.size()) return false;
-        char ch = s[i];
-        if (ch == '"') {
-          if (!str(nullptr)) return false;
-          continue;
-        }
-        i++;
-        if (ch == '{' || ch == '[') depth++;
-        else if (ch == '}' || ch == ']') {
-          if (--depth == 0) return true;
-        }
-      }
-      return false;
-    }
-    while (i < s.size() && s[i] != ',' && s[i] != '}' && s[i] != ']') i++;
-    return true;
-  }
-  bool lit(char ch) {
-    ws();
-    if (i < s.size() && s[i] == ch) {
-      i++;
-      return true;
-    }
-    return false;
-  }
-};
-
-struct State {
-  long pid = 0;
-  std::string metadata;
-  int seccomp_index = -1;  // position of "seccompFd" in fds
-};
-
-bool parse_state(const std::string& text, State* st) {
-  JsonScan j(text);
-  if (!j.lit('{')) return false;
-  if (j.lit('}')) return false;
-  do {
-    std::string key;
-    if (!j.str(&key) || !j.lit(':')) return false;
-    if (key == "pid") {
-      j.ws();
-      size_t start = j.i;
-      if (!j.skip()) return false;
-      std::string num = text.substr(start, j.i - start);
-      char* end = nullptr;
-      st->pid = strtol(num.c_str(), &end, 10);
-    } else if (key == "metadata") {
-      j.ws();
-      if (j.i < text.size() && text[j.i] == '"') {
-        if (!j.str(&st->metadata)) return false;
-      } else if (!j.skip()) {
-        return false;
-      }
-    } else if (key == "fds") {
-      if (!j.lit('[')) return false;
-      int idx = 0;
-      if (!j.lit(']')) {
-        do {
-          std::string name;
-          if (!j.str(&name)) return false;
-          if (name == "seccompFd" && st->seccomp_index < 0) st->seccomp_index = idx;
-          idx++;
-        } while (j.lit(','));
-        if (!j.lit(']')) return false;
-      }
-    } else if (!j.skip()) {
-      return false;
-    }
-  } while (j.lit(','));
-  return j.lit('}');
-}
-
 
 // The thread group a thread id belongs to (notifications name the calling thread).
 int tgid_of(int tid) {
@@ -412,14 +289,14 @@ void Engine::on_sc_conn(ScConn* sc, uint32_t) {
     sc->buf.append(buf, size_t(n));
     // runc sends the state in one message with the fd, but does not always close its end at once
     // (runc exec): a whole state with its fd is enough.
-    State st;
-    if (!sc->fds.empty() && parse_state(sc->buf, &st)) return sc_state(sc);
+    OciState st;
+    if (!sc->fds.empty() && parse_oci_state(sc->buf, &st)) return sc_state(sc);
   }
 }
 
 void Engine::sc_state(ScConn* sc) {
-  State st;
-  bool ok = parse_state(sc->buf, &st);
+  OciState st;
+  bool ok = parse_oci_state(sc->buf, &st);
   if (!ok || st.seccomp_index < 0 || size_t(st.seccomp_index) >= sc->fds.size() || st.metadata.empty()) {
     if (ratelimit(11))
       logf(LOG_WARN, "seccomp: a state without %s: dropped", !ok ? "valid JSON" : st.metadata.empty() ? "metadata (the container id)" : "a seccompFd");
@@ -432,8 +309,8 @@ void Engine::sc_state(ScConn* sc) {
 }
 
 ScTarget* Engine::sc_new_target(const std::string& state, int nfd, uint32_t kidx) {
-  State st;
-  if (!parse_state(state, &st) || st.metadata.empty()) {
+  OciState st;
+  if (!parse_oci_state(state, &st) || st.metadata.empty()) {
     if (ratelimit(11)) logf(LOG_WARN, "seccomp: a state without %s: dropped", st.metadata.empty() ? "metadata (the container id)" : "valid JSON");
     close_fd(nfd);
     return nullptr;
