@@ -1,6 +1,7 @@
 // Fuzz tests of the code that reads what arrives on the reserved port: the header reader on a real
-// socket pair and the replay cache (native/addon/tests/fuzz/), built with libFuzzer, AddressSanitizer
-// and UBSan, each run for a bounded time from the seed corpus. A crash or a broken invariant fails.
+// socket pair and the replay cache, and of the seccomp agent's parser of runc's container state
+// (native/addon/tests/fuzz/), built with libFuzzer, AddressSanitizer and UBSan, each run for a
+// bounded time from the seed corpus. A crash or a broken invariant fails.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -14,6 +15,7 @@ const dir = path.join(repoRoot(), 'native', 'addon', 'tests', 'fuzz');
 const targets: [string, string][] = [
   ['header_read', 'header_read.cc'],
   ['replay_cache', 'header_auth.cc'],
+  ['seccomp_state', 'seccomp_state.cc'],
 ];
 
 for (const [name, source] of targets) {
