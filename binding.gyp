@@ -29,6 +29,7 @@
         "native/addon/steered.cc",
         "native/addon/guard.cc",
         "native/addon/seccomp_state.cc",
+        "native/addon/seccomp_proc.cc",
         "native/addon/seccomp_agent.cc",
         "native/addon/seccomp_keeper.cc",
         "native/common/fdpass.c"

@@ -51,6 +51,7 @@
 #include <new>
 
 #include "engine.h"
+#include "seccomp_proc.h"
 #include "seccomp_state.h"
 #include "util.h"
 
@@ -62,76 +63,6 @@ constexpr size_t kStateMax = 1 << 20;  // runc's state JSON (annotations include
 constexpr int kStateTimeoutMs = 5000;
 constexpr int kAcceptCheckMs = 200;  // how often a held accept's id is checked
 constexpr int kHeaderWaitMs = 100;   // a steered connection's header not in its SYN: wait this long
-
-// The thread group a thread id belongs to (notifications name the calling thread).
-int tgid_of(int tid) {
-  std::string v = proc_status_field(tid, "Tgid");
-  return v.empty() ? -1 : atoi(v.c_str());
-}
-
-// FD_CLOEXEC of the target's fd, from /proc/PID/fdinfo/FD ("flags:" in octal, O_CLOEXEC set).
-bool target_cloexec(int pid, int fd) {
-  char path[80];
-  snprintf(path, sizeof path, "/proc/%d/fdinfo/%d", pid, fd);
-  FILE* f = fopen(path, "re");
-  if (!f) return false;
-  char line[128];
-  unsigned long flags = 0;
-  bool found = false;
-  while (fgets(line, sizeof line, f)) {
-    if (sscanf(line, "flags: %lo", &flags) == 1) {
-      found = true;
-      break;
-    }
-  }
-  fclose(f);
-  return found && (flags & O_CLOEXEC);
-}
-
-// Whether the process has the preload mapped (libslimfast*.so): its listen() is the preload's
-// business (SF_LISTEN), not the agent's.
-bool has_preload(int pid) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/maps", pid);
-  FILE* f = fopen(path, "re");
-  if (!f) return false;
-  char line[4096];
-  bool found = false;
-  while (!found && fgets(line, sizeof line, f)) {
-    const char* p = strstr(line, "/libslimfast");
-    found = p && strstr(p, ".so");
-  }
-  fclose(f);
-  return found;
-}
-
-// The address as the kernel would write it for the program's socket: sockaddr_in, or for an
-// AF_INET6 (dual-stack) one sockaddr_in6 with ::ffff:a.b.c.d (:: for the any address).
-socklen_t program_sockaddr(bool v6, uint32_t ip, uint16_t port, sockaddr_storage* out) {
-  memset(out, 0, sizeof *out);
-  if (!v6) {
-    auto* s = reinterpret_cast<sockaddr_in*>(out);
-    s->sin_family = AF_INET;
-    s->sin_addr.s_addr = htonl(ip);
-    s->sin_port = htons(port);
-    return sizeof(sockaddr_in);
-  }
-  auto* s = reinterpret_cast<sockaddr_in6*>(out);
-  s->sin6_family = AF_INET6;
-  s->sin6_port = htons(port);
-  if (ip) {
-    s->sin6_addr.s6_addr[10] = 0xff;
-    s->sin6_addr.s6_addr[11] = 0xff;
-    uint32_t n = htonl(ip);
-    memcpy(&s->sin6_addr.s6_addr[12], &n, 4);
-  }
-  return sizeof(sockaddr_in6);
-}
-
-bool id_valid(int nfd, uint64_t id) {
-  uint64_t v = id;
-  return ioctl(nfd, SECCOMP_IOCTL_NOTIF_ID_VALID, &v) == 0;
-}
 
 // The header a steered connection starts with (in its SYN, unless the Fast Open queue was full;
 // then it follows the handshake: a short, bounded wait on the engine thread).
@@ -693,17 +624,7 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   }
   l->steer_slot = slot;
   if (app_fl >= 0 && (app_fl & O_NONBLOCK)) set_nonblock(l->steer_fd, true);
-  seccomp_notif_addfd add{};
-  add.id = id;
-  add.flags = SECCOMP_ADDFD_FLAG_SETFD;
-  add.srcfd = uint32_t(l->steer_fd);
-  add.newfd = uint32_t(tfd);
-  add.newfd_flags = cloexec ? O_CLOEXEC : 0;
-  int rc;
-  do {
-    rc = ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
+  if (notif_addfd(t->ev.fd, id, SECCOMP_ADDFD_FLAG_SETFD, l->steer_fd, tfd, cloexec) < 0) {
     if (errno == ENOENT) {  // the caller is gone
       remove_listener(l, false);
       return;
@@ -887,16 +808,8 @@ int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, u
     }
     close_fd(mfd);
     mfd = -1;
-    seccomp_notif_addfd add{};
-    add.id = id;
-    add.flags = SECCOMP_ADDFD_FLAG_SEND;  // the new fd number is the call's return value
-    add.srcfd = uint32_t(conn);
-    add.newfd = 0;
-    add.newfd_flags = (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0;
-    int rc;
-    do {
-      rc = ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
-    } while (rc < 0 && errno == EINTR);
+    // The new fd number is the call's return value.
+    int rc = notif_addfd(t->ev.fd, id, SECCOMP_ADDFD_FLAG_SEND, conn, 0, (flags & SOCK_CLOEXEC) != 0);
     if (rc < 0) {
       int e = errno;
       reset_close(conn);
@@ -997,17 +910,7 @@ void Engine::sc_finish(ScOut* o) {
     socklen_t vl = sizeof v;
     if (getsockopt(o->copy_fd, level, opt, &v, &vl) == 0 && v) set_int_opt(fd, level, opt, v);
   }
-  seccomp_notif_addfd add{};
-  add.id = o->id;
-  add.flags = SECCOMP_ADDFD_FLAG_SETFD;
-  add.srcfd = uint32_t(fd);
-  add.newfd = uint32_t(o->target_fd);
-  add.newfd_flags = o->cloexec ? O_CLOEXEC : 0;
-  int rc;
-  do {
-    rc = ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
-  } while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
+  if (notif_addfd(t->ev.fd, o->id, SECCOMP_ADDFD_FLAG_SETFD, fd, o->target_fd, o->cloexec) < 0) {
     if (errno == ENOENT) return sc_drop_out(o);  // the caller is gone
     if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the socket in %s: %s", t->id.c_str(), strerror(errno));
     return sc_fail(o);
