@@ -32,6 +32,7 @@
         "native/addon/seccomp_proc.cc",
         "native/addon/seccomp_agent.cc",
         "native/addon/seccomp_keeper.cc",
+        "native/addon/seccomp_host.cc",
         "native/common/fdpass.c"
       ],
       "actions": [

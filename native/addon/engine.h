@@ -36,7 +36,6 @@
 #include "header_read.h"
 #include "latency.h"
 #include "policy.h"
-#include "slimfast_keeper.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 #include "view_page.h"
@@ -44,6 +43,7 @@
 namespace sf {
 
 struct Engine;
+class SeccompAgent;
 
 // What an epoll registration points at (epoll_event.data.ptr is an Ev*).
 enum EvKind : uint8_t {
@@ -213,10 +213,6 @@ struct Listener : Obj {
   int steer_fd = -1;
   int steer_slot = -1;
   uint64_t steer_ino = 0;  // st_ino of that socket (adoption after exec)
-  // Set up by the seccomp agent for a target the keeper knows: its number there (SFK_UNSTEERED
-  // when the listener goes) and the steered socket's inode.
-  uint32_t sc_kidx = 0;
-  uint64_t sc_ino = 0;
 };
 
 struct Channel : Obj {
@@ -228,84 +224,6 @@ struct Channel : Obj {
   uint32_t bound_vip = 0;  // as the app bound it (0.0.0.0 allowed), host order
   uint16_t port = 0;
   int held_end = -1;  // the app end, held by the broker for a listener the seccomp agent set up
-};
-
-// Seccomp agent (seccomp_agent.cc). runc's connection while its state and fd arrive.
-struct ScConn : Obj {
-  Ev ev{EV_SC_CONN, this};
-  std::string buf;
-  std::vector<int> fds;
-  int64_t deadline = 0;
-};
-
-struct ScOut;
-struct ScAccept;
-
-// One seccomp notify fd: the processes of one container (or one exec) that share a filter.
-struct ScTarget : Obj {
-  Ev ev{EV_SC_NOTIFY, this};
-  std::string id;  // listenerMetadata: the container id registered with this broker, or the one
-                   // whose network namespace it shares (sc_container())
-  int pid = 0;     // the process runc reported (for logs)
-  uint64_t ns_dev = 0, ns_ino = 0;  // pid's network namespace when the fd came (0: unreadable)
-  uint64_t resolved_gen = ~uint64_t(0);  // containers_gen at the last failed lookup by namespace
-  std::vector<ScOut*> outs;  // held notifications
-  // Sockets the agent put in place, by (tgid << 32 | fd): getsockname/getpeername answer their
-  // virtual addresses while the fd still holds that socket (same inode).
-  struct Swapped {
-    uint64_t ino;
-    uint32_t lip, rip;  // host order
-    uint16_t lport, rport;
-    bool listener = false;  // a steered listener: getpeername is ENOTCONN
-    bool v6 = false;        // the program's socket is AF_INET6 (dual-stack): addresses as ::ffff:a.b.c.d
-  };
-  std::unordered_map<uint64_t, Swapped> swapped;
-  // Steered host sockets the agent put on listening fds, by inode: the listener's address.
-  struct SteeredFd {
-    uint32_t vip;  // host order
-    uint16_t port;
-    bool v6 = false;  // listened on as an AF_INET6 dual-stack socket
-  };
-  std::unordered_map<uint64_t, SteeredFd> steered;
-  std::vector<ScAccept*> accepts;  // held accept() notifications (blocking listeners)
-  uint32_t kidx = 0;  // its number with the keeper (0: runc sent it to this broker directly)
-  // From the keeper after a restart: steered listeners to take over, and the notifications held
-  // meanwhile (answered once those are taken over, or given up).
-  struct Adopt {
-    sfk_msg m;
-    int real_fd;
-    int64_t give_up_at;
-  };
-  std::vector<Adopt> adopt;
-  std::vector<std::vector<unsigned char>> redeliver;
-};
-
-// A held accept()/accept4() on a blocking steered listener: answered when a connection comes.
-struct ScAccept : Obj {
-  Ev ev{EV_SC_ACCEPT, this};  // fd: the broker's copy of the steered socket
-  ScTarget* t = nullptr;
-  uint64_t id = 0;
-  uint64_t ino = 0;  // the steered socket's inode
-  int pid = 0, tgid = 0, flags = 0;
-  uint64_t addr = 0, lenp = 0;
-  int64_t check_at = 0;  // next SECCOMP_IOCTL_NOTIF_ID_VALID (a signal ends the call)
-  int slot = -1;         // in the keeper's in-flight table
-};
-
-// A held connect() notification: the host connection being made for it.
-struct ScOut : Obj {
-  Ev ev{EV_SC_OUT, this};
-  ScTarget* t = nullptr;
-  uint64_t id = 0;       // notification id
-  int target_fd = -1;    // the fd number in the target
-  int copy_fd = -1;      // the target's socket (pidfd_getfd): its flags and options
-  int tgid = 0;          // the target's thread group (its fd table)
-  bool cloexec = false;  // the target's fd has FD_CLOEXEC
-  uint32_t dst = 0;      // host order
-  uint16_t dport = 0, sport = 0;
-  bool hdr_sent = false, local = false, in_epoll = false;
-  int64_t deadline = 0;
-  int slot = -1;  // in the keeper's in-flight table
 };
 
 struct Config {
@@ -491,20 +409,9 @@ struct Engine {
   std::vector<Bell> bells;  // doorbell connections until their handshake is done
   std::vector<Pool*> parked_pools;  // pools whose take reports wait a moment (see park_pool)
   int64_t next_sweep = 0;
-  // Seccomp agent (seccomp_agent.cc)
-  Ev sc_listen{EV_SC_LISTEN};
-  dev_t sc_path_dev = 0;
-  ino_t sc_path_ino = 0;
-  std::vector<ScConn*> sc_conns;
-  std::vector<ScTarget*> sc_targets;
-  size_t sc_notif_size = 0, sc_resp_size = 0;  // the kernel's struct sizes (SECCOMP_GET_NOTIF_SIZES)
-  // The keeper link (seccomp_keeper.cc): its socket, the in-flight table it shares, free slots,
-  // and the slot of the notification being handled (taken by a held connect or accept).
-  Ev sc_keeper{EV_SC_KEEPER};
-  bool sc_keeper_hello = false;
-  sfk_slot* sc_slots = nullptr;
-  std::vector<int> sc_free_slots;
-  int sc_cur_slot = -1;
+  // The seccomp agent (seccomp_agent.h) while cfg.seccomp_path is set: made by start(), gone with
+  // close_core(). It owns its state; seccomp_host.cc is what it sees of the engine.
+  std::unique_ptr<SeccompAgent> seccomp;
 
   // engine_loop.cc
   void run();
@@ -590,6 +497,7 @@ struct Engine {
   void on_steer_socket(PreloadConn* pc, const sf_msg& req);
   bool adopt_steered(PreloadConn* pc, const sf_msg& req);  // SF_QUERY_CHANNEL for a steered socket
   void steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds);  // SF_STEER_AGAIN
+  Listener* take_over_steered(Container* c, uint32_t vip, uint16_t port, int steered_fd, int real, int* app_end, int* err);
   Channel* open_channel(Listener* l, Container* c, int real_fd, int* app_end);
   void unsteer(Listener* l);     // drop its slot and socket
   bool keep_steered(Listener* l);  // no channel left: true if the app still has the socket
@@ -664,53 +572,15 @@ struct Engine {
   // nullptr when the connecting socket was made in c's network namespace, else why it is refused
   const char* peer_outside(Container* c, int fd);
 
-  // seccomp_agent.cc
-  Error open_seccomp();   // cfg.seccomp_path set: listen there
-  void close_seccomp();   // answers every held notification (CONTINUE), closes every fd
-  void on_sc_listen();
-  void on_sc_conn(ScConn* sc, uint32_t events);
-  void sc_state(ScConn* sc);  // the whole state arrived: a new ScTarget
-  void on_sc_notify(ScTarget* t, uint32_t events);
-  void sc_notification(ScTarget* t, const void* notif);
-  void sc_sockname(ScTarget* t, const void* notif, bool peer);  // getsockname / getpeername
-  void on_sc_out(ScOut* o);
-  void sc_listen_call(ScTarget* t, const void* notif);  // listen(): a steered listener
-  void sc_accept_call(ScTarget* t, const void* notif);  // accept()/accept4() on one
-  // One connection from the steered socket lfd into the caller: 1 answered (or the caller is
-  // gone), 0 nothing queued.
-  int sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr, uint64_t lenp);
-  void on_sc_accept(ScAccept* a);
-  void sc_drop_accept(ScAccept* a);  // no answer; closes and buries
-  void sc_finish(ScOut* o);
-  void sc_fail(ScOut* o);                      // answer CONTINUE
-  void sc_drop_out(ScOut* o);                  // no answer (target gone); closes and buries
-  bool sc_respond(ScTarget* t, uint64_t id, int error, bool cont);  // SECCOMP_IOCTL_NOTIF_SEND
-  void kill_sc_target(ScTarget* t);
-  void kill_sc_conn(ScConn* sc);
-  void expire_seccomp(int64_t now);
-  int64_t sc_next_deadline() const;  // -1: none
-  Error listen_seccomp();  // the agent's own socket at cfg.seccomp_path
-  // A notify fd and the container state JSON that came with it; kidx: its number with the keeper.
-  ScTarget* sc_new_target(const std::string& state, int nfd, uint32_t kidx);
-  Container* sc_container(ScTarget* t);
-  void sc_handle(ScTarget* t, const void* notif);  // one notification: in-flight slot, then answer
-  // seccomp_keeper.cc
-  bool attach_keeper();  // connected to cfg.seccomp_keeper
-  void on_sc_keeper();
-  void detach_keeper(bool hand_back);
+  // seccomp_host.cc: the seccomp agent in the engine
+  void new_seccomp_agent();  // cfg.seccomp_path set: the agent, attached to cfg.seccomp_keeper if set
+  Error open_seccomp();      // its socket for runc (unless the keeper owns that path)
+  void close_seccomp();      // answers every held notification (CONTINUE), closes every fd, drops it
   // The confinement guard and the keeper: an earlier broker's guard (its map and links, if the
-  // keeper holds them: the keeper sends them before SFK_HELLO), and this broker's guard handed to
-  // the keeper to hold (SFK_GUARD), or released there (SFK_GUARD_DROP).
+  // keeper holds them), and this broker's guard handed to the keeper to hold.
   std::vector<int> keeper_guard();
   void keeper_hold_guard();
-  void keeper_drop_guard();
-  void keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6);  // SFK_STEERED
-  void keeper_unsteered(Listener* l);                                               // SFK_UNSTEERED
-  bool sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now);  // true: done (taken over or given up)
-  void sc_adopt_pending(int64_t now);
-  int sc_claim_slot(ScTarget* t, const void* notif);
-  void sc_release_slot(int slot);
-  Listener* take_over_steered(Container* c, uint32_t vip, uint16_t port, int steered_fd, int real, int* app_end, int* err);
+  void keeper_unsteered(Listener* l);  // l leaves the table: the keeper forgets it, if it knew it
 };
 
 // Per-connection debug logging: arguments are not even evaluated unless cfg.debug is set.

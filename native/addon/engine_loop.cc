@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "engine.h"
+#include "seccomp_agent.h"
 #include "util.h"
 
 namespace sf {
@@ -118,7 +119,7 @@ Error Engine::start(const Config& c, EventSink* s) {
     return e;
   };
   // The keeper first: it may hold the confinement guard's marks from the broker before this one.
-  if (!cfg.seccomp_path.empty() && !cfg.seccomp_keeper.empty()) attach_keeper();
+  new_seccomp_agent();
   open_guard();
   view.open();  // without it, processes confirm destinations for a second at a time
   if ((err = open_reserved())) return failed(err);
@@ -163,12 +164,9 @@ void Engine::stop() {
 void Engine::teardown() {
   // First: the keeper keeps the steered listeners' records (removing the containers' listeners
   // below would tell it they are gone) and the held accepts, for the next broker.
-  if (sc_keeper.fd >= 0) {
-    // With no container registered, no handed socket should be left anywhere: the keeper need not
-    // keep the guard. Otherwise it does, for the sockets the containers hold and the next broker.
-    if (by_id.empty()) keeper_drop_guard();
-    detach_keeper(true);
-  }
+  // With no container registered, no handed socket should be left anywhere: the keeper need not
+  // keep the guard. Otherwise it does, for the sockets the containers hold and the next broker.
+  if (seccomp) seccomp->leave_keeper(by_id.empty());
   std::vector<Container*> cs;
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);
@@ -209,8 +207,8 @@ int Engine::next_timeout(int64_t now) {
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
   if (!bells.empty() && (t < 0 || now + 10 < t)) t = now + 10;           // doorbells to close
   if (steer && steer->ok() && (t < 0 || next_sweep < t)) t = std::max(next_sweep, now);  // the sweep
-  if (!sc_targets.empty() || !sc_conns.empty()) {
-    int64_t s = sc_next_deadline();
+  if (seccomp) {
+    int64_t s = seccomp->next_deadline();
     if (s >= 0 && (t < 0 || s < t)) t = s;
   }
   if (t < 0) return -1;
@@ -261,7 +259,7 @@ void Engine::run() {
     int64_t now = now_ms();
     expire_headers(now);
     expire_outs(now);
-    if (!sc_targets.empty() || !sc_conns.empty()) expire_seccomp(now);
+    if (seccomp) seccomp->expire(now);
     if (!bells.empty() || steering()) tend_steering(now);
     if (!parked_pools.empty()) unpark_pools(int64_t(mono_ns()));
     collect_garbage();
@@ -287,12 +285,14 @@ void Engine::dispatch(Ev* ev, uint32_t events) {
     case EV_OUT: on_out(static_cast<OutConn*>(ev->owner)); break;
     case EV_CHAN: kill_channel(static_cast<Channel*>(ev->owner), true); break;
     case EV_POOL: on_pool(static_cast<Pool*>(ev->owner)); break;
-    case EV_SC_LISTEN: on_sc_listen(); break;
-    case EV_SC_CONN: on_sc_conn(static_cast<ScConn*>(ev->owner), events); break;
-    case EV_SC_NOTIFY: on_sc_notify(static_cast<ScTarget*>(ev->owner), events); break;
-    case EV_SC_OUT: on_sc_out(static_cast<ScOut*>(ev->owner)); break;
-    case EV_SC_ACCEPT: on_sc_accept(static_cast<ScAccept*>(ev->owner)); break;
-    case EV_SC_KEEPER: on_sc_keeper(); break;
+    case EV_SC_LISTEN:
+    case EV_SC_CONN:
+    case EV_SC_NOTIFY:
+    case EV_SC_OUT:
+    case EV_SC_ACCEPT:
+    case EV_SC_KEEPER:
+      if (seccomp) seccomp->on_event(ev, events);
+      break;
     case EV_REAL:
       if (events & EPOLLIN) on_real_accept(static_cast<Channel*>(ev->owner));
       break;

@@ -1,35 +1,7 @@
-// Seccomp agent: connect(), listen() and accept() of programs the preload does not reach
-// (statically linked binaries).
-//
-// A container annotated io.slimfast.seccomp=true gets a seccomp rule SCMP_ACT_NOTIFY for connect,
-// getsockname, getpeername, listen, accept and accept4 (runtime-wrapper/modifiers/seccomp.ts)
-// whose listenerPath is cfg.seccomp_path. runc connects there once per container process tree
-// (create, and every exec) and sends, in one message on a stream socket, the container process
-// state as JSON
-// ({"ociVersion", "fds": ["seccompFd"], "pid", "metadata": the container id, "state": {...}}) with
-// the notify fd attached (SCM_RIGHTS); it does not always close its end soon (seen with runc exec),
-// so a whole state with its fd is taken as soon as it is here. Each notify fd sits in the epoll set; every notification it reports gets exactly one
-// answer:
-//   * a connect to a SlimFast destination (the same decision as SF_CONNECT, classify_connect())
-//     from an IPv4 TCP socket: the broker makes the host connection (header first, as for the
-//     preload), puts it on the target's fd number (SECCOMP_IOCTL_NOTIF_ADDFD with
-//     SECCOMP_ADDFD_FLAG_SETFD) and answers 0 once it is connected (non-blocking sockets too);
-//   * a connect the policy denies: EACCES;
-//   * getsockname/getpeername of a socket put in place that way: the virtual addresses;
-//   * listen() with kernel steering on, from a process without the preload, of an IPv4 socket (or
-//     an IPv6 dual-stack one: :: or ::ffff:vIP) bound to the container's vIP or any address: a steered listener (sc_listen_call), its steered host
-//     socket on the target's fd number; accept()/accept4() on it: the connection, installed with
-//     SECCOMP_ADDFD_FLAG_SEND (sc_accept_call), held while a blocking listener has none;
-//   * everything else (another family, not a socket we understand, an unknown container, a
-//     destination that is not a SlimFast listener, any error, the connect deadline passing):
-//     SECCOMP_USER_NOTIF_FLAG_CONTINUE, i.e. the kernel runs the call as if nothing were here.
-// The target's memory (the sockaddr) is read through /proc/PID/mem after checking
-// SECCOMP_IOCTL_NOTIF_ID_VALID, so the pid still names the process that made the call.
-// With slimfast-seccomp-keeper (seccomp_keeper.cc) the notify fds outlive the broker: the keeper
-// owns cfg.seccomp_path, answers while no broker is attached and hands everything to the next one.
-// Without it (the agent listening on cfg.seccomp_path itself), a broker's death fails the held
-// notifications and, nobody listening on the filter any more, every later notified call of those
-// processes with ENOSYS.
+// The seccomp agent (the whole picture: seccomp_agent.h): its own socket for runc (unless the
+// keeper owns that path), runc's connections until a whole state and its notify fd are in, the
+// targets (one per notify fd) and the container each speaks for, the notifications and one
+// handler per system call, the timers, and the epoll events of the agent's registrations.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/seccomp.h>
@@ -50,7 +22,7 @@
 #include <cstring>
 #include <new>
 
-#include "engine.h"
+#include "seccomp_agent.h"
 #include "seccomp_proc.h"
 #include "seccomp_state.h"
 #include "util.h"
@@ -61,8 +33,7 @@ namespace {
 
 constexpr size_t kStateMax = 1 << 20;  // runc's state JSON (annotations included)
 constexpr int kStateTimeoutMs = 5000;
-constexpr int kAcceptCheckMs = 200;  // how often a held accept's id is checked
-constexpr int kHeaderWaitMs = 100;   // a steered connection's header not in its SYN: wait this long
+constexpr int kHeaderWaitMs = 100;  // a steered connection's header not in its SYN: wait this long
 
 // The header a steered connection starts with (in its SYN, unless the Fast Open queue was full;
 // then it follows the handshake: a short, bounded wait on the engine thread).
@@ -101,8 +72,19 @@ int take_accepted(int end, sf_msg* m) {
 
 }  // namespace
 
-Error Engine::open_seccomp() {
-  if (cfg.seccomp_path.empty()) return Error{};
+SeccompAgent::SeccompAgent(std::unique_ptr<SeccompHost> h, Counters& c, const SeccompConfig& config)
+    : host_(std::move(h)), host(*host_), ctr(c), cfg(config) {}
+
+SeccompAgent::~SeccompAgent() { stop(); }
+
+void SeccompAgent::logf(int level, const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  host.vlog(level, fmt, ap);
+  va_end(ap);
+}
+
+Error SeccompAgent::start() {
   if (!sc_notif_size) {
     seccomp_notif_sizes sz{};
     if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) == 0) {
@@ -113,11 +95,11 @@ Error Engine::open_seccomp() {
       sc_resp_size = sizeof(seccomp_notif_resp);
     }
   }
-  if (sc_keeper.fd >= 0) return Error{};  // attached in start(), before the guard
+  if (sc_keeper.fd >= 0) return Error{};  // attached (attach_keeper(), before the engine opened its guard)
   return listen_seccomp();
 }
 
-Error Engine::listen_seccomp() {
+Error SeccompAgent::listen_seccomp() {
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   const std::string& path = cfg.seccomp_path;
@@ -152,7 +134,7 @@ Error Engine::listen_seccomp() {
   return Error{};
 }
 
-void Engine::close_seccomp() {
+void SeccompAgent::stop() {
   if (sc_keeper.fd >= 0) detach_keeper(true);  // the keeper answers from now on
   while (!sc_targets.empty()) kill_sc_target(sc_targets.back());
   while (!sc_conns.empty()) kill_sc_conn(sc_conns.back());
@@ -166,9 +148,27 @@ void Engine::close_seccomp() {
   }
 }
 
-void Engine::on_sc_listen() {
+void SeccompAgent::leave_keeper(bool drop_guard) {
+  if (sc_keeper.fd < 0) return;
+  if (drop_guard) keeper_drop_guard();
+  detach_keeper(true);
+}
+
+void SeccompAgent::on_event(Ev* ev, uint32_t events) {
+  switch (ev->kind) {
+    case EV_SC_LISTEN: on_sc_listen(); break;
+    case EV_SC_CONN: on_sc_conn(static_cast<ScConn*>(ev->owner), events); break;
+    case EV_SC_NOTIFY: on_sc_notify(static_cast<ScTarget*>(ev->owner), events); break;
+    case EV_SC_OUT: on_sc_out(static_cast<ScOut*>(ev->owner)); break;
+    case EV_SC_ACCEPT: on_sc_accept(static_cast<ScAccept*>(ev->owner)); break;
+    case EV_SC_KEEPER: on_sc_keeper(); break;
+    default: break;
+  }
+}
+
+void SeccompAgent::on_sc_listen() {
   for (int i = 0; i < 16; i++) {
-    int fd = accept_fd(sc_listen.fd, SOCK_NONBLOCK | SOCK_CLOEXEC, nullptr, nullptr);
+    int fd = host.accept_fd(sc_listen.fd, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
     ScConn* sc = new (std::nothrow) ScConn;
     if (!sc) {
@@ -187,7 +187,7 @@ void Engine::on_sc_listen() {
   }
 }
 
-void Engine::kill_sc_conn(ScConn* sc) {
+void SeccompAgent::kill_sc_conn(ScConn* sc) {
   if (sc->dead) return;
   ep_del(sc->ev);
   close_fd(sc->ev.fd);
@@ -198,7 +198,7 @@ void Engine::kill_sc_conn(ScConn* sc) {
   bury(sc);
 }
 
-void Engine::on_sc_conn(ScConn* sc, uint32_t) {
+void SeccompAgent::on_sc_conn(ScConn* sc, uint32_t) {
   for (int i = 0; i < 64; i++) {
     char buf[16384];
     int fds[8], nfds;
@@ -225,7 +225,7 @@ void Engine::on_sc_conn(ScConn* sc, uint32_t) {
   }
 }
 
-void Engine::sc_state(ScConn* sc) {
+void SeccompAgent::sc_state(ScConn* sc) {
   OciState st;
   bool ok = parse_oci_state(sc->buf, &st);
   if (!ok || st.seccomp_index < 0 || size_t(st.seccomp_index) >= sc->fds.size() || st.metadata.empty()) {
@@ -239,7 +239,7 @@ void Engine::sc_state(ScConn* sc) {
   kill_sc_conn(sc);
 }
 
-ScTarget* Engine::sc_new_target(const std::string& state, int nfd, uint32_t kidx) {
+ScTarget* SeccompAgent::sc_new_target(std::string_view state, int nfd, uint32_t kidx) {
   OciState st;
   if (!parse_oci_state(state, &st) || st.metadata.empty()) {
     if (ratelimit(11)) logf(LOG_WARN, "seccomp: a state without %s: dropped", st.metadata.empty() ? "metadata (the container id)" : "valid JSON");
@@ -278,29 +278,18 @@ ScTarget* Engine::sc_new_target(const std::string& state, int nfd, uint32_t kidx
 // join the sandbox's; docker --network container:X; a Podman pod) is not registered itself but
 // shares the registration of that namespace (hooks/lifecycle.ts), so a miss by id is resolved by the
 // namespace of the process runc reported, once per registration since the last miss.
-Container* Engine::sc_container(ScTarget* t) {
-  auto cit = by_id.find(t->id);
-  if (cit != by_id.end()) return cit->second;
-  if (!t->ns_ino || t->resolved_gen == containers_gen) return nullptr;
-  t->resolved_gen = containers_gen;
-  for (auto& kv : by_id) {
-    Container* c = kv.second;
-    if (c->netns_ino != t->ns_ino || c->netns_dev != t->ns_dev) continue;
-    SF_DLOG("seccomp: %s shares the network namespace of container %s", t->id.c_str(), c->id.c_str());
-    t->id = c->id;
-    return c;
-  }
-  return nullptr;
+Container* SeccompAgent::sc_container(ScTarget* t) {
+  if (Container* c = host.container(t->id)) return c;
+  if (!t->ns_ino || t->resolved_gen == host.containers_gen()) return nullptr;
+  t->resolved_gen = host.containers_gen();
+  Container* c = host.container_in_netns(t->ns_dev, t->ns_ino);
+  if (!c) return nullptr;
+  SF_DLOG("seccomp: %s shares the network namespace of container %s", t->id.c_str(), c->id.c_str());
+  t->id = c->id;
+  return c;
 }
 
-void Engine::sc_handle(ScTarget* t, const void* notif) {
-  sc_cur_slot = sc_claim_slot(t, notif);
-  sc_notification(t, notif);
-  if (sc_cur_slot >= 0) sc_release_slot(sc_cur_slot);  // answered (or the caller is gone)
-  sc_cur_slot = -1;
-}
-
-void Engine::kill_sc_target(ScTarget* t) {
+void SeccompAgent::kill_sc_target(ScTarget* t) {
   if (t->dead) return;
   // Held notifications: CONTINUE (the engine stops; with processes gone it simply fails).
   while (!t->outs.empty()) sc_fail(t->outs.back());
@@ -321,24 +310,58 @@ void Engine::kill_sc_target(ScTarget* t) {
   bury(t);
 }
 
-bool Engine::sc_respond(ScTarget* t, uint64_t id, int error, bool cont) {
-  alignas(8) char buf[256] = {};
-  seccomp_notif_resp* r = reinterpret_cast<seccomp_notif_resp*>(buf);
-  r->id = id;
-  r->val = 0;
-  r->error = cont ? 0 : -error;
-  r->flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
-  if (cont) inc(ctr.seccomp_continued);
-  for (;;) {
-    if (ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_SEND, r) == 0) return true;
-    if (errno == EINTR) continue;
-    // ENOENT: the target is gone (killed), nothing to answer.
-    if (errno != ENOENT && ratelimit(11)) logf(LOG_WARN, "seccomp: answer for %s: %s", t->id.c_str(), strerror(errno));
-    return false;
+void SeccompAgent::expire(int64_t now) {
+  if (sc_targets.empty() && sc_conns.empty()) return;
+  sc_adopt_pending(now);
+  for (size_t i = 0; i < sc_conns.size();) {
+    ScConn* sc = sc_conns[i];
+    if (sc->deadline <= now) kill_sc_conn(sc); else i++;
+  }
+  for (size_t i = 0; i < sc_targets.size(); i++) {
+    ScTarget* t = sc_targets[i];
+    for (size_t k = 0; k < t->outs.size();) {
+      ScOut* o = t->outs[k];
+      if (o->in_epoll && o->deadline <= now) {
+        SF_DLOG("seccomp: connect to %s:%u timed out", ip_str(o->dst).c_str(), o->dport);
+        inc(ctr.connect_failures);
+        sc_fail(o);
+      } else {
+        k++;
+      }
+    }
+    // A held accept whose caller was interrupted by a signal (or is gone) has an invalid id now.
+    for (size_t k = 0; k < t->accepts.size();) {
+      ScAccept* a = t->accepts[k];
+      if (a->check_at <= now && !id_valid(t->ev.fd, a->id)) {
+        inc(ctr.seccomp_accepts_ended);
+        sc_drop_accept(a);
+        continue;
+      }
+      if (a->check_at <= now) a->check_at = now + kAcceptCheckMs;
+      k++;
+    }
   }
 }
 
-void Engine::on_sc_notify(ScTarget* t, uint32_t events) {
+int64_t SeccompAgent::next_deadline() const {
+  int64_t t = -1;
+  for (const ScConn* sc : sc_conns)
+    if (t < 0 || sc->deadline < t) t = sc->deadline;
+  for (const ScTarget* x : sc_targets)
+    for (const ScOut* o : x->outs)
+      if (o->in_epoll && (t < 0 || o->deadline < t)) t = o->deadline;
+  for (const ScTarget* x : sc_targets) {
+    for (const ScAccept* a : x->accepts)
+      if (t < 0 || a->check_at < t) t = a->check_at;
+    if (!x->adopt.empty()) {  // retried every 100 ms until its container is registered
+      int64_t soon = now_ms() + 100;
+      if (t < 0 || soon < t) t = soon;
+    }
+  }
+  return t;
+}
+
+void SeccompAgent::on_sc_notify(ScTarget* t, uint32_t events) {
   if (events & EPOLLIN) {
     // RECV blocks when nothing is pending, so receive only while poll says something is.
     for (int i = 0; i < 64 && !t->dead; i++) {
@@ -363,122 +386,48 @@ void Engine::on_sc_notify(ScTarget* t, uint32_t events) {
   }
 }
 
-void Engine::sc_notification(ScTarget* t, const void* raw) {
-  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
-  const uint64_t id = n->id;
-  auto cont = [&] { sc_respond(t, id, 0, true); };
-  if (n->data.nr == __NR_getsockname || n->data.nr == __NR_getpeername)
-    return sc_sockname(t, raw, n->data.nr == __NR_getpeername);
-  if (n->data.nr == __NR_listen) return sc_listen_call(t, raw);
-  if (n->data.nr == __NR_accept || n->data.nr == __NR_accept4) return sc_accept_call(t, raw);
-  if (n->data.nr != __NR_connect) return cont();
-  int tfd = int(n->data.args[0]);
-  uint64_t addr = n->data.args[1];
-  uint64_t alen = n->data.args[2];
-  Container* c = sc_container(t);
-  if (!c || tfd < 0 || alen < sizeof(sockaddr_in) || alen > 128 || !addr) return cont();
-  int pid = int(n->pid);
-
-  // The destination, from the target's memory: /proc/PID/mem opened, then ID_VALID (the pid still
-  // names the caller), then read.
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/mem", pid);
-  int mfd = open(path, O_RDONLY | O_CLOEXEC);
-  if (mfd < 0) return cont();
-  sockaddr_in sa{};
-  bool valid = id_valid(t->ev.fd, id);
-  ssize_t got = valid ? pread(mfd, &sa, sizeof sa, off_t(addr)) : -1;
-  close_fd(mfd);
-  if (!valid) return;  // the caller is gone: nothing to answer
-  if (got != ssize_t(sizeof sa) || sa.sin_family != AF_INET) return cont();
-  uint32_t dst = ntohl(sa.sin_addr.s_addr);
-  uint16_t dport = ntohs(sa.sin_port);
-
-  Route r{};
-  Listener* l = nullptr;
-  DestKind k = classify_connect(c, dst, dport, &r, &l);
-  if (k == DEST_DENY) {
-    sc_respond(t, id, EACCES, false);
-    return;
-  }
-  if (k != DEST_PEER && k != DEST_STEERED_LOCAL) return cont();  // same-host pairs: the container's interface
-
-  // The target's socket itself (a copy of its file): IPv4 TCP, not connected, its flags.
-  int tg = tgid_of(pid);
-  int copy = copy_process_fd(tg, tfd);
-  if (copy < 0) return cont();
-  if (!id_valid(t->ev.fd, id)) {  // pid reuse between the checks: the caller is gone
-    close_fd(copy);
-    return;
-  }
-  int dom = 0, type = 0, proto = 0;
-  socklen_t ol = sizeof dom;
-  bool tcp4 = getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &dom, &ol) == 0 && dom == AF_INET;
-  ol = sizeof type;
-  tcp4 = tcp4 && getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &ol) == 0 && type == SOCK_STREAM;
-  ol = sizeof proto;
-  tcp4 = tcp4 && getsockopt(copy, SOL_SOCKET, SO_PROTOCOL, &proto, &ol) == 0 && proto == IPPROTO_TCP;
-  sockaddr_in peer{};
-  socklen_t pl = sizeof peer;
-  bool connected = getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) == 0;
-  sockaddr_in self{};
-  socklen_t sl = sizeof self;
-  uint16_t bound_port = getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? ntohs(self.sin_port) : 0;
-  if (!tcp4 || connected) {
-    close_fd(copy);
-    return cont();
-  }
-  // Held notifications keep descriptors here (the caller's socket, the host socket): at the
-  // container's limit its connects take the kernel's path (the policy allowed them above).
-  if (t->outs.size() + t->accepts.size() >= lim.pending) {
-    at_limit(c, ctr.limit_pending, "handoffs in progress", lim.pending);
-    close_fd(copy);
-    return cont();
-  }
-
-  ScOut* o = new (std::nothrow) ScOut;
-  if (!o) {
-    close_fd(copy);
-    return cont();
-  }
-  o->t = t;
-  o->id = id;
-  o->target_fd = tfd;
-  o->copy_fd = copy;
-  o->cloexec = target_cloexec(pid, tfd);
-  o->tgid = tg;
-  o->dst = dst;
-  o->dport = dport;
-  o->sport = bound_port ? bound_port : next_src_port();
-  o->local = k == DEST_STEERED_LOCAL;
-  o->slot = sc_cur_slot;  // answered later: its in-flight slot goes with it
+void SeccompAgent::sc_handle(ScTarget* t, const void* notif) {
+  sc_cur_slot = sc_claim_slot(t, notif);
+  sc_notification(t, notif);
+  if (sc_cur_slot >= 0) sc_release_slot(sc_cur_slot);  // answered (or the caller is gone)
   sc_cur_slot = -1;
-  t->outs.push_back(o);
-  inc(ctr.seccomp_pending);
+}
 
-  bool pending = false;
-  int fd = cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, c->ip, dst, dport, o->sport), &pending) : -1;
-  o->hdr_sent = fd >= 0;
-  if (fd < 0) fd = open_peer_socket(r, &pending);
-  if (fd >= 0 && !fd_room(fd)) {
-    close_fd(fd);
-    return sc_fail(o);
+// Every notification gets exactly one answer, from its handler (or none when the caller is gone).
+void SeccompAgent::sc_notification(ScTarget* t, const void* raw) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  switch (n->data.nr) {
+    case __NR_connect: return sc_connect_call(t, raw);
+    case __NR_getsockname: return sc_sockname(t, raw, false);
+    case __NR_getpeername: return sc_sockname(t, raw, true);
+    case __NR_listen: return sc_listen_call(t, raw);
+    case __NR_accept:
+    case __NR_accept4: return sc_accept_call(t, raw);
+    default: sc_respond(t, n->id, 0, true);
   }
-  if (fd < 0) {
-    if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
-    inc(ctr.connect_failures);
-    return sc_fail(o);
+}
+
+bool SeccompAgent::sc_respond(ScTarget* t, uint64_t id, int error, bool cont) {
+  alignas(8) char buf[256] = {};
+  seccomp_notif_resp* r = reinterpret_cast<seccomp_notif_resp*>(buf);
+  r->id = id;
+  r->val = 0;
+  r->error = cont ? 0 : -error;
+  r->flags = cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
+  if (cont) inc(ctr.seccomp_continued);
+  for (;;) {
+    if (ioctl(t->ev.fd, SECCOMP_IOCTL_NOTIF_SEND, r) == 0) return true;
+    if (errno == EINTR) continue;
+    // ENOENT: the target is gone (killed), nothing to answer.
+    if (errno != ENOENT && ratelimit(11)) logf(LOG_WARN, "seccomp: answer for %s: %s", t->id.c_str(), strerror(errno));
+    return false;
   }
-  o->ev.fd = fd;
-  if (!pending) return sc_finish(o);
-  if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return sc_fail(o);
-  o->deadline = now_ms() + cfg.connect_timeout_ms;
 }
 
 // getsockname/getpeername on a socket the agent swapped: the virtual address, written into the
 // target's memory as the kernel would (truncated to its buffer, the full length reported).
 // Every other socket: CONTINUE.
-void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
+void SeccompAgent::sc_sockname(ScTarget* t, const void* raw, bool peer) {
   const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
   const uint64_t id = n->id;
   auto cont = [&] { sc_respond(t, id, 0, true); };
@@ -525,19 +474,211 @@ void Engine::sc_sockname(ScTarget* t, const void* raw, bool peer) {
   sc_respond(t, id, err, false);
 }
 
+// connect(): a destination SlimFast serves (classify_connect(), as for the preload's SF_CONNECT)
+// gets a host connection made by the broker; the caller's fd number gets it once it is connected.
+void SeccompAgent::sc_connect_call(ScTarget* t, const void* raw) {
+  const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
+  const uint64_t id = n->id;
+  auto cont = [&] { sc_respond(t, id, 0, true); };
+  int tfd = int(n->data.args[0]);
+  uint64_t addr = n->data.args[1];
+  uint64_t alen = n->data.args[2];
+  Container* c = sc_container(t);
+  if (!c || tfd < 0 || alen < sizeof(sockaddr_in) || alen > 128 || !addr) return cont();
+  int pid = int(n->pid);
+
+  // The destination, from the target's memory: /proc/PID/mem opened, then ID_VALID (the pid still
+  // names the caller), then read.
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/mem", pid);
+  int mfd = open(path, O_RDONLY | O_CLOEXEC);
+  if (mfd < 0) return cont();
+  sockaddr_in sa{};
+  bool valid = id_valid(t->ev.fd, id);
+  ssize_t got = valid ? pread(mfd, &sa, sizeof sa, off_t(addr)) : -1;
+  close_fd(mfd);
+  if (!valid) return;  // the caller is gone: nothing to answer
+  if (got != ssize_t(sizeof sa) || sa.sin_family != AF_INET) return cont();
+  uint32_t dst = ntohl(sa.sin_addr.s_addr);
+  uint16_t dport = ntohs(sa.sin_port);
+
+  Route r{};
+  Listener* l = nullptr;
+  DestKind k = host.classify_connect(c, dst, dport, &r, &l);
+  if (k == DEST_DENY) {
+    sc_respond(t, id, EACCES, false);
+    return;
+  }
+  if (k != DEST_PEER && k != DEST_STEERED_LOCAL) return cont();  // same-host pairs: the container's interface
+
+  // The target's socket itself (a copy of its file): IPv4 TCP, not connected, its flags.
+  int tg = tgid_of(pid);
+  int copy = copy_process_fd(tg, tfd);
+  if (copy < 0) return cont();
+  if (!id_valid(t->ev.fd, id)) {  // pid reuse between the checks: the caller is gone
+    close_fd(copy);
+    return;
+  }
+  int dom = 0, type = 0, proto = 0;
+  socklen_t ol = sizeof dom;
+  bool tcp4 = getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &dom, &ol) == 0 && dom == AF_INET;
+  ol = sizeof type;
+  tcp4 = tcp4 && getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &ol) == 0 && type == SOCK_STREAM;
+  ol = sizeof proto;
+  tcp4 = tcp4 && getsockopt(copy, SOL_SOCKET, SO_PROTOCOL, &proto, &ol) == 0 && proto == IPPROTO_TCP;
+  sockaddr_in peer{};
+  socklen_t pl = sizeof peer;
+  bool connected = getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) == 0;
+  sockaddr_in self{};
+  socklen_t sl = sizeof self;
+  uint16_t bound_port = getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? ntohs(self.sin_port) : 0;
+  if (!tcp4 || connected) {
+    close_fd(copy);
+    return cont();
+  }
+  // Held notifications keep descriptors here (the caller's socket, the host socket): at the
+  // container's limit its connects take the kernel's path (the policy allowed them above).
+  if (t->outs.size() + t->accepts.size() >= cfg.pending_max) {
+    host.at_pending_limit(c);
+    close_fd(copy);
+    return cont();
+  }
+
+  ScOut* o = new (std::nothrow) ScOut;
+  if (!o) {
+    close_fd(copy);
+    return cont();
+  }
+  o->t = t;
+  o->id = id;
+  o->target_fd = tfd;
+  o->copy_fd = copy;
+  o->cloexec = target_cloexec(pid, tfd);
+  o->tgid = tg;
+  o->dst = dst;
+  o->dport = dport;
+  o->sport = bound_port ? bound_port : host.next_src_port();
+  o->local = k == DEST_STEERED_LOCAL;
+  o->slot = sc_cur_slot;  // answered later: its in-flight slot goes with it
+  sc_cur_slot = -1;
+  t->outs.push_back(o);
+  inc(ctr.seccomp_pending);
+
+  bool pending = false;
+  int fd = host.open_connect(c, r, dst, dport, o->sport, &pending, &o->hdr_sent);
+  if (fd < 0) return sc_fail(o);
+  o->ev.fd = fd;
+  if (!pending) return sc_finish(o);
+  if (!(o->in_epoll = ep_add(o->ev, EPOLLOUT))) return sc_fail(o);
+  o->deadline = now_ms() + cfg.connect_timeout_ms;
+}
+
+void SeccompAgent::on_sc_out(ScOut* o) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(o->ev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+  if (err == 0) return sc_finish(o);
+  SF_DLOG("seccomp: connect to %s:%u failed: %s", ip_str(o->dst).c_str(), o->dport, strerror(err));
+  inc(ctr.connect_failures);
+  sc_fail(o);
+}
+
+// Unlinks o from its target and frees it after this batch; closes its descriptors.
+void SeccompAgent::sc_drop_out(ScOut* o) {
+  if (o->dead) return;
+  if (o->in_epoll) ep_del(o->ev);
+  o->in_epoll = false;
+  close_fd(o->ev.fd);
+  o->ev.fd = -1;
+  close_fd(o->copy_fd);
+  o->copy_fd = -1;
+  erase_one(o->t->outs, o);
+  sc_release_slot(o->slot);
+  o->slot = -1;
+  dec(ctr.seccomp_pending);
+  bury(o);
+}
+
+void SeccompAgent::sc_fail(ScOut* o) {
+  ScTarget* t = o->t;
+  uint64_t id = o->id;
+  sc_drop_out(o);
+  sc_respond(t, id, 0, true);
+}
+
+void SeccompAgent::sc_finish(ScOut* o) {
+  ScTarget* t = o->t;
+  Container* c = sc_container(t);
+  if (!c) return sc_fail(o);  // unregistered meanwhile
+  if (host.policy_denies(c, o->dst, o->dport)) {  // a policy set while it connected
+    uint64_t id = o->id;
+    sc_drop_out(o);
+    sc_respond(t, id, EACCES, false);
+    return;
+  }
+  int fd = o->ev.fd;
+  if (o->in_epoll) ep_del(o->ev);
+  o->in_epoll = false;
+  if (!o->hdr_sent && !host.write_connect_header(fd, c, o->dst, o->dport, o->sport)) {
+    inc(ctr.connect_failures);
+    return sc_fail(o);
+  }
+  // The application's flags and the options that matter before a connect.
+  int fl = fcntl(o->copy_fd, F_GETFL);
+  make_blocking_fresh(fd);
+  if (fl >= 0 && (fl & O_NONBLOCK)) set_nonblock(fd, true);
+  static const int kOpts[][2] = {{IPPROTO_TCP, TCP_NODELAY}, {SOL_SOCKET, SO_KEEPALIVE}};
+  for (const auto& lo : kOpts) {
+    int level = lo[0], opt = lo[1];
+    int v = 0;
+    socklen_t vl = sizeof v;
+    if (getsockopt(o->copy_fd, level, opt, &v, &vl) == 0 && v) set_int_opt(fd, level, opt, v);
+  }
+  if (notif_addfd(t->ev.fd, o->id, SECCOMP_ADDFD_FLAG_SETFD, fd, o->target_fd, o->cloexec) < 0) {
+    if (errno == ENOENT) return sc_drop_out(o);  // the caller is gone
+    if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the socket in %s: %s", t->id.c_str(), strerror(errno));
+    return sc_fail(o);
+  }
+  uint64_t id = o->id;
+  bool local = o->local, hdr_sent = o->hdr_sent;
+  struct stat st;
+  ScTarget::Swapped sw{fstat(fd, &st) == 0 ? uint64_t(st.st_ino) : 0, c->ip, o->dst, o->sport, o->dport};
+  uint64_t key = (uint64_t(uint32_t(o->tgid)) << 32) | uint32_t(o->target_fd);
+  sc_drop_out(o);  // closes our copy; the target holds the socket now
+  if (!sc_respond(t, id, 0, false)) return;
+  if (sw.ino) {
+    if (t->swapped.size() >= 8192) {  // forget sockets the processes closed (or processes gone)
+      for (auto it = t->swapped.begin(); it != t->swapped.end();) {
+        char p[64];
+        snprintf(p, sizeof p, "/proc/%u/fd/%u", unsigned(it->first >> 32), unsigned(it->first & 0xffffffffu));
+        struct stat x;
+        if (stat(p, &x) != 0 || uint64_t(x.st_ino) != it->second.ino) it = t->swapped.erase(it); else ++it;
+      }
+    }
+    t->swapped[key] = sw;
+  }
+  inc(ctr.seccomp_handed);
+  if (local) {
+    inc(ctr.same_host);
+    if (hdr_sent) inc(ctr.same_host_steered);
+  } else {
+    inc(ctr.handed_out);
+  }
+}
+
 // listen() of an IPv4 TCP socket bound to the container's vIP (or any address) while kernel
 // steering is on: what the preload's SF_LISTEN + SF_STEER_SOCKET do, done by the broker. The
 // application's socket listens (the broker's copy of it serves plain clients over the container
 // interface, through the listener's channel, whose app end the broker holds), and a steered host
 // socket takes its fd number. Everything else: CONTINUE.
-void Engine::sc_listen_call(ScTarget* t, const void* raw) {
+void SeccompAgent::sc_listen_call(ScTarget* t, const void* raw) {
   const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
   const uint64_t id = n->id;
   auto cont = [&] { sc_respond(t, id, 0, true); };
   Container* c = sc_container(t);
   int tfd = int(n->data.args[0]);
   int backlog = int(n->data.args[1]);
-  if (!steering() || !c || tfd < 0) return cont();
+  if (!host.steering() || !c || tfd < 0) return cont();
   int pid = int(n->pid);
   int tg = tgid_of(pid);
   // A dynamically linked program with the preload: its own listen() path (the preload's real
@@ -575,9 +716,9 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
     close_fd(copy);
     return cont();
   }
-  Listener* l = find_listener(c->ip, port);
-  if (l && l->steer_slot > 0 && !keep_steered(l)) {
-    remove_listener(l, true);
+  Listener* l = host.find_listener(c->ip, port);
+  if (l && l->steer_slot > 0 && !host.keep_steered(l)) {
+    host.remove_listener(l, true);
     l = nullptr;
   }
   if (l) {  // another process serves that address on SlimFast already
@@ -592,41 +733,19 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
     sc_respond(t, id, e, false);
     return;
   }
-  l = new (std::nothrow) Listener;
-  if (!l) {
-    close_fd(copy);
-    return cont();
-  }
-  l->vip = c->ip;
-  l->port = port;
-  l->c = c;
-  table.emplace(addr_key(l->vip, l->port), l);
-  view.found();
-  inc(ctr.listeners);
-  int app_end = -1;
-  Channel* ch = open_channel(l, c, copy, &app_end);
   // From here on the listener owns copy (as its channel's real socket); the kernel's listen has
   // run on it already, so CONTINUE on failure only repeats it.
+  Channel* ch = host.add_steered_listener(c, port, copy, bound, backlog);
+  if (!ch) return cont();
+  l = ch->l;
   auto fail = [&] {
-    if (!ch) close_fd(copy);
-    remove_listener(l, false);
+    host.remove_listener(l, false);
     cont();
   };
-  if (!ch) return fail();
-  ch->held_end = app_end;
-  ch->bound_vip = bound;
-  make_steered(l, backlog);
-  if (l->steer_fd < 0) return fail();
-  int slot = steer->add(htonl(l->vip), htons(l->port), l->steer_fd);
-  if (slot < 0) {
-    if (ratelimit(5)) logf(LOG_WARN, "cannot steer %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
-    return fail();
-  }
-  l->steer_slot = slot;
   if (app_fl >= 0 && (app_fl & O_NONBLOCK)) set_nonblock(l->steer_fd, true);
   if (notif_addfd(t->ev.fd, id, SECCOMP_ADDFD_FLAG_SETFD, l->steer_fd, tfd, cloexec) < 0) {
     if (errno == ENOENT) {  // the caller is gone
-      remove_listener(l, false);
+      host.remove_listener(l, false);
       return;
     }
     if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the steered listener in %s: %s", t->id.c_str(), strerror(errno));
@@ -635,12 +754,8 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
   uint64_t ino = l->steer_ino;
   // The target holds the steered socket now; its close empties the slot and the sweep removes
   // the listener (with its channel, the broker's copy of the app's socket and the held app end).
-  close_fd(l->steer_fd);
-  l->steer_fd = -1;
-  inc(ctr.listen_ok);
-  inc(ctr.steered_listeners);
   inc(ctr.seccomp_listeners);
-  if (sink) sink->listener(true, l->vip, l->port, c->id);
+  host.steered_listener_placed(l);
   SF_DLOG("seccomp: listen %s:%u (%s): steered", ip_str(l->vip).c_str(), l->port, c->id.c_str());
   if (!sc_respond(t, id, 0, false)) return;
   if (t->kidx) keeper_steered(t, l, tg, tfd, ch->real.fd, v6);
@@ -653,7 +768,7 @@ void Engine::sc_listen_call(ScTarget* t, const void* raw) {
 // steered in (its header names the virtual peer) or, for a doorbell, the plain client waiting on
 // the listener's channel. Nothing there: EAGAIN for a non-blocking listener; a blocking one
 // waits (held notification). Every other fd: CONTINUE.
-void Engine::sc_accept_call(ScTarget* t, const void* raw) {
+void SeccompAgent::sc_accept_call(ScTarget* t, const void* raw) {
   const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
   const uint64_t id = n->id;
   auto cont = [&] { sc_respond(t, id, 0, true); };
@@ -675,7 +790,7 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
     close_fd(copy);
     return cont();
   }
-  Listener* l = find_listener(it->second.vip, it->second.port);
+  Listener* l = host.find_listener(it->second.vip, it->second.port);
   if (!l || l->steer_ino != uint64_t(st.st_ino)) {  // a listener gone since (the socket was closed)
     t->steered.erase(it);
     close_fd(copy);
@@ -695,11 +810,11 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
   // container's limit (or the broker's budget) the call fails as accept() does when out of
   // descriptors, which servers retry after a pause.
   if (fl >= 0 && !(fl & O_NONBLOCK)) {
-    bool room = t->outs.size() + t->accepts.size() < lim.pending;
+    bool room = t->outs.size() + t->accepts.size() < cfg.pending_max;
     if (!room) {
-      if (Container* c = sc_container(t)) at_limit(c, ctr.limit_pending, "handoffs in progress", lim.pending);
+      if (Container* c = sc_container(t)) host.at_pending_limit(c);
     }
-    if (!room || !fd_room(copy)) {
+    if (!room || !host.fd_room(copy)) {
       close_fd(copy);
       sc_respond(t, id, room ? ENFILE : EMFILE, false);
       return;
@@ -733,7 +848,7 @@ void Engine::sc_accept_call(ScTarget* t, const void* raw) {
   inc(ctr.seccomp_accepts_held);
 }
 
-int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr,
+int SeccompAgent::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr,
                          uint64_t lenp) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/mem", pid);
@@ -756,7 +871,7 @@ int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, u
   bool v6 = false;
   if (auto it = t->steered.find(ino); it != t->steered.end()) {
     v6 = it->second.v6;
-    if (Listener* l = find_listener(it->second.vip, it->second.port); l && l->steer_ino == ino)
+    if (Listener* l = host.find_listener(it->second.vip, it->second.port); l && l->steer_ino == ino)
       for (Channel* x : l->chans)
         if (x->held_end >= 0) ch = x;
   }
@@ -829,7 +944,7 @@ int Engine::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, u
   return 0;
 }
 
-void Engine::on_sc_accept(ScAccept* a) {
+void SeccompAgent::on_sc_accept(ScAccept* a) {
   if (!id_valid(a->t->ev.fd, a->id)) {  // interrupted: the restarted call is a new notification
     inc(ctr.seccomp_accepts_ended);
     return sc_drop_accept(a);
@@ -837,7 +952,7 @@ void Engine::on_sc_accept(ScAccept* a) {
   if (sc_take_conn(a->t, a->id, a->pid, a->tgid, a->ev.fd, a->ino, a->flags, a->addr, a->lenp)) sc_drop_accept(a);
 }
 
-void Engine::sc_drop_accept(ScAccept* a) {
+void SeccompAgent::sc_drop_accept(ScAccept* a) {
   if (a->dead) return;
   ep_del(a->ev);
   close_fd(a->ev.fd);
@@ -847,149 +962,6 @@ void Engine::sc_drop_accept(ScAccept* a) {
   a->slot = -1;
   dec(ctr.seccomp_accepts_held);
   bury(a);
-}
-
-void Engine::on_sc_out(ScOut* o) {
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(o->ev.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-  if (err == 0) return sc_finish(o);
-  SF_DLOG("seccomp: connect to %s:%u failed: %s", ip_str(o->dst).c_str(), o->dport, strerror(err));
-  inc(ctr.connect_failures);
-  sc_fail(o);
-}
-
-// Unlinks o from its target and frees it after this batch; closes its descriptors.
-void Engine::sc_drop_out(ScOut* o) {
-  if (o->dead) return;
-  if (o->in_epoll) ep_del(o->ev);
-  o->in_epoll = false;
-  close_fd(o->ev.fd);
-  o->ev.fd = -1;
-  close_fd(o->copy_fd);
-  o->copy_fd = -1;
-  erase_one(o->t->outs, o);
-  sc_release_slot(o->slot);
-  o->slot = -1;
-  dec(ctr.seccomp_pending);
-  bury(o);
-}
-
-void Engine::sc_fail(ScOut* o) {
-  ScTarget* t = o->t;
-  uint64_t id = o->id;
-  sc_drop_out(o);
-  sc_respond(t, id, 0, true);
-}
-
-void Engine::sc_finish(ScOut* o) {
-  ScTarget* t = o->t;
-  Container* c = sc_container(t);
-  if (!c) return sc_fail(o);  // unregistered meanwhile
-  if (policy_denies(c, o->dst, o->dport)) {  // a policy set while it connected
-    uint64_t id = o->id;
-    sc_drop_out(o);
-    sc_respond(t, id, EACCES, false);
-    return;
-  }
-  int fd = o->ev.fd;
-  if (o->in_epoll) ep_del(o->ev);
-  o->in_epoll = false;
-  if (!o->hdr_sent && !write_header(fd, signed_header(SF_HDR_CONNECT, c->ip, o->dst, o->dport, o->sport))) {
-    inc(ctr.connect_failures);
-    return sc_fail(o);
-  }
-  // The application's flags and the options that matter before a connect.
-  int fl = fcntl(o->copy_fd, F_GETFL);
-  make_blocking_fresh(fd);
-  if (fl >= 0 && (fl & O_NONBLOCK)) set_nonblock(fd, true);
-  static const int kOpts[][2] = {{IPPROTO_TCP, TCP_NODELAY}, {SOL_SOCKET, SO_KEEPALIVE}};
-  for (const auto& lo : kOpts) {
-    int level = lo[0], opt = lo[1];
-    int v = 0;
-    socklen_t vl = sizeof v;
-    if (getsockopt(o->copy_fd, level, opt, &v, &vl) == 0 && v) set_int_opt(fd, level, opt, v);
-  }
-  if (notif_addfd(t->ev.fd, o->id, SECCOMP_ADDFD_FLAG_SETFD, fd, o->target_fd, o->cloexec) < 0) {
-    if (errno == ENOENT) return sc_drop_out(o);  // the caller is gone
-    if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the socket in %s: %s", t->id.c_str(), strerror(errno));
-    return sc_fail(o);
-  }
-  uint64_t id = o->id;
-  bool local = o->local, hdr_sent = o->hdr_sent;
-  struct stat st;
-  ScTarget::Swapped sw{fstat(fd, &st) == 0 ? uint64_t(st.st_ino) : 0, c->ip, o->dst, o->sport, o->dport};
-  uint64_t key = (uint64_t(uint32_t(o->tgid)) << 32) | uint32_t(o->target_fd);
-  sc_drop_out(o);  // closes our copy; the target holds the socket now
-  if (!sc_respond(t, id, 0, false)) return;
-  if (sw.ino) {
-    if (t->swapped.size() >= 8192) {  // forget sockets the processes closed (or processes gone)
-      for (auto it = t->swapped.begin(); it != t->swapped.end();) {
-        char p[64];
-        snprintf(p, sizeof p, "/proc/%u/fd/%u", unsigned(it->first >> 32), unsigned(it->first & 0xffffffffu));
-        struct stat x;
-        if (stat(p, &x) != 0 || uint64_t(x.st_ino) != it->second.ino) it = t->swapped.erase(it); else ++it;
-      }
-    }
-    t->swapped[key] = sw;
-  }
-  inc(ctr.seccomp_handed);
-  if (local) {
-    inc(ctr.same_host);
-    if (hdr_sent) inc(ctr.same_host_steered);
-  } else {
-    inc(ctr.handed_out);
-  }
-}
-
-void Engine::expire_seccomp(int64_t now) {
-  sc_adopt_pending(now);
-  for (size_t i = 0; i < sc_conns.size();) {
-    ScConn* sc = sc_conns[i];
-    if (sc->deadline <= now) kill_sc_conn(sc); else i++;
-  }
-  for (size_t i = 0; i < sc_targets.size(); i++) {
-    ScTarget* t = sc_targets[i];
-    for (size_t k = 0; k < t->outs.size();) {
-      ScOut* o = t->outs[k];
-      if (o->in_epoll && o->deadline <= now) {
-        SF_DLOG("seccomp: connect to %s:%u timed out", ip_str(o->dst).c_str(), o->dport);
-        inc(ctr.connect_failures);
-        sc_fail(o);
-      } else {
-        k++;
-      }
-    }
-    // A held accept whose caller was interrupted by a signal (or is gone) has an invalid id now.
-    for (size_t k = 0; k < t->accepts.size();) {
-      ScAccept* a = t->accepts[k];
-      if (a->check_at <= now && !id_valid(t->ev.fd, a->id)) {
-        inc(ctr.seccomp_accepts_ended);
-        sc_drop_accept(a);
-        continue;
-      }
-      if (a->check_at <= now) a->check_at = now + kAcceptCheckMs;
-      k++;
-    }
-  }
-}
-
-int64_t Engine::sc_next_deadline() const {
-  int64_t t = -1;
-  for (const ScConn* sc : sc_conns)
-    if (t < 0 || sc->deadline < t) t = sc->deadline;
-  for (const ScTarget* x : sc_targets)
-    for (const ScOut* o : x->outs)
-      if (o->in_epoll && (t < 0 || o->deadline < t)) t = o->deadline;
-  for (const ScTarget* x : sc_targets) {
-    for (const ScAccept* a : x->accepts)
-      if (t < 0 || a->check_at < t) t = a->check_at;
-    if (!x->adopt.empty()) {  // retried every 100 ms until its container is registered
-      int64_t soon = now_ms() + 100;
-      if (t < 0 || soon < t) t = soon;
-    }
-  }
-  return t;
 }
 
 }  // namespace sf

@@ -26,7 +26,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "engine.h"
+#include "seccomp_agent.h"
 #include "util.h"
 
 namespace sf {
@@ -44,7 +44,7 @@ bool send_k(int fd, sfk_msg m, int pass_fd) {
 
 }  // namespace
 
-bool Engine::attach_keeper() {
+bool SeccompAgent::attach_keeper() {
   const std::string& path = cfg.seccomp_keeper;
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
@@ -70,7 +70,7 @@ bool Engine::attach_keeper() {
   return true;
 }
 
-void Engine::detach_keeper(bool hand_back) {
+void SeccompAgent::detach_keeper(bool hand_back) {
   if (sc_keeper.fd < 0) return;
   for (size_t i = 0; i < sc_targets.size();) {
     ScTarget* t = sc_targets[i];
@@ -101,7 +101,7 @@ void Engine::detach_keeper(bool hand_back) {
   sc_free_slots.clear();
 }
 
-std::vector<int> Engine::keeper_guard() {
+std::vector<int> SeccompAgent::keeper_guard() {
   std::vector<int> v;
   if (sc_keeper.fd < 0) return v;
   // The keeper sends on accept: SFK_GUARD first when it holds a guard, else SFK_HELLO. A keeper
@@ -122,9 +122,8 @@ std::vector<int> Engine::keeper_guard() {
   return v;
 }
 
-void Engine::keeper_hold_guard() {
-  if (sc_keeper.fd < 0 || !confined()) return;
-  std::vector<int> fds = guard->fds();
+void SeccompAgent::keeper_hold_guard(const std::vector<int>& fds) {
+  if (sc_keeper.fd < 0) return;
   if (fds.empty() || fds.size() > SFK_GUARD_FDS) return;
   sfk_msg m{};
   m.magic = SFK_MAGIC;
@@ -135,13 +134,13 @@ void Engine::keeper_hold_guard() {
     logf(LOG_WARN, "confinement guard: the keeper did not take it (%s): it ends with this broker", strerror(e));
 }
 
-void Engine::keeper_drop_guard() {
+void SeccompAgent::keeper_drop_guard() {
   sfk_msg m{};
   m.type = SFK_GUARD_DROP;
   send_k(sc_keeper.fd, m, -1);
 }
 
-void Engine::on_sc_keeper() {
+void SeccompAgent::on_sc_keeper() {
   for (int k = 0; k < 256 && sc_keeper.fd >= 0; k++) {
     ssize_t size = recv(sc_keeper.fd, nullptr, 0, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
     if (size < 0 && errno == EINTR) continue;
@@ -239,9 +238,8 @@ void Engine::on_sc_keeper() {
   }
 }
 
-void Engine::keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6) {
-  l->sc_kidx = t->kidx;
-  l->sc_ino = l->steer_ino;
+void SeccompAgent::keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int real_fd, bool v6) {
+  kept_listeners[l] = KeptListener{t->kidx, l->steer_ino};
   if (sc_keeper.fd < 0 || real_fd < 0) return;
   sfk_msg m{};
   m.type = SFK_STEERED;
@@ -256,17 +254,20 @@ void Engine::keeper_steered(ScTarget* t, Listener* l, int tgid, int tfd, int rea
     logf(LOG_WARN, "seccomp: telling the keeper of %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
 }
 
-void Engine::keeper_unsteered(Listener* l) {
-  if (sc_keeper.fd < 0 || !l->sc_kidx) return;
+void SeccompAgent::listener_gone(Listener* l) {
+  auto it = kept_listeners.find(l);
+  if (it == kept_listeners.end()) return;
+  KeptListener k = it->second;
+  kept_listeners.erase(it);
+  if (sc_keeper.fd < 0 || !k.kidx) return;
   sfk_msg m{};
   m.type = SFK_UNSTEERED;
-  m.idx = l->sc_kidx;
-  m.ino = l->sc_ino;
+  m.idx = k.kidx;
+  m.ino = k.ino;
   send_k(sc_keeper.fd, m, -1);
-  l->sc_kidx = 0;
 }
 
-bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
+bool SeccompAgent::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   const sfk_msg& m = a.m;
   auto forget = [&](const char* why) {
     if (ratelimit(11)) logf(LOG_WARN, "seccomp: steered listener %s:%u of %s not taken over: %s", ip_str(m.vip).c_str(), m.port, t->id.c_str(), why);
@@ -280,7 +281,7 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   };
   Container* owner = sc_container(t);
   if (!owner) return now >= a.give_up_at ? forget("its container is not registered") : false;
-  if (!steering()) return forget("kernel steering is off");
+  if (!host.steering()) return forget("kernel steering is off");
   int copy = copy_process_fd(int(m.tgid), m.tfd);
   struct stat st;
   if (copy < 0 || fstat(copy, &st) < 0 || uint64_t(st.st_ino) != m.ino) {
@@ -293,7 +294,7 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   bool v6 = (m.flags & SFK_F_V6) != 0;
   int app_end = -1, err = 0;
   int real = fcntl(a.real_fd, F_DUPFD_CLOEXEC, 0);
-  Listener* l = real >= 0 ? take_over_steered(owner, m.vip, m.port, copy, real, &app_end, &err) : nullptr;
+  Listener* l = real >= 0 ? host.take_over_steered(owner, m.vip, m.port, copy, real, &app_end, &err) : nullptr;
   close_fd(copy);
   if (!l) {
     // EBUSY: the socket is still in the dead broker's steering map, which the kernel frees a
@@ -309,8 +310,7 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   } else {
     close_fd(app_end);
   }
-  l->sc_kidx = t->kidx;
-  l->sc_ino = m.ino;
+  kept_listeners[l] = KeptListener{t->kidx, m.ino};
   t->steered[m.ino] = ScTarget::SteeredFd{m.vip, m.port, v6};
   ScTarget::Swapped sw{m.ino, bound, 0, m.port, 0, true, v6};
   t->swapped[(uint64_t(m.tgid) << 32) | uint32_t(m.tfd)] = sw;
@@ -319,7 +319,7 @@ bool Engine::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   return true;
 }
 
-void Engine::sc_adopt_pending(int64_t now) {
+void SeccompAgent::sc_adopt_pending(int64_t now) {
   for (size_t i = 0; i < sc_targets.size(); i++) {
     ScTarget* t = sc_targets[i];
     if (t->adopt.empty()) continue;
@@ -340,7 +340,7 @@ void Engine::sc_adopt_pending(int64_t now) {
   }
 }
 
-int Engine::sc_claim_slot(ScTarget* t, const void* notif) {
+int SeccompAgent::sc_claim_slot(ScTarget* t, const void* notif) {
   if (!sc_slots || !t->kidx || sc_free_slots.empty()) return -1;
   int i = sc_free_slots.back();
   sc_free_slots.pop_back();
@@ -351,7 +351,7 @@ int Engine::sc_claim_slot(ScTarget* t, const void* notif) {
   return i;
 }
 
-void Engine::sc_release_slot(int slot) {
+void SeccompAgent::sc_release_slot(int slot) {
   if (!sc_slots || slot < 0 || slot >= SFK_SLOTS) return;
   __atomic_store_n(&sc_slots[slot].used, 0u, __ATOMIC_RELEASE);
   sc_free_slots.push_back(slot);
