@@ -31,6 +31,10 @@
         "native/addon/seccomp_state.cc",
         "native/addon/seccomp_proc.cc",
         "native/addon/seccomp_agent.cc",
+        "native/addon/seccomp_notify.cc",
+        "native/addon/seccomp_connect.cc",
+        "native/addon/seccomp_listen.cc",
+        "native/addon/seccomp_accept.cc",
         "native/addon/seccomp_keeper.cc",
         "native/addon/seccomp_host.cc",
         "native/common/fdpass.c"

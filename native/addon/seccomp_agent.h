@@ -35,6 +35,17 @@
 // epoll events of its registrations (EV_SC_*) and its timers, and tells it of listeners leaving
 // the table. The agent owns everything below and reaches the rest of the engine only through
 // SeccompHost. It runs on the engine thread (or in a JS call) with the engine mutex held.
+//
+//   seccomp_agent.cc    its socket for runc, runc's connections, targets, timers, event dispatch
+//   seccomp_state.{h,cc} runc's container state (a pure parser)
+//   seccomp_notify.cc   receiving notifications, one handler per system call, answering them;
+//                       getsockname/getpeername
+//   seccomp_connect.cc  connect(): a host connection in place of the caller's socket
+//   seccomp_listen.cc   listen(): a steered listener in place of the caller's socket
+//   seccomp_accept.cc   accept()/accept4() on one: the connection, or the call held until it comes
+//   seccomp_proc.{h,cc} the calling process: /proc readers, its memory, the notify fd's ioctls
+//   seccomp_keeper.cc   the link with slimfast-seccomp-keeper
+//   seccomp_host.cc     the engine's side: SeccompHost on the Engine, the agent in start/stop
 #pragma once
 
 #include <cstdarg>
@@ -221,7 +232,7 @@ class SeccompAgent {
   void logf(int level, const char* fmt, ...) __attribute__((format(printf, 3, 4)));
   static constexpr int kAcceptCheckMs = 200;  // how often a held accept's id is checked
 
-  // runc's connections and the targets
+  // seccomp_agent.cc: runc's connections and the targets
   Ev sc_listen{EV_SC_LISTEN};
   dev_t sc_path_dev = 0;
   ino_t sc_path_ino = 0;
@@ -238,24 +249,24 @@ class SeccompAgent {
   Container* sc_container(ScTarget* t);
   void kill_sc_target(ScTarget* t);
 
-  // notifications in, answers out
+  // seccomp_notify.cc: notifications in, answers out
   void on_sc_notify(ScTarget* t, uint32_t events);
   void sc_handle(ScTarget* t, const void* notif);  // one notification: in-flight slot, then answer
   void sc_notification(ScTarget* t, const void* notif);  // to the system call's handler
   bool sc_respond(ScTarget* t, uint64_t id, int error, bool cont);  // SECCOMP_IOCTL_NOTIF_SEND
   void sc_sockname(ScTarget* t, const void* notif, bool peer);    // getsockname / getpeername
 
-  // connect()
+  // seccomp_connect.cc
   void sc_connect_call(ScTarget* t, const void* notif);
   void on_sc_out(ScOut* o);
   void sc_finish(ScOut* o);
   void sc_fail(ScOut* o);      // answer CONTINUE
   void sc_drop_out(ScOut* o);  // no answer (target gone); closes and buries
 
-  // listen()
+  // seccomp_listen.cc
   void sc_listen_call(ScTarget* t, const void* notif);  // listen(): a steered listener
 
-  // accept()/accept4()
+  // seccomp_accept.cc
   void sc_accept_call(ScTarget* t, const void* notif);  // accept()/accept4() on one
   // One connection from the steered socket lfd into the caller: 1 answered (or the caller is
   // gone), 0 nothing queued.
