@@ -195,7 +195,7 @@ struct Container : Obj {
   // last read, and the user namespaces whose CAP_NET_BIND_SERVICE counts in it (the namespace's
   // owner and that one's ancestors, as (dev, ino)).
   std::string netns;            // path given at registration ("" : the broker's own)
-  uint64_t netns_dev = 0, netns_ino = 0;  // its identity (0: unreadable); see sc_container()
+  uint64_t netns_dev = 0, netns_ino = 0;  // its identity (0: unreadable); the seccomp agent looks it up
   uint32_t port_start = 1024;
   bool port_start_fixed = false;  // given by the caller: never read again
   int64_t port_start_read_ms = 0;
@@ -361,7 +361,7 @@ struct Engine {
   bool running_ = false;
 
   std::unordered_map<std::string, Container*> by_id;
-  uint64_t containers_gen = 0;  // bumped by every registration (sc_container() retries a miss then)
+  uint64_t containers_gen = 0;  // bumped by every registration (the seccomp agent retries a miss then)
   std::unordered_map<uint32_t, Container*> by_ip;
   std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
 

@@ -1,5 +1,6 @@
-// The broker's end of the link with slimfast-seccomp-keeper (native/keeper/keeper.c; the protocol
-// and why the keeper exists: native/include/slimfast_keeper.h).
+// The broker's end of the link with slimfast-seccomp-keeper, part of the seccomp agent
+// (seccomp_agent.h; the keeper: native/keeper/keeper.c; the protocol and why the keeper exists:
+// native/include/slimfast_keeper.h).
 //
 // Attached, the broker gets every notify fd from the keeper (SFK_TARGET) instead of from runc, and
 // serves them as the agent does. It writes each notification it receives into the shared
