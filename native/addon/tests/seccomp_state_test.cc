@@ -63,6 +63,12 @@ int main() {
                   "\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}",
                   2, "id", 0),
         "braces, brackets and escaped quotes inside skipped strings, nesting");
+  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"}}\"}},\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}", 2, "id", 0),
+        "a closing brace inside an annotation does not close it");
+  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"{[\"}},\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}", 2, "id", 0),
+        "nor does an opening one keep it open");
+  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"\\\"}\"}},\"pid\":2,\"metadata\":\"id\"}", 2, "id", -1),
+        "an escaped quote does not end a skipped string");
   {
     bool ok;
     OciState st = parse("{\"pid\":1,\"metadata\":\"x\",\"state\":{\"annotations\":{\"a\":\"b\"}}}", &ok);
