@@ -4,9 +4,11 @@
 //   odd:  the rest drives a generator of valid states (members in any order and repeated, "pid"
 //         and "metadata" and "fds" nested in "state" and its annotations, every kind of escape,
 //         blanks): the parser must find exactly the top-level members the generator put there,
-//         and no truncation of the state may parse.
+//         and no truncation of the state may parse (read from a buffer of its own length).
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -211,10 +213,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   REQUIRE(st.pid == g.pid);
   REQUIRE(st.metadata == g.metadata);
   REQUIRE(st.seccomp_index == g.seccomp_index);
-  // Truncated anywhere (the agent parses every partial read), it is not a state.
-  for (size_t cut : {g.out.size() - 1, g.out.size() / 2, g.out.size() * 3 / 4, g.out.size() * 7 / 8, size_t(mode >> 1) % g.out.size()}) {
-    sf::OciState part;
-    REQUIRE(!sf::parse_oci_state(std::string_view(g.out).substr(0, cut), &part));
+  // Truncated anywhere (the agent parses every partial read), it is not a state. Each truncation
+  // is parsed from a buffer of its own length, so that ASan sees a read past its end.
+  auto truncated_fails = [&](size_t cut) {
+    std::unique_ptr<char[]> part(new char[cut]);
+    memcpy(part.get(), g.out.data(), cut);
+    sf::OciState st_part;
+    REQUIRE(!sf::parse_oci_state(std::string_view(part.get(), cut), &st_part));
+  };
+  size_t n = g.out.size();
+  if (n <= 128) {
+    for (size_t cut = 0; cut < n; cut++) truncated_fails(cut);
+  } else {  // the last byte, and 15 cuts spread over it from where the input says
+    truncated_fails(n - 1);
+    for (size_t k = 0; k < 15; k++) truncated_fails((k * n / 15 + size_t(mode >> 1) * 7919) % n);
   }
   return 0;
 }
