@@ -133,8 +133,11 @@ export class Registry {
     if (!contains(this.subnet, ipNum)) {
       throw new ApiError('IP_OUTSIDE_SUBNET', `container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`);
     }
-    for (const other of this.byId.values()) {
-      if (other.ip === input.ip) throw new ApiError('IP_IN_USE', `IP ${input.ip} is already used by container "${other.id}"`);
+    for (const other of [...this.byId.values()]) {
+      if (other.ip !== input.ip) continue;
+      // A container whose init has exited (its exit not handled yet) no longer holds its IP.
+      if (initGone(other)) this.remove(other.id);
+      else throw new ApiError('IP_IN_USE', `IP ${input.ip} is already used by container "${other.id}"`);
     }
     const dir = this.socketDir(input.id);
     const socket = path.join(dir, 'sf.sock');

@@ -120,7 +120,7 @@ test.serial('a container in a registered namespace shares its registration; its 
   t.deepEqual(l.engine.removed, []);
 });
 
-test.serial('a restart under the same id before the exit is handled replaces the old record', (t) => {
+test.serial('a restart under the same id, or another id with the same IP, before the exit is handled replaces the old record', (t) => {
   const never: ExitWatcher = { watch: () => () => {} }; // the exit event has not arrived yet
   const l = lab(never);
   // pid 1's namespace identity does not match the recorded one: the init it names is gone.
@@ -129,6 +129,11 @@ test.serial('a restart under the same id before the exit is handled replaces the
   t.is(rec.pid, process.pid);
   t.deepEqual(l.engine.removed, ['c1']);
   t.throws(() => l.reg.add({ id: 'c1', ip: '10.9.0.3', netns: '/proc/self/ns/net', pid: process.pid }), { message: /"c1" is already registered/ }, 'a live one is not replaced');
+  // Another id with the IP of a container whose init is gone (its exit not handled yet): the IP is free.
+  l.reg.add({ id: 'old', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: 1, netnsId: 'gone:2' });
+  l.reg.add({ id: 'new', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: process.pid });
+  t.deepEqual(l.reg.list().map((c) => c.id), ['c1', 'new']);
+  t.throws(() => l.reg.add({ id: 'newer', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: process.pid }), { message: /IP 10\.9\.0\.7 is already used by container "new"/ });
 });
 
 test.serial('restore drops records whose init has exited and socket directories nobody names', async (t) => {
