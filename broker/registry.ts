@@ -72,6 +72,9 @@ export class Registry {
   private readonly shares = new Map<string, ShareRecord>();
   /** Cancels the exit watch of a registered or sharing container's init process. */
   private readonly unwatch = new Map<string, () => void>();
+  /** The socket directory's mtime once registration made its socket: a later one means a new start
+   *  of the same id claimed the directory (the spec edit touches it), which an exit must not remove. */
+  private readonly dirStamp = new Map<string, number>();
 
   /** exits: watch init processes (pid > 0) and call exited once a container was unregistered
    *  because of its init's exit. Unset: records live until removed. */
@@ -107,7 +110,7 @@ export class Registry {
     const old = this.byId.get(id) ?? this.shares.get(id);
     if (!old) return;
     if (!initGone(old)) throw new ApiError('ALREADY_REGISTERED', `container "${id}" is already registered; remove it first`);
-    this.remove(id);
+    this.release(id, 'keep'); // the same directory serves the new registration
   }
 
   /** Watches pid for exit (none: pid 0 or no watcher); throws when it has exited already. */
@@ -116,7 +119,7 @@ export class Registry {
     const cancel = this.exits.watcher.watch(pid, () => {
       this.unwatch.delete(id);
       const shared = this.shares.has(id);
-      if (this.remove(id)) this.exits?.exited(id, shared);
+      if (this.release(id, 'unclaimed')) this.exits?.exited(id, shared);
     });
     if (!cancel) throw new ApiError('INIT_EXITED', `process ${pid} of container "${id}" has exited`);
     this.unwatch.set(id, cancel);
@@ -136,7 +139,7 @@ export class Registry {
     for (const other of [...this.byId.values()]) {
       if (other.ip !== input.ip) continue;
       // A container whose init has exited (its exit not handled yet) no longer holds its IP.
-      if (initGone(other)) this.remove(other.id);
+      if (initGone(other)) this.release(other.id, 'unclaimed');
       else throw new ApiError('IP_IN_USE', `IP ${input.ip} is already used by container "${other.id}"`);
     }
     const dir = this.socketDir(input.id);
@@ -161,8 +164,17 @@ export class Registry {
       netnsId: input.netnsId ?? (input.netns ? nsIdentity(input.netns) : undefined),
     };
     this.byId.set(rec.id, rec);
+    this.stampDir(rec.id, dir);
     this.save();
     return rec;
+  }
+
+  private stampDir(id: string, dir: string): void {
+    try {
+      this.dirStamp.set(id, fs.statSync(dir).mtimeMs);
+    } catch {
+      this.dirStamp.delete(id);
+    }
   }
 
   /** The registered container whose network namespace netns is, if any. */
@@ -210,24 +222,45 @@ export class Registry {
       throw err;
     }
     this.shares.set(rec.id, rec);
+    this.stampDir(rec.id, path.dirname(rec.socket));
     this.save();
     return rec;
   }
 
+  /** Unregisters id and removes its socket directory (`slimfast container rm`, a poststop hook). */
   remove(id: string): boolean {
+    return this.release(id, 'always');
+  }
+
+  /**
+   * Unregisters id. Its socket directory goes 'always', never ('keep': a new registration of the same id
+   * takes it over), or when 'unclaimed': only its socket (or link) goes, and the directory too unless a
+   * new start of the same id has touched it since (its exit may be handled after that start's spec edit).
+   */
+  private release(id: string, dir: 'always' | 'keep' | 'unclaimed'): boolean {
     this.cancelWatch(id);
     const share = this.shares.get(id);
-    if (share) {
-      this.shares.delete(id);
-      fs.rmSync(path.dirname(share.socket), { recursive: true, force: true });
-      this.save();
-      return true;
-    }
-    const rec = this.byId.get(id);
+    const rec = share ?? this.byId.get(id);
     if (!rec) return false;
-    this.engine.removeContainer(id);
-    this.byId.delete(id);
-    fs.rmSync(path.dirname(rec.socket), { recursive: true, force: true });
+    if (share) this.shares.delete(id);
+    else {
+      this.engine.removeContainer(id);
+      this.byId.delete(id);
+    }
+    const socketDir = path.dirname(rec.socket);
+    const stamp = this.dirStamp.get(id);
+    this.dirStamp.delete(id);
+    if (dir === 'always') fs.rmSync(socketDir, { recursive: true, force: true });
+    else if (dir === 'unclaimed') {
+      let claimed = false;
+      try {
+        claimed = stamp === undefined || fs.statSync(socketDir).mtimeMs !== stamp;
+      } catch {
+        // gone already
+      }
+      fs.rmSync(rec.socket, { force: true });
+      if (!claimed) fs.rmSync(socketDir, { recursive: true, force: true });
+    }
     this.save();
     return true;
   }

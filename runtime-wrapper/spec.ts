@@ -168,7 +168,13 @@ export function writeFileKeepingMode(file: string, text: string, fallbackMode = 
  * differs, atomically and world-readable: running containers keep the inode they mounted.
  */
 export function prepareHostPaths(ctx: Pick<Ctx, 'needDirs' | 'needFiles'>): void {
-  for (const dir of ctx.needDirs) fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  for (const dir of ctx.needDirs) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    // Claims it for this start: the broker, handling the exit of an earlier container of the same id
+    // late, then leaves the directory in place (broker/registry.ts, release).
+    const now = new Date();
+    fs.utimesSync(dir, now, now);
+  }
   for (const f of ctx.needFiles) {
     let current: string | undefined;
     try {

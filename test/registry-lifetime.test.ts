@@ -80,6 +80,28 @@ test.serial('the init process exits: the container is unregistered and its socke
   t.false(fs.existsSync(l.dir('c3')), 'nothing left of a refused registration');
 });
 
+test.serial('an exit handled after a new start of the same id touched the socket directory leaves the directory', async (t) => {
+  const l = lab(new PidfdExitWatcher());
+  const init = await initProcess();
+  const rec = l.reg.add({ id: 'web', ip: '10.9.0.2', netns: `/proc/${init.pid}/ns/net`, pid: init.pid });
+  // The next start's spec edit (runtime-wrapper/spec.ts prepareHostPaths) claims the directory first.
+  await new Promise((r) => setTimeout(r, 20));
+  const later = new Date();
+  fs.utimesSync(path.dirname(rec.socket), later, later);
+  init.kill('SIGKILL');
+  await until('web to be unregistered', () => !l.reg.get('web'));
+  t.true(fs.existsSync(path.dirname(rec.socket)), 'the new start keeps its mount source');
+  t.false(fs.existsSync(rec.socket), 'the old registration\'s socket is gone');
+  // The same id registered again while the old record is still there (its exit not handled yet):
+  // the directory is kept for the new registration.
+  const never: ExitWatcher = { watch: () => () => {} };
+  const m = lab(never);
+  const first = m.reg.add({ id: 'web', ip: '10.9.0.2', netns: '/proc/self/ns/net', pid: 1, netnsId: 'gone:3' });
+  const ino = fs.statSync(path.dirname(first.socket)).ino;
+  const second = m.reg.add({ id: 'web', ip: '10.9.0.2', netns: '/proc/self/ns/net', pid: process.pid });
+  t.is(fs.statSync(path.dirname(second.socket)).ino, ino, 'the same directory (a container may have it mounted already)');
+});
+
 test.serial('a container in a registered namespace shares its registration; its exit removes only the share', async (t) => {
   const l = lab(new PidfdExitWatcher());
   const sandbox = await initProcess();
