@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 import type { Topology } from '../lab/topology.js';
 import { buildProfile, profileErrors, textBudgetTable, textSyscallTable } from './budget.js';
 import { cpuBetween, processSeconds } from './cpu.js';

@@ -3,7 +3,7 @@
 // SlimFast. Rounds are interleaved (A B C A B C …) so that a noisy neighbour hits all paths alike.
 import path from 'node:path';
 import { execa } from 'execa';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 import type { Topology } from '../lab/topology.js';
 
 export const CLIENTS = path.join(repoRoot(), 'bench', 'clients');

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ResultPromise } from 'execa';
-import { ControlClient } from '../broker/control-client.js';
+import { ControlClient } from '../common/control-client.js';
 import { type Container, Topology } from '../lab/topology.js';
 import { CONNRATE, type ConnrateResult, ECHOD } from './measure.js';
 

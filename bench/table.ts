@@ -2,7 +2,7 @@
 // block that bench/README.md keeps (header line, table, notes).
 import fs from 'node:fs';
 import path from 'node:path';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 import { markdownBudgetTable, markdownSyscallTable } from './budget.js';
 import { type BenchResults, markdownBrokerCpuTable, markdownCpuTable, markdownTable } from './report.js';
 

@@ -1,19 +1,20 @@
 // The per-host broker: native engine (hot path) + registry + listener sync + gRPC control API.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import type { ContainerMsg } from './api-types.js';
-import { formatCidr, parseCidr, parseIp } from './cidr.js';
+import type { ContainerMsg } from '../common/api-types.js';
+import { formatCidr, parseCidr, parseIp } from '../common/cidr.js';
 import { type EngineLimits, loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
 import { readNetnsIp } from './netns.js';
 import { EtcdMembership, type EtcdStatus, type SharedClusterKey } from './etcd-membership.js';
 import { loadPeersFile, type HostEntry, type Membership } from './peers.js';
 import { loadPolicyFile, PolicyKeeper, watchPolicyFile } from './policy-source.js';
-import { serviceDefinition } from './proto.js';
-import { ApiError, REASON_KEY } from './api-errors.js';
+import { serviceDefinition } from '../common/proto.js';
+import { ApiError, REASON_KEY } from '../common/api-errors.js';
 import { PidfdExitWatcher } from './process-exit.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
-import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint } from './cluster-key.js';
-import { claimStateDir, releaseStateDir, stateLayout, type StateLayout, writeFileAtomic } from './state-dir.js';
+import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint } from '../common/cluster-key.js';
+import { stateLayout, type StateLayout } from '../common/state-dir.js';
+import { claimStateDir, releaseStateDir, writeFileAtomic } from './state-dir.js';
 import { startSeccompKeeper } from './seccomp-keeper.js';
 import { ListenerSync } from './sync.js';
 import { Logger } from './log.js';
@@ -59,7 +60,7 @@ export interface DaemonOptions {
   poolDepth?: number;
   /** false: no kernel steering (EngineOptions.steering). */
   steering?: boolean;
-  /** File holding the cluster key (broker/cluster-key.ts): headers are then signed and checked.
+  /** File holding the cluster key (common/cluster-key.ts): headers are then signed and checked.
    *  Without it, with etcd, the key every broker shares through etcd (<prefix>/cluster-key); with
    *  a peers file naming other hosts, the daemon refuses to start unless insecureHostKeys. */
   clusterKeyFile?: string;

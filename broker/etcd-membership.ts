@@ -9,9 +9,9 @@
 // other (etcd access is what makes a host a member already). It is cached in the state dir (mode
 // 600) for a start while etcd is unreachable.
 import fs from 'node:fs';
-import { keyFingerprint, newClusterKeyHex, parseHexClusterKey } from './cluster-key.js';
+import { keyFingerprint, newClusterKeyHex, parseHexClusterKey } from '../common/cluster-key.js';
 import { Etcd3, type Lease, type Watcher } from 'etcd3';
-import { type Cidr, formatCidr, parseCidr } from './cidr.js';
+import { type Cidr, formatCidr, parseCidr } from '../common/cidr.js';
 import type { HostEntry } from './peers.js';
 import { writeFileAtomic } from './state-dir.js';
 import {

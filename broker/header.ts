@@ -1,5 +1,5 @@
 // The 48-byte host connection header (native/include/slimfast_wire.h, docs/protocol.md).
-import { parseIp } from './cidr.js';
+import { parseIp } from '../common/cidr.js';
 
 export const HDR_MAGIC = 0x534c4631;
 export const HDR_VERSION = 1;

@@ -2,7 +2,7 @@
 // The addon owns the per-connection hot path on its own epoll thread; TypeScript pushes table
 // changes down and reads counters and listener tables back.
 import { createRequire } from 'node:module';
-import { installPaths } from './paths.js';
+import { installPaths } from '../common/paths.js';
 import type { EnginePolicy } from './policy.js';
 
 export interface EngineOptions {

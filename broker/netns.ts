@@ -1,17 +1,7 @@
-// Reading a container's overlay IP from its network namespace.
-import fs from 'node:fs';
-import { ApiError } from './api-errors.js';
+// Reading a container's overlay IP from its network namespace, through the addon (loaded in one place,
+// native-engine.ts). Telling namespaces apart without entering them is common/netns.ts.
+import { ApiError } from '../common/api-errors.js';
 import { loadAddon } from './native-engine.js';
-
-/** "dev:ino" of a namespace file (e.g. /proc/PID/ns/net): what tells two namespaces apart, or undefined when it cannot be read. */
-export function nsIdentity(p: string): string | undefined {
-  try {
-    const st = fs.statSync(p);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * First global-scope IPv4 address in the namespace (not loopback, not link-local). The addon reads it

@@ -1,6 +1,6 @@
 // Host membership from a static peers file: {"hosts":[{"ip":"192.168.77.1","subnet":"10.200.1.0/24"}, …]}.
 import fs from 'node:fs';
-import { type Cidr, coveringCidr, formatCidr, overlaps, parseCidr, parseIp } from './cidr.js';
+import { type Cidr, coveringCidr, formatCidr, overlaps, parseCidr, parseIp } from '../common/cidr.js';
 
 export interface HostEntry {
   ip: string;

@@ -8,7 +8,7 @@
 // The first rule that matches decides; none: the default. `from`/`to` are prefixes (a bare
 // address is a /32; "*" or left out: anywhere), `ports` is "*" (or left out: every port) or a
 // comma list of ports and ranges, "80,443,8000-8100".
-import { contains, type Cidr, formatCidr, parseCidr, parseIp } from './cidr.js';
+import { contains, type Cidr, formatCidr, parseCidr, parseIp } from '../common/cidr.js';
 
 export type Action = 'allow' | 'deny';
 

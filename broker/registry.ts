@@ -2,16 +2,16 @@
 // their lifetime: the registry watches each container's init process and unregisters the container
 // when it exits (no poststop hook needed). Containers that join a registered container's network
 // namespace share its registration (ShareRecord).
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ApiError } from './api-errors.js';
-import { contains, type Cidr, formatCidr, parseIp } from './cidr.js';
+import { ApiError } from '../common/api-errors.js';
+import { contains, type Cidr, formatCidr, parseIp } from '../common/cidr.js';
+import { nsIdentity } from '../common/netns.js';
+import { installPaths } from '../common/paths.js';
+import { containerSocketDir, type StateLayout } from '../common/state-dir.js';
 import type { NativeEngine } from './native-engine.js';
-import { nsIdentity } from './netns.js';
-import { installPaths } from './paths.js';
 import type { ExitWatcher } from './process-exit.js';
-import { type StateLayout, writeFileAtomic } from './state-dir.js';
+import { writeFileAtomic } from './state-dir.js';
 
 export interface ContainerRecord {
   id: string;
@@ -55,12 +55,6 @@ function checkId(id: string): void {
 /** Whether the process a record was taken from still runs in the recorded namespace. */
 function initGone(rec: { pid: number; netnsId?: string }): boolean {
   return rec.pid > 0 && rec.netnsId !== undefined && nsIdentity(`/proc/${rec.pid}/ns/net`) !== rec.netnsId;
-}
-
-/** The directory of a container's broker socket (also bind-mounted into the container by slimfast-runc). */
-export function containerSocketDir(layout: StateLayout, id: string): string {
-  const h = crypto.createHash('sha256').update(id).digest('hex').slice(0, 12);
-  return path.join(layout.containersDir, h);
 }
 
 export function containerEnv(rec: ContainerRecord): Record<string, string> {

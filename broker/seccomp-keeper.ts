@@ -5,8 +5,8 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { installPaths } from './paths.js';
-import type { StateLayout } from './state-dir.js';
+import { installPaths } from '../common/paths.js';
+import type { StateLayout } from '../common/state-dir.js';
 
 export interface KeeperStart {
   /** The keeper's broker socket when it runs; undefined when it could not be started. */

@@ -1,57 +1,9 @@
-// The broker's state directory: control socket, pid file, registered containers, per-container
-// broker sockets. A directory left behind by a killed daemon is taken over; one whose daemon is
-// still alive is refused.
+// The broker's hold on its state directory (common/state-dir.ts says where things are in it): claiming
+// it at start, releasing it at stop, and writing its files atomically. A directory left behind by a
+// killed daemon is taken over; one whose daemon is still alive is refused.
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-
-export interface StateLayout {
-  dir: string;
-  controlSocket: string;
-  pidFile: string;
-  containersFile: string;
-  /** Last membership seen in etcd (a start while etcd is unreachable serves it). */
-  membershipFile: string;
-  /** Last policy read from etcd (a start while etcd is unreachable enforces it). */
-  policyFile: string;
-  /** The cluster key shared through etcd, as last read there (mode 600; a start while etcd is
-   *  unreachable signs with it). */
-  clusterKeyFile: string;
-  containersDir: string;
-  /** The seccomp agent's socket: runc sends containers' seccomp notify fds there (linux.seccomp.listenerPath). */
-  seccompSocket: string;
-  /** slimfast-seccomp-keeper's socket for the broker (the keeper owns seccompSocket when it runs). */
-  seccompKeeperSocket: string;
-  /** The runtime service: slimfast-runc and slimfast-hook hand it their work (runtime-service/). */
-  runtimeSocket: string;
-}
-
-export function stateLayout(dir: string): StateLayout {
-  const abs = path.resolve(dir);
-  return {
-    dir: abs,
-    controlSocket: path.join(abs, 'slimfast.sock'),
-    pidFile: path.join(abs, 'slimfast.pid'),
-    containersFile: path.join(abs, 'containers.json'),
-    membershipFile: path.join(abs, 'membership.json'),
-    policyFile: path.join(abs, 'policy.json'),
-    clusterKeyFile: path.join(abs, 'cluster-key.json'),
-    containersDir: path.join(abs, 'containers'),
-    seccompSocket: path.join(abs, 'seccomp.sock'),
-    seccompKeeperSocket: path.join(abs, 'seccomp-keeper.sock'),
-    runtimeSocket: path.join(abs, 'runtime.sock'),
-  };
-}
-
-/** True when a process with this pid exists (EPERM: exists, not ours). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive, type StateLayout } from '../common/state-dir.js';
 
 function socketAnswers(file: string): Promise<boolean> {
   return new Promise((resolve) => {

@@ -1,6 +1,6 @@
 // Pure logic of cluster membership in etcd: the network config, the subnet lease records and how a
 // host picks its subnet. broker/etcd-membership.ts does the talking to etcd.
-import { type Cidr, contains, formatCidr, overlaps, parseCidr, parseIp } from './cidr.js';
+import { type Cidr, contains, formatCidr, overlaps, parseCidr, parseIp } from '../common/cidr.js';
 import type { HostEntry } from './peers.js';
 
 /** `<prefix>/config`: the cluster's overlay network and the size of each host's share. */

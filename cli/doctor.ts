@@ -2,6 +2,8 @@
 // concern; each gathers its facts and hands them to a pure function that decides (those are what
 // the unit tests call). Every check is bounded in time, so an unreachable etcd or a hung broker
 // costs seconds, never a hang. Exit 0 when nothing failed (warnings allowed), 1 otherwise.
+// It asks what the broker would meet, the broker's way: its addon's probes (broker/native-engine.ts)
+// and its etcd key names (broker/etcd-membership.ts) are the two things it takes from broker/.
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -9,14 +11,14 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { Etcd3 } from 'etcd3';
 import { execa } from 'execa';
-import type { HealthMsg } from '../broker/api-types.js';
-import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint, parseHexClusterKey } from '../broker/cluster-key.js';
-import { CONFIG_FILE, DEFAULT_STATE_DIR, readConfigFile, resolveStateDir } from '../broker/config-file.js';
-import { ControlClient } from '../broker/control-client.js';
 import { checkEtcdEndpoint, DEFAULT_ETCD_PREFIX, SHARED_KEY } from '../broker/etcd-membership.js';
 import { loadAddon } from '../broker/native-engine.js';
-import { installPaths } from '../broker/paths.js';
-import { pidAlive, stateLayout } from '../broker/state-dir.js';
+import type { HealthMsg } from '../common/api-types.js';
+import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint, parseHexClusterKey } from '../common/cluster-key.js';
+import { CONFIG_FILE, DEFAULT_STATE_DIR, readConfigFile, resolveStateDir } from '../common/config-file.js';
+import { ControlClient } from '../common/control-client.js';
+import { installPaths } from '../common/paths.js';
+import { pidAlive, stateLayout } from '../common/state-dir.js';
 import { resolveRunc } from '../runtime-wrapper/runc.js';
 import { printTable } from './table.js';
 

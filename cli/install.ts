@@ -3,7 +3,7 @@
 // --dry-run prints the change as a diff and writes nothing. The writers live in runtime-wrapper/install/.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { installPaths } from '../broker/paths.js';
+import { installPaths } from '../common/paths.js';
 import { type ApplyResult, type FileChange, InstallError, applyChange, describe, readIfExists } from '../runtime-wrapper/install/common.js';
 import { CONTAINERD_HINT, DEFAULT_CONTAINERD_CONFIG, planContainerd } from '../runtime-wrapper/install/containerd.js';
 import { CRIO_HINT, DEFAULT_CRIO_DROPIN, planCrio } from '../runtime-wrapper/install/crio.js';

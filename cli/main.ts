@@ -1,17 +1,10 @@
 // The `slimfast` command line (contract in the design doc: keep these commands and flags stable).
-import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { resolveStateDir } from '../broker/config-file.js';
-import type { HealthMsg } from '../broker/api-types.js';
-import { BrokerUnreachable, ControlClient } from '../broker/control-client.js';
-import { type ContainerLimits, Daemon, parseContainerLimits } from '../broker/daemon.js';
-import { parseMetricsAddress } from '../broker/metrics.js';
-import { Logger } from '../broker/log.js';
-import { installPaths } from '../broker/paths.js';
-import { stateLayout } from '../broker/state-dir.js';
-import { thisInstall } from '../runtime-service/handlers.js';
-import { RuntimeService } from '../runtime-service/server.js';
-import { DAEMON_OPTIONS, type Opts } from './daemon-options.js';
+import type { HealthMsg } from '../common/api-types.js';
+import { resolveStateDir } from '../common/config-file.js';
+import { BrokerUnreachable, ControlClient } from '../common/control-client.js';
+import { installPaths } from '../common/paths.js';
+import { UsageError, need, parse } from './args.js';
+import { daemon } from './daemon.js';
 import { DOCTOR_USAGE, doctor } from './doctor.js';
 import { INSTALL_USAGE, install } from './install.js';
 import { printTable } from './table.js';
@@ -50,106 +43,6 @@ commands:
   container ls [--state-dir DIR] [--json]      list registered containers
   paths --json                                 absolute paths of this install
 ${DOCTOR_USAGE}${INSTALL_USAGE}`;
-
-class UsageError extends Error {}
-
-function parse(args: string[], options: Opts) {
-  try {
-    return parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true }).values as Record<
-      string,
-      string | boolean | undefined
-    >;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-}
-
-function need(v: Record<string, unknown>, name: string): string {
-  const value = v[name];
-  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
-  return value;
-}
-
-function portOf(text: string): number {
-  const port = Number(text);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port must be 1-65535, got "${text}"`);
-  return port;
-}
-
-async function daemon(args: string[]): Promise<number> {
-  const v = parse(args, DAEMON_OPTIONS);
-  const intFlag = (name: string, lo: number, hi: number): number | undefined => {
-    if (v[name] === undefined) return undefined;
-    const n = Number(v[name]);
-    if (!Number.isInteger(n) || n < lo || n > hi) throw new UsageError(`--${name} must be ${lo}-${hi}, got "${String(v[name])}"`);
-    return n;
-  };
-  for (const f of ['etcd-prefix', 'cluster-cidr', 'subnet-len', 'lease-ttl']) {
-    if (v[f] !== undefined && v.etcd === undefined) throw new UsageError(`--${f} needs --etcd`);
-  }
-  const etcd = v.etcd === undefined ? undefined : {
-    endpoints: (v.etcd as string).split(',').map((e) => e.trim()).filter(Boolean),
-    prefix: v['etcd-prefix'] as string | undefined,
-    clusterCidr: v['cluster-cidr'] as string | undefined,
-    subnetLen: intFlag('subnet-len', 1, 30),
-    leaseTtl: intFlag('lease-ttl', 2, 3600),
-  };
-  if (v['cluster-key'] !== undefined && v['insecure-host-keys']) throw new UsageError('--cluster-key and --insecure-host-keys exclude each other: give every broker the key, or opt out of it');
-  if (etcd && etcd.endpoints.length === 0) throw new UsageError('--etcd needs at least one URL, e.g. --etcd http://10.0.0.5:2379');
-  if (v.metrics !== undefined) {
-    try {
-      parseMetricsAddress(v.metrics as string);
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-  }
-  let containerLimits: ContainerLimits | undefined;
-  if (v['container-limits'] !== undefined) {
-    try {
-      containerLimits = parseContainerLimits(v['container-limits'] as string);
-    } catch (err) {
-      throw new UsageError((err as Error).message);
-    }
-  }
-  const poolDepth = Number(v['pool-depth']);
-  if (!Number.isInteger(poolDepth) || poolDepth < 0 || poolDepth > 64) throw new UsageError(`--pool-depth must be 0-64 (0: no pre-established connections), got "${v['pool-depth']}"`);
-  const stateDir = resolveStateDir(v['state-dir'] as string | undefined);
-  const log = new Logger(v['log-level'] as string);
-  const d = new Daemon({
-    hostIp: need(v, 'host-ip'),
-    stateDir,
-    port: portOf(v.port as string),
-    peersFile: v.peers as string | undefined,
-    subnet: v.subnet as string | undefined,
-    logLevel: v['log-level'] as string,
-    poolDepth,
-    steering: v['no-steering'] ? false : undefined,
-    etcd,
-    clusterKeyFile: v['cluster-key'] as string | undefined,
-    insecureHostKeys: v['insecure-host-keys'] === true,
-    policyFile: v.policy === undefined ? undefined : path.resolve(v.policy as string),
-    metrics: v.metrics as string | undefined,
-    containerLimits,
-    fdLimit: intFlag('fd-limit', 256, 1 << 30),
-  }, log);
-  process.on('SIGPIPE', () => {});
-  await d.start();
-  // After the state dir is claimed. The front ends fall back to their Node.js programs without it.
-  let runtime: RuntimeService | undefined;
-  try {
-    runtime = await RuntimeService.start(stateLayout(stateDir).runtimeSocket, log, { ...thisInstall(), broker: d.containerApi() });
-  } catch (err) {
-    log.warn(`no runtime service (${(err as Error).message}): slimfast-runc and slimfast-hook start Node.js for every container`);
-  }
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  await runtime?.stop();
-  await d.stop();
-  return 0;
-}
 
 async function withClient<T>(stateDirFlag: unknown, fn: (c: ControlClient) => Promise<T>): Promise<T> {
   const client = new ControlClient(resolveStateDir(stateDirFlag as string | undefined));

@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type ResultPromise, execa } from 'execa';
 import { CONNRATE, type ConnrateResult, ECHOD, PATHS, PORTS as PORT, type PathName, median, parseConnrate } from '../bench/measure.js';
-import type { HealthMsg } from '../broker/api-types.js';
-import { installPaths } from '../broker/paths.js';
+import type { HealthMsg } from '../common/api-types.js';
+import { installPaths } from '../common/paths.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';
 

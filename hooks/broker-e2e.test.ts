@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths } from '../broker/paths.js';
+import { installPaths } from '../common/paths.js';
 import { makeBusyboxBundle } from '../runtime-wrapper/bundle-fixture.js';
 
 const P = installPaths();

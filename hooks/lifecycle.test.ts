@@ -3,10 +3,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { ApiError } from '../broker/api-errors.js';
-import { BrokerUnreachable } from '../broker/control-client.js';
-import { containerSocketDir } from '../broker/registry.js';
-import { stateLayout } from '../broker/state-dir.js';
+import { ApiError } from '../common/api-errors.js';
+import { BrokerUnreachable } from '../common/control-client.js';
+import { containerSocketDir, stateLayout } from '../common/state-dir.js';
 import { type BrokerApi, type HookDeps, createHook, poststopHook } from './lifecycle.js';
 
 interface Calls {

@@ -5,10 +5,9 @@
 // specs written before): unregister it. Both find the id in the annotation io.slimfast.id that
 // slimfast-runc or the precreate hook set, so they act only on SlimFast containers.
 import fs from 'node:fs';
-import { hasReason } from '../broker/api-errors.js';
-import { CONFIG_FILE, readConfigFile } from '../broker/config-file.js';
-import { containerSocketDir } from '../broker/registry.js';
-import { stateLayout } from '../broker/state-dir.js';
+import { hasReason } from '../common/api-errors.js';
+import { CONFIG_FILE, readConfigFile } from '../common/config-file.js';
+import { containerSocketDir, stateLayout } from '../common/state-dir.js';
 import { ANNOTATION_DISABLE, ANNOTATION_ID, isTrueAnnotation } from '../runtime-wrapper/constants.js';
 import { isHostNetns } from '../runtime-wrapper/context.js';
 import type { OciState } from './oci-state.js';
@@ -55,7 +54,7 @@ function brokerDown(deps: HookDeps, what: string, reason: string): HookOutcome {
 
 /** BrokerUnreachable, loaded only when needed: the gRPC client takes ~80 ms to load. */
 async function isUnreachable(err: unknown): Promise<boolean> {
-  const { BrokerUnreachable } = await import('../broker/control-client.js');
+  const { BrokerUnreachable } = await import('../common/control-client.js');
   return err instanceof BrokerUnreachable;
 }
 

@@ -6,7 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths } from '../broker/paths.js';
+import { installPaths } from '../common/paths.js';
 import { baseSpec } from '../runtime-wrapper/testing.js';
 
 const HOOK = installPaths().hook;

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { resolveStateDir } from '../broker/config-file.js';
+import { resolveStateDir } from '../common/config-file.js';
 import { hookTimeoutSeconds, hostNetnsCheck } from '../runtime-wrapper/context.js';
 import { writeFd } from '../runtime-wrapper/report.js';
 import { type BrokerApi, type HookDeps, type HookOutcome, allowWithoutBrokerFromConfig, createHook, poststopHook } from './lifecycle.js';
@@ -104,7 +104,7 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
       const state = parseState(input);
       const local = io.broker && path.resolve(io.broker.stateDir) === path.resolve(stateDir) ? io.broker : undefined;
       // the gRPC client takes ~80 ms to load: only when it is needed
-      const ControlClient = local ? undefined : (await import('../broker/control-client.js')).ControlClient;
+      const ControlClient = local ? undefined : (await import('../common/control-client.js')).ControlClient;
       const deps: HookDeps = {
         stateDir,
         connect: (dir) => local ?? new ControlClient!(dir, brokerDeadlineMs(io.env, timeoutS)),

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { pidAlive } from '../broker/state-dir.js';
+import { pidAlive } from '../common/state-dir.js';
 import { REAL_RUNC } from './containers.js';
 import { CriClient } from './cri.js';
 import { SHIM_SOCKET_ROOT, cgroupDirs, killAll, killQuietly, processes, rmdirWhenEmpty, safeReaddir, shimSockets, unmountUnder } from './procs.js';

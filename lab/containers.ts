@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { type ResultPromise, execa } from 'execa';
-import { installPaths } from '../broker/paths.js';
-import { pidAlive } from '../broker/state-dir.js';
+import { installPaths } from '../common/paths.js';
+import { pidAlive } from '../common/state-dir.js';
 import { killAll, rmdirWhenEmpty } from './procs.js';
 import type { Host, Topology } from './topology.js';
 

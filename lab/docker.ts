@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { pidAlive } from '../broker/state-dir.js';
+import { pidAlive } from '../common/state-dir.js';
 import { SHIM_SOCKET_ROOT, cgroupDirs, killAll, killQuietly, processes, rmdirWhenEmpty, safeReaddir, shimSockets, unmountUnder } from './procs.js';
 
 // Debian's docker.io, by path: another `docker` earlier in PATH may speak a newer API than this dockerd.

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { create as createTar } from 'tar';
-import { pidAlive } from '../broker/state-dir.js';
+import { pidAlive } from '../common/state-dir.js';
 import { unmountUnder } from './procs.js';
 
 export const PODMAN = process.env.SLIMFAST_TEST_PODMAN ?? '/usr/bin/podman';

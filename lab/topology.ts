@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { repoRoot } from '../broker/paths.js';
-import { pidAlive } from '../broker/state-dir.js';
+import { repoRoot } from '../common/paths.js';
+import { pidAlive } from '../common/state-dir.js';
 import { killNetns } from './procs.js';
 
 export const CLI = path.join(repoRoot(), 'bin', 'slimfast');

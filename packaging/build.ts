@@ -1,5 +1,5 @@
 // `npm run package`: the release tarball, release/slimfast-<version>-<platform>-<arch>.tar.gz, with one
-// top directory slimfast-<version>/ laid out as the repository is (broker/paths.ts finds every part the
+// top directory slimfast-<version>/ laid out as the repository is (common/paths.ts finds every part the
 // same way in both): the compiled JavaScript (no tests), the preload library, the addon, the launchers,
 // the demo's clients, the protocol file, and the production dependencies (the `dependencies` closure of
 // package-lock.json, copied from node_modules: no devDependencies, nothing fetched). Entries are sorted,
@@ -12,10 +12,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { create as createTar } from 'tar';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 /** Source folders whose compiled JavaScript ships (their *.test.ts stay out). */
-export const SOURCE_DIRS = ['broker', 'cli', 'hooks', 'runtime-wrapper', 'runtime-service', 'lab', 'demo', 'bench'];
+export const SOURCE_DIRS = ['common', 'broker', 'cli', 'hooks', 'runtime-wrapper', 'runtime-service', 'lab', 'demo', 'bench'];
 
 /** Built native files: where they are in the repository, where they go in the release. */
 const NATIVE: { from: string; to: string; what: string }[] = [

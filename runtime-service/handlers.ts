@@ -4,8 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { CONFIG_FILE } from '../broker/config-file.js';
-import { repoRoot } from '../broker/paths.js';
+import { CONFIG_FILE } from '../common/config-file.js';
+import { repoRoot } from '../common/paths.js';
 import { type HookIo, runHook } from '../hooks/main.js';
 import { type RuncArgs, RuncArgsError, parseRuncArgs } from '../runtime-wrapper/args.js';
 import { annotationsOf, debugLine, edit, editExecWith, stateArgs } from '../runtime-wrapper/main.js';

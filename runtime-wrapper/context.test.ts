@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths } from '../broker/paths.js';
+import { installPaths } from '../common/paths.js';
 import { buildCtx, hookTimeoutSeconds, isHostNetns } from './context.js';
 
 test('the socket directory is the broker registry\'s: STATE_DIR/containers/<12 hex of sha256(id)>', (t) => {

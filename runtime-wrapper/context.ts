@@ -1,10 +1,9 @@
 // Builds the modifiers' context from this install and the environment.
 import path from 'node:path';
-import { readConfigFile, resolveStateDir } from '../broker/config-file.js';
-import { nsIdentity } from '../broker/netns.js';
-import { installPaths } from '../broker/paths.js';
-import { containerSocketDir } from '../broker/registry.js';
-import { stateLayout } from '../broker/state-dir.js';
+import { readConfigFile, resolveStateDir } from '../common/config-file.js';
+import { nsIdentity } from '../common/netns.js';
+import { installPaths } from '../common/paths.js';
+import { containerSocketDir, stateLayout } from '../common/state-dir.js';
 import { DEFAULT_HOOK_TIMEOUT_S, FORWARDED_ENV, HOOK_PATH } from './constants.js';
 import type { Ctx } from './spec.js';
 

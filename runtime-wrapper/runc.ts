@@ -2,8 +2,8 @@
 // (never slimfast-runc itself). The C launcher (native/launcher) applies the same rules.
 import fs from 'node:fs';
 import path from 'node:path';
-import { CONFIG_FILE, readConfigFile } from '../broker/config-file.js';
-import { installPaths } from '../broker/paths.js';
+import { CONFIG_FILE, readConfigFile } from '../common/config-file.js';
+import { installPaths } from '../common/paths.js';
 
 export class RuncNotFound extends Error {}
 

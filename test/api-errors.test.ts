@@ -5,10 +5,10 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import test from 'ava';
 import * as grpc from '@grpc/grpc-js';
-import { ApiError, GRPC_STATUS, REASON_KEY, REASONS } from '../broker/api-errors.js';
-import { ControlClient } from '../broker/control-client.js';
-import { clientConstructor } from '../broker/proto.js';
-import { stateLayout } from '../broker/state-dir.js';
+import { ApiError, GRPC_STATUS, REASON_KEY, REASONS } from '../common/api-errors.js';
+import { ControlClient } from '../common/control-client.js';
+import { clientConstructor } from '../common/proto.js';
+import { stateLayout } from '../common/state-dir.js';
 import { Topology } from '../lab/topology.js';
 
 test('the status codes are gRPC\'s', (t) => {

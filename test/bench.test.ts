@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 const WORKLOADS = ['conn-1', 'conn-4', 'rr-kept', 'iperf3', 'nginx', 'memcached', 'redis-k0', 'redis-k1', 'samehost-1'];
 const PATHS = ['host', 'vxlan', 'slimfast'];

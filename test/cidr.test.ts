@@ -1,5 +1,5 @@
 import test from 'ava';
-import { contains, coveringCidr, formatCidr, formatIp, longestPrefixMatch, overlaps, parseCidr, parseIp } from '../broker/cidr.js';
+import { contains, coveringCidr, formatCidr, formatIp, longestPrefixMatch, overlaps, parseCidr, parseIp } from '../common/cidr.js';
 
 test('parses and formats IPv4 addresses', (t) => {
   t.is(parseIp('10.200.1.2'), 0x0ac80102);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
 import { CLI, Topology } from '../lab/topology.js';
-import { parseClusterKey } from '../broker/cluster-key.js';
+import { parseClusterKey } from '../common/cluster-key.js';
 import { parseContainerLimits } from '../broker/daemon.js';
 
 const cli = (args: string[], opts: { env?: Record<string, string> } = {}) =>

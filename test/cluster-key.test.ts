@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { ECHO_SERVER, type EchoRun, echoRun, PY } from './lib/apps.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
 import { connectHeader as makeConnect, expectRefused, loadSigner, REFUSALS, type Signer, sendHeader, syncHeader } from './lib/raw-header.js';
-import { parseClusterKey } from '../broker/cluster-key.js';
+import { parseClusterKey } from '../common/cluster-key.js';
 import { CLI, Topology } from '../lab/topology.js';
 
 const OUTSIDER = '192.168.77.50'; // on host 1's underlay link, but no member of the cluster

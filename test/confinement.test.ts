@@ -21,7 +21,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test, { type ExecutionContext } from 'ava';
 import { execa } from 'execa';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 import { makeBundle, RuncLab, sweepStaleRunc } from '../lab/containers.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';
 

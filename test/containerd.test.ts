@@ -11,7 +11,7 @@ import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
 import { parseConnrate } from '../bench/measure.js';
-import { installPaths, repoRoot } from '../broker/paths.js';
+import { installPaths, repoRoot } from '../common/paths.js';
 import { ANNOTATION_ID, CONTAINER_PRELOAD, CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
 import { REAL_RUNC, makeRootfs, sweepStaleRunc } from '../lab/containers.js';
 import { ContainerdLab, sweepStaleContainerd } from '../lab/containerd.js';

@@ -20,7 +20,7 @@ import path from 'node:path';
 import test from 'ava';
 import { parse as parseToml } from 'smol-toml';
 import { parseConnrate } from '../bench/measure.js';
-import { installPaths, repoRoot } from '../broker/paths.js';
+import { installPaths, repoRoot } from '../common/paths.js';
 import { ANNOTATION_DISABLE, ANNOTATION_ID, ANNOTATION_SECCOMP, CONTAINER_PRELOAD } from '../runtime-wrapper/constants.js';
 import { REAL_RUNC, makeRootfs, sweepStaleRunc } from '../lab/containers.js';
 import { CNI_BIN_DIR, CRI_NAMESPACE, ContainerdLab, sweepStaleContainerd } from '../lab/containerd.js';

@@ -2,7 +2,7 @@
 import test from 'ava';
 import { CLIENT, ECHO_SERVER, type EchoRun, echoRun, PY } from './lib/apps.js';
 import path from 'node:path';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 const REPOINT = path.join(repoRoot(), 'test', 'apps', 'repoint.py');
 import { execa } from 'execa';

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 const DEMO = path.join(repoRoot(), 'dist', 'demo', 'main.js');
 

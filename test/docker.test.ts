@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { parseConnrate } from '../bench/measure.js';
-import { installPaths, repoRoot } from '../broker/paths.js';
+import { installPaths, repoRoot } from '../common/paths.js';
 import { CONTAINER_PRELOAD, CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
 import { sweepStaleContainerd } from '../lab/containerd.js';
 import { REAL_RUNC, makeRootfs, sweepStaleRunc } from '../lab/containers.js';

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import type { HealthMsg } from '../broker/api-types.js';
+import type { HealthMsg } from '../common/api-types.js';
 import {
   brokerCheck,
   CAP_BPF,

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 test('native engine self-test passes', async (t) => {
   const script = path.join(repoRoot(), 'native', 'addon', 'tests', 'selftest.mjs');

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { CLI, type Container, type Host, Topology } from '../lab/topology.js';
 import { CLIENT, ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 import { connectHeader, expectRefused, loadSigner, sendHeader, type Signer } from './lib/raw-header.js';
-import { keyFingerprint, parseHexClusterKey } from '../broker/cluster-key.js';
+import { keyFingerprint, parseHexClusterKey } from '../common/cluster-key.js';
 
 const TTL = 3;
 const KEY = '/slimfast/v1/cluster-key';

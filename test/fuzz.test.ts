@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 const SECONDS = Number(process.env.SLIMFAST_FUZZ_SECONDS ?? 15);
 const dir = path.join(repoRoot(), 'native', 'addon', 'tests', 'fuzz');

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { buildHeader, HDR_CONNECT, HDR_LEN, HDR_MAGIC } from '../broker/header.js';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 test('header layout matches the C definition', (t) => {
   const b = buildHeader({ type: HDR_CONNECT, dstIp: '10.200.2.3', dstPort: 80, srcIp: '10.200.1.2', srcPort: 40000, nonce: 0x0102030405060708n });

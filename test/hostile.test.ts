@@ -5,7 +5,7 @@ import path from 'node:path';
 import test from 'ava';
 import { ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 import { Topology } from '../lab/topology.js';
 
 const FLOOD = path.join(repoRoot(), 'test', 'apps', 'flood.py');

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import test from 'ava';
-import { installPaths, repoRoot } from '../broker/paths.js';
+import { installPaths, repoRoot } from '../common/paths.js';
 import { DAEMON_OPTIONS } from '../cli/daemon-options.js';
 import { BROKER_CAPABILITIES } from '../cli/doctor.js';
 import { RUNTIME_NAME, planContainerd } from '../runtime-wrapper/install/containerd.js';

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { parseConnrate } from '../bench/measure.js';
-import { installPaths, repoRoot } from '../broker/paths.js';
+import { installPaths, repoRoot } from '../common/paths.js';
 import { CONTAINER_PRELOAD, CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
 import { HOOK_FILES } from '../runtime-wrapper/install/podman.js';
 import { REAL_RUNC, makeRootfs } from '../lab/containers.js';

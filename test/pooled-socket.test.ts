@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 import { Topology } from '../lab/topology.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { repoRoot } from '../broker/paths.js';
+import { repoRoot } from '../common/paths.js';
 
 const ROOT = repoRoot();
 const README = path.join(ROOT, 'README.md');

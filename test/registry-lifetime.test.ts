@@ -9,11 +9,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { parseCidr } from '../broker/cidr.js';
+import { parseCidr } from '../common/cidr.js';
 import type { NativeEngine } from '../broker/native-engine.js';
 import { type ExitWatcher, PidfdExitWatcher } from '../broker/process-exit.js';
-import { Registry, containerSocketDir } from '../broker/registry.js';
-import { type StateLayout, stateLayout } from '../broker/state-dir.js';
+import { Registry } from '../broker/registry.js';
+import { containerSocketDir, type StateLayout, stateLayout } from '../common/state-dir.js';
 
 const cleanups: (() => void)[] = [];
 test.after.always(() => {

@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { parseCidr } from '../broker/cidr.js';
+import { parseCidr } from '../common/cidr.js';
 import type { NativeEngine } from '../broker/native-engine.js';
 import { Registry } from '../broker/registry.js';
-import { stateLayout } from '../broker/state-dir.js';
+import { stateLayout } from '../common/state-dir.js';
 
 function identity(p: string): string {
   const st = fs.statSync(p);

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { installPaths } from '../broker/paths.js';
+import { installPaths } from '../common/paths.js';
 
 const run = promisify(execFile);
 const KEEPER = installPaths().seccompKeeper;

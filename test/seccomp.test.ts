@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths, repoRoot } from '../broker/paths.js';
+import { installPaths, repoRoot } from '../common/paths.js';
 import { parseConnrate } from '../bench/measure.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';

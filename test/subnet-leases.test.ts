@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseCidr } from '../broker/cidr.js';
+import { parseCidr } from '../common/cidr.js';
 import { chooseSubnet, hostsOf, parseClusterConfig, parseSubnetRecord, type SubnetLease, subnetKeyName } from '../broker/subnet-leases.js';
 
 const cfg = parseClusterConfig('{"network":"10.200.0.0/16","subnetLen":24}', 'config');

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { parse } from 'smol-toml';
-import { repoRoot } from '../../broker/paths.js';
+import { repoRoot } from '../../common/paths.js';
 import { applyChange } from './common.js';
 import { planContainerd } from './containerd.js';
 import { unifiedDiff } from './diff.js';

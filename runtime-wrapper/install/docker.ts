@@ -3,7 +3,7 @@
 // that containers get addresses in this host's SlimFast subnet. Only those members change: the rest of
 // the file is kept byte for byte.
 import { isDeepStrictEqual } from 'node:util';
-import { type Cidr, contains, formatIp, parseCidr } from '../../broker/cidr.js';
+import { type Cidr, contains, formatIp, parseCidr } from '../../common/cidr.js';
 import { detectIndent, parseLossless } from '../json-lossless.js';
 import { type FileChange, InstallError } from './common.js';
 import { setMember } from './json-edit.js';

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths } from '../../broker/paths.js';
+import { installPaths } from '../../common/paths.js';
 import { InstallError } from './common.js';
 import { planSystemd, systemdUnit, systemdWord } from './systemd.js';
 

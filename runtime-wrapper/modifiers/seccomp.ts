@@ -16,7 +16,7 @@
 // false/0/no/off (case-insensitive); anything else is an error, so a typo does not silently leave a
 // static program off SlimFast.
 import { ANNOTATION_SECCOMP, isFalseAnnotation, isTrueAnnotation } from '../constants.js';
-import { stateLayout } from '../../broker/state-dir.js';
+import { stateLayout } from '../../common/state-dir.js';
 import { type Ctx, type Spec, SpecError, type SpecModifier } from '../spec.js';
 
 /**

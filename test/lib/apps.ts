@@ -1,6 +1,6 @@
 // Paths of the test programs and small helpers to run them in containers.
 import path from 'node:path';
-import { repoRoot } from '../../broker/paths.js';
+import { repoRoot } from '../../common/paths.js';
 import type { Container, Topology } from '../../lab/topology.js';
 
 export const PY = '/usr/bin/python3';

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { repoRoot } from '../../broker/paths.js';
+import { repoRoot } from '../../common/paths.js';
 
 // js-yaml 3 (a devDependency), typed here for the one call the tests make.
 const yaml = createRequire(import.meta.url)('js-yaml') as { safeLoadAll(text: string): unknown[] };

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
 import { buildHeader, HDR_CONNECT, HDR_SYNC, KEY_HOST } from '../../broker/header.js';
-import { repoRoot } from '../../broker/paths.js';
+import { repoRoot } from '../../common/paths.js';
 import type { Host, Topology } from '../../lab/topology.js';
 import { PY } from './apps.js';
 

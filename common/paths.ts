@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository (or unpacked release) root: dist/broker/paths.js -> ../.. */
+/** The repository (or unpacked release) root: dist/common/paths.js -> ../.. */
 export function repoRoot(): string {
   const here = path.dirname(fileURLToPath(import.meta.url));
   return path.resolve(here, '..', '..');

@@ -1,7 +1,8 @@
 // The cluster key: the secret every host's header key is derived from (docs/protocol.md §2). It
 // comes from a file (`slimfast daemon --cluster-key FILE`: raw bytes, `head -c 32 /dev/urandom >
 // key`, or the same as hex text) or, in etcd mode without one, from the etcd key
-// <prefix>/cluster-key (hex text), which the first broker creates (broker/etcd-membership.ts).
+// <prefix>/cluster-key (hex text), which the first broker creates (broker/etcd-membership.ts). The
+// broker loads it; `slimfast doctor` checks the same file the same way.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 
