@@ -1,15 +1,13 @@
-// `slimfast install podman|docker|containerd|crio`: configures an engine to run containers on SlimFast.
-// Idempotent; an existing file is copied to FILE.slimfast-backup-<timestamp> before it changes;
-// --dry-run prints the change as a diff and writes nothing. The writers live in runtime-wrapper/install/.
+// `slimfast install podman|docker|containerd|crio|systemd`: configures an engine to run containers on
+// SlimFast. Idempotent; an existing file is copied to FILE.slimfast-backup-<timestamp> before it
+// changes; --dry-run prints the change as a diff and writes nothing. The engine writers are installers/,
+// each behind the same interface (installers/engine.ts); this picks one from their table.
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { installPaths } from '../common/paths.js';
-import { type ApplyResult, type FileChange, InstallError, applyChange, describe, readIfExists } from '../runtime-wrapper/install/common.js';
-import { CONTAINERD_HINT, DEFAULT_CONTAINERD_CONFIG, planContainerd } from '../runtime-wrapper/install/containerd.js';
-import { CRIO_HINT, DEFAULT_CRIO_DROPIN, planCrio } from '../runtime-wrapper/install/crio.js';
-import { DEFAULT_DOCKER_CONFIG, DOCKER_HINT, DOCKER_RESTART_HINT, planDocker } from '../runtime-wrapper/install/docker.js';
-import { PODMAN_HINT, planPodman } from '../runtime-wrapper/install/podman.js';
-import { DEFAULT_SYSTEMD_UNIT, SYSTEMD_HINT, planSystemd } from '../runtime-wrapper/install/systemd.js';
+import { InstallUsageError } from '../installers/engine.js';
+import { type ApplyResult, type FileChange, InstallError, applyChange, describe, readIfExists } from '../installers/file-change.js';
+import { ENGINE_WRITERS, engineWriter } from '../installers/index.js';
 
 export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR] [--when-annotation KEY=REGEX] [--dry-run]
                                                write SlimFast's OCI hooks (precreate, createRuntime) there
@@ -24,7 +22,10 @@ export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR]
                                                a service running the broker (restart on failure, state in /run/slimfast)
 `;
 
-const ENGINES = ['podman', 'docker', 'containerd', 'crio', 'systemd'];
+const ENGINES = ENGINE_WRITERS.map((w) => w.name);
+
+/** Flags one engine alone takes, refused for the others before a writer reads its own (in this order). */
+const ONE_ENGINE_FLAGS: [flag: string, engine: string][] = [['subnet', 'docker'], ['unit', 'systemd']];
 
 function usageError(msg: string): number {
   process.stderr.write(`slimfast install: ${msg}\n\nusage:\n${INSTALL_USAGE}`);
@@ -34,12 +35,13 @@ function usageError(msg: string): number {
 export async function install(args: string[]): Promise<number> {
   const [engine, ...restArgs] = args;
   let rest = restArgs;
-  if (!engine || !ENGINES.includes(engine)) return usageError(engine ? `unknown engine "${engine}": use ${ENGINES.join(', ')}` : 'name the engine');
+  const writer = engine ? engineWriter(engine) : undefined;
+  if (!engine || !writer) return usageError(engine ? `unknown engine "${engine}": use ${ENGINES.join(', ')}` : 'name the engine');
   let v: Record<string, string | boolean | undefined>;
   // install systemd: what follows "--" are the daemon's own flags.
   const dashes = rest.indexOf('--');
-  const daemonArgs = engine === 'systemd' && dashes >= 0 ? rest.slice(dashes + 1) : [];
-  if (engine === 'systemd' && dashes >= 0) rest = rest.slice(0, dashes);
+  const daemonArgs = writer.takesDaemonArgs && dashes >= 0 ? rest.slice(dashes + 1) : [];
+  if (writer.takesDaemonArgs && dashes >= 0) rest = rest.slice(0, dashes);
   try {
     v = parseArgs({
       args: rest,
@@ -66,48 +68,15 @@ export async function install(args: string[]): Promise<number> {
   const dryRun = v['dry-run'] === true;
   const paths = installPaths();
   let changes: FileChange[];
-  let hint: string;
   try {
-    if (engine !== 'docker' && v.subnet !== undefined) return usageError('--subnet is an option of install docker only');
-    if (engine !== 'systemd' && v.unit !== undefined) return usageError('--unit is an option of install systemd only');
-    if (engine === 'systemd') {
-      for (const bad of ['config', 'hooks-dir', 'state-dir', 'when-annotation']) if (v[bad] !== undefined) return usageError(`--${bad} is not an option of install systemd`);
-      const file = (v.unit as string | undefined) ?? DEFAULT_SYSTEMD_UNIT;
-      changes = [planSystemd(file, readIfExists(file), { node: process.execPath, cli: paths.cli, daemonArgs })];
-      hint = SYSTEMD_HINT;
-    } else if (engine === 'podman') {
-      for (const bad of ['config']) if (v[bad] !== undefined) return usageError(`--${bad} is not an option of install podman`);
-      const hooksDir = v['hooks-dir'];
-      if (typeof hooksDir !== 'string' || hooksDir === '') return usageError('install podman needs --hooks-dir DIR');
-      let whenAnnotation: [string, string] | undefined;
-      if (typeof v['when-annotation'] === 'string') {
-        const eq = v['when-annotation'].indexOf('=');
-        if (eq <= 0) return usageError('--when-annotation takes KEY=REGEX');
-        whenAnnotation = [v['when-annotation'].slice(0, eq), v['when-annotation'].slice(eq + 1)];
-      }
-      changes = planPodman(hooksDir, readIfExists, { hook: paths.hook, stateDir: v['state-dir'] as string | undefined, whenAnnotation });
-      hint = PODMAN_HINT;
-      if (!fs.existsSync(paths.hook)) process.stderr.write(`slimfast install: warning: ${paths.hook} is not built yet (npm run build)\n`);
-    } else {
-      for (const bad of ['hooks-dir', 'state-dir', 'when-annotation']) if (v[bad] !== undefined) return usageError(`--${bad} is an option of install podman only`);
-      const file =
-        (v.config as string | undefined) ?? (engine === 'docker' ? DEFAULT_DOCKER_CONFIG : engine === 'containerd' ? DEFAULT_CONTAINERD_CONFIG : DEFAULT_CRIO_DROPIN);
-      const before = readIfExists(file);
-      if (engine === 'docker') {
-        const change = planDocker(file, before, paths.runc, { subnet: v.subnet as string | undefined });
-        changes = [change];
-        hint = change.restart ? DOCKER_RESTART_HINT : DOCKER_HINT;
-        if (change.note) process.stderr.write(`slimfast install docker: ${change.note}\n`);
-      } else if (engine === 'containerd') {
-        changes = [planContainerd(file, before, paths.runc)];
-        hint = CONTAINERD_HINT;
-      } else {
-        changes = [planCrio(file, before, paths.runc)];
-        hint = CRIO_HINT;
-      }
-      if (!fs.existsSync(paths.runc)) process.stderr.write(`slimfast install: warning: ${paths.runc} is not built yet (npm run build)\n`);
-    }
+    for (const [flag, owner] of ONE_ENGINE_FLAGS) if (engine !== owner && v[flag] !== undefined) return usageError(`--${flag} is an option of install ${owner} only`);
+    const { target, opts } = writer.options({ flags: v, daemonArgs, paths, node: process.execPath });
+    changes = writer.plan(target, readIfExists, opts);
+    for (const c of changes) if (c.note) process.stderr.write(`slimfast install ${engine}: ${c.note}\n`);
+    const program = writer.runs && paths[writer.runs];
+    if (program && !fs.existsSync(program)) process.stderr.write(`slimfast install: warning: ${program} is not built yet (npm run build)\n`);
   } catch (err) {
+    if (err instanceof InstallUsageError) return usageError(err.message);
     if (err instanceof InstallError) {
       process.stderr.write(`slimfast install ${engine}: ${err.message}\n`);
       return 1;
@@ -116,6 +85,6 @@ export async function install(args: string[]): Promise<number> {
   }
   const results: ApplyResult[] = changes.map((c) => applyChange(c, { dryRun }));
   for (const r of results) process.stdout.write(`${describe(r, dryRun).replace(/\n$/, '')}\n`);
-  if (results.some((r) => r.changed)) process.stdout.write(dryRun ? '(dry run: nothing was written)\n' : `${hint}\n`);
+  if (results.some((r) => r.changed)) process.stdout.write(dryRun ? '(dry run: nothing was written)\n' : `${writer.hint(changes)}\n`);
   return 0;
 }

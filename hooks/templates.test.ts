@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { repoRoot } from '../common/paths.js';
-import { HOOK_FILES, renderHookFile } from '../runtime-wrapper/install/podman.js';
+import { HOOK_FILES, renderHookFile } from '../installers/podman.js';
 
 const DIR = path.join(repoRoot(), 'hooks', 'oci-hooks.d');
 

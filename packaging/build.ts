@@ -15,7 +15,7 @@ import { create as createTar } from 'tar';
 import { repoRoot } from '../common/paths.js';
 
 /** Source folders whose compiled JavaScript ships (their *.test.ts stay out). */
-export const SOURCE_DIRS = ['common', 'broker', 'cli', 'hooks', 'runtime-wrapper', 'runtime-service', 'lab', 'demo', 'bench'];
+export const SOURCE_DIRS = ['common', 'broker', 'cli', 'hooks', 'runtime-wrapper', 'installers', 'runtime-service', 'lab', 'demo', 'bench'];
 
 /** Built native files: where they are in the repository, where they go in the release. */
 const NATIVE: { from: string; to: string; what: string }[] = [

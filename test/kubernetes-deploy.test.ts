@@ -15,7 +15,7 @@ import test from 'ava';
 import { installPaths, repoRoot } from '../common/paths.js';
 import { DAEMON_OPTIONS } from '../cli/daemon-options.js';
 import { BROKER_CAPABILITIES } from '../cli/doctor.js';
-import { RUNTIME_NAME, planContainerd } from '../runtime-wrapper/install/containerd.js';
+import { RUNTIME_NAME, planContainerd } from '../installers/containerd.js';
 import {
   CONTAINERD_SNIPPET_FILE, DEPLOY_DIR, type K8sObject, MANIFEST_FILE, NODE_INSTALL_DIR, RUNTIME_CLASS_FILE, loadManifests, objectOf, runtimeClassHandler,
 } from './lib/kubernetes.js';

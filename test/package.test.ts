@@ -59,7 +59,7 @@ test.serial('the tarball holds the compiled code, the native parts, the launcher
   t.deepEqual(bare, [...bare].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))), 'entries are sorted');
   for (const rel of [
     'native/preload/libslimfast.so', 'build/Release/slimfast_addon.node', 'bin/slimfast', 'bin/slimfast-runc', 'bin/slimfast-hook',
-    'dist/cli/main.js', 'dist/broker/daemon.js', 'dist/common/paths.js', 'dist/runtime-wrapper/main.js', 'dist/hooks/main.js', 'dist/demo/main.js',
+    'dist/cli/main.js', 'dist/broker/daemon.js', 'dist/common/paths.js', 'dist/installers/index.js', 'dist/runtime-wrapper/main.js', 'dist/hooks/main.js', 'dist/demo/main.js',
     'proto/slimfast.proto', 'package.json', 'README.md', 'MANIFEST', 'LICENSE',
     'node_modules/@grpc/grpc-js/package.json', 'node_modules/@grpc/proto-loader/package.json', 'node_modules/etcd3/package.json',
     'node_modules/execa/package.json', 'node_modules/tar/package.json', 'node_modules/smol-toml/package.json',

@@ -12,7 +12,7 @@ import test, { type ExecutionContext } from 'ava';
 import { parseConnrate } from '../bench/measure.js';
 import { installPaths, repoRoot } from '../common/paths.js';
 import { CONTAINER_PRELOAD, CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
-import { HOOK_FILES } from '../runtime-wrapper/install/podman.js';
+import { HOOK_FILES } from '../installers/podman.js';
 import { REAL_RUNC, makeRootfs } from '../lab/containers.js';
 import { PodmanLab, type PodmanRunOptions, sweepStalePodman } from '../lab/podman.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';

@@ -4,7 +4,7 @@
 // equal the original one plus exactly the intended change, or nothing is written.
 import { isDeepStrictEqual } from 'node:util';
 import { parse as parseToml } from 'smol-toml';
-import { InstallError } from './common.js';
+import { InstallError } from './file-change.js';
 
 export interface TomlHeader {
   /** 0-based line of the header. */

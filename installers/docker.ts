@@ -3,9 +3,10 @@
 // that containers get addresses in this host's SlimFast subnet. Only those members change: the rest of
 // the file is kept byte for byte.
 import { isDeepStrictEqual } from 'node:util';
-import { type Cidr, contains, formatIp, parseCidr } from '../../common/cidr.js';
-import { detectIndent, parseLossless } from '../json-lossless.js';
-import { type FileChange, InstallError } from './common.js';
+import { type Cidr, contains, formatIp, parseCidr } from '../common/cidr.js';
+import { detectIndent, parseLossless } from '../runtime-wrapper/json-lossless.js';
+import { type EngineWriter, configFile } from './engine.js';
+import { type FileChange, InstallError } from './file-change.js';
 import { setMember } from './json-edit.js';
 
 export const DEFAULT_DOCKER_CONFIG = '/etc/docker/daemon.json';
@@ -25,8 +26,6 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 export interface DockerChange extends FileChange {
-  /** Something the user must still do for containers to be on SlimFast (printed, not written). */
-  note?: string;
   /** bip changes: dockerd must restart, a reload does not apply it. */
   restart?: boolean;
 }
@@ -107,3 +106,13 @@ export const DOCKER_SUBNET_NOTE =
   'note: Docker\'s default bridge (172.17.0.0/16) is outside SlimFast\'s subnets, so `docker run --runtime slimfast` fails at the hook until ' +
   'containers get addresses in this host\'s subnet: add --subnet "$(slimfast status --json | jq -r .health.subnet)" (sets "bip"), ' +
   'or run them on a network created with a --subnet inside it';
+
+/** `slimfast install docker [--config FILE] [--subnet CIDR]`. */
+export const dockerWriter: EngineWriter<{ runc: string; subnet?: string }> = {
+  name: 'docker',
+  defaultConfig: DEFAULT_DOCKER_CONFIG,
+  runs: 'runc',
+  options: ({ flags, paths }) => ({ target: configFile(flags, DEFAULT_DOCKER_CONFIG), opts: { runc: paths.runc, subnet: flags.subnet as string | undefined } }),
+  plan: (file, read, { runc, subnet }) => [planDocker(file, read(file), runc, { subnet })],
+  hint: (changes) => (changes.some((c) => (c as DockerChange).restart) ? DOCKER_RESTART_HINT : DOCKER_HINT),
+};

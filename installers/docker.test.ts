@@ -1,5 +1,5 @@
 import test from 'ava';
-import { InstallError } from './common.js';
+import { InstallError } from './file-change.js';
 import { DOCKER_SUBNET_NOTE, planDocker } from './docker.js';
 
 const BIN = '/opt/slimfast/bin/slimfast-runc';

@@ -2,7 +2,7 @@
 // change (--dry-run) or back the old file up and write the new one atomically.
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileKeepingMode } from '../spec.js';
+import { writeFileKeepingMode } from '../runtime-wrapper/spec.js';
 import { unifiedDiff } from './diff.js';
 
 export interface FileChange {
@@ -12,6 +12,8 @@ export interface FileChange {
   after: string;
   /** The file goes instead (one an earlier install wrote and this one does not need); after is ignored. */
   remove?: boolean;
+  /** Something the user must still do for containers to be on SlimFast (printed, not written). */
+  note?: string;
 }
 
 export interface ApplyOptions {

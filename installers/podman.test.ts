@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { applyChange, describe, readIfExists } from './common.js';
+import { applyChange, describe, readIfExists } from './file-change.js';
 import { planPodman } from './podman.js';
 
 const HOOK = '/opt/slimfast/bin/slimfast-hook';

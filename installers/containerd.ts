@@ -6,7 +6,8 @@
 // Config version 2 (containerd 1.x, plugin "io.containerd.grpc.v1.cri") and 3 (containerd 2.x, plugin
 // "io.containerd.cri.v1.runtime") are edited as text; the result is checked with a TOML parser.
 import { isDeepStrictEqual } from 'node:util';
-import { type FileChange, InstallError } from './common.js';
+import { type EngineWriter, configFile } from './engine.js';
+import { type FileChange, InstallError } from './file-change.js';
 import { formatKey, formatValue, getPath, indentOf, insertBlock, parseTomlDoc, removeTables, verifyEdit } from './toml-edit.js';
 
 export const DEFAULT_CONTAINERD_CONFIG = '/etc/containerd/config.toml';
@@ -91,3 +92,13 @@ export function planContainerd(file: string, before: string | undefined, runcBin
 export const CONTAINERD_HINT =
   'restart containerd (systemctl restart containerd) to load it; then use runtime class "slimfast" ' +
   '(Kubernetes: a RuntimeClass with handler: slimfast, pod annotations io.slimfast.* are passed on; nerdctl: --runtime with the slimfast-runc path)';
+
+/** `slimfast install containerd [--config FILE]`. */
+export const containerdWriter: EngineWriter<{ runc: string }> = {
+  name: 'containerd',
+  defaultConfig: DEFAULT_CONTAINERD_CONFIG,
+  runs: 'runc',
+  options: ({ flags, paths }) => ({ target: configFile(flags, DEFAULT_CONTAINERD_CONFIG), opts: { runc: paths.runc } }),
+  plan: (file, read, { runc }) => [planContainerd(file, read(file), runc)],
+  hint: () => CONTAINERD_HINT,
+};

@@ -1,7 +1,8 @@
 // `slimfast install systemd -- DAEMON_FLAGS…`: a unit that runs the broker as a service, restarted
 // when it fails, with its state dir in /run/slimfast. The state dir survives restarts
 // (RuntimeDirectoryPreserve) so that a restarted broker takes over its containers' registrations.
-import { type FileChange, InstallError } from './common.js';
+import { type EngineWriter, refuseFlags } from './engine.js';
+import { type FileChange, InstallError } from './file-change.js';
 
 export const DEFAULT_SYSTEMD_UNIT = '/etc/systemd/system/slimfast.service';
 export const SYSTEMD_STATE_DIR = '/run/slimfast';
@@ -71,3 +72,16 @@ export function planSystemd(file: string, before: string | undefined, o: Systemd
 }
 
 export const SYSTEMD_HINT = 'then: systemctl daemon-reload && systemctl enable --now slimfast';
+
+/** `slimfast install systemd [--unit FILE] -- DAEMON_FLAGS…`. */
+export const systemdWriter: EngineWriter<SystemdOptions> = {
+  name: 'systemd',
+  defaultConfig: DEFAULT_SYSTEMD_UNIT,
+  takesDaemonArgs: true,
+  options: ({ flags, daemonArgs, paths, node }) => {
+    refuseFlags(flags, ['config', 'hooks-dir', 'state-dir', 'when-annotation'], (f) => `--${f} is not an option of install systemd`);
+    return { target: (flags.unit as string | undefined) ?? DEFAULT_SYSTEMD_UNIT, opts: { node, cli: paths.cli, daemonArgs } };
+  },
+  plan: (file, read, opts) => [planSystemd(file, read(file), opts)],
+  hint: () => SYSTEMD_HINT,
+};

@@ -4,12 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { parse } from 'smol-toml';
-import { repoRoot } from '../../common/paths.js';
-import { applyChange } from './common.js';
+import { repoRoot } from '../common/paths.js';
+import { applyChange } from './file-change.js';
 import { planContainerd } from './containerd.js';
 import { unifiedDiff } from './diff.js';
 
-const FIX = path.join(repoRoot(), 'runtime-wrapper', 'install', 'fixtures');
+const FIX = path.join(repoRoot(), 'installers', 'fixtures');
 const BIN = '/opt/slimfast/bin/slimfast-runc';
 const fixture = (name: string) => fs.readFileSync(path.join(FIX, name), 'utf8');
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfctrd-'));

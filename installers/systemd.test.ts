@@ -4,8 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths } from '../../common/paths.js';
-import { InstallError } from './common.js';
+import { installPaths } from '../common/paths.js';
+import { InstallError } from './file-change.js';
 import { planSystemd, systemdUnit, systemdWord } from './systemd.js';
 
 const P = installPaths();

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
-import { installPaths } from '../../common/paths.js';
+import { installPaths } from '../common/paths.js';
 
 const P = installPaths();
 const cli = (args: string[]) => spawnSync(P.cli, args, { encoding: 'utf8', timeout: 30_000 });

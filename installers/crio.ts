@@ -2,7 +2,8 @@
 // (default /etc/crio/crio.conf.d/99-slimfast.conf). An existing file is edited as text, its other tables
 // kept; the result is checked with a TOML parser.
 import { isDeepStrictEqual } from 'node:util';
-import type { FileChange } from './common.js';
+import { type EngineWriter, configFile } from './engine.js';
+import type { FileChange } from './file-change.js';
 import { formatValue, getPath, insertBlock, parseTomlDoc, removeTables, verifyEdit } from './toml-edit.js';
 
 export const DEFAULT_CRIO_DROPIN = '/etc/crio/crio.conf.d/99-slimfast.conf';
@@ -28,3 +29,13 @@ export function planCrio(file: string, before: string | undefined, runcBinary: s
 }
 
 export const CRIO_HINT = 'reload CRI-O (systemctl reload crio) to load it; then use runtime handler "slimfast" (Kubernetes: a RuntimeClass with handler: slimfast)';
+
+/** `slimfast install crio [--config FILE]`. */
+export const crioWriter: EngineWriter<{ runc: string }> = {
+  name: 'crio',
+  defaultConfig: DEFAULT_CRIO_DROPIN,
+  runs: 'runc',
+  options: ({ flags, paths }) => ({ target: configFile(flags, DEFAULT_CRIO_DROPIN), opts: { runc: paths.runc } }),
+  plan: (file, read, { runc }) => [planCrio(file, read(file), runc)],
+  hint: () => CRIO_HINT,
+};

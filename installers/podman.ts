@@ -3,9 +3,10 @@
 // stdin and takes the modified one from stdout) and createRuntime (register; the broker unregisters the
 // container when its init process exits). The poststop file earlier installs wrote is removed.
 import path from 'node:path';
-import { HOOK_PATH } from '../constants.js';
-import { hookTimeoutSeconds } from '../context.js';
-import type { FileChange } from './common.js';
+import { HOOK_PATH } from '../runtime-wrapper/constants.js';
+import { hookTimeoutSeconds } from '../runtime-wrapper/context.js';
+import { type EngineWriter, InstallUsageError, refuseFlags } from './engine.js';
+import type { FileChange } from './file-change.js';
 
 export interface PodmanOptions {
   hook: string;
@@ -64,3 +65,24 @@ function isOurHookFile(text: string): boolean {
 }
 
 export const PODMAN_HINT = 'Podman reads hooks directories at every container start: pass --hooks-dir DIR, or set hooks_dir in containers.conf, if DIR is not one of its defaults (/usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d)';
+
+/** `slimfast install podman --hooks-dir DIR [--state-dir DIR] [--when-annotation KEY=REGEX]`. */
+export const podmanWriter: EngineWriter<PodmanOptions> = {
+  name: 'podman',
+  runs: 'hook',
+  options: ({ flags, paths }) => {
+    refuseFlags(flags, ['config'], (f) => `--${f} is not an option of install podman`);
+    const hooksDir = flags['hooks-dir'];
+    if (typeof hooksDir !== 'string' || hooksDir === '') throw new InstallUsageError('install podman needs --hooks-dir DIR');
+    let whenAnnotation: [string, string] | undefined;
+    const when = flags['when-annotation'];
+    if (typeof when === 'string') {
+      const eq = when.indexOf('=');
+      if (eq <= 0) throw new InstallUsageError('--when-annotation takes KEY=REGEX');
+      whenAnnotation = [when.slice(0, eq), when.slice(eq + 1)];
+    }
+    return { target: hooksDir, opts: { hook: paths.hook, stateDir: flags['state-dir'] as string | undefined, whenAnnotation } };
+  },
+  plan: planPodman,
+  hint: () => PODMAN_HINT,
+};
