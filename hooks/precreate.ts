@@ -10,13 +10,12 @@
 // up. DRIVER is the storage driver: overlay by default, vfs, btrfs, zfs... It is recorded as the annotation
 // io.slimfast.id for the createRuntime hook.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { ANNOTATION_ID } from '../runtime-wrapper/constants.js';
 import { buildCtx } from '../runtime-wrapper/context.js';
 import { parseLossless, stringifyLossless } from '../runtime-wrapper/json-lossless.js';
-import { PRECREATE_MODIFIERS, skipReason } from '../runtime-wrapper/modifiers/index.js';
-import { type Ctx, type Spec, SpecError, applyModifiers, prepareHostPaths } from '../runtime-wrapper/spec.js';
+import { PRECREATE_MODIFIERS, putOnSlimfast } from '../runtime-wrapper/modifiers/index.js';
+import type { Ctx, Spec } from '../runtime-wrapper/spec.js';
 import { HookInputError } from './oci-state.js';
 
 // containers/storage keeps a container's files in <root or runroot>/<driver>-containers/<ID>/userdata.
@@ -57,13 +56,7 @@ export function precreate(input: string, cwd: string, env: NodeJS.ProcessEnv = p
   // A made-up id works for createRuntime, which sees the annotation, but Podman runs poststop with the
   // annotations it was given (without ours) and the real id: the real id is worth finding.
   const id = spec.annotations?.[ANNOTATION_ID] || idFromBundleDir(cwd) || idFromPodmanMounts(spec) || `sf-${crypto.randomBytes(8).toString('hex')}`;
-  const ctx = makeCtx(id);
-  const skipped = skipReason(spec, ctx);
+  const skipped = putOnSlimfast(spec, makeCtx(id), PRECREATE_MODIFIERS);
   if (skipped) return { output: input, changed: false, skipped };
-  if (!fs.existsSync(ctx.preload)) {
-    throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
-  }
-  applyModifiers(spec, ctx, PRECREATE_MODIFIERS);
-  prepareHostPaths(ctx);
   return { output: stringifyLossless(spec), changed: true };
 }

@@ -15,10 +15,10 @@ import { fileURLToPath } from 'node:url';
 import { type RuncArgs, RuncArgsError, parseRuncArgs } from './args.js';
 import { ANNOTATION_ID } from './constants.js';
 import { buildCtx } from './context.js';
-import { CREATE_MODIFIERS, EXEC_MODIFIERS, skipReason } from './modifiers/index.js';
+import { CREATE_MODIFIERS, EXEC_MODIFIERS, putOnSlimfast } from './modifiers/index.js';
 import { reportError, writeFd } from './report.js';
 import { resolveRunc } from './runc.js';
-import { type Process, type Spec, SpecError, applyModifiers, prepareHostPaths, readJsonFile, writeJsonFileAtomic } from './spec.js';
+import { type Process, type Spec, applyModifiers, readJsonFile, writeJsonFileAtomic } from './spec.js';
 
 export const EDIT_ONLY_FLAG = '--slimfast-edit-only';
 
@@ -41,14 +41,8 @@ export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = 
   const file = path.join(bundle, 'config.json');
   const loaded = readJsonFile<Spec>(file);
   const spec = loaded.value;
-  const ctx = buildCtx(id, env, runtimeNs);
-  const skipped = skipReason(spec, ctx);
+  const skipped = putOnSlimfast(spec, buildCtx(id, env, runtimeNs), CREATE_MODIFIERS);
   if (skipped) return { file, changed: false, skipped: `container ${id} stays off SlimFast: ${skipped}` };
-  if (!fs.existsSync(ctx.preload)) {
-    throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
-  }
-  applyModifiers(spec, ctx, CREATE_MODIFIERS);
-  prepareHostPaths(ctx);
   return { file, changed: writeJsonFileAtomic(loaded, spec) };
 }
 

@@ -1,5 +1,5 @@
 // The OCI runtime configuration (a bundle's config.json, or an exec --process file): read, modify by a
-// list of SpecModifiers, write back atomically with the same mode, owner and formatting. Unknown fields
+// list of SpecModifiers (each may skip the container), write back atomically with the same mode, owner and formatting. Unknown fields
 // and key order are kept (new keys go last); 64-bit integers are kept exactly.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -78,9 +78,17 @@ export interface NeededFile {
   content: string;
 }
 
-/** One change to the configuration. Applying it twice must give the same result as applying it once. */
+/**
+ * One change to the configuration. A list of them puts a container on SlimFast (modifiers/index.ts):
+ * first every modifier of the list may say that the container stays off SlimFast (skip), and only when
+ * none does are the changes made, so a skipped container's configuration is left exactly as it came.
+ */
 export interface SpecModifier {
   name: string;
+  /** Why this container stays off SlimFast (e.g. it shares the host's network namespace), or undefined. */
+  skip?(spec: Spec, ctx: Ctx): string | undefined;
+  /** Makes the change. Applying it twice must give the same result as applying it once. A change that
+   *  cannot be made throws a SpecError, whose message the runtime or Podman shows (the container fails). */
   modify(spec: Spec, ctx: Ctx): void;
 }
 
@@ -194,6 +202,15 @@ export function prepareHostPaths(ctx: Pick<Ctx, 'needDirs' | 'needFiles'>): void
       throw new SpecError(`cannot write ${f.path}, which containers bind-mount: ${(err as Error).message}`);
     }
   }
+}
+
+/** Why the container stays off SlimFast: the first reason a modifier of the list gives, or undefined. */
+export function skipReason(spec: Spec, ctx: Ctx, modifiers: readonly SpecModifier[]): string | undefined {
+  for (const m of modifiers) {
+    const why = m.skip?.(spec, ctx);
+    if (why) return why;
+  }
+  return undefined;
 }
 
 /** Applies the modifiers in order. */

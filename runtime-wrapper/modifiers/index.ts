@@ -1,6 +1,7 @@
-// The modifier lists: which changes slimfast-runc and the precreate hook make, in order.
-import { ANNOTATION_DISABLE, isTrueAnnotation } from '../constants.js';
-import type { Ctx, Spec, SpecModifier } from '../spec.js';
+// The modifier lists: which changes slimfast-runc and the precreate hook make, in order, and how a list
+// puts a container on SlimFast.
+import fs from 'node:fs';
+import { type Ctx, type Spec, SpecError, type SpecModifier, applyModifiers, prepareHostPaths, skipReason } from '../spec.js';
 import { env } from './env.js';
 import { hooks } from './hooks.js';
 import { identity } from './identity.js';
@@ -24,11 +25,19 @@ export const PRECREATE_MODIFIERS: readonly SpecModifier[] = [identity, preloadMo
 /** slimfast-runc exec --process FILE: the process environment only. */
 export const EXEC_MODIFIERS: readonly SpecModifier[] = [env];
 
-/** Why a container stays off SlimFast, or undefined when it goes on it. */
-export function skipReason(spec: Spec, ctx: Pick<Ctx, 'isHostNetns'>): string | undefined {
-  if (isTrueAnnotation(spec.annotations?.[ANNOTATION_DISABLE])) return `it is annotated ${ANNOTATION_DISABLE}=true`;
-  const netns = spec.linux?.namespaces?.find((ns) => ns.type === 'network');
-  if (!netns) return 'it shares the host network namespace (no network namespace in linux.namespaces)';
-  if (netns.path && ctx.isHostNetns(netns.path)) return `its network namespace ${netns.path} is the host's`;
+/**
+ * Puts the container on SlimFast by the list: undefined once the configuration is changed and the
+ * bind-mount sources exist, or why it stays off SlimFast (a modifier's skip; then nothing is changed,
+ * neither the configuration nor anything on the host). A missing preload library, or a change a
+ * modifier cannot make, throws a SpecError.
+ */
+export function putOnSlimfast(spec: Spec, ctx: Ctx, modifiers: readonly SpecModifier[]): string | undefined {
+  const skipped = skipReason(spec, ctx, modifiers);
+  if (skipped) return skipped;
+  if (!fs.existsSync(ctx.preload)) {
+    throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
+  }
+  applyModifiers(spec, ctx, modifiers);
+  prepareHostPaths(ctx);
   return undefined;
 }
