@@ -236,22 +236,24 @@ export class Registry {
     const share = this.shares.get(id);
     const rec = share ?? this.byId.get(id);
     if (!rec) return false;
-    if (share) this.shares.delete(id);
-    else {
-      this.engine.removeContainer(id);
-      this.byId.delete(id);
-    }
     const socketDir = path.dirname(rec.socket);
     const stamp = this.dirStamp.get(id);
     this.dirStamp.delete(id);
-    if (dir === 'always') fs.rmSync(socketDir, { recursive: true, force: true });
-    else if (dir === 'unclaimed') {
-      let claimed = false;
+    let claimed = false; // read before the engine removes the socket, which changes the mtime
+    if (dir === 'unclaimed') {
       try {
         claimed = stamp === undefined || fs.statSync(socketDir).mtimeMs !== stamp;
       } catch {
         // gone already
       }
+    }
+    if (share) this.shares.delete(id);
+    else {
+      this.engine.removeContainer(id);
+      this.byId.delete(id);
+    }
+    if (dir === 'always') fs.rmSync(socketDir, { recursive: true, force: true });
+    else if (dir === 'unclaimed') {
       fs.rmSync(rec.socket, { force: true });
       if (!claimed) fs.rmSync(socketDir, { recursive: true, force: true });
     }

@@ -326,7 +326,9 @@ export class Topology {
   }
 
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
-    const args = ['netns', 'exec', h.ns, process.execPath, this.cliPath, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
+    // SLIMFAST_LAB_NODE_ARGS: Node.js flags for the brokers (e.g. --cpu-prof --cpu-prof-dir=DIR).
+    const nodeArgs = (process.env.SLIMFAST_LAB_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+    const args = ['netns', 'exec', h.ns, process.execPath, ...nodeArgs, this.cliPath, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
       '--port', String(this.port), ...this.membershipArgs(h), ...this.keyArgs(extra),
       ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []),
       ...(this.brokerArgs?.(h) ?? []), ...extra];

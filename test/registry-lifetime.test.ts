@@ -42,7 +42,22 @@ function lab(watcher?: ExitWatcher) {
   cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
   const layout: StateLayout = stateLayout(path.join(dir, 'state'));
   fs.mkdirSync(layout.containersDir, { recursive: true });
-  const engine = { added: [] as string[], removed: [] as string[], addContainer(id: string) { this.added.push(id); }, removeContainer(id: string) { this.removed.push(id); } };
+  // Like the real engine, it makes the container's socket file and unlinks it on removal.
+  const sockets = new Map<string, string>();
+  const engine = {
+    added: [] as string[],
+    removed: [] as string[],
+    addContainer(id: string, _ip: string, socket: string) {
+      this.added.push(id);
+      fs.rmSync(socket, { force: true });
+      fs.writeFileSync(socket, '');
+      sockets.set(id, socket);
+    },
+    removeContainer(id: string) {
+      this.removed.push(id);
+      fs.rmSync(sockets.get(id) ?? '', { force: true });
+    },
+  };
   const exited: string[] = [];
   const reg = new Registry(layout, engine as unknown as NativeEngine, parseCidr('10.9.0.0/24'), watcher ? { watcher, exited: (id, shared) => exited.push(`${id}${shared ? ' (share)' : ''}`) } : undefined);
   return { reg, layout, engine, exited, dir: (id: string) => containerSocketDir(layout, id) };
