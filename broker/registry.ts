@@ -159,7 +159,7 @@ export class Registry {
     };
     this.byId.set(rec.id, rec);
     this.stampDir(rec.id, dir);
-    this.save();
+    this.writeRecord(rec);
     return rec;
   }
 
@@ -217,7 +217,7 @@ export class Registry {
     }
     this.shares.set(rec.id, rec);
     this.stampDir(rec.id, path.dirname(rec.socket));
-    this.save();
+    this.writeRecord(rec);
     return rec;
   }
 
@@ -257,14 +257,63 @@ export class Registry {
       fs.rmSync(rec.socket, { force: true });
       if (!claimed) fs.rmSync(socketDir, { recursive: true, force: true });
     }
-    this.save();
+    this.dropRecord(id);
     return true;
   }
 
-  private save(): void {
-    const doc: { containers: ContainerRecord[]; shared?: ShareRecord[] } = { containers: this.list() };
-    if (this.shares.size) doc.shared = this.shared();
-    writeFileAtomic(this.layout.containersFile, JSON.stringify(doc, null, 2) + '\n');
+  private recordFile(id: string): string {
+    return path.join(this.layout.registrationsDir, `${id}.json`);
+  }
+
+  /**
+   * One file per registration, made under a new name (never renamed over another file: ext4 writes a
+   * file out before such a rename, about 2 ms of the broker's time per registration on this machine
+   * kind's disks), so a register or an exit costs one small file, not a rewrite of every record.
+   */
+  private writeRecord(rec: ContainerRecord | ShareRecord): void {
+    const file = this.recordFile(rec.id);
+    const text = JSON.stringify(rec) + '\n';
+    try {
+      if (fs.readFileSync(file, 'utf8') === text) return; // a restore re-adding what is there
+    } catch {
+      // not there yet
+    }
+    fs.mkdirSync(this.layout.registrationsDir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(file, text);
+  }
+
+  private dropRecord(id: string): void {
+    fs.rmSync(this.recordFile(id), { force: true });
+  }
+
+  /** What an earlier broker recorded: registrations/*.json, and a containers.json of older brokers. */
+  private readSaved(log: (msg: string, fields: { container: string }) => void): { containers: ContainerRecord[]; shared: ShareRecord[] } {
+    const out: { containers: ContainerRecord[]; shared: ShareRecord[] } = { containers: [], shared: [] };
+    try {
+      const old = JSON.parse(fs.readFileSync(this.layout.containersFile, 'utf8')) as { containers?: ContainerRecord[]; shared?: ShareRecord[] };
+      out.containers.push(...(old.containers ?? []));
+      out.shared.push(...(old.shared ?? []));
+    } catch {
+      // none (or unreadable)
+    }
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(this.layout.registrationsDir).filter((n) => n.endsWith('.json'));
+    } catch {
+      // none yet
+    }
+    for (const name of names) {
+      const file = path.join(this.layout.registrationsDir, name);
+      try {
+        const rec = JSON.parse(fs.readFileSync(file, 'utf8')) as ContainerRecord | ShareRecord;
+        if ('owner' in rec) out.shared.push(rec);
+        else out.containers.push(rec);
+      } catch (err) {
+        log(`dropping unreadable registration ${file}: ${(err as Error).message}`, { container: name.replace(/\.json$/, '') });
+        fs.rmSync(file, { force: true });
+      }
+    }
+    return out;
   }
 
   /**
@@ -274,15 +323,12 @@ export class Registry {
    * no broker ran is unregistered here.
    */
   restore(log: (msg: string, fields: { container: string }) => void): void {
-    let saved: { containers?: ContainerRecord[]; shared?: ShareRecord[] } = {};
-    try {
-      saved = JSON.parse(fs.readFileSync(this.layout.containersFile, 'utf8')) as typeof saved;
-    } catch {
-      // none yet, or unreadable: nothing to restore
-    }
+    const saved = this.readSaved(log);
     const drop = (id: string, why: string) => {
       log(`dropping container ${id}: ${why}`, { container: id });
-      if (ID_RE.test(id)) fs.rmSync(this.socketDir(id), { recursive: true, force: true });
+      if (!ID_RE.test(id)) return;
+      fs.rmSync(this.socketDir(id), { recursive: true, force: true });
+      this.dropRecord(id);
     };
     const sameNs = (rec: { netns: string; netnsId?: string }) => !rec.netns || (fs.existsSync(rec.netns) && (!rec.netnsId || nsIdentity(rec.netns) === rec.netnsId));
     for (const rec of saved.containers ?? []) {
@@ -312,7 +358,7 @@ export class Registry {
       }
     }
     this.sweepOrphans(log);
-    this.save();
+    fs.rmSync(this.layout.containersFile, { force: true }); // its records are in registrations/ now
   }
 
   private sweepOrphans(log: (msg: string, fields: { container: string }) => void): void {

@@ -9,7 +9,10 @@ export interface StateLayout {
   dir: string;
   controlSocket: string;
   pidFile: string;
+  /** What brokers before registrations/ kept their registrations in (read once, then removed). */
   containersFile: string;
+  /** One file per registration (ID.json): made when a container registers, removed when it goes. */
+  registrationsDir: string;
   /** Last membership seen in etcd (a start while etcd is unreachable serves it). */
   membershipFile: string;
   /** Last policy read from etcd (a start while etcd is unreachable enforces it). */
@@ -33,6 +36,7 @@ export function stateLayout(dir: string): StateLayout {
     controlSocket: path.join(abs, 'slimfast.sock'),
     pidFile: path.join(abs, 'slimfast.pid'),
     containersFile: path.join(abs, 'containers.json'),
+    registrationsDir: path.join(abs, 'registrations'),
     membershipFile: path.join(abs, 'membership.json'),
     policyFile: path.join(abs, 'policy.json'),
     clusterKeyFile: path.join(abs, 'cluster-key.json'),

@@ -18,7 +18,7 @@ import { buildCtx } from './context.js';
 import { CREATE_MODIFIERS, EXEC_MODIFIERS, putOnSlimfast } from './modifiers/index.js';
 import { reportError, writeFd } from './report.js';
 import { resolveRunc } from './runc.js';
-import { type Process, type Spec, applyModifiers, readJsonFile, writeJsonFileAtomic } from './spec.js';
+import { type Process, type Spec, applyModifiers, readJsonFile, writeBundleFile } from './spec.js';
 
 export const EDIT_ONLY_FLAG = '--slimfast-edit-only';
 
@@ -43,7 +43,7 @@ export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = 
   const spec = loaded.value;
   const skipped = putOnSlimfast(spec, buildCtx(id, env, runtimeNs), CREATE_MODIFIERS);
   if (skipped) return { file, changed: false, skipped: `container ${id} stays off SlimFast: ${skipped}` };
-  return { file, changed: writeJsonFileAtomic(loaded, spec) };
+  return { file, changed: writeBundleFile(loaded, spec) };
 }
 
 /** `runc state ID` with the global flags that find the container. */
@@ -82,7 +82,7 @@ export function editExecWith(args: RuncArgs, annotationsFor: (id: string) => Rec
   const loaded = readJsonFile<Process>(args.process, 'exec process file');
   const wrapper: Spec = { process: loaded.value };
   applyModifiers(wrapper, buildCtx(annotations[ANNOTATION_ID], env), EXEC_MODIFIERS);
-  return { file: args.process, changed: writeJsonFileAtomic(loaded, wrapper.process) };
+  return { file: args.process, changed: writeBundleFile(loaded, wrapper.process) };
 }
 
 /** The edit step for one runc command line. */

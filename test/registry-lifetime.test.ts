@@ -84,8 +84,7 @@ test.serial('the init process exits: the container is unregistered and its socke
   t.deepEqual(l.engine.removed, ['c1']);
   t.false(fs.existsSync(path.dirname(rec.socket)));
   t.deepEqual(l.reg.list().map((c) => c.id), ['c2'], 'the other container stays');
-  const saved = JSON.parse(fs.readFileSync(l.layout.containersFile, 'utf8')) as { containers: { id: string }[] };
-  t.deepEqual(saved.containers.map((c) => c.id), ['c2']);
+  t.deepEqual(fs.readdirSync(l.layout.registrationsDir), ['c2.json'], 'one file per registration: c1\'s went with it');
   // Removed before its exit (a poststop hook, `slimfast container rm`): the watch goes with it.
   t.true(l.reg.remove('c2'));
   other.kill('SIGKILL');
@@ -184,10 +183,14 @@ test.serial('restore drops records whose init has exited and socket directories 
   await until('the process to go', () => !fs.existsSync(`/proc/${deadPid}/ns`));
   const rec = (id: string, ip: string, pid: number, netnsId: string) => ({ id, ip, netns: `/proc/${pid}/ns/net`, netnsId, pid, socket: path.join(l.dir(id), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' });
   const st = fs.statSync(`/proc/${live.pid}/ns/net`);
-  fs.writeFileSync(l.layout.containersFile, JSON.stringify({
-    containers: [rec('live', '10.9.0.2', live.pid!, `${st.dev}:${st.ino}`), rec('dead', '10.9.0.3', deadPid, `${deadId.dev}:${deadId.ino}`)],
-    shared: [{ id: 'orphaned-share', owner: 'dead', netns: deadNs, pid: deadPid, socket: path.join(l.dir('orphaned-share'), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' }],
-  }));
+  const records = [
+    rec('live', '10.9.0.2', live.pid!, `${st.dev}:${st.ino}`),
+    rec('dead', '10.9.0.3', deadPid, `${deadId.dev}:${deadId.ino}`),
+    { id: 'orphaned-share', owner: 'dead', netns: deadNs, pid: deadPid, socket: path.join(l.dir('orphaned-share'), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' },
+  ];
+  fs.mkdirSync(l.layout.registrationsDir);
+  for (const r of records) fs.writeFileSync(path.join(l.layout.registrationsDir, `${r.id}.json`), JSON.stringify(r));
+  fs.writeFileSync(path.join(l.layout.registrationsDir, 'torn.json'), '{"id": "to');
   for (const id of ['live', 'dead', 'orphaned-share', 'old-orphan', 'young-orphan']) fs.mkdirSync(l.dir(id), { recursive: true });
   const old = new Date(Date.now() - 120_000);
   fs.utimesSync(l.dir('old-orphan'), old, old);
@@ -199,6 +202,8 @@ test.serial('restore drops records whose init has exited and socket directories 
   t.true(fs.existsSync(l.dir('live')));
   t.true(fs.existsSync(l.dir('young-orphan')), 'a directory made in the last minute may be a container starting');
   t.true(logs.some((m) => /dropping container dead/.test(m)), logs.join('\n'));
+  t.true(logs.some((m) => /dropping unreadable registration .*torn\.json/.test(m)), logs.join('\n'));
+  t.deepEqual(fs.readdirSync(l.layout.registrationsDir), ['live.json'], 'the records of what was dropped are gone');
   t.true(logs.some((m) => /dropping container orphaned-share: container dead, whose registration it shared, is gone/.test(m)), logs.join('\n'));
   // The restored one is watched again.
   live.kill('SIGKILL');

@@ -50,9 +50,11 @@ test('restore keeps containers whose namespace is the same one, drops those gone
     t.deepEqual(reg.list().map((c) => c.id), ['kept', 'unrecorded']);
     t.true(logs.some((l) => /dropping container replaced: its network namespace .* is gone/.test(l)), logs.join('\n'));
     t.true(logs.some((l) => /dropping container gone/.test(l)));
-    const saved = JSON.parse(fs.readFileSync(layout.containersFile, 'utf8')) as { containers: { id: string; netnsId?: string }[] };
-    t.deepEqual(saved.containers.map((c) => c.id), ['kept', 'unrecorded']);
-    t.is(saved.containers.find((c) => c.id === 'unrecorded')?.netnsId, identity(old), 'an old record gains its identity on re-registration');
+    // containers.json (what brokers before registrations/ wrote) is read once and replaced by one file per registration.
+    t.false(fs.existsSync(layout.containersFile));
+    const saved = fs.readdirSync(layout.registrationsDir).sort().map((f) => JSON.parse(fs.readFileSync(path.join(layout.registrationsDir, f), 'utf8')) as { id: string; netnsId?: string });
+    t.deepEqual(saved.map((c) => c.id), ['kept', 'unrecorded']);
+    t.is(saved.find((c) => c.id === 'unrecorded')?.netnsId, identity(old), 'an old record gains its identity on re-registration');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
