@@ -1,11 +1,13 @@
 // `slimfast daemon`'s flags, for node:util parseArgs. Apart from cli/main.ts (which runs on import) so
 // that tests can check a command line against them, e.g. the Kubernetes DaemonSet's.
+import { SF_DEFAULT_PORT } from '../common/wire.js';
+
 export type Opts = Record<string, { type: 'string' | 'boolean'; default?: string | boolean }>;
 
 export const DAEMON_OPTIONS: Opts = {
   'host-ip': { type: 'string' },
   'state-dir': { type: 'string' },
-  port: { type: 'string', default: '4800' },
+  port: { type: 'string', default: String(SF_DEFAULT_PORT) },
   peers: { type: 'string' },
   subnet: { type: 'string' },
   'log-level': { type: 'string', default: 'info' },

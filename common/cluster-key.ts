@@ -5,9 +5,10 @@
 // broker loads it; `slimfast doctor` checks the same file the same way.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { SF_CLUSTER_KEY_MAX, SF_CLUSTER_KEY_MIN } from './wire.js';
 
-export const CLUSTER_KEY_MIN = 16;
-export const CLUSTER_KEY_MAX = 64;
+export const CLUSTER_KEY_MIN = SF_CLUSTER_KEY_MIN;
+export const CLUSTER_KEY_MAX = SF_CLUSTER_KEY_MAX;
 /** The size of a key SlimFast makes itself (etcd's shared one). */
 export const CLUSTER_KEY_NEW = 32;
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
-import { buildHeader, HDR_CONNECT, HDR_LEN, HDR_MAGIC } from '../broker/header.js';
+import { buildHeader, HDR_CONNECT, HDR_LEN, HDR_MAGIC } from './lib/header.js';
 import { repoRoot } from '../common/paths.js';
 
 test('header layout matches the C definition', (t) => {

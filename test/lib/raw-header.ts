@@ -3,7 +3,7 @@
 // test/apps/raw_header.py, and the receiving broker's refusal counters read before and after.
 import path from 'node:path';
 import type { ExecutionContext } from 'ava';
-import { buildHeader, HDR_CONNECT, HDR_SYNC, KEY_HOST } from '../../broker/header.js';
+import { buildHeader, HDR_CONNECT, HDR_SYNC, KEY_HOST } from './header.js';
 import { repoRoot } from '../../common/paths.js';
 import type { Host, Topology } from '../../lab/topology.js';
 import { PY } from './apps.js';

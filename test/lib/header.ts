@@ -1,14 +1,17 @@
-// The 48-byte host connection header (native/include/slimfast_wire.h, docs/protocol.md).
-import { parseIp } from '../common/cidr.js';
+// The 48-byte host connection header (native/include/slimfast_wire.h, docs/protocol.md), built by
+// tests that speak to a broker's reserved port themselves. The constants come from the C header
+// (common/wire.ts is generated from it).
+import { parseIp } from '../../common/cidr.js';
+import { SF_HDR_CONNECT, SF_HDR_LEN, SF_HDR_MAGIC, SF_HDR_POOLED, SF_HDR_SYNC, SF_HDR_VERSION, SF_KEY_HOST } from '../../common/wire.js';
 
-export const HDR_MAGIC = 0x534c4631;
-export const HDR_VERSION = 1;
-export const HDR_LEN = 48;
-export const HDR_CONNECT = 1;
-export const HDR_SYNC = 2;
-export const HDR_POOLED = 3;
+export const HDR_MAGIC = SF_HDR_MAGIC;
+export const HDR_VERSION = SF_HDR_VERSION;
+export const HDR_LEN = SF_HDR_LEN;
+export const HDR_CONNECT = SF_HDR_CONNECT;
+export const HDR_SYNC = SF_HDR_SYNC;
+export const HDR_POOLED = SF_HDR_POOLED;
 /** key_id of a tag made with the sending broker's own key (see NativeEngine.hostKey). */
-export const KEY_HOST = 1;
+export const KEY_HOST = SF_KEY_HOST;
 
 export interface HeaderFields {
   type: number;

@@ -1,0 +1,50 @@
+// Generated from native/include/slimfast_wire.h by native/include/wire-ts.mjs (npm run gen:wire):
+// do not edit. The header is the one source of these values; test/wire-constants.test.ts checks
+// that this file is what the script makes of it.
+
+export const SF_MSG_VERSION = 1;
+export const SF_POOLED_DEFERRED = 1;
+export const SF_POOLED_NONBLOCK = 2;
+export const SF_TOOK_EMPTY = 1;
+export const SF_TOOK_BLOCKING = 2;
+export const SF_FEAT_LISTEN_CLOSED = 1;
+export const SF_FEAT_STEER_AGAIN = 2;
+export const SF_FEAT_VIEW = 4;
+export const SF_CONNECT_POOLABLE = 1;
+export const SF_CONNECT_NOT_OURS = 2;
+export const SF_LISTEN_STEERED = 1;
+export const SF_POOL_HOLD_S = 30;
+export const SF_POOLED_SPORT_MIN = 1024;
+export const SF_HDR_MAGIC = 0x534c4631;
+export const SF_HDR_VERSION = 1;
+export const SF_HDR_LEN = 48;
+export const SF_DEFAULT_PORT = 4800;
+export const SF_KEY_NONE = 0;
+export const SF_KEY_HOST = 1;
+export const SF_HOST_KEY_LABEL_LEN = 20;
+export const SF_CLUSTER_KEY_MIN = 16;
+export const SF_CLUSTER_KEY_MAX = 64;
+export const SF_HDR_WINDOW_MS = 30000;
+export const SF_HDR_WINDOW_MIN_POOLED_MS = 25000;
+export const SF_VIEW_MAGIC = 0x53465657;
+export const SF_HELLO = 1;
+export const SF_CONNECT = 2;
+export const SF_LISTEN = 3;
+export const SF_QUERY_CHANNEL = 4;
+export const SF_POOL_TOOK = 5;
+export const SF_STEER_SOCKET = 6;
+export const SF_LISTEN_CLOSED = 7;
+export const SF_STEER_AGAIN = 8;
+export const SF_HELLO_OK = 101;
+export const SF_CONNECT_OK = 102;
+export const SF_LISTEN_OK = 103;
+export const SF_CHANNEL_INFO = 104;
+export const SF_POOL_CHANNEL = 105;
+export const SF_STEER_OK = 106;
+export const SF_LISTEN_CLOSED_OK = 107;
+export const SF_ACCEPTED = 201;
+export const SF_POOLED = 202;
+export const SF_HDR_CONNECT = 1;
+export const SF_HDR_SYNC = 2;
+export const SF_HDR_POOLED = 3;
+export const SF_HDR_DOORBELL = 4;
