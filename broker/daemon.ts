@@ -1,7 +1,7 @@
 // The per-host broker: native engine (hot path) + registry + listener sync + gRPC control API.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
-import type { ContainerMsg } from '../common/api-types.js';
+import type { ContainerMsg, RegisterRequest, SlimFastHandlers } from '../common/api-types.js';
 import { formatCidr, parseCidr, parseIp } from '../common/cidr.js';
 import { type EngineLimits, loadAddon, type EngineEvent, type NativeEngine } from './native-engine.js';
 import { readNetnsIp } from './netns.js';
@@ -139,16 +139,6 @@ function toServiceError(err: Error): grpc.ServiceError {
 
 function toMsg(rec: ContainerRecord): ContainerMsg {
   return { ...rec, env: containerEnv(rec) };
-}
-
-/** RegisterContainer's request (proto/slimfast.proto). */
-export interface RegisterRequest {
-  id: string;
-  netns: string;
-  ip?: string;
-  pid?: number;
-  /** Share the registration of a container already registered with this namespace, if any. */
-  share?: boolean;
 }
 
 /** The control API's container calls, in process. */
@@ -465,7 +455,7 @@ export class Daemon {
     };
   }
 
-  private handlers(): grpc.UntypedServiceImplementation {
+  private handlers(): SlimFastHandlers {
     const unary =
       <Req, Res>(fn: (req: Req) => Promise<Res> | Res): grpc.handleUnaryCall<Req, Res> =>
       (call, callback) => {
@@ -478,7 +468,7 @@ export class Daemon {
       };
     const { self, overlay } = this.membership;
     return {
-      health: unary(() => ({
+      Health: unary(() => ({
         ...processResources(),
         serving: true,
         hostIp: self.ip,
@@ -502,12 +492,12 @@ export class Daemon {
             containerListenersMax: l.listeners, containerPendingMax: l.pending };
         })(),
       })),
-      registerContainer: unary((req: RegisterRequest) => this.registerContainer(req)),
-      unregisterContainer: unary((req: { id: string }) => ({ removed: this.unregisterContainer(req.id) })),
-      listContainers: unary(() => ({ containers: this.registry.list().map(toMsg) })),
-      listListeners: unary(() => ({ listeners: this.engine.listeners() })),
-      getCounters: unary(() => ({ counters: this.engine.counters() })),
-      listPeers: unary(() => ({
+      RegisterContainer: unary((req) => this.registerContainer(req)),
+      UnregisterContainer: unary((req) => ({ removed: this.unregisterContainer(req.id) })),
+      ListContainers: unary(() => ({ containers: this.registry.list().map(toMsg) })),
+      ListListeners: unary(() => ({ listeners: this.engine.listeners() })),
+      GetCounters: unary(() => ({ counters: this.engine.counters() })),
+      ListPeers: unary(() => ({
         peers: this.sync.peerStates().map((p) => ({
           ip: p.peer.ip,
           subnet: p.peer.subnet,

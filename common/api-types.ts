@@ -1,62 +1,10 @@
-// Messages of proto/slimfast.proto as the TypeScript side sees them (camelCase, as proto-loader maps them).
-
-export interface ContainerMsg {
-  id: string;
-  ip: string;
-  netns: string;
-  socket: string;
-  env: Record<string, string>;
-  pid: number;
-  createdAt: string;
-}
-
-export interface HealthMsg {
-  serving: boolean;
-  hostIp: string;
-  port: number;
-  subnet: string;
-  overlay: string;
-  version: string;
-  pid: number;
-  membership: string;
-  etcdState: string;
-  etcdError: string;
-  /** "cluster key", "insecure host keys" (--insecure-host-keys with peers) or "host keys" (a lone host). */
-  headerAuth: string;
-  /** With a cluster key: "file PATH", "etcd KEY" or "etcd KEY (the copy cached in FILE: …)"; else "". */
-  clusterKeySource: string;
-  /** With a cluster key: 12 hex digits naming it (the same on every host of one cluster); else "". */
-  clusterKeyFingerprint: string;
-  /** Where the policy in force comes from and what it holds, or "none". */
-  policy: string;
-  /** "" while the confinement guard is attached; else why not (nothing is handed out then). */
-  unconfined: string;
-  uptimeSeconds: number;
-  openFds: number;
-  /** RLIMIT_NOFILE of the broker, what its engine leaves to the control plane, and the
-   *  per-container limits (0 from a broker older than these fields). */
-  fdLimit: number;
-  fdReserve: number;
-  containerConnsMax: number;
-  containerPoolsMax: number;
-  containerListenersMax: number;
-  containerPendingMax: number;
-  rssBytes: number;
-  heapTotalBytes: number;
-  heapUsedBytes: number;
-}
-
-export interface ListenerMsg {
-  ip: string;
-  port: number;
-  containerId: string;
-  channels: number;
-}
-
-export interface PeerMsg {
-  ip: string;
-  subnet: string;
-  port: number;
-  synced: boolean;
-  listeners: number;
-}
+// The control API's messages as the TypeScript side sees them: aliases of the types generated from
+// proto/slimfast.proto (common/proto-types/, npm run gen:proto), so the proto is their one source.
+// Replies are the generator's __Output types (every field present: proto-loader fills in defaults);
+// requests its input types (fields optional, as on the wire).
+export type { Container__Output as ContainerMsg } from './proto-types/slimfast/v1/Container.js';
+export type { HealthReply__Output as HealthMsg } from './proto-types/slimfast/v1/HealthReply.js';
+export type { Listener__Output as ListenerMsg } from './proto-types/slimfast/v1/Listener.js';
+export type { Peer__Output as PeerMsg } from './proto-types/slimfast/v1/Peer.js';
+export type { RegisterContainerRequest as RegisterRequest } from './proto-types/slimfast/v1/RegisterContainerRequest.js';
+export type { SlimFastClient, SlimFastHandlers } from './proto-types/slimfast/v1/SlimFast.js';

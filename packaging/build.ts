@@ -179,7 +179,7 @@ runs the demo (it also needs runc, busybox and iperf3).
 - native/preload/libslimfast.so: the library preloaded into container processes
 - build/Release/slimfast_addon.node: the broker's native addon
 - dist/: the compiled JavaScript (${SOURCE_DIRS.join(', ')})
-- proto/slimfast.proto: the broker-to-broker protocol
+- proto/slimfast.proto: the control API (gRPC on STATE_DIR/slimfast.sock)
 - hooks/oci-hooks.d/: OCI hook templates (podman)
 - bench/clients/: the demo's echo server and client
 - node_modules/: the production dependencies (${deps.length} packages):

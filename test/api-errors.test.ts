@@ -52,7 +52,7 @@ test.serial('registration refusals: reason and status code over the wire', async
     const raw = new Ctor(`unix:${stateLayout(h.stateDir).controlSocket}`, grpc.credentials.createInsecure());
     try {
       const err = await new Promise<grpc.ServiceError>((resolve) =>
-        (raw as unknown as Record<string, (req: object, cb: (e: grpc.ServiceError | null) => void) => void>).registerContainer({ id: 'c1', netns: c.netnsPath }, (e) => resolve(e!)),
+        raw.registerContainer({ id: 'c1', netns: c.netnsPath }, (e) => resolve(e!)),
       );
       t.is(err.code, grpc.status.ALREADY_EXISTS);
       t.deepEqual(err.metadata.get(REASON_KEY), ['ALREADY_REGISTERED']);
