@@ -72,7 +72,12 @@ export function buildProfile(workload: string, samples: Sample[], traced: Map<Pa
 export const BUDGET_HEAD = ['per connection', 'item', 'host', 'VXLAN', 'SlimFast', 'SlimFast − host', 'SlimFast − VXLAN'];
 export const SYSCALL_HEAD = ['process', 'syscall', 'host', 'VXLAN', 'SlimFast', 'SlimFast − host', 'SlimFast − VXLAN'];
 
-const PROCESS_LABEL: Record<ProcessRole, string> = { client: 'client (connrate)', server: 'server (echod)', broker1: 'host 1 broker', broker2: 'host 2 broker' };
+const PROCESS_LABEL: Record<ProcessRole, string> = {
+  client: 'client (connrate)',
+  server: 'server (echod)',
+  broker1: 'host 1 broker',
+  broker2: 'host 2 broker',
+};
 const CPU_LABEL: Record<CpuPart, string> = { ...PROCESS_LABEL, other: 'other lab processes', softirq: 'softirq (machine)', total: 'total' };
 const PHASE_LABEL: Record<Phase, string> = {
   connect_p50: 'connect p50 (socket, setsockopt, connect)',
@@ -103,10 +108,17 @@ export function budgetRows(prof: ProfileResult): string[][] {
   const at = (p: PathName) => prof.paths[p];
   const rows: string[][] = [];
   for (const r of PROCESSES) rows.push(line('syscalls', PROCESS_LABEL[r], (p) => at(p)?.syscalls?.[r].per_conn, calls));
-  rows.push(line('syscalls', 'all four', (p) => {
-    const s = at(p)?.syscalls;
-    return s ? PROCESSES.reduce((a, r) => a + s[r].per_conn, 0) : undefined;
-  }, calls));
+  rows.push(
+    line(
+      'syscalls',
+      'all four',
+      (p) => {
+        const s = at(p)?.syscalls;
+        return s ? PROCESSES.reduce((a, r) => a + s[r].per_conn, 0) : undefined;
+      },
+      calls,
+    ),
+  );
   for (const c of CPU_PARTS) rows.push(line('CPU µs', CPU_LABEL[c], (p) => at(p)?.cpu_us?.[c]));
   for (const ph of PHASES) rows.push(line('client µs', PHASE_LABEL[ph], (p) => at(p)?.phases_us?.[ph]));
   return rows;
@@ -119,11 +131,19 @@ export function syscallRows(prof: ProfileResult): string[][] {
     const of = (p: PathName) => prof.paths[p]?.syscalls?.[r].calls;
     const names = new Map<string, number>();
     for (const p of PATHS) for (const [name, x] of Object.entries(of(p) ?? {})) names.set(name, Math.max(names.get(name) ?? 0, x));
-    const shown = [...names].filter(([, x]) => x >= MIN_LINE).sort((a, b) => b[1] - a[1]).slice(0, MAX_LINES).map(([name]) => name);
-    for (const name of shown) rows.push(line(PROCESS_LABEL[r], name, (p) => (of(p) ? of(p)![name] ?? 0 : undefined), calls));
+    const shown = [...names]
+      .filter(([, x]) => x >= MIN_LINE)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, MAX_LINES)
+      .map(([name]) => name);
+    for (const name of shown) rows.push(line(PROCESS_LABEL[r], name, (p) => (of(p) ? (of(p)![name] ?? 0) : undefined), calls));
     const rest = (p: PathName) => {
       const c = of(p);
-      return c ? Object.entries(c).filter(([name]) => !shown.includes(name)).reduce((a, [, x]) => a + x, 0) : undefined;
+      return c
+        ? Object.entries(c)
+            .filter(([name]) => !shown.includes(name))
+            .reduce((a, [, x]) => a + x, 0)
+        : undefined;
     };
     if (PATHS.some((p) => (rest(p) ?? 0) > 0)) rows.push(line(PROCESS_LABEL[r], '(the others)', rest, calls));
   }

@@ -251,7 +251,7 @@ export class BenchLab {
    * the brokers in-process: a CLI call per poll would cost a Node start-up each.
    */
   async waitListener(ip: string, port: number, timeoutMs = 10_000): Promise<void> {
-    const owner = this.topo.hosts.findIndex((h) => ip.startsWith(h.subnet.split('.').slice(0, 3).join('.') + '.'));
+    const owner = this.topo.hosts.findIndex((h) => ip.startsWith(`${h.subnet.split('.').slice(0, 3).join('.')}.`));
     if (owner < 0) throw new Error(`${ip} is in no host's subnet`);
     const end = Date.now() + timeoutMs;
     let last = '';
@@ -264,7 +264,8 @@ export class BenchLab {
           for (const [i, c] of this.controls.entries()) {
             if (i === owner) continue;
             const peer = (await c.peers()).find((x) => x.ip === this.topo.hosts[owner].ip);
-            if (!peer?.synced || peer.listeners !== local.length) last = `host ${i + 1} has ${peer?.listeners ?? 0}/${local.length} of host ${owner + 1}'s listeners`;
+            if (!peer?.synced || peer.listeners !== local.length)
+              last = `host ${i + 1} has ${peer?.listeners ?? 0}/${local.length} of host ${owner + 1}'s listeners`;
           }
           if (!last) return;
         }

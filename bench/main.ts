@@ -49,7 +49,9 @@ interface Options {
 }
 
 function usage(): never {
-  console.error('usage: node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID,…] [--profile] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]');
+  console.error(
+    'usage: node dist/bench/main.js [--quick] [--rounds N] [--only ID,ID,…] [--profile] [--no-pin] [--insecure-host-keys] [--json-out FILE] [--svg-out FILE]',
+  );
   process.exit(2);
 }
 
@@ -94,7 +96,7 @@ function parseArgs(argv: string[]): Options {
     only ??= [PROFILED];
   }
   if (only || rounds !== undefined || !pin || hostKeys) mode = mode === 'quick' ? 'quick' : 'custom';
-  return { settings, mode, only, jsonOut, svgOut: svgOut ?? jsonOut.replace(/\.json$/, '') + '.svg', pin, hostKeys, profile };
+  return { settings, mode, only, jsonOut, svgOut: svgOut ?? `${jsonOut.replace(/\.json$/, '')}.svg`, pin, hostKeys, profile };
 }
 
 const bold = (s: string) => (process.stdout.isTTY ? `\x1b[1m${s}\x1b[0m` : s);
@@ -143,7 +145,15 @@ async function sample(lab: BenchLab, w: Workload, which: BenchPath, s: Settings,
     const vx = (await lab.vxlanPackets()) - vx0;
     const u = cpuBetween(c0, c1);
     const total = u.tasks_s + r.clientCpu_s + u.softirq_s;
-    out.cpu = { tasks_s: u.tasks_s, clients_s: r.clientCpu_s, softirq_s: u.softirq_s, total_s: total, steal_s: u.steal_s, idle_s: u.idle_s, wall_s: u.wall_s };
+    out.cpu = {
+      tasks_s: u.tasks_s,
+      clients_s: r.clientCpu_s,
+      softirq_s: u.softirq_s,
+      total_s: total,
+      steal_s: u.steal_s,
+      idle_s: u.idle_s,
+      wall_s: u.wall_s,
+    };
     if (pids) out.cpu.processes = Object.fromEntries(Object.entries(pids).map(([role, pid]) => [role, processSeconds(c0, c1, pid)]));
     out.metrics = { ...r.metrics, cpu: w.cpu === 'per_gb' ? total / (r.bytes! / 1e9) : (total * 1e6) / r.ops };
     out.ops = r.ops;
@@ -163,7 +173,8 @@ async function sample(lab: BenchLab, w: Workload, which: BenchPath, s: Settings,
     if (which === 'seccomp') {
       // every connection (completed or in flight when the sample ended) went through the agent
       const handed = out.broker.seccomp_handed!;
-      if (!(handed >= r.ops && handed <= r.ops * 1.02 + 16)) problems.push(`the seccomp agent answered ${handed} connects for ${r.ops} connections: not on the seccomp path`);
+      if (!(handed >= r.ops && handed <= r.ops * 1.02 + 16))
+        problems.push(`the seccomp agent answered ${handed} connects for ${r.ops} connections: not on the seccomp path`);
       if (!(out.broker.handed_out! >= r.ops)) problems.push(`the brokers handed off ${out.broker.handed_out} connections for ${r.ops}`);
       if (out.broker.plain_accepts! > 0) problems.push(`${out.broker.plain_accepts} connections reached a server the ordinary way (fallback)`);
     }
@@ -244,12 +255,19 @@ async function main(): Promise<number> {
   const traced = new Map<PathName, TracedRun | Error>();
   try {
     const nSeccomp = workloads.filter((w) => w.seccomp).length;
-    step(`SlimFast benchmark (${opts.mode}): ${workloads.length} workloads × 3 paths${nSeccomp ? ` (${nSeccomp} with a fourth, seccomp)` : ''} × ${s.rounds} rounds, interleaved`);
-    step(`creating two emulated hosts (network namespaces, veth underlay, VXLAN overlay between the bridges, a broker on each, ${opts.hostKeys ? 'without a cluster key: --insecure-host-keys' : 'with a cluster key'})`);
+    step(
+      `SlimFast benchmark (${opts.mode}): ${workloads.length} workloads × 3 paths${nSeccomp ? ` (${nSeccomp} with a fourth, seccomp)` : ''} × ${s.rounds} rounds, interleaved`,
+    );
+    step(
+      `creating two emulated hosts (network namespaces, veth underlay, VXLAN overlay between the bridges, a broker on each, ${opts.hostKeys ? 'without a cluster key: --insecure-host-keys' : 'with a cluster key'})`,
+    );
     try {
-      lab = await BenchLab.create((t) => {
-        topo = t;
-      }, opts.hostKeys ? 'none' : 'file');
+      lab = await BenchLab.create(
+        (t) => {
+          topo = t;
+        },
+        opts.hostKeys ? 'none' : 'file',
+      );
     } finally {
       creating = false;
     }
@@ -283,7 +301,7 @@ async function main(): Promise<number> {
           samples.get(w.id)!.push(smp);
           done++;
           const elapsed = (performance.now() - started) / 1000;
-          const left = done ? ((performance.now() - started) / done) * (total - done) / 1000 : 0;
+          const left = done ? (((performance.now() - started) / done) * (total - done)) / 1000 : 0;
           const head = `  [${String(round).padStart(2)}/${s.rounds}] ${w.id.padEnd(11)} ${which.padEnd(8)}`;
           const tailTxt = `${mmss(elapsed)} elapsed, ~${mmss(left)} left`;
           if (smp.error) process.stdout.write(`${head} ${red(`ERROR ${smp.error}`)}  ${tailTxt}\n`);
@@ -292,7 +310,9 @@ async function main(): Promise<number> {
       }
     }
     if (opts.profile) {
-      step(`profile: ${TRACED_CONNECTIONS} ${PROFILED} connections per path, the client under strace -f -c, strace attached to the server and both brokers`);
+      step(
+        `profile: ${TRACED_CONNECTIONS} ${PROFILED} connections per path, the client under strace -f -c, strace attached to the server and both brokers`,
+      );
       for (const which of PATHS) {
         if (interrupted) throw new Interrupted();
         const t = performance.now();
@@ -300,7 +320,10 @@ async function main(): Promise<number> {
         traced.set(which, r);
         const took = `${((performance.now() - t) / 1000).toFixed(1)} s`;
         if (r instanceof Error) process.stdout.write(`  ${which.padEnd(8)} ${red(`ERROR ${r.message}`)}  ${took}\n`);
-        else process.stdout.write(`  ${which.padEnd(8)} syscalls per connection: client ${fmt(r.client.per_conn)}, server ${fmt(r.server.per_conn)}, brokers ${fmt(r.broker1.per_conn)} + ${fmt(r.broker2.per_conn)}  ${took}\n`);
+        else
+          process.stdout.write(
+            `  ${which.padEnd(8)} syscalls per connection: client ${fmt(r.client.per_conn)}, server ${fmt(r.server.per_conn)}, brokers ${fmt(r.broker1.per_conn)} + ${fmt(r.broker2.per_conn)}  ${took}\n`,
+          );
       }
     }
   } catch (err) {
@@ -324,8 +347,12 @@ async function main(): Promise<number> {
     ...gitInfo(),
     mode: opts.mode,
     machine: machine(),
-    settings: { ...s, pinned: opts.pin ? 'host 1 → vCPU 0, host 2 → vCPU 1' : 'no', iperf3_server: iperf3Bound() ? 'iperf3 -s -B <IPv4>' : 'iperf3 -s (dual-stack)',
-      header_auth: opts.hostKeys ? 'insecure host keys (--insecure-host-keys)' : 'cluster key (--cluster-key)' },
+    settings: {
+      ...s,
+      pinned: opts.pin ? 'host 1 → vCPU 0, host 2 → vCPU 1' : 'no',
+      iperf3_server: iperf3Bound() ? 'iperf3 -s -B <IPv4>' : 'iperf3 -s (dual-stack)',
+      header_auth: opts.hostKeys ? 'insecure host keys (--insecure-host-keys)' : 'cluster key (--cluster-key)',
+    },
     paths: ALL_PATHS.filter((p) => workloads.some((w) => pathsOf(w).includes(p))),
     duration_s: 0,
     notes,
@@ -335,38 +362,53 @@ async function main(): Promise<number> {
   };
   if (results.profile) errors.push(...profileErrors(results.profile));
   for (const w of results.workloads) {
-    for (const p of results.paths) if (w.errors[p]) errors.push(`${w.id} over ${p}: ${w.errors[p]} errors${w.first_errors.length ? ` — ${w.first_errors.find((e) => e.startsWith(p)) ?? w.first_errors[0]}` : ''}`);
+    for (const p of results.paths)
+      if (w.errors[p])
+        errors.push(
+          `${w.id} over ${p}: ${w.errors[p]} errors${w.first_errors.length ? ` — ${w.first_errors.find((e) => e.startsWith(p)) ?? w.first_errors[0]}` : ''}`,
+        );
   }
   results.duration_s = Math.round((performance.now() - started) / 100) / 10;
 
-  console.log(`\n${bold('Results')} — medians of ${s.rounds} rounds (min–max); ratios: ratio of medians (min–max of the per-round ratios); ↓ lower is better`);
+  console.log(
+    `\n${bold('Results')} — medians of ${s.rounds} rounds (min–max); ratios: ratio of medians (min–max of the per-round ratios); ↓ lower is better`,
+  );
   console.log(textTable(results));
   console.log(`\n${bold('CPU over the whole run')} — all rounds' CPU time (both hosts, clients, brokers, softirq) over all rounds' operations`);
   console.log(textCpuTable(results));
-  console.log(`\n${bold('Broker CPU per handed-off connection')} — each host's engine thread, SlimFast samples (a handoff = a connection handed out or in)`);
+  console.log(
+    `\n${bold('Broker CPU per handed-off connection')} — each host's engine thread, SlimFast samples (a handoff = a connection handed out or in)`,
+  );
   console.log(textBrokerCpuTable(results));
   if (results.profile) {
-    console.log(`\n${bold('Per-connection budget')} — ${PROFILED}; syscalls: strace -f -c over ${TRACED_CONNECTIONS} connections (client start-up taken out); CPU: the samples above, without strace; client µs: connrate's timing`);
+    console.log(
+      `\n${bold('Per-connection budget')} — ${PROFILED}; syscalls: strace -f -c over ${TRACED_CONNECTIONS} connections (client start-up taken out); CPU: the samples above, without strace; client µs: connrate's timing`,
+    );
     console.log(textBudgetTable(results.profile));
     console.log(`\n${bold('Syscalls per connection')} — per process, the calls made at least 0.05 times per connection on some path`);
     console.log(textSyscallTable(results.profile));
   }
   console.log('\n  Paths: host = host namespace → host namespace over the veth underlay (the physical limit here);');
   console.log('  VXLAN = plain containers over the kernel VXLAN overlay; SlimFast = the same containers with the preload.');
-  console.log('  samehost-1: host = loopback in host 1, VXLAN = the two containers over host 1\'s bridge.');
+  console.log("  samehost-1: host = loopback in host 1, VXLAN = the two containers over host 1's bridge.");
   if (results.paths.includes('seccomp'))
-    console.log('  seccomp = the SlimFast container\'s client statically linked, on the broker\'s seccomp agent instead of the preload (conn-*).');
-  console.log(opts.hostKeys
-    ? '  Brokers without a cluster key (--insecure-host-keys): steered by sf_steer, headers signed with announced host keys.'
-    : '  Brokers with a cluster key (--cluster-key), as users run them: steered by sf_steer_auth (tag, source address, age and replay checked).');
-  if (opts.pin) console.log('  Each emulated host runs on its own vCPU (host 1: vCPU 0, host 2: vCPU 1); --no-pin lets the scheduler place everything.');
-  console.log('  CPU = utime+stime of every process in the lab\'s namespaces (servers, brokers, clients) + machine-wide softirq, per operation.');
+    console.log("  seccomp = the SlimFast container's client statically linked, on the broker's seccomp agent instead of the preload (conn-*).");
+  console.log(
+    opts.hostKeys
+      ? '  Brokers without a cluster key (--insecure-host-keys): steered by sf_steer, headers signed with announced host keys.'
+      : '  Brokers with a cluster key (--cluster-key), as users run them: steered by sf_steer_auth (tag, source address, age and replay checked).',
+  );
+  if (opts.pin)
+    console.log('  Each emulated host runs on its own vCPU (host 1: vCPU 0, host 2: vCPU 1); --no-pin lets the scheduler place everything.');
+  console.log("  CPU = utime+stime of every process in the lab's namespaces (servers, brokers, clients) + machine-wide softirq, per operation.");
   for (const n of notes) console.log(`  note: ${n}`);
   fs.mkdirSync(path.dirname(opts.jsonOut), { recursive: true });
-  fs.writeFileSync(opts.jsonOut, JSON.stringify(results, null, 1) + '\n');
+  fs.writeFileSync(opts.jsonOut, `${JSON.stringify(results, null, 1)}\n`);
   fs.mkdirSync(path.dirname(opts.svgOut), { recursive: true });
   fs.writeFileSync(opts.svgOut, svgChart(results));
-  step(`wrote ${path.relative(process.cwd(), opts.jsonOut) || opts.jsonOut} and ${path.relative(process.cwd(), opts.svgOut) || opts.svgOut} (${results.duration_s} s in all)`);
+  step(
+    `wrote ${path.relative(process.cwd(), opts.jsonOut) || opts.jsonOut} and ${path.relative(process.cwd(), opts.svgOut) || opts.svgOut} (${results.duration_s} s in all)`,
+  );
   if (errors.length) {
     console.error(red(`\n${errors.length} problem(s):`));
     for (const e of errors) console.error(red(`  - ${e}`));

@@ -63,16 +63,21 @@ export async function traceConnections(lab: BenchLab, which: PathName, n: number
     } catch {
       throw new Error(`connrate under strace exited with ${r.exitCode}: ${(r.stderr || r.stdout).trim().slice(-300)}`);
     }
-    if (j.errors || j.conns !== count) throw new Error(`connrate under strace made ${j.conns} of ${count} connections, ${j.errors} errors (${j.first_error})`);
+    if (j.errors || j.conns !== count)
+      throw new Error(`connrate under strace made ${j.conns} of ${count} connections, ${j.errors} errors (${j.first_error})`);
     return readSummary(out);
   };
 
   const startup = await client(1, file('client-1'));
   const e = echoConnections(lab, which, n);
-  const pids = { server: lab.findProcess(e.server, e.serverArgv), ...Object.fromEntries((await lab.brokerPids()).map((p, i) => [`broker${i + 1}`, p])) } as Record<Exclude<ProcessRole, 'client'>, number>;
+  const pids = {
+    server: lab.findProcess(e.server, e.serverArgv),
+    ...Object.fromEntries((await lab.brokerPids()).map((p, i) => [`broker${i + 1}`, p])),
+  } as Record<Exclude<ProcessRole, 'client'>, number>;
   const attached: [Exclude<ProcessRole, 'client'>, Attached][] = [];
   try {
-    for (const role of ['server', 'broker1', 'broker2'] as const) attached.push([role, await attach(pids[role], file(role), (c) => lab.topo.adopt(c))]);
+    for (const role of ['server', 'broker1', 'broker2'] as const)
+      attached.push([role, await attach(pids[role], file(role), (c) => lab.topo.adopt(c))]);
     const all = await client(n, file('client'));
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const out = { client: perConnection(all, n - 1, startup) } as TracedRun;

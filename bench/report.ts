@@ -107,7 +107,12 @@ export interface BenchResults {
 export function cpuMetric(w: Workload): MetricDef {
   return w.cpu === 'per_gb'
     ? { id: 'cpu', label: 'CPU per GB', unit: 'CPU s/GB', better: 'lower' }
-    : { id: 'cpu', label: `CPU per ${w.op}`, unit: `CPU µs/${w.op === 'connection' ? 'conn' : w.op === 'operation' ? 'op' : 'req'}`, better: 'lower' };
+    : {
+        id: 'cpu',
+        label: `CPU per ${w.op}`,
+        unit: `CPU µs/${w.op === 'connection' ? 'conn' : w.op === 'operation' ? 'op' : 'req'}`,
+        better: 'lower',
+      };
 }
 
 export function summarize(w: Workload, samples: Sample[], rounds: number): WorkloadResult {
@@ -129,7 +134,9 @@ export function summarize(w: Workload, samples: Sample[], rounds: number): Workl
     const ratios = Object.fromEntries(pairs.map(([name, a, b]) => [name, ratio(values[a], values[b])])) as MetricResult['ratios'];
     return { ...d, paths: spreads, ratios };
   });
-  const errors = Object.fromEntries(paths.map((p) => [p, samples.filter((s) => s.path === p).reduce((n, s) => n + s.errors + (s.error ? 1 : 0), 0)])) as Record<PathName, number>;
+  const errors = Object.fromEntries(
+    paths.map((p) => [p, samples.filter((s) => s.path === p).reduce((n, s) => n + s.errors + (s.error ? 1 : 0), 0)]),
+  ) as Record<PathName, number>;
   const first_errors = [...new Set(samples.filter((s) => s.error).map((s) => `${s.path}, round ${s.round}: ${s.error}`))].slice(0, 10);
   const cpu_total = Object.fromEntries(
     paths.map((p) => {
@@ -138,7 +145,18 @@ export function summarize(w: Workload, samples: Sample[], rounds: number): Workl
       const cpu_s = sum((s) => s.cpu!.total_s);
       const ops = sum((s) => s.ops);
       const per_op = w.cpu === 'per_gb' ? cpu_s / ops : (cpu_s * 1e6) / ops;
-      return [p, { cpu_s, tasks_s: sum((s) => s.cpu!.tasks_s), clients_s: sum((s) => s.cpu!.clients_s), softirq_s: sum((s) => s.cpu!.softirq_s), ops, per_op, unit: cpuMetric(w).unit }];
+      return [
+        p,
+        {
+          cpu_s,
+          tasks_s: sum((s) => s.cpu!.tasks_s),
+          clients_s: sum((s) => s.cpu!.clients_s),
+          softirq_s: sum((s) => s.cpu!.softirq_s),
+          ops,
+          per_op,
+          unit: cpuMetric(w).unit,
+        },
+      ];
     }),
   ) as WorkloadResult['cpu_total'];
   return { id: w.id, title: w.title, op: w.op, path_labels: w.labels, metrics, errors, first_errors, cpu_total, samples };
@@ -150,7 +168,8 @@ export function summarize(w: Workload, samples: Sample[], rounds: number): Workl
 const cell = (s: Spread) => (s.n === 0 ? '–' : s.n === 1 ? fmt(s.median) : `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`);
 const ocell = (s: Spread | undefined) => (s ? cell(s) : '–');
 const orcell = (s: Spread | undefined) => (s ? rcell(s) : '–');
-const rcell = (s: Spread) => (s.n === 0 || !Number.isFinite(s.median) ? '–' : s.n === 1 ? fmtRatio(s.median) : `${fmtRatio(s.median)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`);
+const rcell = (s: Spread) =>
+  s.n === 0 || !Number.isFinite(s.median) ? '–' : s.n === 1 ? fmtRatio(s.median) : `${fmtRatio(s.median)} (${s.min.toFixed(2)}–${s.max.toFixed(2)})`;
 
 /** Whether any workload of the run was measured over the seccomp path (its columns are shown then). */
 const hasSeccomp = (res: BenchResults) => res.workloads.some((w) => w.metrics.some((m) => m.paths.seccomp));
@@ -199,9 +218,21 @@ export function cpuRows(res: BenchResults): string[][] {
     const c = w.cpu_total;
     // a path whose samples all failed has no CPU per operation (0): no ratio either
     const r = (a: number, b: number) => (a > 0 && b > 0 ? fmtRatio(a / b) : '–');
-    return [w.id, c.host.unit, fmt(c.host.per_op), fmt(c.vxlan.per_op), fmt(c.slimfast.per_op),
-      r(c.slimfast.per_op, c.host.per_op), r(c.slimfast.per_op, c.vxlan.per_op), r(c.vxlan.per_op, c.host.per_op),
-      ...(sc ? (c.seccomp ? [fmt(c.seccomp.per_op), r(c.seccomp.per_op, c.host.per_op), r(c.seccomp.per_op, c.slimfast.per_op)] : ['–', '–', '–']) : [])];
+    return [
+      w.id,
+      c.host.unit,
+      fmt(c.host.per_op),
+      fmt(c.vxlan.per_op),
+      fmt(c.slimfast.per_op),
+      r(c.slimfast.per_op, c.host.per_op),
+      r(c.slimfast.per_op, c.vxlan.per_op),
+      r(c.vxlan.per_op, c.host.per_op),
+      ...(sc
+        ? c.seccomp
+          ? [fmt(c.seccomp.per_op), r(c.seccomp.per_op, c.host.per_op), r(c.seccomp.per_op, c.slimfast.per_op)]
+          : ['–', '–', '–']
+        : []),
+    ];
   });
 }
 
@@ -211,8 +242,8 @@ export function aligned(head: string[], body: string[][], dedupeFirst: boolean):
   const rows = [head, ...body];
   const len = (c: string) => [...c].length;
   const widths = head.map((_, i) => Math.max(...rows.map((r) => len(r[i]))));
-  const line = (r: string[]) => '  ' + r.map((c, i) => (i >= 2 ? ' '.repeat(widths[i] - len(c)) + c : c + ' '.repeat(widths[i] - len(c)))).join('  ');
-  const out = [line(head), '  ' + widths.map((w) => '─'.repeat(w)).join('  ')];
+  const line = (r: string[]) => `  ${r.map((c, i) => (i >= 2 ? ' '.repeat(widths[i] - len(c)) + c : c + ' '.repeat(widths[i] - len(c)))).join('  ')}`;
+  const out = [line(head), `  ${widths.map((w) => '─'.repeat(w)).join('  ')}`];
   let last = '';
   for (const r of body) {
     out.push(line(dedupeFirst && r[0] === last ? ['', ...r.slice(1)] : r));
@@ -261,7 +292,11 @@ export function textCpuTable(res: BenchResults): string {
 
 export function md(head: string[], body: string[][]): string {
   const esc = (s: string) => s.replace(/\|/g, '\\|');
-  return [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i >= 2 ? '---:' : '---')).join('|')}|`, ...body.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+  return [
+    `| ${head.join(' | ')} |`,
+    `|${head.map((_, i) => (i >= 2 ? '---:' : '---')).join('|')}|`,
+    ...body.map((r) => `| ${r.map(esc).join(' | ')} |`),
+  ].join('\n');
 }
 
 export function markdownCpuTable(res: BenchResults): string {
@@ -286,7 +321,9 @@ export function svgChart(res: BenchResults): string {
   ];
   const rows = (better: 'higher' | 'lower') =>
     res.workloads.flatMap((w) => w.metrics.filter((m) => m.better === better).map((m) => ({ name: `${w.id} · ${m.label}`, m })));
-  const all = [...rows('higher'), ...rows('lower')].flatMap((r) => series.flatMap((s) => [r.m.ratios[s.key].min, r.m.ratios[s.key].max, r.m.ratios[s.key].median]));
+  const all = [...rows('higher'), ...rows('lower')].flatMap((r) =>
+    series.flatMap((s) => [r.m.ratios[s.key].min, r.m.ratios[s.key].max, r.m.ratios[s.key].median]),
+  );
   const finite = all.filter((x) => Number.isFinite(x) && x > 0);
   const lo = Math.min(-2, Math.floor(Math.log2(Math.min(...finite, 1))));
   const hi = Math.max(2, Math.ceil(Math.log2(Math.max(...finite, 1))));
@@ -300,7 +337,9 @@ export function svgChart(res: BenchResults): string {
   const x = (v: number) => plotL + ((Math.log2(Math.min(Math.max(v, 2 ** lo), 2 ** hi)) - lo) / (hi - lo)) * (plotR - plotL);
   const parts: string[] = [];
   let y = 20;
-  parts.push(`<text x="${W / 2}" y="${y}" text-anchor="middle" font-size="16" font-weight="bold">SlimFast benchmark — ratios between paths (medians; whiskers: min–max of per-round ratios)</text>`);
+  parts.push(
+    `<text x="${W / 2}" y="${y}" text-anchor="middle" font-size="16" font-weight="bold">SlimFast benchmark — ratios between paths (medians; whiskers: min–max of per-round ratios)</text>`,
+  );
   y += 18;
   const meta = `${res.date.slice(0, 16).replace('T', ' ')} UTC · ${res.mode} run, ${res.settings.rounds} interleaved rounds · commit ${res.commit ?? '?'}${res.dirty ? ' (dirty)' : ''} · ${res.machine.cpus} vCPUs, ${res.machine.kernel}`;
   parts.push(`<text x="${W / 2}" y="${y}" text-anchor="middle" font-size="11" fill="#555">${xmlEsc(meta)}</text>`);
@@ -308,7 +347,9 @@ export function svgChart(res: BenchResults): string {
   // legend
   let lx = W / 2 - 200;
   for (const s of series) {
-    parts.push(`<rect x="${lx}" y="${y}" width="12" height="10" fill="${s.color}"/><text x="${lx + 16}" y="${y + 9}" font-size="11">${s.label}</text>`);
+    parts.push(
+      `<rect x="${lx}" y="${y}" width="12" height="10" fill="${s.color}"/><text x="${lx + 16}" y="${y + 9}" font-size="11">${s.label}</text>`,
+    );
     lx += 140;
   }
   y += 24;
@@ -322,7 +363,9 @@ export function svgChart(res: BenchResults): string {
     // grid and axis labels
     for (let e = lo; e <= hi; e++) {
       const gx = x(2 ** e);
-      parts.push(`<line x1="${gx}" y1="${top}" x2="${gx}" y2="${bottom}" stroke="${e === 0 ? '#000' : '#ddd'}" stroke-width="${e === 0 ? 1.2 : 1}"/>`);
+      parts.push(
+        `<line x1="${gx}" y1="${top}" x2="${gx}" y2="${bottom}" stroke="${e === 0 ? '#000' : '#ddd'}" stroke-width="${e === 0 ? 1.2 : 1}"/>`,
+      );
       const label = e >= 0 ? `${2 ** e}x` : `1/${2 ** -e}x`;
       parts.push(`<text x="${gx}" y="${bottom + 12}" text-anchor="middle" font-size="10" fill="#555">${label}</text>`);
     }
@@ -336,14 +379,20 @@ export function svgChart(res: BenchResults): string {
         if (!Number.isFinite(v.median) || v.median <= 0) return;
         const x0 = x(1);
         const x1 = x(v.median);
-        parts.push(`<rect x="${Math.min(x0, x1).toFixed(1)}" y="${by}" width="${Math.max(1, Math.abs(x1 - x0)).toFixed(1)}" height="${barH}" fill="${s.color}"><title>${xmlEsc(`${r.name}: ${s.label} ${v.median.toFixed(2)}x (${v.min.toFixed(2)}–${v.max.toFixed(2)})`)}</title></rect>`);
+        parts.push(
+          `<rect x="${Math.min(x0, x1).toFixed(1)}" y="${by}" width="${Math.max(1, Math.abs(x1 - x0)).toFixed(1)}" height="${barH}" fill="${s.color}"><title>${xmlEsc(`${r.name}: ${s.label} ${v.median.toFixed(2)}x (${v.min.toFixed(2)}–${v.max.toFixed(2)})`)}</title></rect>`,
+        );
         if (v.n > 1 && Number.isFinite(v.min)) {
           const wy = by + barH / 2;
           parts.push(`<line x1="${x(v.min).toFixed(1)}" y1="${wy}" x2="${x(v.max).toFixed(1)}" y2="${wy}" stroke="#333" stroke-width="1"/>`);
-          parts.push(`<line x1="${x(v.min).toFixed(1)}" y1="${wy - 3}" x2="${x(v.min).toFixed(1)}" y2="${wy + 3}" stroke="#333"/><line x1="${x(v.max).toFixed(1)}" y1="${wy - 3}" x2="${x(v.max).toFixed(1)}" y2="${wy + 3}" stroke="#333"/>`);
+          parts.push(
+            `<line x1="${x(v.min).toFixed(1)}" y1="${wy - 3}" x2="${x(v.min).toFixed(1)}" y2="${wy + 3}" stroke="#333"/><line x1="${x(v.max).toFixed(1)}" y1="${wy - 3}" x2="${x(v.max).toFixed(1)}" y2="${wy + 3}" stroke="#333"/>`,
+          );
         }
         const tx = x1 >= x0 ? Math.max(x1, v.n > 1 ? x(v.max) : x1) + 4 : Math.min(x1, v.n > 1 ? x(v.min) : x1) - 4;
-        parts.push(`<text x="${tx.toFixed(1)}" y="${by + barH}" font-size="9" fill="#333" text-anchor="${x1 >= x0 ? 'start' : 'end'}">${v.median.toFixed(2)}</text>`);
+        parts.push(
+          `<text x="${tx.toFixed(1)}" y="${by + barH}" font-size="9" fill="#333" text-anchor="${x1 >= x0 ? 'start' : 'end'}">${v.median.toFixed(2)}</text>`,
+        );
       });
     });
     y = bottom + 36;

@@ -38,7 +38,8 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv, outFile: str
     const t0 = process.hrtime.bigint();
     const r = spawnSync(cmd, args, { env, stdio: ['ignore', fd, fd], timeout: 60_000 });
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    if (r.status !== 0) throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${r.status ?? r.signal}): ${fs.readFileSync(outFile, 'utf8')}`);
+    if (r.status !== 0)
+      throw new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${r.status ?? r.signal}): ${fs.readFileSync(outFile, 'utf8')}`);
     return ms;
   } finally {
     fs.closeSync(fd);
@@ -58,12 +59,18 @@ async function dockerRow(topo: Topology, runs: number): Promise<void> {
   });
   topo.onDestroy(() => d.destroy());
   const conf = JSON.parse(fs.readFileSync(d.configFile, 'utf8')) as Record<string, unknown>;
-  fs.writeFileSync(d.configFile, `${JSON.stringify({ ...conf, bridge: 'br0', 'fixed-cidr': `${h1.subnet.replace(/\.0\/24$/, '.128')}/25` }, null, 2)}\n`);
+  fs.writeFileSync(
+    d.configFile,
+    `${JSON.stringify({ ...conf, bridge: 'br0', 'fixed-cidr': `${h1.subnet.replace(/\.0\/24$/, '.128')}/25` }, null, 2)}\n`,
+  );
   const inst = await topo.cli(['install', 'docker', '--config', d.configFile], { reject: false });
   if (inst.exitCode !== 0) throw new Error(`slimfast install docker failed: ${inst.stderr}`);
   const image = `slimfast/bench:${topo.id}`;
   const rootfs = makeRootfs(path.join(topo.dir, 'docker-rootfs'));
-  const [archive] = await Promise.all([writeOciArchive(path.join(topo.dir, 'docker-image.tar'), rootfs, { name: `docker.io/${image}`, dockerManifest: true }), d.start()]);
+  const [archive] = await Promise.all([
+    writeOciArchive(path.join(topo.dir, 'docker-image.tar'), rootfs, { name: `docker.io/${image}`, dockerManifest: true }),
+    d.start(),
+  ]);
   await d.load(archive.file);
   const times: Record<'runc' | 'slimfast', number[]> = { runc: [], slimfast: [] };
   for (let i = 0; i < runs; i++) {
@@ -79,7 +86,9 @@ async function dockerRow(topo: Topology, runs: number): Promise<void> {
   const a = median(times.runc);
   const b = median(times.slimfast);
   console.log(`\n  median of ${runs} interleaved runs       runc        slimfast       added      ratio`);
-  console.log(`  ${'docker run --rm (dockerd, runtime)'.padEnd(34)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x\n`);
+  console.log(
+    `  ${'docker run --rm (dockerd, runtime)'.padEnd(34)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x\n`,
+  );
 }
 
 async function main(): Promise<number> {
@@ -121,7 +130,11 @@ async function main(): Promise<number> {
         const id = `${lab.id('steps')}${i}${which[0]}`;
         t.create.push(timed(bin, [...base, 'create', '-b', bundles[which], id], env, out));
         t.start.push(timed(bin, [...base, 'start', id], env, out));
-        await topo.waitFor(async () => JSON.parse(spawnSync(REAL_RUNC, [...base, 'state', id], { encoding: 'utf8' }).stdout || '{}').status === 'stopped', 10_000, `${id} to stop`);
+        await topo.waitFor(
+          async () => JSON.parse(spawnSync(REAL_RUNC, [...base, 'state', id], { encoding: 'utf8' }).stdout || '{}').status === 'stopped',
+          10_000,
+          `${id} to stop`,
+        );
         t.delete.push(timed(bin, [...base, 'delete', id], env, out));
         t.version.push(timed(bin, ['--version'], env, out));
       }
@@ -131,9 +144,11 @@ async function main(): Promise<number> {
     const row = (what: string, st: Step) => {
       const a = median(times.runc[st]);
       const b = median(times.slimfast[st]);
-      console.log(`  ${what.padEnd(34)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x`);
+      console.log(
+        `  ${what.padEnd(34)} ${a.toFixed(1).padStart(7)} ms  ${b.toFixed(1).padStart(7)} ms  ${(b - a >= 0 ? '+' : '') + (b - a).toFixed(1).padStart(6)} ms  ${(b / a).toFixed(2)}x`,
+      );
     };
-    const via = process.env.SLIMFAST_NO_RUNTIME_SERVICE ? 'Node.js programs (SLIMFAST_NO_RUNTIME_SERVICE)' : 'the broker\'s runtime service';
+    const via = process.env.SLIMFAST_NO_RUNTIME_SERVICE ? 'Node.js programs (SLIMFAST_NO_RUNTIME_SERVICE)' : "the broker's runtime service";
     console.log(`\n  median of ${runs} interleaved runs       runc        slimfast-runc  added      ratio    (slimfast-runc through ${via})`);
     row('run (trivial container)', 'run');
     row('  create (edit, createRuntime hook)', 'create');

@@ -107,9 +107,30 @@ export interface SoakResult {
 const CROSS_PORT = 7000;
 const SAME_PORT = 7100;
 const CHURN_PORT = 7500;
-const COUNTERS = ['handed_out', 'handed_in', 'same_host', 'same_host_steered', 'pool_taken', 'pool_stocked', 'steered', 'doorbells',
-  'fallbacks', 'connect_failures', 'refused', 'channel_full', 'header_errors', 'bad_msgs', 'pool_failures', 'pool_expired',
-  'plain_accepts', 'listen_ok', 'containers', 'preload_conns', 'listeners', 'pools'];
+const COUNTERS = [
+  'handed_out',
+  'handed_in',
+  'same_host',
+  'same_host_steered',
+  'pool_taken',
+  'pool_stocked',
+  'steered',
+  'doorbells',
+  'fallbacks',
+  'connect_failures',
+  'refused',
+  'channel_full',
+  'header_errors',
+  'bad_msgs',
+  'pool_failures',
+  'pool_expired',
+  'plain_accepts',
+  'listen_ok',
+  'containers',
+  'preload_conns',
+  'listeners',
+  'pools',
+];
 
 /** Counters that must not move during a soak: each one is a connection that did not go through SlimFast or failed in it. */
 export const ERROR_COUNTERS = ['fallbacks', 'connect_failures', 'refused', 'channel_full', 'header_errors', 'bad_msgs'];
@@ -148,8 +169,19 @@ export async function runSoak(o: SoakOptions = {}): Promise<SoakResult> {
     const pids = await Promise.all(controls.map(async (c) => (await c.health()).pid));
 
     const work: SoakResult['work'] = {
-      cycles: 0, listener_cycles: 0, client_cycles: 0, cross_host: 0, same_host: 0, churn_same_host: 0, churn_cross_host: 0, warm_cross_host: 0, warm_same_host: 0,
-      client_errors: 0, client_missing: 0, first_error: '', rate_per_s: 0,
+      cycles: 0,
+      listener_cycles: 0,
+      client_cycles: 0,
+      cross_host: 0,
+      same_host: 0,
+      churn_same_host: 0,
+      churn_cross_host: 0,
+      warm_cross_host: 0,
+      warm_same_host: 0,
+      client_errors: 0,
+      client_missing: 0,
+      first_error: '',
+      rate_per_s: 0,
     };
     let clientSeconds = 0;
     let clientConns = 0;
@@ -165,7 +197,13 @@ export async function runSoak(o: SoakOptions = {}): Promise<SoakResult> {
     };
 
     /** One bounded connrate run inside container c (on SlimFast); returns the connections made. */
-    const connrate = async (c: Container, to: Container, port: number, n: number, counted: 'cross_host' | 'same_host' | 'churn_same_host' | 'churn_cross_host' | null) => {
+    const connrate = async (
+      c: Container,
+      to: Container,
+      port: number,
+      n: number,
+      counted: 'cross_host' | 'same_host' | 'churn_same_host' | 'churn_cross_host' | null,
+    ) => {
       // At least 500 connections/s even on a loaded machine, else the run is cut and reported short.
       const bound = Math.max(10, n / 500);
       const r = await topo.exec(c, [CONNRATE, to.ip, String(port), '-n', String(n), '-t', String(bound)], { timeout: (bound + 30) * 1000 });
@@ -242,8 +280,10 @@ export async function runSoak(o: SoakOptions = {}): Promise<SoakResult> {
       }
       const smp = { label, cycles: work.cycles, connections: work.cross_host + work.same_host, t_s: (Date.now() - t0) / 1000, brokers };
       samples.push(smp);
-      log(`${label.padEnd(8)} cycles ${String(smp.cycles).padStart(6)}  connections ${String(smp.connections).padStart(7)}  ` +
-        brokers.map((b) => `h${b.host} fds ${b.fds} rss ${mb(b.rss_kb)} heap ${mb(b.heap_used_kb)}/${mb(b.heap_total_kb)}`).join('  '));
+      log(
+        `${label.padEnd(8)} cycles ${String(smp.cycles).padStart(6)}  connections ${String(smp.connections).padStart(7)}  ` +
+          brokers.map((b) => `h${b.host} fds ${b.fds} rss ${mb(b.rss_kb)} heap ${mb(b.heap_used_kb)}/${mb(b.heap_total_kb)}`).join('  '),
+      );
       return smp;
     };
 
@@ -342,24 +382,43 @@ export function formatSoak(r: SoakResult): string {
   out.push(`| sample | cycles | connections | ${hosts.map((h) => `broker ${h} fds | RSS | V8 heap used / total`).join(' | ')} |`);
   out.push(`|---|---:|---:|${hosts.map(() => '---:|---:|---:').join('|')}|`);
   for (const s of r.samples) {
-    out.push(`| ${s.label} | ${s.cycles} | ${s.connections} | ${s.brokers.map((b) => `${b.fds} | ${mb(b.rss_kb)} | ${mb(b.heap_used_kb)} / ${mb(b.heap_total_kb)}`).join(' | ')} |`);
+    out.push(
+      `| ${s.label} | ${s.cycles} | ${s.connections} | ${s.brokers.map((b) => `${b.fds} | ${mb(b.rss_kb)} | ${mb(b.heap_used_kb)} / ${mb(b.heap_total_kb)}`).join(' | ')} |`,
+    );
   }
   out.push('');
-  out.push('| broker | fds warm → end (max) | RSS warm → end (max) | RSS growth | per 1,000 cycles | per 100,000 connections | RSS floor, 2nd half − 1st | heap-used floor, 2nd − 1st |');
+  out.push(
+    '| broker | fds warm → end (max) | RSS warm → end (max) | RSS growth | per 1,000 cycles | per 100,000 connections | RSS floor, 2nd half − 1st | heap-used floor, 2nd − 1st |',
+  );
   out.push('|---|---|---|---:|---:|---:|---:|---:|');
   for (const g of r.growth) {
-    out.push(`| host ${g.host} | ${g.fds_warm} → ${g.fds_end} (${g.fds_max}) | ${mb(g.rss_kb_warm)} → ${mb(g.rss_kb_end)} (${mb(g.rss_kb_max)}) | ` +
-      `${smb(g.rss_kb_growth)} | ${smb(g.rss_kb_per_1k_cycles)} | ${smb(g.rss_kb_per_100k_connections)} | ${smb(g.rss_kb_floor_growth)} | ` +
-      `${smb(g.heap_used_kb_floor_growth)} |`);
+    out.push(
+      `| host ${g.host} | ${g.fds_warm} → ${g.fds_end} (${g.fds_max}) | ${mb(g.rss_kb_warm)} → ${mb(g.rss_kb_end)} (${mb(g.rss_kb_max)}) | ` +
+        `${smb(g.rss_kb_growth)} | ${smb(g.rss_kb_per_1k_cycles)} | ${smb(g.rss_kb_per_100k_connections)} | ${smb(g.rss_kb_floor_growth)} | ` +
+        `${smb(g.heap_used_kb_floor_growth)} |`,
+    );
   }
   out.push('');
   const w = r.work;
-  out.push(`Work after the warm-up: ${w.cycles} cycles (${w.listener_cycles} with a listener, ${w.client_cycles} with a client), ` +
-    `${w.cross_host + w.same_host} connections from c1 (${w.cross_host} cross-host, ${w.same_host} same-host) at ${w.rate_per_s} connections/s, ` +
-    `${w.churn_same_host + w.churn_cross_host} more during cycles; ${w.client_errors} client errors, ${w.client_missing} not made. ` +
-    `${r.duration_s.toFixed(0)} s in all.`);
+  out.push(
+    `Work after the warm-up: ${w.cycles} cycles (${w.listener_cycles} with a listener, ${w.client_cycles} with a client), ` +
+      `${w.cross_host + w.same_host} connections from c1 (${w.cross_host} cross-host, ${w.same_host} same-host) at ${w.rate_per_s} connections/s, ` +
+      `${w.churn_same_host + w.churn_cross_host} more during cycles; ${w.client_errors} client errors, ${w.client_missing} not made. ` +
+      `${r.duration_s.toFixed(0)} s in all.`,
+  );
   out.push('');
-  const names = ['handed_out', 'pool_taken', 'same_host', 'same_host_steered', 'handed_in', 'steered', ...ERROR_COUNTERS, 'pool_failures', 'pool_expired', 'listen_ok'];
+  const names = [
+    'handed_out',
+    'pool_taken',
+    'same_host',
+    'same_host_steered',
+    'handed_in',
+    'steered',
+    ...ERROR_COUNTERS,
+    'pool_failures',
+    'pool_expired',
+    'listen_ok',
+  ];
   out.push(`| counter (warm-up included) | ${r.counters.map((c) => `host ${c.host}`).join(' | ')} |`);
   out.push(`|---|${r.counters.map(() => '---:').join('|')}|`);
   for (const n of names) out.push(`| ${n} | ${r.counters.map((c) => c.delta[n] ?? 0).join(' | ')} |`);
@@ -382,7 +441,10 @@ function parseArgs(argv: string[]): { opts: SoakOptions; json?: string } {
     else if (a === '--steps') opts.steps = Math.max(2, num());
     else if (a === '--settle-ms') opts.settleMs = num();
     else if (a === '--json') json = argv[++i];
-    else throw new Error(`unknown argument ${a}; usage: soak [--cycles N] [--connections N] [--containers N] [--steps N] [--settle-ms MS] [--json FILE]`);
+    else
+      throw new Error(
+        `unknown argument ${a}; usage: soak [--cycles N] [--connections N] [--containers N] [--steps N] [--settle-ms MS] [--json FILE]`,
+      );
   }
   return { opts, json };
 }
@@ -413,7 +475,7 @@ async function main(): Promise<number> {
   console.log(formatSoak(r));
   if (parsed.json) {
     fs.mkdirSync(path.dirname(path.resolve(parsed.json)), { recursive: true });
-    fs.writeFileSync(parsed.json, JSON.stringify(r, null, 2) + '\n');
+    fs.writeFileSync(parsed.json, `${JSON.stringify(r, null, 2)}\n`);
   }
   const v = verdict(r);
   for (const p of v) console.log(`FAIL: ${p}`);
@@ -437,7 +499,10 @@ export function verdict(r: SoakResult, limits: FlatLimits = DEFAULT_LIMITS): str
   for (const g of r.growth) {
     if (g.fds_growth > limits.fdSlack) bad.push(`broker ${g.host}: ${g.fds_warm} → ${g.fds_end} descriptors (more than +${limits.fdSlack})`);
     if (g.rss_kb_growth > limits.rssGrowthKb) bad.push(`broker ${g.host}: RSS grew by ${mb(g.rss_kb_growth)} (more than ${mb(limits.rssGrowthKb)})`);
-    if (g.rss_kb_floor_growth > limits.rssFloorKb) bad.push(`broker ${g.host}: the lowest RSS sample rose by ${mb(g.rss_kb_floor_growth)} from the first half to the second (more than ${mb(limits.rssFloorKb)})`);
+    if (g.rss_kb_floor_growth > limits.rssFloorKb)
+      bad.push(
+        `broker ${g.host}: the lowest RSS sample rose by ${mb(g.rss_kb_floor_growth)} from the first half to the second (more than ${mb(limits.rssFloorKb)})`,
+      );
   }
   const w = r.work;
   if (w.client_errors || w.client_missing) bad.push(`${w.client_errors} connections failed and ${w.client_missing} were not made (${w.first_error})`);

@@ -23,7 +23,9 @@ export class StraceMissing extends Error {}
 export async function requireStrace(): Promise<void> {
   const r = await execa('strace', ['-V'], { reject: false, timeout: 10_000 });
   if (r.exitCode !== 0) {
-    throw new StraceMissing('--profile counts syscalls with strace, which is not installed: install the Debian package "strace" (listed in ci/packages.txt), e.g. apt-get install strace');
+    throw new StraceMissing(
+      '--profile counts syscalls with strace, which is not installed: install the Debian package "strace" (listed in ci/packages.txt), e.g. apt-get install strace',
+    );
   }
 }
 
@@ -78,7 +80,8 @@ export function parseStraceSummary(text: string): StraceSummary {
     if (text.trim() === '') return { calls: 0, errors: 0, syscalls: [] };
     throw new Error(`no strace summary in: ${text.trim().slice(0, 200)}`);
   }
-  if (total && (total.calls !== calls || total.errors !== errors)) throw new Error(`strace summary rows add up to ${calls} calls, its total says ${total.calls}`);
+  if (total && (total.calls !== calls || total.errors !== errors))
+    throw new Error(`strace summary rows add up to ${calls} calls, its total says ${total.calls}`);
   return { calls, errors, syscalls };
 }
 
@@ -128,7 +131,10 @@ export async function attach(pid: number, file: string, adopt: (child: ResultPro
         resolve();
       }
     });
-    child.then((r) => fail(`strace exited (${r.exitCode ?? r.signal}) before attaching to ${pid}`), () => {});
+    child.then(
+      (r) => fail(`strace exited (${r.exitCode ?? r.signal}) before attaching to ${pid}`),
+      () => {},
+    );
   });
   return {
     pid,

@@ -15,12 +15,14 @@ console.log(
     `hosts pinned: ${res.settings.pinned}.\n`,
 );
 console.log(markdownTable(res));
-console.log('\nCPU over the whole run (all rounds\' CPU time over all rounds\' operations):\n');
+console.log("\nCPU over the whole run (all rounds' CPU time over all rounds' operations):\n");
 console.log(markdownCpuTable(res));
-console.log('\nBroker CPU per handed-off connection (each host\'s engine thread, SlimFast samples):\n');
+console.log("\nBroker CPU per handed-off connection (each host's engine thread, SlimFast samples):\n");
 console.log(markdownBrokerCpuTable(res));
 if (res.profile) {
-  console.log(`\nPer-connection budget (${res.profile.workload}; syscalls: strace -f -c over ${res.profile.traced_connections} connections, client start-up taken out; CPU: the samples above, without strace; client µs: connrate's timing):\n`);
+  console.log(
+    `\nPer-connection budget (${res.profile.workload}; syscalls: strace -f -c over ${res.profile.traced_connections} connections, client start-up taken out; CPU: the samples above, without strace; client µs: connrate's timing):\n`,
+  );
   console.log(markdownBudgetTable(res.profile));
   console.log('\nSyscalls per connection, per process (the calls made at least 0.05 times per connection on some path):\n');
   console.log(markdownSyscallTable(res.profile));

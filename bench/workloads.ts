@@ -63,9 +63,17 @@ export interface Workload {
   processes?(lab: BenchLab, which: BenchPath): Promise<Record<string, number>>;
 }
 
-const CROSS: Record<PathName, string> = { host: 'host ns → host ns', vxlan: 'container → container (VXLAN)', slimfast: 'container → container (SlimFast)' };
+const CROSS: Record<PathName, string> = {
+  host: 'host ns → host ns',
+  vxlan: 'container → container (VXLAN)',
+  slimfast: 'container → container (SlimFast)',
+};
 const CROSS_SECCOMP = { ...CROSS, seccomp: 'static client container → container (SlimFast, seccomp agent)' };
-const LOCAL: Record<PathName, string> = { host: 'host loopback', vxlan: 'container → container (bridge)', slimfast: 'container → container (SlimFast)' };
+const LOCAL: Record<PathName, string> = {
+  host: 'host loopback',
+  vxlan: 'container → container (bridge)',
+  slimfast: 'container → container (SlimFast)',
+};
 
 /** In a container the SlimFast and the plain server run side by side, so the plain one is on port+1. */
 function portFor(base: number, which: BenchPath): number {
@@ -105,7 +113,9 @@ async function startOnAllPaths(
     } catch (err) {
       child.kill('SIGKILL');
       const r = await child;
-      throw new Error(`${key} server on the ${which} path (${p.where}) did not come up: ${(err as Error).message}; ${tail(String(r.stderr ?? '') + String(r.stdout ?? ''))}`);
+      throw new Error(
+        `${key} server on the ${which} path (${p.where}) did not come up: ${(err as Error).message}; ${tail(String(r.stderr ?? '') + String(r.stdout ?? ''))}`,
+      );
     }
   }
 }
@@ -174,7 +184,14 @@ function connrateWorkload(
       const bin = which === 'seccomp' ? CONNRATE_STATIC : CONNRATE;
       const { j, cpu } = await rateClient(lab, which, bin, opts.local ? 'local' : 'server', opts.local ? LOCAL_ECHO_PORT : ECHO_PORT, args, s);
       return {
-        metrics: { rate: j.rate, rtt_p50: j.rtt_p50_us, rtt_p99: j.rtt_p99_us, connect_p50: j.connect_p50_us, connect_p99: j.connect_p99_us, close_p50: j.close_p50_us ?? NaN },
+        metrics: {
+          rate: j.rate,
+          rtt_p50: j.rtt_p50_us,
+          rtt_p99: j.rtt_p99_us,
+          connect_p50: j.connect_p50_us,
+          connect_p99: j.connect_p99_us,
+          close_p50: j.close_p50_us ?? NaN,
+        },
         ops: j.conns,
         errors: j.errors,
         firstError: j.first_error || undefined,
@@ -227,7 +244,19 @@ const memcached: Workload = {
   metrics: [{ id: 'rate', label: 'operations/s', unit: 'ops/s', better: 'higher' }],
   async setup(lab) {
     await startOnAllPaths(lab, 'memcached', 'server', MEMCACHED_PORT, (_w, port) => [
-      'memcached', '-u', 'root', '-p', String(port), '-l', '0.0.0.0', '-U', '0', '-t', '2', '-c', '4096',
+      'memcached',
+      '-u',
+      'root',
+      '-p',
+      String(port),
+      '-l',
+      '0.0.0.0',
+      '-U',
+      '0',
+      '-t',
+      '2',
+      '-c',
+      '4096',
     ]);
   },
   async run(lab, which, s) {
@@ -250,7 +279,19 @@ function redis(keep: boolean): Workload {
     metrics: [{ id: 'rate', label: 'requests/s', unit: 'req/s', better: 'higher' }],
     async setup(lab) {
       await startOnAllPaths(lab, 'redis', 'server', REDIS_PORT, (_w, port) => [
-        'redis-server', '--port', String(port), '--bind', '0.0.0.0', '--save', '', '--appendonly', 'no', '--protected-mode', 'no', '--loglevel', 'warning',
+        'redis-server',
+        '--port',
+        String(port),
+        '--bind',
+        '0.0.0.0',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--protected-mode',
+        'no',
+        '--loglevel',
+        'warning',
       ]);
     },
     async run(lab, which, s) {
@@ -258,7 +299,22 @@ function redis(keep: boolean): Workload {
       const server = lab.place('server', which);
       const r = await lab.run(
         lab.place('client', which),
-        ['redis-benchmark', '-h', server.ip, '-p', String(portFor(REDIS_PORT, which)), '-c', String(s.parallel), '-n', String(n), '-k', keep ? '1' : '0', '-t', 'set,get', '--csv'],
+        [
+          'redis-benchmark',
+          '-h',
+          server.ip,
+          '-p',
+          String(portFor(REDIS_PORT, which)),
+          '-c',
+          String(s.parallel),
+          '-n',
+          String(n),
+          '-k',
+          keep ? '1' : '0',
+          '-t',
+          'set,get',
+          '--csv',
+        ],
         120_000,
       );
       if (r.timedOut) fail('redis-benchmark timed out');
@@ -341,9 +397,13 @@ const iperf3: Workload = {
     probe.kill('SIGTERM');
     await probe;
     iperfBind = reason !== '';
-    if (iperfBind) note(`iperf3: its default dual-stack listener falls back on SlimFast — ${reason}; all three paths use "iperf3 -s -B <IPv4 address>" instead`);
+    if (iperfBind)
+      note(`iperf3: its default dual-stack listener falls back on SlimFast — ${reason}; all three paths use "iperf3 -s -B <IPv4 address>" instead`);
     else note('iperf3: default dual-stack listener (no -B) on all three paths; SlimFast takes it over');
-    if (relisten) note(`iperf3: a long-running SlimFast iperf3 server breaks after its first test — ${relisten} (it closes and re-creates its listener after each test); samples use one server per test (-s -1) on all paths`);
+    if (relisten)
+      note(
+        `iperf3: a long-running SlimFast iperf3 server breaks after its first test — ${relisten} (it closes and re-creates its listener after each test); samples use one server per test (-s -1) on all paths`,
+      );
   },
   async prepare(lab, which, s) {
     const p = lab.place('server', which);
@@ -423,12 +483,22 @@ const nginx: Workload = {
     fs.mkdirSync(path.join(dir, 'www'), { recursive: true });
     fs.writeFileSync(path.join(dir, 'www', 'index.html'), 'hello from the upstream, over SlimFast or not\n'.repeat(4));
     await startOnAllPaths(lab, 'nginx-upstream', 'upstream', UPSTREAM_PORT, (which, port) => [
-      'nginx', '-c', nginxConf(dir, `upstream-${which}`, `server { listen ${port}; root ${dir}/www; }`),
+      'nginx',
+      '-c',
+      nginxConf(dir, `upstream-${which}`, `server { listen ${port}; root ${dir}/www; }`),
     ]);
     await startOnAllPaths(lab, 'nginx-proxy', 'server', PROXY_PORT, (which, port) => {
       const up = `${lab.place('upstream', which).ip}:${portFor(UPSTREAM_PORT, which)}`;
-      return ['nginx', '-c', nginxConf(dir, `proxy-${which}`, `upstream up { server ${up}; }
-  server { listen ${port}; location / { proxy_pass http://up; proxy_http_version 1.0; } }`)];
+      return [
+        'nginx',
+        '-c',
+        nginxConf(
+          dir,
+          `proxy-${which}`,
+          `upstream up { server ${up}; }
+  server { listen ${port}; location / { proxy_pass http://up; proxy_http_version 1.0; } }`,
+        ),
+      ];
     });
   },
   async run(lab, which, s) {
@@ -463,7 +533,10 @@ const nginx: Workload = {
 export function allWorkloads(s: Settings): Workload[] {
   return [
     connrateWorkload(PROFILED, 'connect / 16-byte request / response / close, 1 client', { latency: true, seccomp: true, profiled: true }),
-    connrateWorkload(`conn-${s.parallel}`, `connect / 16-byte request / response / close, ${s.parallel} clients`, { threads: s.parallel, seccomp: true }),
+    connrateWorkload(`conn-${s.parallel}`, `connect / 16-byte request / response / close, ${s.parallel} clients`, {
+      threads: s.parallel,
+      seccomp: true,
+    }),
     connrateWorkload('rr-kept', '16-byte request / response on a kept-open connection, 1 client', { keep: true }),
     iperf3,
     nginx,

@@ -34,7 +34,10 @@ export interface ContainerLimits {
 /** Parses the --container-limits value; throws naming what is wrong. */
 export function parseContainerLimits(text: string): ContainerLimits {
   const out: ContainerLimits = {};
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const m = /^(conns|pools|listeners|pending)=(\d+)$/.exec(part);
     const n = m ? Number(m[2]) : NaN;
     if (!m || !Number.isInteger(n) || n < 1 || n > 1 << 24) {
@@ -87,13 +90,15 @@ export interface DaemonOptions {
 
 /** What keeps a static cluster's brokers from starting without a key, and how to give them one. */
 export function keyRequiredMessage(peersFile: string): string {
-  return `--peers ${peersFile} lists other hosts and no --cluster-key is given. Without a key the hosts share, anything that ` +
-    'reaches a peer\'s reserved port from this host\'s address (a container whose traffic the host masquerades, say) can announce ' +
+  return (
+    `--peers ${peersFile} lists other hosts and no --cluster-key is given. Without a key the hosts share, anything that ` +
+    "reaches a peer's reserved port from this host's address (a container whose traffic the host masquerades, say) can announce " +
     'a host key of its own and pose as this host. Make one key and give every broker the same file:\n' +
     `  ${makeKeyHint(DEFAULT_KEY_FILE)}   # once; then copy the file to every host\n` +
     `  slimfast daemon … --peers ${peersFile} --cluster-key ${DEFAULT_KEY_FILE}\n` +
     'With --etcd the brokers share a key through etcd instead. --insecure-host-keys runs without one (per-start host keys ' +
-    'announced in the clear, open to that attack)';
+    'announced in the clear, open to that attack)'
+  );
 }
 
 /** Works out this host's subnet, the overlay and the other hosts from the options. */
@@ -169,9 +174,15 @@ export class Daemon {
   /** Where the cluster key came from ("file PATH", "etcd KEY"), and its fingerprint; unset: none. */
   private keyInfo?: { source: string; fingerprint: string };
 
-  constructor(private readonly opts: DaemonOptions, private readonly log = new Logger(opts.logLevel ?? 'info')) {
+  constructor(
+    private readonly opts: DaemonOptions,
+    private readonly log = new Logger(opts.logLevel ?? 'info'),
+  ) {
     this.layout = stateLayout(opts.stateDir);
-    this.policy = new PolicyKeeper((p) => this.engine.setPolicy(p?.engine ?? null), (level, msg) => this.log[level](msg));
+    this.policy = new PolicyKeeper(
+      (p) => this.engine.setPolicy(p?.engine ?? null),
+      (level, msg) => this.log[level](msg),
+    );
   }
 
   async start(): Promise<void> {
@@ -188,9 +199,11 @@ export class Daemon {
       throw new Error(keyRequiredMessage(this.opts.peersFile!));
     }
     if (this.opts.insecureHostKeys && (this.opts.etcd || staticView!.others.length > 0)) {
-      this.log.warn('--insecure-host-keys: no cluster key; headers are signed with per-start host keys announced to peers in the clear, so ' +
-        'anything that reaches a peer\'s reserved port from this host\'s address (a container behind its NAT, say) can pose as this host. ' +
-        `Give every broker --cluster-key FILE (${makeKeyHint(DEFAULT_KEY_FILE)}, the same file on every host)${this.opts.etcd ? ', or leave the flag out to share a key through etcd' : ''}`);
+      this.log.warn(
+        '--insecure-host-keys: no cluster key; headers are signed with per-start host keys announced to peers in the clear, so ' +
+          "anything that reaches a peer's reserved port from this host's address (a container behind its NAT, say) can pose as this host. " +
+          `Give every broker --cluster-key FILE (${makeKeyHint(DEFAULT_KEY_FILE)}, the same file on every host)${this.opts.etcd ? ', or leave the flag out to share a key through etcd' : ''}`,
+      );
     }
     const policyFile = this.opts.policyFile ? { file: this.opts.policyFile, ...loadPolicyFile(this.opts.policyFile) } : undefined;
     const metricsAddr = this.opts.metrics === undefined ? undefined : parseMetricsAddress(this.opts.metrics);
@@ -199,7 +212,7 @@ export class Daemon {
     try {
       await this.startServing(clusterKey, policyFile, staticView);
     } catch (err) {
-      this.metricsServer?.close();  // else it would keep a failed daemon's process alive
+      this.metricsServer?.close(); // else it would keep a failed daemon's process alive
       throw err;
     }
     if (metricsAddr) this.log.info(`metrics at http://${this.opts.metrics}/metrics`);
@@ -225,7 +238,8 @@ export class Daemon {
       throw err;
     }
     const { self, overlay } = this.membership;
-    if (this.keyInfo) this.log.info(`cluster key: ${this.keyInfo.source}, fingerprint ${this.keyInfo.fingerprint}; headers are signed and checked, members only`);
+    if (this.keyInfo)
+      this.log.info(`cluster key: ${this.keyInfo.source}, fingerprint ${this.keyInfo.fingerprint}; headers are signed and checked, members only`);
 
     const keeper = startSeccompKeeper(this.layout);
     if (keeper.socket) this.log.info(keeper.note);
@@ -245,17 +259,29 @@ export class Daemon {
     const peers = this.membership.others;
     this.engine.setPeers(peers.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.engine.start(
-      { hostIp: self.ip, port: self.port, overlayCidr: overlay, localSubnet: self.subnet, poolDepth: this.opts.poolDepth, steering: this.opts.steering,
-        clusterKey, debug: this.opts.logLevel === 'debug', seccompSocket: this.layout.seccompSocket,
-        seccompKeeper: keeper.socket, containerConnsMax: this.opts.containerLimits?.conns,
-        containerPoolsMax: this.opts.containerLimits?.pools, containerListenersMax: this.opts.containerLimits?.listeners,
-        containerPendingMax: this.opts.containerLimits?.pending },
+      {
+        hostIp: self.ip,
+        port: self.port,
+        overlayCidr: overlay,
+        localSubnet: self.subnet,
+        poolDepth: this.opts.poolDepth,
+        steering: this.opts.steering,
+        clusterKey,
+        debug: this.opts.logLevel === 'debug',
+        seccompSocket: this.layout.seccompSocket,
+        seccompKeeper: keeper.socket,
+        containerConnsMax: this.opts.containerLimits?.conns,
+        containerPoolsMax: this.opts.containerLimits?.pools,
+        containerListenersMax: this.opts.containerLimits?.listeners,
+        containerPendingMax: this.opts.containerLimits?.pending,
+      },
       (ev) => this.onEngineEvent(ev),
     );
     this.logLimits(fds, this.engine.limits());
     this.registry = new Registry(this.layout, this.engine, self.cidr, {
       watcher: new PidfdExitWatcher(),
-      exited: (id, shared) => this.log.info(`container ${id} exited: ${shared ? 'its share of a registration was removed' : 'unregistered'}`, { container: id }),
+      exited: (id, shared) =>
+        this.log.info(`container ${id} exited: ${shared ? 'its share of a registration was removed' : 'unregistered'}`, { container: id }),
     });
     this.registry.restore((msg, fields) => this.log.info(msg, fields));
     this.sync.start(peers);
@@ -270,29 +296,38 @@ export class Daemon {
     });
     fs.chmodSync(this.layout.controlSocket, 0o660);
     if (this.etcd && clusterKey && !fileKey) void this.etcd.followSharedKey(clusterKey);
-    this.log.info(`serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${peers.length} peer(s), state dir ${this.layout.dir}`);
+    this.log.info(
+      `serving: host ${self.ip}:${self.port}, subnet ${self.subnet}, overlay ${overlay}, ${peers.length} peer(s), state dir ${this.layout.dir}`,
+    );
   }
 
   private logLimits(fds: { softBefore: number; hard: number }, l: EngineLimits): void {
     const what = `${l.conns} broker connections, ${l.pools} pools, ${l.listeners} listener channels, ${l.pending} handoffs in progress`;
-    this.log.info(`descriptors: RLIMIT_NOFILE ${l.nofile} (was ${fds.softBefore}, hard limit ${fds.hard}); ${l.reserve} kept for the control plane; per container at most ${what}`);
+    this.log.info(
+      `descriptors: RLIMIT_NOFILE ${l.nofile} (was ${fds.softBefore}, hard limit ${fds.hard}); ${l.reserve} kept for the control plane; per container at most ${what}`,
+    );
     if (l.nofile < LOW_NOFILE) {
-      this.log.warn(`RLIMIT_NOFILE is only ${l.nofile}: the per-container limits are scaled down to fit it; raise the broker's limit (LimitNOFILE=1048576 in its systemd unit, ulimit -Hn as root)`);
+      this.log.warn(
+        `RLIMIT_NOFILE is only ${l.nofile}: the per-container limits are scaled down to fit it; raise the broker's limit (LimitNOFILE=1048576 in its systemd unit, ulimit -Hn as root)`,
+      );
     }
   }
 
   /** The metrics endpoint: every value is read when scraped, nothing before the engine runs. */
   private serveMetrics(addr: MetricsAddress): Promise<http.Server> {
-    return serveMetrics(addr, buildRegistry({
-      counters: () => (this.serving ? this.engine.counters() : null),
-      latency: () => (this.serving ? this.engine.handoffLatency() : null),
-      limits: () => (this.serving ? this.engine.limits() : null),
-      peers: () => {
-        const states = this.serving ? this.sync.peerStates() : [];
-        return { total: this.membership?.others.length ?? 0, synced: states.filter((p) => p.synced).length };
-      },
-      etcd: this.opts.etcd ? () => (this.etcd ? { up: this.etcd.status().state === 'connected' } : null) : undefined,
-    }));
+    return serveMetrics(
+      addr,
+      buildRegistry({
+        counters: () => (this.serving ? this.engine.counters() : null),
+        latency: () => (this.serving ? this.engine.handoffLatency() : null),
+        limits: () => (this.serving ? this.engine.limits() : null),
+        peers: () => {
+          const states = this.serving ? this.sync.peerStates() : [];
+          return { total: this.membership?.others.length ?? 0, synced: states.filter((p) => p.synced).length };
+        },
+        etcd: this.opts.etcd ? () => (this.etcd ? { up: this.etcd.status().state === 'connected' } : null) : undefined,
+      }),
+    );
   }
 
   /** Keeps the policy current: the file's, else etcd's <prefix>/policy (cached in the state dir,
@@ -340,7 +375,9 @@ export class Daemon {
 
   /** Static membership (peers file or a lone host), or etcd's (with the key shared there, unless
    *  the options give one or opt out). */
-  private async joinCluster(staticView: ReturnType<typeof resolveMembership> | undefined): Promise<{ view: ReturnType<typeof resolveMembership>; sharedKey?: SharedClusterKey }> {
+  private async joinCluster(
+    staticView: ReturnType<typeof resolveMembership> | undefined,
+  ): Promise<{ view: ReturnType<typeof resolveMembership>; sharedKey?: SharedClusterKey }> {
     const e = this.opts.etcd;
     if (!e) return { view: staticView ?? resolveMembership(this.opts) };
     if (this.opts.peersFile) throw new Error('--etcd and --peers exclude each other: membership comes from one of them');
@@ -377,10 +414,12 @@ export class Daemon {
     const joined = [...after].filter((x) => !before.has(x));
     const left = [...before].filter((x) => !after.has(x));
     this.membership.others = others;
-    if (!this.serving) return;  // start() takes the view as it then is
+    if (!this.serving) return; // start() takes the view as it then is
     this.engine.setPeers(others.map((h) => ({ ip: h.ip, subnet: h.subnet, port: h.port })));
     this.sync.setPeers(others);
-    this.log.info(`peers now ${others.length}${joined.length ? `; joined: ${joined.join(', ')}` : ''}${left.length ? `; left: ${left.join(', ')}` : ''}`);
+    this.log.info(
+      `peers now ${others.length}${joined.length ? `; joined: ${joined.join(', ')}` : ''}${left.length ? `; left: ${left.join(', ')}` : ''}`,
+    );
   }
 
   etcdStatus(): EtcdStatus | undefined {
@@ -488,8 +527,14 @@ export class Daemon {
         unconfined: this.engine.unconfined(),
         ...(() => {
           const l = this.engine.limits();
-          return { fdLimit: l.nofile, fdReserve: l.reserve, containerConnsMax: l.conns, containerPoolsMax: l.pools,
-            containerListenersMax: l.listeners, containerPendingMax: l.pending };
+          return {
+            fdLimit: l.nofile,
+            fdReserve: l.reserve,
+            containerConnsMax: l.conns,
+            containerPoolsMax: l.pools,
+            containerListenersMax: l.listeners,
+            containerPendingMax: l.pending,
+          };
         })(),
       })),
       RegisterContainer: unary((req) => this.registerContainer(req)),

@@ -131,7 +131,8 @@ export class EtcdMembership {
     for (const e of opts.endpoints) checkEtcdEndpoint(e);
     this.prefix = (opts.prefix ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, '');
     this.ttl = opts.ttlSeconds ?? DEFAULT_LEASE_TTL;
-    if (!Number.isInteger(this.ttl) || this.ttl < 2 || this.ttl > 3600) throw new MembershipError(`--lease-ttl must be 2-3600 seconds, got ${this.ttl}`);
+    if (!Number.isInteger(this.ttl) || this.ttl < 2 || this.ttl > 3600)
+      throw new MembershipError(`--lease-ttl must be 2-3600 seconds, got ${this.ttl}`);
     this.client = new Etcd3({ hosts: opts.endpoints, dialTimeout: 3000 });
   }
 
@@ -156,7 +157,9 @@ export class EtcdMembership {
       const cached = this.readCache();
       if (!cached) {
         await this.close();
-        throw new Error(`cannot reach ${where} (${reason(err)}) and there is no cached membership in ${this.opts.cacheFile} to serve from; start etcd or fix --etcd`);
+        throw new Error(
+          `cannot reach ${where} (${reason(err)}) and there is no cached membership in ${this.opts.cacheFile} to serve from; start etcd or fix --etcd`,
+        );
       }
       if (this.opts.sharedKeyCache && !clusterKey) {
         const name = this.keyName(SHARED_KEY);
@@ -165,14 +168,17 @@ export class EtcdMembership {
           await this.close();
           throw new Error(
             `cannot reach ${where} (${reason(err)}) to read the cluster key ${name}, and there is no copy of it cached in ${this.opts.sharedKeyCache}; ` +
-              'this broker will not serve other hosts without it. Start etcd or fix --etcd; or copy the cluster\'s key into a file ' +
+              "this broker will not serve other hosts without it. Start etcd or fix --etcd; or copy the cluster's key into a file " +
               `(where etcd answers: etcdctl get --print-value-only ${name} > cluster.key && chmod 600 cluster.key) and pass --cluster-key FILE`,
           );
         }
         clusterKey = { key, source: `etcd ${name} (the copy cached in ${this.opts.sharedKeyCache}: etcd did not answer)` };
       }
       this.lastError = reason(err);
-      this.opts.log('warn', `${where} is unreachable (${this.lastError}); serving the membership cached in ${this.opts.cacheFile}${clusterKey ? ' and signing with the cached cluster key' : ''} until it answers`);
+      this.opts.log(
+        'warn',
+        `${where} is unreachable (${this.lastError}); serving the membership cached in ${this.opts.cacheFile}${clusterKey ? ' and signing with the cached cluster key' : ''} until it answers`,
+      );
       this.scheduleRetry();
     }
     const view = this.view();
@@ -195,9 +201,12 @@ export class EtcdMembership {
       const value = cached ? cached.toString('hex') : newClusterKeyHex();
       const res = await deadline(this.client.if(name, 'Create', '==', 0).then(this.client.put(name).value(value)).commit(), `creating ${name}`);
       if (res.succeeded) {
-        this.opts.log('info', cached
-          ? `etcd held no cluster key: put the one cached in ${cacheFile} back at ${name}`
-          : `etcd held no cluster key: created one at ${name} (every broker without --cluster-key uses it)`);
+        this.opts.log(
+          'info',
+          cached
+            ? `etcd held no cluster key: put the one cached in ${cacheFile} back at ${name}`
+            : `etcd held no cluster key: created one at ${name} (every broker without --cluster-key uses it)`,
+        );
       }
       text = await deadline(this.client.get(name).string(), `reading ${name}`);
       if (text === null) throw new Error(`${name} vanished right after it was created`);
@@ -227,7 +236,10 @@ export class EtcdMembership {
     try {
       writeFileAtomic(file, `${JSON.stringify(doc)}\n`, 0o600);
     } catch (err) {
-      this.opts.log('warn', `cannot cache the cluster key in ${file}: ${(err as Error).message}; a start while etcd is unreachable will then be refused`);
+      this.opts.log(
+        'warn',
+        `cannot cache the cluster key in ${file}: ${(err as Error).message}; a start while etcd is unreachable will then be refused`,
+      );
     }
   }
 
@@ -243,9 +255,17 @@ export class EtcdMembership {
     let reported = '';
     await this.watchKey(SHARED_KEY, (text) => {
       if (text === null) {
-        this.opts.log('warn', `the cluster key ${name} was deleted from etcd; putting this broker's back (to change the key, stop every broker first)`);
-        void deadline(this.client.if(name, 'Create', '==', 0).then(this.client.put(name).value(key.toString('hex'))).commit(), `restoring ${name}`)
-          .catch((err: unknown) => this.opts.log('warn', `cannot put the cluster key back at ${name}: ${reason(err)}`));
+        this.opts.log(
+          'warn',
+          `the cluster key ${name} was deleted from etcd; putting this broker's back (to change the key, stop every broker first)`,
+        );
+        void deadline(
+          this.client
+            .if(name, 'Create', '==', 0)
+            .then(this.client.put(name).value(key.toString('hex')))
+            .commit(),
+          `restoring ${name}`,
+        ).catch((err: unknown) => this.opts.log('warn', `cannot put the cluster key back at ${name}: ${reason(err)}`));
         return;
       }
       const other = parseHexClusterKey(text);
@@ -256,9 +276,11 @@ export class EtcdMembership {
       }
       if (fp === reported) return;
       reported = fp;
-      this.opts.log('error',
+      this.opts.log(
+        'error',
         `the cluster key ${name} in etcd changed (fingerprint ${fp}); this broker keeps signing with the one it started with (${ours}), ` +
-          'and brokers that start now take the new one and refuse this one\'s headers: put the old key back, or stop every broker and start them all again');
+          "and brokers that start now take the new one and refuse this one's headers: put the old key back, or stop every broker and start them all again",
+      );
     });
   }
 
@@ -274,7 +296,7 @@ export class EtcdMembership {
    */
   async watchKey(name: string, onValue: (value: string | null) => void): Promise<boolean> {
     const key = this.keyName(name);
-    let events = 0;  // a read that a watch event overtook must not undo it
+    let events = 0; // a read that a watch event overtook must not undo it
     const read = async () => {
       const seen = events;
       const value = await deadline(this.client.get(key).string(), `reading ${key}`);
@@ -376,7 +398,9 @@ export class EtcdMembership {
     let text = await deadline(this.client.get(key).string(), `reading ${key}`);
     if (text === null) {
       if (!this.opts.clusterCidr) {
-        throw new MembershipError(`etcd holds no SlimFast network at ${key}; give the first daemon --cluster-cidr CIDR (e.g. 10.200.0.0/16), or put {"network":"10.200.0.0/16","subnetLen":24} there with etcdctl`);
+        throw new MembershipError(
+          `etcd holds no SlimFast network at ${key}; give the first daemon --cluster-cidr CIDR (e.g. 10.200.0.0/16), or put {"network":"10.200.0.0/16","subnetLen":24} there with etcdctl`,
+        );
       }
       const network = parseCidr(this.opts.clusterCidr);
       const want = formatClusterConfig({ network, subnetLen: this.opts.subnetLen ?? Math.max(network.prefix, 24) });
@@ -392,7 +416,9 @@ export class EtcdMembership {
       throw new MembershipError((err as Error).message);
     }
     if (this.opts.clusterCidr && formatCidr(parseCidr(this.opts.clusterCidr)) !== formatCidr(cfg.network)) {
-      throw new MembershipError(`--cluster-cidr ${this.opts.clusterCidr} disagrees with the network ${formatCidr(cfg.network)} already in etcd at ${key}; leave --cluster-cidr out or change the key`);
+      throw new MembershipError(
+        `--cluster-cidr ${this.opts.clusterCidr} disagrees with the network ${formatCidr(cfg.network)} already in etcd at ${key}; leave --cluster-cidr out or change the key`,
+      );
     }
     return cfg;
   }
@@ -431,15 +457,19 @@ export class EtcdMembership {
         throw new MembershipError(choice.error);
       }
       const key = this.subnetsPrefix + subnetKeyName(choice.subnet);
-      const txn = choice.takeover
-        ? this.client.if(key, 'Mod', '==', Number(choice.takeover.modRevision))
-        : this.client.if(key, 'Create', '==', 0);
+      const txn = choice.takeover ? this.client.if(key, 'Mod', '==', Number(choice.takeover.modRevision)) : this.client.if(key, 'Create', '==', 0);
       const res = await deadline(txn.then(lease.put(key).value(subnetRecordValue(this.opts.hostIp, this.opts.port))).commit(), `claiming ${key}`);
       if (res.succeeded) {
         // Records of this host's for other subnets (an older --subnet) go.
         for (const l of leases) {
           if (l.hostIp === this.opts.hostIp && subnetKeyName(l.subnet) !== subnetKeyName(choice.subnet)) {
-            await deadline(this.client.delete().key(this.subnetsPrefix + subnetKeyName(l.subnet)).exec(), 'removing an old record').catch(() => {});
+            await deadline(
+              this.client
+                .delete()
+                .key(this.subnetsPrefix + subnetKeyName(l.subnet))
+                .exec(),
+              'removing an old record',
+            ).catch(() => {});
           }
         }
         this.subnet = choice.subnet;
@@ -540,7 +570,10 @@ export class EtcdMembership {
     this.state = 'unreachable';
     this.lease = undefined;
     this.lastError = reason(err);
-    this.opts.log('warn', `etcd lease ${this.leaseId} lost (${this.lastError}); serving the last known membership and claiming ${formatCidr(this.subnet!)} again`);
+    this.opts.log(
+      'warn',
+      `etcd lease ${this.leaseId} lost (${this.lastError}); serving the last known membership and claiming ${formatCidr(this.subnet!)} again`,
+    );
     this.scheduleRetry();
   }
 

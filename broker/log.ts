@@ -54,7 +54,7 @@ export class Logger {
     let out: { write(line: string): unknown } | undefined = o.dest;
     if (!out) {
       const stderr = pino.destination({ fd: 2, sync: true });
-      stderr.on('error', () => {});  // stderr gone (EPIPE): the broker goes on without its log
+      stderr.on('error', () => {}); // stderr gone (EPIPE): the broker goes on without its log
       out = stderr;
     }
     this.p = pino(

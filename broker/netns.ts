@@ -9,7 +9,8 @@ import { loadAddon } from './native-engine.js';
  */
 export async function readNetnsIp(netnsPath: string): Promise<string> {
   const r = loadAddon().netnsIpv4(netnsPath);
-  if (r.error !== undefined) throw new ApiError('NETNS_UNREADABLE', `cannot enter network namespace ${netnsPath}: ${r.error}; pass --ip or check the path`);
+  if (r.error !== undefined)
+    throw new ApiError('NETNS_UNREADABLE', `cannot enter network namespace ${netnsPath}: ${r.error}; pass --ip or check the path`);
   if (!r.ip) throw new ApiError('NETNS_NO_IPV4', `network namespace ${netnsPath} has no global IPv4 address yet; pass --ip`);
   return r.ip;
 }

@@ -26,7 +26,10 @@ export class PolicyKeeper {
   private offeredFrom = '';
   private offeredOk = false;
 
-  constructor(private readonly apply: (p: Policy | null) => void, private readonly log: Log) {}
+  constructor(
+    private readonly apply: (p: Policy | null) => void,
+    private readonly log: Log,
+  ) {}
 
   /** Installs a parsed policy (null: none) from source. */
   set(p: Policy | null, source: string, text: string | null = null): void {

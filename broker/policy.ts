@@ -92,7 +92,8 @@ export function parsePolicy(text: string, source: string): Policy {
     const rules: EngineRule[] = [];
     list.forEach((r: unknown, i) => {
       const where = `rules[${i}]`;
-      if (typeof r !== 'object' || r === null || Array.isArray(r)) throw new PolicyError(`${where} must be an object like {"action":"deny","to":"10.200.2.5","ports":"6379"}`);
+      if (typeof r !== 'object' || r === null || Array.isArray(r))
+        throw new PolicyError(`${where} must be an object like {"action":"deny","to":"10.200.2.5","ports":"6379"}`);
       const o = r as Record<string, unknown>;
       for (const k of Object.keys(o)) {
         if (!RULE_KEYS.has(k)) throw new PolicyError(`${where}: unknown field "${k}" (a rule has "action", "from", "to" and "ports")`);

@@ -128,7 +128,10 @@ export class Registry {
     this.claimId(input.id);
     const ipNum = parseIp(input.ip);
     if (!contains(this.subnet, ipNum)) {
-      throw new ApiError('IP_OUTSIDE_SUBNET', `container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`);
+      throw new ApiError(
+        'IP_OUTSIDE_SUBNET',
+        `container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`,
+      );
     }
     for (const other of [...this.byId.values()]) {
       if (other.ip !== input.ip) continue;
@@ -138,7 +141,8 @@ export class Registry {
     }
     const dir = this.socketDir(input.id);
     const socket = path.join(dir, 'sf.sock');
-    if (socket.length > 107) throw new ApiError('SOCKET_PATH_TOO_LONG', `socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
+    if (socket.length > 107)
+      throw new ApiError('SOCKET_PATH_TOO_LONG', `socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
     this.watchInit(input.id, input.pid ?? 0);
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -272,7 +276,7 @@ export class Registry {
    */
   private writeRecord(rec: ContainerRecord | ShareRecord): void {
     const file = this.recordFile(rec.id);
-    const text = JSON.stringify(rec) + '\n';
+    const text = `${JSON.stringify(rec)}\n`;
     try {
       if (fs.readFileSync(file, 'utf8') === text) return; // a restore re-adding what is there
     } catch {
@@ -330,7 +334,8 @@ export class Registry {
       fs.rmSync(this.socketDir(id), { recursive: true, force: true });
       this.dropRecord(id);
     };
-    const sameNs = (rec: { netns: string; netnsId?: string }) => !rec.netns || (fs.existsSync(rec.netns) && (!rec.netnsId || nsIdentity(rec.netns) === rec.netnsId));
+    const sameNs = (rec: { netns: string; netnsId?: string }) =>
+      !rec.netns || (fs.existsSync(rec.netns) && (!rec.netnsId || nsIdentity(rec.netns) === rec.netnsId));
     for (const rec of saved.containers ?? []) {
       if (!sameNs(rec)) {
         drop(rec.id, `its network namespace ${rec.netns} is gone`);

@@ -18,10 +18,14 @@ export interface KeeperStart {
 /** SLIMFAST_SECCOMP_KEEPER names another build of the keeper (the tests run its sanitizer build). */
 export function startSeccompKeeper(layout: StateLayout, binary = process.env.SLIMFAST_SECCOMP_KEEPER || installPaths().seccompKeeper): KeeperStart {
   if (!fs.existsSync(binary)) {
-    return { note: `seccomp keeper ${binary} is missing (run \`npm run build:native\`): seccomp containers lose SlimFast until they restart if this broker restarts` };
+    return {
+      note: `seccomp keeper ${binary} is missing (run \`npm run build:native\`): seccomp containers lose SlimFast until they restart if this broker restarts`,
+    };
   }
   const r = spawnSync(binary, [layout.seccompSocket, layout.seccompKeeperSocket, '--log', path.join(layout.dir, 'seccomp-keeper.log')], {
-    encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'],
+    encoding: 'utf8',
+    timeout: 5000,
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   if (r.error || r.status !== 0) {
     const why = r.error ? r.error.message : (r.stderr || `exit status ${r.status}`).trim();

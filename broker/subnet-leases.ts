@@ -87,7 +87,9 @@ export function chooseSubnet(
     if (!inNetwork(r)) return { error: `--subnet ${formatCidr(r)} is not inside the cluster network ${formatCidr(cfg.network)}` };
     const h = holder(r);
     if (h) {
-      return { error: `--subnet ${formatCidr(r)} conflicts with ${formatCidr(h.subnet)}, held by host ${h.hostIp}; choose another subnet, or leave --subnet out to get a free one` };
+      return {
+        error: `--subnet ${formatCidr(r)} conflicts with ${formatCidr(h.subnet)}, held by host ${h.hostIp}; choose another subnet, or leave --subnet out to get a free one`,
+      };
     }
     return pick(r);
   }
@@ -101,7 +103,9 @@ export function chooseSubnet(
     const c: Cidr = { network: (cfg.network.network + i * size) >>> 0, prefix: cfg.subnetLen };
     if (!holder(c)) return pick(c);
   }
-  return { error: `the cluster network ${formatCidr(cfg.network)} has no free /${cfg.subnetLen} left (${taken.length} held); widen the network or free a host's subnet` };
+  return {
+    error: `the cluster network ${formatCidr(cfg.network)} has no free /${cfg.subnetLen} left (${taken.length} held); widen the network or free a host's subnet`,
+  };
 }
 
 /**

@@ -13,10 +13,7 @@ const CONNECT_MS = 1000;
 /** Retries of a lost subscription grow to this: a peer whose broker restarts is back in about a second. */
 const MAX_BACKOFF_MS = 1000;
 
-type SyncLine =
-  | { type: 'full'; host: string; listeners: string[] }
-  | { type: 'add' | 'remove'; listener: string }
-  | { type: 'ping' };
+type SyncLine = { type: 'full'; host: string; listeners: string[] } | { type: 'add' | 'remove'; listener: string } | { type: 'ping' };
 
 export interface PeerState {
   peer: HostEntry;
@@ -104,7 +101,7 @@ export class ListenerSync {
   }
 
   private send(socket: net.Socket, line: SyncLine): void {
-    if (!socket.destroyed) socket.write(JSON.stringify(line) + '\n');
+    if (!socket.destroyed) socket.write(`${JSON.stringify(line)}\n`);
   }
 
   private broadcast(line: SyncLine): void {

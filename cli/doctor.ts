@@ -75,7 +75,11 @@ export function nodeCheck(version: string): CheckResult {
   const v = parseKernelRelease(version.replace(/^v/, ''));
   if (!v) return warn('node', `cannot read the version "${version}"`);
   if (versionAtLeast(v, NODE_MIN)) return ok('node', `${version} (needs >= ${NODE_MIN.join('.')})`);
-  return fail('node', `${version} is older than ${NODE_MIN.join('.')}`, `install Node.js ${NODE_MIN.join('.')} or newer (the launchers use SLIMFAST_NODE, else the node they were built with, else node on PATH)`);
+  return fail(
+    'node',
+    `${version} is older than ${NODE_MIN.join('.')}`,
+    `install Node.js ${NODE_MIN.join('.')} or newer (the launchers use SLIMFAST_NODE, else the node they were built with, else node on PATH)`,
+  );
 }
 
 export function kernelCheck(release: string, facts: { netns: boolean; clusterKey: boolean }): CheckResult {
@@ -103,7 +107,9 @@ export function kernelCheck(release: string, facts: { netns: boolean; clusterKey
   return ok(
     name,
     `${release}: network namespaces, SO_REUSEPORT with SK_REUSEPORT programs, TCP_DEFER_ACCEPT, TCP_FASTOPEN_NO_COOKIE` +
-      (auth ? `, and bpf_ktime_get_tai_ns() for a cluster key (>= ${KERNEL_AUTH_MIN.join('.')})` : `; a cluster key would need ${KERNEL_AUTH_MIN.join('.')} for kernel steering`),
+      (auth
+        ? `, and bpf_ktime_get_tai_ns() for a cluster key (>= ${KERNEL_AUTH_MIN.join('.')})`
+        : `; a cluster key would need ${KERNEL_AUTH_MIN.join('.')} for kernel steering`),
   );
 }
 
@@ -173,13 +179,17 @@ export function tfoCheck(text: string | undefined, canWrite: boolean): CheckResu
   let status: Status = 'ok';
   if (!(v & 1)) {
     status = 'warn';
-    notes.push('no client bit (0x1): pooled and cross-host connections cannot carry their header in the SYN, so they wait for the handshake and the peer\'s kernel steers none of them');
+    notes.push(
+      "no client bit (0x1): pooled and cross-host connections cannot carry their header in the SYN, so they wait for the handshake and the peer's kernel steers none of them",
+    );
   }
   if (!(v & 2)) {
     if (canWrite) notes.push(`no server bit (0x2) yet: the broker sets it at start, keeping the other bits, and ${TFO_LEFT_SET}`);
     else {
       status = 'warn';
-      notes.push('no server bit (0x2) and the broker could not set it without root: the reserved port takes no data in the SYN and nothing is steered in the kernel');
+      notes.push(
+        'no server bit (0x2) and the broker could not set it without root: the reserved port takes no data in the SYN and nothing is steered in the kernel',
+      );
     }
   }
   if (status === 'ok' && !notes.length) notes.push(`client and server bits set (a broker that finds 0x2 missing sets it and ${TFO_LEFT_SET})`);
@@ -195,11 +205,15 @@ export function tfoCheck(text: string | undefined, canWrite: boolean): CheckResu
  */
 export function confinementCheck(probe: string | undefined, running?: string): CheckResult {
   const name = 'confinement';
-  const off = 'no host socket is handed to any container: every connection takes the container\'s own network';
-  const fix = 'run the broker as root on a kernel with cgroup v2 and cgroup BPF programs (CONFIG_CGROUP_BPF, Linux 5.2 or newer), with 127.0.0.1 up in its namespace';
+  const off = "no host socket is handed to any container: every connection takes the container's own network";
+  const fix =
+    'run the broker as root on a kernel with cgroup v2 and cgroup BPF programs (CONFIG_CGROUP_BPF, Linux 5.2 or newer), with 127.0.0.1 up in its namespace';
   if (running !== undefined) {
     return running === ''
-      ? ok(name, 'the running broker\'s guard is attached: handed host sockets cannot be re-connected, bound or re-pointed (cgroup connect4/6, bind4/6, setsockopt)')
+      ? ok(
+          name,
+          "the running broker's guard is attached: handed host sockets cannot be re-connected, bound or re-pointed (cgroup connect4/6, bind4/6, setsockopt)",
+        )
       : fail(name, `the running broker has no confinement guard (${running}); ${off}`, fix);
   }
   if (probe === undefined) return skip(name, 'not probed: the addon does not load (see addon)');
@@ -210,7 +224,8 @@ export function confinementCheck(probe: string | undefined, running?: string): C
 export function steeringCheck(plain: string | undefined, auth: string | undefined, clusterKey: boolean): CheckResult {
   const name = 'bpf-steering';
   if (plain === undefined) return skip(name, 'not probed: the addon does not load (see addon)');
-  const off = 'kernel steering is off: the broker hands every connection over itself (connections work, set-up costs a broker wakeup and an fd passing more)';
+  const off =
+    'kernel steering is off: the broker hands every connection over itself (connections work, set-up costs a broker wakeup and an fd passing more)';
   const fix = 'run the broker as root (CAP_BPF and CAP_NET_ADMIN) on Linux 5.10 or newer with CONFIG_BPF_SYSCALL';
   if (plain !== '') return warn(name, `the steering program sf_steer does not load (${plain}); ${off}`, fix);
   if (auth === '') return ok(name, 'the steering programs load: sf_steer, and sf_steer_auth for a cluster key');
@@ -246,7 +261,11 @@ export function stateDirCheck(
   const d = facts.dir;
   if (!d.exists) {
     if (facts.creatable === undefined) return ok(name, `${dir} does not exist yet; the daemon creates it (mode 755)`);
-    return fail(name, `${dir} does not exist and cannot be created: ${facts.creatable}`, `create it as root (install -d -m 755 ${dir}) or pass another --state-dir`);
+    return fail(
+      name,
+      `${dir} does not exist and cannot be created: ${facts.creatable}`,
+      `create it as root (install -d -m 755 ${dir}) or pass another --state-dir`,
+    );
   }
   if (!d.isDir) return fail(name, `${dir} is not a directory`, `remove it or pass another --state-dir`);
   const problems: string[] = [];
@@ -256,7 +275,9 @@ export function stateDirCheck(
     fixes.push(`chown root:root ${dir}`);
   }
   if ((d.mode ?? 0) & 0o022) {
-    problems.push(`mode ${octal(d.mode!)} is writable by ${(d.mode! & 0o002) ? 'anyone' : 'its group'}: the control socket or a container's socket could be replaced`);
+    problems.push(
+      `mode ${octal(d.mode!)} is writable by ${d.mode! & 0o002 ? 'anyone' : 'its group'}: the control socket or a container's socket could be replaced`,
+    );
     fixes.push(`chmod go-w ${dir}`);
   }
   const c = facts.containers;
@@ -277,8 +298,11 @@ export function stateDirCheck(
   const closed = [d.mode!, ...(c.exists && c.isDir ? [c.mode!] : [])].some((m) => !(m & 0o001));
   if (closed) {
     const which = !(d.mode! & 0o001) ? `${dir} is mode ${octal(d.mode!)}` : `${dir}/containers is mode ${octal(c.mode!)}`;
-    return warn(name, `${which}: non-root processes of namespaces registered with \`slimfast container add\` cannot reach their broker sockets and stay off SlimFast (engine containers get a bind mount and are not affected)`,
-      `chmod o+x ${dir} ${dir}/containers (the broker sets containers/ to 711 when it starts)`);
+    return warn(
+      name,
+      `${which}: non-root processes of namespaces registered with \`slimfast container add\` cannot reach their broker sockets and stay off SlimFast (engine containers get a bind mount and are not affected)`,
+      `chmod o+x ${dir} ${dir}/containers (the broker sets containers/ to 711 when it starts)`,
+    );
   }
   const sock = s.exists ? (s.isSocket ? `; control socket mode ${octal(s.mode!)}` : '; slimfast.sock is not a socket (the daemon replaces it)') : '';
   return ok(name, `${dir}: root's, mode ${octal(d.mode!)}${sock}`);
@@ -315,27 +339,42 @@ export interface DescriptorFacts {
  *  root the hard one to min(fs.nr_open, 1048576)) and how many it has open. */
 export function descriptorsCheck(f: DescriptorFacts): CheckResult {
   const name = 'descriptors';
-  const fix = 'run the broker with a higher limit: LimitNOFILE=1048576 in its systemd unit (slimfast install systemd writes it), or ulimit -Hn 1048576 as root before slimfast daemon';
+  const fix =
+    'run the broker with a higher limit: LimitNOFILE=1048576 in its systemd unit (slimfast install systemd writes it), or ulimit -Hn 1048576 as root before slimfast daemon';
   const b = f.broker;
   if (b) {
-    if (b.error || b.soft === undefined) return warn(name, `cannot read the descriptors of the broker, pid ${b.pid}: ${b.error ?? 'no "Max open files" line'}`, 'run slimfast doctor as root');
+    if (b.error || b.soft === undefined)
+      return warn(
+        name,
+        `cannot read the descriptors of the broker, pid ${b.pid}: ${b.error ?? 'no "Max open files" line'}`,
+        'run slimfast doctor as root',
+      );
     const open = b.open ?? 0;
     const pct = Math.round((open / b.soft) * 100);
     const detail = `pid ${b.pid}: ${open} of ${b.soft} descriptors open (${pct} %)`;
     if (b.soft < NOFILE_WANTED) {
-      return warn(name, `${detail}; a limit below ${NOFILE_WANTED} makes the broker scale its per-container limits down (fewer broker connections, pools, listeners per container)`, fix);
+      return warn(
+        name,
+        `${detail}; a limit below ${NOFILE_WANTED} makes the broker scale its per-container limits down (fewer broker connections, pools, listeners per container)`,
+        fix,
+      );
     }
     if (open > b.soft * NOFILE_BUSY) {
-      return warn(name, `${detail}: near the limit; at the budget it keeps below the limit for its control plane the broker refuses new broker connections, pools, listeners and connects of every container (limit_fds)`,
-        'see which container holds them (slimfast status: preload_conns, pools, listeners; the limit_* counters), or raise the limit');
+      return warn(
+        name,
+        `${detail}: near the limit; at the budget it keeps below the limit for its control plane the broker refuses new broker connections, pools, listeners and connects of every container (limit_fds)`,
+        'see which container holds them (slimfast status: preload_conns, pools, listeners; the limit_* counters), or raise the limit',
+      );
     }
     return ok(name, detail);
   }
-  if (f.hard === undefined) return skip(name, 'no broker runs, and this shell\'s limit cannot be read');
+  if (f.hard === undefined) return skip(name, "no broker runs, and this shell's limit cannot be read");
   const cap = Math.min(f.nrOpen ?? 1048576, 1048576);
   const would = f.canRaise ? Math.max(f.hard, cap) : f.hard;
   const detail = `no broker runs; one started from here would raise RLIMIT_NOFILE to ${would}${f.canRaise && would > f.hard ? ` (the hard limit ${f.hard} raised to fs.nr_open or 1048576)` : ' (its hard limit)'}`;
-  return would < NOFILE_WANTED ? warn(name, `${detail}, below ${NOFILE_WANTED}: its per-container limits would be scaled down`, fix) : ok(name, detail);
+  return would < NOFILE_WANTED
+    ? warn(name, `${detail}, below ${NOFILE_WANTED}: its per-container limits would be scaled down`, fix)
+    : ok(name, detail);
 }
 
 export interface BrokerFacts {
@@ -358,12 +397,21 @@ export function brokerCheck(b: BrokerFacts): CheckResult {
     );
   }
   if (b.socketExists && b.pidAlive) {
-    return fail(name, `pid ${b.pidFilePid} holds ${b.dir} but its control socket does not answer (${b.error ?? 'no answer'})`, `look at that broker's log; restart it (kill ${b.pidFilePid}, then slimfast daemon … --state-dir ${b.dir})`);
+    return fail(
+      name,
+      `pid ${b.pidFilePid} holds ${b.dir} but its control socket does not answer (${b.error ?? 'no answer'})`,
+      `look at that broker's log; restart it (kill ${b.pidFilePid}, then slimfast daemon … --state-dir ${b.dir})`,
+    );
   }
   if (b.pidAlive) {
-    return warn(name, `pid ${b.pidFilePid} holds ${b.dir} but serves no control socket (still starting, or not a broker)`, `wait for it, or stop pid ${b.pidFilePid} and start slimfast daemon --state-dir ${b.dir}`);
+    return warn(
+      name,
+      `pid ${b.pidFilePid} holds ${b.dir} but serves no control socket (still starting, or not a broker)`,
+      `wait for it, or stop pid ${b.pidFilePid} and start slimfast daemon --state-dir ${b.dir}`,
+    );
   }
-  if (b.pidFilePid !== undefined) return skip(name, `none runs for ${b.dir} (pid ${b.pidFilePid} left its pid file; the next daemon takes the dir over)`);
+  if (b.pidFilePid !== undefined)
+    return skip(name, `none runs for ${b.dir} (pid ${b.pidFilePid} left its pid file; the next daemon takes the dir over)`);
   return skip(name, `none runs for ${b.dir}`);
 }
 
@@ -404,15 +452,24 @@ export function portCheck(p: PortFacts): CheckResult {
   const brokerHere = b && b.port === p.port && (p.hostIp === undefined || b.hostIp === p.hostIp);
   if (brokerHere && (p.bindError === undefined || p.bindError === 'EADDRNOTAVAIL')) {
     const here = p.bindError === undefined ? `${where} is free` : `${p.hostIp ?? b.hostIp} is no address`;
-    return warn(name, `the broker (pid ${b.pid}) says it serves ${b.hostIp}:${b.port}, but ${here} in this network namespace`, "run slimfast doctor in the broker's network namespace");
+    return warn(
+      name,
+      `the broker (pid ${b.pid}) says it serves ${b.hostIp}:${b.port}, but ${here} in this network namespace`,
+      "run slimfast doctor in the broker's network namespace",
+    );
   }
   if (p.bindError === undefined) {
     return ok(name, `${where} is free${b ? ` (the broker of the state dir serves ${b.hostIp}:${b.port})` : ''}`);
   }
   if (p.bindError === 'EADDRNOTAVAIL') {
-    return fail(name, `${p.hostIp} is not an address of this host (network namespace)`, `pass --host-ip with one of its addresses: ${p.addresses.join(', ') || '(none)'}`);
+    return fail(
+      name,
+      `${p.hostIp} is not an address of this host (network namespace)`,
+      `pass --host-ip with one of its addresses: ${p.addresses.join(', ') || '(none)'}`,
+    );
   }
-  if (p.bindError !== 'EADDRINUSE') return fail(name, `cannot bind ${where}: ${p.bindError}`, p.bindError === 'EACCES' ? 'run the broker as root' : undefined);
+  if (p.bindError !== 'EADDRINUSE')
+    return fail(name, `cannot bind ${where}: ${p.bindError}`, p.bindError === 'EACCES' ? 'run the broker as root' : undefined);
   if (brokerHere) return ok(name, `${b.hostIp}:${b.port} is served by the SlimFast broker of the state dir, pid ${b.pid}`);
   const pids = [...new Set(p.holders.map((h) => h.pid).filter((x): x is number => x !== undefined))];
   const who = p.holders
@@ -420,11 +477,18 @@ export function portCheck(p: PortFacts): CheckResult {
     .map((h) => `pid ${h.pid} (${h.command})`)
     .filter((x, i, a) => a.indexOf(x) === i);
   if (p.stateDirPid !== undefined && pids.includes(p.stateDirPid)) {
-    return fail(name, `${where} is held by pid ${p.stateDirPid}, the broker of the state dir, which does not answer its control socket`, `restart that broker (kill ${p.stateDirPid})`);
+    return fail(
+      name,
+      `${where} is held by pid ${p.stateDirPid}, the broker of the state dir, which does not answer its control socket`,
+      `restart that broker (kill ${p.stateDirPid})`,
+    );
   }
   const by = who.length ? `by ${who.join(', ')}` : 'by a process ss cannot name';
-  return fail(name, `${where} is in use ${by}${p.holders.length ? ` (listening on ${[...new Set(p.holders.map((h) => h.local))].join(', ')})` : ''}`,
-    `${pids.length ? `stop ${pids.map((x) => `pid ${x}`).join(', ')}` : 'free the port'}, or run the broker on another --port (the same on every host)`);
+  return fail(
+    name,
+    `${where} is in use ${by}${p.holders.length ? ` (listening on ${[...new Set(p.holders.map((h) => h.local))].join(', ')})` : ''}`,
+    `${pids.length ? `stop ${pids.map((x) => `pid ${x}`).join(', ')}` : 'free the port'}, or run the broker on another --port (the same on every host)`,
+  );
 }
 
 /** What <prefix>/cluster-key in etcd holds (doctor --etcd): a key's fingerprint, nothing, or
@@ -457,25 +521,37 @@ export function clusterKeyCheck(file: string | undefined, facts: { running?: Hea
     if (k.warning) return warn(name, `${k.key.length} bytes; ${k.warning}`, `chmod 600 ${file}`);
     const fp = keyFingerprint(k.key);
     if (r?.clusterKeyFingerprint && r.clusterKeyFingerprint !== fp) {
-      return warn(name, `${file} (fingerprint ${fp}) is not the key the running broker signs with (${r.clusterKeySource}, fingerprint ${r.clusterKeyFingerprint})`,
-        'give every broker of the cluster the same key');
+      return warn(
+        name,
+        `${file} (fingerprint ${fp}) is not the key the running broker signs with (${r.clusterKeySource}, fingerprint ${r.clusterKeyFingerprint})`,
+        'give every broker of the cluster the same key',
+      );
     }
     if (e?.fingerprint && e.fingerprint !== fp) {
-      return warn(name, `${file} (fingerprint ${fp}) is not the key in etcd at ${e.name} (fingerprint ${e.fingerprint}), which brokers started without --cluster-key use: they and brokers with this file refuse each other`,
-        `give every broker the same key: this file everywhere, or none (etcd's; etcdctl get --print-value-only ${e.name} > ${file} makes the file hold it)`);
+      return warn(
+        name,
+        `${file} (fingerprint ${fp}) is not the key in etcd at ${e.name} (fingerprint ${e.fingerprint}), which brokers started without --cluster-key use: they and brokers with this file refuse each other`,
+        `give every broker the same key: this file everywhere, or none (etcd's; etcdctl get --print-value-only ${e.name} > ${file} makes the file hold it)`,
+      );
     }
     return ok(name, `${file}: ${k.key.length} bytes, readable by its owner only, fingerprint ${fp}`);
   }
   if (r?.headerAuth === 'insecure host keys') {
-    return warn(name, 'the running broker has no cluster key (--insecure-host-keys): its peers take the host keys it announces in the clear, and so would they ' +
-      'from anything that reaches their reserved port from this host\'s address (a container whose traffic the host masquerades, say), which can then pose as this host',
-      `${make(DEFAULT_KEY_FILE)}; start every broker with --cluster-key ${DEFAULT_KEY_FILE} instead of --insecure-host-keys (with --etcd, leave the flag out: they share a key through etcd)`);
+    return warn(
+      name,
+      'the running broker has no cluster key (--insecure-host-keys): its peers take the host keys it announces in the clear, and so would they ' +
+        "from anything that reaches their reserved port from this host's address (a container whose traffic the host masquerades, say), which can then pose as this host",
+      `${make(DEFAULT_KEY_FILE)}; start every broker with --cluster-key ${DEFAULT_KEY_FILE} instead of --insecure-host-keys (with --etcd, leave the flag out: they share a key through etcd)`,
+    );
   }
   if (r?.headerAuth === 'cluster key') {
     const used = `the running broker signs and checks every header with the cluster key from ${r.clusterKeySource} (fingerprint ${r.clusterKeyFingerprint})`;
     if (e?.fingerprint && r.clusterKeySource.startsWith(`etcd ${e.name}`) && e.fingerprint !== r.clusterKeyFingerprint) {
-      return warn(name, `${used}, but ${e.name} in etcd now holds another (fingerprint ${e.fingerprint}): brokers started now would take that one and refuse this one`,
-        `put the broker's key back at ${e.name}, or stop every broker and start them all again`);
+      return warn(
+        name,
+        `${used}, but ${e.name} in etcd now holds another (fingerprint ${e.fingerprint}): brokers started now would take that one and refuse this one`,
+        `put the broker's key back at ${e.name}, or stop every broker and start them all again`,
+      );
     }
     return ok(name, used);
   }
@@ -483,13 +559,19 @@ export function clusterKeyCheck(file: string | undefined, facts: { running?: Hea
   if (e) {
     if (e.error) return skip(name, `${e.name} not read (${e.error}); see etcd`);
     if (e.bad) {
-      return fail(name, `${e.name} in etcd holds no cluster key (${e.bad}): brokers started without --cluster-key refuse to start`,
-        `if no broker uses it, etcdctl del ${e.name} (the next broker makes one); else put the cluster's key back there`);
+      return fail(
+        name,
+        `${e.name} in etcd holds no cluster key (${e.bad}): brokers started without --cluster-key refuse to start`,
+        `if no broker uses it, etcdctl del ${e.name} (the next broker makes one); else put the cluster's key back there`,
+      );
     }
     if (e.absent) return ok(name, `no key at ${e.name} yet: the first broker started without --cluster-key creates one, and every other one uses it`);
     return ok(name, `${e.name} in etcd holds the cluster key (fingerprint ${e.fingerprint}): brokers started without --cluster-key sign with it`);
   }
-  return skip(name, 'no --cluster-key given (brokers with --peers naming other hosts need one, or --insecure-host-keys; with --etcd they share one there)');
+  return skip(
+    name,
+    'no --cluster-key given (brokers with --peers naming other hosts need one, or --insecure-host-keys; with --etcd they share one there)',
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -606,10 +688,16 @@ function ipv4Addresses(): string[] {
 
 async function portFacts(hostIp: string | undefined, port: number, broker: BrokerFacts): Promise<PortFacts> {
   const bindError = await tryBind(hostIp ?? '0.0.0.0', port);
-  const holders = bindError === 'EADDRINUSE' ? (await listenersOn(port)).filter((h) => {
-    const ip = h.local.replace(/:\d+$/, '').replace(/^\[|\]$/g, '').replace(/%.*$/, '');
-    return hostIp === undefined || ip === hostIp || ip === '0.0.0.0' || ip === '*' || ip === '::';
-  }) : [];
+  const holders =
+    bindError === 'EADDRINUSE'
+      ? (await listenersOn(port)).filter((h) => {
+          const ip = h.local
+            .replace(/:\d+$/, '')
+            .replace(/^\[|\]$/g, '')
+            .replace(/%.*$/, '');
+          return hostIp === undefined || ip === hostIp || ip === '0.0.0.0' || ip === '*' || ip === '::';
+        })
+      : [];
   return {
     hostIp,
     port,
@@ -633,7 +721,11 @@ function descriptorFacts(pid: number | undefined): DescriptorFacts {
   }
   const self = parseNofile(readText('/proc/self/limits') ?? '');
   const nr = Number(readText('/proc/sys/fs/nr_open')?.trim());
-  return { hard: self?.[1], nrOpen: Number.isFinite(nr) && nr > 0 ? nr : undefined, canRaise: hasCap(parseCapEff(readText('/proc/self/status') ?? ''), CAP_SYS_RESOURCE) };
+  return {
+    hard: self?.[1],
+    nrOpen: Number.isFinite(nr) && nr > 0 ? nr : undefined,
+    canRaise: hasCap(parseCapEff(readText('/proc/self/status') ?? ''), CAP_SYS_RESOURCE),
+  };
 }
 
 async function runcCheck(env: NodeJS.ProcessEnv): Promise<CheckResult> {
@@ -642,12 +734,24 @@ async function runcCheck(env: NodeJS.ProcessEnv): Promise<CheckResult> {
   try {
     runc = resolveRunc(env);
   } catch (err) {
-    return fail(name, `the real runc slimfast-runc would run: ${errMsg(err)}`, `install runc (apt-get install runc), or point SLIMFAST_RUNC or "runc" in ${CONFIG_FILE} at the real runc`);
+    return fail(
+      name,
+      `the real runc slimfast-runc would run: ${errMsg(err)}`,
+      `install runc (apt-get install runc), or point SLIMFAST_RUNC or "runc" in ${CONFIG_FILE} at the real runc`,
+    );
   }
-  const how = env.SLIMFAST_RUNC ? 'from SLIMFAST_RUNC' : runc === (readConfigFile() as { runc?: string }).runc ? `from ${CONFIG_FILE}` : 'found on PATH';
+  const how = env.SLIMFAST_RUNC
+    ? 'from SLIMFAST_RUNC'
+    : runc === (readConfigFile() as { runc?: string }).runc
+      ? `from ${CONFIG_FILE}`
+      : 'found on PATH';
   const r = await execa(runc, ['--version'], { reject: false, timeout: 5000, stdin: 'ignore' });
   if (r.exitCode !== 0) {
-    return fail(name, `${runc} (${how}) --version ${r.timedOut ? 'gave no answer in 5 s' : `exits ${r.exitCode ?? r.signal}`}: ${String(r.stderr).trim().split('\n')[0] ?? ''}`, `repair or replace ${runc}`);
+    return fail(
+      name,
+      `${runc} (${how}) --version ${r.timedOut ? 'gave no answer in 5 s' : `exits ${r.exitCode ?? r.signal}`}: ${String(r.stderr).trim().split('\n')[0] ?? ''}`,
+      `repair or replace ${runc}`,
+    );
   }
   return ok(name, `${runc} (${how}): ${String(r.stdout).split('\n')[0].trim()}`);
 }
@@ -666,7 +770,11 @@ async function launcherCheck(runcOk: boolean): Promise<CheckResult> {
   if (!runcOk) return ok(name, `${file} is executable (passing commands through not tried: see runc)`);
   const r = await execa(file, ['--version'], { reject: false, timeout: 5000, stdin: 'ignore' });
   if (r.exitCode !== 0 || !/^runc version/m.test(String(r.stdout))) {
-    return fail(name, `${file} --version ${r.timedOut ? 'gave no answer in 5 s' : `exits ${r.exitCode ?? r.signal}`}: ${String(r.stderr).trim().split('\n')[0] ?? ''}`, build);
+    return fail(
+      name,
+      `${file} --version ${r.timedOut ? 'gave no answer in 5 s' : `exits ${r.exitCode ?? r.signal}`}: ${String(r.stderr).trim().split('\n')[0] ?? ''}`,
+      build,
+    );
   }
   return ok(name, `${file} passes runc's commands through`);
 }
@@ -679,12 +787,19 @@ async function keeperCheck(layout: { seccompKeeperSocket: string }): Promise<Che
   try {
     fs.accessSync(file, fs.constants.X_OK);
   } catch (err) {
-    return warn(name, `${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : errMsg(err)}: containers on the seccomp path (io.slimfast.seccomp=true) lose connect() when their broker restarts`,
-      'build it: make -C native/keeper (or npm run build:native)');
+    return warn(
+      name,
+      `${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : errMsg(err)}: containers on the seccomp path (io.slimfast.seccomp=true) lose connect() when their broker restarts`,
+      'build it: make -C native/keeper (or npm run build:native)',
+    );
   }
   const r = await execa(file, [], { reject: false, timeout: 5000, stdin: 'ignore' });
   if (r.exitCode !== 2 || !/^usage: slimfast-seccomp-keeper /m.test(String(r.stderr))) {
-    return fail(name, `${file} does not run here (${r.timedOut ? 'no answer in 5 s' : `exit ${r.exitCode ?? r.signal}`})`, 'rebuild it for this machine: make -C native/keeper');
+    return fail(
+      name,
+      `${file} does not run here (${r.timedOut ? 'no answer in 5 s' : `exit ${r.exitCode ?? r.signal}`})`,
+      'rebuild it for this machine: make -C native/keeper',
+    );
   }
   const serving = fs.existsSync(layout.seccompKeeperSocket);
   return ok(name, `${file} runs${serving ? `; one serves ${layout.seccompKeeperSocket}` : ' (the broker starts it)'}`);
@@ -699,7 +814,11 @@ async function preloadCheck(): Promise<CheckResult> {
   const r = await execa('/bin/true', [], { reject: false, timeout: 5000, env, extendEnv: false, stdin: 'ignore' });
   const said = String(r.stderr).trim();
   if (r.exitCode !== 0 || said) {
-    return fail(name, `/bin/true with LD_PRELOAD=${file} ${r.exitCode !== 0 ? `exits ${r.exitCode ?? r.signal}` : 'complains'}${said ? `: ${said.split('\n')[0]}` : ''}`, 'rebuild it for this machine: make -C native/preload');
+    return fail(
+      name,
+      `/bin/true with LD_PRELOAD=${file} ${r.exitCode !== 0 ? `exits ${r.exitCode ?? r.signal}` : 'complains'}${said ? `: ${said.split('\n')[0]}` : ''}`,
+      'rebuild it for this machine: make -C native/preload',
+    );
   }
   return ok(name, `${file} loads into programs (LD_PRELOAD)`);
 }
@@ -729,7 +848,11 @@ function toolsCheck(env: NodeJS.ProcessEnv): CheckResult {
   const found = need.map((p) => [p, onPath(p, env)] as const);
   const missing = found.filter(([, p]) => !p).map(([n]) => n);
   if (missing.length) {
-    return fail(name, `not on PATH: ${missing.join(', ')} (the broker reads a container's address with nsenter --net=… ip addr)`, 'apt-get install util-linux iproute2');
+    return fail(
+      name,
+      `not on PATH: ${missing.join(', ')} (the broker reads a container's address with nsenter --net=… ip addr)`,
+      'apt-get install util-linux iproute2',
+    );
   }
   return ok(name, found.map(([, p]) => p).join(', '));
 }
@@ -758,7 +881,16 @@ async function etcdCheck(endpoints: string[] | undefined, prefixFlag: string | u
   const clients = endpoints.map((e) => new Etcd3({ hosts: [e], dialTimeout: 3000 }));
   try {
     const answers = await Promise.all(
-      clients.map((c) => withDeadline(c.maintenance.status(), 3000, 'status').then((s) => ({ version: s.version }), (err: unknown) => ({ error: errMsg(err).replace(/\.?\s*Resolution note:.*$/s, '').trim() }))),
+      clients.map((c) =>
+        withDeadline(c.maintenance.status(), 3000, 'status').then(
+          (s) => ({ version: s.version }),
+          (err: unknown) => ({
+            error: errMsg(err)
+              .replace(/\.?\s*Resolution note:.*$/s, '')
+              .trim(),
+          }),
+        ),
+      ),
     );
     const up = answers.flatMap((a, i) => ('version' in a ? [i] : []));
     const down = answers.map((a, i) => ('error' in a ? `${endpoints[i]} (${a.error})` : '')).filter(Boolean);
@@ -771,17 +903,32 @@ async function etcdCheck(endpoints: string[] | undefined, prefixFlag: string | u
     let hosts: number;
     try {
       [config, hosts] = await withDeadline(
-        Promise.all([c.get(key).string(), c.getAll().prefix(`${prefix}/subnets/`).keys().then((k) => k.length)]),
+        Promise.all([
+          c.get(key).string(),
+          c
+            .getAll()
+            .prefix(`${prefix}/subnets/`)
+            .keys()
+            .then((k) => k.length),
+        ]),
         3000,
         `reading ${prefix}`,
       );
     } catch (err) {
-      return fail(name, `${endpoints[up[0]]} answers but reading ${prefix} fails: ${errMsg(err)}`, 'check etcd\'s health and its authentication settings');
+      return fail(
+        name,
+        `${endpoints[up[0]]} answers but reading ${prefix} fails: ${errMsg(err)}`,
+        "check etcd's health and its authentication settings",
+      );
     }
     const reached = `${up.map((i) => `${endpoints[i]} (etcd ${(answers[i] as { version: string }).version})`).join(', ')} answer${up.length === 1 ? 's' : ''}`;
     const notes = down.length ? `; no answer from ${down.join(', ')}` : '';
     if (config === null) {
-      return warn(name, `${reached}${notes}; no SlimFast network at ${key} yet`, `give the first daemon --cluster-cidr CIDR (e.g. 10.200.0.0/16), or put {"network":"10.200.0.0/16","subnetLen":24} at ${key}`);
+      return warn(
+        name,
+        `${reached}${notes}; no SlimFast network at ${key} yet`,
+        `give the first daemon --cluster-cidr CIDR (e.g. 10.200.0.0/16), or put {"network":"10.200.0.0/16","subnetLen":24} at ${key}`,
+      );
     }
     const detail = `${reached}${notes}; ${key} = ${config}; ${hosts} host(s) hold a subnet`;
     return down.length ? warn(name, detail, `start etcd at ${down.map((d) => d.split(' ')[0]).join(', ')} or drop it from --etcd`) : ok(name, detail);
@@ -805,7 +952,12 @@ async function etcdKeyFacts(endpoints: string[], prefixFlag: string | undefined)
     const key = parseHexClusterKey(text);
     return key ? { name, fingerprint: keyFingerprint(key) } : { name, bad: `not 16-64 bytes as hex digits: ${text.trim().length} characters` };
   } catch (err) {
-    return { name, error: errMsg(err).replace(/\.?\s*Resolution note:.*$/s, '').trim() };
+    return {
+      name,
+      error: errMsg(err)
+        .replace(/\.?\s*Resolution note:.*$/s, '')
+        .trim(),
+    };
   } finally {
     c.close();
   }
@@ -847,7 +999,10 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
   const uid = process.getuid?.() ?? -1;
   const runc = bounded('runc', () => runcCheck(env));
   // A cluster key: given, shared through etcd, or what the running broker signs with.
-  const keyed = o.clusterKey !== undefined || (o.etcd !== undefined && broker.health?.headerAuth !== 'insecure host keys') || broker.health?.headerAuth === 'cluster key';
+  const keyed =
+    o.clusterKey !== undefined ||
+    (o.etcd !== undefined && broker.health?.headerAuth !== 'insecure host keys') ||
+    broker.health?.headerAuth === 'cluster key';
   return Promise.all([
     bounded('node', () => nodeCheck(process.version)),
     bounded('privileges', () => privilegesCheck(uid, parseCapEff(readText('/proc/self/status') ?? ''))),
@@ -865,7 +1020,8 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
     bounded('addon', () => addon.result),
     bounded('bpf-steering', () => steeringCheck(addon.plain, addon.auth, keyed)),
     bounded('confinement', () =>
-      broker.health ? confinementCheck(undefined, broker.health.unconfined ?? '') : confinementCheck(addon.confinement?.())),
+      broker.health ? confinementCheck(undefined, broker.health.unconfined ?? '') : confinementCheck(addon.confinement?.()),
+    ),
     bounded('preload', preloadCheck),
     bounded('tools', () => toolsCheck(env)),
     bounded('config', configCheck),
@@ -892,10 +1048,12 @@ export async function runDoctor(o: DoctorOptions): Promise<(CheckResult & { ms: 
     bounded('descriptors', () => descriptorsCheck(descriptorFacts(broker.health?.pid))),
     bounded('reserved-port', async () => portCheck(await portFacts(hostIp, port, broker))),
     bounded('etcd', () => etcdCheck(o.etcd, o.etcdPrefix)),
-    bounded('cluster-key', async () => clusterKeyCheck(o.clusterKey, {
-      running: broker.health,
-      etcd: o.etcd ? await etcdKeyFacts(o.etcd, o.etcdPrefix) : undefined,
-    })),
+    bounded('cluster-key', async () =>
+      clusterKeyCheck(o.clusterKey, {
+        running: broker.health,
+        etcd: o.etcd ? await etcdKeyFacts(o.etcd, o.etcdPrefix) : undefined,
+      }),
+    ),
   ]);
 }
 
@@ -930,9 +1088,16 @@ export async function doctor(args: string[]): Promise<number> {
     port = Number(v.port);
     if (!Number.isInteger(port) || port < 1 || port > 65535) return usageError(`--port must be 1-65535, got "${String(v.port)}"`);
   }
-  if (v['host-ip'] !== undefined && net.isIPv4(v['host-ip'] as string) === false) return usageError(`--host-ip must be an IPv4 address, got "${String(v['host-ip'])}"`);
+  if (v['host-ip'] !== undefined && net.isIPv4(v['host-ip'] as string) === false)
+    return usageError(`--host-ip must be an IPv4 address, got "${String(v['host-ip'])}"`);
   if (v['etcd-prefix'] !== undefined && v.etcd === undefined) return usageError('--etcd-prefix needs --etcd');
-  const etcd = v.etcd === undefined ? undefined : (v.etcd as string).split(',').map((e) => e.trim()).filter(Boolean);
+  const etcd =
+    v.etcd === undefined
+      ? undefined
+      : (v.etcd as string)
+          .split(',')
+          .map((e) => e.trim())
+          .filter(Boolean);
   if (etcd && etcd.length === 0) return usageError('--etcd needs at least one URL, e.g. --etcd http://10.0.0.5:2379');
   let stateDir: string;
   try {
@@ -954,7 +1119,11 @@ export async function doctor(args: string[]): Promise<number> {
     console.log(JSON.stringify({ ok: failed.length === 0, stateDir: path.resolve(stateDir), checks }, null, 2));
     return failed.length ? 1 : 0;
   }
-  printTable(undefined, ['check', 'status', 'detail'], checks.map((c) => [c.name, c.status, c.detail]));
+  printTable(
+    undefined,
+    ['check', 'status', 'detail'],
+    checks.map((c) => [c.name, c.status, c.detail]),
+  );
   const fixes = checks.filter((c) => c.fix && (c.status === 'fail' || c.status === 'warn'));
   if (fixes.length) {
     console.log('\nto fix:');

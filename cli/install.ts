@@ -25,7 +25,10 @@ export const INSTALL_USAGE = `  install podman --hooks-dir DIR [--state-dir DIR]
 const ENGINES = ENGINE_WRITERS.map((w) => w.name);
 
 /** Flags one engine alone takes, refused for the others before a writer reads its own (in this order). */
-const ONE_ENGINE_FLAGS: [flag: string, engine: string][] = [['subnet', 'docker'], ['unit', 'systemd']];
+const ONE_ENGINE_FLAGS: [flag: string, engine: string][] = [
+  ['subnet', 'docker'],
+  ['unit', 'systemd'],
+];
 
 function usageError(msg: string): number {
   process.stderr.write(`slimfast install: ${msg}\n\nusage:\n${INSTALL_USAGE}`);
@@ -69,7 +72,8 @@ export async function install(args: string[]): Promise<number> {
   const paths = installPaths();
   let changes: FileChange[];
   try {
-    for (const [flag, owner] of ONE_ENGINE_FLAGS) if (engine !== owner && v[flag] !== undefined) return usageError(`--${flag} is an option of install ${owner} only`);
+    for (const [flag, owner] of ONE_ENGINE_FLAGS)
+      if (engine !== owner && v[flag] !== undefined) return usageError(`--${flag} is an option of install ${owner} only`);
     const { target, opts } = writer.options({ flags: v, daemonArgs, paths, node: process.execPath });
     changes = writer.plan(target, readIfExists, opts);
     for (const c of changes) if (c.note) process.stderr.write(`slimfast install ${engine}: ${c.note}\n`);

@@ -61,36 +61,66 @@ async function status(args: string[]): Promise<number> {
       console.log(JSON.stringify({ health, peers, containers, listeners, counters }, null, 2));
       return 0;
     }
-    console.log(`host ${health.hostIp}:${health.port}  subnet ${health.subnet}  overlay ${health.overlay}  pid ${health.pid}  up ${health.uptimeSeconds.toFixed(0)} s`);
+    console.log(
+      `host ${health.hostIp}:${health.port}  subnet ${health.subnet}  overlay ${health.overlay}  pid ${health.pid}  up ${health.uptimeSeconds.toFixed(0)} s`,
+    );
     console.log(`headers: ${headerAuthText(health)}`);
     const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
-    console.log(`broker: ${health.openFds} open descriptors${health.fdLimit ? ` of ${health.fdLimit}` : ''}, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`);
+    console.log(
+      `broker: ${health.openFds} open descriptors${health.fdLimit ? ` of ${health.fdLimit}` : ''}, RSS ${mb(health.rssBytes)} (V8 heap ${mb(health.heapUsedBytes)} used of ${mb(health.heapTotalBytes)})`,
+    );
     if (health.containerConnsMax) {
-      console.log(`limits per container: ${health.containerConnsMax} broker connections, ${health.containerPoolsMax} pools, ${health.containerListenersMax} listener channels, ` +
-        `${health.containerPendingMax} connects in progress; ${health.fdReserve} descriptors kept for the control plane`);
+      console.log(
+        `limits per container: ${health.containerConnsMax} broker connections, ${health.containerPoolsMax} pools, ${health.containerListenersMax} listener channels, ` +
+          `${health.containerPendingMax} connects in progress; ${health.fdReserve} descriptors kept for the control plane`,
+      );
     }
     const peerCount = `${peers.length} peer(s), ${peers.filter((p) => p.synced).length} in sync`;
-    if (health.membership === 'etcd') console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}; ${peerCount}`);
+    if (health.membership === 'etcd')
+      console.log(`membership etcd: ${health.etcdState}${health.etcdError ? ` (${health.etcdError})` : ''}; ${peerCount}`);
     else console.log(`membership static: ${peerCount}`);
     console.log(`policy: ${health.policy || 'none'}`);
-    console.log(health.unconfined
-      ? `confinement: OFF (${health.unconfined}); no host socket is handed to a container, every connection takes the container's own network`
-      : 'confinement: kernel guard attached (handed host sockets cannot be re-pointed)');
-    printTable('peers', ['ip', 'subnet', 'port', 'synced', 'listeners'], peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]));
-    printTable('containers', ['id', 'ip'], containers.map((x) => [x.id, x.ip]));
-    printTable('listeners', ['address', 'container', 'channels'], listeners.map((l) => [`${l.ip}:${l.port}`, l.containerId, l.channels]));
-    printTable('counters', ['name', 'value'], Object.entries(counters).sort().map(([k, n]) => [k, n]));
+    console.log(
+      health.unconfined
+        ? `confinement: OFF (${health.unconfined}); no host socket is handed to a container, every connection takes the container's own network`
+        : 'confinement: kernel guard attached (handed host sockets cannot be re-pointed)',
+    );
+    printTable(
+      'peers',
+      ['ip', 'subnet', 'port', 'synced', 'listeners'],
+      peers.map((p) => [p.ip, p.subnet, p.port, p.synced ? 'yes' : 'no', p.listeners]),
+    );
+    printTable(
+      'containers',
+      ['id', 'ip'],
+      containers.map((x) => [x.id, x.ip]),
+    );
+    printTable(
+      'listeners',
+      ['address', 'container', 'channels'],
+      listeners.map((l) => [`${l.ip}:${l.port}`, l.containerId, l.channels]),
+    );
+    printTable(
+      'counters',
+      ['name', 'value'],
+      Object.entries(counters)
+        .sort()
+        .map(([k, n]) => [k, n]),
+    );
     return 0;
   });
 }
 
 function headerAuthText(h: HealthMsg): string {
-  if (h.headerAuth === 'cluster key') return `signed with the cluster key (${h.clusterKeySource}, fingerprint ${h.clusterKeyFingerprint}); members only`;
+  if (h.headerAuth === 'cluster key')
+    return `signed with the cluster key (${h.clusterKeySource}, fingerprint ${h.clusterKeyFingerprint}); members only`;
   if (h.headerAuth === 'insecure host keys') {
-    return 'INSECURE: host keys announced in the clear (--insecure-host-keys); whatever reaches a peer\'s reserved port from a member\'s address can pose as that member. ' +
-      'Give every broker --cluster-key FILE (or, with --etcd, leave the flag out)';
+    return (
+      "INSECURE: host keys announced in the clear (--insecure-host-keys); whatever reaches a peer's reserved port from a member's address can pose as that member. " +
+      'Give every broker --cluster-key FILE (or, with --etcd, leave the flag out)'
+    );
   }
-  return 'this host\'s own key (a lone host: no peers)';
+  return "this host's own key (a lone host: no peers)";
 }
 
 async function container(args: string[]): Promise<number> {
@@ -121,7 +151,12 @@ async function container(args: string[]): Promise<number> {
     return withClient(v['state-dir'], async (c) => {
       const list = await c.containers();
       if (v.json) console.log(JSON.stringify(list.map(({ id, ip, netns, socket, pid, createdAt }) => ({ id, ip, netns, socket, pid, createdAt }))));
-      else printTable(undefined, ['id', 'ip', 'netns', 'since'], list.map((x) => [x.id, x.ip, x.netns, x.createdAt]));
+      else
+        printTable(
+          undefined,
+          ['id', 'ip', 'netns', 'since'],
+          list.map((x) => [x.id, x.ip, x.netns, x.createdAt]),
+        );
       return 0;
     });
   }

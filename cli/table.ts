@@ -7,5 +7,12 @@ export function printTable(title: string | undefined, head: string[], rows: (str
   }
   const cells = [head, ...rows.map((r) => r.map(String))];
   const widths = head.map((_, i) => Math.max(...cells.map((r) => r[i].length)));
-  for (const r of cells) console.log('  ' + r.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
+  for (const r of cells)
+    console.log(
+      '  ' +
+        r
+          .map((c, i) => c.padEnd(widths[i]))
+          .join('  ')
+          .trimEnd(),
+    );
 }

@@ -51,7 +51,7 @@ export class ApiError extends Error {
 }
 
 export function isApiReason(s: unknown): s is ApiReason {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(REASONS, s);
+  return typeof s === 'string' && Object.hasOwn(REASONS, s);
 }
 
 /** Whether err is an ApiError with that reason. */

@@ -46,12 +46,12 @@ export function formatCidr(c: Cidr): string {
 }
 
 export function contains(c: Cidr, ip: number): boolean {
-  return ((ip & mask(c.prefix)) >>> 0) === c.network;
+  return (ip & mask(c.prefix)) >>> 0 === c.network;
 }
 
 export function overlaps(a: Cidr, b: Cidr): boolean {
   const prefix = Math.min(a.prefix, b.prefix);
-  return ((a.network & mask(prefix)) >>> 0) === ((b.network & mask(prefix)) >>> 0);
+  return (a.network & mask(prefix)) >>> 0 === (b.network & mask(prefix)) >>> 0;
 }
 
 /** The entry whose prefix contains ip with the longest prefix length, if any. */
@@ -68,7 +68,7 @@ export function coveringCidr(list: readonly Cidr[]): Cidr {
   if (list.length === 0) throw new Error('cannot cover an empty list of prefixes');
   let prefix = Math.min(...list.map((c) => c.prefix));
   const first = list[0].network;
-  while (prefix > 0 && !list.every((c) => ((c.network & mask(prefix)) >>> 0) === ((first & mask(prefix)) >>> 0))) {
+  while (prefix > 0 && !list.every((c) => (c.network & mask(prefix)) >>> 0 === (first & mask(prefix)) >>> 0)) {
     prefix--;
   }
   return { network: (first & mask(prefix)) >>> 0, prefix };

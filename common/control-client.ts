@@ -20,7 +20,10 @@ export class ControlClient {
   private readonly client: SlimFastClient;
   readonly socketPath: string;
 
-  constructor(stateDir: string, private readonly timeoutMs = 5000) {
+  constructor(
+    stateDir: string,
+    private readonly timeoutMs = 5000,
+  ) {
     this.socketPath = stateLayout(stateDir).controlSocket;
     const Ctor = clientConstructor();
     this.client = new Ctor(`unix:${this.socketPath}`, grpc.credentials.createInsecure());
@@ -32,7 +35,11 @@ export class ControlClient {
 
   private call<Res>(invoke: Invoke<Res>): Promise<Res> {
     if (!fs.existsSync(this.socketPath)) {
-      return Promise.reject(new BrokerUnreachable(`no SlimFast broker at ${this.socketPath}: start one with "slimfast daemon --state-dir ${stateDirOf(this.socketPath)} …" or set SLIMFAST_STATE_DIR`));
+      return Promise.reject(
+        new BrokerUnreachable(
+          `no SlimFast broker at ${this.socketPath}: start one with "slimfast daemon --state-dir ${stateDirOf(this.socketPath)} …" or set SLIMFAST_STATE_DIR`,
+        ),
+      );
     }
     return new Promise((resolve, reject) => {
       invoke(new grpc.Metadata(), { deadline: Date.now() + this.timeoutMs }, (err, res) => {

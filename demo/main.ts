@@ -21,7 +21,11 @@ const BULK_SECONDS = Math.max(1, Math.round(SECONDS));
 /** Container processes outlive nothing: a killed demo's leftovers end by themselves. */
 const LIFETIME_S = 900;
 /** iperf3 on PATH ('' when missing): the bulk measure runs it on the hosts and copies it into the containers. */
-const IPERF3 = (process.env.PATH ?? '/usr/bin').split(':').map((d) => path.join(d, 'iperf3')).find((f) => fs.existsSync(f)) ?? '';
+const IPERF3 =
+  (process.env.PATH ?? '/usr/bin')
+    .split(':')
+    .map((d) => path.join(d, 'iperf3'))
+    .find((f) => fs.existsSync(f)) ?? '';
 /** iperf3 servers: on host 2, and on SlimFast and plain (VXLAN) side by side in the server container. */
 const BULK_PORT: Record<PathName, number> = { host: 5203, vxlan: 5202, slimfast: 5201 };
 const LABEL: Record<PathName, string> = { host: 'host → host', vxlan: 'VXLAN overlay', slimfast: 'SlimFast' };
@@ -112,7 +116,8 @@ const connections: Measure = {
   digits: 0,
   p50: { row: 'connect() p50 (µs)', short: 'connect p50' },
   sample: connrateMeasure(false),
-  verdict: (v) => `SlimFast opens connections at ${x(v.slimfast / v.vxlan)} VXLAN's rate (${x(v.slimfast / v.host)} host) — ${standing(v.slimfast / v.vxlan)}`,
+  verdict: (v) =>
+    `SlimFast opens connections at ${x(v.slimfast / v.vxlan)} VXLAN's rate (${x(v.slimfast / v.host)} host) — ${standing(v.slimfast / v.vxlan)}`,
 };
 
 const kept: Measure = {
@@ -134,7 +139,11 @@ const kept: Measure = {
 async function bulkSample(ends: Ends, which: PathName): Promise<Sample> {
   const port = String(BULK_PORT[which]);
   const lifetime = BULK_SECONDS + 30;
-  const server = ends.server(which, ['/bin/timeout', '-s', 'KILL', String(lifetime), IPERF3, '-s', '-1', '-p', port, '-B', ends.ip(which)], lifetime * 1000);
+  const server = ends.server(
+    which,
+    ['/bin/timeout', '-s', 'KILL', String(lifetime), IPERF3, '-s', '-1', '-p', port, '-B', ends.ip(which)],
+    lifetime * 1000,
+  );
   const exited = server.then((r) => {
     throw new Error(`iperf3 server exited with ${r.exitCode}: ${tail(String(r.stderr) || String(r.stdout))}`);
   });
@@ -227,7 +236,9 @@ async function main(): Promise<number> {
     for (const h of topo.hosts) step(`host ${h.index} (${h.ns}): underlay ${h.ip}, container subnet ${h.subnet}, broker on ${h.ip}:${topo.port}`);
     for (const h of topo.hosts) {
       const health = (await topo.status(h)).health as HealthMsg;
-      step(`host ${h.index} broker: headers ${health.headerAuth === 'cluster key' ? `signed and checked with the cluster key (${health.clusterKeySource}, fingerprint ${health.clusterKeyFingerprint})` : health.headerAuth}`);
+      step(
+        `host ${h.index} broker: headers ${health.headerAuth === 'cluster key' ? `signed and checked with the cluster key (${health.clusterKeySource}, fingerprint ${health.clusterKeyFingerprint})` : health.headerAuth}`,
+      );
     }
     await startContainers(topo, lab);
 
@@ -273,7 +284,11 @@ async function startContainers(topo: Topology, lab: RuncLab): Promise<void> {
   const limit = ['/bin/timeout', '-s', 'KILL', String(LIFETIME_S)];
   const server = `${limit.join(' ')} /bin/env -u LD_PRELOAD ${ECHOD} ${PORT.vxlan} & exec ${limit.join(' ')} ${ECHOD} ${PORT.slimfast}`;
   const srvBundle = makeBundle(path.join(topo.dir, 'bundle-server'), { ...rootfs, args: ['/bin/sh', '-c', server], netns: c2.netnsPath });
-  const cliBundle = makeBundle(path.join(topo.dir, 'bundle-client'), { ...rootfs, args: [...limit, '/bin/sleep', String(LIFETIME_S)], netns: c1.netnsPath });
+  const cliBundle = makeBundle(path.join(topo.dir, 'bundle-client'), {
+    ...rootfs,
+    args: [...limit, '/bin/sleep', String(LIFETIME_S)],
+    netns: c1.netnsPath,
+  });
 
   const srv = await lab.run(h2, 'server', srvBundle);
   step(`slimfast-runc run ${srv.id} on host 2: echo server at ${c2.ip}:${PORT.slimfast} on SlimFast, a plain one at :${PORT.vxlan}`);

@@ -62,7 +62,9 @@ test('create registers the container, its broker socket shows inside it (also in
   const bundle = makeBusyboxBundle(path.join(dir, 'bundle'), ['sleep', '60']);
   const cfgFile = path.join(bundle, 'config.json');
   const spec = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
-  spec.linux.namespaces = spec.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/run/netns/${NETNS}` } : n));
+  spec.linux.namespaces = spec.linux.namespaces.map((n: { type: string }) =>
+    n.type === 'network' ? { type: 'network', path: `/run/netns/${NETNS}` } : n,
+  );
   fs.writeFileSync(cfgFile, JSON.stringify(spec, null, '\t'));
 
   // The container inherits runc create's stdio: a file, not a pipe this test would wait on.
@@ -75,10 +77,10 @@ test('create registers the container, its broker socket shows inside it (also in
   const list = JSON.parse(ls.stdout) as { id: string; ip: string; socket: string }[];
   t.is(list.length, 1, ls.stderr);
   t.is(list[0].id, ID);
-  t.is(list[0].ip, '10.88.7.2', 'the broker read the IP from the container\'s network namespace');
+  t.is(list[0].ip, '10.88.7.2', "the broker read the IP from the container's network namespace");
   const edited = JSON.parse(fs.readFileSync(cfgFile, 'utf8'));
   const runDir = edited.mounts.find((m: { destination: string }) => m.destination === '/.slimfast/run').source;
-  t.is(path.join(runDir, 'sf.sock'), list[0].socket, 'the bind-mounted directory is the broker\'s socket directory');
+  t.is(path.join(runDir, 'sf.sock'), list[0].socket, "the bind-mounted directory is the broker's socket directory");
 
   t.is(spawnSync(P.runc, ['start', ID], { env }).status, 0);
   const x = spawnSync(P.runc, ['exec', ID, 'sh', '-c', 'test -S /.slimfast/run/sf.sock && echo socket-in-container'], { env, encoding: 'utf8' });
@@ -89,7 +91,9 @@ test('create registers the container, its broker socket shows inside it (also in
   const bundle2 = makeBusyboxBundle(path.join(dir, 'bundle2'), ['sh', '-c', 'test -S /.slimfast/run/sf.sock && echo shared-socket']);
   const spec2File = path.join(bundle2, 'config.json');
   const spec2 = JSON.parse(fs.readFileSync(spec2File, 'utf8'));
-  spec2.linux.namespaces = spec2.linux.namespaces.map((n: { type: string }) => (n.type === 'network' ? { type: 'network', path: `/run/netns/${NETNS}` } : n));
+  spec2.linux.namespaces = spec2.linux.namespaces.map((n: { type: string }) =>
+    n.type === 'network' ? { type: 'network', path: `/run/netns/${NETNS}` } : n,
+  );
   fs.writeFileSync(spec2File, JSON.stringify(spec2));
   const r2 = spawnSync(P.runc, ['run', '--bundle', bundle2, ID2], { env, encoding: 'utf8', timeout: 60_000 });
   t.is(r2.status, 0, r2.stderr);
@@ -97,7 +101,7 @@ test('create registers the container, its broker socket shows inside it (also in
   t.deepEqual(
     (JSON.parse(cli(['container', 'ls', '--state-dir', state, '--json']).stdout) as { id: string }[]).map((c) => c.id),
     [ID],
-    'still one registration; the second container\'s exit did not remove it',
+    "still one registration; the second container's exit did not remove it",
   );
 
   t.is(spawnSync(P.runc, ['delete', '--force', ID], { env }).status, 0);

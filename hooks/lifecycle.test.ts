@@ -20,7 +20,9 @@ test.after.always(() => {
   for (const d of made) fs.rmSync(d, { recursive: true, force: true });
 });
 
-function deps(behaviour: { fail?: Error; allow?: boolean; registered?: { id: string; netns: string; socket: string }[]; unregistered?: boolean } = {}) {
+function deps(
+  behaviour: { fail?: Error; allow?: boolean; registered?: { id: string; netns: string; socket: string }[]; unregistered?: boolean } = {},
+) {
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfhook-'));
   made.push(stateDir);
   const calls: Calls = { register: [], unregister: [], closed: 0, warnings: [] };
@@ -53,12 +55,24 @@ function deps(behaviour: { fail?: Error; allow?: boolean; registered?: { id: str
   return { d, calls, stateDir, socketDir };
 }
 
-const state = (over: Record<string, unknown> = {}) => ({ ociVersion: '1.0.2', id: 'ctr', status: 'creating', pid: 4242, bundle: '/b', annotations: { 'io.slimfast.id': 'sfid' }, ...over });
+const state = (over: Record<string, unknown> = {}) => ({
+  ociVersion: '1.0.2',
+  id: 'ctr',
+  status: 'creating',
+  pid: 4242,
+  bundle: '/b',
+  annotations: { 'io.slimfast.id': 'sfid' },
+  ...over,
+});
 
-test('create registers the annotated id with the netns of the container\'s pid', async (t) => {
+test("create registers the annotated id with the netns of the container's pid", async (t) => {
   const { d, calls } = deps();
   t.deepEqual(await createHook(state(), d), { code: 0 });
-  t.deepEqual(calls.register, [{ id: 'sfid', netns: '/proc/4242/ns/net', pid: 4242, share: true }], 'share: a registration of that namespace is shared (test/registry-lifetime.test.ts)');
+  t.deepEqual(
+    calls.register,
+    [{ id: 'sfid', netns: '/proc/4242/ns/net', pid: 4242, share: true }],
+    'share: a registration of that namespace is shared (test/registry-lifetime.test.ts)',
+  );
   t.is(calls.closed, 1);
 });
 
@@ -98,7 +112,7 @@ test('broker down with allowWithoutBroker: exit 0 with a warning, the socket dir
 });
 
 test('other broker errors fail the container, allowWithoutBroker or not; no IPv4 address only warns', async (t) => {
-  const bad = deps({ fail: new Error('container IP 172.17.0.2 is outside this host\'s subnet 10.88.0.0/16'), allow: true });
+  const bad = deps({ fail: new Error("container IP 172.17.0.2 is outside this host's subnet 10.88.0.0/16"), allow: true });
   const r = await createHook(state(), bad.d);
   t.is(r.code, 1);
   t.regex(r.message!, /cannot register container ctr with the SlimFast broker \(state dir .*\): container IP 172\.17\.0\.2 is outside/);

@@ -65,7 +65,8 @@ function slimfastId(state: OciState): string | undefined {
 export async function createHook(state: OciState, deps: HookDeps): Promise<HookOutcome> {
   const id = slimfastId(state);
   if (!id || isTrueAnnotation(state.annotations?.[ANNOTATION_DISABLE])) return { code: 0 };
-  if (!state.pid || state.pid <= 0) return { code: 1, message: `the OCI state of container ${state.id} has no pid: slimfast-hook create must run as a createRuntime hook` };
+  if (!state.pid || state.pid <= 0)
+    return { code: 1, message: `the OCI state of container ${state.id} has no pid: slimfast-hook create must run as a createRuntime hook` };
   const netns = `/proc/${state.pid}/ns/net`;
   if ((deps.isHostNetns ?? isHostNetns)(netns)) return { code: 0 };
   const socketDir = containerSocketDir(stateLayout(deps.stateDir), id);
@@ -88,7 +89,10 @@ export async function createHook(state: OciState, deps: HookDeps): Promise<HookO
       return { code: 0 };
     }
     removeEmptyDir(socketDir);
-    return { code: 1, message: `cannot register container ${state.id} with the SlimFast broker (state dir ${stateLayout(deps.stateDir).dir}): ${msg}` };
+    return {
+      code: 1,
+      message: `cannot register container ${state.id} with the SlimFast broker (state dir ${stateLayout(deps.stateDir).dir}): ${msg}`,
+    };
   } finally {
     client.close();
   }
@@ -114,7 +118,10 @@ export async function poststopHook(state: OciState, deps: HookDeps): Promise<Hoo
       fs.rmSync(socketDir, { recursive: true, force: true });
       return brokerDown(deps, `unregister container ${state.id}`, (err as Error).message);
     }
-    return { code: 1, message: `cannot unregister container ${state.id} from the SlimFast broker (state dir ${stateLayout(deps.stateDir).dir}): ${(err as Error).message}` };
+    return {
+      code: 1,
+      message: `cannot unregister container ${state.id} from the SlimFast broker (state dir ${stateLayout(deps.stateDir).dir}): ${(err as Error).message}`,
+    };
   } finally {
     client.close();
   }

@@ -61,14 +61,20 @@ test.before(async () => {
 });
 test.after.always(() => nsProc.kill('SIGKILL'));
 
-const ociState = (id = 'ctr1') => JSON.stringify({ ociVersion: '1.0.2', id, status: 'creating', pid: nsProc.pid, bundle: '/b', annotations: { 'io.slimfast.id': id } });
+const ociState = (id = 'ctr1') =>
+  JSON.stringify({ ociVersion: '1.0.2', id, status: 'creating', pid: nsProc.pid, bundle: '/b', annotations: { 'io.slimfast.id': id } });
 
 test('create with no broker: exit 1, the state dir named, fast', async (t) => {
   const s = setup();
   const r = await hook(['create'], { input: ociState(), env: s.env });
   t.is(r.code, 1);
   t.is(r.stdout, '');
-  t.regex(r.stderr, new RegExp(`^slimfast-hook create: cannot start container ctr1 on SlimFast \\(state dir ${s.state}\\): no SlimFast broker at ${s.state}/slimfast\\.sock`));
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `^slimfast-hook create: cannot start container ctr1 on SlimFast \\(state dir ${s.state}\\): no SlimFast broker at ${s.state}/slimfast\\.sock`,
+    ),
+  );
   // Well before the 10 s default timeout (a loaded machine starts Node slowly): nothing waited for it.
   t.true(r.ms < 9000, `${r.ms} ms`);
   t.true(r.closeLagMs < 3000, 'stdout and stderr close with the process');

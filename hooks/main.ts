@@ -74,23 +74,26 @@ export async function runHook(argv: string[], io: HookIo): Promise<number> {
   }
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<number>((resolve) => {
-    timer = setTimeout(() => {
-      const what = cmd === 'precreate' ? 'reading the configuration on stdin' : `the SlimFast broker of state dir ${stateDir}`;
-      let code = 1;
-      let msg = `slimfast-hook ${cmd}: timed out after ${timeoutS} s (SLIMFAST_HOOK_TIMEOUT) waiting for ${what}`;
-      if (cmd !== 'precreate') {
-        try {
-          if (allowWithoutBrokerFromConfig()) {
-            code = 0;
-            msg = `slimfast-hook: warning: ${msg.slice('slimfast-hook '.length)}; going on without SlimFast (allowWithoutBroker)`;
+    timer = setTimeout(
+      () => {
+        const what = cmd === 'precreate' ? 'reading the configuration on stdin' : `the SlimFast broker of state dir ${stateDir}`;
+        let code = 1;
+        let msg = `slimfast-hook ${cmd}: timed out after ${timeoutS} s (SLIMFAST_HOOK_TIMEOUT) waiting for ${what}`;
+        if (cmd !== 'precreate') {
+          try {
+            if (allowWithoutBrokerFromConfig()) {
+              code = 0;
+              msg = `slimfast-hook: warning: ${msg.slice('slimfast-hook '.length)}; going on without SlimFast (allowWithoutBroker)`;
+            }
+          } catch {
+            // a broken config file: keep the failure
           }
-        } catch {
-          // a broken config file: keep the failure
         }
-      }
-      io.stderr(`${msg}\n`);
-      resolve(code);
-    }, io.inputTimedOut ? 0 : timeoutS * 1000);
+        io.stderr(`${msg}\n`);
+        resolve(code);
+      },
+      io.inputTimedOut ? 0 : timeoutS * 1000,
+    );
   });
   const work = (async () => {
     if (io.inputTimedOut) return new Promise<number>(() => {}); // the timer answers

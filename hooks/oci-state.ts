@@ -27,7 +27,9 @@ export function parseState(text: string): OciState {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw new HookInputError(`stdin is not the OCI state JSON (${(err as Error).message}); slimfast-hook create|poststop is run by the runtime as an OCI hook`);
+    throw new HookInputError(
+      `stdin is not the OCI state JSON (${(err as Error).message}); slimfast-hook create|poststop is run by the runtime as an OCI hook`,
+    );
   }
   const s = doc as Partial<OciState> | null;
   if (typeof s !== 'object' || s === null || typeof s.id !== 'string' || s.id === '') {

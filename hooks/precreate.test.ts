@@ -13,7 +13,12 @@ function podmanSpec() {
   spec.linux!.namespaces![1] = { type: 'network', path: '/run/netns/netns-924d34c6' };
   spec.annotations = { 'io.container.manager': 'libpod' };
   for (const f of ['hosts', '.containerenv', 'hostname', 'resolv.conf']) {
-    spec.mounts!.push({ destination: `/etc/${f}`, type: 'bind', source: `/run/containers/storage/overlay-containers/${PODMAN_ID}/userdata/${f}`, options: ['bind'] });
+    spec.mounts!.push({
+      destination: `/etc/${f}`,
+      type: 'bind',
+      source: `/run/containers/storage/overlay-containers/${PODMAN_ID}/userdata/${f}`,
+      options: ['bind'],
+    });
   }
   spec.mounts!.push({ destination: '/dev/shm', type: 'bind', source: `/var/lib/containers/storage/overlay-containers/${PODMAN_ID}/userdata/shm` });
   return spec;
@@ -31,13 +36,16 @@ test('precreate adds mounts, env and the annotation, but not the hooks (Podman a
   t.is(out.annotations['io.slimfast.id'], PODMAN_ID);
   t.is(out.annotations['io.container.manager'], 'libpod');
   t.true(out.process.env.includes('LD_PRELOAD=/.slimfast/libslimfast.so'));
-  t.deepEqual(out.mounts.slice(-3).map((m: { destination: string }) => m.destination), ['/.slimfast/libslimfast.so', '/.slimfast/run', '/etc/ld.so.preload']);
+  t.deepEqual(
+    out.mounts.slice(-3).map((m: { destination: string }) => m.destination),
+    ['/.slimfast/libslimfast.so', '/.slimfast/run', '/etc/ld.so.preload'],
+  );
   t.is(out.hooks, undefined);
   t.true(fs.statSync(TEST_SOCKET_DIR).isDirectory(), 'the socket directory was made for the bind mount');
   t.is(fs.readFileSync(TEST_LD_SO_PRELOAD, 'utf8'), '/.slimfast/libslimfast.so\n', 'and the file ld.so reads, for podman exec processes');
 });
 
-test('the id: an existing annotation, then Podman\'s bundle directory, then its mounts, else a made-up one', (t) => {
+test("the id: an existing annotation, then Podman's bundle directory, then its mounts, else a made-up one", (t) => {
   t.is(idFromBundleDir(`/var/lib/containers/storage/overlay-containers/${PODMAN_ID}/userdata`), PODMAN_ID);
   t.is(idFromBundleDir('/tmp'), undefined);
   t.is(idFromPodmanMounts(podmanSpec()), PODMAN_ID);
@@ -60,7 +68,12 @@ test('the id with any storage driver: Podman 4.3 with vfs runs the hook in its o
   const spec = baseSpec();
   spec.linux!.namespaces![1] = { type: 'network', path: '/run/netns/x' };
   for (const f of ['.containerenv', 'hostname', 'resolv.conf', 'hosts']) {
-    spec.mounts!.push({ destination: `/etc/${f}`, type: 'bind', source: `/tmp/p/runroot/vfs-containers/${PODMAN_ID}/userdata/${f}`, options: ['bind'] });
+    spec.mounts!.push({
+      destination: `/etc/${f}`,
+      type: 'bind',
+      source: `/tmp/p/runroot/vfs-containers/${PODMAN_ID}/userdata/${f}`,
+      options: ['bind'],
+    });
   }
   spec.mounts!.push({ destination: '/dev/shm', type: 'bind', source: `/tmp/p/root/vfs-containers/${PODMAN_ID}/userdata/shm` });
   t.is(idFromPodmanMounts(spec), PODMAN_ID);
@@ -72,7 +85,7 @@ test('the id with any storage driver: Podman 4.3 with vfs runs the hook in its o
 test('host-network containers come back byte for byte', (t) => {
   const spec = baseSpec();
   spec.linux!.namespaces = [{ type: 'pid' }];
-  const input = JSON.stringify(spec) + '\n';
+  const input = `${JSON.stringify(spec)}\n`;
   const r = precreate(input, '/tmp', {}, (id) => testCtx({ id, preload }));
   t.false(r.changed);
   t.is(r.output, input);
@@ -86,9 +99,14 @@ test('64-bit integers in the configuration survive', (t) => {
 });
 
 test('bad input and a missing preload library are clear errors', (t) => {
-  t.throws(() => precreate('{"ociVersion":', '/tmp', {}, (id) => testCtx({ id, preload })), { instanceOf: HookInputError, message: /not an OCI runtime configuration/ });
+  t.throws(() => precreate('{"ociVersion":', '/tmp', {}, (id) => testCtx({ id, preload })), {
+    instanceOf: HookInputError,
+    message: /not an OCI runtime configuration/,
+  });
   t.throws(() => precreate('[]', '/tmp', {}, (id) => testCtx({ id, preload })), { instanceOf: HookInputError });
-  t.throws(() => precreate(JSON.stringify(podmanSpec()), '/tmp', {}, (id) => testCtx({ id, preload: '/nope.so' })), { message: /preload library \/nope\.so is missing/ });
+  t.throws(() => precreate(JSON.stringify(podmanSpec()), '/tmp', {}, (id) => testCtx({ id, preload: '/nope.so' })), {
+    message: /preload library \/nope\.so is missing/,
+  });
 });
 
 test.after.always(() => {

@@ -45,12 +45,19 @@ export interface PrecreateResult {
   skipped?: string;
 }
 
-export function precreate(input: string, cwd: string, env: NodeJS.ProcessEnv = process.env, makeCtx: (id: string) => Ctx = (id) => buildCtx(id, env)): PrecreateResult {
+export function precreate(
+  input: string,
+  cwd: string,
+  env: NodeJS.ProcessEnv = process.env,
+  makeCtx: (id: string) => Ctx = (id) => buildCtx(id, env),
+): PrecreateResult {
   let spec: Spec;
   try {
     spec = parseLossless(input) as Spec;
   } catch (err) {
-    throw new HookInputError(`stdin is not an OCI runtime configuration (${(err as Error).message}); slimfast-hook precreate is run by Podman as a precreate hook`);
+    throw new HookInputError(
+      `stdin is not an OCI runtime configuration (${(err as Error).message}); slimfast-hook precreate is run by Podman as a precreate hook`,
+    );
   }
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) throw new HookInputError('stdin is not an OCI runtime configuration object');
   // A made-up id works for createRuntime, which sees the annotation, but Podman runs poststop with the

@@ -7,8 +7,11 @@ import { HOOK_FILES, renderHookFile } from '../installers/podman.js';
 
 const DIR = path.join(repoRoot(), 'hooks', 'oci-hooks.d');
 
-test('the templates are the installer\'s files with @SLIMFAST_HOOK@ for the hook path', (t) => {
-  const names = fs.readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
+test("the templates are the installer's files with @SLIMFAST_HOOK@ for the hook path", (t) => {
+  const names = fs
+    .readdirSync(DIR)
+    .filter((f) => f.endsWith('.json'))
+    .sort();
   t.deepEqual(names, HOOK_FILES.map(([n]) => n).sort());
   for (const [name, stage, arg] of HOOK_FILES) {
     t.is(fs.readFileSync(path.join(DIR, name), 'utf8'), renderHookFile(stage, arg, { hook: '@SLIMFAST_HOOK@' }), name);

@@ -65,7 +65,14 @@ test('install containerd, crio and podman write their files', (t) => {
 });
 
 test('usage errors exit 2; the usage lists install', (t) => {
-  for (const args of [['install'], ['install', 'lxc'], ['install', 'podman'], ['install', 'docker', '--hooks-dir', '/x'], ['install', 'docker', '--bogus'], ['install', 'containerd', '--subnet', '10.200.1.0/24']]) {
+  for (const args of [
+    ['install'],
+    ['install', 'lxc'],
+    ['install', 'podman'],
+    ['install', 'docker', '--hooks-dir', '/x'],
+    ['install', 'docker', '--bogus'],
+    ['install', 'containerd', '--subnet', '10.200.1.0/24'],
+  ]) {
     const r = cli(args);
     t.is(r.status, 2, args.join(' '));
     t.regex(r.stderr, /^slimfast install: /);

@@ -67,7 +67,9 @@ export function planContainerd(file: string, before: string | undefined, runcBin
 
   const removed = removeTables(text, ours);
   if (getPath(parseTomlDoc(removed, file), ours) !== undefined) {
-    throw new InstallError(`${file} defines the ${RUNTIME_NAME} runtime in a form (inline table or dotted keys) this installer does not edit; remove it and run this again`);
+    throw new InstallError(
+      `${file} defines the ${RUNTIME_NAME} runtime in a form (inline table or dotted keys) this installer does not edit; remove it and run this again`,
+    );
   }
   const quote = version === 3 ? "'" : '"';
   const header = (p: string[]) => p.map((k) => formatKey(k, quote)).join('.');

@@ -4,7 +4,7 @@ import { planCrio } from './crio.js';
 
 const BIN = '/opt/slimfast/bin/slimfast-runc';
 
-test('a new drop-in names the handler, runc-compatible, with runc\'s state root', (t) => {
+test("a new drop-in names the handler, runc-compatible, with runc's state root", (t) => {
   const plan = planCrio('/etc/crio/crio.conf.d/99-slimfast.conf', undefined, BIN);
   t.regex(plan.after, /^# SlimFast runtime handler/);
   t.deepEqual((parse(plan.after) as any).crio.runtime.runtimes.slimfast, { runtime_path: BIN, runtime_type: 'oci', runtime_root: '/run/runc' });
@@ -12,7 +12,8 @@ test('a new drop-in names the handler, runc-compatible, with runc\'s state root'
 });
 
 test('an existing file keeps its other tables and comments; an old entry is replaced', (t) => {
-  const before = '# site settings\n[crio.runtime]\ndefault_runtime = "crun"\n\n[crio.runtime.runtimes.crun]\nruntime_path = "/usr/bin/crun"\n\n[crio.runtime.runtimes.slimfast]\nruntime_path = "/old"\n\n[crio.image]\npause_image = "registry.k8s.io/pause:3.9"\n';
+  const before =
+    '# site settings\n[crio.runtime]\ndefault_runtime = "crun"\n\n[crio.runtime.runtimes.crun]\nruntime_path = "/usr/bin/crun"\n\n[crio.runtime.runtimes.slimfast]\nruntime_path = "/old"\n\n[crio.image]\npause_image = "registry.k8s.io/pause:3.9"\n';
   const plan = planCrio('f', before, BIN);
   const doc = parse(plan.after) as any;
   t.is(doc.crio.runtime.default_runtime, 'crun');

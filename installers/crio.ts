@@ -28,7 +28,8 @@ export function planCrio(file: string, before: string | undefined, runcBinary: s
   return { file, before, after };
 }
 
-export const CRIO_HINT = 'reload CRI-O (systemctl reload crio) to load it; then use runtime handler "slimfast" (Kubernetes: a RuntimeClass with handler: slimfast)';
+export const CRIO_HINT =
+  'reload CRI-O (systemctl reload crio) to load it; then use runtime handler "slimfast" (Kubernetes: a RuntimeClass with handler: slimfast)';
 
 /** `slimfast install crio [--config FILE]`. */
 export const crioWriter: EngineWriter<{ runc: string }> = {

@@ -6,9 +6,12 @@ test('equal texts: no diff', (t) => {
 });
 
 test('an insertion with three lines of context and correct hunk header', (t) => {
-  const before = ['1', '2', '3', '4', '5', '6', '7', '8'].join('\n') + '\n';
-  const after = ['1', '2', '3', '4', 'new a', 'new b', '5', '6', '7', '8'].join('\n') + '\n';
-  t.is(unifiedDiff(before, after, 'f', 'f'), ['--- f', '+++ f', '@@ -2,6 +2,8 @@', ' 2', ' 3', ' 4', '+new a', '+new b', ' 5', ' 6', ' 7', ''].join('\n'));
+  const before = `${['1', '2', '3', '4', '5', '6', '7', '8'].join('\n')}\n`;
+  const after = `${['1', '2', '3', '4', 'new a', 'new b', '5', '6', '7', '8'].join('\n')}\n`;
+  t.is(
+    unifiedDiff(before, after, 'f', 'f'),
+    ['--- f', '+++ f', '@@ -2,6 +2,8 @@', ' 2', ' 3', ' 4', '+new a', '+new b', ' 5', ' 6', ' 7', ''].join('\n'),
+  );
 });
 
 test('a new file and a replaced line; far-apart changes make separate hunks', (t) => {

@@ -54,7 +54,7 @@ export function unifiedDiff(before: string, after: string, fromLabel: string, to
   if (changes.length === 0) {
     // Only a difference in the final newline.
     out.push('@@ end of file @@', '\\ the final newline differs');
-    return out.join('\n') + '\n';
+    return `${out.join('\n')}\n`;
   }
   let h = 0;
   while (h < changes.length) {
@@ -75,5 +75,5 @@ export function unifiedDiff(before: string, after: string, fromLabel: string, to
     for (const o of slice) out.push(`${o.kind}${o.line}`);
     h = last + 1;
   }
-  return out.join('\n') + '\n';
+  return `${out.join('\n')}\n`;
 }

@@ -38,7 +38,8 @@ export function planDocker(file: string, before: string | undefined, runcBinary:
     } catch (err) {
       throw new InstallError(`--subnet: ${(err as Error).message}`);
     }
-    if (subnet.prefix > 30) throw new InstallError(`--subnet ${opts.subnet} leaves no room for containers: give this host's SlimFast subnet (e.g. 10.200.1.0/24)`);
+    if (subnet.prefix > 30)
+      throw new InstallError(`--subnet ${opts.subnet} leaves no room for containers: give this host's SlimFast subnet (e.g. 10.200.1.0/24)`);
   }
   const text = before ?? '';
   let doc: Record<string, unknown> = {};
@@ -64,7 +65,9 @@ export function planDocker(file: string, before: string | undefined, runcBinary:
   if (subnet) {
     // dockerd refuses to start with both, or with a fixed-cidr outside the bridge's network.
     if (doc.bridge !== undefined && doc.bridge !== '') {
-      throw new InstallError(`${file} sets "bridge": ${JSON.stringify(doc.bridge)}, which dockerd does not take together with "bip": give that bridge an address in ${opts.subnet} instead of --subnet (it was left unchanged)`);
+      throw new InstallError(
+        `${file} sets "bridge": ${JSON.stringify(doc.bridge)}, which dockerd does not take together with "bip": give that bridge an address in ${opts.subnet} instead of --subnet (it was left unchanged)`,
+      );
     }
     const fixed = doc['fixed-cidr'];
     if (fixed !== undefined) {
@@ -75,7 +78,10 @@ export function planDocker(file: string, before: string | undefined, runcBinary:
       } catch {
         // not a prefix: refused below
       }
-      if (!inside) throw new InstallError(`"fixed-cidr": ${JSON.stringify(fixed)} in ${file} is not inside --subnet ${opts.subnet}; change or remove it first (it was left unchanged)`);
+      if (!inside)
+        throw new InstallError(
+          `"fixed-cidr": ${JSON.stringify(fixed)} in ${file} is not inside --subnet ${opts.subnet}; change or remove it first (it was left unchanged)`,
+        );
     }
   }
   const note = !subnet && doc.bip === undefined && (doc.bridge === undefined || doc.bridge === '') ? DOCKER_SUBNET_NOTE : undefined;
@@ -90,20 +96,22 @@ export function planDocker(file: string, before: string | undefined, runcBinary:
   const restart = !!bip && doc.bip !== bip;
   if (restart) after = setMember(after, ['bip'], bip, unit);
   // The text editor must have changed exactly what it was asked to: check the parsed result.
-  const want = parseLossless(text) as Record<string, any>;
+  const want = parseLossless(text) as { runtimes?: Record<string, Record<string, unknown>>; bip?: string };
   want.runtimes = { ...want.runtimes, slimfast: { ...want.runtimes?.slimfast, path: runcBinary } };
   if (restart) want.bip = bip;
-  if (!isDeepStrictEqual(parseLossless(after), want)) throw new InstallError(`cannot edit ${file} in place (it was left unchanged); please report this with the file`);
+  if (!isDeepStrictEqual(parseLossless(after), want))
+    throw new InstallError(`cannot edit ${file} in place (it was left unchanged); please report this with the file`);
   return { file, before, after, note, restart };
 }
 
 export const DOCKER_HINT = 'make dockerd load it (systemctl reload docker, or kill -HUP the dockerd pid); then: docker run --runtime slimfast …';
 /** dockerd reads bip only when it starts. */
-export const DOCKER_RESTART_HINT = 'restart dockerd (systemctl restart docker: it reads "bip" only when it starts); then: docker run --runtime slimfast …';
+export const DOCKER_RESTART_HINT =
+  'restart dockerd (systemctl restart docker: it reads "bip" only when it starts); then: docker run --runtime slimfast …';
 
 /** When containers' addresses would come from Docker's default bridge, which is in no broker's subnet. */
 export const DOCKER_SUBNET_NOTE =
-  'note: Docker\'s default bridge (172.17.0.0/16) is outside SlimFast\'s subnets, so `docker run --runtime slimfast` fails at the hook until ' +
+  "note: Docker's default bridge (172.17.0.0/16) is outside SlimFast's subnets, so `docker run --runtime slimfast` fails at the hook until " +
   'containers get addresses in this host\'s subnet: add --subnet "$(slimfast status --json | jq -r .health.subnet)" (sets "bip"), ' +
   'or run them on a network created with a --subnet inside it';
 
@@ -112,7 +120,10 @@ export const dockerWriter: EngineWriter<{ runc: string; subnet?: string }> = {
   name: 'docker',
   defaultConfig: DEFAULT_DOCKER_CONFIG,
   runs: 'runc',
-  options: ({ flags, paths }) => ({ target: configFile(flags, DEFAULT_DOCKER_CONFIG), opts: { runc: paths.runc, subnet: flags.subnet as string | undefined } }),
+  options: ({ flags, paths }) => ({
+    target: configFile(flags, DEFAULT_DOCKER_CONFIG),
+    opts: { runc: paths.runc, subnet: flags.subnet as string | undefined },
+  }),
   plan: (file, read, { runc, subnet }) => [planDocker(file, read(file), runc, { subnet })],
   hint: (changes) => (changes.some((c) => (c as DockerChange).restart) ? DOCKER_RESTART_HINT : DOCKER_HINT),
 };

@@ -46,7 +46,10 @@ export function readIfExists(file: string): string | undefined {
 
 /** FILE.slimfast-backup-<UTC timestamp>, never overwriting an earlier backup. */
 export function backupPath(file: string, now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
   let candidate = `${file}.slimfast-backup-${stamp}`;
   for (let n = 2; fs.existsSync(candidate); n++) candidate = `${file}.slimfast-backup-${stamp}-${n}`;
   return candidate;

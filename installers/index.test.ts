@@ -22,15 +22,29 @@ const inDir = (dir: string): Record<string, InstallInput> => ({
 });
 
 test('one writer per engine, in the order the usage names them', (t) => {
-  t.deepEqual(ENGINE_WRITERS.map((w) => w.name), ['podman', 'docker', 'containerd', 'crio', 'systemd']);
+  t.deepEqual(
+    ENGINE_WRITERS.map((w) => w.name),
+    ['podman', 'docker', 'containerd', 'crio', 'systemd'],
+  );
   t.is(engineWriter('docker'), ENGINE_WRITERS[1]);
   t.is(engineWriter('lxc'), undefined);
-  t.deepEqual(ENGINE_WRITERS.map((w) => w.runs), ['hook', 'runc', 'runc', 'runc', undefined]);
-  t.deepEqual(ENGINE_WRITERS.filter((w) => w.takesDaemonArgs).map((w) => w.name), ['systemd']);
+  t.deepEqual(
+    ENGINE_WRITERS.map((w) => w.runs),
+    ['hook', 'runc', 'runc', 'runc', undefined],
+  );
+  t.deepEqual(
+    ENGINE_WRITERS.filter((w) => w.takesDaemonArgs).map((w) => w.name),
+    ['systemd'],
+  );
 });
 
 test('without a place on the command line, a writer edits its default; podman needs --hooks-dir', (t) => {
-  const defaults: Record<string, string> = { docker: DEFAULT_DOCKER_CONFIG, containerd: DEFAULT_CONTAINERD_CONFIG, crio: DEFAULT_CRIO_DROPIN, systemd: DEFAULT_SYSTEMD_UNIT };
+  const defaults: Record<string, string> = {
+    docker: DEFAULT_DOCKER_CONFIG,
+    containerd: DEFAULT_CONTAINERD_CONFIG,
+    crio: DEFAULT_CRIO_DROPIN,
+    systemd: DEFAULT_SYSTEMD_UNIT,
+  };
   for (const w of ENGINE_WRITERS) {
     if (w.name === 'podman') {
       t.is(w.defaultConfig, undefined);
@@ -44,15 +58,19 @@ test('without a place on the command line, a writer edits its default; podman ne
 
 test('a writer refuses the flags of other engines with the message the command line prints', (t) => {
   const refused = (name: string, flags: InstallFlags) => {
-    const err = t.throws(() => engineWriter(name)!.options(input({ ...(name === 'podman' ? { 'hooks-dir': '/h' } : {}), ...flags })), { instanceOf: InstallUsageError });
+    const err = t.throws(() => engineWriter(name)!.options(input({ ...(name === 'podman' ? { 'hooks-dir': '/h' } : {}), ...flags })), {
+      instanceOf: InstallUsageError,
+    });
     return err?.message;
   };
   for (const name of ['docker', 'containerd', 'crio']) {
-    for (const f of ['hooks-dir', 'state-dir', 'when-annotation']) t.is(refused(name, { [f]: 'x' }), `--${f} is an option of install podman only`, `${name} --${f}`);
+    for (const f of ['hooks-dir', 'state-dir', 'when-annotation'])
+      t.is(refused(name, { [f]: 'x' }), `--${f} is an option of install podman only`, `${name} --${f}`);
   }
   t.is(refused('podman', { config: 'x' }), '--config is not an option of install podman');
   t.is(refused('podman', { 'when-annotation': 'io.x' }), '--when-annotation takes KEY=REGEX');
-  for (const f of ['config', 'hooks-dir', 'state-dir', 'when-annotation']) t.is(refused('systemd', { [f]: 'x' }), `--${f} is not an option of install systemd`);
+  for (const f of ['config', 'hooks-dir', 'state-dir', 'when-annotation'])
+    t.is(refused('systemd', { [f]: 'x' }), `--${f} is not an option of install systemd`);
 });
 
 test('every writer through the interface: its files written, then planning again changes nothing', (t) => {
@@ -62,12 +80,19 @@ test('every writer through the interface: its files written, then planning again
       const { target, opts } = w.options(inDir(dir)[w.name]);
       const changes = w.plan(target, readIfExists, opts);
       t.true(changes.length > 0 && changes.every((c) => applyChange(c).changed), w.name);
-      t.true(w.plan(target, readIfExists, opts).every((c) => !applyChange(c).changed), `${w.name} is idempotent`);
+      t.true(
+        w.plan(target, readIfExists, opts).every((c) => !applyChange(c).changed),
+        `${w.name} is idempotent`,
+      );
       t.true(w.hint(changes).length > 0, w.name);
     }
     const toml = path.join(dir, 'config.toml');
     t.is(fs.readFileSync(toml, 'utf8'), planContainerd(toml, undefined, PATHS.runc).after, 'the same text the writer function makes');
-    t.true(fs.readFileSync(path.join(dir, 'slimfast.service'), 'utf8').includes('ExecStart=/usr/bin/node /opt/slimfast/bin/slimfast daemon --state-dir /run/slimfast --host-ip 10.0.0.1'));
+    t.true(
+      fs
+        .readFileSync(path.join(dir, 'slimfast.service'), 'utf8')
+        .includes('ExecStart=/usr/bin/node /opt/slimfast/bin/slimfast daemon --state-dir /run/slimfast --host-ip 10.0.0.1'),
+    );
     t.deepEqual(fs.readdirSync(path.join(dir, 'hooks.d')).sort(), ['50-slimfast-createruntime.json', '50-slimfast-precreate.json']);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -10,12 +10,18 @@ test('setMember: strings holding braces, quotes and escapes do not confuse it', 
 
 test('setMember: numbers of every form, literals and big integers are kept as written', (t) => {
   const text = '{\n  "n": [-1.5e+3, 0, 18446744073709551615, true, false, null]\n}\n';
-  t.is(setMember(text, ['bip'], '10.0.0.1/24', '  '), '{\n  "n": [-1.5e+3, 0, 18446744073709551615, true, false, null],\n  "bip": "10.0.0.1/24"\n}\n');
+  t.is(
+    setMember(text, ['bip'], '10.0.0.1/24', '  '),
+    '{\n  "n": [-1.5e+3, 0, 18446744073709551615, true, false, null],\n  "bip": "10.0.0.1/24"\n}\n',
+  );
 });
 
 test('setMember: CRLF files get CRLF lines; tabs are kept', (t) => {
   const text = '{\r\n\t"debug": true\r\n}\r\n';
-  t.is(setMember(text, ['runtimes', 'slimfast', 'path'], '/x', '\t'), '{\r\n\t"debug": true,\r\n\t"runtimes": {\r\n\t\t"slimfast": {\r\n\t\t\t"path": "/x"\r\n\t\t}\r\n\t}\r\n}\r\n');
+  t.is(
+    setMember(text, ['runtimes', 'slimfast', 'path'], '/x', '\t'),
+    '{\r\n\t"debug": true,\r\n\t"runtimes": {\r\n\t\t"slimfast": {\r\n\t\t\t"path": "/x"\r\n\t\t}\r\n\t}\r\n}\r\n',
+  );
 });
 
 test('setMember: a duplicated key is edited where JSON.parse reads it (the last one)', (t) => {

@@ -112,7 +112,10 @@ function lineIndent(text: string, offset: number): string {
 /** One-line JSON with a space after ":" and ",", as people write it inline. */
 function inline(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(inline).join(', ')}]`;
-  if (v !== null && typeof v === 'object') return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${inline(x)}`).join(', ')}}`;
+  if (v !== null && typeof v === 'object')
+    return `{${Object.entries(v)
+      .map(([k, x]) => `${JSON.stringify(k)}: ${inline(x)}`)
+      .join(', ')}}`;
   return JSON.stringify(v);
 }
 
@@ -163,7 +166,11 @@ function insertMember(text: string, obj: Node, key: string, value: unknown, unit
     const multiLine = text.slice(obj.start, members[0].keyStart).includes('\n');
     if (!multiLine) return splice(text, { start: last.value.end, end: last.value.end }, `, ${JSON.stringify(key)}: ${inline(value)}`);
     const indent = lineIndent(text, last.keyStart);
-    return splice(text, { start: last.value.end, end: last.value.end }, `,${nl}${indent}${JSON.stringify(key)}: ${render(value, indent, unit || '  ', nl)}`);
+    return splice(
+      text,
+      { start: last.value.end, end: last.value.end },
+      `,${nl}${indent}${JSON.stringify(key)}: ${render(value, indent, unit || '  ', nl)}`,
+    );
   }
   if (unit === '') {
     return splice(text, obj, `{${JSON.stringify(key)}: ${inline(value)}}`);

@@ -29,14 +29,21 @@ test('two hooks.d files: precreate, createRuntime, schema 1.0.0', (t) => {
   const r = planPodman(dir, readIfExists, { hook: HOOK }).map((c) => applyChange(c));
   t.true(r.every((x) => x.changed && x.backup !== undefined));
   t.is(fs.readdirSync(dir).length, 4);
-  t.false(JSON.parse(fs.readFileSync(path.join(dir, '50-slimfast-createruntime.json'), 'utf8')).hook.env.some((e: string) => e.startsWith('SLIMFAST_STATE_DIR=')));
+  t.false(
+    JSON.parse(fs.readFileSync(path.join(dir, '50-slimfast-createruntime.json'), 'utf8')).hook.env.some((e: string) =>
+      e.startsWith('SLIMFAST_STATE_DIR='),
+    ),
+  );
   fs.rmSync(dir, { recursive: true });
 });
 
-test('the poststop file of an earlier install is removed (backed up); somebody else\'s file of that name stays', (t) => {
+test("the poststop file of an earlier install is removed (backed up); somebody else's file of that name stays", (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfpodman-'));
   const old = path.join(dir, '50-slimfast-poststop.json');
-  fs.writeFileSync(old, JSON.stringify({ version: '1.0.0', hook: { path: HOOK, args: ['slimfast-hook', 'poststop'] }, when: { always: true }, stages: ['poststop'] }));
+  fs.writeFileSync(
+    old,
+    JSON.stringify({ version: '1.0.0', hook: { path: HOOK, args: ['slimfast-hook', 'poststop'] }, when: { always: true }, stages: ['poststop'] }),
+  );
   const dry = planPodman(dir, readIfExists, { hook: HOOK }).map((c) => applyChange(c, { dryRun: true }));
   t.true(dry.some((r) => r.removed && r.file === old));
   t.true(fs.existsSync(old), '--dry-run removes nothing');
@@ -46,9 +53,15 @@ test('the poststop file of an earlier install is removed (backed up); somebody e
   t.false(fs.existsSync(old));
   t.true(fs.existsSync(gone.backup!));
   t.regex(describe(gone, false), /50-slimfast-poststop\.json: removed, no longer needed/);
-  t.true(planPodman(dir, readIfExists, { hook: HOOK }).every((c) => applyChange(c).changed === false), 'then idempotent');
+  t.true(
+    planPodman(dir, readIfExists, { hook: HOOK }).every((c) => applyChange(c).changed === false),
+    'then idempotent',
+  );
   fs.writeFileSync(old, JSON.stringify({ hook: { path: '/usr/bin/other', args: ['other'] } }));
-  t.false(planPodman(dir, readIfExists, { hook: HOOK }).some((c) => c.file === old), 'not ours: left alone');
+  t.false(
+    planPodman(dir, readIfExists, { hook: HOOK }).some((c) => c.file === old),
+    'not ours: left alone',
+  );
   fs.rmSync(dir, { recursive: true });
 });
 

@@ -37,7 +37,7 @@ export function hookDefinition(stage: string, arg: string, opts: PodmanOptions):
 }
 
 export function renderHookFile(stage: string, arg: string, opts: PodmanOptions): string {
-  return JSON.stringify(hookDefinition(stage, arg, opts), null, 2) + '\n';
+  return `${JSON.stringify(hookDefinition(stage, arg, opts), null, 2)}\n`;
 }
 
 export function planPodman(hooksDir: string, read: (file: string) => string | undefined, opts: PodmanOptions): FileChange[] {
@@ -64,7 +64,8 @@ function isOurHookFile(text: string): boolean {
   }
 }
 
-export const PODMAN_HINT = 'Podman reads hooks directories at every container start: pass --hooks-dir DIR, or set hooks_dir in containers.conf, if DIR is not one of its defaults (/usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d)';
+export const PODMAN_HINT =
+  'Podman reads hooks directories at every container start: pass --hooks-dir DIR, or set hooks_dir in containers.conf, if DIR is not one of its defaults (/usr/share/containers/oci/hooks.d, /etc/containers/oci/hooks.d)';
 
 /** `slimfast install podman --hooks-dir DIR [--state-dir DIR] [--when-annotation KEY=REGEX]`. */
 export const podmanWriter: EngineWriter<PodmanOptions> = {

@@ -66,7 +66,8 @@ export function planSystemd(file: string, before: string | undefined, o: Systemd
     );
   }
   for (const f of ['--state-dir', '--help']) {
-    if (flags.some((x) => x === f || x.startsWith(`${f}=`))) throw new InstallError(`${f} is not for the unit: its state dir is ${SYSTEMD_STATE_DIR}`);
+    if (flags.some((x) => x === f || x.startsWith(`${f}=`)))
+      throw new InstallError(`${f} is not for the unit: its state dir is ${SYSTEMD_STATE_DIR}`);
   }
   return { file, before, after: systemdUnit(o) };
 }

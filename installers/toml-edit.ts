@@ -226,7 +226,7 @@ export function insertBlock(text: string, block: string, afterPrefix?: string[])
   if (at < 0) {
     // End of document: drop trailing blank lines, append, end with one newline.
     while (lines.length > 0 && lines[lines.length - 1].trim() === '') lines.pop();
-    const head = lines.length ? lines.join('\n') + '\n\n' : '';
+    const head = lines.length ? `${lines.join('\n')}\n\n` : '';
     return `${head}${block}\n`;
   }
   const before = lines.slice(0, at);
@@ -304,7 +304,9 @@ export function verifyEdit(beforeText: string, afterText: string, file: string, 
   try {
     after = toPlain(parseToml(afterText)) as Record<string, unknown>;
   } catch (err) {
-    throw new InstallError(`editing ${file} would make it invalid TOML (${(err as Error).message.split('\n')[0]}); it was left unchanged — add the table by hand`);
+    throw new InstallError(
+      `editing ${file} would make it invalid TOML (${(err as Error).message.split('\n')[0]}); it was left unchanged — add the table by hand`,
+    );
   }
   if (!isDeepStrictEqual(getPath(after, path), expected)) {
     throw new InstallError(`editing ${file} did not give the expected ${path.join('.')} table; it was left unchanged — add the table by hand`);

@@ -130,7 +130,10 @@ export class ContainerdLab {
   private destroyed = false;
 
   /** dir: a new directory of this run below os.tmpdir()/sftPIDx… (so that a killed run's is swept). */
-  private constructor(readonly dir: string, opts: ContainerdOptions) {
+  private constructor(
+    readonly dir: string,
+    opts: ContainerdOptions,
+  ) {
     this.opts = opts;
     this.namespace = opts.namespace;
     this.address = path.join(dir, 'containerd.sock');
@@ -167,8 +170,14 @@ export class ContainerdLab {
       `state = ${q(this.sub('state'))}`,
       // CRI is Kubernetes' (and wants CNI): on only when asked for; opt would install to
       // /opt/containerd; the other snapshotters are not used here and only log that they cannot load.
-      `disabled_plugins = ${JSON.stringify([...(cri ? [] : ['io.containerd.grpc.v1.cri']), 'io.containerd.internal.v1.opt', 'io.containerd.snapshotter.v1.aufs',
-        'io.containerd.snapshotter.v1.btrfs', 'io.containerd.snapshotter.v1.zfs', 'io.containerd.snapshotter.v1.devmapper'])}`,
+      `disabled_plugins = ${JSON.stringify([
+        ...(cri ? [] : ['io.containerd.grpc.v1.cri']),
+        'io.containerd.internal.v1.opt',
+        'io.containerd.snapshotter.v1.aufs',
+        'io.containerd.snapshotter.v1.btrfs',
+        'io.containerd.snapshotter.v1.zfs',
+        'io.containerd.snapshotter.v1.devmapper',
+      ])}`,
       '[grpc]',
       `  address = ${q(this.address)}`,
       '[ttrpc]',
@@ -189,17 +198,34 @@ export class ContainerdLab {
     // isGateway false: the bridge has its address already (the gateway); the route comes from IPAM.
     // tuning: IPv6 off in the pod, as in the lab's own namespaces, so that no router solicitation or
     // MLD report crosses the VXLAN devices whose packet counts the tests compare.
-    fs.writeFileSync(path.join(confDir, '10-lab.conflist'), JSON.stringify({
-      cniVersion: '0.4.0',
-      name: 'lab',
-      plugins: [
+    fs.writeFileSync(
+      path.join(confDir, '10-lab.conflist'),
+      JSON.stringify(
         {
-          type: 'bridge', bridge, isGateway: false, ipMasq: false, hairpinMode: false, ...(mtu ? { mtu } : {}),
-          ipam: { type: 'host-local', dataDir: this.sub('cni-ipam'), ranges: [[{ subnet, rangeStart, rangeEnd, gateway }]], routes: [{ dst: '0.0.0.0/0', gw: gateway }] },
+          cniVersion: '0.4.0',
+          name: 'lab',
+          plugins: [
+            {
+              type: 'bridge',
+              bridge,
+              isGateway: false,
+              ipMasq: false,
+              hairpinMode: false,
+              ...(mtu ? { mtu } : {}),
+              ipam: {
+                type: 'host-local',
+                dataDir: this.sub('cni-ipam'),
+                ranges: [[{ subnet, rangeStart, rangeEnd, gateway }]],
+                routes: [{ dst: '0.0.0.0/0', gw: gateway }],
+              },
+            },
+            { type: 'tuning', sysctl: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' } },
+          ],
         },
-        { type: 'tuning', sysctl: { 'net.ipv6.conf.all.disable_ipv6': '1', 'net.ipv6.conf.default.disable_ipv6': '1' } },
-      ],
-    }, null, 2));
+        null,
+        2,
+      ),
+    );
     const plugin = 'plugins."io.containerd.grpc.v1.cri"';
     return [
       `[${plugin}]`,
@@ -262,7 +288,11 @@ export class ContainerdLab {
 
   /** Runs `ctr -a SOCK -n NAMESPACE ARGS`. */
   async ctr(args: string[], opts: { timeout?: number } = {}): Promise<CtrResult> {
-    const r = await execa(CTR, ['-a', this.address, '-n', this.namespace, ...args], { reject: false, stdin: 'ignore', timeout: opts.timeout ?? 60_000 });
+    const r = await execa(CTR, ['-a', this.address, '-n', this.namespace, ...args], {
+      reject: false,
+      stdin: 'ignore',
+      timeout: opts.timeout ?? 60_000,
+    });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
   }
 
@@ -285,10 +315,22 @@ export class ContainerdLab {
   async run(id: string, image: string, cmd: string[], opts: CtrRunOptions): Promise<CtrResult> {
     if (!opts.log === !opts.rm) throw new Error('ctr run: give either log (detached) or rm (foreground)');
     this.containers.add(id);
-    const args = ['run', ...(opts.rm ? ['--rm'] : ['-d', '--log-uri', `file://${opts.log}`]),
+    const args = [
+      'run',
+      ...(opts.rm ? ['--rm'] : ['-d', '--log-uri', `file://${opts.log}`]),
       ...(opts.runcBinary ? ['--runc-binary', opts.runcBinary] : []),
-      '--runc-root', this.sub('runc'), '--fifo-dir', this.sub('fifo'), '--cgroup', `/${id}`,
-      '--with-ns', `network:${opts.netns}`, image, id, ...cmd];
+      '--runc-root',
+      this.sub('runc'),
+      '--fifo-dir',
+      this.sub('fifo'),
+      '--cgroup',
+      `/${id}`,
+      '--with-ns',
+      `network:${opts.netns}`,
+      image,
+      id,
+      ...cmd,
+    ];
     const r = await this.ctr(args, { timeout: opts.timeout });
     if (opts.rm && r.exitCode === 0) this.containers.delete(id);
     return r;
@@ -302,7 +344,11 @@ export class ContainerdLab {
   /** The task's status (RUNNING, STOPPED, …), or undefined when there is none. */
   async taskStatus(id: string): Promise<string | undefined> {
     const out = await this.must(['task', 'ls']);
-    const line = out.split('\n').slice(1).map((l) => l.trim().split(/\s+/)).find((f) => f[0] === id);
+    const line = out
+      .split('\n')
+      .slice(1)
+      .map((l) => l.trim().split(/\s+/))
+      .find((f) => f[0] === id);
     return line?.[2];
   }
 

@@ -257,7 +257,7 @@ export class RuncLab {
     for (const [name, m] of [...this.containers]) {
       const r = await this.runc(m.host, ['delete', '--force', m.id], { timeout: 30_000 }).catch(() => undefined);
       // Not through slimfast-runc/hooks: whatever is left, the real runc removes.
-      if (!r || r.exitCode !== 0) await this.runc(m.host, ['delete', '--force', m.id], { real: true, timeout: 30_000 }).catch(() => {});
+      if (r?.exitCode !== 0) await this.runc(m.host, ['delete', '--force', m.id], { real: true, timeout: 30_000 }).catch(() => {});
       this.containers.delete(name);
     }
     fs.rmSync(this.root, { recursive: true, force: true });

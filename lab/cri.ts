@@ -69,7 +69,10 @@ export class CriClient {
   private readonly client: grpc.Client;
 
   /** socket: containerd's gRPC socket (its CRI plugin serves on the same one). */
-  constructor(readonly socket: string, private readonly timeoutMs = 60_000) {
+  constructor(
+    readonly socket: string,
+    private readonly timeoutMs = 60_000,
+  ) {
     const Ctor = serviceCtor();
     this.client = new Ctor(`unix://${socket}`, grpc.credentials.createInsecure());
   }
@@ -139,7 +142,11 @@ export class CriClient {
 
   /** ExecSync: cmd in the container, bounded by timeoutS (containerd kills it then). */
   async execSync(id: string, cmd: string[], timeoutS = 30): Promise<ExecResult> {
-    const r = await this.call<{ stdout: Buffer; stderr: Buffer; exitCode: number }>('ExecSync', { containerId: id, cmd, timeout: timeoutS }, (timeoutS + 15) * 1000);
+    const r = await this.call<{ stdout: Buffer; stderr: Buffer; exitCode: number }>(
+      'ExecSync',
+      { containerId: id, cmd, timeout: timeoutS },
+      (timeoutS + 15) * 1000,
+    );
     return { stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), exitCode: r.exitCode };
   }
 

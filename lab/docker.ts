@@ -45,7 +45,8 @@ function processesUnder(dir: string): number[] {
   const below = (p: string | undefined) => !!p && p.startsWith(`${dir}/`);
   return processes((argv) => {
     const base = path.basename(argv[0] ?? '');
-    const flag = base === 'dockerd' ? '--data-root' : base === 'containerd' ? '--config' : base.startsWith('containerd-shim') ? '-address' : undefined;
+    const flag =
+      base === 'dockerd' ? '--data-root' : base === 'containerd' ? '--config' : base.startsWith('containerd-shim') ? '-address' : undefined;
     return !!flag && below(argv[argv.indexOf(flag) + 1]);
   });
 }
@@ -53,7 +54,9 @@ function processesUnder(dir: string): number[] {
 /** Kills what is left in a lab's parent cgroup and its containers' cgroups below it, and removes them. */
 async function removeCgroupTree(parent: string): Promise<void> {
   for (const dir of cgroupDirs(parent)) {
-    const children = safeReaddir(dir).map((e) => path.join(dir, e)).filter((d) => fs.statSync(d).isDirectory());
+    const children = safeReaddir(dir)
+      .map((e) => path.join(dir, e))
+      .filter((d) => fs.statSync(d).isDirectory());
     for (const d of [...children, dir]) {
       try {
         killAll(fs.readFileSync(path.join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean));
@@ -69,7 +72,8 @@ async function removeCgroupTree(parent: string): Promise<void> {
 /** Kills the daemons, containerds and shims, removes the shim sockets and unmounts everything of the labs at or below dir. */
 function scrub(dir: string): void {
   killAll(processesUnder(dir));
-  for (const s of shimSockets(dir, (lab) => path.join(lab, 'exec', 'containerd', 'daemon', 'io.containerd.runtime.v2.task'))) fs.rmSync(s, { force: true });
+  for (const s of shimSockets(dir, (lab) => path.join(lab, 'exec', 'containerd', 'daemon', 'io.containerd.runtime.v2.task')))
+    fs.rmSync(s, { force: true });
   unmountUnder(dir);
 }
 
@@ -128,7 +132,10 @@ export class DockerLab {
   private readonly madeDirs: string[] = [];
   private destroyed = false;
 
-  private constructor(readonly dir: string, opts: DockerOptions) {
+  private constructor(
+    readonly dir: string,
+    opts: DockerOptions,
+  ) {
     this.opts = opts;
     this.socket = path.join(dir, 'docker.sock');
     this.configFile = path.join(dir, 'daemon.json');
@@ -159,12 +166,31 @@ export class DockerLab {
     const env: NodeJS.ProcessEnv = { ...process.env, ...this.opts.env, TMPDIR: this.sub('tmp') };
     delete env.XDG_RUNTIME_DIR;
     delete env.DOCKER_HOST;
-    const cmd = ['nsenter', `--net=${this.opts.netns}`, DOCKERD,
-      '--data-root', this.sub('data'), '--exec-root', this.sub('exec'), '-H', `unix://${this.socket}`, '--pidfile', this.sub('docker.pid'),
-      '--config-file', this.configFile, '--cgroup-parent', this.cgroupParent,
+    const cmd = [
+      'nsenter',
+      `--net=${this.opts.netns}`,
+      DOCKERD,
+      '--data-root',
+      this.sub('data'),
+      '--exec-root',
+      this.sub('exec'),
+      '-H',
+      `unix://${this.socket}`,
+      '--pidfile',
+      this.sub('docker.pid'),
+      '--config-file',
+      this.configFile,
+      '--cgroup-parent',
+      this.cgroupParent,
       // The lab's namespaces are the network: no NAT, filter rules or sysctl changes.
-      '--iptables=false', '--ip-masq=false', '--ip-forward=false', '--userland-proxy=false',
-      '--storage-driver', 'vfs', ...(this.opts.args ?? [])];
+      '--iptables=false',
+      '--ip-masq=false',
+      '--ip-forward=false',
+      '--userland-proxy=false',
+      '--storage-driver',
+      'vfs',
+      ...(this.opts.args ?? []),
+    ];
     const child = execa('timeout', ['-s', 'KILL', String(DAEMON_LIFETIME_S), ...cmd], {
       env,
       extendEnv: false,
@@ -199,7 +225,12 @@ export class DockerLab {
       reject: false,
       stdin: 'ignore',
       timeout: opts.timeout ?? 60_000,
-      env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', HOME: this.dir, DOCKER_HOST: `unix://${this.socket}`, DOCKER_CONFIG: this.sub('client') },
+      env: {
+        PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+        HOME: this.dir,
+        DOCKER_HOST: `unix://${this.socket}`,
+        DOCKER_CONFIG: this.sub('client'),
+      },
       extendEnv: false,
     });
     return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
@@ -207,7 +238,10 @@ export class DockerLab {
 
   async must(args: string[], opts: { timeout?: number } = {}): Promise<string> {
     const r = await this.docker(args, opts);
-    if (r.exitCode !== 0) throw new Error(`docker ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}\ndockerd's log ends:\n${this.logTail(5)}`);
+    if (r.exitCode !== 0)
+      throw new Error(
+        `docker ${args.join(' ')} failed (${r.exitCode}): ${r.stderr.trim() || r.stdout.trim()}\ndockerd's log ends:\n${this.logTail(5)}`,
+      );
     return r.stdout;
   }
 
@@ -256,4 +290,3 @@ export class DockerLab {
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
-

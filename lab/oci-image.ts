@@ -60,7 +60,15 @@ export function blob(data: Buffer | string): Blob {
   return { digest: `sha256:${createHash('sha256').update(buf).digest('hex')}`, size: buf.length, data: buf };
 }
 
-const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const GOARCH: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'arm',
+  ia32: '386',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+};
 
 /** This machine's architecture as images name it (Go's GOARCH). */
 export function imageArchitecture(nodeArch: string = process.arch): string {
@@ -85,31 +93,39 @@ function descriptor(mediaType: string, b: Blob): Descriptor {
 export function imageBlobs(layer: Buffer, opts: ImageOptions): ImageBlobs {
   const layerBlob = blob(layer);
   const platform = { architecture: opts.architecture ?? imageArchitecture(), os: 'linux' };
-  const config = blob(JSON.stringify({
-    ...platform,
-    config: {
-      Env: opts.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      ...(opts.cmd ? { Cmd: opts.cmd } : {}),
-      ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
-    },
-    // Uncompressed layer: its diff id is its digest.
-    rootfs: { type: 'layers', diff_ids: [layerBlob.digest] },
-  }));
-  const manifest = blob(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPES.manifest,
-    config: descriptor(MEDIA_TYPES.config, config),
-    layers: [descriptor(MEDIA_TYPES.layer, layerBlob)],
-  }));
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: MEDIA_TYPES.index,
-    manifests: [{
-      ...descriptor(MEDIA_TYPES.manifest, manifest),
-      annotations: { [ANNOTATION_IMAGE_NAME]: opts.name, [ANNOTATION_REF_NAME]: refTag(opts.name) },
-      platform,
-    }],
-  }));
+  const config = blob(
+    JSON.stringify({
+      ...platform,
+      config: {
+        Env: opts.env ?? ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+        ...(opts.cmd ? { Cmd: opts.cmd } : {}),
+        ...(opts.workingDir ? { WorkingDir: opts.workingDir } : {}),
+      },
+      // Uncompressed layer: its diff id is its digest.
+      rootfs: { type: 'layers', diff_ids: [layerBlob.digest] },
+    }),
+  );
+  const manifest = blob(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.manifest,
+      config: descriptor(MEDIA_TYPES.config, config),
+      layers: [descriptor(MEDIA_TYPES.layer, layerBlob)],
+    }),
+  );
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA_TYPES.index,
+      manifests: [
+        {
+          ...descriptor(MEDIA_TYPES.manifest, manifest),
+          annotations: { [ANNOTATION_IMAGE_NAME]: opts.name, [ANNOTATION_REF_NAME]: refTag(opts.name) },
+          platform,
+        },
+      ],
+    }),
+  );
   return { layer: layerBlob, config, manifest, index };
 }
 
@@ -128,7 +144,9 @@ export function dockerManifest(blobs: ImageBlobs, name: string): Buffer {
   const tag = refTag(name);
   const colon = name.lastIndexOf(':');
   const repo = (colon > name.lastIndexOf('/') ? name.slice(0, colon) : name).replace(/^docker\.io\/(library\/)?/, '');
-  return Buffer.from(JSON.stringify([{ Config: blobPath(blobs.config.digest), RepoTags: [`${repo}:${tag}`], Layers: [blobPath(blobs.layer.digest)] }]));
+  return Buffer.from(
+    JSON.stringify([{ Config: blobPath(blobs.config.digest), RepoTags: [`${repo}:${tag}`], Layers: [blobPath(blobs.layer.digest)] }]),
+  );
 }
 
 /** The path of a blob inside an image layout. */
@@ -181,8 +199,12 @@ export async function writeOciArchive(file: string, rootfs: string, opts: ImageO
     fs.writeFileSync(path.join(stage, 'index.json'), blobs.index);
     fs.writeFileSync(path.join(stage, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
     if (opts.dockerManifest) fs.writeFileSync(path.join(stage, 'manifest.json'), dockerManifest(blobs, opts.name));
-    await createTar({ file, cwd: stage, portable: true, mtime: new Date(0) },
-      ['oci-layout', 'index.json', ...(opts.dockerManifest ? ['manifest.json'] : []), 'blobs']);
+    await createTar({ file, cwd: stage, portable: true, mtime: new Date(0) }, [
+      'oci-layout',
+      'index.json',
+      ...(opts.dockerManifest ? ['manifest.json'] : []),
+      'blobs',
+    ]);
     return {
       file,
       layer: descriptor(MEDIA_TYPES.layer, blobs.layer),

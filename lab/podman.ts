@@ -38,8 +38,20 @@ interface Managed {
 
 /** podman's global flags for a lab directory: everything under it. */
 function globals(dir: string): string[] {
-  return ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'runroot'), '--tmpdir', path.join(dir, 'tmp'),
-    '--storage-driver', 'vfs', '--cgroup-manager', 'cgroupfs', '--events-backend', 'file'];
+  return [
+    '--root',
+    path.join(dir, 'root'),
+    '--runroot',
+    path.join(dir, 'runroot'),
+    '--tmpdir',
+    path.join(dir, 'tmp'),
+    '--storage-driver',
+    'vfs',
+    '--cgroup-manager',
+    'cgroupfs',
+    '--events-backend',
+    'file',
+  ];
 }
 
 /**
@@ -137,8 +149,18 @@ export class PodmanLab {
     if (this.containers.has(name)) throw new Error(`podman container ${name} exists already`);
     const conf = opts.conf ?? this.defaultConf;
     this.containers.set(name, { name, conf });
-    const flags = ['-d', '--rm=false', '--pull', 'never', '--name', name, '--network', `ns:${opts.netns}`,
-      ...(opts.hooksDir ? ['--hooks-dir', opts.hooksDir] : []), ...(opts.runtime ? ['--runtime', opts.runtime] : [])];
+    const flags = [
+      '-d',
+      '--rm=false',
+      '--pull',
+      'never',
+      '--name',
+      name,
+      '--network',
+      `ns:${opts.netns}`,
+      ...(opts.hooksDir ? ['--hooks-dir', opts.hooksDir] : []),
+      ...(opts.runtime ? ['--runtime', opts.runtime] : []),
+    ];
     return this.must(['run', ...flags, image, ...cmd], { conf });
   }
 

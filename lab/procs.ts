@@ -62,7 +62,10 @@ export function shimSockets(dir: string, taskDir: (lab: string) => string): stri
     for (const ns of safeReaddir(tasks)) {
       for (const id of safeReaddir(path.join(tasks, ns))) {
         try {
-          const addr = fs.readFileSync(path.join(tasks, ns, id, 'address'), 'utf8').trim().replace(/^unix:\/\//, '');
+          const addr = fs
+            .readFileSync(path.join(tasks, ns, id, 'address'), 'utf8')
+            .trim()
+            .replace(/^unix:\/\//, '');
           if (addr.startsWith(`${SHIM_SOCKET_ROOT}/s/`)) found.push(addr);
         } catch {
           // no shim socket recorded

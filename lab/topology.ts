@@ -178,8 +178,17 @@ export class Topology {
     await run('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
     // No IPv6: its autoconfiguration chatter would cross the VXLAN device and blur its counters.
     // Short-connection loops would otherwise stall on ports held in TIME_WAIT after a few seconds.
-    await run('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1',
-      'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=10000 65000']);
+    await run('ip', [
+      'netns',
+      'exec',
+      name,
+      'sysctl',
+      '-qw',
+      'net.ipv6.conf.all.disable_ipv6=1',
+      'net.ipv6.conf.default.disable_ipv6=1',
+      'net.ipv4.tcp_tw_reuse=1',
+      'net.ipv4.ip_local_port_range=10000 65000',
+    ]);
   }
 
   private async build(hostCount: number, perHost: number[]): Promise<void> {
@@ -279,21 +288,46 @@ export class Topology {
     if (!this.underlay) throw new Error('etcd needs the underlay switch namespace');
     const dir = path.join(this.dir, 'etcd');
     const peer = 'http://127.0.0.1:2380';
-    const child = execa('ip', ['netns', 'exec', this.underlay, 'etcd', '--name', 'lab', '--data-dir', dir,
-      '--listen-client-urls', this.etcdUrl, '--advertise-client-urls', this.etcdUrl,
-      '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer, '--initial-cluster', `lab=${peer}`], {
-      reject: false,
-      stdin: 'ignore',
-      stdout: { file: path.join(this.dir, 'etcd.log'), append: true },
-      stderr: { file: path.join(this.dir, 'etcd.log'), append: true },
-      cleanup: true,
-    });
+    const child = execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        this.underlay,
+        'etcd',
+        '--name',
+        'lab',
+        '--data-dir',
+        dir,
+        '--listen-client-urls',
+        this.etcdUrl,
+        '--advertise-client-urls',
+        this.etcdUrl,
+        '--listen-peer-urls',
+        peer,
+        '--initial-advertise-peer-urls',
+        peer,
+        '--initial-cluster',
+        `lab=${peer}`,
+      ],
+      {
+        reject: false,
+        stdin: 'ignore',
+        stdout: { file: path.join(this.dir, 'etcd.log'), append: true },
+        stderr: { file: path.join(this.dir, 'etcd.log'), append: true },
+        cleanup: true,
+      },
+    );
     this.etcdProc = child;
     this.adopt(child);
-    await this.waitFor(async () => {
-      if (child.exitCode !== null) throw new GiveUp(`etcd exited with ${child.exitCode}; see ${path.join(this.dir, 'etcd.log')}`);
-      return (await this.etcdctl(['endpoint', 'health'])).exitCode === 0;
-    }, 20_000, 'etcd to serve');
+    await this.waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new GiveUp(`etcd exited with ${child.exitCode}; see ${path.join(this.dir, 'etcd.log')}`);
+        return (await this.etcdctl(['endpoint', 'health'])).exitCode === 0;
+      },
+      20_000,
+      'etcd to serve',
+    );
   }
 
   async stopEtcd(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
@@ -328,10 +362,26 @@ export class Topology {
   async startBroker(h: Host, extra: string[] = []): Promise<void> {
     // SLIMFAST_LAB_NODE_ARGS: Node.js flags for the brokers (e.g. --cpu-prof --cpu-prof-dir=DIR).
     const nodeArgs = (process.env.SLIMFAST_LAB_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
-    const args = ['netns', 'exec', h.ns, process.execPath, ...nodeArgs, this.cliPath, 'daemon', '--host-ip', h.ip, '--state-dir', h.stateDir,
-      '--port', String(this.port), ...this.membershipArgs(h), ...this.keyArgs(extra),
+    const args = [
+      'netns',
+      'exec',
+      h.ns,
+      process.execPath,
+      ...nodeArgs,
+      this.cliPath,
+      'daemon',
+      '--host-ip',
+      h.ip,
+      '--state-dir',
+      h.stateDir,
+      '--port',
+      String(this.port),
+      ...this.membershipArgs(h),
+      ...this.keyArgs(extra),
       ...(process.env.SLIMFAST_LAB_LOG_LEVEL ? ['--log-level', process.env.SLIMFAST_LAB_LOG_LEVEL] : []),
-      ...(this.brokerArgs?.(h) ?? []), ...extra];
+      ...(this.brokerArgs?.(h) ?? []),
+      ...extra,
+    ];
     const child = execa('ip', args, {
       reject: false,
       stdin: 'ignore',
@@ -343,10 +393,14 @@ export class Topology {
     this.children.add(child);
     child.finally(() => this.children.delete(child)).catch(() => {});
     try {
-      await this.waitFor(async () => {
-        if (child.exitCode !== null) throw new GiveUp(`broker on ${h.ns} exited with ${child.exitCode}`);
-        return (await this.cli(['status', '--state-dir', h.stateDir], { reject: false })).exitCode === 0;
-      }, 15_000, `broker on ${h.ns} to serve`);
+      await this.waitFor(
+        async () => {
+          if (child.exitCode !== null) throw new GiveUp(`broker on ${h.ns} exited with ${child.exitCode}`);
+          return (await this.cli(['status', '--state-dir', h.stateDir], { reject: false })).exitCode === 0;
+        },
+        15_000,
+        `broker on ${h.ns} to serve`,
+      );
     } catch (err) {
       const log = fs.existsSync(h.daemonLog) ? fs.readFileSync(h.daemonLog, 'utf8').split('\n').slice(-15).join('\n') : '';
       throw new Error(`${(err as Error).message}; its log ends:\n${log}`);
@@ -370,29 +424,37 @@ export class Topology {
 
   /** Waits until every broker holds a live copy of every peer's listener table. */
   async waitSynced(timeoutMs = 15_000): Promise<void> {
-    await this.waitFor(async () => {
-      for (const h of this.hosts) {
-        const st = await this.status(h);
-        if (!st.peers.every((p: { synced: boolean }) => p.synced)) return false;
-      }
-      return true;
-    }, timeoutMs, 'brokers to sync listener tables');
+    await this.waitFor(
+      async () => {
+        for (const h of this.hosts) {
+          const st = await this.status(h);
+          if (!st.peers.every((p: { synced: boolean }) => p.synced)) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      'brokers to sync listener tables',
+    );
   }
 
   /** Waits until every host's view of peer listeners includes ip:port (or the local table does). */
   async waitListener(ip: string, port: number, timeoutMs = 10_000): Promise<void> {
-    await this.waitFor(async () => {
-      for (const h of this.hosts.filter((x) => x.daemon)) {
-        const st = await this.status(h);
-        const local = st.listeners.some((l: { ip: string; port: number }) => l.ip === ip && l.port === port);
-        if (local) continue;
-        const owner = this.hosts.find((x) => ip.startsWith(x.subnet.split('.').slice(0, 3).join('.') + '.'));
-        if (owner === h) return false;
-        const peer = st.peers.find((p: { ip: string }) => p.ip === owner?.ip);
-        if (!peer?.synced || peer.listeners === 0) return false;
-      }
-      return true;
-    }, timeoutMs, `listener ${ip}:${port} to be known on every host`);
+    await this.waitFor(
+      async () => {
+        for (const h of this.hosts.filter((x) => x.daemon)) {
+          const st = await this.status(h);
+          const local = st.listeners.some((l: { ip: string; port: number }) => l.ip === ip && l.port === port);
+          if (local) continue;
+          const owner = this.hosts.find((x) => ip.startsWith(`${x.subnet.split('.').slice(0, 3).join('.')}.`));
+          if (owner === h) return false;
+          const peer = st.peers.find((p: { ip: string }) => p.ip === owner?.ip);
+          if (!peer?.synced || peer.listeners === 0) return false;
+        }
+        return true;
+      },
+      timeoutMs,
+      `listener ${ip}:${port} to be known on every host`,
+    );
   }
 
   async status(h: Host): Promise<any> {
@@ -481,10 +543,14 @@ export class Topology {
 
   /** Waits until a TCP port is listening inside container c (checked with ss). */
   async waitPort(c: Container, port: number, timeoutMs = 10_000): Promise<void> {
-    await this.waitFor(async () => {
-      const r = await execa('ip', ['netns', 'exec', c.ns, 'ss', '-Hltn', `sport = :${port}`], { reject: false });
-      return r.stdout.trim().length > 0;
-    }, timeoutMs, `port ${port} to listen in ${c.name}`);
+    await this.waitFor(
+      async () => {
+        const r = await execa('ip', ['netns', 'exec', c.ns, 'ss', '-Hltn', `sport = :${port}`], { reject: false });
+        return r.stdout.trim().length > 0;
+      },
+      timeoutMs,
+      `port ${port} to listen in ${c.name}`,
+    );
   }
 
   async waitFor(check: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

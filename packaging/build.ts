@@ -65,6 +65,7 @@ interface LockEntry {
   link?: boolean;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: package.json and package-lock.json are read field by field, as npm documents them
 function readJson(file: string, hint: string): any {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
@@ -189,7 +190,7 @@ ${top.map(([k, e]) => `  - ${k.slice('node_modules/'.length)} ${e.version ?? ''}
 }
 
 /** The release's package.json: what Node needs to run the code as ES modules, and the metadata. */
-function releasePackageJson(pkg: any): string {
+function releasePackageJson(pkg: Record<string, unknown>): string {
   const keep = {
     name: pkg.name,
     version: pkg.version,
@@ -269,11 +270,18 @@ export async function buildRelease(opts: ReleaseOptions = {}): Promise<Release> 
     for (const dir of DIRS) for (const rel of walk(path.join(root, dir))) copyFile(path.join(root, dir, rel), path.join(top, dir, rel));
     for (const [key] of deps) {
       // A package's own node_modules holds packages of their own lock entries (or dev ones): not here.
-      for (const rel of walk(path.join(root, key), (r) => !r.startsWith('node_modules/'))) copyFile(path.join(root, key, rel), path.join(top, key, rel));
+      for (const rel of walk(path.join(root, key), (r) => !r.startsWith('node_modules/')))
+        copyFile(path.join(root, key, rel), path.join(top, key, rel));
     }
     fs.writeFileSync(path.join(top, 'package.json'), releasePackageJson(pkg));
     fs.writeFileSync(path.join(top, 'README.md'), releaseReadme(name, version, platform, deps));
-    const manifest = walk(top).map((rel) => `${crypto.createHash('sha256').update(fs.readFileSync(path.join(top, rel))).digest('hex')}  ${rel}`);
+    const manifest = walk(top).map(
+      (rel) =>
+        `${crypto
+          .createHash('sha256')
+          .update(fs.readFileSync(path.join(top, rel)))
+          .digest('hex')}  ${rel}`,
+    );
     fs.writeFileSync(path.join(top, 'MANIFEST'), `${manifest.join('\n')}\n`);
 
     fs.mkdirSync(outDir, { recursive: true });
@@ -295,7 +303,9 @@ async function main(argv: string[]): Promise<number> {
     const m = /^--(out|root)(?:=(.*))?$/.exec(argv[i]);
     const value = m ? (m[2] ?? argv[++i]) : undefined;
     if (!m || !value) {
-      console.error(`usage: npm run package [-- [--out DIR] [--root DIR]]\n(${m ? `--${m[1]} needs a directory` : `unknown argument ${JSON.stringify(argv[i])}`})`);
+      console.error(
+        `usage: npm run package [-- [--out DIR] [--root DIR]]\n(${m ? `--${m[1]} needs a directory` : `unknown argument ${JSON.stringify(argv[i])}`})`,
+      );
       return 2;
     }
     if (m[1] === 'out') opts.outDir = value;

@@ -2,7 +2,16 @@ import test from 'ava';
 import { DoorRequestError, decodeReply, encodeReply, parseRequest } from './protocol.js';
 import { mismatch, thisInstall } from './handlers.js';
 
-const base = { v: 1, prog: 'hook', root: '/opt/slimfast', config: '/etc/slimfast/config.json', netns: '4:4026531840', cwd: '/run/x', argv: ['create'], env: ['A=1', 'B=x=y', 'junk'] };
+const base = {
+  v: 1,
+  prog: 'hook',
+  root: '/opt/slimfast',
+  config: '/etc/slimfast/config.json',
+  netns: '4:4026531840',
+  cwd: '/run/x',
+  argv: ['create'],
+  env: ['A=1', 'B=x=y', 'junk'],
+};
 
 test('a request: env entries split at the first "=", entries without one dropped, stdin optional', (t) => {
   const r = parseRequest(JSON.stringify(base));

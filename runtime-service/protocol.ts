@@ -63,8 +63,15 @@ export function parseRequest(text: string): DoorRequest {
   }
   if (d.stdinTimedOut !== undefined && typeof d.stdinTimedOut !== 'boolean') throw new DoorRequestError('"stdinTimedOut" must be true or false');
   return {
-    prog, root: str(d, 'root'), config: str(d, 'config'), netns: str(d, 'netns'), cwd, argv: strings(d, 'argv'), env,
-    stdin: str(d, 'stdin', true), stdinTimedOut: d.stdinTimedOut === true,
+    prog,
+    root: str(d, 'root'),
+    config: str(d, 'config'),
+    netns: str(d, 'netns'),
+    cwd,
+    argv: strings(d, 'argv'),
+    env,
+    stdin: str(d, 'stdin', true),
+    stdinTimedOut: d.stdinTimedOut === true,
   };
 }
 

@@ -6,7 +6,7 @@
 // broker listens here.
 import fs from 'node:fs';
 import net from 'node:net';
-import { DoorRequestError, type DoorReply, REQUEST_MAX_BYTES, encodeReply, parseRequest } from './protocol.js';
+import { type DoorReply, type DoorRequest, DoorRequestError, encodeReply, parseRequest, REQUEST_MAX_BYTES } from './protocol.js';
 import { type ServiceSelf, handle, thisInstall } from './handlers.js';
 
 export interface ServiceLog {
@@ -23,7 +23,10 @@ export class RuntimeService {
   readonly counters: ServiceCounters = { served: 0, fallbacks: 0 };
   private readonly conns = new Set<net.Socket>();
 
-  private constructor(private readonly server: net.Server, readonly socket: string) {}
+  private constructor(
+    private readonly server: net.Server,
+    readonly socket: string,
+  ) {}
 
   static async start(socket: string, log: ServiceLog, self: ServiceSelf = thisInstall()): Promise<RuntimeService> {
     // The state dir is this broker's (claimed): a file here is a dead broker's socket.
@@ -70,7 +73,7 @@ export class RuntimeService {
     c.on('end', () => {
       if (answered) return;
       const text = Buffer.concat(chunks).toString('utf8').trimEnd();
-      let req;
+      let req: DoorRequest;
       try {
         req = parseRequest(text);
       } catch (err) {
@@ -87,7 +90,9 @@ export class RuntimeService {
           reply(r);
         },
         (err: unknown) => {
-          log.warn(`runtime service: ${req.prog} ${req.argv[0] ?? ''} failed inside the broker (${(err as Error).message}): the caller runs on its own`);
+          log.warn(
+            `runtime service: ${req.prog} ${req.argv[0] ?? ''} failed inside the broker (${(err as Error).message}): the caller runs on its own`,
+          );
           reply({ fallback: 'internal error' });
         },
       );

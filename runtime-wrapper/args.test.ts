@@ -7,7 +7,9 @@ const TASK = `/run/containerd/io.containerd.runtime.v2.task/moby/${ID}`;
 const split = (line: string) => line.trim().split(/\s+/);
 
 test('containerd-shim (Docker) create: global flags, bundle, pid file, id', (t) => {
-  const argv = split(`--root /run/docker/runtime-runc/moby --log ${TASK}/log.json --log-format json --systemd-cgroup create --bundle ${TASK} --pid-file ${TASK}/init.pid ${ID}`);
+  const argv = split(
+    `--root /run/docker/runtime-runc/moby --log ${TASK}/log.json --log-format json --systemd-cgroup create --bundle ${TASK} --pid-file ${TASK}/init.pid ${ID}`,
+  );
   const a = parseRuncArgs(argv, '/somewhere');
   t.is(a.command, 'create');
   t.deepEqual(a.global, {
@@ -27,14 +29,23 @@ test('containerd-shim (Docker) create: global flags, bundle, pid file, id', (t) 
 });
 
 test('containerd-shim create with a console socket and no --bundle takes the working directory', (t) => {
-  const a = parseRuncArgs(split(`--root /run/containerd/runc/k8s.io --log ${TASK}/log.json --log-format json create --pid-file ${TASK}/init.pid --console-socket /tmp/pty4242/pty.sock ${ID}`), TASK);
+  const a = parseRuncArgs(
+    split(
+      `--root /run/containerd/runc/k8s.io --log ${TASK}/log.json --log-format json create --pid-file ${TASK}/init.pid --console-socket /tmp/pty4242/pty.sock ${ID}`,
+    ),
+    TASK,
+  );
   t.is(a.bundle, TASK);
   t.is(a.containerId, ID);
   t.is(a.flags['console-socket'], '/tmp/pty4242/pty.sock');
 });
 
 test('containerd-shim exec: --process file, detach, pid file', (t) => {
-  const a = parseRuncArgs(split(`--root /run/docker/runtime-runc/moby --log ${TASK}/log.json --log-format json --systemd-cgroup exec --process /tmp/runc-process2345678 --detach --pid-file ${TASK}/0c1d.pid ${ID}`));
+  const a = parseRuncArgs(
+    split(
+      `--root /run/docker/runtime-runc/moby --log ${TASK}/log.json --log-format json --systemd-cgroup exec --process /tmp/runc-process2345678 --detach --pid-file ${TASK}/0c1d.pid ${ID}`,
+    ),
+  );
   t.is(a.command, 'exec');
   t.is(a.process, '/tmp/runc-process2345678');
   t.is(a.containerId, ID);
@@ -44,18 +55,28 @@ test('containerd-shim exec: --process file, detach, pid file', (t) => {
 
 test('Podman/conmon create and exec', (t) => {
   const ud = `/var/lib/containers/storage/overlay-containers/${ID}/userdata`;
-  const c = parseRuncArgs(split(`--root /run/runc --systemd-cgroup create --bundle ${ud} --pid-file /run/containers/storage/overlay-containers/${ID}/userdata/pidfile ${ID}`));
+  const c = parseRuncArgs(
+    split(
+      `--root /run/runc --systemd-cgroup create --bundle ${ud} --pid-file /run/containers/storage/overlay-containers/${ID}/userdata/pidfile ${ID}`,
+    ),
+  );
   t.is(c.global.root, '/run/runc');
   t.is(c.bundle, ud);
   t.is(c.containerId, ID);
-  const e = parseRuncArgs(split(`--root /run/runc --systemd-cgroup exec --pid-file ${ud}/exec_pid_abc --process ${ud}/exec-process-123 --detach --tty --console-socket ${ud}/exec.sock ${ID}`));
+  const e = parseRuncArgs(
+    split(
+      `--root /run/runc --systemd-cgroup exec --pid-file ${ud}/exec_pid_abc --process ${ud}/exec-process-123 --detach --tty --console-socket ${ud}/exec.sock ${ID}`,
+    ),
+  );
   t.is(e.process, `${ud}/exec-process-123`);
   t.is(e.containerId, ID);
   t.is(e.flags.tty, 'true');
 });
 
 test('--flag=value, single-dash long names and short aliases', (t) => {
-  const a = parseRuncArgs(split(`--root=/run/runc -log=/tmp/l.json --log-format=json -systemd-cgroup --rootless=auto create -b=/b1 --bundle /b2 -pid-file=/p ${ID}`));
+  const a = parseRuncArgs(
+    split(`--root=/run/runc -log=/tmp/l.json --log-format=json -systemd-cgroup --rootless=auto create -b=/b1 --bundle /b2 -pid-file=/p ${ID}`),
+  );
   t.is(a.global.root, '/run/runc');
   t.is(a.global.log, '/tmp/l.json');
   t.is(a.global.logFormat, 'json');

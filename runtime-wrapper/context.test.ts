@@ -4,7 +4,7 @@ import test from 'ava';
 import { installPaths } from '../common/paths.js';
 import { buildCtx, hookTimeoutSeconds, isHostNetns } from './context.js';
 
-test('the socket directory is the broker registry\'s: STATE_DIR/containers/<12 hex of sha256(id)>', (t) => {
+test("the socket directory is the broker registry's: STATE_DIR/containers/<12 hex of sha256(id)>", (t) => {
   const ctx = buildCtx('my-container', { SLIMFAST_STATE_DIR: '/run/sf-x' });
   const h = crypto.createHash('sha256').update('my-container').digest('hex').slice(0, 12);
   t.is(ctx.socketDir, path.join('/run/sf-x', 'containers', h));
@@ -16,7 +16,12 @@ test('the socket directory is the broker registry\'s: STATE_DIR/containers/<12 h
 
 test('hook env names the state dir and forwards SlimFast settings; timeout covers SLIMFAST_HOOK_TIMEOUT', (t) => {
   const ctx = buildCtx('c', { SLIMFAST_STATE_DIR: '/run/sf-x', SLIMFAST_CONFIG: '/etc/sf.json', SLIMFAST_HOOK_TIMEOUT: '3.5', HOME: '/root' });
-  t.deepEqual(ctx.hookEnv, ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'SLIMFAST_STATE_DIR=/run/sf-x', 'SLIMFAST_CONFIG=/etc/sf.json', 'SLIMFAST_HOOK_TIMEOUT=3.5']);
+  t.deepEqual(ctx.hookEnv, [
+    'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    'SLIMFAST_STATE_DIR=/run/sf-x',
+    'SLIMFAST_CONFIG=/etc/sf.json',
+    'SLIMFAST_HOOK_TIMEOUT=3.5',
+  ]);
   t.is(ctx.hookTimeout, 6);
   t.is(buildCtx('c', { SLIMFAST_STATE_DIR: 'rel/dir' }).stateDir, path.resolve('rel/dir'));
   t.is(buildCtx('c', { SLIMFAST_STATE_DIR: '/s', SLIMFAST_PRELOAD: '/p.so' }).preload, '/p.so');

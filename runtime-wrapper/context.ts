@@ -18,7 +18,6 @@ export function hookTimeoutSeconds(env: NodeJS.ProcessEnv = process.env): number
   return n;
 }
 
-
 /**
  * "Is nsPath the host's network namespace": the one the runtime runs in (runtimeNs, the "dev:ino" of
  * slimfast-runc's or slimfast-hook's own when the broker does their work; else this process's) or init's.

@@ -2,7 +2,8 @@ import test from 'ava';
 import { detectIndent, parseLossless, stringifyLossless } from './json-lossless.js';
 
 test('64-bit integers survive a round trip exactly', (t) => {
-  const text = '{"seccomp":{"syscalls":[{"args":[{"index":1,"value":18446744073709551615,"valueTwo":9223372036854775807,"op":"SCMP_CMP_MASKED_EQ"}]}]},"limit":-9223372036854775808,"small":42,"f":1.5,"neg":-1}';
+  const text =
+    '{"seccomp":{"syscalls":[{"args":[{"index":1,"value":18446744073709551615,"valueTwo":9223372036854775807,"op":"SCMP_CMP_MASKED_EQ"}]}]},"limit":-9223372036854775808,"small":42,"f":1.5,"neg":-1}';
   const v = parseLossless(text);
   t.is(stringifyLossless(v), text);
 });

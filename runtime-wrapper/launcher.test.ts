@@ -90,7 +90,11 @@ test('slimfast-runc --version, --help, features and no arguments print exactly w
 
 test('slimfast-runc state of a missing container: same exit code and stderr as runc', async (t) => {
   const root = tmp();
-  for (const args of [['state', 'sf-no-such-container'], ['--root', root, 'state', 'sf-no-such-container'], ['--root', root, 'delete', 'sf-no-such']]) {
+  for (const args of [
+    ['state', 'sf-no-such-container'],
+    ['--root', root, 'state', 'sf-no-such-container'],
+    ['--root', root, 'delete', 'sf-no-such'],
+  ]) {
     const a = await run(realRunc, args);
     const b = await run(RUNC, args);
     t.not(a.code, 0);
@@ -132,7 +136,15 @@ test('create: the bundle is edited first, then runc runs in place with the uncha
   const f = fake();
   const bundle = path.join(f.dir, 'bundle');
   fs.mkdirSync(bundle);
-  fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sh'], env: [] }, root: { path: 'rootfs' }, linux: { namespaces: [{ type: 'network' }] } }));
+  fs.writeFileSync(
+    path.join(bundle, 'config.json'),
+    JSON.stringify({
+      ociVersion: '1.0.2',
+      process: { args: ['sh'], env: [] },
+      root: { path: 'rootfs' },
+      linux: { namespaces: [{ type: 'network' }] },
+    }),
+  );
   const preload = path.join(f.dir, 'libfake.so');
   fs.writeFileSync(preload, '');
   const args = ['--root', '/run/x', 'create', '--bundle', bundle, '--preserve-fds', '1', 'c1'];

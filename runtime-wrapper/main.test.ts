@@ -18,7 +18,12 @@ function setup() {
   fs.mkdirSync(bundle);
   const preload = path.join(dir, 'libslimfast.so');
   fs.writeFileSync(preload, '');
-  const env = { ...process.env, SLIMFAST_STATE_DIR: path.join(dir, 'state'), SLIMFAST_PRELOAD: preload, SLIMFAST_CONFIG: path.join(dir, 'none.json') };
+  const env = {
+    ...process.env,
+    SLIMFAST_STATE_DIR: path.join(dir, 'state'),
+    SLIMFAST_PRELOAD: preload,
+    SLIMFAST_CONFIG: path.join(dir, 'none.json'),
+  };
   return { dir, bundle, preload, env, config: path.join(bundle, 'config.json') };
 }
 
@@ -74,7 +79,10 @@ test('a missing preload library or config.json is a clear error', (t) => {
     message: /preload library \/nonexistent\/libslimfast\.so is missing: build it/,
   });
   t.is(fs.readFileSync(s.config, 'utf8'), JSON.stringify(SPEC), 'nothing was written');
-  t.throws(() => editBundle(path.join(s.dir, 'nobundle'), 'x', s.env), { instanceOf: SpecError, message: /cannot read the OCI configuration .*nobundle\/config\.json/ });
+  t.throws(() => editBundle(path.join(s.dir, 'nobundle'), 'x', s.env), {
+    instanceOf: SpecError,
+    message: /cannot read the OCI configuration .*nobundle\/config\.json/,
+  });
   fs.rmSync(s.dir, { recursive: true });
 });
 
@@ -114,7 +122,11 @@ test('exec --process: SlimFast containers get the env, others are left alone', (
     }
     const r = edit(parseRuncArgs(['--root', '/run/x', 'exec', '--process', processFile, '--detach', 'on']), env);
     t.true(r.changed);
-    t.deepEqual(JSON.parse(fs.readFileSync(processFile, 'utf8')).env, ['PATH=/bin', 'LD_PRELOAD=/lib/x.so:/.slimfast/libslimfast.so', 'SLIMFAST_SOCKET=/.slimfast/run/sf.sock']);
+    t.deepEqual(JSON.parse(fs.readFileSync(processFile, 'utf8')).env, [
+      'PATH=/bin',
+      'LD_PRELOAD=/lib/x.so:/.slimfast/libslimfast.so',
+      'SLIMFAST_SOCKET=/.slimfast/run/sf.sock',
+    ]);
     const noFile = edit(parseRuncArgs(['exec', '-t', 'on', 'sh']), env);
     t.false(noFile.changed);
     t.regex(noFile.skipped!, /no --process file/);

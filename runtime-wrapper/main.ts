@@ -49,7 +49,13 @@ export function editBundle(bundle: string, id: string, env: NodeJS.ProcessEnv = 
 /** `runc state ID` with the global flags that find the container. */
 export function stateArgs(args: RuncArgs, id: string): string[] {
   const g = args.global;
-  return [...(g.root ? ['--root', g.root] : []), ...(g.rootless ? ['--rootless', g.rootless] : []), ...(g.systemdCgroup ? ['--systemd-cgroup'] : []), 'state', id];
+  return [
+    ...(g.root ? ['--root', g.root] : []),
+    ...(g.rootless ? ['--rootless', g.rootless] : []),
+    ...(g.systemdCgroup ? ['--systemd-cgroup'] : []),
+    'state',
+    id,
+  ];
 }
 
 /** The annotations in `runc state` output, or undefined when it cannot tell. */
@@ -74,7 +80,11 @@ export function editExecProcess(args: RuncArgs, runc: string, env: NodeJS.Proces
 }
 
 /** editExecProcess with the container's annotations from annotationsFor (the runtime service reads them without blocking). */
-export function editExecWith(args: RuncArgs, annotationsFor: (id: string) => Record<string, string> | undefined, env: NodeJS.ProcessEnv = process.env): EditResult {
+export function editExecWith(
+  args: RuncArgs,
+  annotationsFor: (id: string) => Record<string, string> | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): EditResult {
   if (!args.process) return { changed: false, skipped: 'no --process file: runc takes the process from the bundle, edited at create' };
   if (!args.containerId) return { changed: false, skipped: 'no container id' };
   const annotations = annotationsFor(args.containerId);

@@ -22,11 +22,15 @@ export function writeFd(fd: number, text: string): void {
 }
 
 export function runcLogLine(level: 'error' | 'warning' | 'info', msg: string, now = new Date()): string {
-  return JSON.stringify({ level, msg, time: now.toISOString() }) + '\n';
+  return `${JSON.stringify({ level, msg, time: now.toISOString() })}\n`;
 }
 
 /** stderr: text for the program's stderr (fd 2 here; the caller's, when the broker runs the edit). */
-export function reportError(global: Pick<GlobalOptions, 'log' | 'logFormat'>, msg: string, stderr: (text: string) => void = (t) => writeFd(2, t)): void {
+export function reportError(
+  global: Pick<GlobalOptions, 'log' | 'logFormat'>,
+  msg: string,
+  stderr: (text: string) => void = (t) => writeFd(2, t),
+): void {
   const text = `slimfast-runc: ${msg}`;
   if (global.log && global.logFormat === 'json') {
     try {

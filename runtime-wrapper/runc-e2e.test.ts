@@ -54,7 +54,7 @@ const SCRIPT = [
   '(echo x > /.slimfast/run/file) 2>/dev/null && echo WRITABLE || echo READONLY',
 ].join('; ');
 
-test('slimfast-runc run without a broker but allowWithoutBroker: the container runs with SlimFast\'s env and mounts', (t) => {
+test("slimfast-runc run without a broker but allowWithoutBroker: the container runs with SlimFast's env and mounts", (t) => {
   const e = setup(true);
   const bundle = makeBusyboxBundle(path.join(e.dir, 'bundle'), ['sh', '-c', SCRIPT]);
   const id = containerId();
@@ -72,7 +72,7 @@ test('slimfast-runc run without a broker but allowWithoutBroker: the container r
   }
 });
 
-test('without a broker and without allowWithoutBroker the container fails, with the reason in runc\'s JSON log', (t) => {
+test("without a broker and without allowWithoutBroker the container fails, with the reason in runc's JSON log", (t) => {
   const e = setup(false);
   const bundle = makeBusyboxBundle(path.join(e.dir, 'bundle'), ['true']);
   const id = containerId();
@@ -86,9 +86,15 @@ test('without a broker and without allowWithoutBroker the container fails, with 
       .map((l) => (JSON.parse(l) as { msg: string }).msg);
     const msg = msgs.find((m) => m.includes('slimfast-hook create'));
     t.truthy(msg, msgs.join('\n'));
-    t.regex(msg!, new RegExp(`cannot start container ${id} on SlimFast \\(state dir ${e.state}\\): no SlimFast broker at ${e.state}/slimfast\\.sock`));
+    t.regex(
+      msg!,
+      new RegExp(`cannot start container ${id} on SlimFast \\(state dir ${e.state}\\): no SlimFast broker at ${e.state}/slimfast\\.sock`),
+    );
     t.regex(msg!, /"allowWithoutBroker": true/);
-    t.false(msgs.some((m) => m.includes('slimfast-hook poststop')), 'no second complaint from poststop');
+    t.false(
+      msgs.some((m) => m.includes('slimfast-hook poststop')),
+      'no second complaint from poststop',
+    );
     t.notRegex(spawnSync('runc', ['list', '-q'], { encoding: 'utf8' }).stdout, new RegExp(`^${id}$`, 'm'));
     t.deepEqual(fs.readdirSync(path.join(e.state, 'containers')), [], 'the empty socket directory was removed');
   } finally {
@@ -119,7 +125,16 @@ test('create, start, exec (bundle process and --process file), kill, delete', (t
     t.is(x1.stdout, '/.slimfast/libslimfast.so /.slimfast/run/sf.sock\n', x1.stderr);
 
     const processFile = path.join(e.dir, 'process.json');
-    fs.writeFileSync(processFile, JSON.stringify({ terminal: false, user: { uid: 0, gid: 0 }, args: ['sh', '-c', 'echo $LD_PRELOAD $SLIMFAST_SOCKET $A'], env: ['PATH=/bin', 'A=1'], cwd: '/' }));
+    fs.writeFileSync(
+      processFile,
+      JSON.stringify({
+        terminal: false,
+        user: { uid: 0, gid: 0 },
+        args: ['sh', '-c', 'echo $LD_PRELOAD $SLIMFAST_SOCKET $A'],
+        env: ['PATH=/bin', 'A=1'],
+        cwd: '/',
+      }),
+    );
     const x2 = sfRunc(e, ['exec', '--process', processFile, id]);
     t.is(x2.stdout, '/.slimfast/libslimfast.so /.slimfast/run/sf.sock 1\n', x2.stderr);
 
@@ -136,7 +151,9 @@ test('create, start, exec (bundle process and --process file), kill, delete', (t
 
 test('a host-network container is not touched and runs as with runc', (t) => {
   const e = setup(false);
-  const bundle = makeBusyboxBundle(path.join(e.dir, 'bundle'), ['sh', '-c', 'echo LD=$LD_PRELOAD; ls /.slimfast 2>&1 | head -1'], { hostNetwork: true });
+  const bundle = makeBusyboxBundle(path.join(e.dir, 'bundle'), ['sh', '-c', 'echo LD=$LD_PRELOAD; ls /.slimfast 2>&1 | head -1'], {
+    hostNetwork: true,
+  });
   const before = fs.readFileSync(path.join(bundle, 'config.json'), 'utf8');
   const id = containerId();
   try {

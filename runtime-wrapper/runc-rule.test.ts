@@ -23,14 +23,36 @@ interface Case {
 const SELF = '<slimfast-runc>'; // a PATH directory whose "runc" is slimfast-runc itself
 
 const CASES: Case[] = [
-  { name: 'SLIMFAST_RUNC first', make: ['a/runc', 'b/runc', 'env-runc'], env: { SLIMFAST_RUNC: 'env-runc', PATH: ['a'] }, config: { runc: 'b/runc' }, want: { runc: 'env-runc' } },
+  {
+    name: 'SLIMFAST_RUNC first',
+    make: ['a/runc', 'b/runc', 'env-runc'],
+    env: { SLIMFAST_RUNC: 'env-runc', PATH: ['a'] },
+    config: { runc: 'b/runc' },
+    want: { runc: 'env-runc' },
+  },
   { name: 'then the config file', make: ['a/runc', 'b/runc'], env: { PATH: ['a'] }, config: { runc: 'b/runc' }, want: { runc: 'b/runc' } },
   { name: 'then PATH, in order', make: ['a/runc', 'b/runc'], env: { PATH: ['missing', 'a', 'b'] }, want: { runc: 'a/runc' } },
   { name: 'never slimfast-runc itself', make: ['b/runc'], env: { PATH: [SELF, 'b'] }, want: { runc: 'b/runc' } },
   { name: 'a PATH entry that is not executable is skipped', make: ['b/runc'], env: { PATH: ['plain', 'b'] }, want: { runc: 'b/runc' } },
-  { name: 'SLIMFAST_RUNC not executable', make: ['a/runc'], env: { SLIMFAST_RUNC: 'plain/runc', PATH: ['a'] }, want: { error: /SLIMFAST_RUNC=.*plain\/runc is not an executable file/ } },
-  { name: 'config runc not executable', make: ['a/runc'], env: { PATH: ['a'] }, config: { runc: 'plain/runc' }, want: { error: /"runc": ".*plain\/runc" in .* is not an executable file/ } },
-  { name: 'none at all', make: [], env: { PATH: [SELF, 'missing'] }, want: { error: /cannot find the real runc: set SLIMFAST_RUNC, set "runc" in .*, or put runc on PATH/ } },
+  {
+    name: 'SLIMFAST_RUNC not executable',
+    make: ['a/runc'],
+    env: { SLIMFAST_RUNC: 'plain/runc', PATH: ['a'] },
+    want: { error: /SLIMFAST_RUNC=.*plain\/runc is not an executable file/ },
+  },
+  {
+    name: 'config runc not executable',
+    make: ['a/runc'],
+    env: { PATH: ['a'] },
+    config: { runc: 'plain/runc' },
+    want: { error: /"runc": ".*plain\/runc" in .* is not an executable file/ },
+  },
+  {
+    name: 'none at all',
+    make: [],
+    env: { PATH: [SELF, 'missing'] },
+    want: { error: /cannot find the real runc: set SLIMFAST_RUNC, set "runc" in .*, or put runc on PATH/ },
+  },
 ];
 
 function prepare(c: Case) {

@@ -29,12 +29,18 @@ test('clear errors: not executable, not found, broken config', (t) => {
   const none = path.join(dir, 'none.json');
   const plain = path.join(dir, 'plain');
   fs.writeFileSync(plain, 'not a program', { mode: 0o644 });
-  t.throws(() => resolveRunc({ SLIMFAST_RUNC: plain }, none), { instanceOf: RuncNotFound, message: /SLIMFAST_RUNC=.*plain is not an executable file/ });
+  t.throws(() => resolveRunc({ SLIMFAST_RUNC: plain }, none), {
+    instanceOf: RuncNotFound,
+    message: /SLIMFAST_RUNC=.*plain is not an executable file/,
+  });
   t.throws(() => resolveRunc({ PATH: dir }, none), { instanceOf: RuncNotFound, message: /cannot find the real runc: set SLIMFAST_RUNC/ });
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, '{"runc": ');
   t.throws(() => resolveRunc({ PATH: dir }, bad), { message: /bad\.json is not valid JSON/ });
   fs.writeFileSync(bad, JSON.stringify({ runc: '/nonexistent/runc' }));
-  t.throws(() => resolveRunc({ PATH: dir }, bad), { instanceOf: RuncNotFound, message: /"runc": "\/nonexistent\/runc" in .*bad\.json is not an executable file/ });
+  t.throws(() => resolveRunc({ PATH: dir }, bad), {
+    instanceOf: RuncNotFound,
+    message: /"runc": "\/nonexistent\/runc" in .*bad\.json is not an executable file/,
+  });
   fs.rmSync(dir, { recursive: true });
 });

@@ -121,7 +121,7 @@ export function readJsonFile<T>(file: string, what = 'OCI configuration'): Loade
 /** Serializes like the original: same indentation, same trailing newline. */
 export function formatLike(original: string, value: unknown): string {
   const out = stringifyLossless(value, detectIndent(original) || undefined);
-  return /\n\s*$/.test(original) ? out + '\n' : out;
+  return /\n\s*$/.test(original) ? `${out}\n` : out;
 }
 
 /**

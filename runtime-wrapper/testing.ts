@@ -30,7 +30,13 @@ export function testCtx(over: Partial<Ctx> = {}): Ctx {
 export function baseSpec(): Spec {
   return {
     ociVersion: '1.0.2-dev',
-    process: { terminal: false, user: { uid: 0, gid: 0 }, args: ['sh'], env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'], cwd: '/' },
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ['sh'],
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'TERM=xterm'],
+      cwd: '/',
+    },
     root: { path: 'rootfs', readonly: true },
     hostname: 'runc',
     mounts: [

@@ -11,7 +11,7 @@ import { clientConstructor } from '../common/proto.js';
 import { stateLayout } from '../common/state-dir.js';
 import { Topology } from '../lab/topology.js';
 
-test('the status codes are gRPC\'s', (t) => {
+test("the status codes are gRPC's", (t) => {
   for (const [name, code] of Object.entries(GRPC_STATUS)) t.is(code as number, grpc.status[name as keyof typeof grpc.status] as number, name);
   for (const code of Object.values(REASONS)) t.true((Object.values(GRPC_STATUS) as number[]).includes(code));
 });
@@ -40,7 +40,8 @@ test.serial('registration refusals: reason and status code over the wire', async
       t.deepEqual((await reasonOf(client.register({ id: 'c1', netns: c.netnsPath })))[0], 'ALREADY_REGISTERED');
       t.deepEqual((await reasonOf(client.register({ id: 'c9', netns: c.netnsPath })))[0], 'IP_IN_USE');
       t.deepEqual((await reasonOf(client.register({ id: 'c9', netns: c.netnsPath, ip: '10.99.0.2' })))[0], 'IP_OUTSIDE_SUBNET');
-      for (let i = 0; i < 50 && fs.readlinkSync(`/proc/${bare.pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net'); i++) await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 50 && fs.readlinkSync(`/proc/${bare.pid}/ns/net`) === fs.readlinkSync('/proc/self/ns/net'); i++)
+        await new Promise((r) => setTimeout(r, 20));
       const [reason, msg] = await reasonOf(client.register({ id: 'none', netns: `/proc/${bare.pid}/ns/net` }));
       t.is(reason, 'NETNS_NO_IPV4');
       t.regex(msg, /has no global IPv4 address/);
@@ -51,9 +52,7 @@ test.serial('registration refusals: reason and status code over the wire', async
     const Ctor = clientConstructor();
     const raw = new Ctor(`unix:${stateLayout(h.stateDir).controlSocket}`, grpc.credentials.createInsecure());
     try {
-      const err = await new Promise<grpc.ServiceError>((resolve) =>
-        raw.registerContainer({ id: 'c1', netns: c.netnsPath }, (e) => resolve(e!)),
-      );
+      const err = await new Promise<grpc.ServiceError>((resolve) => raw.registerContainer({ id: 'c1', netns: c.netnsPath }, (e) => resolve(e!)));
       t.is(err.code, grpc.status.ALREADY_EXISTS);
       t.deepEqual(err.metadata.get(REASON_KEY), ['ALREADY_REGISTERED']);
       t.regex(err.details, /container "c1" is already registered/);

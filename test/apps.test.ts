@@ -49,7 +49,11 @@ test.serial('redis-benchmark against redis-server, a new connection per request'
   const c2 = topo.container('c2');
   await serve(c2, ['redis-server', '--port', '6379', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'], 6379);
   const before = await snapshot();
-  const r = await topo.exec(topo.container('c1'), ['redis-benchmark', '-h', c2.ip, '-p', '6379', '-n', '2000', '-c', '4', '-k', '0', '-t', 'set,get', '--csv'], { timeout: 60_000 });
+  const r = await topo.exec(
+    topo.container('c1'),
+    ['redis-benchmark', '-h', c2.ip, '-p', '6379', '-n', '2000', '-c', '4', '-k', '0', '-t', 'set,get', '--csv'],
+    { timeout: 60_000 },
+  );
   t.is(r.exitCode, 0, r.stderr);
   const rows = r.stdout.split('\n').filter((l) => /^"(SET|GET)"/.test(l));
   t.is(rows.length, 2, r.stdout);
@@ -68,17 +72,23 @@ test.serial('nginx reverse proxy with HTTP/1.0 upstream, driven by wrk', async (
   fs.writeFileSync(path.join(dir, 'www', 'index.html'), 'hello from the upstream\n');
   const conf = (name: string, body: string) => {
     const file = path.join(dir, `${name}.conf`);
-    fs.writeFileSync(file, `daemon off; master_process on; worker_processes 2; user root; pid ${dir}/${name}.pid;
+    fs.writeFileSync(
+      file,
+      `daemon off; master_process on; worker_processes 2; user root; pid ${dir}/${name}.pid;
 error_log ${dir}/${name}.err warn;
 events { worker_connections 1024; }
 http { access_log off; client_body_temp_path ${dir}/${name}-body; proxy_temp_path ${dir}/${name}-proxy;
   fastcgi_temp_path ${dir}/${name}-fcgi; uwsgi_temp_path ${dir}/${name}-uwsgi; scgi_temp_path ${dir}/${name}-scgi;
-  ${body} }\n`);
+  ${body} }\n`,
+    );
     return file;
   };
   const upstream = conf('upstream', `server { listen 8080; root ${dir}/www; }`);
-  const proxy = conf('proxy', `upstream up { server ${c3.ip}:8080; }
-  server { listen 80; location / { proxy_pass http://up; proxy_http_version 1.0; } }`);
+  const proxy = conf(
+    'proxy',
+    `upstream up { server ${c3.ip}:8080; }
+  server { listen 80; location / { proxy_pass http://up; proxy_http_version 1.0; } }`,
+  );
   await serve(c3, ['nginx', '-c', upstream], 8080);
   await serve(c2, ['nginx', '-c', proxy], 80);
   const before = await snapshot();
@@ -134,7 +144,7 @@ test.serial('curl against a Python HTTP server', async (t) => {
   const c2 = topo.container('c2');
   const dir = path.join(topo.dir, 'www');
   fs.mkdirSync(dir, { recursive: true });
-  const body = 'x'.repeat(100_000) + '\nend\n';
+  const body = `${'x'.repeat(100_000)}\nend\n`;
   fs.writeFileSync(path.join(dir, 'file.txt'), body);
   await serve(c2, [PY, '-m', 'http.server', '8000', '--bind', '0.0.0.0', '--directory', dir], 8000);
   const before = await snapshot();

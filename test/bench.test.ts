@@ -47,11 +47,15 @@ test('npm run bench --quick measures every workload over every path', async (t) 
   try {
     const json = path.join(dir, 'quick.json');
     const started = Date.now();
-    const r = await execa(process.execPath, [path.join(repoRoot(), 'dist', 'bench', 'main.js'), '--quick', '--profile', '--only', WORKLOADS.join(','), '--json-out', json], {
-      reject: false,
-      timeout: 200_000,
-      all: true,
-    });
+    const r = await execa(
+      process.execPath,
+      [path.join(repoRoot(), 'dist', 'bench', 'main.js'), '--quick', '--profile', '--only', WORKLOADS.join(','), '--json-out', json],
+      {
+        reject: false,
+        timeout: 200_000,
+        all: true,
+      },
+    );
     const seconds = (Date.now() - started) / 1000;
     const out = r.all ?? '';
     t.true(fs.existsSync(json), `no JSON written; output ends:\n${out.slice(-3000)}`);
@@ -87,13 +91,17 @@ test('npm run bench --quick measures every workload over every path', async (t) 
       }
       for (const s of w.samples.filter((x) => x.path === 'seccomp')) {
         // the agent answered every connect (in flight at the end too), the preload none
-        t.true(s.broker!.seccomp_handed >= s.ops && s.broker!.seccomp_handed <= s.ops * 1.02 + 16, `${w.id} seccomp: ${s.broker!.seccomp_handed} answered for ${s.ops}`);
+        t.true(
+          s.broker!.seccomp_handed >= s.ops && s.broker!.seccomp_handed <= s.ops * 1.02 + 16,
+          `${w.id} seccomp: ${s.broker!.seccomp_handed} answered for ${s.ops}`,
+        );
         t.true((s.vxlan_packets ?? 0) <= 100, `${w.id} seccomp: ${s.vxlan_packets} VXLAN packets`);
       }
-      for (const s of w.samples.filter((x) => x.path === 'slimfast')) t.is(s.broker!.seccomp_handed, 0, `${w.id} slimfast: the agent answered connects`);
+      for (const s of w.samples.filter((x) => x.path === 'slimfast'))
+        t.is(s.broker!.seccomp_handed, 0, `${w.id} slimfast: the agent answered connects`);
     }
     t.is(res.profile?.workload, 'conn-1');
-    t.regex(out, /Per-connection budget[^]*syscalls\s+client \(connrate\)[^]*Syscalls per connection/);
+    t.regex(out, /Per-connection budget[\s\S]*syscalls\s+client \(connrate\)[\s\S]*Syscalls per connection/);
     for (const p of PATHS) {
       const b = res.profile!.paths[p];
       t.is(b.error, undefined, `profile over ${p}`);
@@ -101,7 +109,10 @@ test('npm run bench --quick measures every workload over every path', async (t) 
       for (const proc of ['broker1', 'broker2']) t.true(b.syscalls![proc].per_conn >= 0, `profile over ${p}: ${proc}`);
       if (p !== 'slimfast') {
         // plain sockets: the client's socket and connect and the server's accept4, per connection
-        t.true(b.syscalls!.client.calls.connect >= 1 && b.syscalls!.client.calls.socket >= 1, `profile over ${p}: client ${JSON.stringify(b.syscalls!.client.calls)}`);
+        t.true(
+          b.syscalls!.client.calls.connect >= 1 && b.syscalls!.client.calls.socket >= 1,
+          `profile over ${p}: client ${JSON.stringify(b.syscalls!.client.calls)}`,
+        );
         t.true(b.syscalls!.server.calls.accept4 >= 1, `profile over ${p}: server ${JSON.stringify(b.syscalls!.server.calls)}`);
       }
       t.true(b.cpu_us!.total > 0 && b.cpu_us!.client > 0, `profile over ${p}: CPU ${JSON.stringify(b.cpu_us)}`);
@@ -110,9 +121,9 @@ test('npm run bench --quick measures every workload over every path', async (t) 
     // on SlimFast the sending broker works for every connection (it stocks the pools)
     t.true(res.profile!.paths.slimfast.syscalls!.broker1.per_conn > 0.5);
     const md = await execa(process.execPath, [path.join(repoRoot(), 'dist', 'bench', 'table.js'), json], { reject: false });
-    t.regex(md.stdout, /\| syscalls \| client \(connrate\) \|[^]*\| CPU µs \| softirq \(machine\) \|/);
+    t.regex(md.stdout, /\| syscalls \| client \(connrate\) \|[\s\S]*\| CPU µs \| softirq \(machine\) \|/);
     const svg = fs.readFileSync(json.replace(/\.json$/, '.svg'), 'utf8');
-    t.regex(svg, /^<\?xml[^]*<svg[^]*<\/svg>\s*$/);
+    t.regex(svg, /^<\?xml[\s\S]*<svg[\s\S]*<\/svg>\s*$/);
     for (const id of WORKLOADS) t.true(svg.includes(`${id} · `), `the chart shows ${id}`);
     t.log(`--quick took ${seconds.toFixed(1)} s`);
   } finally {

@@ -41,10 +41,14 @@ async function startLoop(port: number, secs: number, everyMs: number): Promise<(
   topo.adopt(child);
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  await topo.waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`client loop exited early: ${child.exitCode}`);
-    return out.includes('"ready"');
-  }, 15_000, 'the client loop to hold its connection');
+  await topo.waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`client loop exited early: ${child.exitCode}`);
+      return out.includes('"ready"');
+    },
+    15_000,
+    'the client loop to hold its connection',
+  );
   return async () => {
     const r = await child;
     if (r.exitCode !== 0) throw new Error(`client loop failed (${r.exitCode}): ${r.stderr}`);
@@ -67,7 +71,11 @@ function checkLoop(t: import('ava').ExecutionContext, out: LoopOut, servingAt: n
   // From 3 s after the restart on, every connection works and goes through the new broker.
   const late = out.attempts.filter((a) => a.t * 1000 >= servingAt + 3000);
   t.true(late.length >= 10, `${late.length} connections from 3 s after the restart on`);
-  t.deepEqual(late.filter((a) => !a.ok), [], 'all of them echoed');
+  t.deepEqual(
+    late.filter((a) => !a.ok),
+    [],
+    'all of them echoed',
+  );
   t.true(handed >= late.length, `${handed} connections ${side} by the new broker, ${late.length} made from 3 s after it served`);
   // The first one through the new broker: counted back from the last connection made.
   const sinceServing = out.attempts.filter((a) => a.t * 1000 >= servingAt && a.ok);
@@ -75,11 +83,20 @@ function checkLoop(t: import('ava').ExecutionContext, out: LoopOut, servingAt: n
   const first = sinceServing[firstIdx];
   const failed = out.attempts.filter((a) => !a.ok);
   const failedDuring = failed.length;
-  if (failed.length) t.log(`failed: ${failed.map((a) => `${((a.t * 1000 - servingAt) / 1000).toFixed(2)} s ${a.error ?? 'no echo'}`).slice(0, 8).join('; ')}`);
-  if (first) t.log(`first connection through the restarted broker ~${((first.t * 1000 - servingAt) / 1000).toFixed(2)} s after it served; ${failedDuring} of ${out.attempts.length} connections failed (fast) around the crash`);
+  if (failed.length)
+    t.log(
+      `failed: ${failed
+        .map((a) => `${((a.t * 1000 - servingAt) / 1000).toFixed(2)} s ${a.error ?? 'no echo'}`)
+        .slice(0, 8)
+        .join('; ')}`,
+    );
+  if (first)
+    t.log(
+      `first connection through the restarted broker ~${((first.t * 1000 - servingAt) / 1000).toFixed(2)} s after it served; ${failedDuring} of ${out.attempts.length} connections failed (fast) around the crash`,
+    );
 }
 
-test.serial('the server host\'s broker dies: connections keep working, the listener is back within 3 s', async (t) => {
+test.serial("the server host's broker dies: connections keep working, the listener is back within 3 s", async (t) => {
   const [, h2] = topo.hosts;
   const c2 = topo.container('c2');
   const server = topo.spawn(c2, [PY, ECHO_SERVER, '7600']);
@@ -89,9 +106,15 @@ test.serial('the server host\'s broker dies: connections keep working, the liste
   await sleep(1000);
   const servingAt = await crashAndRestart(h2, 1000);
   // The container is known again from the state dir, and the application registered its listener.
-  t.true((await topo.registered(h2)).some((c) => c.ip === c2.ip), 'the container is registered again');
-  await topo.waitFor(async () => (await topo.status(h2)).listeners?.some((l: { port: number }) => l.port === 7600), 3000,
-    'the listener in the new broker\'s table');
+  t.true(
+    (await topo.registered(h2)).some((c) => c.ip === c2.ip),
+    'the container is registered again',
+  );
+  await topo.waitFor(
+    async () => (await topo.status(h2)).listeners?.some((l: { port: number }) => l.port === 7600),
+    3000,
+    "the listener in the new broker's table",
+  );
   t.log(`listener in the restarted broker's table ${Date.now() - servingAt} ms after it served (status polled)`);
   const out = await done();
   const k = await topo.counters(h2);
@@ -101,7 +124,7 @@ test.serial('the server host\'s broker dies: connections keep working, the liste
   await server.catch(() => {});
 });
 
-test.serial('the client host\'s broker dies: its applications connect through SlimFast again within 3 s', async (t) => {
+test.serial("the client host's broker dies: its applications connect through SlimFast again within 3 s", async (t) => {
   const [h1] = topo.hosts;
   const c2 = topo.container('c2');
   const server = topo.spawn(c2, [PY, ECHO_SERVER, '7700']);
@@ -138,7 +161,11 @@ test.serial('while the brokers are down, connects fall back or fail at once, and
       // ECONNREFUSED: a steered listener's plain-client socket went with its broker
       if (!c.connected) t.true([111, 113].includes(c.errno ?? 0), `port ${port}: errno ${c.errno}`);
     }
-    if (port === 7801) t.true(list.every((c) => c.connected), 'the listener made while the broker was down is served');
+    if (port === 7801)
+      t.true(
+        list.every((c) => c.connected),
+        'the listener made while the broker was down is served',
+      );
   }
   await Promise.all([topo.startBroker(h1), topo.startBroker(h2)]);
   for (const s of servers) s.kill('SIGKILL');
@@ -162,6 +189,8 @@ test.serial('without kernel steering: a channel listener falls back while its br
   const k = await topo.counters(h2);
   checkLoop(t, out, servingAt, k.handed_in, 'handed in');
   // While the broker was down the application served plain clients on its own socket again.
-  t.true(out.attempts.filter((a) => a.t * 1000 < servingAt && a.t * 1000 > servingAt - 2000).some((a) => a.ok),
-    'connections while the broker was down fell back to the overlay and were served');
+  t.true(
+    out.attempts.filter((a) => a.t * 1000 < servingAt && a.t * 1000 > servingAt - 2000).some((a) => a.ok),
+    'connections while the broker was down fell back to the overlay and were served',
+  );
 });

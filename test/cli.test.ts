@@ -119,8 +119,16 @@ test('a static daemon whose peers file lists other hosts refuses to start withou
   const base = ['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's'), '--port', '1', '--peers', peers];
   const r = await cli(base);
   t.is(r.exitCode, 1);
-  t.regex(r.stderr, new RegExp(`^slimfast: --peers ${peers} lists other hosts and no --cluster-key is given\\. Without a key the hosts share, anything that reaches a peer's reserved port from this host's address .* can announce a host key of its own and pose as this host`));
-  t.regex(r.stderr, /\n {2}head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600 \/etc\/slimfast\/cluster\.key {3}# once; then copy the file to every host\n/);
+  t.regex(
+    r.stderr,
+    new RegExp(
+      `^slimfast: --peers ${peers} lists other hosts and no --cluster-key is given\\. Without a key the hosts share, anything that reaches a peer's reserved port from this host's address .* can announce a host key of its own and pose as this host`,
+    ),
+  );
+  t.regex(
+    r.stderr,
+    /\n {2}head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600 \/etc\/slimfast\/cluster\.key {3}# once; then copy the file to every host\n/,
+  );
   t.regex(r.stderr, /--cluster-key \/etc\/slimfast\/cluster\.key\n/);
   t.regex(r.stderr, /--insecure-host-keys runs without one/);
   t.false(fs.existsSync(path.join(dir, 's', 'slimfast.pid')), 'the state dir was not claimed');
@@ -135,11 +143,20 @@ test('in etcd mode a daemon that can neither read the shared cluster key nor fin
   const state = path.join(dir, 's');
   fs.mkdirSync(state);
   // A membership cached by an earlier run (etcd is unreachable now), but no copy of the key.
-  fs.writeFileSync(path.join(state, 'membership.json'), JSON.stringify({ subnet: '10.1.1.0/24', overlay: '10.1.0.0/16', hosts: [{ ip: '127.0.0.2', subnet: '10.1.2.0/24', port: 4800 }] }));
+  fs.writeFileSync(
+    path.join(state, 'membership.json'),
+    JSON.stringify({ subnet: '10.1.1.0/24', overlay: '10.1.0.0/16', hosts: [{ ip: '127.0.0.2', subnet: '10.1.2.0/24', port: 4800 }] }),
+  );
   const r = await cli(['daemon', '--host-ip', '127.0.0.1', '--state-dir', state, '--port', '1', '--etcd', 'http://127.0.0.1:1']);
   t.is(r.exitCode, 1);
-  t.regex(r.stderr, /cannot reach etcd at http:\/\/127\.0\.0\.1:1 \(.*\) to read the cluster key \/slimfast\/v1\/cluster-key, and there is no copy of it cached in .*cluster-key\.json; this broker will not serve other hosts without it/);
-  t.regex(r.stderr, /etcdctl get --print-value-only \/slimfast\/v1\/cluster-key > cluster\.key && chmod 600 cluster\.key\) and pass --cluster-key FILE/);
+  t.regex(
+    r.stderr,
+    /cannot reach etcd at http:\/\/127\.0\.0\.1:1 \(.*\) to read the cluster key \/slimfast\/v1\/cluster-key, and there is no copy of it cached in .*cluster-key\.json; this broker will not serve other hosts without it/,
+  );
+  t.regex(
+    r.stderr,
+    /etcdctl get --print-value-only \/slimfast\/v1\/cluster-key > cluster\.key && chmod 600 cluster\.key\) and pass --cluster-key FILE/,
+  );
   t.false(fs.existsSync(path.join(state, 'slimfast.pid')), 'the state dir is released');
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -148,7 +165,11 @@ test('cluster key files: raw bytes, or hex text of 16-64 bytes', (t) => {
   const raw = Buffer.from([...Array(32).keys()]);
   t.deepEqual(parseClusterKey(raw, 'k'), raw);
   t.deepEqual(parseClusterKey(Buffer.from(`${raw.toString('hex')}\n`), 'k'), raw, 'hex with a newline');
-  t.deepEqual(parseClusterKey(Buffer.from('0123456789abcdef0123'), 'k'), Buffer.from('0123456789abcdef0123'), '20 hex digits are too few for hex: 20 raw bytes');
+  t.deepEqual(
+    parseClusterKey(Buffer.from('0123456789abcdef0123'), 'k'),
+    Buffer.from('0123456789abcdef0123'),
+    '20 hex digits are too few for hex: 20 raw bytes',
+  );
   t.throws(() => parseClusterKey(Buffer.alloc(65, 1), 'k'), { message: /holds 65 bytes; it needs 16-64/ });
   t.throws(() => parseClusterKey(Buffer.from('ab'.repeat(65)), 'k'), { message: /holds 65 bytes/ }, '65 bytes as hex');
 });
@@ -189,7 +210,10 @@ test.serial('a state dir left by a killed daemon is taken over; registrations su
       t.is(fs.statSync(path.join(h.stateDir, 'containers')).mode & 0o777, 0o711, `containers/ is 711 again after ${mode.toString(8)}`);
     }
     const ls = JSON.parse((await topo.cli(['container', 'ls', '--json', '--state-dir', h.stateDir])).stdout) as { id: string; ip: string }[];
-    t.deepEqual(ls.map((x) => [x.id, x.ip]), [['c1', c.ip]]);
+    t.deepEqual(
+      ls.map((x) => [x.id, x.ip]),
+      [['c1', c.ip]],
+    );
     const rm = await topo.cli(['container', 'rm', '--state-dir', h.stateDir, '--id', 'c1']);
     t.is(rm.exitCode, 0);
     const rm2 = await topo.cli(['container', 'rm', '--state-dir', h.stateDir, '--id', 'c1'], { reject: false });

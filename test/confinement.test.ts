@@ -64,12 +64,19 @@ async function up(clusterKey: boolean): Promise<void> {
   await topo.register(topo.container('c3'));
   await topo.addContainer(topo.hosts[0], 'c4');
   const [h1, h2] = topo.hosts;
-  const services: [Host, string][] = [[h1, '127.0.0.1'], [h2, h2.ip]];
+  const services: [Host, string][] = [
+    [h1, '127.0.0.1'],
+    [h2, h2.ip],
+  ];
   targets = services.map(([, ip]) => `${ip}:${SERVICE_PORT}`);
   for (const [h, ip] of services) {
     // Killed by destroy() (adopted, and every process in the host's namespace is ended).
     topo.adopt(execa('ip', ['netns', 'exec', h.ns, ECHOD, String(SERVICE_PORT), ip], { reject: false, stdin: 'ignore', cleanup: true }));
-    await topo.waitFor(async () => (await topo.hostExec(h, ['ss', '-Hltn', `src ${ip}:${SERVICE_PORT}`])).stdout.trim() !== '', 10_000, `echod on ${ip} in ${h.ns}`);
+    await topo.waitFor(
+      async () => (await topo.hostExec(h, ['ss', '-Hltn', `src ${ip}:${SERVICE_PORT}`])).stdout.trim() !== '',
+      10_000,
+      `echod on ${ip} in ${h.ns}`,
+    );
   }
   for (const name of ['c2', 'c3']) {
     const c = topo.container(name);
@@ -80,7 +87,10 @@ async function up(clusterKey: boolean): Promise<void> {
 }
 
 test.before(async () => {
-  for (const [out, extra] of [[ESCAPE, []], [ESCAPE_STATIC, ['-static']]] as const) {
+  for (const [out, extra] of [
+    [ESCAPE, []],
+    [ESCAPE_STATIC, ['-static']],
+  ] as const) {
     execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', ...extra, '-o', out, SRC], { stdio: 'pipe', timeout: 60_000 });
   }
   await up(false);
@@ -97,14 +107,30 @@ function asNobody(c: Container, cmd: string[]): string[] {
   if (!sock) throw new Error(`${c.name} is not registered`);
   const mnt = path.join(dir, `run-${c.name}`);
   fs.mkdirSync(mnt, { recursive: true });
-  return ['sh', '-ec', 'mount --bind "$1" "$2"; shift 2; exec "$@"', 'sh', path.dirname(sock), mnt,
-    'env', `SLIMFAST_SOCKET=${path.join(mnt, path.basename(sock))}`, ...NOBODY, ...cmd];
+  return [
+    'sh',
+    '-ec',
+    'mount --bind "$1" "$2"; shift 2; exec "$@"',
+    'sh',
+    path.dirname(sock),
+    mnt,
+    'env',
+    `SLIMFAST_SOCKET=${path.join(mnt, path.basename(sock))}`,
+    ...NOBODY,
+    ...cmd,
+  ];
 }
 
 /** The JSON lines of a finished escape run (execa's or RuncLab's result). */
-function parse(t: ExecutionContext, r: { exitCode?: number; signal?: string; timedOut?: boolean; stdout: unknown; stderr: unknown }, what: string): Attack[] {
+function parse(
+  t: ExecutionContext,
+  r: { exitCode?: number; signal?: string; timedOut?: boolean; stdout: unknown; stderr: unknown },
+  what: string,
+): Attack[] {
   t.is(r.exitCode, 0, `${what} exited with ${r.exitCode ?? r.signal}${r.timedOut ? ' (timed out)' : ''}: ${String(r.stderr)}\n${String(r.stdout)}`);
-  const lines = String(r.stdout).split('\n').filter((l) => l.trim() !== '');
+  const lines = String(r.stdout)
+    .split('\n')
+    .filter((l) => l.trim() !== '');
   for (const l of lines) t.log(`${what}: ${l}`);
   return lines.map((l) => JSON.parse(l) as Attack);
 }
@@ -190,7 +216,10 @@ async function serverSide(t: ExecutionContext): Promise<void> {
     return;
   }
   const out = parse(t, bound, 'escape server in c2');
-  t.deepEqual(out.map((a) => a.kind), ['server', 'listener']);
+  t.deepEqual(
+    out.map((a) => a.kind),
+    ['server', 'listener'],
+  );
   for (const a of out) confined(t, a, at(topo.hosts[1].ip));
   for (const a of client) confined(t, a, at(topo.hosts[0].ip));
 }
@@ -210,18 +239,25 @@ test.serial('the broker counts the refused connects and binds', async (t) => {
   await attackClient(t, topo.container('c1'), topo.container('c2'), PORT, n);
   const k1 = await topo.counters(h1);
   const d = (k: string) => k1[k] - k0[k];
-  t.true(d('guard_denied_connect') >= n * targets.length, `guard_denied_connect +${d('guard_denied_connect')} for ${n} sockets x ${targets.length} targets`);
+  t.true(
+    d('guard_denied_connect') >= n * targets.length,
+    `guard_denied_connect +${d('guard_denied_connect')} for ${n} sockets x ${targets.length} targets`,
+  );
   t.true(d('guard_denied_bind') >= n, `guard_denied_bind +${d('guard_denied_bind')} for ${n} sockets`);
 });
 
-test.serial('static programs on the seccomp path: the agent\'s sockets cannot be re-pointed either', async (t) => {
+test.serial("static programs on the seccomp path: the agent's sockets cannot be re-pointed either", async (t) => {
   t.timeout(180_000);
   await sweepStaleRunc();
   const [h1, h2] = topo.hosts;
   const [c2, c4] = ['c2', 'c4'].map((n) => topo.container(n));
   const lab = new RuncLab(topo);
   // uid 65534 without capabilities, for the container's process and every exec in it.
-  const bundle = makeBundle(path.join(topo.dir, 'bundle-escape'), { binaries: [ESCAPE_STATIC], args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'], netns: c4.netnsPath });
+  const bundle = makeBundle(path.join(topo.dir, 'bundle-escape'), {
+    binaries: [ESCAPE_STATIC],
+    args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'],
+    netns: c4.netnsPath,
+  });
   const file = path.join(bundle, 'config.json');
   const cfg = JSON.parse(fs.readFileSync(file, 'utf8'));
   cfg.annotations = { ...(cfg.annotations ?? {}), 'io.slimfast.seccomp': 'true' };
@@ -249,7 +285,10 @@ test.serial('static programs on the seccomp path: the agent\'s sockets cannot be
   await topo.waitListener(c4.ip, port, 15_000);
   for (const a of await attackClient(t, c2, c4, port, 1)) confined(t, a, at(h2.ip));
   const s = parse(t, await server, 'static escape server in c4');
-  t.deepEqual(s.map((a) => a.kind), ['server', 'listener']);
+  t.deepEqual(
+    s.map((a) => a.kind),
+    ['server', 'listener'],
+  );
   for (const a of s) confined(t, a, local);
   t.true((await topo.counters(h1)).seccomp_accepted - k1.seccomp_accepted >= 1, 'the accepted socket came from the agent');
 });

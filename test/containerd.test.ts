@@ -66,11 +66,13 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
     for (const l of labs) await l.destroy();
   });
   for (const h of topo.hosts) {
-    labs.push(await ContainerdLab.start(path.join(topo.dir, `containerd-h${h.index}`), {
-      namespace: topo.id,
-      netns: `/run/netns/${h.ns}`,
-      env: { SLIMFAST_STATE_DIR: h.stateDir, SLIMFAST_RUNC: REAL_RUNC, SLIMFAST_HOOK_TIMEOUT: '10' },
-    }));
+    labs.push(
+      await ContainerdLab.start(path.join(topo.dir, `containerd-h${h.index}`), {
+        namespace: topo.id,
+        netns: `/run/netns/${h.ns}`,
+        env: { SLIMFAST_STATE_DIR: h.stateDir, SLIMFAST_RUNC: REAL_RUNC, SLIMFAST_HOOK_TIMEOUT: '10' },
+      }),
+    );
   }
   const [ctd1, ctd2] = labs;
   step('topology and containerd up');
@@ -84,17 +86,28 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   // Server on host 2. Every program the containers run is bounded in time, in case a killed run leaves them behind.
   const srvId = `${topo.id}-srv`;
   const srvLog = path.join(topo.dir, 'srv.log');
-  const srv = await ctd2.run(srvId, image, ['/bin/timeout', '-s', 'KILL', '300', ECHOD, String(PORT)], { netns: c2.netnsPath, runcBinary: runc, log: srvLog });
+  const srv = await ctd2.run(srvId, image, ['/bin/timeout', '-s', 'KILL', '300', ECHOD, String(PORT)], {
+    netns: c2.netnsPath,
+    runcBinary: runc,
+    log: srvLog,
+  });
   t.is(srv.exitCode, 0, `${srv.stderr}\n${ctd2.logTail()}`);
   await topo.waitListener(c2.ip, PORT, 15_000);
   step('server listening');
-  t.deepEqual((await topo!.registered(h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the hook registered the server container with its namespace\'s IP');
+  t.deepEqual(
+    (await topo!.registered(h2)).map((c) => [c.id, c.ip]),
+    [[srvId, c2.ip]],
+    "the hook registered the server container with its namespace's IP",
+  );
   const spec = ctd2.bundleSpec(srvId);
   t.is(spec.annotations?.[ANNOTATION_ID], srvId, 'the shim ran slimfast-runc, which edited the bundle');
   // runc gives hooks only the environment the bundle names: slimfast-runc passes on the state dir it
   // inherited from containerd (through the shim).
   const hook = (spec.hooks?.createRuntime ?? []) as { path: string; env?: string[] }[];
-  t.true(hook.some((h) => h.path === installPaths().hook && h.env?.includes(`SLIMFAST_STATE_DIR=${h2.stateDir}`)), JSON.stringify(hook));
+  t.true(
+    hook.some((h) => h.path === installPaths().hook && h.env?.includes(`SLIMFAST_STATE_DIR=${h2.stateDir}`)),
+    JSON.stringify(hook),
+  );
   // Pass-through on the shim's runc root: `state` is runc's own output.
   const state = async (bin: string) => execa(bin, ['--root', ctd2.runcRoot, 'state', srvId], { reject: false, timeout: 10_000 });
   const [mine, real] = [await state(runc), await state(REAL_RUNC)];
@@ -107,8 +120,11 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   const cliId = `${topo.id}-cli`;
   const cliLog = path.join(topo.dir, 'cli.log');
   const client = `${CONNRATE} ${c2.ip} ${PORT} -n ${CONNS} -t 10`;
-  const cli = await ctd1.run(cliId, image, ['/bin/sh', '-c', `${client}; echo "connrate-exit=$?"; exec /bin/timeout -s KILL 300 /bin/sleep 300`],
-    { netns: c1.netnsPath, runcBinary: runc, log: cliLog });
+  const cli = await ctd1.run(cliId, image, ['/bin/sh', '-c', `${client}; echo "connrate-exit=$?"; exec /bin/timeout -s KILL 300 /bin/sleep 300`], {
+    netns: c1.netnsPath,
+    runcBinary: runc,
+    log: cliLog,
+  });
   t.is(cli.exitCode, 0, `${cli.stderr}\n${ctd1.logTail()}`);
   await topo.waitFor(async () => fs.readFileSync(cliLog, 'utf8').includes('connrate-exit='), 30_000, 'connrate in the client container to finish');
   step('client done');
@@ -118,8 +134,15 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   t.is(run.errors, 0, run.first_error);
   t.is(run.conns, CONNS);
   await checkHandedOff(t, topo, before, run.conns);
-  t.deepEqual((await topo!.registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the hook registered the client container with its namespace\'s IP');
-  t.deepEqual((await topo!.registered(h2)).map((c) => c.id), [srvId]);
+  t.deepEqual(
+    (await topo!.registered(h1)).map((c) => [c.id, c.ip]),
+    [[cliId, c1.ip]],
+    "the hook registered the client container with its namespace's IP",
+  );
+  t.deepEqual(
+    (await topo!.registered(h2)).map((c) => c.id),
+    [srvId],
+  );
 
   // ctr task exec: the shim's `runc exec --process FILE`; slimfast-runc gives the process SlimFast's environment.
   const env = await ctd1.exec(cliId, 'env', ['/bin/busybox', 'env']);
@@ -133,24 +156,36 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   const rx = parseConnrate(x.stdout);
   t.is(rx.errors, 0, rx.first_error);
   t.is(rx.conns, EXEC_CONNS);
-  t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, 'the exec\'d process\'s connections were handed out as well');
+  t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, "the exec'd process's connections were handed out as well");
   t.deepEqual(await topo.overlayPackets(h1), o0, 'and did not cross the VXLAN device');
   step('exec checked');
 
   // ctr run --rm in the foreground: ctr passes the output on, then deletes task and container (poststop unregisters).
   const k1 = await topo.counters(h1);
   const onceId = `${topo.id}-once`;
-  const once = await ctd1.run(onceId, image, [CONNRATE, c2.ip, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { netns: c3.netnsPath, runcBinary: runc, rm: true, timeout: 30_000 });
+  const once = await ctd1.run(onceId, image, [CONNRATE, c2.ip, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], {
+    netns: c3.netnsPath,
+    runcBinary: runc,
+    rm: true,
+    timeout: 30_000,
+  });
   t.is(once.exitCode, 0, `${once.stderr}\n${ctd1.logTail()}`);
   const ro = parseConnrate(once.stdout);
   t.is(ro.errors, 0, ro.first_error);
-  t.is((await topo.counters(h1)).handed_out - k1.handed_out, ro.conns, 'the --rm container\'s connections were handed out');
-  t.deepEqual((await topo!.registered(h1)).map((c) => c.id), [cliId], 'the --rm container is unregistered once ctr returns');
+  t.is((await topo.counters(h1)).handed_out - k1.handed_out, ro.conns, "the --rm container's connections were handed out");
+  t.deepEqual(
+    (await topo!.registered(h1)).map((c) => c.id),
+    [cliId],
+    'the --rm container is unregistered once ctr returns',
+  );
   t.is(socketDirs(h1).length, 1, 'and its socket directory is gone');
   step('run --rm checked');
 
   // ctr task kill + task rm + container rm: the shim's runc kill and delete run the poststop hook.
-  for (const [lab, id, h] of [[ctd1, cliId, h1], [ctd2, srvId, h2]] as const) {
+  for (const [lab, id, h] of [
+    [ctd1, cliId, h1],
+    [ctd2, srvId, h2],
+  ] as const) {
     await lab.remove(id);
     t.deepEqual(await topo!.registered(h), [], `${id} is unregistered after removal`);
     t.deepEqual(socketDirs(h), [], `${id}'s socket directory is gone`);
@@ -159,7 +194,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   }
   for (const l of labs) {
     const r = await execa(REAL_RUNC, ['--root', l.runcRoot, 'list', '-q'], { reject: false, timeout: 10_000 });
-    t.is(String(r.stdout).trim(), '', 'no container left in the shim\'s runc root');
+    t.is(String(r.stdout).trim(), '', "no container left in the shim's runc root");
   }
 
   // Host 2's broker down: creation fails (the default, no allowWithoutBroker) and ctr passes on the

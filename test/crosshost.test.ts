@@ -65,10 +65,14 @@ test.serial('cross-host connections use one host TCP connection to the reserved 
   // while a connection is open, the host namespace shows the plain host TCP connection
   const hold = topo.spawn(c1, [PY, CLIENT, 'hold', c2.ip, '7000', '3']);
   let ss = '';
-  await topo.waitFor(async () => {
-    ss = (await topo.hostExec(h1, ['ss', '-Htn', 'state', 'established', `dst ${h2.ip}:4800`])).stdout;
-    return ss.includes(`${h2.ip}:4800`);
-  }, 5000, 'host connection in ss');
+  await topo.waitFor(
+    async () => {
+      ss = (await topo.hostExec(h1, ['ss', '-Htn', 'state', 'established', `dst ${h2.ip}:4800`])).stdout;
+      return ss.includes(`${h2.ip}:4800`);
+    },
+    5000,
+    'host connection in ss',
+  );
   t.regex(ss, /192\.168\.77\.1:\d+\s+192\.168\.77\.2:4800/);
   await hold;
 });
@@ -125,7 +129,10 @@ test.serial('a SlimFast client reaches servers that are not on SlimFast', async 
   await topo.waitPort(c2, 7200);
   await topo.waitPort(c4, 7300);
   const before = await topo.counters(topo.hosts[0]);
-  for (const [to, port] of [['c2', 7200], ['c4', 7300]] as const) {
+  for (const [to, port] of [
+    ['c2', 7200],
+    ['c4', 7300],
+  ] as const) {
     const run = await echo('c1', to, port, 5);
     t.deepEqual(run.errors, [], `to ${to}`);
     for (const r of run.results) {
@@ -152,7 +159,7 @@ test.serial('a pooled destination whose listener closed is refused again, not co
   topo.adopt(client);
   const lines: string[] = [];
   client.stdout!.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
-  await topo.waitFor(async () => lines.length >= 1, 30_000, 'the client\'s echo connections');
+  await topo.waitFor(async () => lines.length >= 1, 30_000, "the client's echo connections");
   t.deepEqual(JSON.parse(lines[0]), { echoed: 20 });
   t.true((await topo.counters(h1)).pool_taken - k0.pool_taken >= 10, 'the client was taking pooled connections');
   server.kill('SIGKILL');
@@ -166,7 +173,7 @@ test.serial('a pooled destination whose listener closed is refused again, not co
   t.is(out.errno, 111, 'ECONNREFUSED');
 });
 
-test.serial('an application cannot re-point the reserved port\'s group from its steered listener', async (t) => {
+test.serial("an application cannot re-point the reserved port's group from its steered listener", async (t) => {
   const [h1, h2] = topo.hosts;
   const c1 = topo.container('c1');
   const c2 = topo.container('c2');
@@ -176,13 +183,18 @@ test.serial('an application cannot re-point the reserved port\'s group from its 
   // A second application on host 2 holds a steered listener too, and tries the three options on it.
   const k0 = await topo.counters(h2);
   const r = await topo.exec(topo.container('c4'), [PY, REPOINT, '7061', '1'], {
-    env: JSON.parse((await topo.cli(['container', 'add', '--state-dir', h2.stateDir, '--id', 'c4', '--netns', topo.container('c4').netnsPath])).stdout).env,
+    env: JSON.parse(
+      (await topo.cli(['container', 'add', '--state-dir', h2.stateDir, '--id', 'c4', '--netns', topo.container('c4').netnsPath])).stdout,
+    ).env,
   });
   try {
     t.is(r.exitCode, 0, r.stderr);
     const out = JSON.parse(r.stdout) as Record<string, string | null>;
-    t.deepEqual(out, { listener_cbpf: 'EPERM', listener_detach: 'EPERM', own_cbpf: null, own_detach: null },
-      'refused on the steered listener (raw syscalls), allowed on a socket of its own');
+    t.deepEqual(
+      out,
+      { listener_cbpf: 'EPERM', listener_detach: 'EPERM', own_cbpf: null, own_detach: null },
+      'refused on the steered listener (raw syscalls), allowed on a socket of its own',
+    );
     const k1 = await topo.counters(h2);
     t.true(k1.steered_listeners > k0.steered_listeners, 'its listener was a steered one');
     t.is(k1.steer_guard_denied - k0.steer_guard_denied, 2, 'both refusals counted');
@@ -244,7 +256,7 @@ test.serial('several threads accepting on one listener never mix up peers', asyn
   t.true(threads.size >= 2, `accepted by ${threads.size} thread(s): ${[...threads].join(', ')}`);
 });
 
-test.serial('same-named containers on two hosts never get each other\'s connections, and an unregistered one leaves no listener behind', async (t) => {
+test.serial("same-named containers on two hosts never get each other's connections, and an unregistered one leaves no listener behind", async (t) => {
   const [h1, h2] = topo.hosts;
   const [c1, c2, c3, c4] = ['c1', 'c2', 'c3', 'c4'].map((n) => topo.container(n));
   // Container ids are per host: c4 registers on host 2 under the name c1 has on host 1.
@@ -258,10 +270,16 @@ test.serial('same-named containers on two hosts never get each other\'s connecti
       await topo.waitListener(c.ip, 7400);
     }
     const k0 = [await topo.counters(h1), await topo.counters(h2)];
-    for (const [from, to] of [[c3, c4], [c2, c1]]) {
+    for (const [from, to] of [
+      [c3, c4],
+      [c2, c1],
+    ]) {
       const run = await echo(from.name, to.name, 7400, 10);
       t.deepEqual(run.errors, []);
-      t.true(run.results.every((r) => r.echo_ok && r.server_local === `${to.ip}:7400`), `${from.name} -> ${to.name} reached ${to.name}`);
+      t.true(
+        run.results.every((r) => r.echo_ok && r.server_local === `${to.ip}:7400`),
+        `${from.name} -> ${to.name} reached ${to.name}`,
+      );
     }
     const k1 = [await topo.counters(h1), await topo.counters(h2)];
     t.is(k1[0].handed_out - k0[0].handed_out, 10);
@@ -270,9 +288,16 @@ test.serial('same-named containers on two hosts never get each other\'s connecti
     const remote = async () => (await topo.status(h1)).peers.find((p: { ip: string }) => p.ip === h2.ip).listeners as number;
     const before = await remote();
     await topo.cli(['container', 'rm', '--state-dir', h2.stateDir, '--id', 'c1']);
-    await topo.waitFor(async () => !(await topo.status(h2)).listeners.some((l: { ip: string }) => l.ip === c4.ip), 5000, 'host 2 to drop the listener');
+    await topo.waitFor(
+      async () => !(await topo.status(h2)).listeners.some((l: { ip: string }) => l.ip === c4.ip),
+      5000,
+      'host 2 to drop the listener',
+    );
     await topo.waitFor(async () => (await remote()) === before - 1, 5000, 'host 1 to drop it from its view of host 2');
-    t.true((await topo.status(h1)).listeners.some((l: { ip: string; port: number }) => l.ip === c1.ip && l.port === 7400), 'host 1\'s c1 keeps its own');
+    t.true(
+      (await topo.status(h1)).listeners.some((l: { ip: string; port: number }) => l.ip === c1.ip && l.port === 7400),
+      "host 1's c1 keeps its own",
+    );
     // c4's server process still runs, but SlimFast no longer hands it anything.
     const k2 = await topo.counters(h1);
     const run = await echo('c3', 'c4', 7400, 3);

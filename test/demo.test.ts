@@ -65,7 +65,10 @@ function expectedStanding(ratio: string): string {
 /** What a demo run with this pid could have left: namespaces, its directory, runc containers' cgroups. */
 async function leftovers(pid: number): Promise<string[]> {
   const prefix = `sft${pid}x`;
-  const ns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]).filter((n) => n.startsWith(prefix));
+  const ns = (await execa('ip', ['netns', 'list'])).stdout
+    .split('\n')
+    .map((l) => l.split(' ')[0])
+    .filter((n) => n.startsWith(prefix));
   const dirs = fs.readdirSync(os.tmpdir()).filter((e) => e.startsWith(prefix));
   const procs = (await execa('ps', ['-eo', 'args'])).stdout.split('\n').filter((l) => l.includes(prefix) && !l.includes('ps -eo'));
   return [...ns, ...dirs, ...procs];
@@ -79,8 +82,14 @@ test.serial('npm run demo: runc containers on two hosts, three measures over thr
   t.regex(r.out, /host 1 broker: registered by slimfast-hook: sft\d+x\w+-client 10\.200\.1\.2/);
   t.regex(r.out, /host 2 broker: registered by slimfast-hook: sft\d+x\w+-server 10\.200\.2\.2/);
   // The demo runs as users should: one cluster key on both brokers.
-  const keys = [...r.out.matchAll(/host (\d) broker: headers signed and checked with the cluster key \(file \S+cluster\.key, fingerprint ([0-9a-f]{12})\)/g)];
-  t.deepEqual(keys.map((m) => m[1]), ['1', '2'], 'both brokers have a cluster key');
+  const keys = [
+    ...r.out.matchAll(/host (\d) broker: headers signed and checked with the cluster key \(file \S+cluster\.key, fingerprint ([0-9a-f]{12})\)/g),
+  ];
+  t.deepEqual(
+    keys.map((m) => m[1]),
+    ['1', '2'],
+    'both brokers have a cluster key',
+  );
   t.is(keys[0]?.[2], keys[1]?.[2], 'the same one');
   t.regex(r.out, /^ {2}medians of 1 round\s+host → host\s+VXLAN overlay\s+SlimFast$/m);
   const rows: [string, string][] = [
@@ -93,15 +102,24 @@ test.serial('npm run demo: runc containers on two hosts, three measures over thr
   const figures = new Map(rows.map(([title, indent]) => [title, row(r.out, title, indent)]));
   for (const [title, v] of figures) {
     t.truthy(v, `row "${title}" in:\n${r.out}`);
-    t.true(v?.every((x) => x > 0), `${title}: ${v}`);
+    t.true(
+      v?.every((x) => x > 0),
+      `${title}: ${v}`,
+    );
   }
 
   // One verdict per measure; its ratios are those of the row's figures, its standing that of its ratio.
   const conn = new RegExp(`^ {4}verdict: SlimFast opens connections at ${RATIO} VXLAN's rate \\(${RATIO} host\\) — ${STANDING}$`, 'm').exec(r.out);
-  const kept = new RegExp(`^ {4}verdict: SlimFast answers ${RATIO} VXLAN's requests/s on a kept connection \\(${RATIO} host\\), p50 (\\d+) µs against (\\d+) µs — ${STANDING}$`, 'm').exec(r.out);
-  const bulk = new RegExp(`^ {4}verdict: bulk: SlimFast ${RATIO} host, VXLAN ${RATIO} host \\(SlimFast ${RATIO} VXLAN\\) — ${STANDING}$`, 'm').exec(r.out);
+  const kept = new RegExp(
+    `^ {4}verdict: SlimFast answers ${RATIO} VXLAN's requests/s on a kept connection \\(${RATIO} host\\), p50 (\\d+) µs against (\\d+) µs — ${STANDING}$`,
+    'm',
+  ).exec(r.out);
+  const bulk = new RegExp(`^ {4}verdict: bulk: SlimFast ${RATIO} host, VXLAN ${RATIO} host \\(SlimFast ${RATIO} VXLAN\\) — ${STANDING}$`, 'm').exec(
+    r.out,
+  );
   t.truthy(conn && kept && bulk, r.out);
-  const near = (printed: string, a: number, b: number, what: string) => t.true(Math.abs(Number(printed) - a / b) < 0.02, `${what}: ${printed}x printed, ${a}/${b} in the table`);
+  const near = (printed: string, a: number, b: number, what: string) =>
+    t.true(Math.abs(Number(printed) - a / b) < 0.02, `${what}: ${printed}x printed, ${a}/${b} in the table`);
   const [cHost, cVxlan, cSf] = figures.get('new connection per request (conn/s)')!;
   near(conn![1], cSf, cVxlan, 'connections vs VXLAN');
   near(conn![2], cSf, cHost, 'connections vs host');
@@ -118,7 +136,9 @@ test.serial('npm run demo: runc containers on two hosts, three measures over thr
   t.is(bulk![4], expectedStanding(bulk![3]));
   t.notRegex(r.out, /ERROR|verdict: none/);
 
-  const m = /broker handed (\d+) host connections to the client container; the VXLAN device carried (\d+) packets during the SlimFast rounds/.exec(r.out);
+  const m = /broker handed (\d+) host connections to the client container; the VXLAN device carried (\d+) packets during the SlimFast rounds/.exec(
+    r.out,
+  );
   t.truthy(m, r.out);
   t.true(Number(m![1]) > 0, 'connections were handed off');
   t.is(Number(m![2]), 0, 'SlimFast traffic did not cross the VXLAN device');

@@ -45,8 +45,27 @@ interface Report {
   checks: Check[];
 }
 
-const NAMES = ['node', 'privileges', 'kernel', 'tcp-fastopen', 'addon', 'bpf-steering', 'confinement', 'preload', 'tools', 'config', 'runc', 'slimfast-runc',
-  'seccomp-keeper', 'state-dir', 'broker', 'descriptors', 'reserved-port', 'etcd', 'cluster-key'];
+const NAMES = [
+  'node',
+  'privileges',
+  'kernel',
+  'tcp-fastopen',
+  'addon',
+  'bpf-steering',
+  'confinement',
+  'preload',
+  'tools',
+  'config',
+  'runc',
+  'slimfast-runc',
+  'seccomp-keeper',
+  'state-dir',
+  'broker',
+  'descriptors',
+  'reserved-port',
+  'etcd',
+  'cluster-key',
+];
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfdoctor-'));
 const scratch = tmp();
@@ -250,12 +269,15 @@ test('cluster key sizes and modes', (t) => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-test('cluster key: the running broker\'s (insecure host keys warn), or etcd\'s shared one', (t) => {
+test("cluster key: the running broker's (insecure host keys warn), or etcd's shared one", (t) => {
   const health = (h: Partial<HealthMsg>) => ({ headerAuth: 'host keys', clusterKeySource: '', clusterKeyFingerprint: '', ...h }) as HealthMsg;
   const insecure = clusterKeyCheck(undefined, { running: health({ headerAuth: 'insecure host keys' }) });
   t.is(insecure.status, 'warn');
   t.regex(insecure.detail, /no cluster key \(--insecure-host-keys\).*can then pose as this host/);
-  t.regex(insecure.fix!, /head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600 \/etc\/slimfast\/cluster\.key.*--cluster-key \/etc\/slimfast\/cluster\.key instead of --insecure-host-keys/);
+  t.regex(
+    insecure.fix!,
+    /head -c 32 \/dev\/urandom > \/etc\/slimfast\/cluster\.key && chmod 600 \/etc\/slimfast\/cluster\.key.*--cluster-key \/etc\/slimfast\/cluster\.key instead of --insecure-host-keys/,
+  );
   const keyed = health({ headerAuth: 'cluster key', clusterKeySource: 'etcd /slimfast/v1/cluster-key', clusterKeyFingerprint: 'aaaaaaaaaaaa' });
   const fromEtcd = clusterKeyCheck(undefined, { running: keyed, etcd: { name: '/slimfast/v1/cluster-key', fingerprint: 'aaaaaaaaaaaa' } });
   t.is(fromEtcd.status, 'ok');
@@ -273,7 +295,8 @@ test('cluster key: the running broker\'s (insecure host keys warn), or etcd\'s s
 });
 
 test('port holders from ss; the broker of the state dir counts as ok', (t) => {
-  const ss = 'LISTEN 0      511        127.0.0.1:4800      0.0.0.0:*    users:(("node",pid=4242,fd=21))\n' +
+  const ss =
+    'LISTEN 0      511        127.0.0.1:4800      0.0.0.0:*    users:(("node",pid=4242,fd=21))\n' +
     'LISTEN 0      4096         0.0.0.0:4800      0.0.0.0:*\n';
   t.deepEqual(parseSsListeners(ss), [
     { local: '127.0.0.1:4800', pid: 4242, command: 'node' },
@@ -295,7 +318,10 @@ test('port holders from ss; the broker of the state dir counts as ok', (t) => {
   t.is(notMine.status, 'fail');
   t.regex(notMine.fix!, /127\.0\.0\.1, 10\.0\.0\.5/);
   t.is(portCheck({ ...base, hostIp: '192.168.77.1', broker: health }).status, 'warn', 'the broker serves it, but not in this namespace');
-  t.regex(portCheck({ ...base, hostIp: '192.168.77.1', bindError: 'EADDRNOTAVAIL', broker: health }).detail, /192\.168\.77\.1 is no address in this network namespace/);
+  t.regex(
+    portCheck({ ...base, hostIp: '192.168.77.1', bindError: 'EADDRNOTAVAIL', broker: health }).detail,
+    /192\.168\.77\.1 is no address in this network namespace/,
+  );
 });
 
 test('broker facts', (t) => {
@@ -305,8 +331,9 @@ test('broker facts', (t) => {
   t.is(brokerCheck({ dir: '/run/sf', socketExists: false, pidFilePid: 9, pidAlive: true }).status, 'warn');
 });
 
-test('descriptors: the broker\'s limit from /proc/PID/limits; low or nearly used up warns', (t) => {
-  const limits = 'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1048576              1048576              files     \n';
+test("descriptors: the broker's limit from /proc/PID/limits; low or nearly used up warns", (t) => {
+  const limits =
+    'Limit                     Soft Limit           Hard Limit           Units     \nMax open files            1048576              1048576              files     \n';
   t.deepEqual(parseNofile(limits), [1048576, 1048576]);
   t.deepEqual(parseNofile('Max open files            unlimited            unlimited            files\n'), [Infinity, Infinity]);
   t.is(parseNofile('nothing'), undefined);
@@ -334,9 +361,24 @@ test.serial('on this machine everything needed is there: exit 0, every check lis
   const r = await doctor(['--state-dir', stateDir(), '--port', String(await freePort())]);
   t.is(r.exitCode, 0, r.stdout + r.stderr);
   t.true(r.report!.ok);
-  t.deepEqual(r.report!.checks.map((c) => c.name), NAMES);
+  t.deepEqual(
+    r.report!.checks.map((c) => c.name),
+    NAMES,
+  );
   for (const c of r.report!.checks) t.true(['ok', 'warn', 'skip'].includes(c.status), `${c.name}: ${c.status} ${c.detail}`);
-  for (const name of ['node', 'privileges', 'addon', 'bpf-steering', 'preload', 'runc', 'slimfast-runc', 'seccomp-keeper', 'state-dir', 'reserved-port']) t.is(r.get(name).status, 'ok', name);
+  for (const name of [
+    'node',
+    'privileges',
+    'addon',
+    'bpf-steering',
+    'preload',
+    'runc',
+    'slimfast-runc',
+    'seccomp-keeper',
+    'state-dir',
+    'reserved-port',
+  ])
+    t.is(r.get(name).status, 'ok', name);
   t.regex(r.get('runc').detail, /runc version/);
   t.is(r.get('etcd').status, 'skip');
   t.is(r.get('broker').status, 'skip');
@@ -344,7 +386,10 @@ test.serial('on this machine everything needed is there: exit 0, every check lis
 
 test.serial('the table for people: every check, then what to fix', async (t) => {
   const dir = stateDir(0o777);
-  const r = await execa(process.execPath, [CLI, 'doctor', '--state-dir', dir, '--port', String(await freePort())], { reject: false, timeout: 30_000 });
+  const r = await execa(process.execPath, [CLI, 'doctor', '--state-dir', dir, '--port', String(await freePort())], {
+    reject: false,
+    timeout: 30_000,
+  });
   t.is(r.exitCode, 1);
   for (const name of NAMES) t.regex(String(r.stdout), new RegExp(`^  ${name} +(ok|warn|fail|skip) `, 'm'), name);
   t.regex(String(r.stdout), new RegExp(`\\nto fix:\\n(.*\\n)*  state-dir: chmod go-w ${dir}\\n`));
@@ -359,7 +404,10 @@ test.serial('a state dir anyone can write fails with the fix', async (t) => {
   t.is(r.get('state-dir').status, 'fail');
   t.regex(r.get('state-dir').detail, /mode 777 is writable by anyone/);
   t.is(r.get('state-dir').fix, `chmod go-w ${dir}`);
-  t.deepEqual(r.report!.checks.filter((c) => c.status === 'fail').map((c) => c.name), ['state-dir']);
+  t.deepEqual(
+    r.report!.checks.filter((c) => c.status === 'fail').map((c) => c.name),
+    ['state-dir'],
+  );
 });
 
 test.serial('a reserved port held by another process fails and names it', async (t) => {
@@ -402,7 +450,7 @@ test.serial('a runc the wrapper cannot run fails with the fix', async (t) => {
   const r3 = await doctor(['--state-dir', stateDir(), '--port', String(await freePort())], { SLIMFAST_RUNC: broken });
   t.is(r3.get('runc').status, 'fail');
   t.regex(r3.get('runc').detail, /--version exits 3: runc: broken/);
-  t.not(r3.get('slimfast-runc').status, 'fail', 'the failure is runc\'s, not the launcher\'s');
+  t.not(r3.get('slimfast-runc').status, 'fail', "the failure is runc's, not the launcher's");
 });
 
 test.serial('a config file that is not JSON fails', async (t) => {
@@ -480,7 +528,10 @@ test.serial('with a running broker: its port is served by it, etcd answers with 
     const r = await doctor(args, {}, inHost);
     t.is(r.exitCode, 0, r.stdout + r.stderr);
     t.is(r.get('broker').status, 'ok');
-    t.regex(r.get('broker').detail, new RegExp(`pid ${health.pid} serves .*host ${h.ip}:${topo.port}.*membership etcd \\(connected\\), headers cluster key`));
+    t.regex(
+      r.get('broker').detail,
+      new RegExp(`pid ${health.pid} serves .*host ${h.ip}:${topo.port}.*membership etcd \\(connected\\), headers cluster key`),
+    );
     // The broker raised its soft limit to the hard one, and (with CAP_SYS_RESOURCE) that to 1048576.
     const self = fs.readFileSync('/proc/self/limits', 'utf8');
     const hard = Number(/^Max open files\s+\S+\s+(\d+)/m.exec(self)![1]);
@@ -502,7 +553,10 @@ test.serial('with a running broker: its port is served by it, etcd answers with 
     // From the root namespace the broker's port is free: said, not failed.
     const outside = await doctor(['--state-dir', h.stateDir]);
     t.is(outside.get('reserved-port').status, 'warn');
-    t.regex(outside.get('reserved-port').detail, new RegExp(`pid ${health.pid}\\) says it serves ${h.ip}:${topo.port}, but ${h.ip} is no address in this network namespace`));
+    t.regex(
+      outside.get('reserved-port').detail,
+      new RegExp(`pid ${health.pid}\\) says it serves ${h.ip}:${topo.port}, but ${h.ip} is no address in this network namespace`),
+    );
 
     // An address on the underlay nobody holds: the SYN goes nowhere (no ARP answer).
     const hole = await doctor(['--state-dir', h.stateDir, '--etcd', 'http://192.168.77.200:2379'], {}, inHost);
@@ -516,7 +570,12 @@ test.serial('with a running broker: its port is served by it, etcd answers with 
     t.regex(prefix.get('etcd').fix!, /--cluster-cidr/);
     // Without --cluster-key: the key the running broker signs with.
     t.is(prefix.get('cluster-key').status, 'ok');
-    t.regex(prefix.get('cluster-key').detail, new RegExp(`the running broker signs and checks every header with the cluster key from file ${topo.clusterKeyFile} \\(fingerprint [0-9a-f]{12}\\)`));
+    t.regex(
+      prefix.get('cluster-key').detail,
+      new RegExp(
+        `the running broker signs and checks every header with the cluster key from file ${topo.clusterKeyFile} \\(fingerprint [0-9a-f]{12}\\)`,
+      ),
+    );
   } finally {
     await topo.destroy();
   }

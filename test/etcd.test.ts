@@ -33,10 +33,14 @@ async function peersOf(h: Host): Promise<{ ip: string; synced: boolean }[]> {
 
 async function waitPeers(h: Host, want: Host[], timeoutMs = 15_000): Promise<void> {
   const ips = want.map((x) => x.ip).sort();
-  await topo.waitFor(async () => {
-    const p = await peersOf(h);
-    return JSON.stringify(p.map((x) => x.ip).sort()) === JSON.stringify(ips) && p.every((x) => x.synced);
-  }, timeoutMs, `${h.ns} to have peers [${ips.join(', ')}], synced`);
+  await topo.waitFor(
+    async () => {
+      const p = await peersOf(h);
+      return JSON.stringify(p.map((x) => x.ip).sort()) === JSON.stringify(ips) && p.every((x) => x.synced);
+    },
+    timeoutMs,
+    `${h.ns} to have peers [${ips.join(', ')}], synced`,
+  );
 }
 
 /** count echo connections from one container to another, checked to have gone over SlimFast. */
@@ -53,7 +57,11 @@ async function echoOverSlimfast(t: ExecutionContext, from: Container, to: Contai
 async function subnetKeys(): Promise<string[]> {
   const r = await topo.etcdctl(['get', '--prefix', '--keys-only', '/slimfast/v1/subnets/']);
   if (r.exitCode !== 0) throw new Error(`etcdctl: ${r.stderr}`);
-  return r.stdout.split('\n').filter(Boolean).map((k) => k.replace('/slimfast/v1/subnets/', '')).sort();
+  return r.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((k) => k.replace('/slimfast/v1/subnets/', ''))
+    .sort();
 }
 
 test.serial('brokers find each other through etcd subnet leases', async (t) => {
@@ -139,8 +147,27 @@ test.serial('a host that joins later is reachable without restarting anyone', as
 test.serial('a conflicting subnet claim or cluster network is refused with the reason', async (t) => {
   const h3 = topo.hosts[2];
   const daemon = (args: string[]) =>
-    execa('ip', ['netns', 'exec', h3.ns, process.execPath, CLI, 'daemon', '--host-ip', h3.ip, '--port', '4900',
-      '--state-dir', fs.mkdtempSync(path.join(topo.dir, 'conflict-')), '--etcd', topo.etcdUrl, ...args], { reject: false, timeout: 20_000 });
+    execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        h3.ns,
+        process.execPath,
+        CLI,
+        'daemon',
+        '--host-ip',
+        h3.ip,
+        '--port',
+        '4900',
+        '--state-dir',
+        fs.mkdtempSync(path.join(topo.dir, 'conflict-')),
+        '--etcd',
+        topo.etcdUrl,
+        ...args,
+      ],
+      { reject: false, timeout: 20_000 },
+    );
   const taken = await daemon(['--subnet', '10.200.1.0/24']);
   t.is(taken.exitCode, 1);
   t.regex(taken.stderr, /--subnet 10\.200\.1\.0\/24 conflicts with 10\.200\.1\.0\/24, held by host 192\.168\.77\.1/);
@@ -205,7 +232,8 @@ test.serial('the policy is the etcd key <prefix>/policy, followed while it chang
   const [c1, c2] = [topo.container('c1'), topo.container('c2')];
   const key = '/slimfast/v1/policy';
   const cache = path.join(h1.stateDir, 'policy.json');
-  const tryOnce = async () => JSON.parse((await topo.exec(c1, [PY, CLIENT, 'refused', c2.ip, '7000'])).stdout) as { connected: boolean; errno?: number };
+  const tryOnce = async () =>
+    JSON.parse((await topo.exec(c1, [PY, CLIENT, 'refused', c2.ip, '7000'])).stdout) as { connected: boolean; errno?: number };
   const waitPolicy = (want: string) => topo.waitFor(async () => (await topo.status(h1)).health.policy === want, 5000, `host 1 to enforce "${want}"`);
   t.is((await topo.status(h1)).health.policy, `none (etcd ${key})`);
   t.true((await tryOnce()).connected);
@@ -219,8 +247,17 @@ test.serial('the policy is the etcd key <prefix>/policy, followed while it chang
   t.true(fs.existsSync(cache), 'cached in the state dir');
 
   await topo.etcdctl(['put', key, '{"rules": 5}']);
-  const messages = () => fs.readFileSync(h1.daemonLog, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg);
-  await topo.waitFor(async () => messages().some((m) => m.startsWith(`policy: etcd ${key}: "rules" must be an array`)), 5000, 'the bad value to be reported');
+  const messages = () =>
+    fs
+      .readFileSync(h1.daemonLog, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+  await topo.waitFor(
+    async () => messages().some((m) => m.startsWith(`policy: etcd ${key}: "rules" must be an array`)),
+    5000,
+    'the bad value to be reported',
+  );
   r = await tryOnce();
   t.is(r.errno, 13, 'a bad value keeps the policy in force');
 
@@ -234,14 +271,31 @@ test.serial('a deleted cluster key is put back by the running brokers; another k
   const key = await etcdKey();
   t.is((await topo.etcdctl(['del', KEY])).exitCode, 0);
   await topo.waitFor(async () => (await etcdKey()).equals(key), 10_000, 'the key to be put back');
-  const messages = (h: Host) => fs.readFileSync(h.daemonLog, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { msg: string }).msg);
-  t.true(topo.hosts.some((h) => messages(h).includes(`the cluster key ${KEY} was deleted from etcd; putting this broker's back (to change the key, stop every broker first)`)));
+  const messages = (h: Host) =>
+    fs
+      .readFileSync(h.daemonLog, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as { msg: string }).msg);
+  t.true(
+    topo.hosts.some((h) =>
+      messages(h).includes(`the cluster key ${KEY} was deleted from etcd; putting this broker's back (to change the key, stop every broker first)`),
+    ),
+  );
 
   const other = Buffer.alloc(32, 3);
   t.is((await topo.etcdctl(['put', KEY, other.toString('hex')])).exitCode, 0);
   for (const h of topo.hosts) {
-    await topo.waitFor(async () => messages(h).some((m) => m.startsWith(`the cluster key ${KEY} in etcd changed (fingerprint ${keyFingerprint(other)}); this broker keeps signing with the one it started with (${keyFingerprint(key)})`)),
-      5000, `${h.ns} to report the changed key`);
+    await topo.waitFor(
+      async () =>
+        messages(h).some((m) =>
+          m.startsWith(
+            `the cluster key ${KEY} in etcd changed (fingerprint ${keyFingerprint(other)}); this broker keeps signing with the one it started with (${keyFingerprint(key)})`,
+          ),
+        ),
+      5000,
+      `${h.ns} to report the changed key`,
+    );
     t.is((await topo.status(h)).health.clusterKeyFingerprint, keyFingerprint(key), `${h.ns} keeps its key`);
   }
   t.is((await topo.etcdctl(['put', KEY, key.toString('hex')])).exitCode, 0);

@@ -23,17 +23,44 @@ for (const [name, source] of targets) {
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `sf-fuzz-${name}-`));
     try {
       const bin = path.join(tmp, name);
-      execFileSync('clang++', ['-std=c++17', '-g', '-O1', '-fsanitize=fuzzer,address,undefined', '-fno-sanitize-recover=undefined',
-        '-I', path.join(dir, '..', '..'), '-I', path.join(repoRoot(), 'native', 'include'),
-        '-o', bin, path.join(dir, `${name}_fuzz.cc`), path.join(dir, '..', '..', source)], { stdio: 'pipe' });
+      execFileSync(
+        'clang++',
+        [
+          '-std=c++17',
+          '-g',
+          '-O1',
+          '-fsanitize=fuzzer,address,undefined',
+          '-fno-sanitize-recover=undefined',
+          '-I',
+          path.join(dir, '..', '..'),
+          '-I',
+          path.join(repoRoot(), 'native', 'include'),
+          '-o',
+          bin,
+          path.join(dir, `${name}_fuzz.cc`),
+          path.join(dir, '..', '..', source),
+        ],
+        { stdio: 'pipe' },
+      );
       const found = path.join(tmp, 'corpus');
       fs.mkdirSync(found);
       const seeds = path.join(dir, 'corpus', name);
       // New inputs go to the first directory (a temp one); the seeds are only read.
-      const r = await execa(bin, [`-max_total_time=${SECONDS}`, '-timeout=10', `-artifact_prefix=${tmp}/`, found, ...(fs.existsSync(seeds) ? [seeds] : [])],
-        { reject: false, timeout: (SECONDS + 60) * 1000, env: { UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' } });
+      const r = await execa(
+        bin,
+        [`-max_total_time=${SECONDS}`, '-timeout=10', `-artifact_prefix=${tmp}/`, found, ...(fs.existsSync(seeds) ? [seeds] : [])],
+        { reject: false, timeout: (SECONDS + 60) * 1000, env: { UBSAN_OPTIONS: 'print_stacktrace=1:halt_on_error=1' } },
+      );
       const runs = /Done (\d+) runs/.exec(r.stderr)?.[1];
-      t.is(r.exitCode, 0, `the fuzzer found a failing input:\n${r.stderr.split('\n').filter((l) => !l.startsWith('#')).slice(-30).join('\n')}`);
+      t.is(
+        r.exitCode,
+        0,
+        `the fuzzer found a failing input:\n${r.stderr
+          .split('\n')
+          .filter((l) => !l.startsWith('#'))
+          .slice(-30)
+          .join('\n')}`,
+      );
       t.truthy(runs, 'libFuzzer reported its runs');
       t.true(Number(runs) > 1000, `${runs} runs`);
       t.log(`${runs} runs in ${SECONDS} s`);

@@ -22,7 +22,14 @@ test('header layout matches the C definition', (t) => {
   const h = fs.readFileSync(path.join(repoRoot(), 'native', 'include', 'slimfast_wire.h'), 'utf8');
   t.regex(h, /#define SF_HDR_LEN 48/);
   t.regex(h, /#define SF_HDR_MAGIC 0x534c4631u/);
-  for (const [off, field] of [[8, 'dst_vip'], [12, 'dst_port'], [14, 'src_port'], [16, 'src_vip'], [24, 'nonce'], [32, 'tag']] as const) {
+  for (const [off, field] of [
+    [8, 'dst_vip'],
+    [12, 'dst_port'],
+    [14, 'src_port'],
+    [16, 'src_vip'],
+    [24, 'nonce'],
+    [32, 'tag'],
+  ] as const) {
     t.regex(h, new RegExp(`\\s${off}\\s+\\d+ ${field}`), `${field} at ${off}`);
   }
 });

@@ -23,7 +23,12 @@ test.after.always(async () => {
   await topo?.destroy();
 });
 
-interface FloodResult { closed_by_peer: number; still_open: number; connect_errors: number; seconds: number }
+interface FloodResult {
+  closed_by_peer: number;
+  still_open: number;
+  connect_errors: number;
+  seconds: number;
+}
 
 function flood(mode: string, count: number, holdS: number) {
   const [h1, h2] = topo.hosts;
@@ -55,13 +60,23 @@ test.serial('garbage, stalled, trickling and silent connections are closed and c
   // A header has 5 s from accept, however it trickles.
   t.deepEqual(partial, { ...partial, closed_by_peer: 100, still_open: 0 }, 'stalled headers: all closed at the deadline');
   t.deepEqual(slow, { ...slow, closed_by_peer: 50, still_open: 0 }, 'trickling headers: all closed at the deadline');
-  t.true(partial.seconds >= 4.5 && partial.seconds < 8 && slow.seconds >= 4.5 && slow.seconds < 8, `deadlines: ${partial.seconds} s, ${slow.seconds} s`);
+  t.true(
+    partial.seconds >= 4.5 && partial.seconds < 8 && slow.seconds >= 4.5 && slow.seconds < 8,
+    `deadlines: ${partial.seconds} s, ${slow.seconds} s`,
+  );
   t.is(silent.connect_errors, 0);
 
   let k1 = k0;
-  await topo.waitFor(async () => (k1 = await topo.counters(h2)).pending_headers === 0 && k1.header_errors - k0.header_errors >= 250, 10_000, 'the counts to settle');
+  await topo.waitFor(
+    async () => {
+      k1 = await topo.counters(h2);
+      return k1.pending_headers === 0 && k1.header_errors - k0.header_errors >= 250;
+    },
+    10_000,
+    'the counts to settle',
+  );
   t.is(k1.header_errors - k0.header_errors, 250, 'header errors: 100 garbage + 100 stalled + 50 trickling');
   t.is(k1.pending_headers, 0, 'nothing left waiting');
-  t.is(k1.handed_in - k0.handed_in, 40, 'only the containers\' connections were handed in');
+  t.is(k1.handed_in - k0.handed_in, 40, "only the containers' connections were handed in");
   t.true(topo.hosts[1].daemon?.exitCode === null, 'the broker still runs');
 });

@@ -69,14 +69,17 @@ test('the import lines are read: named, default, type-only, multi-line, re-expor
     "import fs from 'node:fs';",
     "import { a, type B } from '../broker/a.js';",
     'import type { C } from "../broker/c.js";',
-    'import {\n  d,\n  e,\n} from \'../broker/d.js\';',
+    "import {\n  d,\n  e,\n} from '../broker/d.js';",
     "export { f } from './f.js';",
     "export * from '../common/g.js';",
     "import '../broker/side.js';",
     "const { h } = await import('../broker/h.js');",
     "const s = 'from here'; // from '../broker/not-an-import.js' is a comment",
   ].join('\n');
-  t.deepEqual(importSpecifiers(source).sort(), ['../broker/a.js', '../broker/c.js', '../broker/d.js', '../broker/h.js', '../broker/side.js', '../common/g.js', './f.js', 'node:fs'].sort());
+  t.deepEqual(
+    importSpecifiers(source).sort(),
+    ['../broker/a.js', '../broker/c.js', '../broker/d.js', '../broker/h.js', '../broker/side.js', '../common/g.js', './f.js', 'node:fs'].sort(),
+  );
 });
 
 test('the check reports an import of broker/, one from cli/ past its list, and one out of common/', (t) => {
@@ -87,15 +90,28 @@ test('the check reports an import of broker/, one from cli/ past its list, and o
     'common/y.ts': ['common/paths.ts', 'runtime-wrapper/spec.ts'],
     'installers/z.ts': ['runtime-wrapper/spec.ts', 'common/cidr.ts'],
   };
-  t.deepEqual(violations(Object.keys(imports), (f) => imports[f]), ['hooks/x.ts -> broker/registry.ts', 'cli/daemon.ts -> broker/registry.ts', 'common/y.ts -> runtime-wrapper/spec.ts']);
+  t.deepEqual(
+    violations(Object.keys(imports), (f) => imports[f]),
+    ['hooks/x.ts -> broker/registry.ts', 'cli/daemon.ts -> broker/registry.ts', 'common/y.ts -> runtime-wrapper/spec.ts'],
+  );
 });
 
 test('hooks/, runtime-wrapper/, installers/, runtime-service/ and common/ import nothing from broker/; cli/ only what it lists', (t) => {
   const files = CHECKED.flatMap((d) => sources(d));
-  for (const d of CHECKED) t.true(files.some((f) => top(f) === d), `${d}/ has sources`);
+  for (const d of CHECKED)
+    t.true(
+      files.some((f) => top(f) === d),
+      `${d}/ has sources`,
+    );
   t.deepEqual(violations(files, localImports), []);
   // The list names what is imported: a module no longer needed leaves it.
   for (const [file, allowed] of Object.entries(CLI_INTO_BROKER)) {
-    t.deepEqual(localImports(file).filter((i) => top(i) === 'broker').sort(), [...allowed].sort(), file);
+    t.deepEqual(
+      localImports(file)
+        .filter((i) => top(i) === 'broker')
+        .sort(),
+      [...allowed].sort(),
+      file,
+    );
   }
 });

@@ -17,7 +17,15 @@ import { DAEMON_OPTIONS } from '../cli/daemon-options.js';
 import { BROKER_CAPABILITIES } from '../cli/doctor.js';
 import { RUNTIME_NAME, planContainerd } from '../installers/containerd.js';
 import {
-  CONTAINERD_SNIPPET_FILE, DEPLOY_DIR, type K8sObject, MANIFEST_FILE, NODE_INSTALL_DIR, RUNTIME_CLASS_FILE, loadManifests, objectOf, runtimeClassHandler,
+  CONTAINERD_SNIPPET_FILE,
+  DEPLOY_DIR,
+  type K8sObject,
+  MANIFEST_FILE,
+  NODE_INSTALL_DIR,
+  RUNTIME_CLASS_FILE,
+  loadManifests,
+  objectOf,
+  runtimeClassHandler,
 } from './lib/kubernetes.js';
 
 const docs = loadManifests(MANIFEST_FILE);
@@ -54,7 +62,8 @@ function expand(c: K8sObject, arg: string): string {
     if (e.value !== undefined) return e.value;
     const ref = e.valueFrom?.configMapKeyRef;
     if (ref) {
-      if (ref.name !== configMap.metadata.name || !(ref.key in configMap.data)) throw new Error(`${name}: no key ${ref.key} in ConfigMap ${ref.name}`);
+      if (ref.name !== configMap.metadata.name || !(ref.key in configMap.data))
+        throw new Error(`${name}: no key ${ref.key} in ConfigMap ${ref.name}`);
       return configMap.data[ref.key];
     }
     if (e.valueFrom?.fieldRef?.fieldPath === 'status.hostIP') return '192.168.77.1';
@@ -72,7 +81,9 @@ function brokerArgv(subnet: string): string[] {
     if (!script.includes(subnetFile)) throw new Error(`the broker's shell line does not read ${subnetFile}`);
     // The same shell line, printing the command it would exec.
     const printing = script.replace(subnetFile, path.join(dir, 'subnet')).replace('exec "$@"', 'printf "%s\\n" "$@"');
-    return execFileSync(sh, [dashC, printing, ...rest], { encoding: 'utf8' }).trimEnd().split('\n');
+    return execFileSync(sh, [dashC, printing, ...rest], { encoding: 'utf8' })
+      .trimEnd()
+      .split('\n');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -86,7 +97,7 @@ test('the RuntimeClass "slimfast" names the runtime slimfast install containerd 
   t.true(fs.readFileSync(CONTAINERD_SNIPPET_FILE, 'utf8').includes(`.containerd.runtimes.${RUNTIME_NAME}]`));
 });
 
-test('the containerd snippet is what slimfast install containerd writes for the node\'s install (/opt/slimfast)', (t) => {
+test("the containerd snippet is what slimfast install containerd writes for the node's install (/opt/slimfast)", (t) => {
   const runcInInstall = path.relative(repoRoot(), installPaths().runc);
   const want = planContainerd(CONTAINERD_SNIPPET_FILE, undefined, path.join(NODE_INSTALL_DIR, runcInInstall)).after;
   t.is(fs.readFileSync(CONTAINERD_SNIPPET_FILE, 'utf8'), want);
@@ -99,7 +110,7 @@ test('the containerd snippet is what slimfast install containerd writes for the 
   t.is(hostPathOf(mountOf(c, path.dirname(config))!.name), path.dirname(config));
 });
 
-test('the broker\'s command line: slimfast daemon\'s flags, etcd membership from the ConfigMap, the node\'s pod subnet', (t) => {
+test("the broker's command line: slimfast daemon's flags, etcd membership from the ConfigMap, the node's pod subnet", (t) => {
   const argv = brokerArgv('10.244.3.0/24');
   const at = argv.indexOf('daemon');
   t.deepEqual(argv.slice(0, at + 1), ['nsenter', '--target', '1', '--cgroup', '--', path.join(NODE_INSTALL_DIR, 'bin', 'slimfast'), 'daemon']);
@@ -132,8 +143,12 @@ test('the broker has the capabilities slimfast doctor checks', (t) => {
   t.true(broker.securityContext.privileged);
 });
 
-test('one state dir: the broker\'s --state-dir, the node\'s config.json and the hostPath, each at the node\'s own path', (t) => {
-  t.deepEqual(Object.keys(nodeConfig).filter((k) => !['stateDir', 'allowWithoutBroker', 'seccomp', 'runc'].includes(k)), [], 'config.json keys the config file knows');
+test("one state dir: the broker's --state-dir, the node's config.json and the hostPath, each at the node's own path", (t) => {
+  t.deepEqual(
+    Object.keys(nodeConfig).filter((k) => !['stateDir', 'allowWithoutBroker', 'seccomp', 'runc'].includes(k)),
+    [],
+    'config.json keys the config file knows',
+  );
   const stateMount = mountOf(broker, nodeConfig.stateDir);
   t.truthy(stateMount, `the broker mounts ${nodeConfig.stateDir}`);
   t.is(hostPathOf(stateMount!.name), nodeConfig.stateDir);
@@ -152,7 +167,11 @@ test('one state dir: the broker\'s --state-dir, the node\'s config.json and the 
 
 test('the install init container: mounts where node-setup.sh expects them, and the image has the scripts where the manifest runs them', (t) => {
   const c = init('install');
-  t.deepEqual(pod.initContainers.map((x: K8sObject) => x.name), ['install', 'containerd-config'], 'install runs first: the other containers run its copy');
+  t.deepEqual(
+    pod.initContainers.map((x: K8sObject) => x.name),
+    ['install', 'containerd-config'],
+    'install runs first: the other containers run its copy',
+  );
   t.is(c.command[0], '/usr/local/bin/slimfast-node-setup');
   t.is(hostPathOf(mountOf(c, setupDefault('HOST_OPT'))!.name), path.dirname(NODE_INSTALL_DIR));
   t.is(hostPathOf(mountOf(c, setupDefault('SLIMFAST_ETC'))!.name), '/etc/slimfast');
@@ -168,14 +187,23 @@ test('the install init container: mounts where node-setup.sh expects them, and t
   t.regex(dockerfile, new RegExp(`mv /tmp/slimfast-\\$\\{VERSION\\} ${setupDefault('SLIMFAST_RELEASE')} `));
 });
 
-test('one release: the image tag in the manifests, kustomization.yaml and the Dockerfile is package.json\'s version', (t) => {
+test("one release: the image tag in the manifests, kustomization.yaml and the Dockerfile is package.json's version", (t) => {
   const version = JSON.parse(fs.readFileSync(path.join(repoRoot(), 'package.json'), 'utf8')).version;
   const images = [...pod.initContainers, ...pod.containers].map((c: K8sObject) => c.image as string);
   const [name] = images[0].split(':');
-  t.deepEqual(images, images.map(() => `${name}:${version}`));
+  t.deepEqual(
+    images,
+    images.map(() => `${name}:${version}`),
+  );
   const kust = loadManifests(path.join(DEPLOY_DIR, 'kustomization.yaml'))[0];
   t.deepEqual(kust.images, [{ name, newTag: version }]);
-  t.deepEqual([...kust.resources].sort(), fs.readdirSync(DEPLOY_DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort());
+  t.deepEqual(
+    [...kust.resources].sort(),
+    fs
+      .readdirSync(DEPLOY_DIR)
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .sort(),
+  );
   t.regex(fs.readFileSync(path.join(DEPLOY_DIR, 'Dockerfile'), 'utf8'), new RegExp(`^ARG VERSION=${version.replace(/\./g, '\\.')}$`, 'm'));
 });
 
@@ -192,8 +220,13 @@ test('node-setup.sh installs the release, leaves the same one alone, replaces th
   const opt = path.join(dir, 'opt');
   fs.mkdirSync(path.join(opt, 'slimfast'), { recursive: true }); // hostPath DirectoryOrCreate made it
   const env = {
-    ...process.env, SLIMFAST_RELEASE: release, HOST_OPT: opt, SLIMFAST_ETC: path.join(dir, 'etc'), SLIMFAST_CONFIG_SRC: configSrc,
-    SLIMFAST_NODE_DIR: path.join(dir, 'node'), SLIMFAST_SUBNET: '10.244.7.0/24',
+    ...process.env,
+    SLIMFAST_RELEASE: release,
+    HOST_OPT: opt,
+    SLIMFAST_ETC: path.join(dir, 'etc'),
+    SLIMFAST_CONFIG_SRC: configSrc,
+    SLIMFAST_NODE_DIR: path.join(dir, 'node'),
+    SLIMFAST_SUBNET: '10.244.7.0/24',
   };
   const run = () => execFileSync('/bin/sh', [SETUP], { env, encoding: 'utf8' });
   const installed = path.join(opt, 'slimfast');
@@ -218,19 +251,22 @@ test('node-setup.sh installs the release, leaves the same one alone, replaces th
   t.deepEqual(fs.readdirSync(opt).sort(), ['slimfast', 'slimfast.old']);
 });
 
-test('node-pod-cidr.mjs reads the node\'s IPv4 pod CIDR from the API server with the service account, and says why it cannot', async (t) => {
+test("node-pod-cidr.mjs reads the node's IPv4 pod CIDR from the API server with the service account, and says why it cannot", async (t) => {
   // A stand-in API server on TLS (a fixture certificate for 127.0.0.1) that wants the token.
   const fixtures = path.join(repoRoot(), 'test', 'fixtures', 'kubernetes-api');
   const nodes: Record<string, unknown> = {
     'node-a': { kind: 'Node', spec: { podCIDR: 'fd00:1::/64', podCIDRs: ['fd00:1::/64', '10.244.3.0/24'] } },
     'node-b': { kind: 'Node', spec: {} },
   };
-  const server = https.createServer({ cert: fs.readFileSync(path.join(fixtures, 'cert.pem')), key: fs.readFileSync(path.join(fixtures, 'key.pem')) }, (req, res) => {
-    const name = /^\/api\/v1\/nodes\/([^/]+)$/.exec(req.url ?? '')?.[1];
-    if (req.headers.authorization !== 'Bearer the-token') res.writeHead(401).end('{"reason":"Unauthorized"}');
-    else if (!name || !(name in nodes)) res.writeHead(404).end('{"reason":"NotFound"}');
-    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(nodes[name]));
-  });
+  const server = https.createServer(
+    { cert: fs.readFileSync(path.join(fixtures, 'cert.pem')), key: fs.readFileSync(path.join(fixtures, 'key.pem')) },
+    (req, res) => {
+      const name = /^\/api\/v1\/nodes\/([^/]+)$/.exec(req.url ?? '')?.[1];
+      if (req.headers.authorization !== 'Bearer the-token') res.writeHead(401).end('{"reason":"Unauthorized"}');
+      else if (!name || !(name in nodes)) res.writeHead(404).end('{"reason":"NotFound"}');
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(nodes[name]));
+    },
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => server.close());
   const sa = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-k8s-sa-'));
@@ -240,8 +276,11 @@ test('node-pod-cidr.mjs reads the node\'s IPv4 pod CIDR from the API server with
   const run = async (node: string, token = 'the-token') => {
     fs.writeFileSync(path.join(sa, 'token'), `${token}\n`);
     const env = {
-      ...process.env, SLIMFAST_SA_DIR: sa, NODE_NAME: node,
-      KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: String((server.address() as AddressInfo).port),
+      ...process.env,
+      SLIMFAST_SA_DIR: sa,
+      NODE_NAME: node,
+      KUBERNETES_SERVICE_HOST: '127.0.0.1',
+      KUBERNETES_SERVICE_PORT: String((server.address() as AddressInfo).port),
     };
     try {
       const { stdout } = await promisify(execFile)(process.execPath, [path.join(DEPLOY_DIR, 'node-pod-cidr.mjs')], { env, timeout: 20_000 });

@@ -35,7 +35,10 @@ function parseExposition(text: string): Sample[] {
 }
 
 class Scrape {
-  constructor(readonly text: string, readonly samples = parseExposition(text)) {}
+  constructor(
+    readonly text: string,
+    readonly samples = parseExposition(text),
+  ) {}
   /** The one sample of name whose labels include want; throws if there is none. */
   get(name: string, want: Record<string, string> = {}): number {
     const s = this.samples.find((x) => x.name === name && Object.entries(want).every(([k, v]) => x.labels[k] === v));
@@ -91,7 +94,10 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.is(before.h1.get('slimfast_fd_limit'), health.fdLimit);
     for (const limit of ['conns', 'pools', 'listeners', 'pending', 'fds']) t.is(before.h1.get('slimfast_limit_refusals_total', { limit }), 0, limit);
     t.is(before.h1.get('slimfast_port_denied_total', { call: 'connect' }), 0);
-    t.regex((await topo.cli(['status', '--state-dir', h1.stateDir])).stdout, /^limits per container: \d+ broker connections, \d+ pools, \d+ listener channels, \d+ connects in progress; \d+ descriptors kept for the control plane$/m);
+    t.regex(
+      (await topo.cli(['status', '--state-dir', h1.stateDir])).stdout,
+      /^limits per container: \d+ broker connections, \d+ pools, \d+ listener channels, \d+ connects in progress; \d+ descriptors kept for the control plane$/m,
+    );
 
     const N = 25;
     const run = await echoRun(topo, c1, c2.ip, 7000, N);
@@ -99,7 +105,8 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.is(run.results.filter((x) => x.echo_ok && x.peer === `${c2.ip}:7000`).length, N);
 
     const after = { h1: await scrape(topo, h1), h2: await scrape(topo, h2) };
-    const delta = (host: 'h1' | 'h2', name: string, labels: Record<string, string> = {}) => after[host].get(name, labels) - before[host].get(name, labels);
+    const delta = (host: 'h1' | 'h2', name: string, labels: Record<string, string> = {}) =>
+      after[host].get(name, labels) - before[host].get(name, labels);
     t.true(delta('h1', 'slimfast_handoffs_total', { side: 'client' }) >= N, 'client side handed off every connection');
     t.true(delta('h2', 'slimfast_handoffs_total', { side: 'server' }) >= N, 'server side handed off every connection');
     t.is(delta('h1', 'slimfast_fallbacks_total'), 0, 'none fell back');
@@ -111,7 +118,9 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.true(served >= N, `${served} of ${N} connections were steered or handed in by the broker (and timed)`);
     const clientCount = delta('h1', 'slimfast_handoff_seconds_count', { side: 'client' });
     const mean = (delta('h1', 'slimfast_handoff_seconds_sum', { side: 'client' }) / clientCount) * 1e6;
-    t.log(`client-side handoffs: ${clientCount}, mean ${mean.toFixed(0)} us; server side: ${delta('h2', 'slimfast_handoff_seconds_count', { side: 'server' })} by the broker, ${delta('h2', 'slimfast_steered_total')} steered by the kernel`);
+    t.log(
+      `client-side handoffs: ${clientCount}, mean ${mean.toFixed(0)} us; server side: ${delta('h2', 'slimfast_handoff_seconds_count', { side: 'server' })} by the broker, ${delta('h2', 'slimfast_steered_total')} steered by the kernel`,
+    );
 
     for (const [host, s] of Object.entries(after)) {
       for (const side of ['client', 'server']) {
@@ -135,7 +144,9 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     t.true(inCount >= M, `${inCount} of ${M} connections handed in by host 2's broker are in its histogram`);
     t.true(s1.get('slimfast_handoffs_total', { side: 'server' }) - s0.get('slimfast_handoffs_total', { side: 'server' }) >= M);
     t.true(s1.get('slimfast_handoff_seconds_sum', { side: 'server' }) > s0.get('slimfast_handoff_seconds_sum', { side: 'server' }));
-    t.log(`server-side handoffs by the broker: ${inCount}, mean ${((s1.get('slimfast_handoff_seconds_sum', { side: 'server' }) - s0.get('slimfast_handoff_seconds_sum', { side: 'server' })) / inCount * 1e6).toFixed(0)} us`);
+    t.log(
+      `server-side handoffs by the broker: ${inCount}, mean ${(((s1.get('slimfast_handoff_seconds_sum', { side: 'server' }) - s0.get('slimfast_handoff_seconds_sum', { side: 'server' })) / inCount) * 1e6).toFixed(0)} us`,
+    );
 
     // Gauges agree with what the control API says.
     for (const h of [h1, h2]) {
@@ -152,11 +163,19 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
     const d0 = await scrape(topo, h1);
     const denied = await topo.exec(c1, [PY, CLIENT, 'connects', c2.ip, '7001', '3'], { timeout: 30_000 });
     t.is(denied.exitCode, 0, denied.stderr);
-    t.true((JSON.parse(denied.stdout) as { errno: number }[]).every((x) => x.errno === 13), denied.stdout);
+    t.true(
+      (JSON.parse(denied.stdout) as { errno: number }[]).every((x) => x.errno === 13),
+      denied.stdout,
+    );
     const d1 = await scrape(topo, h1);
     t.is(d1.get('slimfast_refused_total', { reason: 'policy' }) - d0.get('slimfast_refused_total', { reason: 'policy' }), 3);
     t.is(d1.get('slimfast_handoffs_total', { side: 'client' }), d0.get('slimfast_handoffs_total', { side: 'client' }), 'nothing handed off');
-    const records = () => fs.readFileSync(h1.daemonLog, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const records = () =>
+      fs
+        .readFileSync(h1.daemonLog, 'utf8')
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     await topo.waitFor(async () => records().some((r) => /^policy: denied /.test(String(r.msg))), 5000, 'the denial in the log');
     const denial = records().find((r) => /^policy: denied /.test(String(r.msg)));
     t.is(denial?.container, 'c1', JSON.stringify(denial));
@@ -181,7 +200,12 @@ test.serial('metrics: handoffs, latency histograms, containers, listeners and pe
 });
 
 test.serial('metrics: etcd state and peers in cluster mode', async (t) => {
-  const topo = await Topology.create({ hosts: 2, containers: [1, 1], etcd: { leaseTtl: 3 }, brokerArgs: (h) => ['--metrics', `${h.ip}:${METRICS_PORT}`] });
+  const topo = await Topology.create({
+    hosts: 2,
+    containers: [1, 1],
+    etcd: { leaseTtl: 3 },
+    brokerArgs: (h) => ['--metrics', `${h.ip}:${METRICS_PORT}`],
+  });
   try {
     const [h1] = topo.hosts;
     const s = await scrape(topo, h1);
@@ -204,7 +228,17 @@ const cli = (args: string[]) => execa(process.execPath, [CLI, ...args], { reject
 test('--metrics with a bad address is refused before anything is claimed', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sfmetrics-'));
   try {
-    for (const bad of ['9480', 'localhost:9480', '127.0.0.1', '127.0.0.1:', '127.0.0.1:0', '127.0.0.1:70000', '300.1.1.1:9480', '::1:9480', '[127.0.0.1]:9480']) {
+    for (const bad of [
+      '9480',
+      'localhost:9480',
+      '127.0.0.1',
+      '127.0.0.1:',
+      '127.0.0.1:0',
+      '127.0.0.1:70000',
+      '300.1.1.1:9480',
+      '::1:9480',
+      '[127.0.0.1]:9480',
+    ]) {
       const r = await cli(['daemon', '--host-ip', '127.0.0.1', '--state-dir', path.join(dir, 's'), '--metrics', bad]);
       t.is(r.exitCode, 2, bad);
       t.regex(r.stderr, /--metrics ".*": .*expected HOST:PORT/, bad);
@@ -274,8 +308,8 @@ test('logs: plain text on a terminal, fields as key=value', (t) => {
   log.debug('listener add 10.200.1.2:80 (web)', { container: 'web' });
   log.info('with a spaced field', { container: 'my app', peer: '192.168.77.2' });
   t.is(lines.length, 2);
-  t.regex(lines[0], /^\d{4}-\d\d-\d\dT\S+Z debug listener add 10\.200\.1\.2:80 \(web\)  container=web\n$/);
-  t.regex(lines[1], /^\S+ info  with a spaced field  container="my app" peer=192\.168\.77\.2\n$/);
+  t.regex(lines[0], /^\d{4}-\d\d-\d\dT\S+Z debug listener add 10\.200\.1\.2:80 \(web\) {2}container=web\n$/);
+  t.regex(lines[1], /^\S+ info {2}with a spaced field {2}container="my app" peer=192\.168\.77\.2\n$/);
   t.is(formatPretty({ time: 'T', level: 'warn', msg: 'm' }), 'T warn  m\n');
   t.throws(() => new Logger('verbose'), { message: /unknown log level "verbose"; use one of debug, info, warn, error/ });
 });

@@ -5,7 +5,18 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { extract } from 'tar';
-import { ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, MEDIA_TYPES, blob, blobPath, dockerManifest, imageArchitecture, imageBlobs, refTag, writeOciArchive } from '../lab/oci-image.js';
+import {
+  ANNOTATION_IMAGE_NAME,
+  ANNOTATION_REF_NAME,
+  MEDIA_TYPES,
+  blob,
+  blobPath,
+  dockerManifest,
+  imageArchitecture,
+  imageBlobs,
+  refTag,
+  writeOciArchive,
+} from '../lab/oci-image.js';
 
 const sha256 = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'sfoci-'));
@@ -35,13 +46,15 @@ test('imageBlobs: index -> manifest -> config and layer by digest and size; diff
   const index = JSON.parse(b.index.toString());
   t.is(index.schemaVersion, 2);
   t.is(index.mediaType, MEDIA_TYPES.index);
-  t.deepEqual(index.manifests, [{
-    mediaType: MEDIA_TYPES.manifest,
-    digest: sha256(b.manifest.data),
-    size: b.manifest.data.length,
-    annotations: { [ANNOTATION_IMAGE_NAME]: 'docker.io/slimfast/lab:t1', [ANNOTATION_REF_NAME]: 't1' },
-    platform: { architecture: 'arm64', os: 'linux' },
-  }]);
+  t.deepEqual(index.manifests, [
+    {
+      mediaType: MEDIA_TYPES.manifest,
+      digest: sha256(b.manifest.data),
+      size: b.manifest.data.length,
+      annotations: { [ANNOTATION_IMAGE_NAME]: 'docker.io/slimfast/lab:t1', [ANNOTATION_REF_NAME]: 't1' },
+      platform: { architecture: 'arm64', os: 'linux' },
+    },
+  ]);
   const manifest = JSON.parse(b.manifest.data.toString());
   t.deepEqual(manifest, {
     schemaVersion: 2,
@@ -104,7 +117,9 @@ test('writeOciArchive: an image layout whose blobs match their names, the same d
 test('dockerManifest: the docker-archive manifest.json names the same config and layer, and the tag as docker shows it', (t) => {
   const b = imageBlobs(Buffer.from('layer'), { name: 'x', architecture: 'amd64' });
   const m = (name: string) => JSON.parse(dockerManifest(b, name).toString());
-  t.deepEqual(m('docker.io/slimfast/lab:t1'), [{ Config: blobPath(b.config.digest), RepoTags: ['slimfast/lab:t1'], Layers: [blobPath(b.layer.digest)] }]);
+  t.deepEqual(m('docker.io/slimfast/lab:t1'), [
+    { Config: blobPath(b.config.digest), RepoTags: ['slimfast/lab:t1'], Layers: [blobPath(b.layer.digest)] },
+  ]);
   t.deepEqual(m('docker.io/library/busybox')[0].RepoTags, ['busybox:latest']);
   t.deepEqual(m('localhost:5000/lab:v2')[0].RepoTags, ['localhost:5000/lab:v2']);
   t.deepEqual(m('localhost:5000/lab')[0].RepoTags, ['localhost:5000/lab:latest']);

@@ -84,16 +84,32 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const srvId = await podman.run(srv, image, ['/bin/timeout', '-s', 'KILL', '300', ECHOD, String(PORT)], await runOptions(t, topo, mode, h2, c2));
   step('server container running');
   await topo.waitListener(c2.ip, PORT, 15_000);
-  t.deepEqual((await topo.registered(h2)).map((c) => [c.id, c.ip]), [[srvId, c2.ip]], 'the server container is registered under its Podman id with its namespace\'s IP');
+  t.deepEqual(
+    (await topo.registered(h2)).map((c) => [c.id, c.ip]),
+    [[srvId, c2.ip]],
+    "the server container is registered under its Podman id with its namespace's IP",
+  );
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
   const before = await handoffSnapshot(topo);
   const cli = `${topo.id}-cli`;
   const client = `${CONNRATE} ${c2.ip} ${PORT} -n ${CONNS} -t 10`;
-  const cliId = await podman.run(cli, image, ['/bin/sh', '-c', `${client}; echo "connrate-exit=$?"; exec /bin/timeout -s KILL 300 /bin/sleep 300`], await runOptions(t, topo, mode, h1, c1));
+  const cliId = await podman.run(
+    cli,
+    image,
+    ['/bin/sh', '-c', `${client}; echo "connrate-exit=$?"; exec /bin/timeout -s KILL 300 /bin/sleep 300`],
+    await runOptions(t, topo, mode, h1, c1),
+  );
   step('client container running');
   let logs = { stdout: '', stderr: '' };
-  await topo.waitFor(async () => (logs = await podman.logs(cli)).stdout.includes('connrate-exit='), 30_000, 'connrate in the client container to finish');
+  await topo.waitFor(
+    async () => {
+      logs = await podman.logs(cli);
+      return logs.stdout.includes('connrate-exit=');
+    },
+    30_000,
+    'connrate in the client container to finish',
+  );
   step('client done');
   const out = logs.stdout;
   t.regex(out, /connrate-exit=0/, `${out}\n${logs.stderr}`);
@@ -101,7 +117,11 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   t.is(run.errors, 0, run.first_error);
   t.true(run.conns > 0);
   await checkHandedOff(t, topo, before, run.conns);
-  t.deepEqual((await topo.registered(h1)).map((c) => [c.id, c.ip]), [[cliId, c1.ip]], 'the client container is registered under its Podman id with its namespace\'s IP');
+  t.deepEqual(
+    (await topo.registered(h1)).map((c) => [c.id, c.ip]),
+    [[cliId, c1.ip]],
+    "the client container is registered under its Podman id with its namespace's IP",
+  );
 
   // exec. The container's own process has SlimFast's environment either way.
   const initEnv = await podman.exec(cli, ['/bin/cat', '/proc/1/environ']);
@@ -131,12 +151,15 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const rx = parseConnrate(x.stdout);
   t.is(rx.errors, 0, rx.first_error);
   t.true(rx.conns > 0);
-  t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, 'the exec\'d process\'s connections were handed out as well');
+  t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, "the exec'd process's connections were handed out as well");
   t.deepEqual({ o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2) }, o0, 'and did not cross the VXLAN devices');
   step('exec checked');
 
   // rm -f: the poststop hook unregisters (run by Podman from hooks.d, or by runc from the configuration).
-  for (const [name, h] of [[cli, h1], [srv, h2]] as const) {
+  for (const [name, h] of [
+    [cli, h1],
+    [srv, h2],
+  ] as const) {
     const r = await podman.rm(name);
     t.is(r.exitCode, 0, r.stderr);
     t.deepEqual(await topo.registered(h), [], `${name} is unregistered after podman rm -f`);
@@ -148,6 +171,6 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   await topo.destroy();
 }
 
-test.serial('podman with SlimFast\'s hooks directory alone (plain runc): registered, TCP over SlimFast, exec, rm', (t) => scenario(t, 'hooks'));
+test.serial("podman with SlimFast's hooks directory alone (plain runc): registered, TCP over SlimFast, exec, rm", (t) => scenario(t, 'hooks'));
 
 test.serial('podman run --runtime slimfast-runc: registered, TCP over SlimFast, exec, rm', (t) => scenario(t, 'runtime'));

@@ -26,7 +26,10 @@ const FIRST = { default: 'allow', rules: [c1Deny('10.200.2.2', '7001'), c1Deny('
 /** Replaces the file the way configuration tools do (a new file renamed over it), or in place. */
 function writePolicy(doc: unknown, inPlace = false): void {
   const text = typeof doc === 'string' ? doc : JSON.stringify(doc, null, 2);
-  if (inPlace) return fs.writeFileSync(file, text);
+  if (inPlace) {
+    fs.writeFileSync(file, text);
+    return;
+  }
   fs.writeFileSync(`${file}.new`, text);
   fs.renameSync(`${file}.new`, file);
 }
@@ -38,7 +41,11 @@ test.before(async () => {
   const [c2, c3] = [topo.container('c2'), topo.container('c3')];
   for (const port of [7000, 7001]) topo.spawn(c3, [PY, ECHO_SERVER, String(port)]);
   topo.spawn(c2, [PY, ECHO_SERVER, '7100']);
-  for (const [c, port] of [[c3, 7000], [c3, 7001], [c2, 7100]] as const) {
+  for (const [c, port] of [
+    [c3, 7000],
+    [c3, 7001],
+    [c2, 7100],
+  ] as const) {
     await topo.waitPort(c, port);
     await topo.waitListener(c.ip, port);
   }
@@ -90,14 +97,19 @@ test.serial('a denied port fails with EACCES at once and sends nothing; another 
     t.is(d.errno, EACCES);
     t.true(d.seconds < 0.5, `a denied connect took ${d.seconds} s`);
   }
-  t.log(`denied connect: p50 ${(median(denied.map((d) => d.seconds)) * 1e6).toFixed(0)} us, max ${(Math.max(...denied.map((d) => d.seconds)) * 1e6).toFixed(0)} us`);
+  t.log(
+    `denied connect: p50 ${(median(denied.map((d) => d.seconds)) * 1e6).toFixed(0)} us, max ${(Math.max(...denied.map((d) => d.seconds)) * 1e6).toFixed(0)} us`,
+  );
   t.is(after.k1.policy_denied - before.k1.policy_denied, 7);
   t.is(after.k1.handed_out, before.k1.handed_out, 'no host connection was made');
   t.is(after.k1.fallbacks, before.k1.fallbacks, 'nor the ordinary connect');
   t.deepEqual(after.vx, before.vx, 'nothing went over the VXLAN device');
   for (const k of ['handed_in', 'refused', 'header_errors', 'plain_accepts']) t.is(after.k2[k], before.k2[k], `server host: ${k}`);
 
-  for (const [from, port] of [['c1', 7000], ['c2', 7001]] as const) {
+  for (const [from, port] of [
+    ['c1', 7000],
+    ['c2', 7001],
+  ] as const) {
     const run = await echo(from, c3, port, 5);
     t.deepEqual(run.errors, [], `${from} -> ${port}`);
     t.is(run.results.filter((r) => r.echo_ok).length, 5);
@@ -109,7 +121,10 @@ test.serial('a same-host listener is governed too', async (t) => {
   const c2 = topo.container('c2');
   const before = await topo.counters(h1);
   const denied = await connects('c1', c2, 7100, 3);
-  t.true(denied.every((d) => !d.connected && d.errno === EACCES), JSON.stringify(denied));
+  t.true(
+    denied.every((d) => !d.connected && d.errno === EACCES),
+    JSON.stringify(denied),
+  );
   const after = await topo.counters(h1);
   t.is(after.policy_denied - before.policy_denied, 3);
   for (const k of ['same_host', 'plain_accepts', 'fallbacks']) t.is(after[k], before[k], k);
@@ -134,7 +149,14 @@ test.serial('rewriting the file takes effect without a restart', async (t) => {
   const t0 = Date.now();
   writePolicy({ default: 'allow', rules: [] }, true);
   let last: Try[] = [];
-  await topo.waitFor(async () => (last = await connects('c1', c3, 7001, 1))[0].connected, 5000, 'the allow to take effect');
+  await topo.waitFor(
+    async () => {
+      last = await connects('c1', c3, 7001, 1);
+      return last[0].connected;
+    },
+    5000,
+    'the allow to take effect',
+  );
   t.log(`allowed ${Date.now() - t0} ms after the file was rewritten`);
   t.true(last[0].connected);
   t.is((await topo.status(h1)).health.pid, pid, 'the same broker');
@@ -145,7 +167,10 @@ test.serial('rewriting the file takes effect without a restart', async (t) => {
 /** client.py MODE (then-refused, held-refused) from c1 to c3:7000: 20 echoes, then one more
  *  connect when go() says so; its result. */
 async function echoThenConnect(t: ExecutionContext, mode: string): Promise<{ go: () => Promise<Try> }> {
-  const client = execa('ip', topo.argv(topo.container('c1'), [PY, CLIENT, mode, topo.container('c3').ip, '7000', '20']), { reject: false, timeout: 60_000 });
+  const client = execa('ip', topo.argv(topo.container('c1'), [PY, CLIENT, mode, topo.container('c3').ip, '7000', '20']), {
+    reject: false,
+    timeout: 60_000,
+  });
   topo.adopt(client);
   let out = '';
   client.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -201,12 +226,23 @@ test.serial('a bad rewrite keeps the policy in force and says what is wrong; SIG
   const inForce = `file ${file}, 1 rule, default allow`;
   const keeping = `keeping the policy in force (${inForce})`;
   writePolicy('{"default": "allow", "rules": [');
-  await topo.waitFor(async () => logMessages(h1).some((m) => m.startsWith(`policy: file ${file}: not valid JSON`) && m.endsWith(keeping)), 5000, 'the bad JSON to be reported');
+  await topo.waitFor(
+    async () => logMessages(h1).some((m) => m.startsWith(`policy: file ${file}: not valid JSON`) && m.endsWith(keeping)),
+    5000,
+    'the bad JSON to be reported',
+  );
   writePolicy({ rules: [{ action: 'deny', ports: '70000' }] });
-  await topo.waitFor(async () => logMessages(h1).some((m) => m.startsWith(`policy: file ${file}: rules[0].ports: "70000" is not a port list`) && m.endsWith(keeping)), 5000, 'the bad port to be reported');
+  await topo.waitFor(
+    async () => logMessages(h1).some((m) => m.startsWith(`policy: file ${file}: rules[0].ports: "70000" is not a port list`) && m.endsWith(keeping)),
+    5000,
+    'the bad port to be reported',
+  );
   t.is((await topo.status(h1)).health.policy, inForce);
   const still = await connects('c1', c3, 7000, 2);
-  t.true(still.every((d) => !d.connected && d.errno === EACCES), 'still denied');
+  t.true(
+    still.every((d) => !d.connected && d.errno === EACCES),
+    'still denied',
+  );
 
   const pid = (await topo.status(h1)).health.pid as number;
   writePolicy(FIRST);
@@ -220,8 +256,30 @@ test.serial('a bad rewrite keeps the policy in force and says what is wrong; SIG
 test.serial('a daemon with a bad --policy file refuses to start and says why', async (t) => {
   const h1 = topo.hosts[0];
   const daemon = (policy: string) =>
-    execa('ip', ['netns', 'exec', h1.ns, process.execPath, CLI, 'daemon', '--host-ip', h1.ip, '--port', '4900',
-      '--state-dir', fs.mkdtempSync(path.join(topo.dir, 'bad-policy-')), '--peers', topo.peersFile(), '--cluster-key', topo.clusterKeyFile!, '--policy', policy], { reject: false, timeout: 20_000 });
+    execa(
+      'ip',
+      [
+        'netns',
+        'exec',
+        h1.ns,
+        process.execPath,
+        CLI,
+        'daemon',
+        '--host-ip',
+        h1.ip,
+        '--port',
+        '4900',
+        '--state-dir',
+        fs.mkdtempSync(path.join(topo.dir, 'bad-policy-')),
+        '--peers',
+        topo.peersFile(),
+        '--cluster-key',
+        topo.clusterKeyFile!,
+        '--policy',
+        policy,
+      ],
+      { reject: false, timeout: 20_000 },
+    );
   const bad = path.join(dir, 'bad.json');
   fs.writeFileSync(bad, JSON.stringify({ default: 'allow', rules: [{ action: 'deny', to: '10.200.2.5/24' }] }));
   let r = await daemon(bad);

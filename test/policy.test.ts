@@ -45,11 +45,20 @@ test('every refusal names the source, the rule and the field', (t) => {
     ['{"rules": {}}', /^policy\.json: "rules" must be an array/],
     ['{"rules": ["deny"]}', /^policy\.json: rules\[0\] must be an object like/],
     ['{"rules": [{"action": "allow"}, {"action": "drop"}]}', /^policy\.json: rules\[1\]\.action must be "allow" or "deny", got "drop"/],
-    ['{"rules": [{"action": "deny", "port": "80"}]}', /^policy\.json: rules\[0\]: unknown field "port" \(a rule has "action", "from", "to" and "ports"\)/],
+    [
+      '{"rules": [{"action": "deny", "port": "80"}]}',
+      /^policy\.json: rules\[0\]: unknown field "port" \(a rule has "action", "from", "to" and "ports"\)/,
+    ],
     ['{"rules": [{"action": "deny", "from": "10.200.1/24"}]}', /^policy\.json: rules\[0\]\.from: "10\.200\.1" is not an IPv4 address/],
-    ['{"rules": [{"action": "deny", "to": "10.200.1.5/24"}]}', /^policy\.json: rules\[0\]\.to: "10\.200\.1\.5\/24" has host bits set; did you mean 10\.200\.1\.0\/24\?/],
+    [
+      '{"rules": [{"action": "deny", "to": "10.200.1.5/24"}]}',
+      /^policy\.json: rules\[0\]\.to: "10\.200\.1\.5\/24" has host bits set; did you mean 10\.200\.1\.0\/24\?/,
+    ],
     ['{"rules": [{"action": "deny", "to": 5}]}', /^policy\.json: rules\[0\]\.to must be a string like "10\.200\.1\.0\/24", got 5/],
-    ['{"rules": [{"action": "deny", "ports": "80,"}]}', /^policy\.json: rules\[0\]\.ports: "80," is not a port list \(use "\*", "6379", "80,443" or "8000-8100"; ports 0-65535\)/],
+    [
+      '{"rules": [{"action": "deny", "ports": "80,"}]}',
+      /^policy\.json: rules\[0\]\.ports: "80," is not a port list \(use "\*", "6379", "80,443" or "8000-8100"; ports 0-65535\)/,
+    ],
     ['{"rules": [{"action": "deny", "ports": "70000"}]}', /rules\[0\]\.ports: "70000" is not a port list/],
     ['{"rules": [{"action": "deny", "ports": "1-2-3"}]}', /rules\[0\]\.ports: "1-2-3" is not a port list/],
     ['{"rules": [{"action": "deny", "ports": "http"}]}', /rules\[0\]\.ports: "http" is not a port list/],

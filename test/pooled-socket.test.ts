@@ -21,7 +21,10 @@ const POOLED = path.join(dir, 'pooled');
 let topo: Topology;
 
 test.before(async () => {
-  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', POOLED, path.join(repoRoot(), 'test', 'apps', 'pooled.c')], { stdio: 'pipe', timeout: 60_000 });
+  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', POOLED, path.join(repoRoot(), 'test', 'apps', 'pooled.c')], {
+    stdio: 'pipe',
+    timeout: 60_000,
+  });
   topo = await Topology.create({ containers: [1, 1] });
   const c2 = topo.container('c2');
   topo.spawn(c2, [ECHOD, String(PORT)]);
@@ -34,14 +37,22 @@ test.after.always(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-interface Case { case: string; ok: boolean; pooled: boolean; detail: string }
+interface Case {
+  case: string;
+  ok: boolean;
+  pooled: boolean;
+  detail: string;
+}
 
 test.serial('sockets handed out at socket() behave as the kernel’s own', async (t) => {
   const [h1] = topo.hosts;
   const k0 = await topo.counters(h1);
   const r = await topo.exec(topo.container('c1'), [POOLED, topo.container('c2').ip, String(PORT)], { timeout: 60_000, reject: false });
   t.is(r.exitCode, 0, String(r.stderr));
-  const cases = String(r.stdout).split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Case);
+  const cases = String(r.stdout)
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Case);
   for (const c of cases) t.log(JSON.stringify(c));
   const by = new Map(cases.map((c) => [c.case, c]));
   t.true(by.get('warmup')?.ok, 'socket() began handing out pooled sockets');
@@ -63,7 +74,11 @@ test.serial('a connection costs the client no more than two syscalls beyond the 
   // Host path: socket, setsockopt(TCP_NODELAY), connect, send, recv, close = 6 per connection.
   const n = 600;
   const out = path.join(dir, 'strace.txt');
-  const r = await topo.exec(topo.container('c1'), ['strace', '-f', '-c', '-o', out, CONNRATE, topo.container('c2').ip, String(PORT), '-n', String(n), '-t', '20'], { timeout: 60_000, reject: false });
+  const r = await topo.exec(
+    topo.container('c1'),
+    ['strace', '-f', '-c', '-o', out, CONNRATE, topo.container('c2').ip, String(PORT), '-n', String(n), '-t', '20'],
+    { timeout: 60_000, reject: false },
+  );
   t.is(r.exitCode, 0, String(r.stderr));
   const res = JSON.parse(String(r.stdout).trim().split('\n').pop() ?? '{}') as { conns: number; errors: number };
   t.is(res.conns, n);
@@ -110,7 +125,10 @@ test.serial('remembered answers last until the broker’s view moves: a listener
   const r = await watch;
   t.is(r.exitCode, 0, String(r.stderr));
   type Row = { i: number; t: number; connected: boolean; ok: boolean; local: string };
-  const rows = String(r.stdout).split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as Row);
+  const rows = String(r.stdout)
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as Row);
   t.is(rows.length, 300);
   const first = rows.filter((x) => x.t < plainKilled - 100);
   t.true(first.length >= 5, `${first.length} connects to the plain server`);

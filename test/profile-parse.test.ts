@@ -84,8 +84,14 @@ test('reads a default strace -c summary, empty errors cells included', (t) => {
   t.is(s.errors, 1);
   t.is(s.syscalls.length, 29);
   t.deepEqual(s.syscalls[0], { name: 'close', calls: 2002, errors: 0 });
-  t.deepEqual(s.syscalls.find((r) => r.name === 'access'), { name: 'access', calls: 1, errors: 1 });
-  t.deepEqual(s.syscalls.find((r) => r.name === 'connect'), { name: 'connect', calls: 2000, errors: 0 });
+  t.deepEqual(
+    s.syscalls.find((r) => r.name === 'access'),
+    { name: 'access', calls: 1, errors: 1 },
+  );
+  t.deepEqual(
+    s.syscalls.find((r) => r.name === 'connect'),
+    { name: 'connect', calls: 2000, errors: 0 },
+  );
 });
 
 test('reads other column choices (-U) and sums the tables of several personalities', (t) => {
@@ -105,7 +111,10 @@ System call usage summary for 32 bit mode:
   const s = parseStraceSummary(u);
   t.is(s.calls, 77);
   t.is(s.errors, 14);
-  t.deepEqual(s.syscalls, [{ name: 'openat', calls: 39, errors: 14 }, { name: 'mmap', calls: 38, errors: 0 }]);
+  t.deepEqual(s.syscalls, [
+    { name: 'openat', calls: 39, errors: 14 },
+    { name: 'mmap', calls: 38, errors: 0 },
+  ]);
 });
 
 test('an empty summary (no call while attached) is zero; anything else is an error', (t) => {
@@ -126,18 +135,34 @@ test('the client per connection: (C(n) - C(1)) / (n - 1) takes start-up out', (t
 
 test('budget: CPU parts add up to the total, phases are medians, syscall lines per process', (t) => {
   const cpu = (client: number, server: number, b1: number, softirq: number) => ({
-    tasks_s: server + b1 + 0.001, clients_s: client, softirq_s: softirq, total_s: client + server + b1 + 0.001 + softirq,
-    steal_s: 0, idle_s: 0, wall_s: 1, processes: { server, broker1: b1, broker2: 0 },
+    tasks_s: server + b1 + 0.001,
+    clients_s: client,
+    softirq_s: softirq,
+    total_s: client + server + b1 + 0.001 + softirq,
+    steal_s: 0,
+    idle_s: 0,
+    wall_s: 1,
+    processes: { server, broker1: b1, broker2: 0 },
   });
   const samples: Sample[] = (['host', 'vxlan', 'slimfast'] as const).flatMap((path, k) =>
     [1, 2].map((round) => ({
-      round, order: 0, path, ops: 10_000, errors: 0, seconds: 1,
+      round,
+      order: 0,
+      path,
+      ops: 10_000,
+      errors: 0,
+      seconds: 1,
       metrics: { rate: 10_000, connect_p50: 10 + k, rtt_p50: 20, close_p50: round, cpu: 0 },
       cpu: cpu(0.5, 0.4, k === 2 ? 0.15 : 0, 0.6),
     })),
   );
   const sys = (client: Record<string, number>): TracedRun => {
-    const b = (calls: Record<string, number>) => ({ per_conn: Object.values(calls).reduce((a, x) => a + x, 0), errors_per_conn: 0, calls, counted: 1 });
+    const b = (calls: Record<string, number>) => ({
+      per_conn: Object.values(calls).reduce((a, x) => a + x, 0),
+      errors_per_conn: 0,
+      calls,
+      counted: 1,
+    });
     return { client: b(client), server: b({ recvfrom: 3, accept4: 2 }), broker1: b({}), broker2: b({ epoll_wait: 0.001 }) };
   };
   const traced = new Map<PathName, TracedRun | Error>([
@@ -158,10 +183,22 @@ test('budget: CPU parts add up to the total, phases are medians, syscall lines p
 
   const rows = budgetRows(prof);
   t.deepEqual(rows[0], ['syscalls', 'client (connrate)', '2.00', '–', '6.00', '+4.00', '–']);
-  t.deepEqual(rows.find((r) => r[1] === 'host 1 broker' && r[0] === 'CPU µs'), ['CPU µs', 'host 1 broker', '0', '0', '15.0', '+15.0', '+15.0']);
+  t.deepEqual(
+    rows.find((r) => r[1] === 'host 1 broker' && r[0] === 'CPU µs'),
+    ['CPU µs', 'host 1 broker', '0', '0', '15.0', '+15.0', '+15.0'],
+  );
   const lines = syscallRows(prof);
-  t.deepEqual(lines.find((r) => r[1] === 'getpid'), ['client (connrate)', 'getpid', '0', '–', '3.00', '+3.00', '–']);
+  t.deepEqual(
+    lines.find((r) => r[1] === 'getpid'),
+    ['client (connrate)', 'getpid', '0', '–', '3.00', '+3.00', '–'],
+  );
   // a broker's idle calls stay under the line threshold: summed as "the others"
-  t.deepEqual(lines.filter((r) => r[0] === 'host 2 broker').map((r) => r[1]), ['(the others)']);
-  t.false(lines.some((r) => r[0] === 'host 1 broker'), 'a process without calls gets no lines');
+  t.deepEqual(
+    lines.filter((r) => r[0] === 'host 2 broker').map((r) => r[1]),
+    ['(the others)'],
+  );
+  t.false(
+    lines.some((r) => r[0] === 'host 1 broker'),
+    'a process without calls gets no lines',
+  );
 });

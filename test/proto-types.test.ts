@@ -26,7 +26,7 @@ function tree(dir: string): Map<string, string> {
   return out;
 }
 
-test('common/proto-types is the generator\'s output for the current proto', async (t) => {
+test("common/proto-types is the generator's output for the current proto", async (t) => {
   const g = await load();
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-proto-test-'));
   try {

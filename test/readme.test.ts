@@ -19,14 +19,26 @@ function ignoredAtTop(gitignore: string): RegExp[] {
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#') && !l.startsWith('!') && !l.replace(/\/$/, '').includes('/'))
-    .map((l) => new RegExp(`^${l.replace(/\/$/, '').replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')}$`));
+    .map(
+      (l) =>
+        new RegExp(
+          `^${l
+            .replace(/\/$/, '')
+            .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+            .replace(/\*/g, '[^/]*')
+            .replace(/\?/g, '[^/]')}$`,
+        ),
+    );
 }
 
 /** `ls` of dir: every entry but dot-files and build output. */
 function topLevel(dir: string): string[] {
   const gi = path.join(dir, '.gitignore');
   const ignored = fs.existsSync(gi) ? ignoredAtTop(fs.readFileSync(gi, 'utf8')) : [];
-  return fs.readdirSync(dir).filter((n) => !n.startsWith('.') && !ignored.some((re) => re.test(n))).sort();
+  return fs
+    .readdirSync(dir)
+    .filter((n) => !n.startsWith('.') && !ignored.some((re) => re.test(n)))
+    .sort();
 }
 
 /** The rows of the first table under the heading `title`: their cells, header and separator left out. */
@@ -37,7 +49,14 @@ function tableUnder(markdown: string, title: string): string[][] {
   const rows: string[][] = [];
   for (const l of lines.slice(at + 1)) {
     if (/^#+ /.test(l)) break;
-    if (l.startsWith('|')) rows.push(l.replace(/^\|/, '').replace(/\|$/, '').split('|').map((c) => c.trim()));
+    if (l.startsWith('|'))
+      rows.push(
+        l
+          .replace(/^\|/, '')
+          .replace(/\|$/, '')
+          .split('|')
+          .map((c) => c.trim()),
+      );
     else if (rows.length > 0) break;
   }
   return rows.slice(2);
@@ -50,7 +69,7 @@ function codeNames(cell: string): string[] {
 
 /** What the README's table misses of `ls`, and what it names that `ls` does not show. */
 function compareWithLs(readme: string, ls: string[]): { missing: string[]; extra: string[]; twice: string[] } {
-  const named = tableUnder(readme, 'Where each part lives').map((r) => codeNames(r[0])).flat();
+  const named = tableUnder(readme, 'Where each part lives').flatMap((r) => codeNames(r[0]));
   return {
     missing: ls.filter((n) => !named.includes(n)),
     extra: named.filter((n) => !ls.includes(n)),
@@ -101,7 +120,10 @@ function brokenLinks(file: string): string[] {
 }
 
 const readme = fs.readFileSync(README, 'utf8');
-const docPages = fs.readdirSync(DOCS).filter((n) => n.endsWith('.md')).sort();
+const docPages = fs
+  .readdirSync(DOCS)
+  .filter((n) => n.endsWith('.md'))
+  .sort();
 
 test('the README is at most 200 lines', (t) => {
   const lines = readme.split('\n').length - (readme.endsWith('\n') ? 1 : 0);
@@ -119,10 +141,14 @@ test('"Where each part lives" names exactly the top-level entries, one row each'
 });
 
 test('the comparison reports an entry the table misses, one it names that is not there, and one named twice', (t) => {
-  const table = '## Where each part lives\n\n| entry | what |\n|---|---|\n| `a/` | x |\n| `b.json` | y |\n| `b.json` | z |\n\n## Next\n\n| `c/` | not this table |\n';
+  const table =
+    '## Where each part lives\n\n| entry | what |\n|---|---|\n| `a/` | x |\n| `b.json` | y |\n| `b.json` | z |\n\n## Next\n\n| `c/` | not this table |\n';
   t.deepEqual(compareWithLs(table, ['a', 'd']), { missing: ['d'], extra: ['b.json', 'b.json'], twice: ['b.json'] });
   t.true(ignoredAtTop('dist/\n*.log\n').some((re) => re.test('npm-debug.log')));
-  t.false(ignoredAtTop('native/preload/*.so\n').some((re) => re.test('x.so')), 'patterns below the top level are not top-level names');
+  t.false(
+    ignoredAtTop('native/preload/*.so\n').some((re) => re.test('x.so')),
+    'patterns below the top level are not top-level names',
+  );
 });
 
 test('every page in docs/ is linked from the README', (t) => {
@@ -138,12 +164,19 @@ test('relative links in the README and in docs/ lead to files and headings that 
 
 test('docs/architecture.md names existing folders, every top-level folder and every folder of native/', (t) => {
   const arch = fs.readFileSync(path.join(DOCS, 'architecture.md'), 'utf8');
-  const named = tableUnder(arch, 'Folders').map((r) => codeNames(r[0])).flat();
+  const named = tableUnder(arch, 'Folders').flatMap((r) => codeNames(r[0]));
   for (const n of named) t.true(fs.existsSync(path.join(ROOT, n)), `${n} exists`);
   const isDir = (p: string) => fs.statSync(path.join(ROOT, p)).isDirectory();
   const folders = [
     ...topLevel(ROOT).filter(isDir),
-    ...fs.readdirSync(path.join(ROOT, 'native')).map((n) => `native/${n}`).filter(isDir),
+    ...fs
+      .readdirSync(path.join(ROOT, 'native'))
+      .map((n) => `native/${n}`)
+      .filter(isDir),
   ];
-  for (const f of folders) t.true(named.some((n) => n === f || n.startsWith(`${f}/`)), `${f} is in the table`);
+  for (const f of folders)
+    t.true(
+      named.some((n) => n === f || n.startsWith(`${f}/`)),
+      `${f} is in the table`,
+    );
 });

@@ -59,7 +59,12 @@ function lab(watcher?: ExitWatcher) {
     },
   };
   const exited: string[] = [];
-  const reg = new Registry(layout, engine as unknown as NativeEngine, parseCidr('10.9.0.0/24'), watcher ? { watcher, exited: (id, shared) => exited.push(`${id}${shared ? ' (share)' : ''}`) } : undefined);
+  const reg = new Registry(
+    layout,
+    engine as unknown as NativeEngine,
+    parseCidr('10.9.0.0/24'),
+    watcher ? { watcher, exited: (id, shared) => exited.push(`${id}${shared ? ' (share)' : ''}`) } : undefined,
+  );
   return { reg, layout, engine, exited, dir: (id: string) => containerSocketDir(layout, id) };
 }
 
@@ -83,14 +88,20 @@ test.serial('the init process exits: the container is unregistered and its socke
   t.deepEqual(l.exited, ['c1']);
   t.deepEqual(l.engine.removed, ['c1']);
   t.false(fs.existsSync(path.dirname(rec.socket)));
-  t.deepEqual(l.reg.list().map((c) => c.id), ['c2'], 'the other container stays');
-  t.deepEqual(fs.readdirSync(l.layout.registrationsDir), ['c2.json'], 'one file per registration: c1\'s went with it');
+  t.deepEqual(
+    l.reg.list().map((c) => c.id),
+    ['c2'],
+    'the other container stays',
+  );
+  t.deepEqual(fs.readdirSync(l.layout.registrationsDir), ['c2.json'], "one file per registration: c1's went with it");
   // Removed before its exit (a poststop hook, `slimfast container rm`): the watch goes with it.
   t.true(l.reg.remove('c2'));
   other.kill('SIGKILL');
   await new Promise((r) => setTimeout(r, 200));
   t.deepEqual(l.exited, ['c1'], 'no exit reported for a container no longer registered');
-  t.throws(() => l.reg.add({ id: 'c3', ip: '10.9.0.4', netns: '/proc/self/ns/net', pid: init.pid }), { message: /process \d+ of container "c3" has exited/ });
+  t.throws(() => l.reg.add({ id: 'c3', ip: '10.9.0.4', netns: '/proc/self/ns/net', pid: init.pid }), {
+    message: /process \d+ of container "c3" has exited/,
+  });
   t.false(fs.existsSync(l.dir('c3')), 'nothing left of a refused registration');
 });
 
@@ -105,7 +116,7 @@ test.serial('an exit handled after a new start of the same id touched the socket
   init.kill('SIGKILL');
   await until('web to be unregistered', () => !l.reg.get('web'));
   t.true(fs.existsSync(path.dirname(rec.socket)), 'the new start keeps its mount source');
-  t.false(fs.existsSync(rec.socket), 'the old registration\'s socket is gone');
+  t.false(fs.existsSync(rec.socket), "the old registration's socket is gone");
   // The same id registered again while the old record is still there (its exit not handled yet):
   // the directory is kept for the new registration.
   const never: ExitWatcher = { watch: () => () => {} };
@@ -129,7 +140,10 @@ test.serial('a container in a registered namespace shares its registration; its 
   cleanups.push(() => app.kill('SIGKILL'));
   await until('nsenter to enter', () => {
     try {
-      return fs.readlinkSync(`/proc/${app.pid}/ns/net`) === fs.readlinkSync(`/proc/${sandbox.pid}/ns/net`) && fs.readlinkSync(`/proc/${app.pid}/exe`).endsWith('sleep');
+      return (
+        fs.readlinkSync(`/proc/${app.pid}/ns/net`) === fs.readlinkSync(`/proc/${sandbox.pid}/ns/net`) &&
+        fs.readlinkSync(`/proc/${app.pid}/exe`).endsWith('sleep')
+      );
     } catch {
       return false;
     }
@@ -137,13 +151,20 @@ test.serial('a container in a registered namespace shares its registration; its 
   const share = l.reg.share({ id: 'app', netns: `/proc/${app.pid}/ns/net`, pid: app.pid });
   t.truthy(share);
   t.is(share!.owner, 'sandbox');
-  t.is(fs.statSync(share!.socket).ino, fs.statSync(owner.socket).ino, 'a hard link to the owner\'s socket');
+  t.is(fs.statSync(share!.socket).ino, fs.statSync(owner.socket).ino, "a hard link to the owner's socket");
   const reply = await new Promise<string>((resolve) => {
     let got = '';
-    net.connect(share!.socket).on('data', (b) => (got += b)).on('close', () => resolve(got));
+    net
+      .connect(share!.socket)
+      .on('data', (b) => (got += b))
+      .on('close', () => resolve(got));
   });
-  t.is(reply, 'broker\n', 'connecting through the link reaches the owner\'s socket');
-  t.deepEqual(l.reg.list().map((c) => c.id), ['sandbox'], 'still one registration');
+  t.is(reply, 'broker\n', "connecting through the link reaches the owner's socket");
+  t.deepEqual(
+    l.reg.list().map((c) => c.id),
+    ['sandbox'],
+    'still one registration',
+  );
   t.deepEqual(l.engine.added, ['sandbox']);
   const stranger = await initProcess();
   t.is(l.reg.share({ id: 'other', netns: `/proc/${stranger.pid}/ns/net`, pid: stranger.pid }), undefined, 'no registration has that namespace');
@@ -164,12 +185,21 @@ test.serial('a restart under the same id, or another id with the same IP, before
   const rec = l.reg.add({ id: 'c1', ip: '10.9.0.2', netns: '/proc/self/ns/net', pid: process.pid });
   t.is(rec.pid, process.pid);
   t.deepEqual(l.engine.removed, ['c1']);
-  t.throws(() => l.reg.add({ id: 'c1', ip: '10.9.0.3', netns: '/proc/self/ns/net', pid: process.pid }), { message: /"c1" is already registered/ }, 'a live one is not replaced');
+  t.throws(
+    () => l.reg.add({ id: 'c1', ip: '10.9.0.3', netns: '/proc/self/ns/net', pid: process.pid }),
+    { message: /"c1" is already registered/ },
+    'a live one is not replaced',
+  );
   // Another id with the IP of a container whose init is gone (its exit not handled yet): the IP is free.
   l.reg.add({ id: 'old', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: 1, netnsId: 'gone:2' });
   l.reg.add({ id: 'new', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: process.pid });
-  t.deepEqual(l.reg.list().map((c) => c.id), ['c1', 'new']);
-  t.throws(() => l.reg.add({ id: 'newer', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: process.pid }), { message: /IP 10\.9\.0\.7 is already used by container "new"/ });
+  t.deepEqual(
+    l.reg.list().map((c) => c.id),
+    ['c1', 'new'],
+  );
+  t.throws(() => l.reg.add({ id: 'newer', ip: '10.9.0.7', netns: '/proc/self/ns/net', pid: process.pid }), {
+    message: /IP 10\.9\.0\.7 is already used by container "new"/,
+  });
 });
 
 test.serial('restore drops records whose init has exited and socket directories nobody names', async (t) => {
@@ -181,12 +211,27 @@ test.serial('restore drops records whose init has exited and socket directories 
   const deadId = fs.statSync(deadNs);
   dead.kill('SIGKILL');
   await until('the process to go', () => !fs.existsSync(`/proc/${deadPid}/ns`));
-  const rec = (id: string, ip: string, pid: number, netnsId: string) => ({ id, ip, netns: `/proc/${pid}/ns/net`, netnsId, pid, socket: path.join(l.dir(id), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' });
+  const rec = (id: string, ip: string, pid: number, netnsId: string) => ({
+    id,
+    ip,
+    netns: `/proc/${pid}/ns/net`,
+    netnsId,
+    pid,
+    socket: path.join(l.dir(id), 'sf.sock'),
+    createdAt: '2026-12-07T00:00:00Z',
+  });
   const st = fs.statSync(`/proc/${live.pid}/ns/net`);
   const records = [
     rec('live', '10.9.0.2', live.pid!, `${st.dev}:${st.ino}`),
     rec('dead', '10.9.0.3', deadPid, `${deadId.dev}:${deadId.ino}`),
-    { id: 'orphaned-share', owner: 'dead', netns: deadNs, pid: deadPid, socket: path.join(l.dir('orphaned-share'), 'sf.sock'), createdAt: '2026-12-07T00:00:00Z' },
+    {
+      id: 'orphaned-share',
+      owner: 'dead',
+      netns: deadNs,
+      pid: deadPid,
+      socket: path.join(l.dir('orphaned-share'), 'sf.sock'),
+      createdAt: '2026-12-07T00:00:00Z',
+    },
   ];
   fs.mkdirSync(l.layout.registrationsDir);
   for (const r of records) fs.writeFileSync(path.join(l.layout.registrationsDir, `${r.id}.json`), JSON.stringify(r));
@@ -196,15 +241,27 @@ test.serial('restore drops records whose init has exited and socket directories 
   fs.utimesSync(l.dir('old-orphan'), old, old);
   const logs: string[] = [];
   l.reg.restore((m) => logs.push(m));
-  t.deepEqual(l.reg.list().map((c) => c.id), ['live']);
+  t.deepEqual(
+    l.reg.list().map((c) => c.id),
+    ['live'],
+  );
   t.deepEqual(l.reg.shared(), []);
   for (const id of ['dead', 'orphaned-share', 'old-orphan']) t.false(fs.existsSync(l.dir(id)), `${id}'s directory removed`);
   t.true(fs.existsSync(l.dir('live')));
   t.true(fs.existsSync(l.dir('young-orphan')), 'a directory made in the last minute may be a container starting');
-  t.true(logs.some((m) => /dropping container dead/.test(m)), logs.join('\n'));
-  t.true(logs.some((m) => /dropping unreadable registration .*torn\.json/.test(m)), logs.join('\n'));
+  t.true(
+    logs.some((m) => /dropping container dead/.test(m)),
+    logs.join('\n'),
+  );
+  t.true(
+    logs.some((m) => /dropping unreadable registration .*torn\.json/.test(m)),
+    logs.join('\n'),
+  );
   t.deepEqual(fs.readdirSync(l.layout.registrationsDir), ['live.json'], 'the records of what was dropped are gone');
-  t.true(logs.some((m) => /dropping container orphaned-share: container dead, whose registration it shared, is gone/.test(m)), logs.join('\n'));
+  t.true(
+    logs.some((m) => /dropping container orphaned-share: container dead, whose registration it shared, is gone/.test(m)),
+    logs.join('\n'),
+  );
   // The restored one is watched again.
   live.kill('SIGKILL');
   await until('live to be unregistered', () => l.reg.list().length === 0);

@@ -32,28 +32,51 @@ test('restore keeps containers whose namespace is the same one, drops those gone
     ns('placeholder'); // keeps the old inode number from coming straight back
     ns('reused'); // a new file at the old path: another namespace
     const old = ns('old-format');
-    const rec = (id: string, ip: string, netns: string, netnsId?: string) => ({ id, ip, netns, socket: '', pid: 1, createdAt: '2026-12-07T00:00:00Z', ...(netnsId ? { netnsId } : {}) });
-    fs.writeFileSync(layout.containersFile, JSON.stringify({
-      containers: [
-        rec('kept', '10.9.0.2', same, identity(same)),
-        rec('replaced', '10.9.0.3', reused, reusedId),
-        rec('gone', '10.9.0.4', path.join(dir, 'missing'), 'x:y'),
-        rec('unrecorded', '10.9.0.5', old), // written before netnsId existed: the path check alone
-      ],
-    }));
+    const rec = (id: string, ip: string, netns: string, netnsId?: string) => ({
+      id,
+      ip,
+      netns,
+      socket: '',
+      pid: 1,
+      createdAt: '2026-12-07T00:00:00Z',
+      ...(netnsId ? { netnsId } : {}),
+    });
+    fs.writeFileSync(
+      layout.containersFile,
+      JSON.stringify({
+        containers: [
+          rec('kept', '10.9.0.2', same, identity(same)),
+          rec('replaced', '10.9.0.3', reused, reusedId),
+          rec('gone', '10.9.0.4', path.join(dir, 'missing'), 'x:y'),
+          rec('unrecorded', '10.9.0.5', old), // written before netnsId existed: the path check alone
+        ],
+      }),
+    );
     const added: string[] = [];
     const engine = { addContainer: (id: string) => added.push(id), removeContainer: () => {} } as unknown as NativeEngine;
     const logs: string[] = [];
     const reg = new Registry(layout, engine, parseCidr('10.9.0.0/24'));
     reg.restore((msg) => logs.push(msg));
     t.deepEqual(added, ['kept', 'unrecorded']);
-    t.deepEqual(reg.list().map((c) => c.id), ['kept', 'unrecorded']);
-    t.true(logs.some((l) => /dropping container replaced: its network namespace .* is gone/.test(l)), logs.join('\n'));
+    t.deepEqual(
+      reg.list().map((c) => c.id),
+      ['kept', 'unrecorded'],
+    );
+    t.true(
+      logs.some((l) => /dropping container replaced: its network namespace .* is gone/.test(l)),
+      logs.join('\n'),
+    );
     t.true(logs.some((l) => /dropping container gone/.test(l)));
     // containers.json (what brokers before registrations/ wrote) is read once and replaced by one file per registration.
     t.false(fs.existsSync(layout.containersFile));
-    const saved = fs.readdirSync(layout.registrationsDir).sort().map((f) => JSON.parse(fs.readFileSync(path.join(layout.registrationsDir, f), 'utf8')) as { id: string; netnsId?: string });
-    t.deepEqual(saved.map((c) => c.id), ['kept', 'unrecorded']);
+    const saved = fs
+      .readdirSync(layout.registrationsDir)
+      .sort()
+      .map((f) => JSON.parse(fs.readFileSync(path.join(layout.registrationsDir, f), 'utf8')) as { id: string; netnsId?: string });
+    t.deepEqual(
+      saved.map((c) => c.id),
+      ['kept', 'unrecorded'],
+    );
     t.is(saved.find((c) => c.id === 'unrecorded')?.netnsId, identity(old), 'an old record gains its identity on re-registration');
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

@@ -60,13 +60,21 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   await topo.waitListener(c2.ip, PORT, 15_000);
   step('server listening');
   const onH2 = await topo!.registered(h2);
-  t.deepEqual(onH2.map((c) => [c.id, c.ip]), [[srv.id, c2.ip]], 'the hook registered the server container with its namespace\'s IP');
+  t.deepEqual(
+    onH2.map((c) => [c.id, c.ip]),
+    [[srv.id, c2.ip]],
+    "the hook registered the server container with its namespace's IP",
+  );
 
   // Client on host 1: its init process makes CONNS connections, then sleeps.
   const before = await handoffSnapshot(topo);
   const cli = await lab.run(h1, 'cli', cliBundle);
   step('client container running');
-  await topo.waitFor(async () => fs.readFileSync(cli.stdout, 'utf8').includes('connrate-exit='), 30_000, 'connrate in the client container to finish');
+  await topo.waitFor(
+    async () => fs.readFileSync(cli.stdout, 'utf8').includes('connrate-exit='),
+    30_000,
+    'connrate in the client container to finish',
+  );
   step('client done');
   const out = fs.readFileSync(cli.stdout, 'utf8');
   t.regex(out, /connrate-exit=0/, `${out}\n${fs.readFileSync(cli.stderr, 'utf8')}`);
@@ -77,8 +85,15 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
 
   // (a) both registered while running.
   const onH1 = await topo!.registered(h1);
-  t.deepEqual(onH1.map((c) => [c.id, c.ip]), [[cli.id, c1.ip]], 'the hook registered the client container with its namespace\'s IP');
-  t.deepEqual((await topo!.registered(h2)).map((c) => c.id), [srv.id]);
+  t.deepEqual(
+    onH1.map((c) => [c.id, c.ip]),
+    [[cli.id, c1.ip]],
+    "the hook registered the client container with its namespace's IP",
+  );
+  t.deepEqual(
+    (await topo!.registered(h2)).map((c) => c.id),
+    [srv.id],
+  );
 
   step('registrations checked');
   // (c) exec: the process gets SlimFast's environment and its connections are handed off too.
@@ -95,13 +110,22 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   t.true(r1.conns > 0);
   // exec --process FILE: slimfast-runc adds the environment to the file (it has none of it here).
   const processFile = path.join(topo.dir, 'exec-process.json');
-  fs.writeFileSync(processFile, JSON.stringify({ terminal: false, user: { uid: 0, gid: 0 }, cwd: '/', env: ['PATH=/bin'], args: [CONNRATE, c2.ip, String(PORT), '-n', '50', '-t', '10'] }));
+  fs.writeFileSync(
+    processFile,
+    JSON.stringify({
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      cwd: '/',
+      env: ['PATH=/bin'],
+      args: [CONNRATE, c2.ip, String(PORT), '-n', '50', '-t', '10'],
+    }),
+  );
   const x2 = await lab.exec('cli', [], { flags: ['--process', processFile], timeout: 30_000 });
   t.is(x2.exitCode, 0, x2.stderr);
   const r2 = parseConnrate(x2.stdout);
   t.is(r2.errors, 0, r2.first_error);
   t.true(r2.conns > 0);
-  t.is((await topo.counters(h1)).handed_out - k0.handed_out, r1.conns + r2.conns, 'exec\'d processes\' connections were handed out as well');
+  t.is((await topo.counters(h1)).handed_out - k0.handed_out, r1.conns + r2.conns, "exec'd processes' connections were handed out as well");
   t.deepEqual(await topo.overlayPackets(h1), o0, 'and did not cross the VXLAN device');
 
   step('exec checked');
@@ -117,7 +141,10 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
 
   step('state checked');
   // (d) kill + delete: the poststop hook unregisters.
-  for (const [name, h] of [['cli', h1], ['srv', h2]] as const) {
+  for (const [name, h] of [
+    ['cli', h1],
+    ['srv', h2],
+  ] as const) {
     const k = await lab.kill(name);
     t.is(k.exitCode, 0, k.stderr);
     await lab.waitStopped(name);

@@ -61,7 +61,7 @@ test.serial('container start through the runtime service: no Node.js per contain
   const r = runc(['--root', lab.root, 'run', '-b', bundle, `${topo.id}-run`], env);
   t.is(r.status, 0, r.stderr);
   t.regex(r.stdout, /^registered$/m, 'the createRuntime hook registered the container before it ran');
-  t.regex(r.stdout, /preload=\S*libslimfast\.so/, 'slimfast-runc\'s edit gave the process the preload');
+  t.regex(r.stdout, /preload=\S*libslimfast\.so/, "slimfast-runc's edit gave the process the preload");
   t.deepEqual(await topo.registered(h1), [], 'the poststop hook unregistered it');
 
   // 2. An edit error through the service reads as the Node.js edit step's.
@@ -86,15 +86,30 @@ test.serial('container start through the runtime service: no Node.js per contain
   // start ends (none waits on the dead broker), the ones after it fail with the broker-down advice
   // (no allowWithoutBroker), no container is left in runc, and the restarted broker drops the
   // registration of the container that stopped while it was down.
-  const sleeper = makeBundle(path.join(topo.dir, 'b-held'), { args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'], netns: c1.netnsPath });
+  const sleeper = makeBundle(path.join(topo.dir, 'b-held'), {
+    args: ['/bin/timeout', '-s', 'KILL', '300', '/bin/sleep', '300'],
+    netns: c1.netnsPath,
+  });
   const held = await lab.run(h1, 'held', sleeper);
-  t.deepEqual((await topo.registered(h1)).map((c) => c.id), [held.id]);
+  t.deepEqual(
+    (await topo.registered(h1)).map((c) => c.id),
+    [held.id],
+  );
   // exec --process FILE through the service: the file gains the preload env (runc state read by the broker)
   const proc = path.join(topo.dir, 'exec-process.json');
-  fs.writeFileSync(proc, JSON.stringify({ terminal: false, user: { uid: 0, gid: 0 }, cwd: '/', env: ['PATH=/bin'], args: ['/bin/sh', '-c', 'echo "preload=$LD_PRELOAD"'] }));
+  fs.writeFileSync(
+    proc,
+    JSON.stringify({
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      cwd: '/',
+      env: ['PATH=/bin'],
+      args: ['/bin/sh', '-c', 'echo "preload=$LD_PRELOAD"'],
+    }),
+  );
   const ex = runc(['--root', lab.root, 'exec', '--process', proc, held.id], env);
   t.is(ex.status, 0, ex.stderr);
-  t.regex(ex.stdout, /preload=\S*libslimfast\.so/, 'the exec\'d process got the preload');
+  t.regex(ex.stdout, /preload=\S*libslimfast\.so/, "the exec'd process got the preload");
   const many = makeBundle(path.join(topo.dir, 'b-many'), { args: ['/bin/true'], netns: c1.netnsPath });
   const outcomes: { i: number; code: number | undefined; timedOut: boolean; stderr: string }[] = [];
   for (let i = 0; i < 20; i++) {
@@ -104,12 +119,23 @@ test.serial('container start through the runtime service: no Node.js per contain
       await lab.waitStopped('held');
       await lab.delete('held'); // its poststop finds no broker
     }
-    const x = await execa(SLIMFAST_RUNC, ['--root', lab.root, 'run', '-b', many, `${topo.id}-m${i}`], { env: lab.env(h1), reject: false, timeout: 30_000 });
+    const x = await execa(SLIMFAST_RUNC, ['--root', lab.root, 'run', '-b', many, `${topo.id}-m${i}`], {
+      env: lab.env(h1),
+      reject: false,
+      timeout: 30_000,
+    });
     outcomes.push({ i, code: x.exitCode, timedOut: x.timedOut, stderr: String(x.stderr).slice(-300) });
   }
   t.log(outcomes.map((o) => `${o.i}:${o.code}`).join(' '));
-  t.deepEqual(outcomes.filter((o) => o.timedOut), [], 'no start hung');
-  t.true(outcomes.slice(0, 6).every((o) => o.code === 0), JSON.stringify(outcomes.slice(0, 6)));
+  t.deepEqual(
+    outcomes.filter((o) => o.timedOut),
+    [],
+    'no start hung',
+  );
+  t.true(
+    outcomes.slice(0, 6).every((o) => o.code === 0),
+    JSON.stringify(outcomes.slice(0, 6)),
+  );
   for (const o of outcomes.slice(6)) {
     t.not(o.code, 0);
     t.regex(o.stderr, /slimfast daemon.*allowWithoutBroker/, o.stderr);
@@ -133,7 +159,11 @@ test.serial('container start through the runtime service: no Node.js per contain
   let stopped: { code: number | undefined; ms: number; stderr: string };
   try {
     const t0 = performance.now();
-    const x = await execa(SLIMFAST_RUNC, ['--root', lab.root, 'run', '-b', many, `${topo.id}-stopped`], { env: lab.env(h1), reject: false, timeout: 30_000 });
+    const x = await execa(SLIMFAST_RUNC, ['--root', lab.root, 'run', '-b', many, `${topo.id}-stopped`], {
+      env: lab.env(h1),
+      reject: false,
+      timeout: 30_000,
+    });
     stopped = { code: x.exitCode, ms: performance.now() - t0, stderr: String(x.stderr) };
   } finally {
     process.kill(brokerPid, 'SIGCONT');
@@ -142,7 +172,11 @@ test.serial('container start through the runtime service: no Node.js per contain
   t.not(stopped.code, 0);
   t.regex(stopped.stderr, /is not answering.*allowWithoutBroker/s, stopped.stderr);
   t.true(stopped.ms < 8000, `${stopped.ms} ms`);
-  t.is(String((await execa(REAL_RUNC, ['--root', lab.root, 'list', '-q'], { reject: false })).stdout).trim(), '', 'the failed container is gone from runc');
+  t.is(
+    String((await execa(REAL_RUNC, ['--root', lab.root, 'list', '-q'], { reject: false })).stdout).trim(),
+    '',
+    'the failed container is gone from runc',
+  );
 
   // 5. No broker: the front ends need their Node.js programs, and say so.
   await topo.stopBroker(h1);

@@ -48,13 +48,20 @@ function tmpDir(t: { teardown: (fn: () => void) => void }): string {
 }
 
 function keeperPids(dir: string): number[] {
-  return fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${dir}/seccomp-keeper.sock`) && fs.readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('slimfast-seccom');
-    } catch {
-      return false;
-    }
-  }).map(Number);
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return (
+          fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${dir}/seccomp-keeper.sock`) &&
+          fs.readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('slimfast-seccom')
+        );
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 async function waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
@@ -67,15 +74,25 @@ async function waitFor(cond: () => boolean, ms: number, what: string): Promise<v
 
 test('usage errors and a path too long for a socket: a message and a non-zero exit, nothing left behind', async (t) => {
   t.true(fs.existsSync(KEEPER), `${KEEPER} is missing: npm run build:native`);
-  const u = await run(KEEPER, []).then(() => null, (e) => e);
+  const u = await run(KEEPER, []).then(
+    () => null,
+    (e) => e,
+  );
   t.is(u?.code, 2);
   t.regex(u?.stderr ?? '', /usage: slimfast-seccomp-keeper RUNC_SOCKET BROKER_SOCKET/);
   const dir = tmpDir(t);
   const long = path.join(dir, 'x'.repeat(120));
-  const e = await run(KEEPER, [long, path.join(dir, 'b.sock'), '--foreground']).then(() => null, (err) => err);
+  const e = await run(KEEPER, [long, path.join(dir, 'b.sock'), '--foreground']).then(
+    () => null,
+    (err) => err,
+  );
   t.is(e?.code, 1);
   t.regex(e?.stderr ?? '', /cannot listen on .*File name too long/);
-  t.deepEqual(fs.readdirSync(dir).filter((f) => f.endsWith('.sock')), [], 'no socket left');
+  t.deepEqual(
+    fs.readdirSync(dir).filter((f) => f.endsWith('.sock')),
+    [],
+    'no socket left',
+  );
 });
 
 const lifecycle = test.macro(async (t, keeper: string) => {
@@ -83,12 +100,17 @@ const lifecycle = test.macro(async (t, keeper: string) => {
   t.true(fs.existsSync(keeper), `${keeper} is missing: make -C native/keeper all sanitize`);
   const dir = tmpDir(t);
   const sanLog = path.join(dir, 'san');
-  const run = (file: string, args: string[]) => promisify(execFile)(file, args, { env: { ...process.env, ASAN_OPTIONS: `log_path=${sanLog}:detect_leaks=1`, UBSAN_OPTIONS: `log_path=${sanLog}:print_stacktrace=1` } });
+  const run = (file: string, args: string[]) =>
+    promisify(execFile)(file, args, {
+      env: { ...process.env, ASAN_OPTIONS: `log_path=${sanLog}:detect_leaks=1`, UBSAN_OPTIONS: `log_path=${sanLog}:print_stacktrace=1` },
+    });
   const KEEPER = keeper;
   const runcSock = path.join(dir, 'seccomp.sock');
   const brokerSock = path.join(dir, 'seccomp-keeper.sock');
   const logFile = path.join(dir, 'keeper.log');
-  t.teardown(() => keeperPids(dir).forEach((p) => process.kill(p, 'SIGKILL')));
+  t.teardown(() => {
+    for (const p of keeperPids(dir)) process.kill(p, 'SIGKILL');
+  });
   const first = await run(KEEPER, [runcSock, brokerSock, '--log', logFile]);
   t.regex(first.stdout, /running \(pid (\d+)\)/);
   const pid = Number(/pid (\d+)/.exec(first.stdout)![1]);
@@ -98,7 +120,11 @@ const lifecycle = test.macro(async (t, keeper: string) => {
   t.is(fs.statSync(runcSock).mode & 0o777, 0o600, 'root only: whoever sends a notify fd picks its container');
 
   // Not runc: no fd, not JSON, too much.
-  for (const payload of [Buffer.from('{"pid": 1, "metadata": "x", "fds": ["seccompFd"]}'), Buffer.from('\x00\x01garbage'), Buffer.alloc(1.5 * 1024 * 1024, 0x7b)]) {
+  for (const payload of [
+    Buffer.from('{"pid": 1, "metadata": "x", "fds": ["seccompFd"]}'),
+    Buffer.from('\x00\x01garbage'),
+    Buffer.alloc(1.5 * 1024 * 1024, 0x7b),
+  ]) {
     await new Promise<void>((resolve) => {
       const c = net.connect(runcSock, () => c.end(payload));
       c.on('error', () => resolve());
@@ -106,7 +132,11 @@ const lifecycle = test.macro(async (t, keeper: string) => {
       c.resume();
     });
   }
-  await waitFor(() => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '').includes('without a seccomp notify fd'), 5000, 'the keeper to drop the states');
+  await waitFor(
+    () => (fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8') : '').includes('without a seccomp notify fd'),
+    5000,
+    'the keeper to drop the states',
+  );
   const log = fs.readFileSync(logFile, 'utf8');
   t.regex(log, /a container state without a seccomp notify fd: dropped/);
   t.regex(log, /a container state larger than 1048576 bytes: dropped/);
@@ -130,15 +160,28 @@ const lifecycle = test.macro(async (t, keeper: string) => {
   t.false(fs.existsSync(brokerSock));
   t.regex(fs.readFileSync(logFile, 'utf8'), /exiting: nothing to keep/);
   const reports = fs.readdirSync(dir).filter((f) => f.startsWith('san'));
-  t.deepEqual(reports, [], reports.map((f) => fs.readFileSync(path.join(dir, f), 'utf8')).join('\n').slice(0, 3000));
+  t.deepEqual(
+    reports,
+    [],
+    reports
+      .map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
+      .join('\n')
+      .slice(0, 3000),
+  );
 });
 
-test('one keeper per state dir; garbage from "runc" is dropped; a broker gets the in-flight table first and a second one is refused; idle, it exits and removes its sockets', lifecycle, KEEPER);
+test(
+  'one keeper per state dir; garbage from "runc" is dropped; a broker gets the in-flight table first and a second one is refused; idle, it exits and removes its sockets',
+  lifecycle,
+  KEEPER,
+);
 test('the same under ASan and UBSan, with no report', lifecycle, KEEPER_SAN);
 
 test('SIGTERM with no container state held: it exits at once', async (t) => {
   const dir = tmpDir(t);
-  t.teardown(() => keeperPids(dir).forEach((p) => process.kill(p, 'SIGKILL')));
+  t.teardown(() => {
+    for (const p of keeperPids(dir)) process.kill(p, 'SIGKILL');
+  });
   const child = spawn(KEEPER, [path.join(dir, 's.sock'), path.join(dir, 'seccomp-keeper.sock'), '--foreground'], { stdio: 'ignore' });
   await waitFor(() => fs.existsSync(path.join(dir, 'seccomp-keeper.sock')), 5000, 'the keeper to serve');
   const t0 = Date.now();

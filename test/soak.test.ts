@@ -12,8 +12,10 @@ test('register/unregister cycles and short connections leave the brokers flat', 
   const r = await runSoak({ cycles: CYCLES, connections: CONNECTIONS, settleMs: 2000 });
   t.log(`\n${formatSoak(r)}`);
   for (const g of r.growth) {
-    t.log(`broker ${g.host}: fds ${g.fds_warm} → ${g.fds_end}; RSS ${(g.rss_kb_warm / 1024).toFixed(1)} → ${(g.rss_kb_end / 1024).toFixed(1)} MB ` +
-      `(${(g.rss_kb_growth / 1024).toFixed(1)} MB; floor ${(g.rss_kb_floor_growth / 1024).toFixed(1)} MB)`);
+    t.log(
+      `broker ${g.host}: fds ${g.fds_warm} → ${g.fds_end}; RSS ${(g.rss_kb_warm / 1024).toFixed(1)} → ${(g.rss_kb_end / 1024).toFixed(1)} MB ` +
+        `(${(g.rss_kb_growth / 1024).toFixed(1)} MB; floor ${(g.rss_kb_floor_growth / 1024).toFixed(1)} MB)`,
+    );
   }
 
   // the work was done, and every connection succeeded

@@ -18,14 +18,19 @@ test('a host takes back the subnet it holds, or held last time', (t) => {
   t.is(chosen(c), '10.200.7.0-24');
   t.is('takeover' in c && c.takeover?.modRevision, '42', 'its own live record is taken over by revision');
   t.is(chosen(chooseSubnet(cfg, [], '192.168.1.1', { remembered: parseCidr('10.200.9.0/24') })), '10.200.9.0-24');
-  t.is(chosen(chooseSubnet(cfg, [lease('10.200.9.0/24', '9.1.1.1')], '192.168.1.1', { remembered: parseCidr('10.200.9.0/24') })), '10.200.0.0-24',
-    'a remembered subnet someone else holds now is not taken');
+  t.is(
+    chosen(chooseSubnet(cfg, [lease('10.200.9.0/24', '9.1.1.1')], '192.168.1.1', { remembered: parseCidr('10.200.9.0/24') })),
+    '10.200.0.0-24',
+    'a remembered subnet someone else holds now is not taken',
+  );
 });
 
 test('a requested subnet must be free and inside the network', (t) => {
   t.is(chosen(chooseSubnet(cfg, [], '192.168.1.1', { requested: parseCidr('10.200.5.0/24') })), '10.200.5.0-24');
-  t.regex(chosen(chooseSubnet(cfg, [lease('10.200.5.0/24', '9.1.1.1')], '192.168.1.1', { requested: parseCidr('10.200.5.0/25') })),
-    /conflicts with 10\.200\.5\.0\/24, held by host 9\.1\.1\.1/);
+  t.regex(
+    chosen(chooseSubnet(cfg, [lease('10.200.5.0/24', '9.1.1.1')], '192.168.1.1', { requested: parseCidr('10.200.5.0/25') })),
+    /conflicts with 10\.200\.5\.0\/24, held by host 9\.1\.1\.1/,
+  );
   t.regex(chosen(chooseSubnet(cfg, [], '192.168.1.1', { requested: parseCidr('10.9.0.0/24') })), /not inside the cluster network 10\.200\.0\.0\/16/);
 });
 
@@ -44,5 +49,8 @@ test('bad config and records are refused with the reason', (t) => {
 
 test('a host with two records is listed once, with its newest', (t) => {
   const hosts = hostsOf([lease('10.200.1.0/24', '1.1.1.1', '9'), lease('10.200.4.0/24', '1.1.1.1', '12'), lease('10.200.2.0/24', '1.1.1.2', '3')]);
-  t.deepEqual(hosts.map((h) => `${h.ip} ${h.subnet}`), ['1.1.1.1 10.200.4.0/24', '1.1.1.2 10.200.2.0/24']);
+  t.deepEqual(
+    hosts.map((h) => `${h.ip} ${h.subnet}`),
+    ['1.1.1.1 10.200.4.0/24', '1.1.1.2 10.200.2.0/24'],
+  );
 });

@@ -15,7 +15,7 @@ interface Generator {
 
 const load = async () => (await import(path.join(repoRoot(), 'native', 'include', 'wire-ts.mjs'))) as Generator;
 
-test('common/wire.ts is the generator\'s output for the current header', async (t) => {
+test("common/wire.ts is the generator's output for the current header", async (t) => {
   const g = await load();
   const want = g.render(fs.readFileSync(g.HEADER, 'utf8'));
   t.is(fs.readFileSync(g.OUTPUT, 'utf8'), want, 'stale: run npm run gen:wire');

@@ -127,12 +127,18 @@ int main(int argc, char **argv) {
   }
   int threads = 1;
   for (int i = 3; i < argc; i++) {
-    if (!strcmp(argv[i], "-n") && i + 1 < argc) max_conns = atol(argv[++i]);
-    else if (!strcmp(argv[i], "-t") && i + 1 < argc) max_seconds = atof(argv[++i]);
-    else if (!strcmp(argv[i], "-s") && i + 1 < argc) msg_bytes = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-c") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-k")) keep_open = 1;
-    else if (!strcmp(argv[i], "-F")) fast_open = 1;
+    if (!strcmp(argv[i], "-n") && i + 1 < argc)
+      max_conns = atol(argv[++i]);
+    else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+      max_seconds = atof(argv[++i]);
+    else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+      msg_bytes = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+      threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-k"))
+      keep_open = 1;
+    else if (!strcmp(argv[i], "-F"))
+      fast_open = 1;
     else {
       fprintf(stderr, "connrate: unknown argument %s\n", argv[i]);
       return 2;
@@ -166,7 +172,8 @@ int main(int argc, char **argv) {
     errors += w[i].errors;
     if (!*first_error && w[i].errors) first_error = w[i].first_error;
   }
-  double *c = malloc(sizeof(double) * (n ? n : 1)), *r = malloc(sizeof(double) * (n ? n : 1)), *x = malloc(sizeof(double) * (n ? n : 1));
+  double *c = malloc(sizeof(double) * (n ? n : 1)), *r = malloc(sizeof(double) * (n ? n : 1)),
+         *x = malloc(sizeof(double) * (n ? n : 1));
   long k = 0;
   for (int i = 0; i < threads; i++) {
     memcpy(c + k, w[i].connect_us, sizeof(double) * w[i].n);
@@ -177,10 +184,12 @@ int main(int argc, char **argv) {
   qsort(c, n, sizeof(double), cmp);
   qsort(r, n, sizeof(double), cmp);
   qsort(x, n, sizeof(double), cmp);
-  printf("{\"conns\":%ld,\"errors\":%ld,\"seconds\":%.4f,\"rate\":%.1f,\"connect_p50_us\":%.2f,\"connect_p99_us\":%.2f,"
-         "\"rtt_p50_us\":%.2f,\"rtt_p99_us\":%.2f,\"close_p50_us\":%.2f,\"close_p99_us\":%.2f,\"threads\":%d,\"keep_open\":%s,"
-         "\"first_error\":\"%s\"}\n",
-         n, errors, elapsed, n / elapsed, pct(c, n, 0.5), pct(c, n, 0.99), pct(r, n, 0.5), pct(r, n, 0.99), pct(x, n, 0.5),
-         pct(x, n, 0.99), threads, keep_open ? "true" : "false", first_error);
+  printf(
+      "{\"conns\":%ld,\"errors\":%ld,\"seconds\":%.4f,\"rate\":%.1f,\"connect_p50_us\":%.2f,\"connect_p99_us\":%.2f,"
+      "\"rtt_p50_us\":%.2f,\"rtt_p99_us\":%.2f,\"close_p50_us\":%.2f,\"close_p99_us\":%.2f,\"threads\":%d,\"keep_"
+      "open\":%s,"
+      "\"first_error\":\"%s\"}\n",
+      n, errors, elapsed, n / elapsed, pct(c, n, 0.5), pct(c, n, 0.99), pct(r, n, 0.5), pct(r, n, 0.99), pct(x, n, 0.5),
+      pct(x, n, 0.99), threads, keep_open ? "true" : "false", first_error);
   return n > 0 ? 0 : 1;
 }

@@ -45,8 +45,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
   int st = 0;
-  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {
-  }
+  while (waitpid(child, &st, 0) < 0 && errno == EINTR) {}
   struct rusage ru;
   getrusage(RUSAGE_CHILDREN, &ru);
   int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

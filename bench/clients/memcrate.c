@@ -62,8 +62,9 @@ static int read_reply(int fd, char *buf, size_t want) {
     if (r <= 0) return -1;
     got += (size_t)r;
     /* short error replies ("ERROR\r\n", "SERVER_ERROR …\r\n") end early */
-    if (got >= 2 && buf[got - 2] == '\r' && buf[got - 1] == '\n' && (!strncmp(buf, "ERROR", 5) || !strncmp(buf, "SERVER_ERROR", 12) ||
-                                                                     !strncmp(buf, "CLIENT_ERROR", 12) || !strncmp(buf, "NOT_STORED", 10)))
+    if (got >= 2 && buf[got - 2] == '\r' && buf[got - 1] == '\n' &&
+        (!strncmp(buf, "ERROR", 5) || !strncmp(buf, "SERVER_ERROR", 12) || !strncmp(buf, "CLIENT_ERROR", 12) ||
+         !strncmp(buf, "NOT_STORED", 10)))
       return -2;
   }
   return 0;
@@ -116,18 +117,24 @@ static void *run(void *arg) {
     int r = send_all(fd, req, (size_t)rl);
     if (r == 0) r = read_reply(fd, reply, (size_t)el);
     if (r < 0 || memcmp(reply, expect, (size_t)el) != 0) {
-      if (r == -1) note_error(w, "request", errno ? strerror(errno) : "connection closed");
-      else note_error(w, "reply", is_set ? "set not stored" : "get did not return the value just set");
+      if (r == -1)
+        note_error(w, "request", errno ? strerror(errno) : "connection closed");
+      else
+        note_error(w, "reply", is_set ? "set not stored" : "get did not return the value just set");
       close(fd);
       kept = -1;
       if (w->errors > 1000) break;
       continue;
     }
     double t2 = now();
-    if (keep_open) kept = fd;
-    else close(fd);
-    if (is_set) w->sets++;
-    else w->hits++;
+    if (keep_open)
+      kept = fd;
+    else
+      close(fd);
+    if (is_set)
+      w->sets++;
+    else
+      w->hits++;
     w->connect_us[w->n] = (t1 - t0) * 1e6;
     w->rtt_us[w->n] = (t2 - t1) * 1e6;
     w->n++;
@@ -149,11 +156,16 @@ int main(int argc, char **argv) {
   }
   int threads = 1;
   for (int i = 3; i < argc; i++) {
-    if (!strcmp(argv[i], "-n") && i + 1 < argc) max_ops = atol(argv[++i]);
-    else if (!strcmp(argv[i], "-t") && i + 1 < argc) max_seconds = atof(argv[++i]);
-    else if (!strcmp(argv[i], "-s") && i + 1 < argc) value_bytes = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-c") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "-k")) keep_open = 1;
+    if (!strcmp(argv[i], "-n") && i + 1 < argc)
+      max_ops = atol(argv[++i]);
+    else if (!strcmp(argv[i], "-t") && i + 1 < argc)
+      max_seconds = atof(argv[++i]);
+    else if (!strcmp(argv[i], "-s") && i + 1 < argc)
+      value_bytes = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-c") && i + 1 < argc)
+      threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "-k"))
+      keep_open = 1;
     else {
       fprintf(stderr, "memcrate: unknown argument %s\n", argv[i]);
       return 2;
@@ -198,10 +210,11 @@ int main(int argc, char **argv) {
   }
   qsort(c, n, sizeof(double), cmp);
   qsort(r, n, sizeof(double), cmp);
-  printf("{\"conns\":%ld,\"ops\":%ld,\"sets\":%ld,\"hits\":%ld,\"errors\":%ld,\"seconds\":%.4f,\"rate\":%.1f,"
-         "\"connect_p50_us\":%.2f,\"connect_p99_us\":%.2f,\"rtt_p50_us\":%.2f,\"rtt_p99_us\":%.2f,\"threads\":%d,"
-         "\"keep_open\":%s,\"first_error\":\"%s\"}\n",
-         keep_open ? (long)threads : n, n, sets, hits, errors, elapsed, n / elapsed, pct(c, n, 0.5), pct(c, n, 0.99), pct(r, n, 0.5),
-         pct(r, n, 0.99), threads, keep_open ? "true" : "false", first_error);
+  printf(
+      "{\"conns\":%ld,\"ops\":%ld,\"sets\":%ld,\"hits\":%ld,\"errors\":%ld,\"seconds\":%.4f,\"rate\":%.1f,"
+      "\"connect_p50_us\":%.2f,\"connect_p99_us\":%.2f,\"rtt_p50_us\":%.2f,\"rtt_p99_us\":%.2f,\"threads\":%d,"
+      "\"keep_open\":%s,\"first_error\":\"%s\"}\n",
+      keep_open ? (long)threads : n, n, sets, hits, errors, elapsed, n / elapsed, pct(c, n, 0.5), pct(c, n, 0.99),
+      pct(r, n, 0.5), pct(r, n, 0.99), threads, keep_open ? "true" : "false", first_error);
   return n > 0 ? 0 : 1;
 }

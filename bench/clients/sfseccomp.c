@@ -46,22 +46,22 @@ static int die(const char *what) {
 
 static int install_filter(void) {
   struct sock_filter f[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SF_AUDIT_ARCH, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), /* another ABI: not ours */
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SF_AUDIT_ARCH, 1, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), /* another ABI: not ours */
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 #if defined(__x86_64__)
-      /* x32 calls carry the x86_64 arch with bit 30 set in nr: leave them alone */
-      BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000U, 4, 0),
+    /* x32 calls carry the x86_64 arch with bit 30 set in nr: leave them alone */
+    BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000U, 4, 0),
 #else
-      BPF_JUMP(BPF_JMP | BPF_JA, 0, 0, 0),
+    BPF_JUMP(BPF_JMP | BPF_JA, 0, 0, 0),
 #endif
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 4, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockname, 3, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getpeername, 2, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), /* padding for the x32 jump */
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 4, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockname, 3, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getpeername, 2, 0),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW), /* padding for the x32 jump */
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
   };
   struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
@@ -73,9 +73,13 @@ static void json_str(char *out, size_t cap, const char *s) {
   size_t n = 0;
   for (; *s && n + 7 < cap; s++) {
     unsigned char c = (unsigned char)*s;
-    if (c == '"' || c == '\\') { out[n++] = '\\'; out[n++] = (char)c; }
-    else if (c < 0x20) n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-    else out[n++] = (char)c;
+    if (c == '"' || c == '\\') {
+      out[n++] = '\\';
+      out[n++] = (char)c;
+    } else if (c < 0x20)
+      n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+    else
+      out[n++] = (char)c;
   }
   out[n] = 0;
 }
@@ -102,10 +106,11 @@ int main(int argc, char **argv) {
 
   char id[512], state[2048];
   json_str(id, sizeof id, argv[2]);
-  int len = snprintf(state, sizeof state,
-                     "{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":%d,\"metadata\":\"%s\","
-                     "\"state\":{\"ociVersion\":\"1.0.2\",\"id\":\"%s\",\"status\":\"creating\",\"pid\":%d,\"bundle\":\"\"}}",
-                     (int)getpid(), id, id, (int)getpid());
+  int len =
+      snprintf(state, sizeof state,
+               "{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":%d,\"metadata\":\"%s\","
+               "\"state\":{\"ociVersion\":\"1.0.2\",\"id\":\"%s\",\"status\":\"creating\",\"pid\":%d,\"bundle\":\"\"}}",
+               (int)getpid(), id, id, (int)getpid());
   if (len <= 0 || (size_t)len >= sizeof state) {
     fprintf(stderr, "sfseccomp: container id too long\n");
     return 2;

@@ -74,7 +74,8 @@ bool get_count(Napi::Object o, const char* key, uint32_t lo, uint32_t hi, uint32
   if (v.IsUndefined()) return true;
   double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
   if (!(d >= lo && d <= hi) || d != double(uint32_t(d))) {
-    throw_type(o.Env(), std::string("start(opts): \"") + key + "\" must be a whole number " + std::to_string(lo) + ".." + std::to_string(hi));
+    throw_type(o.Env(), std::string("start(opts): \"") + key + "\" must be a whole number " + std::to_string(lo) +
+                            ".." + std::to_string(hi));
     return false;
   }
   *out = uint32_t(d);
@@ -99,10 +100,11 @@ bool get_cluster_key(Napi::Object o, Config* cfg) {
   }
   if (!get_ms(o, "headerWindowMs", &cfg->header_window_ms)) return false;
   if (cfg->header_window_ms < 1000 || (cfg->pool_depth > 0 && cfg->header_window_ms < SF_HDR_WINDOW_MIN_POOLED_MS)) {
-    throw_type(o.Env(), std::string("start(opts): \"headerWindowMs\" must be at least ") +
-                            (cfg->pool_depth > 0 ? std::to_string(SF_HDR_WINDOW_MIN_POOLED_MS) +
-                                                       " ms with pools (a pooled header is sent up to 20 s after it is signed)"
-                                                 : std::string("1000 ms")));
+    throw_type(o.Env(),
+               std::string("start(opts): \"headerWindowMs\" must be at least ") +
+                   (cfg->pool_depth > 0 ? std::to_string(SF_HDR_WINDOW_MIN_POOLED_MS) +
+                                              " ms with pools (a pooled header is sent up to 20 s after it is signed)"
+                                        : std::string("1000 ms")));
     return false;
   }
   return true;
@@ -193,25 +195,20 @@ Napi::Object limits_object(Napi::Env env, const Limits& l) {
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Engine",
-                       {InstanceMethod<&EngineWrap::Start>("start"),
-                        InstanceMethod<&EngineWrap::Stop>("stop"),
-                        InstanceMethod<&EngineWrap::AddContainer>("addContainer"),
-                        InstanceMethod<&EngineWrap::RemoveContainer>("removeContainer"),
-                        InstanceMethod<&EngineWrap::SetPeers>("setPeers"),
-                        InstanceMethod<&EngineWrap::SetRemoteListeners>("setRemoteListeners"),
-                        InstanceMethod<&EngineWrap::SetPolicy>("setPolicy"),
-                        InstanceMethod<&EngineWrap::Listeners>("listeners"),
-                        InstanceMethod<&EngineWrap::Counters>("counters"),
-                        InstanceMethod<&EngineWrap::GetLimits>("limits"),
-                        InstanceMethod<&EngineWrap::HandoffLatency>("handoffLatency"),
-                        InstanceMethod<&EngineWrap::HostKey>("hostKey"),
-                        InstanceMethod<&EngineWrap::SyncHeader>("syncHeader"),
-                        InstanceMethod<&EngineWrap::Unconfined>("unconfined")});
+    return DefineClass(
+        env, "Engine",
+        {InstanceMethod<&EngineWrap::Start>("start"), InstanceMethod<&EngineWrap::Stop>("stop"),
+         InstanceMethod<&EngineWrap::AddContainer>("addContainer"),
+         InstanceMethod<&EngineWrap::RemoveContainer>("removeContainer"),
+         InstanceMethod<&EngineWrap::SetPeers>("setPeers"),
+         InstanceMethod<&EngineWrap::SetRemoteListeners>("setRemoteListeners"),
+         InstanceMethod<&EngineWrap::SetPolicy>("setPolicy"), InstanceMethod<&EngineWrap::Listeners>("listeners"),
+         InstanceMethod<&EngineWrap::Counters>("counters"), InstanceMethod<&EngineWrap::GetLimits>("limits"),
+         InstanceMethod<&EngineWrap::HandoffLatency>("handoffLatency"), InstanceMethod<&EngineWrap::HostKey>("hostKey"),
+         InstanceMethod<&EngineWrap::SyncHeader>("syncHeader"), InstanceMethod<&EngineWrap::Unconfined>("unconfined")});
   }
 
-  explicit EngineWrap(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<EngineWrap>(info), eng_(new Engine) {
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info), eng_(new Engine) {
     // Stop the thread before the environment goes away (process exit without stop()).
     napi_add_env_cleanup_hook(info.Env(), &EngineWrap::Cleanup, this);
     env_ = info.Env();
@@ -244,9 +241,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!get_string(o, "hostIp", where, &host) || !get_string(o, "overlayCidr", where, &overlay) ||
         !get_string(o, "localSubnet", where, &local) || !get_port(o, "port", where, true, &cfg.port) ||
         !get_ms(o, "headerTimeoutMs", &cfg.header_timeout_ms) ||
-        !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms) ||
-        !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) || !get_count(o, "poolMax", 1, 256, &cfg.pool_max) ||
-        !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max) ||
+        !get_ms(o, "connectTimeoutMs", &cfg.connect_timeout_ms) || !get_count(o, "poolDepth", 0, 64, &cfg.pool_depth) ||
+        !get_count(o, "poolMax", 1, 256, &cfg.pool_max) || !get_count(o, "poolPeerMax", 1, 65536, &cfg.pool_peer_max) ||
         !get_count(o, "headerPeerMax", 1, 1 << 20, &cfg.header_peer_max) ||
         !get_count(o, "headerPendingMax", 1, 1 << 20, &cfg.header_pending_max) ||
         !get_count(o, "containerConnsMax", 1, 1 << 24, &cfg.container_conns_max) ||
@@ -291,7 +287,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value AddContainer(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 3 || !info[0].IsString() || !info[1].IsString() || !info[2].IsString())
-      return throw_type(env, "addContainer(id, ip, socketPath[, {netns, unprivilegedPortStart}]): expects three strings");
+      return throw_type(env,
+                        "addContainer(id, ip, socketPath[, {netns, unprivilegedPortStart}]): expects three strings");
     std::string id = info[0].As<Napi::String>().Utf8Value();
     std::string ips = info[1].As<Napi::String>().Utf8Value();
     std::string path = info[2].As<Napi::String>().Utf8Value();
@@ -301,7 +298,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::string netns;
     int port_start = -1;
     if (info.Length() > 3 && !info[3].IsUndefined()) {
-      if (!info[3].IsObject()) return throw_type(env, "addContainer: the fourth argument must be {netns, unprivilegedPortStart}");
+      if (!info[3].IsObject())
+        return throw_type(env, "addContainer: the fourth argument must be {netns, unprivilegedPortStart}");
       Napi::Object o = info[3].As<Napi::Object>();
       Napi::Value n = o.Get("netns");
       if (!n.IsUndefined()) {
@@ -330,7 +328,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value SetPeers(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const char* where = "setPeers(peers)";
-    if (info.Length() < 1 || !info[0].IsArray()) return throw_type(env, "setPeers(peers): expects an array of {ip, subnet, port}");
+    if (info.Length() < 1 || !info[0].IsArray())
+      return throw_type(env, "setPeers(peers): expects an array of {ip, subnet, port}");
     Napi::Array a = info[0].As<Napi::Array>();
     std::vector<Route> routes;
     for (uint32_t i = 0; i < a.Length(); i++) {
@@ -360,7 +359,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       eng_->set_remote_listeners(peer, nullptr);
       return env.Undefined();
     }
-    if (!info[1].IsArray()) return throw_type(env, "setRemoteListeners: listeners must be an array of \"ip:port\" or null");
+    if (!info[1].IsArray())
+      return throw_type(env, "setRemoteListeners: listeners must be an array of \"ip:port\" or null");
     Napi::Array a = info[1].As<Napi::Array>();
     std::vector<uint64_t> keys;
     keys.reserve(a.Length());
@@ -410,7 +410,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value HostKey(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lk(eng_->mu);
     if (eng_->clustered())
-      return throw_error(info.Env(), Error{EPERM, "hostKey(): with a cluster key the host key is secret; subscribe with syncHeader()"});
+      return throw_error(
+          info.Env(),
+          Error{EPERM, "hostKey(): with a cluster key the host key is secret; subscribe with syncHeader()"});
     return Napi::Buffer<uint8_t>::Copy(info.Env(), eng_->host_key, sizeof eng_->host_key);
   }
 
@@ -449,9 +451,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     uint64_t steered = st.steered > bells ? st.steered - bells : 0;
     uint64_t local = eng_->ctr.same_host_steered.load(std::memory_order_relaxed);
     uint64_t from_peers = steered > local ? steered - local : 0;  // same-host ones are same_host
-    o.Set("handed_in", Napi::Number::New(env, double(eng_->ctr.handed_in.load(std::memory_order_relaxed) + from_peers)));
+    o.Set("handed_in",
+          Napi::Number::New(env, double(eng_->ctr.handed_in.load(std::memory_order_relaxed) + from_peers)));
     o.Set("steered", Napi::Number::New(env, double(steered)));
-    o.Set("steer_to_broker", Napi::Number::New(env, double(st.no_header + st.not_steerable + st.no_key + st.no_listener + st.closed)));
+    o.Set("steer_to_broker",
+          Napi::Number::New(env, double(st.no_header + st.not_steerable + st.no_key + st.no_listener + st.closed)));
     o.Set("steer_bad_tag", Napi::Number::New(env, double(st.bad_tag)));  // with a cluster key: forged, reset
     o.Set("steer_stale", Napi::Number::New(env, double(st.stale)));
     o.Set("steer_replayed", Napi::Number::New(env, double(st.replayed)));
@@ -537,8 +541,10 @@ Napi::Value NetnsIpv4(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) return throw_type(env, "netnsIpv4(path): path must be a string");
   NetnsIp r = netns_ipv4(info[0].As<Napi::String>().Utf8Value());
   Napi::Object o = Napi::Object::New(env);
-  if (!r.error.empty()) o.Set("error", r.error);
-  else o.Set("ip", r.ip);
+  if (!r.error.empty())
+    o.Set("error", r.error);
+  else
+    o.Set("ip", r.ip);
   return o;
 }
 
@@ -558,7 +564,8 @@ Napi::Value RaiseFdLimit(const Napi::CallbackInfo& info) {
 // sizeLimits(nofile, opts): what start() would make of opts' limits under that RLIMIT_NOFILE.
 Napi::Value SizeLimits(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsNumber()) return throw_type(env, "sizeLimits(nofile[, opts]): nofile must be a number");
+  if (info.Length() < 1 || !info[0].IsNumber())
+    return throw_type(env, "sizeLimits(nofile[, opts]): nofile must be a number");
   Config cfg;
   if (info.Length() > 1 && info[1].IsObject()) {
     Napi::Object o = info[1].As<Napi::Object>();

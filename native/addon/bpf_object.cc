@@ -8,8 +8,8 @@
 namespace sf {
 
 bpf_object* load_embedded_bpf(const unsigned char* data, size_t len, const char* name, const char* what,
-                              const std::function<std::string(bpf_object*)>& prepare,
-                              std::string (*hint)(int), std::string* err) {
+                              const std::function<std::string(bpf_object*)>& prepare, std::string (*hint)(int),
+                              std::string* err) {
   LIBBPF_OPTS(bpf_object_open_opts, oo, .object_name = name);
   bpf_object* obj = bpf_object__open_mem(data, len, &oo);
   if (!obj) {

@@ -18,8 +18,8 @@ inline constexpr char kBpfPrivilegeHint[] = " (needs CAP_BPF and CAP_NET_ADMIN, 
 // *err set and nothing left open. Messages name it by `what`: "cannot open the embedded <what>
 // object: <strerror>", "cannot load the <what> program: <strerror><hint(errno)>" (hint may be null).
 bpf_object* load_embedded_bpf(const unsigned char* data, size_t len, const char* name, const char* what,
-                              const std::function<std::string(bpf_object*)>& prepare,
-                              std::string (*hint)(int), std::string* err);
+                              const std::function<std::string(bpf_object*)>& prepare, std::string (*hint)(int),
+                              std::string* err);
 
 // Sets each *fd to the fd of the named map (-1 if missing); false if any is missing.
 bool find_map_fds(bpf_object* obj, std::initializer_list<std::pair<const char*, int*>> maps);

@@ -44,9 +44,12 @@ AuthResult Engine::auth_header(uint32_t peer_ip, const sf_hdr& h) {
   uint64_t window = uint64_t(cfg.header_window_ms) * 1000000ull;
   if (nonce + window < now || nonce > now + SF_HDR_FUTURE_NS) return AUTH_STALE;
   switch (seen.insert(owner, nonce, now - window)) {
-    case ReplayCache::TOO_OLD: return AUTH_STALE;
-    case ReplayCache::SEEN: return AUTH_REPLAYED;
-    case ReplayCache::NEW: break;
+    case ReplayCache::TOO_OLD:
+      return AUTH_STALE;
+    case ReplayCache::SEEN:
+      return AUTH_REPLAYED;
+    case ReplayCache::NEW:
+      break;
   }
   // The kernel's cache holds the headers it steered, which this broker never saw; recording ours
   // there too keeps one steered path's header from being replayed through the other.
@@ -63,11 +66,20 @@ AuthResult Engine::auth_header(uint32_t peer_ip, const sf_hdr& h) {
 void Engine::count_refusal(AuthResult r, uint32_t peer_ip) {
   static const char* why[] = {"", "forged", "stale", "replayed", "not from a member"};
   switch (r) {
-    case AUTH_FORGED: inc(ctr.header_forged); break;
-    case AUTH_STALE: inc(ctr.header_stale); break;
-    case AUTH_REPLAYED: inc(ctr.header_replayed); break;
-    case AUTH_NOT_MEMBER: inc(ctr.header_not_member); break;
-    case AUTH_OK: return;
+    case AUTH_FORGED:
+      inc(ctr.header_forged);
+      break;
+    case AUTH_STALE:
+      inc(ctr.header_stale);
+      break;
+    case AUTH_REPLAYED:
+      inc(ctr.header_replayed);
+      break;
+    case AUTH_NOT_MEMBER:
+      inc(ctr.header_not_member);
+      break;
+    case AUTH_OK:
+      return;
   }
   SF_DLOG("header from %s refused: %s", ip_str(peer_ip).c_str(), why[r]);
 }

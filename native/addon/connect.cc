@@ -19,7 +19,10 @@
 namespace sf {
 
 void OutConn::recycle(Engine& e) {
-  if (e.free_out.size() < 1024) e.free_out.push_back(this); else delete this;
+  if (e.free_out.size() < 1024)
+    e.free_out.push_back(this);
+  else
+    delete this;
 }
 
 uint16_t Engine::next_src_port() {
@@ -247,7 +250,8 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   bool pending = false;
   uint32_t dst = ntohl(req.vip_b);
   uint16_t dport = ntohs(req.port_b);
-  int fd = cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, pc->c->ip, dst, dport, sport), &pending) : -1;
+  int fd =
+      cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, pc->c->ip, dst, dport, sport), &pending) : -1;
   bool hdr_sent = fd >= 0;
   if (fd < 0) fd = open_peer_socket(r, &pending);
   if (fd >= 0 && !fd_room(fd)) {  // the broker's descriptors are the control plane's now
@@ -258,7 +262,8 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   }
   OutConn* o = fd >= 0 ? new_out(pc, fd, nullptr) : nullptr;
   if (!o) {
-    if (ratelimit(3)) logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
+    if (ratelimit(3))
+      logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
     close_fd(fd);
     inc(ctr.connect_failures);
     inc(ctr.fallbacks);
@@ -283,7 +288,10 @@ void Engine::unlink_out(OutConn* o) {
   if (o->in_epoll) ep_del(o->ev);
   o->in_epoll = false;
   out_timers.remove(o);
-  if (o->pprev) o->pprev->pnext = o->pnext; else o->pc->outs = o->pnext;
+  if (o->pprev)
+    o->pprev->pnext = o->pnext;
+  else
+    o->pc->outs = o->pnext;
   if (o->pnext) o->pnext->pprev = o->pprev;
   o->pprev = o->pnext = nullptr;
   if (!o->pool) {

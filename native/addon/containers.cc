@@ -15,7 +15,7 @@
 namespace sf {
 
 Error Engine::add_container(const std::string& id, uint32_t ip, const std::string& path, const std::string& netns,
-                             int port_start) {
+                            int port_start) {
   // Its network namespace, read before the lock (a thread joins it for the port sysctl): which
   // user namespaces' CAP_NET_BIND_SERVICE count there, and from which port on none is needed.
   NetnsInfo ni = read_netns_info(netns, true);
@@ -86,7 +86,10 @@ bool Engine::remove_container(const std::string& id) {
   auto it = by_id.find(id);
   if (it == by_id.end()) return false;
   kill_container(it->second, true);
-  if (running_) nudge(); else collect_garbage();
+  if (running_)
+    nudge();
+  else
+    collect_garbage();
   return true;
 }
 
@@ -104,8 +107,7 @@ void Engine::kill_container(Container* c, bool emit) {
   c->ev.fd = -1;
   struct stat st;
   // Unlink only the socket file we created (a newer daemon may have taken the path over).
-  if (lstat(c->path.c_str(), &st) == 0 && st.st_dev == c->path_dev && st.st_ino == c->path_ino)
-    unlink(c->path.c_str());
+  if (lstat(c->path.c_str(), &st) == 0 && st.st_dev == c->path_dev && st.st_ino == c->path_ino) unlink(c->path.c_str());
   by_id.erase(c->id);
   by_ip.erase(c->ip);
   dec(ctr.containers);

@@ -88,14 +88,23 @@ struct TimerList {
     x->deadline = deadline;
     x->tprev = tail;
     x->tnext = nullptr;
-    if (tail) tail->tnext = x; else head = x;
+    if (tail)
+      tail->tnext = x;
+    else
+      head = x;
     tail = x;
     x->timed = true;
   }
   void remove(T* x) {
     if (!x->timed) return;
-    if (x->tprev) x->tprev->tnext = x->tnext; else head = x->tnext;
-    if (x->tnext) x->tnext->tprev = x->tprev; else tail = x->tprev;
+    if (x->tprev)
+      x->tprev->tnext = x->tnext;
+    else
+      head = x->tnext;
+    if (x->tnext)
+      x->tnext->tprev = x->tprev;
+    else
+      tail = x->tprev;
     x->tprev = x->tnext = nullptr;
     x->timed = false;
   }
@@ -137,11 +146,11 @@ struct OutConn : Obj {
   OutConn *tprev = nullptr, *tnext = nullptr;
   bool timed = false;
   OutConn *pprev = nullptr, *pnext = nullptr;  // the preload connection's pending list
-  Pool* pool = nullptr;  // set: a connect that stocks this pool (no reply to the preload)
-  bool in_epoll = false;  // registered (EPOLLOUT): only then is there anything to remove
-  bool hdr_sent = false;  // the header went in the SYN (TCP Fast Open)
-  bool local = false;     // to a steered listener on this host (counted as same_host)
-  uint64_t asked_ns = 0;  // mono_ns() when the preload asked (handoff latency)
+  Pool* pool = nullptr;                        // set: a connect that stocks this pool (no reply to the preload)
+  bool in_epoll = false;                       // registered (EPOLLOUT): only then is there anything to remove
+  bool hdr_sent = false;                       // the header went in the SYN (TCP Fast Open)
+  bool local = false;                          // to a steered listener on this host (counted as same_host)
+  uint64_t asked_ns = 0;                       // mono_ns() when the preload asked (handoff latency)
   void recycle(Engine& e) override;
 };
 
@@ -152,7 +161,7 @@ struct PreloadConn : Obj {
   // CAP_NET_BIND_SERVICE in its user namespace, which owns the container's network namespace (or
   // is an ancestor of its owner). Read once, when the connection is accepted (limits.cc).
   bool low_ports = false;
-  OutConn* outs = nullptr;  // pending cross-host connects of this connection
+  OutConn* outs = nullptr;   // pending cross-host connects of this connection
   std::vector<Pool*> pools;  // one per peer route this process connects to
 };
 
@@ -172,9 +181,9 @@ struct Pool : Obj {
   // connections already, so the report's own count skips them.
   uint32_t presumed = 0;
   bool blocking = false;  // the process's applications want blocking sockets (SF_TOOK_BLOCKING)
-  int backoff_ms = 0;       // after failed stocking connects: none before retry_at
+  int backoff_ms = 0;     // after failed stocking connects: none before retry_at
   int64_t retry_at = 0;
-  bool parked = false;      // reports are not watched until parked_ns + kPoolParkNs
+  bool parked = false;  // reports are not watched until parked_ns + kPoolParkNs
   int64_t parked_ns = 0;
 };
 
@@ -194,7 +203,7 @@ struct Container : Obj {
   // Its network namespace (limits.cc): net.ipv4.ip_unprivileged_port_start there, when it was
   // last read, and the user namespaces whose CAP_NET_BIND_SERVICE counts in it (the namespace's
   // owner and that one's ancestors, as (dev, ino)).
-  std::string netns;            // path given at registration ("" : the broker's own)
+  std::string netns;                      // path given at registration ("" : the broker's own)
   uint64_t netns_dev = 0, netns_ino = 0;  // its identity (0: unreadable); the seccomp agent looks it up
   uint32_t port_start = 1024;
   bool port_start_fixed = false;  // given by the caller: never read again
@@ -236,17 +245,17 @@ struct Config {
   bool debug = false;
   int header_timeout_ms = 5000;
   int connect_timeout_ms = 3000;
-  uint32_t pool_depth = 4;    // first stock of a new pool (0: no pools, every connect asks)
-  uint32_t pool_max = 64;     // largest a pool grows
+  uint32_t pool_depth = 4;        // first stock of a new pool (0: no pools, every connect asks)
+  uint32_t pool_max = 64;         // largest a pool grows
   uint32_t pool_peer_max = 1024;  // pooled connections to one peer, all processes together
   // Reserved-port connections waiting for their header: from one source address, and in all.
   // Past either, a new one is closed at once (header_overload), so one peer with many slow or
   // idle connections cannot take the descriptors that serve the others.
   uint32_t header_peer_max = 1024;
   uint32_t header_pending_max = 16384;
-  bool fast_open = true;      // TCP Fast Open: pooled sockets carry the header in their SYN
-  bool steer = true;          // kernel steering to listeners (needs fast_open, CAP_BPF)
-  bool guard = true;          // false: act as a host without the guard (hands out nothing; tests)
+  bool fast_open = true;  // TCP Fast Open: pooled sockets carry the header in their SYN
+  bool steer = true;      // kernel steering to listeners (needs fast_open, CAP_BPF)
+  bool guard = true;      // false: act as a host without the guard (hands out nothing; tests)
   // Cluster key (SF_CLUSTER_KEY_MIN..MAX bytes) or empty: derived host keys and checked senders,
   // nonces and replays (cluster_checks.cc). The window is how old a header's nonce may be.
   std::vector<uint8_t> cluster_key;
@@ -272,7 +281,8 @@ struct Limits {
   uint64_t nofile = 0;   // the soft RLIMIT_NOFILE at start
   uint32_t reserve = 0;  // descriptors left to the control plane (JS, gRPC, sync streams, etcd)
   uint32_t budget = 0;   // nofile - reserve: the engine takes no new long-lived descriptor numbered above (0: none)
-  uint32_t conns = kDefaultConns, pools = kDefaultPools, listeners = kDefaultListeners, pending = kDefaultPending;  // per container
+  uint32_t conns = kDefaultConns, pools = kDefaultPools, listeners = kDefaultListeners,
+           pending = kDefaultPending;  // per container
 };
 // The sizing alone (pure; the self-test checks it): explicit limits as given, the others at their
 // defaults scaled down so that one container at all of them holds at most a quarter of the budget.
@@ -327,7 +337,7 @@ struct Engine {
 
   // ---- JS-facing API (JS thread; each takes mu) ----
   Error start(const Config& cfg, EventSink* sink);  // sink is owned by the caller; kept until stop
-  void stop();                                       // joins the thread, closes everything
+  void stop();                                      // joins the thread, closes everything
   // netns: the container's network namespace (its port sysctl and owner are read there; "" : the
   // broker's own); port_start >= 0 fixes net.ipv4.ip_unprivileged_port_start instead (tests).
   Error add_container(const std::string& id, uint32_t ip, const std::string& path, const std::string& netns = "",
@@ -365,20 +375,20 @@ struct Engine {
   std::unordered_map<uint32_t, Container*> by_ip;
   std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
 
-  std::vector<uint8_t> route_prefixes;                   // distinct prefix lengths, longest first
-  std::unordered_map<uint64_t, Route> routes;            // (prefix << 32 | net) -> route
+  std::vector<uint8_t> route_prefixes;                               // distinct prefix lengths, longest first
+  std::unordered_map<uint64_t, Route> routes;                        // (prefix << 32 | net) -> route
   std::unordered_map<uint32_t, std::unordered_set<uint64_t>> views;  // peer ip -> "ip:port" keys
   Policy policy;
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
   std::unordered_map<uint32_t, uint32_t> pending_by_peer;  // parked headers per source address
-  uint8_t host_key[16] = {};  // this broker's MAC key for the headers it sends (random, or derived)
+  uint8_t host_key[16] = {};          // this broker's MAC key for the headers it sends (random, or derived)
   uint8_t cluster_key_root[16] = {};  // with a cluster key: its root (cluster_root)
   bool clustered() const { return !cfg.cluster_key.empty(); }
-  uint64_t last_nonce = 0;    // the last nonce signed: each new one is larger
-  ReplayCache seen;           // with a cluster key: headers accepted on the reserved port
-  uint64_t seen_inserts = 0;  // of those, recorded in the steering program's cache too
+  uint64_t last_nonce = 0;                             // the last nonce signed: each new one is larger
+  ReplayCache seen;                                    // with a cluster key: headers accepted on the reserved port
+  uint64_t seen_inserts = 0;                           // of those, recorded in the steering program's cache too
   std::deque<std::pair<int64_t, uint64_t>> seen_rate;  // (ms, kernel cache inserts so far), per second
   // Without a cluster key: a peer's host key (from its SYNC header) and the one before it: a
   // restarted broker's processes may still send pooled headers signed with the old key for a while
@@ -388,25 +398,25 @@ struct Engine {
     bool has_prev = false;
     bool ok(const sf_hdr& h) const;
   };
-  std::unordered_map<uint32_t, PeerKey> peer_keys;  // peer ip -> keys
+  std::unordered_map<uint32_t, PeerKey> peer_keys;    // peer ip -> keys
   std::unordered_map<uint32_t, uint32_t> peer_stock;  // peer ip -> pooled connections (queued + connecting)
   TimerList<OutConn> out_timers;
   std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
   uint16_t next_port = 32768;
   int64_t last_log[16] = {};
-  int spare_fd = -1;  // held open so that EMFILE on accept can shed a connection instead of spinning
+  int spare_fd = -1;                // held open so that EMFILE on accept can shed a connection instead of spinning
   std::unique_ptr<Steering> steer;  // null or not ok: no kernel steering (the broker hands everything)
   // The confinement guard: without it (guard null or not ok) no host socket leaves the broker:
   // connects fall back, listens stay the application's own, nothing is steered (open_guard()).
   std::unique_ptr<Guard> guard;
-  ViewPage view;  // shared with the preloads: when their confirmations lapse (view_page.h)
+  ViewPage view;               // shared with the preloads: when their confirmations lapse (view_page.h)
   std::string unconfined_why;  // why not, for status and doctor ("" when confined)
   struct Bell {
     int fd;
     int64_t deadline;
   };
-  std::vector<Bell> bells;  // doorbell connections until their handshake is done
+  std::vector<Bell> bells;          // doorbell connections until their handshake is done
   std::vector<Pool*> parked_pools;  // pools whose take reports wait a moment (see park_pool)
   int64_t next_sweep = 0;
   // The seccomp agent (seccomp_agent.h) while cfg.seccomp_path is set: made by start(), gone with
@@ -429,9 +439,9 @@ struct Engine {
   // The same for a line about one container: its id goes along as a field of its own.
   void logc(int level, const std::string& container, const char* fmt, ...) __attribute__((format(printf, 4, 5)));
   void vlog(int level, const std::string& container, const char* fmt, va_list ap);
-  bool ratelimit(int slot);  // true at most once per second per slot
+  bool ratelimit(int slot);                                           // true at most once per second per slot
   int accept_fd(int lfd, int flags, sockaddr* addr, socklen_t* len);  // accept4 + EMFILE shedding
-  void nudge();              // wake the thread (after JS killed objects, so they are freed)
+  void nudge();  // wake the thread (after JS killed objects, so they are freed)
 
   // reserved_port.cc
   Error open_reserved();
@@ -477,7 +487,7 @@ struct Engine {
   sf_hdr sync_header();
 
   // cluster_checks.cc (with a cluster key)
-  uint64_t next_nonce();  // max(CLOCK_REALTIME, last + 1)
+  uint64_t next_nonce();                                           // max(CLOCK_REALTIME, last + 1)
   uint32_t header_owner(uint32_t peer_ip, const sf_hdr& h) const;  // 0: no member
   AuthResult auth_header(uint32_t peer_ip, const sf_hdr& h);
   void count_refusal(AuthResult r, uint32_t peer_ip);
@@ -490,19 +500,20 @@ struct Engine {
   bool confined() const { return guard && guard->ok(); }
   // Marks a host socket before it leaves the broker; false (errno set): it must not leave.
   bool confine(int fd) { return confined() && guard->protect(fd); }
-  void open_steering();          // after open_reserved(): load, attach, keys (logs why not)
+  void open_steering();  // after open_reserved(): load, attach, keys (logs why not)
   bool steering() const { return steer && steer->ok(); }
-  void update_steer_keys();      // own subnet and every peer with a known key
+  void update_steer_keys();                     // own subnet and every peer with a known key
   void make_steered(Listener* l, int backlog);  // a host socket for a new listener
   void on_steer_socket(PreloadConn* pc, const sf_msg& req);
-  bool adopt_steered(PreloadConn* pc, const sf_msg& req);  // SF_QUERY_CHANNEL for a steered socket
+  bool adopt_steered(PreloadConn* pc, const sf_msg& req);                    // SF_QUERY_CHANNEL for a steered socket
   void steer_again(PreloadConn* pc, const sf_msg& req, int* fds, int nfds);  // SF_STEER_AGAIN
-  Listener* take_over_steered(Container* c, uint32_t vip, uint16_t port, int steered_fd, int real, int* app_end, int* err);
+  Listener* take_over_steered(Container* c, uint32_t vip, uint16_t port, int steered_fd, int real, int* app_end,
+                              int* err);
   Channel* open_channel(Listener* l, Container* c, int real_fd, int* app_end);
-  void unsteer(Listener* l);     // drop its slot and socket
+  void unsteer(Listener* l);       // drop its slot and socket
   bool keep_steered(Listener* l);  // no channel left: true if the app still has the socket
   void ring_doorbell(Listener* l);
-  void tend_steering(int64_t now);  // closes finished doorbells; sweeps closed steered listeners
+  void tend_steering(int64_t now);               // closes finished doorbells; sweeps closed steered listeners
   void remove_listener(Listener* l, bool emit);  // with every channel and its steered socket
   void drop_listener(Listener* l, bool emit);    // its last channel is gone
 
@@ -512,7 +523,7 @@ struct Engine {
   void flush_pool_batch(Pool* p, PoolBatch& b);
   sf_pooled pooled_msg(Pool* p, bool deferred);
   void pool_connected(OutConn* o, int fd);
-  void pool_failed(Pool* p);   // a counted stocking connect failed: uncount it, back off
+  void pool_failed(Pool* p);  // a counted stocking connect failed: uncount it, back off
   void pool_backoff(Pool* p);
   void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, and the peer's total
   void on_pool(Pool* p);
@@ -547,9 +558,8 @@ struct Engine {
   void on_container_accept(Container* c);
   void on_preload(PreloadConn* pc);
   void handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds);
-  bool reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status, int fd,
-             uint32_t vip_a = 0, uint16_t port_a = 0, uint32_t vip_b = 0, uint16_t port_b = 0,
-             uint64_t a = 0);
+  bool reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status, int fd, uint32_t vip_a = 0,
+             uint16_t port_a = 0, uint32_t vip_b = 0, uint16_t port_b = 0, uint64_t a = 0);
   void kill_preload(PreloadConn* pc);
 
   // containers.cc
@@ -584,13 +594,13 @@ struct Engine {
 };
 
 // Per-connection debug logging: arguments are not even evaluated unless cfg.debug is set.
-#define SF_DLOG(...)                                \
-  do {                                              \
-    if (cfg.debug) logf(LOG_DEBUG, __VA_ARGS__);    \
+#define SF_DLOG(...)                             \
+  do {                                           \
+    if (cfg.debug) logf(LOG_DEBUG, __VA_ARGS__); \
   } while (0)
 
 // Builds an sf_msg with version and seq filled in (addresses/ports given in host order).
-sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a,
-                uint32_t vip_b, uint16_t port_b, uint64_t a);
+sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a, uint32_t vip_b,
+                uint16_t port_b, uint64_t a);
 
 }  // namespace sf

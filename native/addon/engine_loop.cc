@@ -25,8 +25,8 @@ Engine::Engine() {}
 
 Engine::~Engine() { stop(); }
 
-sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a,
-                uint32_t vip_b, uint16_t port_b, uint64_t a) {
+sf_msg make_msg(uint16_t type, uint32_t seq, int32_t status, uint32_t vip_a, uint16_t port_a, uint32_t vip_b,
+                uint16_t port_b, uint64_t a) {
   sf_msg m;
   memset(&m, 0, sizeof m);
   m.type = type;
@@ -127,8 +127,7 @@ Error Engine::start(const Config& c, EventSink* s) {
   if ((err = open_loopback())) return failed(err);
   if ((err = open_seccomp())) return failed(err);
   wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake.fd < 0 || !ep_add(wake, EPOLLIN))
-    return failed(Error{errno, std::string("eventfd: ") + strerror(errno)});
+  if (wake.fd < 0 || !ep_add(wake, EPOLLIN)) return failed(Error{errno, std::string("eventfd: ") + strerror(errno)});
   spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   sink = s;
   stopping.store(false);
@@ -205,7 +204,7 @@ int Engine::next_timeout(int64_t now) {
   int64_t t = -1;
   if (hdr_timers.head) t = hdr_timers.head->deadline;
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
-  if (!bells.empty() && (t < 0 || now + 10 < t)) t = now + 10;           // doorbells to close
+  if (!bells.empty() && (t < 0 || now + 10 < t)) t = now + 10;                           // doorbells to close
   if (steer && steer->ok() && (t < 0 || next_sweep < t)) t = std::max(next_sweep, now);  // the sweep
   if (seccomp) {
     int64_t s = seccomp->next_deadline();
@@ -273,18 +272,33 @@ void Engine::dispatch(Ev* ev, uint32_t events) {
   switch (ev->kind) {
     case EV_WAKE: {
       uint64_t v;
-      while (read(ev->fd, &v, sizeof v) < 0 && errno == EINTR) {
-      }
+      while (read(ev->fd, &v, sizeof v) < 0 && errno == EINTR) {}
       break;
     }
-    case EV_RESERVED: on_reserved(); break;
-    case EV_LOOPBACK: on_loopback(); break;
-    case EV_CONTAINER: on_container_accept(static_cast<Container*>(ev->owner)); break;
-    case EV_PRELOAD: on_preload(static_cast<PreloadConn*>(ev->owner)); break;
-    case EV_HEADER: on_header(static_cast<HeaderConn*>(ev->owner)); break;
-    case EV_OUT: on_out(static_cast<OutConn*>(ev->owner)); break;
-    case EV_CHAN: kill_channel(static_cast<Channel*>(ev->owner), true); break;
-    case EV_POOL: on_pool(static_cast<Pool*>(ev->owner)); break;
+    case EV_RESERVED:
+      on_reserved();
+      break;
+    case EV_LOOPBACK:
+      on_loopback();
+      break;
+    case EV_CONTAINER:
+      on_container_accept(static_cast<Container*>(ev->owner));
+      break;
+    case EV_PRELOAD:
+      on_preload(static_cast<PreloadConn*>(ev->owner));
+      break;
+    case EV_HEADER:
+      on_header(static_cast<HeaderConn*>(ev->owner));
+      break;
+    case EV_OUT:
+      on_out(static_cast<OutConn*>(ev->owner));
+      break;
+    case EV_CHAN:
+      kill_channel(static_cast<Channel*>(ev->owner), true);
+      break;
+    case EV_POOL:
+      on_pool(static_cast<Pool*>(ev->owner));
+      break;
     case EV_SC_LISTEN:
     case EV_SC_CONN:
     case EV_SC_NOTIFY:
@@ -321,7 +335,8 @@ int Engine::accept_fd(int lfd, int flags, sockaddr* addr, socklen_t* len) {
 void Engine::nudge() {
   if (!running_ || wake.fd < 0) return;
   uint64_t one = 1;
-  if (write(wake.fd, &one, sizeof one) < 0) { /* counter saturated: the thread is waking anyway */ }
+  if (write(wake.fd, &one, sizeof one) < 0) { /* counter saturated: the thread is waking anyway */
+  }
 }
 
 bool Engine::ratelimit(int slot) {

@@ -22,7 +22,7 @@ struct Item {
   uint32_t ip = 0;
   uint16_t port = 0;
   int fd = -1;
-  std::string text;  // container id or log message
+  std::string text;       // container id or log message
   std::string container;  // log: the container it is about, or empty
 };
 
@@ -95,8 +95,7 @@ static bool push(const std::shared_ptr<EventQueue>& q, Item&& item) {
   q->items.push_back(std::move(item));
   if (!q->scheduled) {
     std::shared_ptr<EventQueue> keep = q;
-    napi_status st = q->tsfn.NonBlockingCall(
-        [keep](Napi::Env env, Napi::Function cb) { deliver(keep, env, cb); });
+    napi_status st = q->tsfn.NonBlockingCall([keep](Napi::Env env, Napi::Function cb) { deliver(keep, env, cb); });
     // On failure the items stay queued and the next push tries again.
     if (st == napi_ok) q->scheduled = true;
   }

@@ -132,8 +132,10 @@ std::string Guard::open(std::vector<int> old) {
     bpf_program* prog = bpf_object__find_program_by_name(obj, names[i]);
     int fd = -1, e = ENOENT;
     if (prog && reuse) {
-      if (bpf_link_update(old[i + 1], bpf_program__fd(prog), nullptr) == 0) std::swap(fd, old[i + 1]);
-      else e = errno;
+      if (bpf_link_update(old[i + 1], bpf_program__fd(prog), nullptr) == 0)
+        std::swap(fd, old[i + 1]);
+      else
+        e = errno;
     } else if (prog) {
       fd = bpf_link_create(bpf_program__fd(prog), cg, bpf_program__expected_attach_type(prog), nullptr);
       e = errno;
@@ -142,7 +144,8 @@ std::string Guard::open(std::vector<int> old) {
       if (cg >= 0) ::close(cg);
       close_old();
       close_all();
-      return std::string(reuse ? "cannot update the link of " : "cannot attach ") + names[i] + " to the cgroup v2 root: " + strerror(e);
+      return std::string(reuse ? "cannot update the link of " : "cannot attach ") + names[i] +
+             " to the cgroup v2 root: " + strerror(e);
     }
     links_.push_back(fd);
   }
@@ -198,7 +201,8 @@ std::string Guard::self_check() {
   if ((rc = int(sendto(c.fd, "x", 1, MSG_FASTOPEN | MSG_DONTWAIT | MSG_NOSIGNAL, sa, sizeof a))) >= 0 ||
       (errno != EPERM && errno != EOPNOTSUPP))
     return std::string("a Fast Open sendto() after a disconnect ") + call_result(rc < 0 ? rc : 0);
-  if ((rc = listen(c.fd, 1)) == 0) return "listen() after a disconnect succeeded (this kernel lets a connected socket listen again)";
+  if ((rc = listen(c.fd, 1)) == 0)
+    return "listen() after a disconnect succeeded (this kernel lets a connected socket listen again)";
   // Children of a marked listener carry the mark (BPF_F_CLONE).
   uint32_t v = 0;
   c2.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

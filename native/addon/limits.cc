@@ -69,7 +69,9 @@ Limits size_limits(uint64_t nofile, const Config& cfg) {
   // two per handoff (the host socket, a seccomp caller's socket).
   const double per = double(kDefaultConns) + kDefaultPools + 3.0 * kDefaultListeners + 2.0 * kDefaultPending;
   const double scale = std::min(1.0, double(l.budget) / 4 / per);
-  auto pick = [&](uint32_t given, uint32_t def) { return given ? given : std::max<uint32_t>(8, uint32_t(def * scale)); };
+  auto pick = [&](uint32_t given, uint32_t def) {
+    return given ? given : std::max<uint32_t>(8, uint32_t(def * scale));
+  };
   l.conns = pick(cfg.container_conns_max, kDefaultConns);
   l.pools = pick(cfg.container_pools_max, kDefaultPools);
   l.listeners = pick(cfg.container_listeners_max, kDefaultListeners);
@@ -184,8 +186,7 @@ void Engine::refuse_preload(int fd, int err) {
   // What came already (its HELLO) must not be left unread: closing a socket with unread data
   // resets the peer, which would then see ECONNRESET instead of the answer.
   char buf[sizeof(sf_msg)];
-  for (int i = 0; i < 4 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {
-  }
+  for (int i = 0; i < 4 && recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0; i++) {}
   close_fd(fd);
 }
 
@@ -207,7 +208,8 @@ static bool cap_bind_service(int pid) {
 }
 
 const char* Engine::peer_outside(Container* c, int fd) {
-  if (c->netns_dev == 0 && c->netns_ino == 0) return "the container's network namespace could not be read at registration";
+  if (c->netns_dev == 0 && c->netns_ino == 0)
+    return "the container's network namespace could not be read at registration";
   int nfd = ioctl(fd, SIOCGSKNS);
   if (nfd < 0) return errno == EPERM ? "SIOCGSKNS: the broker lacks CAP_NET_ADMIN" : "SIOCGSKNS failed";
   struct stat st;
@@ -226,7 +228,8 @@ bool Engine::peer_low_ports(Container* c, int fd) {
   // reused that fast).
   int pidfd = -1;
   socklen_t pl = sizeof pidfd;
-  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pl) != 0) pidfd = errno == ENOPROTOOPT ? int(syscall(SYS_pidfd_open, cr.pid, 0)) : -1;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pl) != 0)
+    pidfd = errno == ENOPROTOOPT ? int(syscall(SYS_pidfd_open, cr.pid, 0)) : -1;
   if (pidfd < 0) return false;
   bool ok = cap_bind_service(cr.pid);
   if (ok) {

@@ -63,7 +63,8 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
   if (!port_allowed(pc, port)) {
     inc(ctr.lport_denied);
     if (ratelimit(13))
-      logc(LOG_WARN, c->id, "a process of %s without CAP_NET_BIND_SERVICE named listening port %u (below %u): not on SlimFast",
+      logc(LOG_WARN, c->id,
+           "a process of %s without CAP_NET_BIND_SERVICE named listening port %u (below %u): not on SlimFast",
            c->id.c_str(), port, c->port_start);
     return fail(SF_STATUS_FALLBACK);
   }
@@ -81,8 +82,10 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
   struct stat st;
   Channel* ch = nullptr;
   int err = 0;
-  if (fstat(sp[1], &st) < 0 || !set_nonblock(sp[0], true) || !set_nonblock(rfd, true)) err = errno;
-  else if (!(ch = new (std::nothrow) Channel)) err = ENOMEM;
+  if (fstat(sp[1], &st) < 0 || !set_nonblock(sp[0], true) || !set_nonblock(rfd, true))
+    err = errno;
+  else if (!(ch = new (std::nothrow) Channel))
+    err = ENOMEM;
   if (!err) {
     grow_sndbuf(sp[0], 4 << 20);  // room for many queued SF_ACCEPTED before EAGAIN
     ch->chan.fd = sp[0];
@@ -244,9 +247,8 @@ std::vector<ListenerRow> Engine::listener_rows() {
     Listener* l = kv.second;
     rows.push_back(ListenerRow{l->vip, l->port, l->c->id, uint32_t(l->chans.size())});
   }
-  std::sort(rows.begin(), rows.end(), [](const ListenerRow& a, const ListenerRow& b) {
-    return a.ip != b.ip ? a.ip < b.ip : a.port < b.port;
-  });
+  std::sort(rows.begin(), rows.end(),
+            [](const ListenerRow& a, const ListenerRow& b) { return a.ip != b.ip ? a.ip < b.ip : a.port < b.port; });
   return rows;
 }
 

@@ -73,11 +73,13 @@ void readable(uv_poll_t* p, int status, int events) {
 Napi::Value WatchExit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsFunction()) {
-    Napi::TypeError::New(env, "watchExit(pid, onExit): pid must be a number and onExit a function").ThrowAsJavaScriptException();
+    Napi::TypeError::New(env, "watchExit(pid, onExit): pid must be a number and onExit a function")
+        .ThrowAsJavaScriptException();
     return env.Undefined();
   }
   double pid = info[0].As<Napi::Number>().DoubleValue();
-  if (!(pid >= 1 && pid <= 4194304) || pid != static_cast<double>(static_cast<int>(pid))) return Napi::Number::New(env, -EINVAL);
+  if (!(pid >= 1 && pid <= 4194304) || pid != static_cast<double>(static_cast<int>(pid)))
+    return Napi::Number::New(env, -EINVAL);
   int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(pid), 0));
   if (fd < 0) return Napi::Number::New(env, -errno);
   uv_loop_t* loop = nullptr;

@@ -11,7 +11,7 @@ struct PolicyRule {
   bool allow;
   uint32_t src_net, src_mask;  // host order; mask 0 = any
   uint32_t dst_net, dst_mask;
-  uint16_t port_lo, port_hi;   // inclusive
+  uint16_t port_lo, port_hi;  // inclusive
 };
 
 struct Policy {

@@ -19,7 +19,10 @@ void Engine::set_policy(Policy p) {
     for (PreloadConn* pc : c->conns)
       while (!pc->pools.empty()) kill_pool(pc->pools.back());
   }
-  if (running_) nudge(); else collect_garbage();  // frees the killed pools
+  if (running_)
+    nudge();
+  else
+    collect_garbage();  // frees the killed pools
 }
 
 // The source is the container whose broker socket the request came in on, never the app's word.
@@ -27,8 +30,8 @@ bool Engine::policy_denies(Container* c, uint32_t dst, uint16_t dport) {
   if (!policy.active || policy.allows(c->ip, dst, dport)) return false;
   inc(ctr.policy_denied);
   if (ratelimit(10))
-    logc(LOG_INFO, c->id, "policy: denied %s -> %s:%u (container %s)", ip_str(c->ip).c_str(),
-         ip_str(dst).c_str(), dport, c->id.c_str());
+    logc(LOG_INFO, c->id, "policy: denied %s -> %s:%u (container %s)", ip_str(c->ip).c_str(), ip_str(dst).c_str(),
+         dport, c->id.c_str());
   return true;
 }
 

@@ -127,8 +127,10 @@ void Engine::flush_pool_batch(Pool* p, PoolBatch& b) {
     sent += r;
   }
   for (int i = 0; i < b.n; i++) {
-    if (i < sent) close_fd(b.fds[i]);
-    else reset_close(b.fds[i]);
+    if (i < sent)
+      close_fd(b.fds[i]);
+    else
+      reset_close(b.fds[i]);
   }
   pool_stock(p, sent, 0);
   ctr.pool_stocked.fetch_add(uint64_t(sent), std::memory_order_relaxed);
@@ -148,8 +150,8 @@ sf_pooled Engine::pooled_msg(Pool* p, bool deferred) {
   // The MAC (made with the destination fields zero) keeps the source vIP ours.
   sf_pooled msg;
   msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
-  msg.m = make_msg(SF_POOLED, 0, (deferred ? SF_POOLED_DEFERRED : 0) | (p->blocking ? 0 : SF_POOLED_NONBLOCK), 0, next_src_port(), 0, 0,
-                   uint64_t(mono_ns()));
+  msg.m = make_msg(SF_POOLED, 0, (deferred ? SF_POOLED_DEFERRED : 0) | (p->blocking ? 0 : SF_POOLED_NONBLOCK), 0,
+                   next_src_port(), 0, 0, uint64_t(mono_ns()));
   msg.m.seq = std::max<uint32_t>(1, p->target / 4);  // takes the process may report together
   return msg;
 }
@@ -166,7 +168,8 @@ void Engine::fill_pool(Pool* p) {
     auto it = peer_stock.find(p->route.peer_ip);
     return (it == peer_stock.end() ? 0 : it->second) + uint32_t(b.n) < cfg.pool_peer_max;
   };
-  for (uint32_t rounds = 0; rounds < cfg.pool_max && !p->dead && p->queued + p->connecting + uint32_t(b.n) < p->target && room(); rounds++) {
+  for (uint32_t rounds = 0;
+       rounds < cfg.pool_max && !p->dead && p->queued + p->connecting + uint32_t(b.n) < p->target && room(); rounds++) {
     bool pending = false, deferred = false;
     int fd = open_peer_socket(p->route, &pending, cfg.fast_open, &deferred);
     if (fd >= 0 && !pending) {
@@ -335,7 +338,7 @@ void Engine::read_pool_reports() {
     for (PreloadConn* pc : kv.second->conns)
       for (Pool* p : pc->pools) all.push_back(p);
   for (Pool* p : all) {
-    on_pool(p);  // may kill p (EOF): the loop holds its own copy
+    on_pool(p);    // may kill p (EOF): the loop holds its own copy
     sync_pool(p);  // takes not reported yet (the process reports in batches)
   }
 }

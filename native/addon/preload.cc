@@ -81,13 +81,12 @@ void Engine::on_preload(PreloadConn* pc) {
       kill_preload(pc);
       return;
     }
-    if (n != ssize_t(sizeof m) || (mflags & (MSG_TRUNC | MSG_CTRUNC)) ||
-        m.version != SF_MSG_VERSION) {
+    if (n != ssize_t(sizeof m) || (mflags & (MSG_TRUNC | MSG_CTRUNC)) || m.version != SF_MSG_VERSION) {
       for (int k = 0; k < nfds; k++) close_fd(fds[k]);
       inc(ctr.bad_msgs);
       if (ratelimit(6))
-        logf(LOG_WARN, "malformed message from a preload of %s (%zd bytes, version %u): closing it",
-             pc->c->id.c_str(), n, n >= 4 ? unsigned(m.version) : 0u);
+        logf(LOG_WARN, "malformed message from a preload of %s (%zd bytes, version %u): closing it", pc->c->id.c_str(),
+             n, n >= 4 ? unsigned(m.version) : 0u);
       kill_preload(pc);
       return;
     }
@@ -106,14 +105,26 @@ void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
             SF_FEAT_LISTEN_CLOSED | (steering() ? SF_FEAT_STEER_AGAIN : 0) | (view.fd() >= 0 ? SF_FEAT_VIEW : 0),
             cfg.overlay_prefix);
       break;
-    case SF_CONNECT: on_connect(pc, m); break;
-    case SF_LISTEN: on_listen(pc, m, fds, nfds); break;
-    case SF_STEER_AGAIN: steer_again(pc, m, fds, nfds); break;
-    case SF_QUERY_CHANNEL: query_channel(pc, m); break;
-    case SF_LISTEN_CLOSED: listen_closed(pc, m); break;
+    case SF_CONNECT:
+      on_connect(pc, m);
+      break;
+    case SF_LISTEN:
+      on_listen(pc, m, fds, nfds);
+      break;
+    case SF_STEER_AGAIN:
+      steer_again(pc, m, fds, nfds);
+      break;
+    case SF_QUERY_CHANNEL:
+      query_channel(pc, m);
+      break;
+    case SF_LISTEN_CLOSED:
+      listen_closed(pc, m);
+      break;
     case SF_STEER_SOCKET:
-      if (steering()) on_steer_socket(pc, m);
-      else reply(pc, m.seq, SF_STEER_OK, ENOENT, -1);
+      if (steering())
+        on_steer_socket(pc, m);
+      else
+        reply(pc, m.seq, SF_STEER_OK, ENOENT, -1);
       break;
     default:  // unknown request: ignore it (a newer preload may try optional things)
       inc(ctr.bad_msgs);
@@ -121,8 +132,8 @@ void Engine::handle_msg(PreloadConn* pc, const sf_msg& m, int* fds, int nfds) {
   }
 }
 
-bool Engine::reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status, int fd,
-                   uint32_t vip_a, uint16_t port_a, uint32_t vip_b, uint16_t port_b, uint64_t a) {
+bool Engine::reply(PreloadConn* pc, uint32_t seq, uint16_t type, int32_t status, int fd, uint32_t vip_a,
+                   uint16_t port_a, uint32_t vip_b, uint16_t port_b, uint64_t a) {
   if (pc->dead) return false;
   sf_msg m = make_msg(type, seq, status, vip_a, port_a, vip_b, port_b, a);
   int e = send_msg(pc->ev.fd, m, fd);

@@ -17,7 +17,6 @@
 
 namespace sf {
 
-
 bool Engine::PeerKey::ok(const sf_hdr& h) const {
   return header_tag_ok(h, cur.data()) || (has_prev && header_tag_ok(h, prev.data()));
 }
@@ -42,7 +41,10 @@ void Engine::learn_peer_key(uint32_t peer_ip, const sf_hdr& h) {
 }
 
 void HeaderConn::recycle(Engine& e) {
-  if (e.free_hdr.size() < 1024) e.free_hdr.push_back(this); else delete this;
+  if (e.free_hdr.size() < 1024)
+    e.free_hdr.push_back(this);
+  else
+    delete this;
 }
 
 // SO_REUSEPORT (for steering) would let a second broker bind the port too: make sure nobody
@@ -109,8 +111,8 @@ Error Engine::open_reserved() {
   if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
     int e = errno;
     close_fd(fd);
-    return Error{e, "cannot bind the reserved port " + ip_str(cfg.host_ip) + ":" +
-                        std::to_string(cfg.port) + ": " + strerror(e)};
+    return Error{e, "cannot bind the reserved port " + ip_str(cfg.host_ip) + ":" + std::to_string(cfg.port) + ": " +
+                        strerror(e)};
   }
   // Wake up only once the client's first bytes (the header) are there. Pooled connections send
   // nothing until a process takes one, so the kernel holds them that long (then hands them over
@@ -158,8 +160,12 @@ void Engine::on_reserved() {
     uint64_t t0 = mono_ns();
     HdrState st;
     switch (read_header(fd, st)) {
-      case HDR_DONE: process_header(fd, peer, st, t0); break;
-      case HDR_AGAIN: park_header(fd, peer, st, t0); break;
+      case HDR_DONE:
+        process_header(fd, peer, st, t0);
+        break;
+      case HDR_AGAIN:
+        park_header(fd, peer, st, t0);
+        break;
       case HDR_UNUSED:  // a pooled connection closed unused (its process exited): not an error
         inc(ctr.pool_expired);
         close_fd(fd);

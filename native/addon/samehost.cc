@@ -66,8 +66,8 @@ bool Engine::loopback_pair(int* client, int* server, uint16_t* client_port) {
   la.sin_family = AF_INET;
   la.sin_port = uint16_t(loop_port);
   la.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if ((connect(c, reinterpret_cast<sockaddr*>(&la), sizeof la) < 0 && errno != EINPROGRESS &&
-       errno != EINTR) || !confine(c)) {
+  if ((connect(c, reinterpret_cast<sockaddr*>(&la), sizeof la) < 0 && errno != EINPROGRESS && errno != EINTR) ||
+      !confine(c)) {
     close_fd(c);
     return false;
   }
@@ -130,8 +130,7 @@ void Engine::same_host(PreloadConn* pc, const sf_msg& req, Listener* l, uint16_t
   }
   close_fd(sfd);
   inc(ctr.same_host);
-  SF_DLOG("same-host %s:%u -> %s:%u (loopback port %u)", ip_str(src).c_str(), sport,
-          ip_str(dst).c_str(), dport, lport);
+  SF_DLOG("same-host %s:%u -> %s:%u (loopback port %u)", ip_str(src).c_str(), sport, ip_str(dst).c_str(), dport, lport);
   reply(pc, req.seq, SF_CONNECT_OK, 0, cfd, src, sport, dst, dport);
   close_fd(cfd);
 }

@@ -149,8 +149,8 @@ void SeccompAgent::sc_accept_call(ScTarget* t, const void* raw) {
   inc(ctr.seccomp_accepts_held);
 }
 
-int SeccompAgent::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr,
-                         uint64_t lenp) {
+int SeccompAgent::sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags,
+                               uint64_t addr, uint64_t lenp) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/mem", pid);
   int mfd = open(path, O_RDWR | O_CLOEXEC);

@@ -63,7 +63,8 @@ Error SeccompAgent::listen_seccomp() {
   a.sun_family = AF_UNIX;
   const std::string& path = cfg.seccomp_path;
   if (path.size() >= sizeof a.sun_path)
-    return Error{ENAMETOOLONG, "seccomp socket path \"" + path + "\" is longer than " + std::to_string(sizeof a.sun_path - 1) + " bytes"};
+    return Error{ENAMETOOLONG, "seccomp socket path \"" + path + "\" is longer than " +
+                                   std::to_string(sizeof a.sun_path - 1) + " bytes"};
   memcpy(a.sun_path, path.c_str(), path.size() + 1);
   auto fail = [&](const char* what, int fd) {
     int e = errno;
@@ -115,13 +116,26 @@ void SeccompAgent::leave_keeper(bool drop_guard) {
 
 void SeccompAgent::on_event(Ev* ev, uint32_t events) {
   switch (ev->kind) {
-    case EV_SC_LISTEN: on_sc_listen(); break;
-    case EV_SC_CONN: on_sc_conn(static_cast<ScConn*>(ev->owner), events); break;
-    case EV_SC_NOTIFY: on_sc_notify(static_cast<ScTarget*>(ev->owner), events); break;
-    case EV_SC_OUT: on_sc_out(static_cast<ScOut*>(ev->owner)); break;
-    case EV_SC_ACCEPT: on_sc_accept(static_cast<ScAccept*>(ev->owner)); break;
-    case EV_SC_KEEPER: on_sc_keeper(); break;
-    default: break;
+    case EV_SC_LISTEN:
+      on_sc_listen();
+      break;
+    case EV_SC_CONN:
+      on_sc_conn(static_cast<ScConn*>(ev->owner), events);
+      break;
+    case EV_SC_NOTIFY:
+      on_sc_notify(static_cast<ScTarget*>(ev->owner), events);
+      break;
+    case EV_SC_OUT:
+      on_sc_out(static_cast<ScOut*>(ev->owner));
+      break;
+    case EV_SC_ACCEPT:
+      on_sc_accept(static_cast<ScAccept*>(ev->owner));
+      break;
+    case EV_SC_KEEPER:
+      on_sc_keeper();
+      break;
+    default:
+      break;
   }
 }
 
@@ -169,7 +183,10 @@ void SeccompAgent::on_sc_conn(ScConn* sc, uint32_t) {
       return kill_sc_conn(sc);
     }
     for (int k = 0; k < nfds; k++) {
-      if (sc->fds.size() < 8) sc->fds.push_back(fds[k]); else close_fd(fds[k]);
+      if (sc->fds.size() < 8)
+        sc->fds.push_back(fds[k]);
+      else
+        close_fd(fds[k]);
     }
     if (n == 0) return sc_state(sc);  // runc closed: the whole state is here
     if (sc->buf.size() + size_t(n) > kStateMax) {
@@ -189,7 +206,10 @@ void SeccompAgent::sc_state(ScConn* sc) {
   bool ok = parse_oci_state(sc->buf, &st);
   if (!ok || st.seccomp_index < 0 || size_t(st.seccomp_index) >= sc->fds.size() || st.metadata.empty()) {
     if (ratelimit(11))
-      logf(LOG_WARN, "seccomp: a state without %s: dropped", !ok ? "valid JSON" : st.metadata.empty() ? "metadata (the container id)" : "a seccompFd");
+      logf(LOG_WARN, "seccomp: a state without %s: dropped",
+           !ok                   ? "valid JSON"
+           : st.metadata.empty() ? "metadata (the container id)"
+                                 : "a seccompFd");
     return kill_sc_conn(sc);
   }
   int nfd = sc->fds[size_t(st.seccomp_index)];
@@ -201,7 +221,9 @@ void SeccompAgent::sc_state(ScConn* sc) {
 ScTarget* SeccompAgent::sc_new_target(std::string_view state, int nfd, uint32_t kidx) {
   OciState st;
   if (!parse_oci_state(state, &st) || st.metadata.empty()) {
-    if (ratelimit(11)) logf(LOG_WARN, "seccomp: a state without %s: dropped", st.metadata.empty() ? "metadata (the container id)" : "valid JSON");
+    if (ratelimit(11))
+      logf(LOG_WARN, "seccomp: a state without %s: dropped",
+           st.metadata.empty() ? "metadata (the container id)" : "valid JSON");
     close_fd(nfd);
     return nullptr;
   }
@@ -274,7 +296,10 @@ void SeccompAgent::expire(int64_t now) {
   sc_adopt_pending(now);
   for (size_t i = 0; i < sc_conns.size();) {
     ScConn* sc = sc_conns[i];
-    if (sc->deadline <= now) kill_sc_conn(sc); else i++;
+    if (sc->deadline <= now)
+      kill_sc_conn(sc);
+    else
+      i++;
   }
   for (size_t i = 0; i < sc_targets.size(); i++) {
     ScTarget* t = sc_targets[i];

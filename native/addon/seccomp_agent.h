@@ -75,9 +75,9 @@ struct SeccompHost {
   virtual Container* container(const std::string& id) = 0;
   // A registered container whose network namespace is (dev, ino), or null.
   virtual Container* container_in_netns(uint64_t dev, uint64_t ino) = 0;
-  virtual uint64_t containers_gen() = 0;  // changes with every registration
+  virtual uint64_t containers_gen() = 0;            // changes with every registration
   virtual void at_pending_limit(Container* c) = 0;  // counted (limit_pending) and logged
-  virtual bool fd_room(int fd) = 0;  // false (counted): fd is past the engine's descriptor budget
+  virtual bool fd_room(int fd) = 0;                 // false (counted): fd is past the engine's descriptor budget
   // The connect path
   virtual DestKind classify_connect(Container* c, uint32_t dst, uint16_t dport, Route* r, Listener** l) = 0;
   virtual bool policy_denies(Container* c, uint32_t dst, uint16_t dport) = 0;  // counts and logs a denial
@@ -108,9 +108,9 @@ struct SeccompHost {
 };
 
 struct SeccompConfig {
-  std::string seccomp_path;    // runc's listenerPath (Config::seccomp_path)
-  std::string seccomp_keeper;  // slimfast-seccomp-keeper's broker socket, or "" (Config::seccomp_keeper)
-  int connect_timeout_ms = 3000;  // how long a connect() is held before it continues
+  std::string seccomp_path;                // runc's listenerPath (Config::seccomp_path)
+  std::string seccomp_keeper;              // slimfast-seccomp-keeper's broker socket, or "" (Config::seccomp_keeper)
+  int connect_timeout_ms = 3000;           // how long a connect() is held before it continues
   uint32_t pending_max = kDefaultPending;  // held connects and accepts per target (Limits::pending)
   bool debug = false;
 };
@@ -129,12 +129,12 @@ struct ScAccept;
 // One seccomp notify fd: the processes of one container (or one exec) that share a filter.
 struct ScTarget : Obj {
   Ev ev{EV_SC_NOTIFY, this};
-  std::string id;  // listenerMetadata: the container id registered with this broker, or the one
-                   // whose network namespace it shares (sc_container())
-  int pid = 0;     // the process runc reported (for logs)
-  uint64_t ns_dev = 0, ns_ino = 0;  // pid's network namespace when the fd came (0: unreadable)
+  std::string id;                        // listenerMetadata: the container id registered with this broker, or the one
+                                         // whose network namespace it shares (sc_container())
+  int pid = 0;                           // the process runc reported (for logs)
+  uint64_t ns_dev = 0, ns_ino = 0;       // pid's network namespace when the fd came (0: unreadable)
   uint64_t resolved_gen = ~uint64_t(0);  // containers_gen at the last failed lookup by namespace
-  std::vector<ScOut*> outs;  // held notifications
+  std::vector<ScOut*> outs;              // held notifications
   // Sockets the agent put in place, by (tgid << 32 | fd): getsockname/getpeername answer their
   // virtual addresses while the fd still holds that socket (same inode).
   struct Swapped {
@@ -153,7 +153,7 @@ struct ScTarget : Obj {
   };
   std::unordered_map<uint64_t, SteeredFd> steered;
   std::vector<ScAccept*> accepts;  // held accept() notifications (blocking listeners)
-  uint32_t kidx = 0;  // its number with the keeper (0: runc sent it to this broker directly)
+  uint32_t kidx = 0;               // its number with the keeper (0: runc sent it to this broker directly)
   // From the keeper after a restart: steered listeners to take over, and the notifications held
   // meanwhile (answered once those are taken over, or given up).
   struct Adopt {
@@ -239,7 +239,7 @@ class SeccompAgent {
   std::vector<ScConn*> sc_conns;
   std::vector<ScTarget*> sc_targets;
   size_t sc_notif_size = 0, sc_resp_size = 0;  // the kernel's struct sizes (SECCOMP_GET_NOTIF_SIZES)
-  Error listen_seccomp();  // the agent's own socket at cfg.seccomp_path
+  Error listen_seccomp();                      // the agent's own socket at cfg.seccomp_path
   void on_sc_listen();
   void on_sc_conn(ScConn* sc, uint32_t events);
   void sc_state(ScConn* sc);  // the whole state arrived: a new ScTarget
@@ -251,10 +251,10 @@ class SeccompAgent {
 
   // seccomp_notify.cc: notifications in, answers out
   void on_sc_notify(ScTarget* t, uint32_t events);
-  void sc_handle(ScTarget* t, const void* notif);  // one notification: in-flight slot, then answer
-  void sc_notification(ScTarget* t, const void* notif);  // to the system call's handler
+  void sc_handle(ScTarget* t, const void* notif);                   // one notification: in-flight slot, then answer
+  void sc_notification(ScTarget* t, const void* notif);             // to the system call's handler
   bool sc_respond(ScTarget* t, uint64_t id, int error, bool cont);  // SECCOMP_IOCTL_NOTIF_SEND
-  void sc_sockname(ScTarget* t, const void* notif, bool peer);    // getsockname / getpeername
+  void sc_sockname(ScTarget* t, const void* notif, bool peer);      // getsockname / getpeername
 
   // seccomp_connect.cc
   void sc_connect_call(ScTarget* t, const void* notif);
@@ -270,7 +270,8 @@ class SeccompAgent {
   void sc_accept_call(ScTarget* t, const void* notif);  // accept()/accept4() on one
   // One connection from the steered socket lfd into the caller: 1 answered (or the caller is
   // gone), 0 nothing queued.
-  int sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr, uint64_t lenp);
+  int sc_take_conn(ScTarget* t, uint64_t id, int pid, int tgid, int lfd, uint64_t ino, int flags, uint64_t addr,
+                   uint64_t lenp);
   void on_sc_accept(ScAccept* a);
   void sc_drop_accept(ScAccept* a);  // no answer; closes and buries
 

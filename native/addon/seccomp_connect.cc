@@ -158,7 +158,7 @@ void SeccompAgent::sc_fail(ScOut* o) {
 void SeccompAgent::sc_finish(ScOut* o) {
   ScTarget* t = o->t;
   Container* c = sc_container(t);
-  if (!c) return sc_fail(o);  // unregistered meanwhile
+  if (!c) return sc_fail(o);                      // unregistered meanwhile
   if (host.policy_denies(c, o->dst, o->dport)) {  // a policy set while it connected
     uint64_t id = o->id;
     sc_drop_out(o);
@@ -201,7 +201,10 @@ void SeccompAgent::sc_finish(ScOut* o) {
         char p[64];
         snprintf(p, sizeof p, "/proc/%u/fd/%u", unsigned(it->first >> 32), unsigned(it->first & 0xffffffffu));
         struct stat x;
-        if (stat(p, &x) != 0 || uint64_t(x.st_ino) != it->second.ino) it = t->swapped.erase(it); else ++it;
+        if (stat(p, &x) != 0 || uint64_t(x.st_ino) != it->second.ino)
+          it = t->swapped.erase(it);
+        else
+          ++it;
       }
     }
     t->swapped[key] = sw;

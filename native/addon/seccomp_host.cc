@@ -49,7 +49,9 @@ class EngineSeccompHost final : public SeccompHost {
   uint16_t next_src_port() override { return e.next_src_port(); }
   int open_connect(Container* c, const Route& r, uint32_t dst, uint16_t dport, uint16_t sport, bool* pending,
                    bool* hdr_sent) override {
-    int fd = e.cfg.fast_open ? e.open_fast_connect(r, e.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport), pending) : -1;
+    int fd = e.cfg.fast_open
+                 ? e.open_fast_connect(r, e.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport), pending)
+                 : -1;
     *hdr_sent = fd >= 0;
     if (fd < 0) fd = e.open_peer_socket(r, pending);
     if (fd >= 0 && !e.fd_room(fd)) {
@@ -57,7 +59,8 @@ class EngineSeccompHost final : public SeccompHost {
       return -1;
     }
     if (fd < 0) {
-      if (e.ratelimit(3)) e.logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
+      if (e.ratelimit(3))
+        e.logf(LOG_WARN, "connect to peer %s:%u: %s", ip_str(r.peer_ip).c_str(), r.peer_port, strerror(errno));
       inc(e.ctr.connect_failures);
     }
     return fd;

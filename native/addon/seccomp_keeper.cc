@@ -53,7 +53,8 @@ bool SeccompAgent::attach_keeper() {
   memcpy(a.sun_path, path.c_str(), path.size() + 1);
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) {
-    logf(LOG_WARN, "seccomp: no keeper at %s (%s): the agent listens on %s itself, and a broker restart cuts its containers off",
+    logf(LOG_WARN,
+         "seccomp: no keeper at %s (%s): the agent listens on %s itself, and a broker restart cuts its containers off",
          path.c_str(), strerror(errno), cfg.seccomp_path.c_str());
     close_fd(fd);
     return false;
@@ -148,10 +149,13 @@ void SeccompAgent::on_sc_keeper() {
     if (size < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (size <= 0) {
       bool was = sc_keeper_hello;
-      if (was) logf(LOG_WARN, "seccomp: the keeper at %s is gone (%s): the agent listens on %s itself",
-                    cfg.seccomp_keeper.c_str(), size == 0 ? "closed" : strerror(errno), cfg.seccomp_path.c_str());
-      else logf(LOG_ERROR, "seccomp: the keeper at %s did not take this broker (another broker attached to it?): no seccomp agent",
-                cfg.seccomp_keeper.c_str());
+      if (was)
+        logf(LOG_WARN, "seccomp: the keeper at %s is gone (%s): the agent listens on %s itself",
+             cfg.seccomp_keeper.c_str(), size == 0 ? "closed" : strerror(errno), cfg.seccomp_path.c_str());
+      else
+        logf(LOG_ERROR,
+             "seccomp: the keeper at %s did not take this broker (another broker attached to it?): no seccomp agent",
+             cfg.seccomp_keeper.c_str());
       detach_keeper(false);
       if (was) {
         if (Error e = listen_seccomp()) logf(LOG_ERROR, "seccomp: %s", e.msg.c_str());
@@ -184,7 +188,8 @@ void SeccompAgent::on_sc_keeper() {
     };
     switch (m.type) {
       case SFK_HELLO: {
-        void* p = fd >= 0 ? mmap(nullptr, SFK_SLOTS * sizeof(sfk_slot), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) : MAP_FAILED;
+        void* p = fd >= 0 ? mmap(nullptr, SFK_SLOTS * sizeof(sfk_slot), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                          : MAP_FAILED;
         close_fd(fd);
         if (p == MAP_FAILED) {
           logf(LOG_WARN, "seccomp: the keeper's in-flight table: %s", strerror(errno));
@@ -271,7 +276,9 @@ void SeccompAgent::listener_gone(Listener* l) {
 bool SeccompAgent::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   const sfk_msg& m = a.m;
   auto forget = [&](const char* why) {
-    if (ratelimit(11)) logf(LOG_WARN, "seccomp: steered listener %s:%u of %s not taken over: %s", ip_str(m.vip).c_str(), m.port, t->id.c_str(), why);
+    if (ratelimit(11))
+      logf(LOG_WARN, "seccomp: steered listener %s:%u of %s not taken over: %s", ip_str(m.vip).c_str(), m.port,
+           t->id.c_str(), why);
     close_fd(a.real_fd);
     sfk_msg u{};
     u.type = SFK_UNSTEERED;
@@ -291,7 +298,8 @@ bool SeccompAgent::sc_try_adopt(ScTarget* t, ScTarget::Adopt& a, int64_t now) {
   }
   sockaddr_storage self{};
   socklen_t sl = sizeof self;
-  uint32_t bound = getsockname(a.real_fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? sockaddr_ip(self, nullptr) : 0;
+  uint32_t bound =
+      getsockname(a.real_fd, reinterpret_cast<sockaddr*>(&self), &sl) == 0 ? sockaddr_ip(self, nullptr) : 0;
   bool v6 = (m.flags & SFK_F_V6) != 0;
   int app_end = -1, err = 0;
   int real = fcntl(a.real_fd, F_DUPFD_CLOEXEC, 0);
@@ -325,8 +333,10 @@ void SeccompAgent::sc_adopt_pending(int64_t now) {
     ScTarget* t = sc_targets[i];
     if (t->adopt.empty()) continue;
     for (size_t k = 0; k < t->adopt.size();) {
-      if (sc_try_adopt(t, t->adopt[k], now)) t->adopt.erase(t->adopt.begin() + long(k));
-      else k++;
+      if (sc_try_adopt(t, t->adopt[k], now))
+        t->adopt.erase(t->adopt.begin() + long(k));
+      else
+        k++;
     }
     if (!t->adopt.empty()) continue;
     // Everything taken over (or given up): the notifications held meanwhile.

@@ -52,9 +52,9 @@ void SeccompAgent::sc_listen_call(ScTarget* t, const void* raw) {
   socklen_t sl = sizeof self, pl = sizeof peer;
   int dom = opt(SOL_SOCKET, SO_DOMAIN);
   bool v6 = dom == AF_INET6;
-  bool ok = (dom == AF_INET || (v6 && opt(IPPROTO_IPV6, IPV6_V6ONLY) == 0)) && opt(SOL_SOCKET, SO_TYPE) == SOCK_STREAM &&
-            opt(SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP && opt(SOL_SOCKET, SO_ACCEPTCONN) == 0 &&
-            getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 &&
+  bool ok = (dom == AF_INET || (v6 && opt(IPPROTO_IPV6, IPV6_V6ONLY) == 0)) &&
+            opt(SOL_SOCKET, SO_TYPE) == SOCK_STREAM && opt(SOL_SOCKET, SO_PROTOCOL) == IPPROTO_TCP &&
+            opt(SOL_SOCKET, SO_ACCEPTCONN) == 0 && getpeername(copy, reinterpret_cast<sockaddr*>(&peer), &pl) != 0 &&
             getsockname(copy, reinterpret_cast<sockaddr*>(&self), &sl) == 0 && self.ss_family == dom;
   if (ok && v6) {
     const in6_addr& a6 = reinterpret_cast<const sockaddr_in6*>(&self)->sin6_addr;
@@ -99,7 +99,8 @@ void SeccompAgent::sc_listen_call(ScTarget* t, const void* raw) {
       host.remove_listener(l, false);
       return;
     }
-    if (ratelimit(11)) logf(LOG_WARN, "seccomp: installing the steered listener in %s: %s", t->id.c_str(), strerror(errno));
+    if (ratelimit(11))
+      logf(LOG_WARN, "seccomp: installing the steered listener in %s: %s", t->id.c_str(), strerror(errno));
     return fail();
   }
   uint64_t ino = l->steer_ino;

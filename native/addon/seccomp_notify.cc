@@ -58,13 +58,19 @@ void SeccompAgent::sc_handle(ScTarget* t, const void* notif) {
 void SeccompAgent::sc_notification(ScTarget* t, const void* raw) {
   const seccomp_notif* n = static_cast<const seccomp_notif*>(raw);
   switch (n->data.nr) {
-    case __NR_connect: return sc_connect_call(t, raw);
-    case __NR_getsockname: return sc_sockname(t, raw, false);
-    case __NR_getpeername: return sc_sockname(t, raw, true);
-    case __NR_listen: return sc_listen_call(t, raw);
+    case __NR_connect:
+      return sc_connect_call(t, raw);
+    case __NR_getsockname:
+      return sc_sockname(t, raw, false);
+    case __NR_getpeername:
+      return sc_sockname(t, raw, true);
+    case __NR_listen:
+      return sc_listen_call(t, raw);
     case __NR_accept:
-    case __NR_accept4: return sc_accept_call(t, raw);
-    default: sc_respond(t, n->id, 0, true);
+    case __NR_accept4:
+      return sc_accept_call(t, raw);
+    default:
+      sc_respond(t, n->id, 0, true);
   }
 }
 
@@ -124,7 +130,8 @@ void SeccompAgent::sc_sockname(ScTarget* t, const void* raw, bool peer) {
   if (valid && !err && int(len) < 0) err = EINVAL;
   if (valid && !err) {
     sockaddr_storage sa;
-    socklen_t full = program_sockaddr(it->second.v6, peer ? it->second.rip : it->second.lip, peer ? it->second.rport : it->second.lport, &sa);
+    socklen_t full = program_sockaddr(it->second.v6, peer ? it->second.rip : it->second.lip,
+                                      peer ? it->second.rport : it->second.lport, &sa);
     size_t k = std::min<size_t>(len, full);
     if ((k && (!addr || pwrite(mfd, &sa, k, off_t(addr)) != ssize_t(k))) ||
         pwrite(mfd, &full, sizeof full, off_t(lenp)) != ssize_t(sizeof full))

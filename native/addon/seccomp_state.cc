@@ -35,12 +35,23 @@ struct JsonScan {
           continue;
         }
         switch (e) {
-          case 'n': ch = '\n'; break;
-          case 't': ch = '\t'; break;
-          case 'r': ch = '\r'; break;
-          case 'b': ch = '\b'; break;
-          case 'f': ch = '\f'; break;
-          default: ch = e;
+          case 'n':
+            ch = '\n';
+            break;
+          case 't':
+            ch = '\t';
+            break;
+          case 'r':
+            ch = '\r';
+            break;
+          case 'b':
+            ch = '\b';
+            break;
+          case 'f':
+            ch = '\f';
+            break;
+          default:
+            ch = e;
         }
       }
       v += ch;
@@ -65,7 +76,8 @@ struct JsonScan {
           continue;
         }
         i++;
-        if (ch == '{' || ch == '[') depth++;
+        if (ch == '{' || ch == '[')
+          depth++;
         else if (ch == '}' || ch == ']') {
           if (--depth == 0) return true;
         }

@@ -16,8 +16,8 @@
 namespace sf {
 
 struct OciState {
-  long pid = 0;          // the number "pid" starts with (strtol); 0 when it is not a number
-  std::string metadata;  // "metadata" when it is a string: escapes decoded, \uXXXX kept as written
+  long pid = 0;            // the number "pid" starts with (strtol); 0 when it is not a number
+  std::string metadata;    // "metadata" when it is a string: escapes decoded, \uXXXX kept as written
   int seccomp_index = -1;  // position of the first "seccompFd" in "fds"; -1: none
 };
 

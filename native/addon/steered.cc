@@ -53,8 +53,7 @@ void Engine::open_steering() {
   // With a cluster key the program checks senders, nonces and replays as the broker does; if it
   // cannot, nothing is steered (the broker checks everything itself).
   std::string why = steer->open(clustered());
-  if (why.empty() && clustered())
-    why = steer->set_auth(uint64_t(cfg.header_window_ms) * 1000000ull, SF_HDR_FUTURE_NS);
+  if (why.empty() && clustered()) why = steer->set_auth(uint64_t(cfg.header_window_ms) * 1000000ull, SF_HDR_FUTURE_NS);
   if (why.empty()) why = steer->attach(reserved.fd);
   if (!why.empty()) {
     logf(LOG_WARN, "kernel steering is off, the broker hands every connection over: %s", why.c_str());
@@ -90,7 +89,8 @@ void Engine::make_steered(Listener* l, int backlog) {
   int fd = steer_listen_socket(cfg.host_ip, uint16_t(ctr.port.load()), backlog, false);
   struct stat st;
   if (fd < 0 || fstat(fd, &st) < 0 || !confine(fd)) {
-    if (ratelimit(5)) logf(LOG_WARN, "steered listener for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
+    if (ratelimit(5))
+      logf(LOG_WARN, "steered listener for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
     close_fd(fd);
     return;
   }
@@ -211,8 +211,10 @@ Listener* Engine::take_over_steered(Container* c, uint32_t vip, uint16_t port, i
   // Only a socket this host's brokers made: bound to the reserved port, in its group.
   if (!is_steered_socket(steered_fd, cfg.host_ip, uint16_t(ctr.port.load()))) return fail(EINVAL);
   if (Listener* old = find_listener(vip, port)) {
-    if (old->steer_slot > 0 && !keep_steered(old)) remove_listener(old, true);
-    else return fail(EADDRINUSE);
+    if (old->steer_slot > 0 && !keep_steered(old))
+      remove_listener(old, true);
+    else
+      return fail(EADDRINUSE);
   }
   struct stat st;
   errno = 0;
@@ -288,9 +290,7 @@ void Engine::unsteer(Listener* l) {
   l->steer_fd = -1;
 }
 
-bool Engine::keep_steered(Listener* l) {
-  return l->steer_slot > 0 && steering() && steer->slot_open(l->steer_slot);
-}
+bool Engine::keep_steered(Listener* l) { return l->steer_slot > 0 && steering() && steer->slot_open(l->steer_slot); }
 
 // A connection waits on l's channel: a Fast Open connection to our own reserved port whose header
 // names l wakes the application's accept() (the kernel steers it like any other).
@@ -351,7 +351,8 @@ void Engine::watch_seen_rate(int64_t now) {
   while (seen_rate.size() > 1 && seen_rate.front().first < now - cfg.header_window_ms - 1000) seen_rate.pop_front();
   uint64_t in_window = total - seen_rate.front().second;
   if (in_window > SF_STEER_MAX_SEEN && ratelimit(9))
-    logf(LOG_WARN, "%llu headers in the last %d ms exceed the kernel's replay cache (%d): the oldest may be "
+    logf(LOG_WARN,
+         "%llu headers in the last %d ms exceed the kernel's replay cache (%d): the oldest may be "
          "replayable on the steered path until they leave the window",
          (unsigned long long)in_window, cfg.header_window_ms, SF_STEER_MAX_SEEN);
 }

@@ -51,10 +51,14 @@ static std::string libbpf_summary(const std::string& out) {
     size_t nl = out.find('\n', pos);
     std::string l = out.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
     pos = nl == std::string::npos ? out.size() : nl + 1;
-    if (l.find("-- BEGIN PROG LOAD LOG --") != std::string::npos) in_log = true;
-    else if (l.find("-- END PROG LOAD LOG --") != std::string::npos) in_log = false;
-    else if (in_log && !l.empty()) vlog.push_back(l);
-    else if (l.rfind("libbpf: ", 0) == 0) lib.push_back(l.substr(8));
+    if (l.find("-- BEGIN PROG LOAD LOG --") != std::string::npos)
+      in_log = true;
+    else if (l.find("-- END PROG LOAD LOG --") != std::string::npos)
+      in_log = false;
+    else if (in_log && !l.empty())
+      vlog.push_back(l);
+    else if (l.rfind("libbpf: ", 0) == 0)
+      lib.push_back(l.substr(8));
   }
   std::string s;
   auto tail = [&s](const std::vector<std::string>& v, size_t n) {
@@ -68,13 +72,15 @@ static std::string libbpf_summary(const std::string& out) {
 static std::string errno_hint(int e) {
   switch (e) {
     case EPERM:
-    case EACCES: return kBpfPrivilegeHint;
+    case EACCES:
+      return kBpfPrivilegeHint;
     case EINVAL:
     case ENOSYS:
     case EOPNOTSUPP:
     case 524:  // the kernel's ENOTSUPP
       return " (kernel too old or without SK_REUSEPORT programs / REUSEPORT_SOCKARRAY maps?)";
-    default: return "";
+    default:
+      return "";
   }
 }
 
@@ -117,8 +123,12 @@ std::string Steering::open(bool auth) {
   obj_ = obj;
   auth_prog_ = auth;
   prog_fd_ = bpf_program__fd(auth ? strict : plain);
-  if (!find_map_fds(obj, {{"socks", &socks_fd_}, {"dsts", &dsts_fd_}, {"keys", &keys_fd_}, {"stats", &stats_fd_},
-                          {"auth", &auth_fd_}, {"seen", &seen_fd_}}) ||
+  if (!find_map_fds(obj, {{"socks", &socks_fd_},
+                          {"dsts", &dsts_fd_},
+                          {"keys", &keys_fd_},
+                          {"stats", &stats_fd_},
+                          {"auth", &auth_fd_},
+                          {"seen", &seen_fd_}}) ||
       prog_fd_ < 0) {
     close_all();
     return "the embedded steering object lacks its program or a map";

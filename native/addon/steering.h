@@ -48,8 +48,7 @@ class Steering {
 
   // The key of the host owning net_be/prefix (network order), its previous key or null, and the
   // host's address (network order; with auth its connections must come from there).
-  bool set_key(uint32_t net_be, int prefix, const uint8_t cur[16], const uint8_t* prev16_or_null,
-               uint32_t host_be = 0);
+  bool set_key(uint32_t net_be, int prefix, const uint8_t cur[16], const uint8_t* prev16_or_null, uint32_t host_be = 0);
   void drop_key(uint32_t net_be, int prefix);
 
   // Only after open(true): from now on a header is refused (SYN dropped) unless it comes from its

@@ -29,9 +29,7 @@ uint64_t realtime_ns() {
   return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
 }
 
-void header_tag(sf_hdr& h, const uint8_t key[16]) {
-  sf_siphash(&h, offsetof(sf_hdr, tag), key, h.tag, 16);
-}
+void header_tag(sf_hdr& h, const uint8_t key[16]) { sf_siphash(&h, offsetof(sf_hdr, tag), key, h.tag, 16); }
 
 bool header_tag_ok(const sf_hdr& h, const uint8_t key[16]) {
   uint8_t t[16];
@@ -67,9 +65,7 @@ bool set_nonblock(int fd, bool on) {
 
 void make_blocking_fresh(int fd) { fcntl(fd, F_SETFL, 0); }
 
-bool set_int_opt(int fd, int level, int opt, int val) {
-  return setsockopt(fd, level, opt, &val, sizeof val) == 0;
-}
+bool set_int_opt(int fd, int level, int opt, int val) { return setsockopt(fd, level, opt, &val, sizeof val) == 0; }
 
 void grow_sndbuf(int fd, int bytes) {
   if (!set_int_opt(fd, SOL_SOCKET, SO_SNDBUFFORCE, bytes)) set_int_opt(fd, SOL_SOCKET, SO_SNDBUF, bytes);

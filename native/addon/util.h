@@ -11,9 +11,9 @@
 
 namespace sf {
 
-int64_t now_ms();                 // CLOCK_MONOTONIC_COARSE, milliseconds
-uint64_t realtime_ns();           // CLOCK_REALTIME, nanoseconds (header nonce)
-uint64_t mono_ns();               // CLOCK_MONOTONIC, nanoseconds (pooled sockets' age)
+int64_t now_ms();                                   // CLOCK_MONOTONIC_COARSE, milliseconds
+uint64_t realtime_ns();                             // CLOCK_REALTIME, nanoseconds (header nonce)
+uint64_t mono_ns();                                 // CLOCK_MONOTONIC, nanoseconds (pooled sockets' age)
 void header_tag(sf_hdr& h, const uint8_t key[16]);  // SipHash-2-4-128 of bytes 0..31 into h.tag
 bool header_tag_ok(const sf_hdr& h, const uint8_t key[16]);
 // SF_HDR_POOLED: the fields the taking process fills in are outside the MAC (zero while it is made or checked).
@@ -22,13 +22,13 @@ inline void pooled_blank(sf_hdr& h) {
   h.dst_port = 0;
   h.src_port = 0;
 }
-void close_fd(int fd);            // close(); never retried (Linux frees the fd even on EINTR)
-void reset_close(int fd);         // SO_LINGER {1,0} then close: the peer sees a reset
+void close_fd(int fd);     // close(); never retried (Linux frees the fd even on EINTR)
+void reset_close(int fd);  // SO_LINGER {1,0} then close: the peer sees a reset
 bool set_nonblock(int fd, bool on);
 // One fcntl: back to a blocking socket (for sockets we created: no other status flag is set).
 void make_blocking_fresh(int fd);
 bool set_int_opt(int fd, int level, int opt, int val);
-void grow_sndbuf(int fd, int bytes);  // SO_SNDBUFFORCE (root), else SO_SNDBUF
+void grow_sndbuf(int fd, int bytes);         // SO_SNDBUFFORCE (root), else SO_SNDBUF
 bool sockopt_is(int fd, int opt, int want);  // SOL_SOCKET option opt of fd reads want
 
 // One recvmsg(MSG_DONTWAIT | MSG_CMSG_CLOEXEC) of up to len bytes: the SCM_RIGHTS descriptors that
@@ -68,8 +68,6 @@ bool parse_ip(const std::string& s, uint32_t* ip_host);
 bool parse_cidr(const std::string& s, uint32_t* net_host, uint8_t* prefix);
 inline uint32_t prefix_mask(uint8_t p) { return p ? (0xffffffffu << (32 - p)) : 0; }
 inline bool in_prefix(uint32_t ip, uint32_t net, uint8_t p) { return (ip & prefix_mask(p)) == net; }
-inline uint64_t addr_key(uint32_t ip_host, uint16_t port_host) {
-  return (uint64_t(ip_host) << 16) | port_host;
-}
+inline uint64_t addr_key(uint32_t ip_host, uint16_t port_host) { return (uint64_t(ip_host) << 16) | port_host; }
 
 }  // namespace sf

@@ -12,7 +12,7 @@ if (!input || !output || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name ?? '')) {
 const bytes = fs.readFileSync(input);
 const lines = [];
 for (let i = 0; i < bytes.length; i += 16) {
-  lines.push('  ' + Array.from(bytes.subarray(i, i + 16), (b) => `0x${b.toString(16).padStart(2, '0')},`).join(' '));
+  lines.push(`  ${Array.from(bytes.subarray(i, i + 16), (b) => `0x${b.toString(16).padStart(2, '0')},`).join(' ')}`);
 }
 const text = `/* Generated from ${input.split('/').pop()} by native/bpf/embed.mjs. Do not edit. */
 #pragma once

@@ -13,6 +13,7 @@
 #define SF_GUARD_ARM 0x53464152u /* "SFAR" */
 
 /* The programs, in the order of their links (Guard::fds(), SFK_GUARD). */
-#define SF_GUARD_PROGRAMS {"sf_guard", "sf_connect4", "sf_connect6", "sf_bind4", "sf_bind6"}
+#define SF_GUARD_PROGRAMS \
+  { "sf_guard", "sf_connect4", "sf_connect6", "sf_bind4", "sf_bind6" }
 
 #endif

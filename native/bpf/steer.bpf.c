@@ -77,22 +77,22 @@ struct {
 /* BPF has no rotate instruction; with a constant b this is three ALU ops. */
 #define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
 
-#define SIPROUND              \
-  do {                        \
-    v0 += v1;                 \
-    v1 = ROTL(v1, 13);        \
-    v1 ^= v0;                 \
-    v0 = ROTL(v0, 32);        \
-    v2 += v3;                 \
-    v3 = ROTL(v3, 16);        \
-    v3 ^= v2;                 \
-    v0 += v3;                 \
-    v3 = ROTL(v3, 21);        \
-    v3 ^= v0;                 \
-    v2 += v1;                 \
-    v1 = ROTL(v1, 17);        \
-    v1 ^= v2;                 \
-    v2 = ROTL(v2, 32);        \
+#define SIPROUND       \
+  do {                 \
+    v0 += v1;          \
+    v1 = ROTL(v1, 13); \
+    v1 ^= v0;          \
+    v0 = ROTL(v0, 32); \
+    v2 += v3;          \
+    v3 = ROTL(v3, 16); \
+    v3 ^= v2;          \
+    v0 += v3;          \
+    v3 = ROTL(v3, 21); \
+    v3 ^= v0;          \
+    v2 += v1;          \
+    v1 = ROTL(v1, 17); \
+    v1 ^= v2;          \
+    v2 = ROTL(v2, 32); \
   } while (0)
 
 /* SipHash reads its key and message as little-endian words. */
@@ -182,8 +182,8 @@ static __always_inline int classify(struct sk_reuseport_md *ctx, int with_auth, 
   /* Only signed container headers (and the broker's own doorbells, signed like CONNECT under this
      host's key) are steered; SYNC streams and anything else go to the broker.
      hdr_len must be exactly 48: the application reads exactly the fixed header. */
-  if (u.h.magic != bpf_htonl(SF_HDR_MAGIC) || u.h.version != SF_HDR_VERSION ||
-      u.h.hdr_len != bpf_htons(SF_HDR_LEN) || u.h.key_id != bpf_htonl(SF_KEY_HOST) ||
+  if (u.h.magic != bpf_htonl(SF_HDR_MAGIC) || u.h.version != SF_HDR_VERSION || u.h.hdr_len != bpf_htons(SF_HDR_LEN) ||
+      u.h.key_id != bpf_htonl(SF_KEY_HOST) ||
       (u.h.type != SF_HDR_CONNECT && u.h.type != SF_HDR_POOLED && u.h.type != SF_HDR_DOORBELL))
     return SF_ST_NOT_STEERABLE;
   /* A pooled header's source port is outside its MAC: a privileged one is the broker's to refuse. */
@@ -206,8 +206,7 @@ static __always_inline int classify(struct sk_reuseport_md *ctx, int with_auth, 
        subnet, the address is what the member list vouches for. */
     __u32 saddr;
     if (ctx->eth_protocol != bpf_htons(0x0800 /* ETH_P_IP */) ||
-        bpf_skb_load_bytes_relative(ctx, 12 /* iphdr.saddr */, &saddr, 4, BPF_HDR_START_NET) ||
-        saddr != k->host)
+        bpf_skb_load_bytes_relative(ctx, 12 /* iphdr.saddr */, &saddr, 4, BPF_HDR_START_NET) || saddr != k->host)
       return SF_ST_NOT_MEMBER;
   }
 

@@ -61,18 +61,18 @@ struct sf_steer_seen {
    a BAD_TAG, STALE, REPLAYED or NOT_MEMBER SYN is dropped (the client gets a reset) rather than
    handed to slot 0, whose broker would only refuse it too. */
 enum sf_steer_stat {
-  SF_ST_STEERED = 0,    /* handed to an application's listening socket                 */
-  SF_ST_NO_HEADER,      /* no payload in the SYN or shorter than a header (not TFO)    */
-  SF_ST_NOT_STEERABLE,  /* magic/version/hdr_len/type/key_id not a signed CONNECT/POOLED,
+  SF_ST_STEERED = 0,   /* handed to an application's listening socket                 */
+  SF_ST_NO_HEADER,     /* no payload in the SYN or shorter than a header (not TFO)    */
+  SF_ST_NOT_STEERABLE, /* magic/version/hdr_len/type/key_id not a signed CONNECT/POOLED,
                            or a POOLED one with a source port below SF_POOLED_SPORT_MIN    */
-  SF_ST_NO_KEY,         /* no key for the source vIP's subnet                          */
-  SF_ST_BAD_TAG,        /* MAC matches neither the current nor the previous key        */
-  SF_ST_NO_LISTENER,    /* destination not in dsts                                     */
-  SF_ST_CLOSED,         /* destination's slot did not select (its socket was closed)   */
-  SF_ST_DROPPED,        /* slot 0 did not select either: the SYN is dropped            */
-  SF_ST_STALE,          /* auth: nonce older than the window or too far in the future  */
-  SF_ST_REPLAYED,       /* auth: (sender, nonce) already in seen                        */
-  SF_ST_NOT_MEMBER,     /* auth: the SYN's IPv4 source is not the subnet's owning host  */
+  SF_ST_NO_KEY,        /* no key for the source vIP's subnet                          */
+  SF_ST_BAD_TAG,       /* MAC matches neither the current nor the previous key        */
+  SF_ST_NO_LISTENER,   /* destination not in dsts                                     */
+  SF_ST_CLOSED,        /* destination's slot did not select (its socket was closed)   */
+  SF_ST_DROPPED,       /* slot 0 did not select either: the SYN is dropped            */
+  SF_ST_STALE,         /* auth: nonce older than the window or too far in the future  */
+  SF_ST_REPLAYED,      /* auth: (sender, nonce) already in seen                        */
+  SF_ST_NOT_MEMBER,    /* auth: the SYN's IPv4 source is not the subnet's owning host  */
   SF_ST_COUNT
 };
 

@@ -40,8 +40,8 @@ ssize_t sf_fdpass_send(int sock, const struct iovec *iov, int iovcnt, const int 
   return sendmsg(sock, &mh, flags);
 }
 
-ssize_t sf_fdpass_recv(int sock, void *buf, size_t len, int flags, int *fds, int max, int *nfds,
-                       int *msg_flags, int (*close_fn)(int)) {
+ssize_t sf_fdpass_recv(int sock, void *buf, size_t len, int flags, int *fds, int max, int *nfds, int *msg_flags,
+                       int (*close_fn)(int)) {
   union {
     char b[SF_FDPASS_SPACE(SF_FDPASS_MAX)];
     struct cmsghdr align;

@@ -40,8 +40,8 @@ ssize_t sf_fdpass_send(int sock, const struct iovec *iov, int iovcnt, const int 
    SOCK_CLOEXEC), MSG_DONTWAIT. *msg_flags (may be NULL): the message's flags (MSG_TRUNC: the data
    did not fit; MSG_CTRUNC: descriptors were lost, e.g. to EMFILE), 0 when recvmsg failed.
    Returns what recvmsg returned (*nfds 0 on failure). */
-ssize_t sf_fdpass_recv(int sock, void *buf, size_t len, int flags, int *fds, int max, int *nfds,
-                       int *msg_flags, int (*close_fn)(int));
+ssize_t sf_fdpass_recv(int sock, void *buf, size_t len, int flags, int *fds, int max, int *nfds, int *msg_flags,
+                       int (*close_fn)(int));
 
 #ifdef __cplusplus
 }

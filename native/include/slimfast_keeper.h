@@ -25,7 +25,7 @@
 #define SFK_SLOTS 1024        /* in-flight table entries */
 #define SFK_NOTIF_MAX 128     /* room for struct seccomp_notif (80 bytes on 6.x) */
 #define SFK_STATE_MAX (1u << 20)
-#define SFK_F_V6 1u /* the program listens on an AF_INET6 dual-stack socket (addresses ::ffff:a.b.c.d) */
+#define SFK_F_V6 1u     /* the program listens on an AF_INET6 dual-stack socket (addresses ::ffff:a.b.c.d) */
 #define SFK_GUARD_FDS 8 /* at most: the guard's map and its program links */
 
 enum sfk_type {

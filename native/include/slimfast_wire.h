@@ -52,25 +52,25 @@ enum sf_msg_type {
                            positive errno (the process then listens afresh).                    */
 
   /* broker -> preload (replies echo the request's seq) */
-  SF_HELLO_OK = 101,    /* vip_a = container vIP, vip_b = overlay network, a = prefix length,
+  SF_HELLO_OK = 101,         /* vip_a = container vIP, vip_b = overlay network, a = prefix length,
                            port_b = SF_FEAT_* bits (network order): requests this broker answers
                            beyond the first ones (an older broker ignores unknown requests).  */
-  SF_CONNECT_OK = 102,  /* status 0: one connected TCP socket attached (SCM_RIGHTS);
+  SF_CONNECT_OK = 102,       /* status 0: one connected TCP socket attached (SCM_RIGHTS);
                            vip_a:port_a = virtual local address, vip_b:port_b = virtual peer.
                            status SF_STATUS_FALLBACK: not SlimFast's; connect the app's own
                            socket as usual. status > 0: fail connect() with that errno.
                            a & SF_CONNECT_POOLABLE: a cross-host SlimFast listener; the next
                            connects to it may use the route's pool (SF_POOL_CHANNEL).         */
-  SF_LISTEN_OK = 103,   /* status 0: the listener channel is attached (SCM_RIGHTS);
+  SF_LISTEN_OK = 103,        /* status 0: the listener channel is attached (SCM_RIGHTS);
                            vip_a:port_a = virtual listening address. status FALLBACK: keep the
                            app's own listening socket. status > 0: errno for listen().         */
-  SF_CHANNEL_INFO = 104, /* status 0: vip_a:port_a = the listener's virtual address. For an
+  SF_CHANNEL_INFO = 104,     /* status 0: vip_a:port_a = the listener's virtual address. For an
                            inherited steered socket (below) a = SF_LISTEN_STEERED and a fresh
                            channel for it is attached.                                         */
-  SF_POOL_CHANNEL = 105, /* unsolicited (seq 0), sent before the CONNECT_OK that needed it: a
+  SF_POOL_CHANNEL = 105,     /* unsolicited (seq 0), sent before the CONNECT_OK that needed it: a
                            pool channel (SCM_RIGHTS) for the route vip_a/a (net/prefix length)
                            to peer host vip_b. The broker keeps it stocked with SF_POOLED.    */
-  SF_STEER_OK = 106,    /* status 0: the listener's kernel-steered host listening socket is
+  SF_STEER_OK = 106,         /* status 0: the listener's kernel-steered host listening socket is
                            attached (SCM_RIGHTS): bound to the reserved port, in its SO_REUSEPORT
                            group, and the kernel's BPF program gives it the connections whose
                            verified header names this listener. Each starts with its sf_hdr;
@@ -79,11 +79,11 @@ enum sf_msg_type {
   SF_LISTEN_CLOSED_OK = 107, /* status 0 (whether or not the channel was dropped).          */
 
   /* broker -> application, on a listener channel: one per incoming connection */
-  SF_ACCEPTED = 201,    /* one connected TCP socket attached (SCM_RIGHTS);
+  SF_ACCEPTED = 201, /* one connected TCP socket attached (SCM_RIGHTS);
                            vip_a:port_a = local (virtual) address, vip_b:port_b = peer.      */
 
   /* broker -> preload, on a pool channel: one pre-established host connection, as an sf_pooled */
-  SF_POOLED = 202       /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
+  SF_POOLED = 202 /* one connected TCP socket to the peer's reserved port (SCM_RIGHTS) on
                            which nothing was sent yet; a = CLOCK_MONOTONIC ns when it was
                            established, port_a = the virtual source port, status =
                            SF_POOLED_DEFERRED or 0, seq = how many takes the taker may report
@@ -125,16 +125,16 @@ enum sf_msg_type {
 #define SF_STATUS_FALLBACK (-1)
 
 struct sf_msg {
-  uint16_t type;     /* enum sf_msg_type                                    */
-  uint16_t version;  /* SF_MSG_VERSION                                      */
-  uint32_t seq;      /* request id chosen by the preload, echoed in replies */
-  int32_t status;    /* replies: 0, SF_STATUS_FALLBACK or a positive errno  */
-  uint32_t vip_a;    /* network order */
-  uint32_t vip_b;    /* network order */
-  uint16_t port_a;   /* network order */
-  uint16_t port_b;   /* network order */
-  uint64_t a;        /* type-specific */
-};                   /* 32 bytes */
+  uint16_t type;    /* enum sf_msg_type                                    */
+  uint16_t version; /* SF_MSG_VERSION                                      */
+  uint32_t seq;     /* request id chosen by the preload, echoed in replies */
+  int32_t status;   /* replies: 0, SF_STATUS_FALLBACK or a positive errno  */
+  uint32_t vip_a;   /* network order */
+  uint32_t vip_b;   /* network order */
+  uint16_t port_a;  /* network order */
+  uint16_t port_b;  /* network order */
+  uint64_t a;       /* type-specific */
+};                  /* 32 bytes */
 
 SF_STATIC_ASSERT(sizeof(struct sf_msg) == 32, "sf_msg must stay 32 bytes");
 

@@ -38,7 +38,7 @@ export function render(text) {
     '',
   ];
   for (const [name, lit] of constantsOf(text)) lines.push(`export const ${name} = ${lit};`);
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

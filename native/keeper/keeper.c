@@ -131,8 +131,7 @@ static void respond_continue(int nfd, uint64_t id) {
   struct seccomp_notif_resp *r = (struct seccomp_notif_resp *)buf;
   r->id = id;
   r->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-  while (ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {
-  }
+  while (ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {}
 }
 
 static struct target *target_by_idx(uint32_t idx) {
@@ -198,8 +197,7 @@ static void respond_error(int nfd, uint64_t id, int err) {
   struct seccomp_notif_resp *r = (struct seccomp_notif_resp *)buf;
   r->id = id;
   r->error = -err;
-  while (ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {
-  }
+  while (ioctl(nfd, SECCOMP_IOCTL_NOTIF_SEND, r) < 0 && errno == EINTR) {}
 }
 
 // The 48-byte header a steered connection starts with (in its SYN, else shortly after).
@@ -271,9 +269,11 @@ static int serve_held(struct held *h) {
       snprintf(path, sizeof path, "/proc/%u/mem", n->pid);
       int mfd = open(path, O_RDWR | O_CLOEXEC);
       socklen_t len = 0;
-      int ok = mfd >= 0 && id_valid(t->nfd, n->id) && pread(mfd, &len, sizeof len, (off_t)lenp) == (ssize_t)sizeof len && (int)len >= 0;
+      int ok = mfd >= 0 && id_valid(t->nfd, n->id) &&
+               pread(mfd, &len, sizeof len, (off_t)lenp) == (ssize_t)sizeof len && (int)len >= 0;
       size_t w = len < full ? len : full;
-      ok = ok && (!w || pwrite(mfd, &peer, w, (off_t)addr) == (ssize_t)w) && pwrite(mfd, &full, sizeof full, (off_t)lenp) == (ssize_t)sizeof full;
+      ok = ok && (!w || pwrite(mfd, &peer, w, (off_t)addr) == (ssize_t)w) &&
+           pwrite(mfd, &full, sizeof full, (off_t)lenp) == (ssize_t)sizeof full;
       if (mfd >= 0) close(mfd);
       if (!ok) {
         close(conn);
@@ -281,7 +281,9 @@ static int serve_held(struct held *h) {
         return 1;
       }
     }
-    struct seccomp_notif_addfd add = {.id = n->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)conn,
+    struct seccomp_notif_addfd add = {.id = n->id,
+                                      .flags = SECCOMP_ADDFD_FLAG_SEND,
+                                      .srcfd = (uint32_t)conn,
                                       .newfd_flags = (flags & SOCK_CLOEXEC) ? O_CLOEXEC : 0};
     int rc;
     do rc = ioctl(t->nfd, SECCOMP_IOCTL_NOTIF_ADDFD, &add);
@@ -494,8 +496,8 @@ static void on_broker(void) {
   for (;;) {
     struct sfk_msg m;
     int fd = -1, fds[SFK_GUARD_FDS], nfds = 0;
-    ssize_t n = sf_fdpass_recv(broker, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, fds, SFK_GUARD_FDS, &nfds,
-                               NULL, close);
+    ssize_t n =
+        sf_fdpass_recv(broker, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, fds, SFK_GUARD_FDS, &nfds, NULL, close);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) return detach(n == 0 ? "closed" : strerror(errno));
@@ -542,8 +544,10 @@ static int json_complete(const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     if (in_str) {
-      if (c == '\\') i++;
-      else if (c == '"') in_str = 0;
+      if (c == '\\')
+        i++;
+      else if (c == '"')
+        in_str = 0;
     } else if (c == '"') {
       in_str = 1;
     } else if (c == '{' || c == '[') {
@@ -669,8 +673,8 @@ static int bind_unix(const char *path, int type, struct stat *st) {
   strcpy(a.sun_path, path);
   int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
-  if ((unlink(path) < 0 && errno != ENOENT) || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 ||
-      chmod(path, 0600) < 0 || stat(path, st) < 0 || listen(fd, 256) < 0) {
+  if ((unlink(path) < 0 && errno != ENOENT) || bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || chmod(path, 0600) < 0 ||
+      stat(path, st) < 0 || listen(fd, 256) < 0) {
     int e = errno;
     close(fd);
     errno = e;
@@ -693,11 +697,16 @@ int main(int argc, char **argv) {
   const char *runc_path = NULL, *broker_path = NULL, *log_path = NULL;
   int foreground = 0;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--foreground")) foreground = 1;
-    else if (!strcmp(argv[i], "--log") && i + 1 < argc) log_path = argv[++i];
-    else if (!runc_path) runc_path = argv[i];
-    else if (!broker_path) broker_path = argv[i];
-    else runc_path = NULL, i = argc;
+    if (!strcmp(argv[i], "--foreground"))
+      foreground = 1;
+    else if (!strcmp(argv[i], "--log") && i + 1 < argc)
+      log_path = argv[++i];
+    else if (!runc_path)
+      runc_path = argv[i];
+    else if (!broker_path)
+      broker_path = argv[i];
+    else
+      runc_path = NULL, i = argc;
   }
   if (!runc_path || !broker_path) {
     fprintf(stderr, "usage: slimfast-seccomp-keeper RUNC_SOCKET BROKER_SOCKET [--foreground] [--log FILE]\n");
@@ -707,8 +716,10 @@ int main(int argc, char **argv) {
   snprintf(lock_path, sizeof lock_path, "%s.lock", broker_path);
   snprintf(state_dir, sizeof state_dir, "%s", broker_path);
   char *slash = strrchr(state_dir, '/');
-  if (slash) *(slash == state_dir ? slash + 1 : slash) = 0;
-  else snprintf(state_dir, sizeof state_dir, ".");
+  if (slash)
+    *(slash == state_dir ? slash + 1 : slash) = 0;
+  else
+    snprintf(state_dir, sizeof state_dir, ".");
   int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (lock < 0) {
     fprintf(stderr, "slimfast-seccomp-keeper: cannot open %s: %s\n", lock_path, strerror(errno));
@@ -783,7 +794,9 @@ int main(int argc, char **argv) {
       int kind = (int)(evs[i].data.u64 >> 32);
       uint32_t k = (uint32_t)evs[i].data.u64;
       switch (kind) {
-        case K_RUNC_LISTEN: on_runc_listen(); break;
+        case K_RUNC_LISTEN:
+          on_runc_listen();
+          break;
         case K_BROKER_LISTEN: {
           int fd = accept4(broker_listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (fd >= 0) attach(fd);

@@ -72,7 +72,8 @@ static char *build_request(const struct door_req *r, size_t *len) {
     return NULL;
   }
   struct stat st;
-  if (stat("/proc/self/ns/net", &st) == 0) snprintf(netns, sizeof netns, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+  if (stat("/proc/self/ns/net", &st) == 0)
+    snprintf(netns, sizeof netns, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
   fputs("{\"v\":1,\"prog\":", f);
   json_str(f, r->prog);
   fputs(",\"root\":", f);
@@ -195,7 +196,8 @@ int door_call(int fd, const struct door_req *r, int *code) {
   int head = nl ? (int)(nl - reply) + 1 : 0;
   if (nl && strncmp(reply, "SFR1 fallback", 13) == 0) {
     if (getenv("SLIMFAST_DEBUG")) fprintf(stderr, "slimfast: runtime service: %.*s\n", head - 1, reply);
-  } else if (nl && sscanf(reply, "SFR1 %d %zu %zu\n", &c, &nout, &nerr) == 3 && (size_t)n - (size_t)head == nout + nerr) {
+  } else if (nl && sscanf(reply, "SFR1 %d %zu %zu\n", &c, &nout, &nerr) == 3 &&
+             (size_t)n - (size_t)head == nout + nerr) {
     write_all(1, reply + head, nout);
     write_all(2, reply + head + nout, nerr);
     *code = c;

@@ -7,15 +7,15 @@
 #include <stdio.h>
 
 struct door_req {
-  const char *prog;       // "runc" or "hook"
-  const char *config;     // the config file this program reads
-  const char *root;       // the install root
-  int argc;               // arguments after the program name
+  const char *prog;    // "runc" or "hook"
+  const char *config;  // the config file this program reads
+  const char *root;    // the install root
+  int argc;            // arguments after the program name
   char **argv;
-  const char *input;      // hooks: all of stdin (may be NULL)
+  const char *input;  // hooks: all of stdin (may be NULL)
   size_t input_len;
-  int input_timed_out;    // hooks: stdin did not end within the hook timeout (the service reports it)
-  int timeout_ms;         // for the whole exchange
+  int input_timed_out;  // hooks: stdin did not end within the hook timeout (the service reports it)
+  int timeout_ms;       // for the whole exchange
 };
 
 // Connects to the runtime service of the broker of state_dir: a socket, or -1 when none listens there

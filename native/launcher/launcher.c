@@ -2,8 +2,8 @@
 //
 // slimfast-runc (built without SF_HOOK) scans runc's global flags as runtime-wrapper/args.ts does. Every
 // subcommand but create, run and exec goes straight to the real runc with execv(): same arguments
-// (argv[0] "runc"), same environment, every inherited fd untouched (--preserve-fds, LISTEN_FDS, the engine's stdio pipes), so
-// state/kill/delete/start/... cost one exec more than runc itself. For create/run/exec it runs
+// (argv[0] "runc"), same environment, every inherited fd untouched (--preserve-fds, LISTEN_FDS, the engine's stdio
+// pipes), so state/kill/delete/start/... cost one exec more than runc itself. For create/run/exec it runs
 //   node ROOT/dist/runtime-wrapper/main.js --slimfast-edit-only ARGV...
 // as a child (stdin/stdout /dev/null, stderr a pipe copied to ours, no other fds: Node must not touch the
 // engine's pipes, e.g. make them non-blocking) and, when that exits 0, execs the real runc in place.
@@ -150,26 +150,42 @@ static const char *parse_string(const char *p, char *out, size_t cap) {
     if (c == '\\') {
       char e = *p++;
       switch (e) {
-        case 'n': c = '\n'; break;
-        case 't': c = '\t'; break;
-        case 'r': c = '\r'; break;
-        case 'b': c = '\b'; break;
-        case 'f': c = '\f'; break;
+        case 'n':
+          c = '\n';
+          break;
+        case 't':
+          c = '\t';
+          break;
+        case 'r':
+          c = '\r';
+          break;
+        case 'b':
+          c = '\b';
+          break;
+        case 'f':
+          c = '\f';
+          break;
         case 'u': {
           unsigned v = 0;
           for (int k = 0; k < 4; k++) {
             char h = *p++;
             v <<= 4;
-            if (h >= '0' && h <= '9') v |= (unsigned)(h - '0');
-            else if (h >= 'a' && h <= 'f') v |= (unsigned)(h - 'a' + 10);
-            else if (h >= 'A' && h <= 'F') v |= (unsigned)(h - 'A' + 10);
-            else return NULL;
+            if (h >= '0' && h <= '9')
+              v |= (unsigned)(h - '0');
+            else if (h >= 'a' && h <= 'f')
+              v |= (unsigned)(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F')
+              v |= (unsigned)(h - 'A' + 10);
+            else
+              return NULL;
           }
           c = v < 0x80 ? (char)v : '?';
           break;
         }
-        case '\0': return NULL;
-        default: c = e;  // " \ /
+        case '\0':
+          return NULL;
+        default:
+          c = e;  // " \ /
       }
     }
     if (out) {
@@ -265,7 +281,8 @@ static int search_path(const char *name, char *out, size_t cap) {
     if (len > 0 && len + strlen(name) + 2 <= cap) {
       snprintf(out, cap, "%.*s/%s", (int)len, path, name);
       struct stat st;
-      if (is_executable_file(out) && stat(out, &st) == 0 && !(have_self && st.st_dev == self.st_dev && st.st_ino == self.st_ino))
+      if (is_executable_file(out) && stat(out, &st) == 0 &&
+          !(have_self && st.st_dev == self.st_dev && st.st_ino == self.st_ino))
         return 1;
     }
     if (!end) break;
@@ -316,7 +333,8 @@ static const char *find_script(void) {
     char *slash = strrchr(dir, '/');
     if (!slash) break;
     *slash = '\0';
-    if (snprintf(script, sizeof script, "%s/" SCRIPT, dir) < (int)sizeof script && access(script, R_OK) == 0) return script;
+    if (snprintf(script, sizeof script, "%s/" SCRIPT, dir) < (int)sizeof script && access(script, R_OK) == 0)
+      return script;
   }
   die("cannot find " SCRIPT " in a directory above %s: build SlimFast (npm run build) or reinstall it", exe);
 }
@@ -438,11 +456,10 @@ static int door_timeout_ms(void) {
   return ms >= 50 && ms < DOOR_TIMEOUT_MS ? (int)ms : DOOR_TIMEOUT_MS;
 }
 
-static int open_door(void) {
-  return getenv("SLIMFAST_NO_RUNTIME_SERVICE") ? -1 : door_connect(state_dir());
-}
+static int open_door(void) { return getenv("SLIMFAST_NO_RUNTIME_SERVICE") ? -1 : door_connect(state_dir()); }
 
-static int via_door(int fd, const char *prog, int argc, char **argv, const char *input, size_t input_len, int timed_out, int *code) {
+static int via_door(int fd, const char *prog, int argc, char **argv, const char *input, size_t input_len, int timed_out,
+                    int *code) {
   struct door_req r = {
       .prog = prog,
       .config = config_file(),
@@ -538,7 +555,8 @@ int main(int argc, char **argv) {
 #else
   int cmd = scan_globals(argc, argv);
   const char *runc = find_runc();
-  if (cmd < argc && (strcmp(argv[cmd], "create") == 0 || strcmp(argv[cmd], "run") == 0 || strcmp(argv[cmd], "exec") == 0)) {
+  if (cmd < argc &&
+      (strcmp(argv[cmd], "create") == 0 || strcmp(argv[cmd], "run") == 0 || strcmp(argv[cmd], "exec") == 0)) {
     // The edit (`runc state` for exec --process), in the broker or in Node.js, uses the runc found
     // here: one look-up per start, whatever the two implementations of the rule would say.
     setenv("SLIMFAST_RUNC", runc, 1);

@@ -111,8 +111,8 @@ static int accepted(int nfd, const struct sf_msg *m, int v6, struct sockaddr *ad
 
 /* One SF_ACCEPTED from a listener channel: the socket, its entry, the peer's address.
    Returns the new fd; -1 with errno (EAGAIN, EINTR, ... as accept would), *eof set on EOF. */
-static int chan_take(int chan, const struct sf_entry *e, struct sockaddr *addr, socklen_t *alen,
-                     int flags, int rflags, int *eof) {
+static int chan_take(int chan, const struct sf_entry *e, struct sockaddr *addr, socklen_t *alen, int flags, int rflags,
+                     int *eof) {
   *eof = 0;
   for (;;) {
     struct sf_msg m;
@@ -263,9 +263,7 @@ again:;
 #undef PLAIN_ACCEPT
 }
 
-SF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen) {
-  return do_accept(fd, addr, alen, 0, 0);
-}
+SF_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *alen) { return do_accept(fd, addr, alen, 0, 0); }
 SF_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *alen, int flags) {
   return do_accept(fd, addr, alen, flags, 1);
 }
@@ -320,7 +318,7 @@ SF_EXPORT int shutdown(int fd, int how) {
   }
   if (e.hidden_fd >= 0) REAL(shutdown)(e.hidden_fd, SHUT_RD); /* stop listening for plain clients */
   REAL(shutdown)(fd, SHUT_RDWR); /* wakes accept()s blocked on the channel; the broker drops it */
-  for (;;) { /* connections queued but never accepted: closed, as the kernel resets them */
+  for (;;) {                     /* connections queued but never accepted: closed, as the kernel resets them */
     struct sf_msg m;
     int x;
     if (sf_recv_fd(fd, &m, sizeof m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, &x, NULL) <= 0) break;

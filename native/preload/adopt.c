@@ -106,8 +106,8 @@ int sf_entry_of(int fd, struct sf_entry *e) {
     if (!sf_tab_get(fd, e)) return SF_K_NONE;
   }
   if ((e->kind == SF_K_SOCK || e->kind == SF_K_CONN || e->kind == SF_K_CHAN || e->kind == SF_K_STEER ||
-       e->kind == SF_K_ORPHAN) && e->ino &&
-      sf_fd_ino(fd) != e->ino) {
+       e->kind == SF_K_ORPHAN) &&
+      e->ino && sf_fd_ino(fd) != e->ino) {
     SF_DEBUG("fd %d: stale entry dropped", fd);
     sf_forget(fd);
     return SF_K_NONE;

@@ -46,7 +46,7 @@
 struct conn {
   int used;
   int fd;
-  int refs;   /* cur's reference + threads using it */
+  int refs; /* cur's reference + threads using it */
   int dead;
   int reader; /* a thread is reading it */
 };
@@ -64,9 +64,9 @@ static pthread_cond_t cv;
 static int cv_ready;
 static struct conn *cur; /* the live connection, or NULL */
 static struct conn conn_slots[NCONNS];
-static int cur_fd = -1;    /* lock-free copy of cur->fd for sf_broker_is_fd */
+static int cur_fd = -1; /* lock-free copy of cur->fd for sf_broker_is_fd */
 static int opening;
-static int64_t retry_at;      /* no connection attempt before this */
+static int64_t retry_at; /* no connection attempt before this */
 static int backoff_ms;
 static int64_t suspend_until; /* after a timeout: fall back at once until then */
 static int suspend_ms;
@@ -287,9 +287,10 @@ static int open_broker(struct sf_info *inf, int64_t deadline, int *refused) {
        silently takes the ordinary path. Said once per program. */
     static int warned;
     if ((e == EACCES || e == EPERM) && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-      sf_warn("cannot connect to the broker socket %s as uid %u: %s; this program's TCP stays off SlimFast "
-              "(the broker makes its state dir's containers/ mode 711: is the path right, or the mode changed?)",
-              sf_conf.sock_path, (unsigned)getuid(), strerror(e));
+      sf_warn(
+          "cannot connect to the broker socket %s as uid %u: %s; this program's TCP stays off SlimFast "
+          "(the broker makes its state dir's containers/ mode 711: is the path right, or the mode changed?)",
+          sf_conf.sock_path, (unsigned)getuid(), strerror(e));
     REAL(close)(fd);
     return -1;
   }
@@ -338,8 +339,10 @@ static int open_broker(struct sf_info *inf, int64_t deadline, int *refused) {
     *refused = m.status;
     static int warned_refused;
     if (m.status == EACCES && !__atomic_exchange_n(&warned_refused, 1, __ATOMIC_RELAXED))
-      sf_warn("the broker at %s refused this program: it is not in that container's network namespace; "
-              "its TCP stays off SlimFast", sf_conf.sock_path);
+      sf_warn(
+          "the broker at %s refused this program: it is not in that container's network namespace; "
+          "its TCP stays off SlimFast",
+          sf_conf.sock_path);
     SF_DEBUG("broker %s refused this process: %s; falling back to the container's network", sf_conf.sock_path,
              strerror(m.status > 0 ? m.status : EPROTO));
     REAL(close)(fd);
@@ -429,8 +432,10 @@ int sf_broker_info(struct sf_info *out) {
 
 static void file_reply(struct conn *c, const struct sf_msg *m, int fd) {
   if (m->type == SF_POOL_CHANNEL && m->seq == 0) { /* unsolicited, ahead of the reply needing it */
-    if (fd >= 0 && !c->dead) sf_pool_add(fd, m->vip_a, (uint32_t)m->a);
-    else if (fd >= 0) REAL(close)(fd);
+    if (fd >= 0 && !c->dead)
+      sf_pool_add(fd, m->vip_a, (uint32_t)m->a);
+    else if (fd >= 0)
+      REAL(close)(fd);
     return;
   }
   for (int i = 0; i < NPEND; i++) {
@@ -519,8 +524,7 @@ static int call(struct sf_msg *req, const int *fds, int nfds, struct sf_msg *rep
   if (timed_out) {
     suspend_ms = suspend_ms ? (suspend_ms >= 16000 ? 30000 : suspend_ms * 2) : 1000;
     suspend_until = sf_now_ns() + (int64_t)suspend_ms * 1000000;
-    SF_DEBUG("broker did not answer within %d ms; falling back for %d ms", sf_conf.timeout_ms,
-             suspend_ms);
+    SF_DEBUG("broker did not answer within %d ms; falling back for %d ms", sf_conf.timeout_ms, suspend_ms);
   } else if (ok) {
     suspend_ms = 0;
   }

@@ -31,7 +31,8 @@ struct ep_arg {
 
 static int upd_ep(struct sf_entry *e, int present, void *arg) {
   struct ep_arg *a = arg;
-  if (!present || (e->kind != SF_K_SOCK && e->kind != SF_K_POOLED && e->kind != SF_K_CHAN && e->kind != SF_K_STEER && e->kind != SF_K_ORPHAN))
+  if (!present || (e->kind != SF_K_SOCK && e->kind != SF_K_POOLED && e->kind != SF_K_CHAN && e->kind != SF_K_STEER &&
+                   e->kind != SF_K_ORPHAN))
     return SF_UPD_KEEP;
   int i;
   for (i = 0; i < e->neps; i++)
@@ -58,9 +59,11 @@ SF_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev) {
   if (!sf_tab_get(fd, &e)) return REAL(epoll_ctl)(epfd, op, fd, ev);
   if (e.kind == SF_K_CAND) e.kind = (uint8_t)sf_adopt(fd);
   int r = REAL(epoll_ctl)(epfd, op, fd, ev);
-  if (r != 0 || (e.kind != SF_K_SOCK && e.kind != SF_K_POOLED && e.kind != SF_K_CHAN && e.kind != SF_K_STEER && e.kind != SF_K_ORPHAN))
+  if (r != 0 || (e.kind != SF_K_SOCK && e.kind != SF_K_POOLED && e.kind != SF_K_CHAN && e.kind != SF_K_STEER &&
+                 e.kind != SF_K_ORPHAN))
     return r;
-  if (e.kind != SF_K_SOCK && e.kind != SF_K_POOLED) sf_watch_ensure(); /* a listener: e.g. a worker forked after listen() */
+  if (e.kind != SF_K_SOCK && e.kind != SF_K_POOLED)
+    sf_watch_ensure(); /* a listener: e.g. a worker forked after listen() */
   if (op != EPOLL_CTL_ADD && op != EPOLL_CTL_MOD && op != EPOLL_CTL_DEL) return r;
   int saved = errno;
   struct ep_arg a;

@@ -53,8 +53,7 @@ SF_EXPORT int dup(int fd) {
 
 static void protect_target(int newfd) {
   struct sf_entry e;
-  if (sf_tab_has(newfd) && sf_tab_get(newfd, &e) && e.kind == SF_K_INTERNAL)
-    sf_internal_relocate(newfd);
+  if (sf_tab_has(newfd) && sf_tab_get(newfd, &e) && e.kind == SF_K_INTERNAL) sf_internal_relocate(newfd);
 }
 
 SF_EXPORT int dup2(int oldfd, int newfd) {
@@ -72,8 +71,7 @@ SF_EXPORT int dup2(int oldfd, int newfd) {
 }
 
 SF_EXPORT int dup3(int oldfd, int newfd, int flags) {
-  if (oldfd == newfd || !sf_conf.enabled || !sf_table_owner())
-    return REAL(dup3)(oldfd, newfd, flags);
+  if (oldfd == newfd || !sf_conf.enabled || !sf_table_owner()) return REAL(dup3)(oldfd, newfd, flags);
   if (before_dup(oldfd) != 0) return -1;
   int saved = errno;
   protect_target(newfd);
@@ -115,8 +113,7 @@ static int do_fcntl(int (*real)(int, int, ...), int fd, int cmd, void *arg) {
   if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && sf_conf.enabled && before_dup(fd) != 0) return -1;
   int r = real(fd, cmd, arg);
   if (r >= 0 && cmd == F_SETFL && sf_tab_has(fd)) note_nonblock(fd, ((int)(intptr_t)arg & O_NONBLOCK) != 0);
-  if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && sf_conf.enabled &&
-      sf_table_owner()) {
+  if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && sf_conf.enabled && sf_table_owner()) {
     int saved = errno;
     copy_entry(fd, r);
     errno = saved;

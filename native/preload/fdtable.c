@@ -85,8 +85,7 @@ static inline void cpu_relax(void) {
 
 static void spin_lock(int *l) {
   for (int i = 0;; i++) {
-    if (!__atomic_load_n(l, __ATOMIC_RELAXED) && !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE))
-      return;
+    if (!__atomic_load_n(l, __ATOMIC_RELAXED) && !__atomic_exchange_n(l, 1, __ATOMIC_ACQUIRE)) return;
     if (i < 100)
       cpu_relax();
     else
@@ -96,23 +95,23 @@ static void spin_lock(int *l) {
 static void spin_unlock(int *l) { __atomic_store_n(l, 0, __ATOMIC_RELEASE); }
 
 /* Spin until try_expr succeeds (1), or give up at deadline (0; a deadline of 0: never). */
-#define SPIN_UNTIL(try_expr, deadline)                             \
-  ({                                                               \
-    int64_t dl_ = (deadline);                                      \
-    int got_ = 0;                                                  \
-    for (int i_ = 0;; i_++) {                                      \
-      if (try_expr) {                                              \
-        got_ = 1;                                                  \
-        break;                                                     \
-      }                                                            \
-      if (i_ < 100) {                                              \
-        cpu_relax();                                               \
-        continue;                                                  \
-      }                                                            \
-      if (dl_ && sf_now_ns() >= dl_) break;                        \
-      sched_yield();                                               \
-    }                                                              \
-    got_;                                                          \
+#define SPIN_UNTIL(try_expr, deadline)      \
+  ({                                        \
+    int64_t dl_ = (deadline);               \
+    int got_ = 0;                           \
+    for (int i_ = 0;; i_++) {               \
+      if (try_expr) {                       \
+        got_ = 1;                           \
+        break;                              \
+      }                                     \
+      if (i_ < 100) {                       \
+        cpu_relax();                        \
+        continue;                           \
+      }                                     \
+      if (dl_ && sf_now_ns() >= dl_) break; \
+      sched_yield();                        \
+    }                                       \
+    got_;                                   \
   })
 
 static int try_int(int *l) {
@@ -132,8 +131,7 @@ static struct slot *slot_of(int fd, int create) {
     /* page_lock comes before the slot locks: a handler that interrupted this thread inside the
        table waits for it boundedly, one that interrupted its holder not at all */
     if (!create || in_excl || in_alloc) return NULL;
-    void *m = mmap(NULL, sizeof(struct page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+    void *m = mmap(NULL, sizeof(struct page), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return NULL;
     int64_t deadline = nheld ? sf_now_ns() + NESTED_WAIT_NS : 0;
     if (!SPIN_UNTIL(try_int(&page_lock), deadline)) {
@@ -143,8 +141,7 @@ static struct slot *slot_of(int fd, int create) {
     in_excl = 1;
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     struct page *expected = NULL;
-    int won = __atomic_compare_exchange_n(pp, &expected, (struct page *)m, 0, __ATOMIC_ACQ_REL,
-                                          __ATOMIC_ACQUIRE);
+    int won = __atomic_compare_exchange_n(pp, &expected, (struct page *)m, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
     __atomic_signal_fence(__ATOMIC_SEQ_CST);
     in_excl = 0;
     spin_unlock(&page_lock);
@@ -338,8 +335,7 @@ int sf_tab_update(int fd, sf_upd_fn fn, void *arg) {
   return r;
 }
 
-void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int, const struct sf_entry *, void *),
-                 void *arg) {
+void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int, const struct sf_entry *, void *), void *arg) {
   if (lo >= (unsigned)SF_TAB_MAXFD) return;
   if (hi >= (unsigned)SF_TAB_MAXFD) hi = SF_TAB_MAXFD - 1;
   for (unsigned pi = lo >> PAGE_BITS; pi <= (hi >> PAGE_BITS); pi++) {

@@ -20,9 +20,7 @@
 
 int sf_v6_to_v4(const struct sockaddr *addr, socklen_t len, uint32_t *ip, uint16_t *port) {
   /* the kernel takes the RFC 2133 size (no sin6_scope_id) as well */
-  if (!addr || len < (socklen_t)offsetof(struct sockaddr_in6, sin6_scope_id) ||
-      addr->sa_family != AF_INET6)
-    return 0;
+  if (!addr || len < (socklen_t)offsetof(struct sockaddr_in6, sin6_scope_id) || addr->sa_family != AF_INET6) return 0;
   struct sockaddr_in6 s6;
   memset(&s6, 0, sizeof s6);
   memcpy(&s6, addr, len < (socklen_t)sizeof s6 ? len : sizeof s6);
@@ -86,8 +84,8 @@ int sf_v6_setsockopt(int fd, int name, const void *val, socklen_t len) {
     errno = EINVAL;
     return -1;
   }
-  if (name4 == IP_TOS && v == -1) v = 0;        /* IPV6_TCLASS -1 = the default class */
-  if (name4 == IP_TTL && v == 0) v = 1;         /* IP_TTL has no 0 */
+  if (name4 == IP_TOS && v == -1) v = 0; /* IPV6_TCLASS -1 = the default class */
+  if (name4 == IP_TTL && v == 0) v = 1;  /* IP_TTL has no 0 */
   return REAL(setsockopt)(fd, IPPROTO_IP, name4, &v, sizeof v);
 }
 
@@ -95,8 +93,10 @@ int sf_v6_getsockopt(int fd, int name, void *val, socklen_t *len) {
   int name4, v = 0;
   socklen_t l = sizeof v;
   if (name == IPV6_V6ONLY) return put_int(val, len, 0);
-  if (name == IPV6_MTU) name4 = IP_MTU;
-  else if (!sf_v6_opt_v4(name, &name4)) return REAL(getsockopt)(fd, IPPROTO_IPV6, name, val, len);
+  if (name == IPV6_MTU)
+    name4 = IP_MTU;
+  else if (!sf_v6_opt_v4(name, &name4))
+    return REAL(getsockopt)(fd, IPPROTO_IPV6, name, val, len);
   if (REAL(getsockopt)(fd, IPPROTO_IP, name4, &v, &l) != 0) return -1;
   return put_int(val, len, v);
 }

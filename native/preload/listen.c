@@ -181,9 +181,7 @@ static int listen_addr(int fd, int v6, uint32_t *ip, uint16_t *port) {
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
   if (REAL(getsockname)(fd, (struct sockaddr *)&ss, &sl) != 0) return 0;
-  if (v6)
-    return ss.ss_family == AF_INET6 && sf_v6_to_v4((struct sockaddr *)&ss, sl, ip, port) &&
-           !sf_v6only(fd);
+  if (v6) return ss.ss_family == AF_INET6 && sf_v6_to_v4((struct sockaddr *)&ss, sl, ip, port) && !sf_v6only(fd);
   if (ss.ss_family != AF_INET) return 0;
   const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
   *ip = sin->sin_addr.s_addr;
@@ -231,8 +229,8 @@ int sf_listen_register(int fd, struct sf_entry *e, int backlog) {
     errno = rep.status;
     return -1;
   }
-  if ((rep.a & SF_LISTEN_STEERED) && steer_take(fd, rfd, e, app_fl, rep.vip_a ? rep.vip_a : lip,
-                                                rep.port_a ? rep.port_a : lport) == 0) {
+  if ((rep.a & SF_LISTEN_STEERED) &&
+      steer_take(fd, rfd, e, app_fl, rep.vip_a ? rep.vip_a : lip, rep.port_a ? rep.port_a : lport) == 0) {
     REAL(close)(rfd);
     errno = saved;
     return 0;

@@ -32,10 +32,10 @@
 #include <unistd.h>
 
 #define NPOOLS 8
-#define NOK 64                       /* confirmed destinations remembered */
-#define OK_TTL_NS 1000000000LL       /* how long a confirmation lets connects skip the broker */
-#define VIEW_TTL_NS 30000000000LL    /* ... with a view page that has not moved */
-#define MAX_TRIES 16                 /* stale sockets skipped in one take at most */
+#define NOK 64                    /* confirmed destinations remembered */
+#define OK_TTL_NS 1000000000LL    /* how long a confirmation lets connects skip the broker */
+#define VIEW_TTL_NS 30000000000LL /* ... with a view page that has not moved */
+#define MAX_TRIES 16              /* stale sockets skipped in one take at most */
 /* An empty pool is reported again after this: the broker may have backed off (peer down), and
    refills only when asked. */
 #define EMPTY_REPORT_NS 1000000000LL
@@ -46,12 +46,12 @@
 #define HAND_SCORE_MAX 8
 
 struct pool {
-  int fd;      /* -1: free slot */
-  uint32_t id; /* names the pool in tickets; never reused */
+  int fd;             /* -1: free slot */
+  uint32_t id;        /* names the pool in tickets; never reused */
   uint32_t net, mask; /* network order */
   int users;
   int dead;
-  int64_t empty_reported_at; /* last "found empty" report; 0: none since the last take */
+  int64_t empty_reported_at;   /* last "found empty" report; 0: none since the last take */
   uint32_t owe_used, owe_gone; /* takes not reported yet */
   uint32_t batch;              /* report once this many are owed (the broker's SF_POOLED seq) */
   int want_block;              /* the last socket() it served wanted a blocking socket */
@@ -319,8 +319,8 @@ static void account(int i, uint32_t used, uint32_t gone, int found_empty, int de
   p->owe_used += used;
   p->owe_gone += gone;
   int64_t now = found_empty ? sf_now_ns() : 0;
-  int send_report = !dead && p->owe_used + p->owe_gone > 0 &&
-                    (p->owe_used + p->owe_gone >= (p->batch ? p->batch : 1) || found_empty);
+  int send_report =
+      !dead && p->owe_used + p->owe_gone > 0 && (p->owe_used + p->owe_gone >= (p->batch ? p->batch : 1) || found_empty);
   if (found_empty && !dead && !send_report && (!p->empty_reported_at || now - p->empty_reported_at > EMPTY_REPORT_NS))
     send_report = 1;
   uint32_t u = 0, g = 0;

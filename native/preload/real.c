@@ -20,10 +20,10 @@ static int fallback_close_range(unsigned lo, unsigned hi, int flags) {
 #endif
 }
 
-#define LOAD(name)                                                   \
-  do {                                                               \
-    void *p_ = dlsym(RTLD_NEXT, #name);                              \
-    __atomic_store_n((void **)&sf_real.name, p_, __ATOMIC_RELAXED);  \
+#define LOAD(name)                                                  \
+  do {                                                              \
+    void *p_ = dlsym(RTLD_NEXT, #name);                             \
+    __atomic_store_n((void **)&sf_real.name, p_, __ATOMIC_RELAXED); \
   } while (0)
 
 void sf_real_init(void) {

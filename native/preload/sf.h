@@ -74,18 +74,21 @@ void sf_real_init(void);
 
 /* ---------- util.c ---------- */
 struct sf_conf {
-  int enabled;          /* SLIMFAST_SOCKET set and usable */
-  int debug;            /* SLIMFAST_DEBUG=1 */
-  int timeout_ms;       /* SLIMFAST_TIMEOUT_MS, default 3000 */
-  int spin_max_us;      /* SLIMFAST_SPIN_US, default 20; 0 = never poll before blocking */
-  int pool_at_socket;   /* SLIMFAST_POOL_AT_SOCKET, default 1: socket() may hand out a pooled
+  int enabled;        /* SLIMFAST_SOCKET set and usable */
+  int debug;          /* SLIMFAST_DEBUG=1 */
+  int timeout_ms;     /* SLIMFAST_TIMEOUT_MS, default 3000 */
+  int spin_max_us;    /* SLIMFAST_SPIN_US, default 20; 0 = never poll before blocking */
+  int pool_at_socket; /* SLIMFAST_POOL_AT_SOCKET, default 1: socket() may hand out a pooled
                            socket (0 for programs that connect libc's sockets without connect()) */
   char sock_path[108];
 };
 extern struct sf_conf sf_conf;
 void sf_conf_init(void); /* idempotent */
 void sf_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-#define SF_DEBUG(...) do { if (SF_UNLIKELY(sf_conf.debug)) sf_log(__VA_ARGS__); } while (0)
+#define SF_DEBUG(...)                                    \
+  do {                                                   \
+    if (SF_UNLIKELY(sf_conf.debug)) sf_log(__VA_ARGS__); \
+  } while (0)
 /* A misconfiguration the operator must hear of without SLIMFAST_DEBUG: sf_log, but only when fd 2
    looks like a log (tty, pipe, file, stream or datagram Unix socket), never a TCP socket or a
    listener channel that a daemon which closed its stderr got as fd 2. */
@@ -96,7 +99,7 @@ int64_t sf_now_ns(void);
 int sf_fd_move_high(int fd);
 /* Duplicate fd into the high range (CLOEXEC); -1 on failure. */
 int sf_fd_dup_high(int fd);
-uint64_t sf_fd_ino(int fd); /* st_ino, 0 on error */
+uint64_t sf_fd_ino(int fd);         /* st_ino, 0 on error */
 int sf_fd_nonblock(int fd, int on); /* set/clear O_NONBLOCK on the open file description */
 /* The netmask of a prefix length (network order; 0 for /0, all ones from /32 on). */
 static inline uint32_t sf_prefix_mask(uint32_t len) {
@@ -151,41 +154,42 @@ struct sf_ep {
   uint64_t gen; /* generation of the epoll instance (0 = unknown) */
 };
 
-#define SF_F_NONBLOCK 0x01  /* O_NONBLOCK: SOCK_NONBLOCK at socket(), then as fcntl/ioctl(FIONBIO) set it */
-#define SF_F_CLOEXEC 0x02   /* created with SOCK_CLOEXEC */
-#define SF_F_BOUND 0x04     /* bind() succeeded */
-#define SF_F_OPTLOST 0x08   /* more options than we could record */
-#define SF_F_EPLOST 0x10    /* more epoll sets than we could record */
-#define SF_F_SWAPPING 0x20  /* a thread is replacing the fd (channel fallback) */
-#define SF_F_V6 0x40        /* the app sees an AF_INET6 socket: addresses are v4-mapped sockaddr_in6
-                               (the socket itself may be an AF_INET host socket) */
-#define SF_F_SHUT 0x80      /* CHAN: the app shut the listener down (accept fails with EINVAL) */
+#define SF_F_NONBLOCK 0x01 /* O_NONBLOCK: SOCK_NONBLOCK at socket(), then as fcntl/ioctl(FIONBIO) set it */
+#define SF_F_CLOEXEC 0x02  /* created with SOCK_CLOEXEC */
+#define SF_F_BOUND 0x04    /* bind() succeeded */
+#define SF_F_OPTLOST 0x08  /* more options than we could record */
+#define SF_F_EPLOST 0x10   /* more epoll sets than we could record */
+#define SF_F_SWAPPING 0x20 /* a thread is replacing the fd (channel fallback) */
+/* The app sees an AF_INET6 socket: addresses are v4-mapped sockaddr_in6 (the socket itself may be
+   an AF_INET host socket). */
+#define SF_F_V6 0x40
+#define SF_F_SHUT 0x80 /* CHAN: the app shut the listener down (accept fails with EINVAL) */
 
 /* A pooled host socket handed out at socket() time and not connected yet (SF_K_POOLED). */
 struct sf_ticket {
-  struct sf_hdr h;  /* the broker's signed header; the destination goes in at connect() */
-  int64_t made_ns;  /* when the broker made the socket (CLOCK_MONOTONIC) */
-  int64_t taken_ns; /* when socket() took it */
-  uint32_t pool;    /* the pool it came from (pool.c's id; 0: none, settled) */
-  uint16_t sport;   /* virtual source port (network order) */
-  uint8_t deferred; /* TCP Fast Open, SYN not sent yet */
-  uint8_t nonblock; /* the socket came O_NONBLOCK (SF_POOLED_NONBLOCK) */
+  struct sf_hdr h;        /* the broker's signed header; the destination goes in at connect() */
+  int64_t made_ns;        /* when the broker made the socket (CLOCK_MONOTONIC) */
+  int64_t taken_ns;       /* when socket() took it */
+  uint32_t pool;          /* the pool it came from (pool.c's id; 0: none, settled) */
+  uint16_t sport;         /* virtual source port (network order) */
+  uint8_t deferred;       /* TCP Fast Open, SYN not sent yet */
+  uint8_t nonblock;       /* the socket came O_NONBLOCK (SF_POOLED_NONBLOCK) */
   uint8_t said_connected; /* CONN from a pooled socket: a blocking connect() returned 0, so the
                              kernel never saw it complete; later connects say EISCONN */
 };
 
 struct sf_entry {
   uint8_t kind, flags, nopts, neps;
-  int32_t hidden_fd;      /* CHAN: CLOEXEC dup of the real listening socket (-1 = none);
+  int32_t hidden_fd; /* CHAN: CLOEXEC dup of the real listening socket (-1 = none);
                              STEER: CLOEXEC dup of the listener channel;
                              INTERNAL: the app fd that owns this hidden fd (-1 = broker conn) */
-  uint32_t bound_ip;      /* network order (AF_INET6: the v4 of ::ffff:a.b.c.d, 0 for ::) */
+  uint32_t bound_ip; /* network order (AF_INET6: the v4 of ::ffff:a.b.c.d, 0 for ::) */
   uint16_t bound_port;
   uint16_t l_port, p_port;
-  uint32_t l_ip, p_ip;    /* virtual local / peer (network order) */
-  uint64_t ino;           /* st_ino of the socket the entry describes (staleness check) */
-  uint64_t gen;           /* EPOLL: instance generation */
-  struct sf_ticket tk;    /* POOLED */
+  uint32_t l_ip, p_ip; /* virtual local / peer (network order) */
+  uint64_t ino;        /* st_ino of the socket the entry describes (staleness check) */
+  uint64_t gen;        /* EPOLL: instance generation */
+  struct sf_ticket tk; /* POOLED */
   struct sf_opt opts[SF_MAX_OPTS];
   struct sf_ep eps[SF_MAX_EPS];
 };
@@ -214,8 +218,7 @@ typedef int (*sf_upd_fn)(struct sf_entry *e, int present, void *arg);
 int sf_tab_update(int fd, sf_upd_fn fn, void *arg);
 /* Visit every entry in [lo, hi]; cb gets a copy; entries for which it returns nonzero are
    removed. Used by close_range. */
-void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int fd, const struct sf_entry *e, void *arg),
-                 void *arg);
+void sf_tab_scan(unsigned lo, unsigned hi, int (*cb)(int fd, const struct sf_entry *e, void *arg), void *arg);
 /* Nonzero when this thread is inside the table (so we are in a signal handler that interrupted
    it): the broker client and the pools must not be waited for (they come first in lock order). */
 int sf_tab_busy(void);

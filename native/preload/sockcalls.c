@@ -25,8 +25,7 @@ SF_EXPORT int socket(int domain, int type, int protocol) {
   memset(&e, 0, sizeof e);
   e.kind = SF_K_SOCK;
   e.hidden_fd = -1;
-  e.flags = (uint8_t)(((type & SOCK_NONBLOCK) ? SF_F_NONBLOCK : 0) |
-                      ((type & SOCK_CLOEXEC) ? SF_F_CLOEXEC : 0) |
+  e.flags = (uint8_t)(((type & SOCK_NONBLOCK) ? SF_F_NONBLOCK : 0) | ((type & SOCK_CLOEXEC) ? SF_F_CLOEXEC : 0) |
                       (domain == AF_INET6 ? SF_F_V6 : 0));
   e.ino = sf_fd_ino(fd);
   if (sf_tab_set(fd, &e, &old) == 1) sf_entry_release(&old);
@@ -42,7 +41,8 @@ static int pooled_socket(int type) {
   memset(&e, 0, sizeof e);
   if (sf_pool_hand((type & SOCK_CLOEXEC) != 0, (type & SOCK_NONBLOCK) != 0, &fd, &e.tk) != 0) return -1;
   /* as the broker made it: non-blocking unless the reports said this process wants blocking ones */
-  if (!(type & SOCK_NONBLOCK) != !e.tk.nonblock && REAL(fcntl)(fd, F_SETFL, (type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) != 0) {
+  if (!(type & SOCK_NONBLOCK) != !e.tk.nonblock &&
+      REAL(fcntl)(fd, F_SETFL, (type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) != 0) {
     sf_pool_settle(&e.tk, SF_TK_GONE);
     REAL(close)(fd);
     return -1;
@@ -206,8 +206,7 @@ SF_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len) {
       (v6 && sf_v6only(fd)))
     return plain_connect(fd, addr, len, saved);
   struct sf_info inf;
-  if (sf_broker_info(&inf) != 0 || (ip & inf.mask) != inf.net)
-    return plain_connect(fd, addr, len, saved);
+  if (sf_broker_info(&inf) != 0 || (ip & inf.mask) != inf.net) return plain_connect(fd, addr, len, saved);
 
   struct sf_msg req, rep;
   int rfd;

@@ -109,8 +109,7 @@ SF_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t
   int k = sf_tab_get(fd, &e) ? e.kind : SF_K_NONE;
   /* a stale SOCK entry only gains an option it never replays (connect checks st_ino); a channel
      must be the right one before options are redirected to its hidden socket */
-  if (k == SF_K_CHAN || k == SF_K_CAND || (k == SF_K_CONN && level == IPPROTO_IPV6))
-    k = sf_entry_of(fd, &e);
+  if (k == SF_K_CHAN || k == SF_K_CAND || (k == SF_K_CONN && level == IPPROTO_IPV6)) k = sf_entry_of(fd, &e);
   errno = saved;
   if (k == SF_K_CONN && level == IPPROTO_IPV6 && (e.flags & SF_F_V6) && is_inet4(fd))
     return sf_v6_setsockopt(fd, name, val, len);

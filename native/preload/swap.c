@@ -148,8 +148,7 @@ int sf_swap_in(int fd, int newfd, const struct sf_entry *e, int replay, int fl) 
     struct epoll_event ev;
     ev.events = p->events;
     ev.data.u64 = p->data;
-    if (REAL(epoll_ctl)(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EBADF &&
-        errno != ENOENT)
+    if (REAL(epoll_ctl)(p->epfd, EPOLL_CTL_ADD, fd, &ev) != 0 && errno != EBADF && errno != ENOENT)
       SF_DEBUG("re-adding fd %d to epoll %d failed: %s", fd, p->epfd, strerror(errno));
   }
   return 0;

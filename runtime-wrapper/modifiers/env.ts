@@ -11,7 +11,8 @@ export function withPreload(value: string): string {
 }
 
 export function addSlimfastEnv(proc: Process): void {
-  const env = (proc.env ??= []);
+  proc.env ??= [];
+  const env = proc.env;
   let sawPreload = false;
   let sawSocket = false;
   for (let i = 0; i < env.length; i++) {

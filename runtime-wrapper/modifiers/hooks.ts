@@ -22,7 +22,8 @@ export const hooks: SpecModifier = {
   modify(spec: Spec, ctx: Ctx): void {
     spec.hooks ??= {};
     for (const [stage, arg] of STAGES) {
-      const list = (spec.hooks[stage] ??= []) as Hook[];
+      spec.hooks[stage] ??= [];
+      const list = spec.hooks[stage] as Hook[];
       const ours = slimfastHook(ctx, arg);
       const at = list.findIndex((h) => isSlimfastHook(h, arg));
       if (at < 0) {

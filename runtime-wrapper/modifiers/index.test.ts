@@ -17,9 +17,18 @@ test('every list is idempotent as a whole', (t) => {
 });
 
 test('precreate makes every change but the hooks, plus /etc/ld.so.preload; exec only the env', (t) => {
-  t.deepEqual(CREATE_MODIFIERS.map((m) => m.name), ['identity', 'preload-mount', 'env', 'seccomp', 'hooks']);
-  t.deepEqual(PRECREATE_MODIFIERS.map((m) => m.name), ['identity', 'preload-mount', 'ld-so-preload', 'env', 'seccomp']);
-  t.deepEqual(EXEC_MODIFIERS.map((m) => m.name), ['env']);
+  t.deepEqual(
+    CREATE_MODIFIERS.map((m) => m.name),
+    ['identity', 'preload-mount', 'env', 'seccomp', 'hooks'],
+  );
+  t.deepEqual(
+    PRECREATE_MODIFIERS.map((m) => m.name),
+    ['identity', 'preload-mount', 'ld-so-preload', 'env', 'seccomp'],
+  );
+  t.deepEqual(
+    EXEC_MODIFIERS.map((m) => m.name),
+    ['env'],
+  );
   const spec = baseSpec();
   applyModifiers(spec, testCtx(), PRECREATE_MODIFIERS);
   t.is(spec.hooks, undefined);
@@ -50,7 +59,11 @@ test('containers on the host network, or annotated io.slimfast.disable=true, sta
     }
     t.is(skipReason({ ...baseSpec(), annotations: { 'io.slimfast.disable': 'false' } }, ctx), undefined);
   }
-  t.is(skipReasonOf({ ...baseSpec(), annotations: { 'io.slimfast.disable': 'true' } }, ctx, EXEC_MODIFIERS), undefined, 'exec goes by the container\'s io.slimfast.id instead');
+  t.is(
+    skipReasonOf({ ...baseSpec(), annotations: { 'io.slimfast.disable': 'true' } }, ctx, EXEC_MODIFIERS),
+    undefined,
+    "exec goes by the container's io.slimfast.id instead",
+  );
 });
 
 test('a skipped container is left as it came: no modifier runs, nothing is made on the host, no preload needed', (t) => {
@@ -63,17 +76,24 @@ test('a skipped container is left as it came: no modifier runs, nothing is made 
   t.deepEqual([ctx.needDirs, ctx.needFiles], [[], []]);
   // A later modifier's skip counts before an earlier one changes anything.
   const touched: string[] = [];
-  const marker: SpecModifier = { name: 'marker', modify: (spec) => void (spec.annotations = { touched: 'yes' }, touched.push('marker')) };
+  const marker: SpecModifier = {
+    name: 'marker',
+    modify: (spec) => {
+      spec.annotations = { touched: 'yes' };
+      touched.push('marker');
+    },
+  };
   const refuses: SpecModifier = { name: 'refuses', skip: () => 'it says so', modify: () => void touched.push('refuses') };
   const spec = baseSpec();
   t.is(putOnSlimfast(spec, testCtx(), [marker, refuses]), 'it says so');
   t.deepEqual([touched, spec], [[], baseSpec()]);
 });
 
-test('a container that goes on SlimFast needs the preload library; a modifier\'s SpecError comes through as it is', (t) => {
+test("a container that goes on SlimFast needs the preload library; a modifier's SpecError comes through as it is", (t) => {
   t.throws(() => putOnSlimfast(baseSpec(), testCtx({ preload: '/nonexistent/libslimfast.so' }), CREATE_MODIFIERS), {
     instanceOf: SpecError,
-    message: 'the SlimFast preload library /nonexistent/libslimfast.so is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD',
+    message:
+      'the SlimFast preload library /nonexistent/libslimfast.so is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD',
   });
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-put-on-'));
   try {
@@ -81,7 +101,10 @@ test('a container that goes on SlimFast needs the preload library; a modifier\'s
     fs.writeFileSync(preload, '');
     const ctx = testCtx({ preload, socketDir: path.join(dir, 'sock'), ldSoPreload: path.join(dir, 'ld.so.preload') });
     const bad = { ...baseSpec(), annotations: { 'io.slimfast.seccomp': 'maybe' } };
-    t.throws(() => putOnSlimfast(bad, ctx, CREATE_MODIFIERS), { instanceOf: SpecError, message: /io\.slimfast\.seccomp="maybe" is neither true nor false/ });
+    t.throws(() => putOnSlimfast(bad, ctx, CREATE_MODIFIERS), {
+      instanceOf: SpecError,
+      message: /io\.slimfast\.seccomp="maybe" is neither true nor false/,
+    });
     const spec = baseSpec();
     t.is(putOnSlimfast(spec, ctx, PRECREATE_MODIFIERS), undefined);
     t.is(spec.annotations!['io.slimfast.id'], 'c1');

@@ -35,7 +35,9 @@ export function putOnSlimfast(spec: Spec, ctx: Ctx, modifiers: readonly SpecModi
   const skipped = skipReason(spec, ctx, modifiers);
   if (skipped) return skipped;
   if (!fs.existsSync(ctx.preload)) {
-    throw new SpecError(`the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`);
+    throw new SpecError(
+      `the SlimFast preload library ${ctx.preload} is missing: build it ("npm run build" in the SlimFast install) or set SLIMFAST_PRELOAD`,
+    );
   }
   applyModifiers(spec, ctx, modifiers);
   prepareHostPaths(ctx);

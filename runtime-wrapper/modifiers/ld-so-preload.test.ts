@@ -11,7 +11,12 @@ test('bind-mounts the host file read-only at /etc/ld.so.preload, after the exist
   const ctx = testCtx();
   ldSoPreload.modify(spec, ctx);
   t.deepEqual(spec.mounts!.slice(0, 2), baseSpec().mounts);
-  t.deepEqual(spec.mounts![2], { destination: '/etc/ld.so.preload', type: 'bind', source: TEST_LD_SO_PRELOAD, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  t.deepEqual(spec.mounts![2], {
+    destination: '/etc/ld.so.preload',
+    type: 'bind',
+    source: TEST_LD_SO_PRELOAD,
+    options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+  });
   t.deepEqual(ctx.needFiles, [{ path: TEST_LD_SO_PRELOAD, content: '/.slimfast/libslimfast.so\n' }], 'the file must exist before runc mounts it');
 });
 
@@ -26,9 +31,12 @@ test('idempotent; keeps other mounts and fields; an earlier mount at /etc/ld.so.
   ldSoPreload.modify(spec, ctx);
   t.deepEqual(spec, once);
   t.is(ctx.needFiles.length, 1);
-  t.deepEqual(spec.mounts!.map((m) => `${m.destination}=${m.source}`), ['/proc=proc', '/dev=tmpfs', `/etc/ld.so.preload=${TEST_LD_SO_PRELOAD}`, '/data=/srv/data']);
+  t.deepEqual(
+    spec.mounts!.map((m) => `${m.destination}=${m.source}`),
+    ['/proc=proc', '/dev=tmpfs', `/etc/ld.so.preload=${TEST_LD_SO_PRELOAD}`, '/data=/srv/data'],
+  );
   t.deepEqual(spec.mounts![3], once.mounts![3]);
-  t.deepEqual(spec.process, baseSpec().process, 'the environment is env\'s business');
+  t.deepEqual(spec.process, baseSpec().process, "the environment is env's business");
 });
 
 test('a configuration without mounts gets one', (t) => {

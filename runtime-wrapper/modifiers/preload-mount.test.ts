@@ -8,8 +8,18 @@ test('bind-mounts the library and the socket directory read-only, after the exis
   preloadMount.modify(spec, ctx);
   t.is(spec.mounts!.length, 4);
   t.deepEqual(spec.mounts!.slice(0, 2), baseSpec().mounts);
-  t.deepEqual(spec.mounts![2], { destination: '/.slimfast/libslimfast.so', type: 'bind', source: ctx.preload, options: ['bind', 'ro', 'nosuid', 'nodev'] });
-  t.deepEqual(spec.mounts![3], { destination: '/.slimfast/run', type: 'bind', source: ctx.socketDir, options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  t.deepEqual(spec.mounts![2], {
+    destination: '/.slimfast/libslimfast.so',
+    type: 'bind',
+    source: ctx.preload,
+    options: ['bind', 'ro', 'nosuid', 'nodev'],
+  });
+  t.deepEqual(spec.mounts![3], {
+    destination: '/.slimfast/run',
+    type: 'bind',
+    source: ctx.socketDir,
+    options: ['bind', 'ro', 'nosuid', 'nodev', 'noexec'],
+  });
   t.deepEqual(ctx.needDirs, [ctx.socketDir], 'the socket directory must exist before runc mounts it');
 });
 
@@ -31,7 +41,13 @@ test('an earlier SlimFast mount (another install, another state dir) is replaced
   preloadMount.modify(spec, testCtx());
   t.deepEqual(
     spec.mounts!.map((m) => `${m.destination}=${m.source}`),
-    ['/proc=proc', '/dev=tmpfs', '/.slimfast/libslimfast.so=/opt/slimfast/native/preload/libslimfast.so', '/data=/srv/data', `/.slimfast/run=${TEST_SOCKET_DIR}`],
+    [
+      '/proc=proc',
+      '/dev=tmpfs',
+      '/.slimfast/libslimfast.so=/opt/slimfast/native/preload/libslimfast.so',
+      '/data=/srv/data',
+      `/.slimfast/run=${TEST_SOCKET_DIR}`,
+    ],
   );
 });
 

@@ -15,7 +15,8 @@ export function slimfastMounts(ctx: Ctx): Mount[] {
 
 /** Puts each mount in place of an existing one with the same destination, else appends it. */
 export function upsertMounts(spec: Spec, mounts: Mount[]): void {
-  const list = (spec.mounts ??= []);
+  spec.mounts ??= [];
+  const list = spec.mounts;
   for (const m of mounts) {
     const at = list.findIndex((x) => x.destination === m.destination);
     if (at < 0) {

@@ -14,7 +14,7 @@ const profileOf = (spec: Spec) => spec.linux!.seccomp as SeccompProfile;
 
 const ALL = ['connect', 'getsockname', 'getpeername', 'listen', 'accept', 'accept4'];
 
-test('without a profile: allow everything, notify connect (and the address calls), listener = the broker\'s seccomp socket, metadata = the id', (t) => {
+test("without a profile: allow everything, notify connect (and the address calls), listener = the broker's seccomp socket, metadata = the id", (t) => {
   const spec = annotated();
   seccomp.modify(spec, testCtx());
   t.deepEqual(spec.linux!.seccomp, {
@@ -44,7 +44,7 @@ test('idempotent, with and without a profile of its own', (t) => {
   }
 });
 
-test('keeps the container\'s profile: connect moves from its allow rule to the notify rule, unknown fields stay', (t) => {
+test("keeps the container's profile: connect moves from its allow rule to the notify rule, unknown fields stay", (t) => {
   const spec = annotated('true', {
     defaultAction: 'SCMP_ACT_ERRNO',
     defaultErrnoRet: 1,
@@ -77,11 +77,17 @@ test('keeps the container\'s profile: connect moves from its allow rule to the n
   // An allowing default with no rule for connect: the rule is added.
   const allowAll = annotated('on', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mount'], action: 'SCMP_ACT_ERRNO' }] });
   seccomp.modify(allowAll, testCtx());
-  t.deepEqual(profileOf(allowAll).syscalls, [{ names: ['mount'], action: 'SCMP_ACT_ERRNO' }, { names: ALL, action: 'SCMP_ACT_NOTIFY' }]);
+  t.deepEqual(profileOf(allowAll).syscalls, [
+    { names: ['mount'], action: 'SCMP_ACT_ERRNO' },
+    { names: ALL, action: 'SCMP_ACT_NOTIFY' },
+  ]);
   // Only some of them allowed: only those are notified.
   const some = annotated('true', { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] });
   seccomp.modify(some, testCtx());
-  t.deepEqual(profileOf(some).syscalls, [{ names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }, { names: ['connect', 'getpeername', 'listen', 'accept', 'accept4'], action: 'SCMP_ACT_NOTIFY' }]);
+  t.deepEqual(profileOf(some).syscalls, [
+    { names: ['getsockname'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 },
+    { names: ['connect', 'getpeername', 'listen', 'accept', 'accept4'], action: 'SCMP_ACT_NOTIFY' },
+  ]);
   // Without connect, listen is not notified either.
   const noConnect = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] };
   const nc = annotated('true', clone(noConnect));
@@ -93,8 +99,11 @@ test('a profile that does not simply allow connect is left as it is', (t) => {
   const cases: SeccompProfile[] = [
     { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] },
     { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_KILL' }] },
-    { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] },  // connect denied by default
-    { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ALLOW', args: [{ index: 2, value: 16, op: 'SCMP_CMP_EQ' }] }] },
+    { defaultAction: 'SCMP_ACT_ERRNO', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW' }] }, // connect denied by default
+    {
+      defaultAction: 'SCMP_ACT_ERRNO',
+      syscalls: [{ names: ['connect'], action: 'SCMP_ACT_ALLOW', args: [{ index: 2, value: 16, op: 'SCMP_CMP_EQ' }] }],
+    },
     { defaultAction: 'SCMP_ACT_ALLOW', listenerPath: '/run/other-agent.sock', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_NOTIFY' }] },
   ];
   for (const p of cases) {

@@ -57,7 +57,12 @@ export function wantsSeccomp(spec: Spec, dflt = false): boolean {
 
 const hasArgs = (r: SeccompRule) => Array.isArray(r.args) && r.args.length > 0;
 const isOurs = (r: SeccompRule, listener: boolean) =>
-  listener && r.action === 'SCMP_ACT_NOTIFY' && !hasArgs(r) && Array.isArray(r.names) && r.names.length > 0 && r.names.every((n) => NOTIFIED_SYSCALLS.includes(n));
+  listener &&
+  r.action === 'SCMP_ACT_NOTIFY' &&
+  !hasArgs(r) &&
+  Array.isArray(r.names) &&
+  r.names.length > 0 &&
+  r.names.every((n) => NOTIFIED_SYSCALLS.includes(n));
 
 /**
  * Adds the notify rule for every syscall of NOTIFIED_SYSCALLS the profile allows unconditionally.
@@ -100,10 +105,16 @@ export const seccomp: SpecModifier = {
   name: 'seccomp',
   modify(spec: Spec, ctx: Ctx): void {
     if (!wantsSeccomp(spec, ctx.seccompDefault ?? false)) return;
-    const linux = (spec.linux ??= {});
+    spec.linux ??= {};
+    const linux = spec.linux;
     const listenerPath = seccompListenerPath(ctx);
     if (linux.seccomp === undefined || linux.seccomp === null) {
-      linux.seccomp = { defaultAction: 'SCMP_ACT_ALLOW', listenerPath, listenerMetadata: ctx.id, syscalls: [{ names: [...NOTIFIED_SYSCALLS], action: 'SCMP_ACT_NOTIFY' }] };
+      linux.seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        listenerPath,
+        listenerMetadata: ctx.id,
+        syscalls: [{ names: [...NOTIFIED_SYSCALLS], action: 'SCMP_ACT_NOTIFY' }],
+      };
       return;
     }
     if (typeof linux.seccomp !== 'object' || Array.isArray(linux.seccomp)) throw new SpecError('linux.seccomp is not an object');

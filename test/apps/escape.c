@@ -51,11 +51,21 @@ static const struct {
   int e;
   const char *name;
 } ERRNAMES[] = {
-    {EPERM, "EPERM"}, {EINVAL, "EINVAL"}, {EISCONN, "EISCONN"}, {ECONNREFUSED, "ECONNREFUSED"},
-    {EINPROGRESS, "EINPROGRESS"}, {EALREADY, "EALREADY"}, {EADDRINUSE, "EADDRINUSE"},
-    {EAFNOSUPPORT, "EAFNOSUPPORT"}, {EOPNOTSUPP, "EOPNOTSUPP"}, {ETIMEDOUT, "ETIMEDOUT"},
-    {ENOTCONN, "ENOTCONN"}, {EAGAIN, "EAGAIN"}, {ECONNRESET, "ECONNRESET"},
-    {ENETUNREACH, "ENETUNREACH"}, {EACCES, "EACCES"},
+    {EPERM, "EPERM"},
+    {EINVAL, "EINVAL"},
+    {EISCONN, "EISCONN"},
+    {ECONNREFUSED, "ECONNREFUSED"},
+    {EINPROGRESS, "EINPROGRESS"},
+    {EALREADY, "EALREADY"},
+    {EADDRINUSE, "EADDRINUSE"},
+    {EAFNOSUPPORT, "EAFNOSUPPORT"},
+    {EOPNOTSUPP, "EOPNOTSUPP"},
+    {ETIMEDOUT, "ETIMEDOUT"},
+    {ENOTCONN, "ENOTCONN"},
+    {EAGAIN, "EAGAIN"},
+    {ECONNRESET, "ECONNRESET"},
+    {ENETUNREACH, "ENETUNREACH"},
+    {EACCES, "EACCES"},
 };
 
 /* A syscall's outcome as JSON: null, or the errno's name in quotes. */
@@ -218,8 +228,10 @@ static int parse_addr(const char *s, struct sockaddr_in *a) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: escape client VIP PORT N TARGET... | escape server PORT TARGET... | escape control TARGET...\n"
-                  "       (TARGET is IP:PORT, at most %d)\n", MAX_TARGETS);
+  fprintf(stderr,
+          "usage: escape client VIP PORT N TARGET... | escape server PORT TARGET... | escape control TARGET...\n"
+          "       (TARGET is IP:PORT, at most %d)\n",
+          MAX_TARGETS);
   return 2;
 }
 

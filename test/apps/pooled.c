@@ -80,10 +80,10 @@ static void emit(const char *name, int ok, int pooled, const char *detail) {
   fflush(stdout);
 }
 
-#define FAIL(...)                                  \
-  do {                                             \
-    snprintf(detail, sizeof detail, __VA_ARGS__);  \
-    goto out;                                      \
+#define FAIL(...)                                 \
+  do {                                            \
+    snprintf(detail, sizeof detail, __VA_ARGS__); \
+    goto out;                                     \
   } while (0)
 
 /* A plain blocking connect and echo: the basic case, and the warm-up. */
@@ -95,14 +95,17 @@ static int plain_case(const char *name, int report) {
   if (getsockname(fd, (struct sockaddr *)&a, &l) != 0 || a.sin_port || a.sin_addr.s_addr)
     FAIL("getsockname before connect is not 0.0.0.0:0");
   l = sizeof a;
-  if (getpeername(fd, (struct sockaddr *)&a, &l) == 0 || errno != ENOTCONN) FAIL("getpeername before connect: %s", strerror(errno));
+  if (getpeername(fd, (struct sockaddr *)&a, &l) == 0 || errno != ENOTCONN)
+    FAIL("getpeername before connect: %s", strerror(errno));
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) FAIL("connect: %s", strerror(errno));
   l = sizeof a;
-  if (getpeername(fd, (struct sockaddr *)&a, &l) != 0 || a.sin_addr.s_addr != dst.sin_addr.s_addr || a.sin_port != dst.sin_port)
+  if (getpeername(fd, (struct sockaddr *)&a, &l) != 0 || a.sin_addr.s_addr != dst.sin_addr.s_addr ||
+      a.sin_port != dst.sin_port)
     FAIL("getpeername is not the destination");
-  if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0 || errno != EISCONN) FAIL("second connect: %s", strerror(errno));
+  if (connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0 || errno != EISCONN)
+    FAIL("second connect: %s", strerror(errno));
   if (echo(fd, "blocking\n") != 0) FAIL("echo");
   ok = 1;
 out:
@@ -120,7 +123,8 @@ static void nonblock_case(const char *name, int how) {
     ioctl(fd, FIONBIO, &on);
   }
   int r = connect(fd, (struct sockaddr *)&dst, sizeof dst);
-  if (r == 0 || errno != EINPROGRESS) FAIL("non-blocking connect returned %d (%s), not EINPROGRESS", r, strerror(errno));
+  if (r == 0 || errno != EINPROGRESS)
+    FAIL("non-blocking connect returned %d (%s), not EINPROGRESS", r, strerror(errno));
   if (wait_out(fd) != 0) FAIL("never became writable without error");
   if (echo(fd, "nonblocking\n") != 0) FAIL("echo");
   ok = 1;
@@ -134,7 +138,8 @@ out:
 static void fastopen_case(void) {
   char detail[160] = "";
   int ok = 0, fd = psocket(SOCK_STREAM), pooled = is_pooled(fd), one = 1;
-  if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) != 0) FAIL("TCP_FASTOPEN_CONNECT: %s", strerror(errno));
+  if (setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) != 0)
+    FAIL("TCP_FASTOPEN_CONNECT: %s", strerror(errno));
   if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) FAIL("connect: %s", strerror(errno));
   if (echo(fd, "fastopen\n") != 0) FAIL("echo");
   ok = 1;
@@ -183,7 +188,8 @@ static void miss_case(void) {
   int ok = 0, ls = socket(AF_INET, SOCK_STREAM, 0), fd = -1, a = -1, pooled = 0;
   struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t l = sizeof lo;
-  if (bind(ls, (struct sockaddr *)&lo, sizeof lo) != 0 || listen(ls, 4) != 0 || getsockname(ls, (struct sockaddr *)&lo, &l) != 0)
+  if (bind(ls, (struct sockaddr *)&lo, sizeof lo) != 0 || listen(ls, 4) != 0 ||
+      getsockname(ls, (struct sockaddr *)&lo, &l) != 0)
     FAIL("loopback listener: %s", strerror(errno));
   fd = psocket(SOCK_STREAM);
   pooled = is_pooled(fd);
@@ -205,7 +211,8 @@ static void dup_case(void) {
   if (dup2(fd, d) != d) FAIL("dup2: %s", strerror(errno));
   close(fd);
   if (connect(d, (struct sockaddr *)&dst, sizeof dst) != 0) FAIL("connect: %s", strerror(errno));
-  if (connect(d, (struct sockaddr *)&dst, sizeof dst) == 0 || (errno != EISCONN && errno != EALREADY)) FAIL("second connect: %s", strerror(errno));
+  if (connect(d, (struct sockaddr *)&dst, sizeof dst) == 0 || (errno != EISCONN && errno != EALREADY))
+    FAIL("second connect: %s", strerror(errno));
   if (echo(d, "dup\n") != 0) FAIL("echo on the dup");
   ok = 1;
 out:
@@ -223,7 +230,8 @@ static void fork_case(void) {
     _exit(r ? 0 : 1);
   }
   int st = 0;
-  if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("the child's connect failed");
+  if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    FAIL("the child's connect failed");
   if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) FAIL("the parent's connect: %s", strerror(errno));
   if (echo(fd, "parent\n") != 0) FAIL("echo");
   ok = 1;
@@ -266,7 +274,8 @@ static int watch(int n, int ms) {
     }
     close(fd);
     printf("{\"i\":%d,\"t\":%lld,\"connected\":%s,\"ok\":%s,\"local\":\"%s\"}\n", i,
-           (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, connected ? "true" : "false", ok ? "true" : "false", local);
+           (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000, connected ? "true" : "false", ok ? "true" : "false",
+           local);
     fflush(stdout);
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -285,7 +294,8 @@ int main(int argc, char **argv) {
   if (argc >= 6 && !strcmp(argv[3], "--watch")) return watch(atoi(argv[4]), atoi(argv[5]));
   int warm = 0;
   for (int i = 0; i < 50 && !warm; i++) warm = plain_case("warm", 0);
-  printf("{\"case\":\"warmup\",\"ok\":%s,\"pooled\":%s,\"detail\":\"\"}\n", warm ? "true" : "false", warm ? "true" : "false");
+  printf("{\"case\":\"warmup\",\"ok\":%s,\"pooled\":%s,\"detail\":\"\"}\n", warm ? "true" : "false",
+         warm ? "true" : "false");
   plain_case("blocking", 1);
   nonblock_case("sock_nonblock", 0);
   nonblock_case("fcntl_nonblock", 1);

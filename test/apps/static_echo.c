@@ -86,7 +86,8 @@ static void serve(int c, const struct sockaddr_storage *from, socklen_t len) {
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3 || (strcmp(argv[2], "block") && strcmp(argv[2], "poll") && strcmp(argv[2], "block6") && strcmp(argv[2], "poll6"))) {
+  if (argc < 3 ||
+      (strcmp(argv[2], "block") && strcmp(argv[2], "poll") && strcmp(argv[2], "block6") && strcmp(argv[2], "poll6"))) {
     fprintf(stderr, "usage: %s PORT block|poll|block6|poll6 [CLOSE_AFTER]\n", argv[0]);
     return 2;
   }
@@ -127,7 +128,10 @@ int main(int argc, char **argv) {
   memset(&l, 0, sizeof l);
   getsockname(ls, (struct sockaddr *)&l, &ll);
   int perr = getpeername(ls, (struct sockaddr *)&p, &pl) == 0 ? 0 : errno;
-  printf("listening %s local=%s peer=%s pid=%d\n", argv[1], fmt(&l, a, sizeof a), perr == ENOTCONN ? "ENOTCONN" : perr ? strerror(perr) : "connected?",
+  printf("listening %s local=%s peer=%s pid=%d\n", argv[1], fmt(&l, a, sizeof a),
+         perr == ENOTCONN ? "ENOTCONN"
+         : perr           ? strerror(perr)
+                          : "connected?",
          (int)getpid());
   fflush(stdout);
   long count = 0;

@@ -32,9 +32,13 @@ export interface EchoRunOptions {
 
 /** Runs client.py's echo mode in container `from`: `count` echo connections to ip:port, one after the other. */
 export async function echoRun(topo: Topology, from: Container, ip: string, port: number, count: number, opts: EchoRunOptions = {}): Promise<EchoRun> {
-  const r = await topo.exec(from, [PY, CLIENT, 'echo', ip, String(port), String(count)], { slimfast: opts.slimfast ?? true, timeout: opts.timeout ?? 60_000 });
+  const r = await topo.exec(from, [PY, CLIENT, 'echo', ip, String(port), String(count)], {
+    slimfast: opts.slimfast ?? true,
+    timeout: opts.timeout ?? 60_000,
+  });
   const what = `echo client in ${from.name} to ${ip}:${port}`;
-  if (r.exitCode !== 0) throw new Error(`${what} failed (exit ${r.exitCode ?? r.signal ?? 'unknown'}${r.timedOut ? ', timed out' : ''}): ${r.stderr}`);
+  if (r.exitCode !== 0)
+    throw new Error(`${what} failed (exit ${r.exitCode ?? r.signal ?? 'unknown'}${r.timedOut ? ', timed out' : ''}): ${r.stderr}`);
   let run: unknown;
   try {
     run = JSON.parse(r.stdout);

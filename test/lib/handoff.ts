@@ -19,9 +19,12 @@ export async function handoffSnapshot(topo: Topology): Promise<HandoffSnapshot> 
 export async function checkHandedOff(t: ExecutionContext, topo: Topology, before: HandoffSnapshot, conns: number): Promise<void> {
   const after = await handoffSnapshot(topo);
   const delta = (k: 'k1' | 'k2', names: string[]) => names.map((n) => `${n} +${after[k][n] - before[k][n]}`).join(', ');
-  t.is(after.k1.handed_out - before.k1.handed_out, conns,
-    `every client connection was handed out by host 1's broker (${delta('k1', ['handed_out', 'pool_taken', 'pool_stocked', 'fallbacks', 'connect_failures', 'same_host', 'bad_msgs'])}; overlay tx +${after.o1.tx - before.o1.tx})`);
-  t.is(after.k2.handed_in - before.k2.handed_in, conns, 'and handed in by host 2\'s');
+  t.is(
+    after.k1.handed_out - before.k1.handed_out,
+    conns,
+    `every client connection was handed out by host 1's broker (${delta('k1', ['handed_out', 'pool_taken', 'pool_stocked', 'fallbacks', 'connect_failures', 'same_host', 'bad_msgs'])}; overlay tx +${after.o1.tx - before.o1.tx})`,
+  );
+  t.is(after.k2.handed_in - before.k2.handed_in, conns, "and handed in by host 2's");
   t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
   t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
 }

@@ -20,7 +20,10 @@ export function preloadSuite(opts: { sanitized: boolean }): void {
   const label = sanitized ? 'preload (sanitized)' : 'preload';
   const wrap = (cmd: string[]) => (sanitized ? ['sh', SANITIZE_SH, ...cmd] : cmd);
   const programs = fs.existsSync(PRELOAD_TESTS)
-    ? fs.readdirSync(PRELOAD_TESTS).filter((f) => /^t_[a-z0-9_]+$/.test(f)).sort()
+    ? fs
+        .readdirSync(PRELOAD_TESTS)
+        .filter((f) => /^t_[a-z0-9_]+$/.test(f))
+        .sort()
     : [];
 
   let topo: Topology;

@@ -35,8 +35,15 @@ function signWith(sign: Signer, h: Buffer, key: Buffer): Buffer {
 
 /** A CONNECT header from src to dst:dstPort, signed with `key` (none: unsigned, key_id 0), ageMs old. */
 export function connectHeader(sign: Signer, o: { src: string; dst: string; dstPort: number; key?: Buffer; ageMs?: number }): Buffer {
-  const h = buildHeader({ type: HDR_CONNECT, dstIp: o.dst, dstPort: o.dstPort, srcIp: o.src, srcPort: 40000 + Number(seq % 20000n),
-    keyId: o.key ? KEY_HOST : 0, nonce: nonce(o.ageMs ?? 0) });
+  const h = buildHeader({
+    type: HDR_CONNECT,
+    dstIp: o.dst,
+    dstPort: o.dstPort,
+    srcIp: o.src,
+    srcPort: 40000 + Number(seq % 20000n),
+    keyId: o.key ? KEY_HOST : 0,
+    nonce: nonce(o.ageMs ?? 0),
+  });
   return o.key ? signWith(sign, h, o.key) : h;
 }
 
@@ -50,7 +57,11 @@ export function syncHeader(sign: Signer, key: Buffer, o: { announce?: boolean } 
   return signWith(sign, h, key);
 }
 
-export interface RawResult { data: string; error: string | null; closed: boolean }
+export interface RawResult {
+  data: string;
+  error: string | null;
+  closed: boolean;
+}
 
 /** Sends one header from `src` in host `from`'s namespace to host `to`'s reserved port. */
 export async function sendHeader(topo: Topology, from: Host, to: Host, header: Buffer, src: string, mode: 'plain' | 'tfo'): Promise<RawResult> {
@@ -59,7 +70,16 @@ export async function sendHeader(topo: Topology, from: Host, to: Host, header: B
   return JSON.parse(r.stdout) as RawResult;
 }
 
-export const REFUSALS = ['header_forged', 'header_stale', 'header_replayed', 'header_not_member', 'steer_bad_tag', 'steer_stale', 'steer_replayed', 'steer_not_member'];
+export const REFUSALS = [
+  'header_forged',
+  'header_stale',
+  'header_replayed',
+  'header_not_member',
+  'steer_bad_tag',
+  'steer_stale',
+  'steer_replayed',
+  'steer_not_member',
+];
 
 async function refusals(topo: Topology, h: Host): Promise<Record<string, number>> {
   const k = await topo.counters(h);
@@ -68,13 +88,29 @@ async function refusals(topo: Topology, h: Host): Promise<Record<string, number>
 
 /** Sends the header and checks host `to` refused it (no data back, connection closed) under `counter` alone. */
 export async function expectRefused(
-  t: ExecutionContext, topo: Topology, from: Host, to: Host,
-  what: string, header: Buffer, src: string, mode: 'plain' | 'tfo', counter: string,
+  t: ExecutionContext,
+  topo: Topology,
+  from: Host,
+  to: Host,
+  what: string,
+  header: Buffer,
+  src: string,
+  mode: 'plain' | 'tfo',
+  counter: string,
 ): Promise<void> {
   const before = await refusals(topo, to);
   const r = await sendHeader(topo, from, to, header, src, mode);
   let after = before;
-  await topo.waitFor(async () => (after = await refusals(topo, to))[counter] > before[counter], 3000, `${counter} to count the ${what}`).catch(() => {});
+  await topo
+    .waitFor(
+      async () => {
+        after = await refusals(topo, to);
+        return after[counter] > before[counter];
+      },
+      3000,
+      `${counter} to count the ${what}`,
+    )
+    .catch(() => {});
   t.false(r.data.includes('hello'), `${what} (${mode}): no application answered (${JSON.stringify(r)})`);
   t.true(r.closed, `${what} (${mode}): the connection was closed (${JSON.stringify(r)})`);
   const delta = Object.fromEntries(REFUSALS.map((n) => [n, after[n] - before[n]]).filter(([, d]) => d !== 0));

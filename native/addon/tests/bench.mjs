@@ -25,7 +25,15 @@ function client(sock) {
   readline.createInterface({ input: p.stdout }).on('line', (l) => waiters.shift()?.(JSON.parse(l)));
   const next = () => new Promise((r) => waiters.push(r));
   const ready = next();
-  return { p, ready, cmd: (line) => (p.stdin.write(line + '\n'), next()), quit: () => p.stdin.end('quit\n') };
+  return {
+    p,
+    ready,
+    cmd: (line) => {
+      p.stdin.write(`${line}\n`);
+      return next();
+    },
+    quit: () => p.stdin.end('quit\n'),
+  };
 }
 
 const E1 = new Engine();
@@ -62,7 +70,7 @@ async function run(name, sock, checkKey, echo) {
     `${name.padEnd(26)} x${PAR} ok=${rs.reduce((a, r) => a + r.ok, 0)} fb=${rs.reduce((a, r) => a + r.fallback, 0)} ` +
       `wall=${wall.toFixed(1)}us/conn  E1 cpu=${per(c1, d1)}us/conn (${checkKey}=${d1[checkKey] - c1[checkKey]})  E2 cpu=${per(c2, d2)}us/conn`,
   );
-  cls.forEach((c) => c.quit());
+  for (const c of cls) c.quit();
 }
 await run('same-host (E1 only)', 'a.sock', 'same_host', 0);
 await run('cross-host C@E2 -> B@E1', 'c.sock', 'handed_in', 0);

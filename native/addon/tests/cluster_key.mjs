@@ -16,10 +16,20 @@ export function siphash128(key, msg) {
   let v3 = 0x7465646279746573n ^ k1;
   const round = (n) => {
     for (let i = 0; i < n; i++) {
-      v0 = (v0 + v1) & M64; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);
-      v2 = (v2 + v3) & M64; v3 = rotl(v3, 16); v3 ^= v2;
-      v0 = (v0 + v3) & M64; v3 = rotl(v3, 21); v3 ^= v0;
-      v2 = (v2 + v1) & M64; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);
+      v0 = (v0 + v1) & M64;
+      v1 = rotl(v1, 13);
+      v1 ^= v0;
+      v0 = rotl(v0, 32);
+      v2 = (v2 + v3) & M64;
+      v3 = rotl(v3, 16);
+      v3 ^= v2;
+      v0 = (v0 + v3) & M64;
+      v3 = rotl(v3, 21);
+      v3 ^= v0;
+      v2 = (v2 + v1) & M64;
+      v1 = rotl(v1, 17);
+      v1 ^= v2;
+      v2 = rotl(v2, 32);
     }
   };
   const full = msg.length & ~7;
@@ -75,7 +85,10 @@ export async function clusterKeyTests(t) {
   const refusedRaw = (st) => st.closed && st.error === 'ECONNRESET';
 
   const key00 = Buffer.from([...Array(16).keys()]);
-  check(siphash128(key00, Buffer.alloc(0)).toString('hex') === 'a3817f04ba25a8e66df67214c7550293', "the test's SipHash-128 meets the reference vector");
+  check(
+    siphash128(key00, Buffer.alloc(0)).toString('hex') === 'a3817f04ba25a8e66df67214c7550293',
+    "the test's SipHash-128 meets the reference vector",
+  );
   const K = crypto.randomBytes(40); // a root over three chunks: 16, 16 and 8 bytes
   const root = clusterRoot(K);
   const key4 = derivedKey(root, '127.0.0.4');
@@ -93,9 +106,21 @@ export async function clusterKeyTests(t) {
   // Without a cluster key: the header subscribers always sent, the tag being the host key.
   let sh = E1.syncHeader();
   const ageNs = BigInt(Date.now()) * 1000000n - sh.readBigUInt64BE(24);
-  check(sh.length === 48 && sh.readUInt32BE(0) === 0x534c4631 && sh[4] === 1 && sh[5] === 2 && sh.readUInt16BE(6) === 48 &&
-    sh.subarray(8, 20).equals(Buffer.alloc(12)) && sh.readUInt32BE(20) === 1 && sh.subarray(32).equals(E1.hostKey()) &&
-    sh.readBigUInt64BE(24) % 1000000n === 0n && ageNs >= 0n && ageNs < 2000000000n, 'syncHeader() without a cluster key: tag = hostKey()', sh.toString('hex'));
+  check(
+    sh.length === 48 &&
+      sh.readUInt32BE(0) === 0x534c4631 &&
+      sh[4] === 1 &&
+      sh[5] === 2 &&
+      sh.readUInt16BE(6) === 48 &&
+      sh.subarray(8, 20).equals(Buffer.alloc(12)) &&
+      sh.readUInt32BE(20) === 1 &&
+      sh.subarray(32).equals(E1.hostKey()) &&
+      sh.readBigUInt64BE(24) % 1000000n === 0n &&
+      ageNs >= 0n &&
+      ageNs < 2000000000n,
+    'syncHeader() without a cluster key: tag = hostKey()',
+    sh.toString('hex'),
+  );
 
   const ev3 = [];
   const ev4 = [];
@@ -110,11 +135,17 @@ export async function clusterKeyTests(t) {
   throwsLike(() => E3.hostKey(), /secret/, 'hostKey() throws with a cluster key');
   sh = E3.syncHeader();
   const sh2 = E3.syncHeader();
-  check(sh[5] === 2 && sh.readUInt32BE(20) === 1 && siphash128(key4, sh.subarray(0, 32)).equals(sh.subarray(32)),
-    'syncHeader() with a cluster key: signed with the key derived for 127.0.0.4', sh.toString('hex'));
+  check(
+    sh[5] === 2 && sh.readUInt32BE(20) === 1 && siphash128(key4, sh.subarray(0, 32)).equals(sh.subarray(32)),
+    'syncHeader() with a cluster key: signed with the key derived for 127.0.0.4',
+    sh.toString('hex'),
+  );
   check(sh2.readBigUInt64BE(24) > sh.readBigUInt64BE(24) && !sh2.subarray(32).equals(sh.subarray(32)), 'each syncHeader() has a new nonce');
   const c4 = () => E4.counters();
-  const refusals = () => { const c = c4(); return [c.header_forged, c.header_stale, c.header_replayed, c.header_not_member]; };
+  const refusals = () => {
+    const c = c4();
+    return [c.header_forged, c.header_stale, c.header_replayed, c.header_not_member];
+  };
   // One raw connection to E4 from `from`; resolves once E4 closed it or after ms.
   async function toE4(from, bytes, ms = 2000) {
     const st = raw('127.0.0.5', P4, from);
@@ -129,18 +160,29 @@ export async function clusterKeyTests(t) {
     const want = before.map((v, i) => (i === which ? v + 1 : v));
     check(refusedRaw(st) && JSON.stringify(after) === JSON.stringify(want), name, { error: st.error, before, after });
   }
-  const FORGED = 0, STALE = 1, REPLAYED = 2, NOT_MEMBER = 3;
+  const FORGED = 0,
+    STALE = 1,
+    REPLAYED = 2,
+    NOT_MEMBER = 3;
 
   // SYNC streams: only a member's own signed, fresh, new header opens one.
   const syncs = () => ev4.filter((e) => e.type === 'sync');
-  let sub = raw('127.0.0.5', P4, '127.0.0.4');
+  const sub = raw('127.0.0.5', P4, '127.0.0.4');
   sub.s.write(sh);
-  check(await until(() => syncs().length === 1) && syncs()[0].peerIp === '127.0.0.4' && c4().sync_streams === 1, 'a signed SYNC header from a member opens a stream', ev4);
+  check(
+    (await until(() => syncs().length === 1)) && syncs()[0].peerIp === '127.0.0.4' && c4().sync_streams === 1,
+    'a signed SYNC header from a member opens a stream',
+    ev4,
+  );
   new net.Socket({ fd: syncs()[0].fd }).destroy();
   sub.s.destroy();
   await refusedBy('the same SYNC header again is refused (replayed)', '127.0.0.4', sh, REPLAYED);
-  await refusedBy('a SYNC header carrying a key, as without a cluster key, is refused (forged)', '127.0.0.4',
-    header({ type: 2, keyId: 1, tag: crypto.randomBytes(16) }), FORGED);
+  await refusedBy(
+    'a SYNC header carrying a key, as without a cluster key, is refused (forged)',
+    '127.0.0.4',
+    header({ type: 2, keyId: 1, tag: crypto.randomBytes(16) }),
+    FORGED,
+  );
   await refusedBy('a SYNC header signed for a host that is no member is refused', '127.0.0.6', signedHeader(key6, { type: 2 }), NOT_MEMBER);
   await refusedBy("a member's SYNC header from another address is refused", '127.0.0.6', E3.syncHeader(), NOT_MEMBER);
   await refusedBy('a SYNC header 60 s old is refused (stale)', '127.0.0.4', signedHeader(key4, { type: 2 }, 60000), STALE);
@@ -174,7 +216,7 @@ export async function clusterKeyTests(t) {
   check(r.type === 201 && r.vip_b === '10.104.0.2', 'cluster: a pooled header is accepted', r);
   await Qc.cmd(`close ${r.h}`);
   await Pc.cmd(`close ${pP}`);
-  let before = refusals();
+  const before = refusals();
   r = await Pc.cmd('pooltake 10.105.0.2 9000 twice');
   const pT = [r.h, r.h2];
   check(r.h >= 0 && r.h2 >= 0, 'cluster: two pooled sockets taken, one header sent on both', r);
@@ -195,14 +237,23 @@ export async function clusterKeyTests(t) {
   const hin4 = c4().handed_in;
   let st = await toE4('127.0.0.4', good, 300);
   r = await Qc.cmd(`accept ${q9000} 2000`);
-  check(r.type === 201 && r.vip_b === '10.104.0.9' && r.port_b === 5151 && c4().handed_in === hin4 + 1, 'cluster: a header signed in JS with the derived key is accepted', r);
+  check(
+    r.type === 201 && r.vip_b === '10.104.0.9' && r.port_b === 5151 && c4().handed_in === hin4 + 1,
+    'cluster: a header signed in JS with the derived key is accepted',
+    r,
+  );
   await Qc.cmd(`close ${r.h}`);
   st.s.destroy();
   await refusedBy('cluster: the same header again (replayed)', '127.0.0.4', good, REPLAYED);
   const badTag = hdr4();
   badTag[40] ^= 1;
   await refusedBy('cluster: a bad tag (forged)', '127.0.0.4', badTag, FORGED);
-  await refusedBy('cluster: an unsigned header (forged)', '127.0.0.4', header({ dst: '10.105.0.2', dport: 9000, src: '10.104.0.9', sport: 1 }), FORGED);
+  await refusedBy(
+    'cluster: an unsigned header (forged)',
+    '127.0.0.4',
+    header({ dst: '10.105.0.2', dport: 9000, src: '10.104.0.9', sport: 1 }),
+    FORGED,
+  );
   await refusedBy("cluster: signed with another host's key (forged)", '127.0.0.4', hdr4({}, 0, key6), FORGED);
   await refusedBy('cluster: 31 s old (stale)', '127.0.0.4', hdr4({}, 31000), STALE);
   await refusedBy('cluster: 6 s ahead (stale)', '127.0.0.4', hdr4({}, -6000), STALE);
@@ -223,7 +274,10 @@ export async function clusterKeyTests(t) {
   } else {
     const q9001s = r.h;
     const sc = () => E4.counters();
-    const steerRefusals = () => { const c = sc(); return [c.steer_bad_tag, c.steer_stale, c.steer_replayed, c.steer_not_member]; };
+    const steerRefusals = () => {
+      const c = sc();
+      return [c.steer_bad_tag, c.steer_stale, c.steer_replayed, c.steer_not_member];
+    };
     const hdr5 = (over = {}, age = 0, key = key4) => hdr4({ dport: 9001, ...over }, age, key);
     // A blocking TCP Fast Open connect whose SYN carries h: {h} once established, {error} if reset.
     const tfo = (from, h) => Pc.cmd(`tfo ${from} 127.0.0.5:${P4} ${h.toString('hex')}`);
@@ -237,17 +291,28 @@ export async function clusterKeyTests(t) {
     r = await Pc.cmd('connect 10.105.0.2 9001');
     const pS = r.h;
     const sq = await Qc.cmd(`saccept ${q9001s} 2000`);
-    check(r.status === 0 && sq.got === 48 && sq.hdr_type === 1 && sq.src_vip === '10.104.0.2' && sc().steered >= 1, 'cluster: a CONNECT the engine signed is steered', [r, sq, sc()]);
+    check(
+      r.status === 0 && sq.got === 48 && sq.hdr_type === 1 && sq.src_vip === '10.104.0.2' && sc().steered >= 1,
+      'cluster: a CONNECT the engine signed is steered',
+      [r, sq, sc()],
+    );
     await Qc.cmd(`close ${sq.h}`);
     await Pc.cmd(`close ${pS}`);
     let steered0 = sc().steered;
     const rTwice = await Pc.cmd('pooltake 10.105.0.2 9001 twice');
     const pS2 = [rTwice.h, rTwice.h2];
     let sq2 = await Qc.cmd(`saccept ${q9001s} 2000`);
-    check(sq2.got === 48 && sq2.hdr_type === 3 && sq2.src_vip === '10.104.0.2' && sc().steered === steered0 + 1, 'cluster: a pooled header is steered', [sq2, sc()]);
+    check(
+      sq2.got === 48 && sq2.hdr_type === 3 && sq2.src_vip === '10.104.0.2' && sc().steered === steered0 + 1,
+      'cluster: a pooled header is steered',
+      [sq2, sc()],
+    );
     await Qc.cmd(`close ${sq2.h}`);
     r = rTwice;
-    check(r.err2 === 'ECONNREFUSED' && sc().steer_replayed === 1, 'cluster: the same pooled header on a second socket is reset in the kernel', [r, sc()]);
+    check(r.err2 === 'ECONNREFUSED' && sc().steer_replayed === 1, 'cluster: the same pooled header on a second socket is reset in the kernel', [
+      r,
+      sc(),
+    ]);
     for (const h of pS2) await Pc.cmd(`close ${h}`);
 
     const viaKernel = hdr5();
@@ -258,13 +323,17 @@ export async function clusterKeyTests(t) {
     await Qc.cmd(`close ${sq2.h}`);
     await Pc.cmd(`close ${fd}`);
     await steerRefused('cluster, kernel: the same header again (replayed)', '127.0.0.4', viaKernel, REPLAYED);
-    await refusedBy('cluster: the steered header replayed on the broker\'s path (one replay cache)', '127.0.0.4', viaKernel, REPLAYED);
+    await refusedBy("cluster: the steered header replayed on the broker's path (one replay cache)", '127.0.0.4', viaKernel, REPLAYED);
     const viaBroker = hdr5();
     st = await toE4('127.0.0.4', viaBroker, 300);
     r = await Qc.cmd(`saccept ${q9001s} 2000`); // the doorbell for what the broker put on the channel
     const bell = r;
     r = await Qc.cmd(`accept ${q9001} 2000`);
-    check(bell.hdr_type === 4 && r.type === 201 && r.vip_b === '10.104.0.9', "cluster: a header on the broker's path to a steered listener is handed over", [bell, r]);
+    check(
+      bell.hdr_type === 4 && r.type === 201 && r.vip_b === '10.104.0.9',
+      "cluster: a header on the broker's path to a steered listener is handed over",
+      [bell, r],
+    );
     await Qc.cmd(`close ${bell.h}`);
     await Qc.cmd(`close ${r.h}`);
     st.s.destroy();

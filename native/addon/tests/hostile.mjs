@@ -30,11 +30,21 @@ export async function hostileTests(t) {
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   const events = [];
   const E = new Engine();
-  E.start({ hostIp: HOST, port: 0, overlayCidr: '10.96.0.0/12', localSubnet: '10.108.0.0/24', headerTimeoutMs: TIMEOUT_MS,
-    headerPeerMax: PEER_MAX, headerPendingMax: PENDING_MAX }, (e) => {
-    events.push(e);
-    if (e.type === 'sync') new net.Socket({ fd: e.fd }).destroy(); // what JS does with a stream it does not want
-  });
+  E.start(
+    {
+      hostIp: HOST,
+      port: 0,
+      overlayCidr: '10.96.0.0/12',
+      localSubnet: '10.108.0.0/24',
+      headerTimeoutMs: TIMEOUT_MS,
+      headerPeerMax: PEER_MAX,
+      headerPendingMax: PENDING_MAX,
+    },
+    (e) => {
+      events.push(e);
+      if (e.type === 'sync') new net.Socket({ fd: e.fd }).destroy(); // what JS does with a stream it does not want
+    },
+  );
   const P = E.counters().port;
   E.setPeers([{ ip: GOOD, subnet: '10.109.0.0/24', port: 1 }]);
   const c = () => E.counters();
@@ -52,16 +62,40 @@ export async function hostileTests(t) {
     check(ok && Date.now() - t0 < 1000, `${what}: a good peer's header is served (${Date.now() - t0} ms)`, c());
   }
 
-  throwsLike(() => new Engine().start({ hostIp: HOST, port: 0, overlayCidr: '10.96.0.0/12', localSubnet: '10.108.0.0/24', headerPeerMax: 0 }, () => {}),
-    /headerPeerMax/, 'start() refuses headerPeerMax 0');
+  throwsLike(
+    () => new Engine().start({ hostIp: HOST, port: 0, overlayCidr: '10.96.0.0/12', localSubnet: '10.108.0.0/24', headerPeerMax: 0 }, () => {}),
+    /headerPeerMax/,
+    'start() refuses headerPeerMax 0',
+  );
 
   // ---- malformed headers: each closed at once, counted as a header error ----
   const good = () => header({ dst: '10.108.0.2', dport: 80, src: '10.109.0.2', sport: 1 });
   const bad = [
     ['48 bytes of garbage', Buffer.alloc(48, 0xa5)],
-    ['a wrong magic', (() => { const h = good(); h.writeUInt32BE(0x534c4632, 0); return h; })()],
-    ['version 2', (() => { const h = good(); h[4] = 2; return h; })()],
-    ['version 0', (() => { const h = good(); h[4] = 0; return h; })()],
+    [
+      'a wrong magic',
+      (() => {
+        const h = good();
+        h.writeUInt32BE(0x534c4632, 0);
+        return h;
+      })(),
+    ],
+    [
+      'version 2',
+      (() => {
+        const h = good();
+        h[4] = 2;
+        return h;
+      })(),
+    ],
+    [
+      'version 0',
+      (() => {
+        const h = good();
+        h[4] = 0;
+        return h;
+      })(),
+    ],
     ['an unknown type (9)', header({ type: 9 })],
     ['type 0', header({ type: 0 })],
     ['a doorbell type from the network', header({ type: 4 })],
@@ -77,8 +111,11 @@ export async function hostileTests(t) {
     s.s.write(bytes);
     const t0 = Date.now();
     const closed = await until(() => s.closed, 2000);
-    check(closed && Date.now() - t0 < TIMEOUT_MS && JSON.stringify(delta(before, outcomes())) === '{"header_errors":1}',
-      `${what}: closed before the deadline, one header error`, { ms: Date.now() - t0, d: delta(before, outcomes()) });
+    check(
+      closed && Date.now() - t0 < TIMEOUT_MS && JSON.stringify(delta(before, outcomes())) === '{"header_errors":1}',
+      `${what}: closed before the deadline, one header error`,
+      { ms: Date.now() - t0, d: delta(before, outcomes()) },
+    );
   }
   for (const cut of [1, 20, 47, 60]) {
     const before = outcomes();
@@ -86,7 +123,11 @@ export async function hostileTests(t) {
     await s.ready;
     s.s.end(Buffer.concat([header({ len: 64 }), Buffer.alloc(16)]).subarray(0, cut));
     const closed = await until(() => s.closed, 2000);
-    check(closed && JSON.stringify(delta(before, outcomes())) === '{"header_errors":1}', `a header cut at byte ${cut}, then EOF: one header error`, delta(before, outcomes()));
+    check(
+      closed && JSON.stringify(delta(before, outcomes())) === '{"header_errors":1}',
+      `a header cut at byte ${cut}, then EOF: one header error`,
+      delta(before, outcomes()),
+    );
   }
   {
     // The longest header accepted: 208 bytes beyond the fixed part are skipped, the stream intact.
@@ -109,8 +150,11 @@ export async function hostileTests(t) {
       await sleep(50);
     }
     const ms = Date.now() - t0;
-    check(s.closed && ms >= TIMEOUT_MS - 50 && ms < TIMEOUT_MS + 800 && JSON.stringify(delta(before, outcomes())) === '{"header_errors":1}',
-      `a header sent a byte per 50 ms is cut off at the ${TIMEOUT_MS} ms deadline (${ms} ms)`, delta(before, outcomes()));
+    check(
+      s.closed && ms >= TIMEOUT_MS - 50 && ms < TIMEOUT_MS + 800 && JSON.stringify(delta(before, outcomes())) === '{"header_errors":1}',
+      `a header sent a byte per 50 ms is cut off at the ${TIMEOUT_MS} ms deadline (${ms} ms)`,
+      delta(before, outcomes()),
+    );
   }
 
   // ---- floods of idle connections ----
@@ -134,9 +178,14 @@ export async function hostileTests(t) {
       s.s.write(Buffer.alloc(5, 1));
       idle.push(s);
     }
-    await until(() => c().pending_headers + c().header_overload - before.header_overload === PEER_MAX + 10 && idle.filter((s) => s.closed).length >= 10);
-    check(c().pending_headers === PEER_MAX && c().header_overload - before.header_overload === 10 && idle.filter((s) => s.closed).length === 10,
-      `${PEER_MAX + 10} idle connections from one address: ${PEER_MAX} wait, 10 are closed at once`, c());
+    await until(
+      () => c().pending_headers + c().header_overload - before.header_overload === PEER_MAX + 10 && idle.filter((s) => s.closed).length >= 10,
+    );
+    check(
+      c().pending_headers === PEER_MAX && c().header_overload - before.header_overload === 10 && idle.filter((s) => s.closed).length === 10,
+      `${PEER_MAX + 10} idle connections from one address: ${PEER_MAX} wait, 10 are closed at once`,
+      c(),
+    );
     await served(`with ${PEER_MAX} idle connections from one address`);
     // Another address still gets in, up to the engine-wide limit.
     const more = [];
@@ -146,12 +195,21 @@ export async function hostileTests(t) {
       more.push(s);
     }
     await until(() => c().pending_headers === PENDING_MAX && c().header_overload - before.header_overload === 15);
-    check(c().pending_headers === PENDING_MAX && c().header_overload - before.header_overload === 15,
-      `a second address gets the ${PENDING_MAX - PEER_MAX} places left of ${PENDING_MAX}; 5 more are closed`, c());
-    check(await until(() => [...idle, ...more].every((s) => s.closed) && c().pending_headers === 0, TIMEOUT_MS + 1500),
-      'at the deadline every idle connection is closed', c());
-    check(JSON.stringify(delta(before, outcomes())) === JSON.stringify({ header_errors: 50, sync_streams: 1, header_overload: 15 }),
-      'each one counted once: 50 header errors (timed out), 15 overloads (and the good peer\'s stream)', delta(before, outcomes()));
+    check(
+      c().pending_headers === PENDING_MAX && c().header_overload - before.header_overload === 15,
+      `a second address gets the ${PENDING_MAX - PEER_MAX} places left of ${PENDING_MAX}; 5 more are closed`,
+      c(),
+    );
+    check(
+      await until(() => [...idle, ...more].every((s) => s.closed) && c().pending_headers === 0, TIMEOUT_MS + 1500),
+      'at the deadline every idle connection is closed',
+      c(),
+    );
+    check(
+      JSON.stringify(delta(before, outcomes())) === JSON.stringify({ header_errors: 50, sync_streams: 1, header_overload: 15 }),
+      "each one counted once: 50 header errors (timed out), 15 overloads (and the good peer's stream)",
+      delta(before, outcomes()),
+    );
     // The per-address count went back to zero: that address may wait again.
     const s = raw(HOST, P, '127.0.0.12');
     s.s.write(Buffer.alloc(5, 1));
@@ -168,8 +226,8 @@ export async function hostileTests(t) {
     const before = outcomes();
     const syncs0 = events.filter((e) => e.type === 'sync').length;
     const base = [header({ dst: '10.108.0.2', dport: 80, src: '10.109.0.2', sport: 7 }), header({ type: 2 }), header({ type: 3, keyId: 1 })];
-    let open = 0;
-    let done = 0;
+    let _open = 0;
+    let _done = 0;
     const one = async () => {
       let b = Buffer.from(base[Math.floor(rnd() * base.length)]);
       const kind = rnd();
@@ -179,9 +237,9 @@ export async function hostileTests(t) {
       else if (kind < 0.9) b.writeUInt16BE(Math.floor(rnd() * 65536), 6);
       else b = Buffer.from(Array.from({ length: Math.floor(rnd() * 120) }, () => Math.floor(rnd() * 256)));
       const s = raw(HOST, P, '127.0.0.14');
-      open++;
+      _open++;
       await s.ready;
-      for (let off = 0; off < b.length && !s.closed;) {
+      for (let off = 0; off < b.length && !s.closed; ) {
         const n = 1 + Math.floor(rnd() * 40);
         s.s.write(b.subarray(off, off + n));
         off += n;
@@ -191,8 +249,8 @@ export async function hostileTests(t) {
       if (b.length === 0 || rnd() < 0.3) s.s.end();
       await until(() => s.closed, TIMEOUT_MS + 1500);
       if (!s.closed) s.s.destroy();
-      open--;
-      done++;
+      _open--;
+      _done++;
       return s.closed;
     };
     const results = [];
@@ -209,7 +267,10 @@ export async function hostileTests(t) {
     const total = Object.values(d).reduce((a, b) => a + b, 0);
     const unclosed = results.filter((r) => r !== true).length;
     check(unclosed === 0, `seeded mutations (seed ${seed}): the engine closed all ${N} connections itself`, { unclosed, d });
-    check(total === N && c().pending_headers === 0, `each of the ${N} connections counted once (seed ${seed})`, { d, syncs: events.filter((e) => e.type === 'sync').length - syncs0 });
+    check(total === N && c().pending_headers === 0, `each of the ${N} connections counted once (seed ${seed})`, {
+      d,
+      syncs: events.filter((e) => e.type === 'sync').length - syncs0,
+    });
     await served('after the mutations');
   }
   E.stop();

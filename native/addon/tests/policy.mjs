@@ -67,7 +67,10 @@ export async function policyTests({ E1, E2, A, B, C, bChan, cChan, check, throws
 
   // Same host: B's listener, from A and from B itself.
   E1.setPolicy({ default: 'allow', rules: [{ action: 'deny', from: '0.0.0.0/0', to: '10.99.0.3/32', portLo: 80, portHi: 80 }] });
-  for (const [X, name] of [[A, 'A'], [B, 'B']]) {
+  for (const [X, name] of [
+    [A, 'A'],
+    [B, 'B'],
+  ]) {
     r = await X.cmd('connect 10.99.0.3 80');
     check(r.status === 13, `same host: ${name} -> B:80 denied`, r);
   }

@@ -42,30 +42,36 @@ int main() {
   // What runc sends (runc 1.1, a container annotated for the seccomp path).
   const std::string runc =
       "{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":4242,\"metadata\":\"web-1\",\"state\":{\"ociVersion\":"
-      "\"1.0.2\",\"id\":\"web-1\",\"status\":\"creating\",\"pid\":4242,\"bundle\":\"/run/bundles/web-1\",\"annotations\":"
+      "\"1.0.2\",\"id\":\"web-1\",\"status\":\"creating\",\"pid\":4242,\"bundle\":\"/run/bundles/"
+      "web-1\",\"annotations\":"
       "{\"io.slimfast.seccomp\":\"true\",\"org.opencontainers.image.title\":\"web\"}}}";
   check(parses_as(runc, 4242, "web-1", 0), "runc's state: pid, metadata, seccompFd");
   // The same without annotations, and without "state" at all (sfseccomp, the keeper's tests).
-  check(parses_as("{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":7,\"metadata\":\"c\",\"state\":{\"ociVersion\":"
-                  "\"1.0.2\",\"id\":\"c\",\"status\":\"creating\",\"pid\":7,\"bundle\":\"\"}}",
-                  7, "c", 0),
+  check(parses_as(
+            "{\"ociVersion\":\"1.0.2\",\"fds\":[\"seccompFd\"],\"pid\":7,\"metadata\":\"c\",\"state\":{\"ociVersion\":"
+            "\"1.0.2\",\"id\":\"c\",\"status\":\"creating\",\"pid\":7,\"bundle\":\"\"}}",
+            7, "c", 0),
         "a state without annotations");
   check(parses_as("{\"pid\": 1, \"metadata\": \"x\", \"fds\": [\"seccompFd\"]}", 1, "x", 0), "no \"state\" member");
   check(parses_as("{\"metadata\":\"m\",\"state\":{\"annotations\":{}},\"fds\":[\"seccompFd\"],\"pid\":3}", 3, "m", 0),
         "empty annotations, any member order");
 
   // Only top-level members count: the same names inside "state" or its annotations are skipped.
-  check(parses_as("{\"state\":{\"pid\":99,\"metadata\":\"inner\",\"fds\":[\"seccompFd\"],\"annotations\":{\"pid\":\"1\","
-                  "\"metadata\":\"evil\"}},\"pid\":5,\"metadata\":\"outer\",\"fds\":[\"a\",\"seccompFd\"]}",
-                  5, "outer", 1),
-        "pid/metadata/fds nested in state are not the top-level ones");
-  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"}\",\"l\":\"{[\",\"q\":\"\\\"}\\\\\",\"n\":[{},[[]],{\"a\":{\"b\":[]}}]}},"
+  check(
+      parses_as("{\"state\":{\"pid\":99,\"metadata\":\"inner\",\"fds\":[\"seccompFd\"],\"annotations\":{\"pid\":\"1\","
+                "\"metadata\":\"evil\"}},\"pid\":5,\"metadata\":\"outer\",\"fds\":[\"a\",\"seccompFd\"]}",
+                5, "outer", 1),
+      "pid/metadata/fds nested in state are not the top-level ones");
+  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"}\",\"l\":\"{[\",\"q\":\"\\\"}\\\\\",\"n\":[{},[[]],{\"a\":{"
+                  "\"b\":[]}}]}},"
                   "\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}",
                   2, "id", 0),
         "braces, brackets and escaped quotes inside skipped strings, nesting");
-  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"}}\"}},\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}", 2, "id", 0),
+  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"}}\"}},\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}",
+                  2, "id", 0),
         "a closing brace inside an annotation does not close it");
-  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"{[\"}},\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}", 2, "id", 0),
+  check(parses_as("{\"state\":{\"annotations\":{\"k\":\"{[\"}},\"pid\":2,\"metadata\":\"id\",\"fds\":[\"seccompFd\"]}",
+                  2, "id", 0),
         "nor does an opening one keep it open");
   check(parses_as("{\"state\":{\"annotations\":{\"k\":\"\\\"}\"}},\"pid\":2,\"metadata\":\"id\"}", 2, "id", -1),
         "an escaped quote does not end a skipped string");
@@ -80,11 +86,13 @@ int main() {
   }
 
   // fds
-  check(parses_as("{\"fds\":[\"a\",\"b\",\"seccompFd\",\"seccompFd\"],\"metadata\":\"x\"}", 0, "x", 2), "the first seccompFd's position");
+  check(parses_as("{\"fds\":[\"a\",\"b\",\"seccompFd\",\"seccompFd\"],\"metadata\":\"x\"}", 0, "x", 2),
+        "the first seccompFd's position");
   check(parses_as("{\"fds\":[],\"metadata\":\"x\"}", 0, "x", -1), "empty fds");
   check(parses_as("{\"fds\":[\"a\"],\"fds\":[\"b\",\"seccompFd\"],\"metadata\":\"x\"}", 0, "x", 1),
         "fds given twice: its position in the array it is in");
-  check(parses_as("{\"fds\":[\"seccompFd\"],\"fds\":[\"a\",\"seccompFd\"],\"metadata\":\"x\"}", 0, "x", 0), "the first one found wins");
+  check(parses_as("{\"fds\":[\"seccompFd\"],\"fds\":[\"a\",\"seccompFd\"],\"metadata\":\"x\"}", 0, "x", 0),
+        "the first one found wins");
   check(parses_as("{\"fds\":[\"seccompfd\",\"seccompFd \"],\"metadata\":\"x\"}", 0, "x", -1), "names compare exactly");
   check(fails_("{\"fds\":\"seccompFd\"}"), "fds not an array");
   check(fails_("{\"fds\":[1]}"), "fds with a number");
@@ -106,7 +114,8 @@ int main() {
   check(parses_as("{\"metadata\":\"q\\\"s\\\\l\\/\"}", 0, "q\"s\\l/", -1), "quote, backslash, slash");
   check(parses_as("{\"metadata\":\"\\u0041\\u00e9x\"}", 0, "\\u0041\\u00e9x", -1), "\\uXXXX kept as written");
   check(parses_as("{\"metadata\":\"\\x\"}", 0, "x", -1), "an unknown escape: the character");
-  check(parses_as("{\"metadata\":\"caf\xc3\xa9 \xe2\x9c\x93\"}", 0, "caf\xc3\xa9 \xe2\x9c\x93", -1), "UTF-8 bytes kept");
+  check(parses_as("{\"metadata\":\"caf\xc3\xa9 \xe2\x9c\x93\"}", 0, "caf\xc3\xa9 \xe2\x9c\x93", -1),
+        "UTF-8 bytes kept");
   check(parses_as(bytes("{\"metadata\":\"a\0b\"}"), 0, bytes("a\0b"), -1), "a NUL byte kept");
   check(parses_as("{\"metadata\":\"\"}", 0, "", -1), "empty metadata");
   check(parses_as("{\"metadata\":42,\"fds\":[\"seccompFd\"]}", 0, "", 0), "a number for metadata: skipped, empty");
@@ -116,7 +125,8 @@ int main() {
   check(fails_("{\"metadata\":\"\\u00\"}"), "a short \\u escape");
 
   // Layout
-  check(parses_as(" \r\n\t{ \"pid\" : 8 , \"metadata\" :\n\"x\" ,\r\n \"fds\" : [ \"seccompFd\" ] }\n", 8, "x", 0), "blanks everywhere");
+  check(parses_as(" \r\n\t{ \"pid\" : 8 , \"metadata\" :\n\"x\" ,\r\n \"fds\" : [ \"seccompFd\" ] }\n", 8, "x", 0),
+        "blanks everywhere");
   check(parses_as("{\"pid\":1,\"metadata\":\"x\"}garbage{", 1, "x", -1), "bytes after the object are not looked at");
   check(fails_(""), "empty input");
   check(fails_("   "), "blanks only");
@@ -140,7 +150,8 @@ int main() {
   {
     bool ok;
     OciState st = parse("{\"pid\":31,\"metadata\":\"x\" \"fds\":[\"seccompFd\"]}", &ok);
-    check(!ok && st.pid == 31 && st.metadata == "x" && st.seccomp_index == -1, "on failure: what was read before the error");
+    check(!ok && st.pid == 31 && st.metadata == "x" && st.seccomp_index == -1,
+          "on failure: what was read before the error");
   }
 
   // Truncated: no prefix of a whole state parses (the agent tries every partial read), the state
@@ -159,7 +170,8 @@ int main() {
   {
     std::string id(1 << 20, 'i');
     check(parses_as("{\"fds\":[\"seccompFd\"],\"pid\":1,\"metadata\":\"" + id + "\"}", 1, id, 0), "a 1 MiB metadata");
-    std::string deep = "{\"state\":" + std::string(1 << 20, '[') + std::string(1 << 20, ']') + ",\"metadata\":\"x\",\"fds\":[\"seccompFd\"]}";
+    std::string deep = "{\"state\":" + std::string(1 << 20, '[') + std::string(1 << 20, ']') +
+                       ",\"metadata\":\"x\",\"fds\":[\"seccompFd\"]}";
     check(parses_as(deep, 0, "x", 0), "2^20 nested arrays (no recursion)");
     check(fails_("{\"state\":" + std::string(1 << 20, '{')), "2^20 unclosed braces");
     check(fails_(std::string(3 << 19, '{')), "1.5 MiB of '{' (the keeper test's garbage)");

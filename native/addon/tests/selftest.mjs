@@ -36,15 +36,47 @@ execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'),
   stdio: 'inherit',
 });
 // The header MAC against SipHash's reference vector (exits non-zero and says why on failure).
-execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-o', path.join(tmp, 'siphash_test'), path.join(here, 'siphash_test.c')], { stdio: 'inherit' });
+execFileSync(
+  'gcc',
+  ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-o', path.join(tmp, 'siphash_test'), path.join(here, 'siphash_test.c')],
+  { stdio: 'inherit' },
+);
 execFileSync(path.join(tmp, 'siphash_test'), { stdio: 'inherit' });
 // Cluster-key derivation and the replay cache, alone.
-execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(here, '..'), '-o', path.join(tmp, 'header_auth_test'),
-  path.join(here, 'header_auth_test.cc'), path.join(here, '..', 'header_auth.cc')], { stdio: 'inherit' });
+execFileSync(
+  'g++',
+  [
+    '-std=c++17',
+    '-O1',
+    '-Wall',
+    '-I',
+    path.join(root, 'native', 'include'),
+    '-I',
+    path.join(here, '..'),
+    '-o',
+    path.join(tmp, 'header_auth_test'),
+    path.join(here, 'header_auth_test.cc'),
+    path.join(here, '..', 'header_auth.cc'),
+  ],
+  { stdio: 'inherit' },
+);
 execFileSync(path.join(tmp, 'header_auth_test'), { stdio: 'inherit' });
 // runc's container state as the seccomp agent parses it, alone.
-execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(here, '..'), '-o', path.join(tmp, 'seccomp_state_test'),
-  path.join(here, 'seccomp_state_test.cc'), path.join(here, '..', 'seccomp_state.cc')], { stdio: 'inherit' });
+execFileSync(
+  'g++',
+  [
+    '-std=c++17',
+    '-O1',
+    '-Wall',
+    '-I',
+    path.join(here, '..'),
+    '-o',
+    path.join(tmp, 'seccomp_state_test'),
+    path.join(here, 'seccomp_state_test.cc'),
+    path.join(here, '..', 'seccomp_state.cc'),
+  ],
+  { stdio: 'inherit' },
+);
 execFileSync(path.join(tmp, 'seccomp_state_test'), { stdio: 'inherit' });
 
 const verbose = process.argv.includes('-v');
@@ -56,7 +88,7 @@ function check(cond, name, detail) {
     console.log(`ok   ${name}`);
   } else {
     failed++;
-    console.log(`FAIL ${name}${detail === undefined ? '' : ' -- ' + JSON.stringify(detail)}`);
+    console.log(`FAIL ${name}${detail === undefined ? '' : ` -- ${JSON.stringify(detail)}`}`);
   }
 }
 function throwsLike(fn, re, name) {
@@ -127,7 +159,7 @@ class Client {
   }
   send(line) {
     if (verbose) console.log(`   > ${line}`);
-    this.p.stdin.write(line + '\n');
+    this.p.stdin.write(`${line}\n`);
   }
   cmd(line) {
     this.send(line);
@@ -184,16 +216,29 @@ const ev2 = [];
 const E1 = new Engine();
 const E2 = new Engine();
 const overlay = '10.96.0.0/12';
-E1.start({ hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24', headerTimeoutMs: 400, connectTimeoutMs: 500, poolPeerMax: 6 }, (e) =>
-  ev1.push(e),
+E1.start(
+  { hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24', headerTimeoutMs: 400, connectTimeoutMs: 500, poolPeerMax: 6 },
+  (e) => ev1.push(e),
 );
 E2.start({ hostIp: '127.0.0.2', port: 0, overlayCidr: overlay, localSubnet: '10.98.0.0/24' }, (e) => ev2.push(e));
 const P1 = E1.counters().port;
 const P2 = E2.counters().port;
 check(P1 > 0 && P2 > 0 && P1 !== P2, 'engines bound reserved ports', { P1, P2 });
-throwsLike(() => E1.start({ hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {}), /already started/, 'second start() throws');
-throwsLike(() => new Engine().start({ hostIp: '127.0.0.1', port: P1, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {}), /EADDRINUSE|in use/i, 'start() on a used port throws');
-throwsLike(() => new Engine().start({ hostIp: 'nope', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {}), /hostIp/, 'start() validates hostIp');
+throwsLike(
+  () => E1.start({ hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {}),
+  /already started/,
+  'second start() throws',
+);
+throwsLike(
+  () => new Engine().start({ hostIp: '127.0.0.1', port: P1, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {}),
+  /EADDRINUSE|in use/i,
+  'start() on a used port throws',
+);
+throwsLike(
+  () => new Engine().start({ hostIp: 'nope', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {}),
+  /hostIp/,
+  'start() validates hostIp',
+);
 
 // A closed port (for connect failures) and a blackhole listener (SYNs dropped, for timeouts).
 const closedPort = await new Promise((r) => {
@@ -230,7 +275,11 @@ check(E1.counters().preload_conns === 2 && E1.counters().containers === 2, 'prel
 
 // ---------- HELLO ----------
 let r = await A.cmd('hello');
-check(r.type === 101 && r.status === 0 && r.vip_a === '10.99.0.2' && r.vip_b === '10.96.0.0' && r.a === 12 && r.version === 1, 'HELLO_OK: vIP, overlay, prefix', r);
+check(
+  r.type === 101 && r.status === 0 && r.vip_a === '10.99.0.2' && r.vip_b === '10.96.0.0' && r.a === 12 && r.version === 1,
+  'HELLO_OK: vIP, overlay, prefix',
+  r,
+);
 r = await C.cmd('hello');
 check(r.vip_a === '10.98.0.2', 'HELLO_OK on the second engine', r);
 
@@ -240,14 +289,23 @@ const bChan = r.h;
 const bReal = r.real_port;
 check(r.type === 103 && r.status === 0 && r.h >= 0 && r.vip_a === '0.0.0.0' && r.port_a === 80, 'LISTEN_OK with a channel', r);
 await until(() => ev1.some((e) => e.type === 'listener'));
-check(JSON.stringify(ev1.filter((e) => e.type === 'listener')) === JSON.stringify([{ type: 'listener', op: 'add', ip: '10.99.0.3', port: 80, containerId: 'b' }]), 'listener add event', ev1);
-check(JSON.stringify(E1.listeners()) === JSON.stringify([{ ip: '10.99.0.3', port: 80, containerId: 'b', channels: 1 }]), 'listeners() shows it', E1.listeners());
+check(
+  JSON.stringify(ev1.filter((e) => e.type === 'listener')) ===
+    JSON.stringify([{ type: 'listener', op: 'add', ip: '10.99.0.3', port: 80, containerId: 'b' }]),
+  'listener add event',
+  ev1,
+);
+check(
+  JSON.stringify(E1.listeners()) === JSON.stringify([{ ip: '10.99.0.3', port: 80, containerId: 'b', channels: 1 }]),
+  'listeners() shows it',
+  E1.listeners(),
+);
 r = await B.cmd(`query ${bChan}`);
 check(r.type === 104 && r.status === 0 && r.vip_a === '0.0.0.0' && r.port_a === 80, 'QUERY_CHANNEL finds the channel', r);
 r = await B.cmd('queryino 123456789');
 check(r.type === 104 && r.status === 2, 'QUERY_CHANNEL unknown inode -> ENOENT', r);
 r = await A.cmd(`queryino ${fs.statSync('/proc/self/fd/0').ino}`);
-check(r.status === 2, "QUERY_CHANNEL from another container -> ENOENT", r);
+check(r.status === 2, 'QUERY_CHANNEL from another container -> ENOENT', r);
 
 r = await B.cmd('listen-notlistening 0.0.0.0 81');
 check(r.type === 103 && r.status === 22 && r.h === -1, 'LISTEN with a non-listening socket -> EINVAL', r);
@@ -261,10 +319,25 @@ check(E1.listeners().length === 1, 'failed LISTENs leave no listener', E1.listen
 r = await A.cmd('connect 10.99.0.3 80');
 const aPair = r.h;
 const sport = r.port_a;
-check(r.type === 102 && r.status === 0 && r.h >= 0 && r.vip_a === '10.99.0.2' && sport >= 32768 && sport <= 60999 && r.vip_b === '10.99.0.3' && r.port_b === 80, 'same-host CONNECT_OK with a socket', r);
+check(
+  r.type === 102 &&
+    r.status === 0 &&
+    r.h >= 0 &&
+    r.vip_a === '10.99.0.2' &&
+    sport >= 32768 &&
+    sport <= 60999 &&
+    r.vip_b === '10.99.0.3' &&
+    r.port_b === 80,
+  'same-host CONNECT_OK with a socket',
+  r,
+);
 r = await B.cmd(`accept ${bChan} 2000`);
 const bPair = r.h;
-check(r.type === 201 && r.h >= 0 && r.vip_a === '10.99.0.3' && r.port_a === 80 && r.vip_b === '10.99.0.2' && r.port_b === sport, 'same-host SF_ACCEPTED addresses', r);
+check(
+  r.type === 201 && r.h >= 0 && r.vip_a === '10.99.0.3' && r.port_a === 80 && r.vip_b === '10.99.0.2' && r.port_b === sport,
+  'same-host SF_ACCEPTED addresses',
+  r,
+);
 await A.cmd(`send ${aPair} ping`);
 r = await B.cmd(`recv ${bPair} 2000`);
 check(r.data === 'ping', 'same-host data a -> b', r);
@@ -273,9 +346,16 @@ r = await A.cmd(`recv ${aPair} 2000`);
 check(r.data === 'pong', 'same-host data b -> a', r);
 r = await A.cmd(`names ${aPair}`);
 check(/^127\.0\.0\.1:\d+$/.test(r.local) && /^127\.0\.0\.1:\d+$/.test(r.peer), 'same-host pair is loopback TCP', r);
-for (const [who, h] of [[A, aPair], [B, bPair]]) {
+for (const [who, h] of [
+  [A, aPair],
+  [B, bPair],
+]) {
   r = await who.cmd(`repoint ${h} 127.0.0.1 ${closedPort}`);
-  check(r.connect === 1 && r.bind === 1 && r.listen !== 0 && r.fastopen === 1, `same-host ${who === A ? 'client' : 'server'} end: re-connect, bind, listen, Fast Open refused`, r);
+  check(
+    r.connect === 1 && r.bind === 1 && r.listen !== 0 && r.fastopen === 1,
+    `same-host ${who === A ? 'client' : 'server'} end: re-connect, bind, listen, Fast Open refused`,
+    r,
+  );
 }
 await A.cmd(`close ${aPair}`);
 await B.cmd(`close ${bPair}`);
@@ -307,15 +387,27 @@ r = await C.cmd('listen 0.0.0.0 8080');
 const cChan = r.h;
 check(r.status === 0, 'LISTEN on the second engine', r);
 await until(() => ev2.some((e) => e.type === 'listener'));
-check(ev2.some((e) => e.type === 'listener' && e.op === 'add' && e.ip === '10.98.0.2' && e.port === 8080 && e.containerId === 'c'), 'E2 listener add event', ev2);
+check(
+  ev2.some((e) => e.type === 'listener' && e.op === 'add' && e.ip === '10.98.0.2' && e.port === 8080 && e.containerId === 'c'),
+  'E2 listener add event',
+  ev2,
+);
 E1.setRemoteListeners('127.0.0.2', ['10.98.0.2:8080']);
 r = await A.cmd('connect 10.98.0.2 8080');
 const aX = r.h;
 const xport = r.port_a;
-check(r.type === 102 && r.status === 0 && r.h >= 0 && r.vip_a === '10.99.0.2' && r.vip_b === '10.98.0.2' && r.port_b === 8080, 'cross-host CONNECT_OK with a socket', r);
+check(
+  r.type === 102 && r.status === 0 && r.h >= 0 && r.vip_a === '10.99.0.2' && r.vip_b === '10.98.0.2' && r.port_b === 8080,
+  'cross-host CONNECT_OK with a socket',
+  r,
+);
 r = await C.cmd(`accept ${cChan} 2000`);
 const cX = r.h;
-check(r.type === 201 && r.vip_a === '10.98.0.2' && r.port_a === 8080 && r.vip_b === '10.99.0.2' && r.port_b === xport, 'cross-host SF_ACCEPTED (from the header)', r);
+check(
+  r.type === 201 && r.vip_a === '10.98.0.2' && r.port_a === 8080 && r.vip_b === '10.99.0.2' && r.port_b === xport,
+  'cross-host SF_ACCEPTED (from the header)',
+  r,
+);
 await A.cmd(`send ${aX} over`);
 r = await C.cmd(`recv ${cX} 2000`);
 check(r.data === 'over', 'cross-host data a -> c (header not leaked)', r);
@@ -333,10 +425,17 @@ check(g1.confined === 1 && g2.confined === 1 && E1.unconfined() === '', 'both en
 const EPERM = 1;
 // (Both engines run on this machine, so a socket E1 arms is armed in E2's guard too: each
 // engine's counters are read just before its own socket's turn.)
-for (const [who, h, eng] of [[A, aX, E1], [C, cX, E2]]) {
+for (const [who, h, eng] of [
+  [A, aX, E1],
+  [C, cX, E2],
+]) {
   const g0 = eng.counters();
   r = await who.cmd(`repoint ${h} 127.0.0.1 ${closedPort}`);
-  check(r.connect === EPERM && r.bind === EPERM && r.listen !== 0 && r.fastopen === EPERM, `handed socket ${h === aX ? 'out' : 'in'}: re-connect, bind, listen, Fast Open refused`, r);
+  check(
+    r.connect === EPERM && r.bind === EPERM && r.listen !== 0 && r.fastopen === EPERM,
+    `handed socket ${h === aX ? 'out' : 'in'}: re-connect, bind, listen, Fast Open refused`,
+    r,
+  );
   const g = eng.counters();
   check(g.guard_denied_connect === g0.guard_denied_connect + 2 && g.guard_denied_bind === g0.guard_denied_bind + 1, 'the refusals are counted', g);
 }
@@ -346,8 +445,12 @@ check(E1.counters().handed_out === 1 && E2.counters().handed_in === 1, 'handed_o
 
 // Pools: that first cross-host connect came with a pool channel for E2's route, stocked with
 // pre-established connections on which nothing was sent yet (E2's kernel holds them).
-check(await until(() => E1.counters().pools === 1 && E1.counters().pool_stocked === 4), 'a pool channel is stocked with 4 connections', E1.counters());
-check(E2.counters().pending_headers === 0 && E2.counters().handed_in === 1, 'the peer\'s broker has not seen them', E2.counters());
+check(
+  await until(() => E1.counters().pools === 1 && E1.counters().pool_stocked === 4),
+  'a pool channel is stocked with 4 connections',
+  E1.counters(),
+);
+check(E2.counters().pending_headers === 0 && E2.counters().handed_in === 1, "the peer's broker has not seen them", E2.counters());
 // A host speaks only for its own subnet: before E2 knows E1's key, an unsigned CONNECT from E1's
 // address is taken for a source vIP in E1's subnet, refused for any other (another host's
 // container, or an address of no container).
@@ -361,7 +464,11 @@ check(E2.counters().pending_headers === 0 && E2.counters().handed_in === 1, 'the
     check(await until(() => x.closed), `an unsigned CONNECT from E1 with source ${src} is closed`, x);
     x.s.destroy();
   }
-  check(E2.counters().header_not_member === nm + 2 && E2.counters().handed_in === hin, 'counted as not from the subnet\'s owner, nothing handed in', E2.counters());
+  check(
+    E2.counters().header_not_member === nm + 2 && E2.counters().handed_in === hin,
+    "counted as not from the subnet's owner, nothing handed in",
+    E2.counters(),
+  );
   const ok = raw('127.0.0.2', P2, '127.0.0.1');
   await ok.ready;
   ok.s.write(header({ type: 1, dst: '10.98.0.2', dport: 8080, src: '10.99.0.9', sport: 4321 }));
@@ -378,30 +485,45 @@ new net.Socket({ fd: ev2.find((e) => e.type === 'sync').fd }).destroy();
 subscription.s.destroy();
 r = await A.cmd('pooltake 10.98.0.2 8080');
 const aP = r.h;
-check(r.type === 202 && r.h >= 0 && r.len === 80 && r.sent === 48 && r.key_id === 1 && r.hdr_type === 3 && r.port_a > 0 && r.pool_channels === 1, 'pooltake: an SF_POOLED socket with a signed header, completed and sent', r);
+check(
+  r.type === 202 && r.h >= 0 && r.len === 80 && r.sent === 48 && r.key_id === 1 && r.hdr_type === 3 && r.port_a > 0 && r.pool_channels === 1,
+  'pooltake: an SF_POOLED socket with a signed header, completed and sent',
+  r,
+);
 r = await C.cmd(`accept ${cChan} 2000`);
 const cP = r.h;
-check(r.type === 201 && r.vip_a === '10.98.0.2' && r.port_a === 8080 && r.vip_b === '10.99.0.2', 'pooled: SF_ACCEPTED with the stamped source vIP', r);
+check(
+  r.type === 201 && r.vip_a === '10.98.0.2' && r.port_a === 8080 && r.vip_b === '10.99.0.2',
+  'pooled: SF_ACCEPTED with the stamped source vIP',
+  r,
+);
 await A.cmd(`send ${aP} pooled`);
 r = await C.cmd(`recv ${cP} 2000`);
 check(r.data === 'pooled', 'pooled: data a -> c (header not leaked)', r);
 await A.cmd(`close ${aP}`);
 await C.cmd(`close ${cP}`);
-check(await until(() => E1.counters().pool_taken === 1 && E1.counters().handed_out === 2 && E1.counters().pool_stocked === 5),
-  'the take is counted and the pool stocked back up', [E1.counters(), E2.counters()]);
+check(
+  await until(() => E1.counters().pool_taken === 1 && E1.counters().handed_out === 2 && E1.counters().pool_stocked === 5),
+  'the take is counted and the pool stocked back up',
+  [E1.counters(), E2.counters()],
+);
 const he = E2.counters().header_errors;
 r = await A.cmd('pooltake 10.98.0.2 8080 forge');
 const aF = r.h;
 check(r.type === 202 && r.sent === 48, 'pooltake with a forged source vIP sent', r);
 r = await A.cmd(`recv ${aF} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'a pooled header whose source vIP was changed is refused (MAC)', r);
-check(await until(() => E2.counters().header_errors === he + 1) && E2.counters().handed_in === 3, 'counted as a header error, nothing handed in', E2.counters());
+check(
+  (await until(() => E2.counters().header_errors === he + 1)) && E2.counters().handed_in === 3,
+  'counted as a header error, nothing handed in',
+  E2.counters(),
+);
 await A.cmd(`close ${aF}`);
 r = await A.cmd('pooltake 10.98.0.2 8080 unsigned');
 const aU = r.h;
 r = await A.cmd(`recv ${aU} 2000`);
 check(r.error === 'ECONNRESET' || r.eof === true, 'an unsigned CONNECT header from a host whose key is known is refused', r);
-check(await until(() => E2.counters().header_errors === he + 2) && E2.counters().handed_in === 3, 'counted, nothing handed in', E2.counters());
+check((await until(() => E2.counters().header_errors === he + 2)) && E2.counters().handed_in === 3, 'counted, nothing handed in', E2.counters());
 await A.cmd(`close ${aU}`);
 // As far as E2 can tell, E1's broker restarts twice (new keys in new SYNC headers): pooled headers
 // signed with the key before the latest still pass (processes may hold them up to 20 s), older fail.
@@ -440,7 +562,7 @@ await resubscribe(E1.hostKey()); // E1's real key again, for what follows
   r = await X.cmd('connect 10.98.0.2 8080');
   check(r.status === 0, 'X: cross-host connect (with a pool)', r);
   // A's pool holds 4 of the 6 pooled connections E1 may keep to E2 (poolPeerMax): X gets 2.
-  check(await until(() => E1.counters().pool_stocked === stocked0 + 2), 'X\'s pool is stocked up to the per-peer cap', [stocked0, E1.counters()]);
+  check(await until(() => E1.counters().pool_stocked === stocked0 + 2), "X's pool is stocked up to the per-peer cap", [stocked0, E1.counters()]);
   await new Promise((res) => setTimeout(res, 200));
   check(E1.counters().pool_stocked === stocked0 + 2, 'and no further', E1.counters());
   await X.cmd(`close ${r.h}`);
@@ -510,17 +632,25 @@ E1.setPeers([
 ]);
 E1.setRemoteListeners('127.0.0.1', ['10.101.0.2:80']);
 cf = E1.counters().connect_failures;
-let t0 = Date.now();
+const t0 = Date.now();
 r = await A.cmd('connect 10.101.0.2 80');
 const took = Date.now() - t0;
-check(r.status === -1 && E1.counters().connect_failures === cf + 1 && took >= 400 && took < 2500, 'connect timeout -> FALLBACK', { r, took, c: E1.counters() });
+check(r.status === -1 && E1.counters().connect_failures === cf + 1 && took >= 400 && took < 2500, 'connect timeout -> FALLBACK', {
+  r,
+  took,
+  c: E1.counters(),
+});
 // The preload goes away while its connect is pending: the request is dropped.
 const A2 = await client(sock('a'));
 A2.send('connect 10.101.0.2 80');
 check(await until(() => E1.counters().pending_connects === 1), 'pending connect is tracked', E1.counters());
 A2.p.kill('SIGKILL');
 await A2.exited;
-check(await until(() => E1.counters().pending_connects === 0 && E1.counters().preload_conns === 2), 'closing the preload drops its pending connect', E1.counters());
+check(
+  await until(() => E1.counters().pending_connects === 0 && E1.counters().preload_conns === 2),
+  'closing the preload drops its pending connect',
+  E1.counters(),
+);
 check(E1.counters().connect_failures === cf + 1, 'dropped request is not a connect failure', E1.counters());
 
 // ---------- plain (non-SlimFast) clients on the real listening socket ----------
@@ -528,7 +658,11 @@ const plain = raw('127.0.0.1', bReal);
 await plain.ready;
 plain.s.write('plain');
 r = await B.cmd(`accept ${bChan} 2000`);
-check(r.type === 201 && r.vip_a === '127.0.0.1' && r.port_a === bReal && r.vip_b === '127.0.0.1' && r.port_b === plain.s.localPort, 'plain accept pushed with real addresses', r);
+check(
+  r.type === 201 && r.vip_a === '127.0.0.1' && r.port_a === bReal && r.vip_b === '127.0.0.1' && r.port_b === plain.s.localPort,
+  'plain accept pushed with real addresses',
+  r,
+);
 const bP = r.h;
 r = await B.cmd(`recv ${bP} 2000`);
 check(r.data === 'plain', 'plain accept data', r);
@@ -547,7 +681,10 @@ for (let i = 0; i < 4; i++) {
   r = await A.cmd('connect 10.99.0.3 80');
   await A.cmd(`close ${r.h}`);
 }
-for (const [name, cl, ch] of [['b', B, bChan], ['b2', B2, b2Chan]]) {
+for (const [name, cl, ch] of [
+  ['b', B, bChan],
+  ['b2', B2, b2Chan],
+]) {
   for (;;) {
     r = await cl.cmd(`accept ${ch} 300`);
     if (r.type !== 201) break;
@@ -583,7 +720,11 @@ if (r.type !== 201) {
   acc = B2;
   r = await B2.cmd(`accept ${b2Chan} 1000`);
 }
-check(r.type === 201 && r.vip_a === '10.99.0.3' && r.port_a === 80 && r.vip_b === '10.97.0.77' && r.port_b === 1234, 'handed in after a split, longer header', r);
+check(
+  r.type === 201 && r.vip_a === '10.99.0.3' && r.port_a === 80 && r.vip_b === '10.97.0.77' && r.port_b === 1234,
+  'handed in after a split, longer header',
+  r,
+);
 r = await acc.cmd(`recv ${r.h} 1000`);
 check(r.data === 'hello', 'exactly hdr_len bytes consumed (app data intact)', r);
 check(E1.counters().handed_in === hin + 1 && E1.counters().pending_headers === 0, 'handed_in / pending_headers', E1.counters());
@@ -629,7 +770,12 @@ check(await until(() => E1.listeners()[0]?.channels === 1), 'closing one channel
 await B.cmd(`close ${bChan}`);
 check(await until(() => E1.listeners().length === 0), 'closing the last channel removes the listener', E1.listeners());
 check(await until(() => ev1.some((e) => e.type === 'listener' && e.op === 'remove')), 'listener remove event');
-check(JSON.stringify(ev1.filter((e) => e.type === 'listener' && e.op === 'remove')) === JSON.stringify([{ type: 'listener', op: 'remove', ip: '10.99.0.3', port: 80, containerId: 'b' }]), 'remove event fields', ev1);
+check(
+  JSON.stringify(ev1.filter((e) => e.type === 'listener' && e.op === 'remove')) ===
+    JSON.stringify([{ type: 'listener', op: 'remove', ip: '10.99.0.3', port: 80, containerId: 'b' }]),
+  'remove event fields',
+  ev1,
+);
 check(E1.counters().listeners === 0, 'listeners gauge', E1.counters());
 r = await A.cmd('connect 10.99.0.3 80');
 check(r.status === -1, 'FALLBACK after the listener is gone', r);
@@ -638,10 +784,17 @@ check(r.status === -1, 'FALLBACK after the listener is gone', r);
 check(E2.removeContainer('c') === true, 'removeContainer returns true');
 check(E2.removeContainer('c') === false, 'removeContainer of an unknown id returns false');
 check(!fs.existsSync(sock('c')), 'container socket unlinked');
-check(await until(() => ev2.some((e) => e.type === 'listener' && e.op === 'remove' && e.port === 8080 && e.containerId === 'c')), 'removeContainer emits listener remove', ev2);
+check(
+  await until(() => ev2.some((e) => e.type === 'listener' && e.op === 'remove' && e.port === 8080 && e.containerId === 'c')),
+  'removeContainer emits listener remove',
+  ev2,
+);
 r = await C.cmd('hello');
 check(r.error === 'eof' || /reset|pipe/i.test(r.error ?? ''), "removeContainer closes the container's preload connections", r);
-check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counters().preload_conns === 0, 'E2 tables empty', [E2.listeners(), E2.counters()]);
+check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counters().preload_conns === 0, 'E2 tables empty', [
+  E2.listeners(),
+  E2.counters(),
+]);
 
 // ---------- without the confinement guard nothing is handed out ----------
 {
@@ -651,7 +804,10 @@ check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counte
   E3.addContainer('u2', '10.95.0.3', sock('u2'));
   const U1 = await client(sock('u1'));
   const U2 = await client(sock('u2'));
-  check(E3.counters().confined === 0 && /guard: false/.test(E3.unconfined()), 'an engine without its guard says so', [E3.counters().confined, E3.unconfined()]);
+  check(E3.counters().confined === 0 && /guard: false/.test(E3.unconfined()), 'an engine without its guard says so', [
+    E3.counters().confined,
+    E3.unconfined(),
+  ]);
   r = await U2.cmd('listen 0.0.0.0 80');
   check(r.type === 103 && r.status === -1 && r.h === -1, 'unconfined: LISTEN -> FALLBACK (the application keeps its own listener)', r);
   r = await U1.cmd('connect 10.95.0.3 80');
@@ -671,7 +827,17 @@ check(E2.listeners().length === 0 && E2.counters().containers === 0 && E2.counte
 // ---------- cluster key (cluster_key.mjs) ----------
 await clusterKeyTests({ Engine, E1, overlay, check, throwsLike, until, raw, header, client, sock });
 await hostileTests({ Engine, check, throwsLike, until, raw, header });
-await limitsTests({ Engine, addon: require(process.env.SLIMFAST_ADDON ?? path.join(root, 'build', 'Release', 'slimfast_addon.node')), check, until, raw, header, client, clients, sfclient });
+await limitsTests({
+  Engine,
+  addon: require(process.env.SLIMFAST_ADDON ?? path.join(root, 'build', 'Release', 'slimfast_addon.node')),
+  check,
+  until,
+  raw,
+  header,
+  client,
+  clients,
+  sfclient,
+});
 
 // ---------- stop ----------
 for (const c of clients) await c.quit();
@@ -679,7 +845,11 @@ if (verbose) console.log(E1.counters(), E2.counters());
 E1.stop();
 E2.stop();
 E1.stop();
-check(E1.counters().port === 0 && E1.counters().containers === 0 && E1.counters().preload_conns === 0, 'stop() closes everything (gauges 0)', E1.counters());
+check(
+  E1.counters().port === 0 && E1.counters().containers === 0 && E1.counters().preload_conns === 0,
+  'stop() closes everything (gauges 0)',
+  E1.counters(),
+);
 check(!fs.existsSync(sock('a')) && !fs.existsSync(sock('b')), 'stop() unlinks container sockets');
 E1.start({ hostIp: '127.0.0.1', port: 0, overlayCidr: overlay, localSubnet: '10.99.0.0/24' }, () => {});
 check(E1.counters().port > 0, 'start() again after stop()');

@@ -139,8 +139,10 @@ static int recv_reply(int sock, struct sf_msg *m, int *fd, int ms) {
   for (;;) {
     if (recv_msg(sock, m, fd, ms) < 0) return -1;
     if (m->type != SF_POOL_CHANNEL) return 0;
-    if (pool_channels < 8) pools[pool_channels++] = (typeof(pools[0])){*fd, m->vip_a, (uint32_t)m->a};
-    else close(*fd);
+    if (pool_channels < 8)
+      pools[pool_channels++] = (typeof(pools[0])){*fd, m->vip_a, (uint32_t)m->a};
+    else
+      close(*fd);
   }
 }
 
@@ -160,10 +162,11 @@ static int hfd(const char *s) { return strcmp(s, "last") ? atoi(s) : last_fd; }
 static void print_msg(const struct sf_msg *m, int fd, const char *extra) {
   char a[16], b[16];
   if (fd >= 0) last_fd = fd;
-  printf("{\"type\":%u,\"version\":%u,\"seq\":%u,\"status\":%d,\"vip_a\":\"%s\",\"port_a\":%u,"
-         "\"vip_b\":\"%s\",\"port_b\":%u,\"a\":%llu,\"h\":%d%s}\n",
-         m->type, m->version, m->seq, m->status, ipstr(m->vip_a, a), ntohs(m->port_a), ipstr(m->vip_b, b),
-         ntohs(m->port_b), (unsigned long long)m->a, fd, extra ? extra : "");
+  printf(
+      "{\"type\":%u,\"version\":%u,\"seq\":%u,\"status\":%d,\"vip_a\":\"%s\",\"port_a\":%u,"
+      "\"vip_b\":\"%s\",\"port_b\":%u,\"a\":%llu,\"h\":%d%s}\n",
+      m->type, m->version, m->seq, m->status, ipstr(m->vip_a, a), ntohs(m->port_a), ipstr(m->vip_b, b),
+      ntohs(m->port_b), (unsigned long long)m->a, fd, extra ? extra : "");
 }
 
 /* Sends a request and prints its reply (checking the echoed seq). */
@@ -226,8 +229,7 @@ static void drain(int ch) {
     if (!c || c->cmsg_type != SCM_RIGHTS) continue;
     memcpy(&fd, CMSG_DATA(c), sizeof fd);
     char buf[256];
-    while (recv(fd, buf, sizeof buf, 0) > 0) {
-    }
+    while (recv(fd, buf, sizeof buf, 0) > 0) {}
     close(fd);
   }
 }
@@ -292,8 +294,10 @@ int main(int argc, char **argv) {
       if (recv_msg(atoi(x), &r, &fd, atoi(y)) == 0) print_msg(&r, fd, NULL);
     } else if (!strcmp(cmd, "send")) {
       ssize_t n = send(hfd(x), y, strlen(y), MSG_NOSIGNAL);
-      if (n < 0) printf("{\"error\":\"%s\"}\n", strerror(errno));
-      else printf("{\"sent\":%zd}\n", n);
+      if (n < 0)
+        printf("{\"error\":\"%s\"}\n", strerror(errno));
+      else
+        printf("{\"sent\":%zd}\n", n);
     } else if (!strcmp(cmd, "recv")) {
       struct pollfd p = {hfd(x), POLLIN, 0};
       char buf[4096];
@@ -302,8 +306,10 @@ int main(int argc, char **argv) {
         continue;
       }
       ssize_t n = recv(hfd(x), buf, sizeof buf - 1, MSG_DONTWAIT);
-      if (n < 0) printf("{\"error\":\"%s\"}\n", strerrorname_np(errno));
-      else if (n == 0) printf("{\"eof\":true}\n");
+      if (n < 0)
+        printf("{\"error\":\"%s\"}\n", strerrorname_np(errno));
+      else if (n == 0)
+        printf("{\"eof\":true}\n");
       else {
         buf[n] = 0;
         for (ssize_t i = 0; i < n; i++)
@@ -347,20 +353,24 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "repoint")) {
       int fd = atoi(x);
       struct sockaddr unspec = {.sa_family = AF_UNSPEC};
-      struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(z)), .sin_addr.s_addr = ipparse(y)};
+      struct sockaddr_in to = {
+          .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(z)), .sin_addr.s_addr = ipparse(y)};
       struct sockaddr_in any = {.sin_family = AF_INET};
       int e[5];
       e[0] = connect(fd, &unspec, sizeof unspec) == 0 ? 0 : errno;
       e[1] = connect(fd, (struct sockaddr *)&to, sizeof to) == 0 ? 0 : errno;
       e[2] = bind(fd, (struct sockaddr *)&any, sizeof any) == 0 ? 0 : errno;
       e[3] = listen(fd, 1) == 0 ? 0 : errno;
-      e[4] = sendto(fd, "x", 1, MSG_FASTOPEN | MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, sizeof to) >= 0 ? 0 : errno;
-      printf("{\"disconnect\":%d,\"connect\":%d,\"bind\":%d,\"listen\":%d,\"fastopen\":%d}\n", e[0], e[1], e[2], e[3], e[4]);
+      e[4] = sendto(fd, "x", 1, MSG_FASTOPEN | MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, sizeof to) >= 0
+                 ? 0
+                 : errno;
+      printf("{\"disconnect\":%d,\"connect\":%d,\"bind\":%d,\"listen\":%d,\"fastopen\":%d}\n", e[0], e[1], e[2], e[3],
+             e[4]);
     } else if (!strcmp(cmd, "blackhole")) {
       uint16_t port;
       int s = tcp_listener(0, 1, &port);
-      struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+      struct sockaddr_in a = {
+          .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
       for (int i = 0; s >= 0 && i < 3; i++) { /* fill the accept queue; later SYNs are dropped */
         int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         connect(c, (struct sockaddr *)&a, sizeof a);
@@ -393,8 +403,7 @@ int main(int argc, char **argv) {
             char b[16] = "0123456789abcde";
             send(fd, b, 16, MSG_NOSIGNAL);
             shutdown(fd, SHUT_WR);
-            while (recv(fd, b, sizeof b, 0) > 0) {
-            }
+            while (recv(fd, b, sizeof b, 0) > 0) {}
           }
           close(fd);
         } else if (r.status == SF_STATUS_FALLBACK) {
@@ -472,8 +481,10 @@ int main(int argc, char **argv) {
         struct sf_msg took = {.type = SF_POOL_TOOK, .version = SF_MSG_VERSION, .a = fd2 >= 0 ? 2 : 1};
         send(pool_fd, &took, sizeof took, MSG_NOSIGNAL);
         char extra[224];
-        snprintf(extra, sizeof extra, ",\"len\":%zd,\"sent\":%zd,\"key_id\":%u,\"hdr_type\":%u,\"pool_channels\":%d,\"h2\":%d,\"err2\":\"%s\"",
-                 n, w, ntohl(pm.h.key_id), pm.h.type, pool_channels, fd2, err2 ? strerrorname_np(err2) : "");
+        snprintf(
+            extra, sizeof extra,
+            ",\"len\":%zd,\"sent\":%zd,\"key_id\":%u,\"hdr_type\":%u,\"pool_channels\":%d,\"h2\":%d,\"err2\":\"%s\"", n,
+            w, ntohl(pm.h.key_id), pm.h.type, pool_channels, fd2, err2 ? strerrorname_np(err2) : "");
         print_msg(&pm.m, fd, extra);
       }
     } else if (!strcmp(cmd, "steer")) {
@@ -502,8 +513,10 @@ int main(int argc, char **argv) {
       }
       char a[16], b[16];
       if (got != sizeof h) memset(&h, 0, sizeof h);
-      printf("{\"h\":%d,\"got\":%zu,\"hdr_type\":%u,\"src_vip\":\"%s\",\"src_port\":%u,\"dst_vip\":\"%s\",\"dst_port\":%u}\n",
-             fd, got, h.type, ipstr(h.src_vip, a), ntohs(h.src_port), ipstr(h.dst_vip, b), ntohs(h.dst_port));
+      printf(
+          "{\"h\":%d,\"got\":%zu,\"hdr_type\":%u,\"src_vip\":\"%s\",\"src_port\":%u,\"dst_vip\":\"%s\",\"dst_port\":%u}"
+          "\n",
+          fd, got, h.type, ipstr(h.src_vip, a), ntohs(h.src_port), ipstr(h.dst_vip, b), ntohs(h.dst_port));
     } else if (!strcmp(cmd, "tfo")) {
       uint8_t buf[64];
       size_t len = strlen(z) / 2;
@@ -514,7 +527,8 @@ int main(int argc, char **argv) {
       int one = 1;
       int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = ipparse(x)};
-      struct sockaddr_in pa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(colon ? atoi(colon + 1) : 0)),
+      struct sockaddr_in pa = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)(colon ? atoi(colon + 1) : 0)),
                                .sin_addr.s_addr = ipparse(y)};
       ssize_t n = -1;
       if (fd >= 0 && setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof one) == 0 &&

@@ -42,22 +42,29 @@ static bool verbose = false;
 static int passed = 0, failed = 0;
 
 static void check(bool ok, const std::string& name, const std::string& detail = "") {
-  if (ok) passed++; else failed++;
+  if (ok)
+    passed++;
+  else
+    failed++;
   bool say = !ok && !detail.empty();  // details (often errno) only explain failures
-  if (!ok || verbose) printf("%s %s%s%s\n", ok ? "ok  " : "FAIL", name.c_str(), say ? " -- " : "", say ? detail.c_str() : "");
+  if (!ok || verbose)
+    printf("%s %s%s%s\n", ok ? "ok  " : "FAIL", name.c_str(), say ? " -- " : "", say ? detail.c_str() : "");
 }
 
 static const uint16_t kPort = SF_DEFAULT_PORT;
-static const uint16_t kAuthPort = SF_DEFAULT_PORT + 1;  // the cluster-key phase's group
-static uint16_t port_now = kPort;          // where deliver() connects
-static const char* bind_now = nullptr;     // and from which address (null: the kernel's choice)
+static const uint16_t kAuthPort = SF_DEFAULT_PORT + 1;      // the cluster-key phase's group
+static uint16_t port_now = kPort;                           // where deliver() connects
+static const char* bind_now = nullptr;                      // and from which address (null: the kernel's choice)
 static uint32_t ip(const char* s) { return inet_addr(s); }  // network order
 
 // ---------- headers ----------
-struct Key { uint8_t b[16]; };
+struct Key {
+  uint8_t b[16];
+};
 static Key random_key() {
   Key k;
-  if (getrandom(k.b, 16, 0) != 16) for (int i = 0; i < 16; i++) k.b[i] = uint8_t(rand());
+  if (getrandom(k.b, 16, 0) != 16)
+    for (int i = 0; i < 16; i++) k.b[i] = uint8_t(rand());
   return k;
 }
 
@@ -182,8 +189,9 @@ static Outcome deliver(const void* buf, size_t len, bool tfo, int wait_ms = 2000
 }
 
 // ---------- stats ----------
-static const char* stat_name[SF_ST_COUNT] = {"steered", "no_header", "not_steerable", "no_key", "bad_tag", "no_listener",
-                                             "closed",  "dropped",   "stale",         "replayed", "not_member"};
+static const char* stat_name[SF_ST_COUNT] = {"steered", "no_header",   "not_steerable", "no_key",
+                                             "bad_tag", "no_listener", "closed",        "dropped",
+                                             "stale",   "replayed",    "not_member"};
 static std::string stat_diff(const SteerStats& a, const SteerStats& b) {
   const uint64_t* x = &a.steered;
   const uint64_t* y = &b.steered;
@@ -247,7 +255,8 @@ static int run() {
   lfd[APP2] = steer_listen_socket(lo, kPort, 64, true);
   int s1 = st.add(ip("10.99.0.2"), htons(80), lfd[APP1]);
   int s2 = st.add(ip("10.99.0.3"), htons(8080), lfd[APP2]);
-  check(s1 >= 1 && s2 >= 1 && s1 != s2, "two app listeners get their own slots", std::to_string(s1) + "," + std::to_string(s2));
+  check(s1 >= 1 && s2 >= 1 && s1 != s2, "two app listeners get their own slots",
+        std::to_string(s1) + "," + std::to_string(s2));
   check(st.slot_open(s1) && st.slot_open(s2) && !st.slot_open(s2 + 1), "slot_open of used and unused slots");
   int unbound = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   check(st.add(ip("10.99.0.9"), htons(9), unbound) < 0, "add refuses a socket that is not listening");
@@ -279,7 +288,8 @@ static int run() {
     Outcome o = deliver(&h, sizeof h, true);
     agree += o.where == APP1 && o.data_ok;
   }
-  check(agree == 24, "24 random keys/headers all steered", std::to_string(agree) + "/24; " + stat_diff(before, st.stats()));
+  check(agree == 24, "24 random keys/headers all steered",
+        std::to_string(agree) + "/24; " + stat_diff(before, st.stats()));
   st.drop_key(ip("10.96.0.0"), 16);
 
   // A doorbell (the broker to its own port) is signed like CONNECT and steered the same way.
@@ -369,10 +379,12 @@ static int run() {
   expect_hdr("slot 0 gone: steering still works", connect_hdr("10.99.0.2", 80, "10.98.0.5", ka), APP1, ST);
 
   SteerStats s = st.stats();
-  printf("steer stats: steered=%llu no_header=%llu not_steerable=%llu no_key=%llu bad_tag=%llu no_listener=%llu closed=%llu dropped=%llu\n",
-         (unsigned long long)s.steered, (unsigned long long)s.no_header, (unsigned long long)s.not_steerable,
-         (unsigned long long)s.no_key, (unsigned long long)s.bad_tag, (unsigned long long)s.no_listener,
-         (unsigned long long)s.closed, (unsigned long long)s.dropped);
+  printf(
+      "steer stats: steered=%llu no_header=%llu not_steerable=%llu no_key=%llu bad_tag=%llu no_listener=%llu "
+      "closed=%llu dropped=%llu\n",
+      (unsigned long long)s.steered, (unsigned long long)s.no_header, (unsigned long long)s.not_steerable,
+      (unsigned long long)s.no_key, (unsigned long long)s.bad_tag, (unsigned long long)s.no_listener,
+      (unsigned long long)s.closed, (unsigned long long)s.dropped);
   for (int& fd : lfd)
     if (fd >= 0) close(fd), fd = -1;
   return failed ? 1 : 0;
@@ -473,7 +485,8 @@ static int run_auth() {
     Outcome o = deliver(&x, sizeof x, true);
     agree += o.where == APP1 && o.data_ok;
   }
-  check(agree == 24, "auth: 24 fresh headers of all ages steered", std::to_string(agree) + "/24; " + stat_diff(before, sa.stats()));
+  check(agree == 24, "auth: 24 fresh headers of all ages steered",
+        std::to_string(agree) + "/24; " + stat_diff(before, sa.stats()));
 
   for (int& fd : lfd)
     if (fd >= 0) close(fd), fd = -1;

@@ -40,8 +40,7 @@ int main(int argc, char **argv) {
         for (;;) {
           int c = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
           if (c < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-              perror("echo_server: accept4");
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) perror("echo_server: accept4");
             break;
           }
           int one = 1;

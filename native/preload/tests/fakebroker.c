@@ -34,13 +34,13 @@ static int factory; /* 127.0.0.1 listener used to make TCP pairs */
 static struct sockaddr_in factory_addr;
 static uint16_t next_port = 40000;
 
-#define LOG(...)                          \
-  do {                                    \
-    if (verbose) {                        \
-      fprintf(stderr, "fakebroker: ");    \
-      fprintf(stderr, __VA_ARGS__);       \
-      fprintf(stderr, "\n");              \
-    }                                     \
+#define LOG(...)                       \
+  do {                                 \
+    if (verbose) {                     \
+      fprintf(stderr, "fakebroker: "); \
+      fprintf(stderr, __VA_ARGS__);    \
+      fprintf(stderr, "\n");           \
+    }                                  \
   } while (0)
 
 static int send_fd_msg(int s, struct sf_msg *m, int fd) {
@@ -99,8 +99,7 @@ static void drop_listener(int i) {
   ls[i] = ls[--nls];
 }
 
-static void push_accepted(struct listener *l, int fd, uint32_t lip, uint16_t lport, uint32_t pip,
-                          uint16_t pport) {
+static void push_accepted(struct listener *l, int fd, uint32_t lip, uint16_t lport, uint32_t pip, uint16_t pport) {
   struct sf_msg m;
   memset(&m, 0, sizeof m);
   m.type = SF_ACCEPTED;
@@ -272,8 +271,7 @@ int main(int argc, char **argv) {
   factory_addr = fx_mkaddr(htonl(INADDR_LOOPBACK), 0);
   socklen_t fl = sizeof factory_addr;
   if (factory < 0 || bind(factory, (struct sockaddr *)&factory_addr, sizeof factory_addr) != 0 ||
-      listen(factory, 1024) != 0 ||
-      getsockname(factory, (struct sockaddr *)&factory_addr, &fl) != 0) {
+      listen(factory, 1024) != 0 || getsockname(factory, (struct sockaddr *)&factory_addr, &fl) != 0) {
     perror("fakebroker: factory");
     return 1;
   }
@@ -290,8 +288,7 @@ int main(int argc, char **argv) {
   memset(&su, 0, sizeof su);
   su.sun_family = AF_UNIX;
   snprintf(su.sun_path, sizeof su.sun_path, "%s", tmp);
-  if (s < 0 || bind(s, (struct sockaddr *)&su, sizeof su) != 0 || listen(s, 128) != 0 ||
-      rename(tmp, path) != 0) {
+  if (s < 0 || bind(s, (struct sockaddr *)&su, sizeof su) != 0 || listen(s, 128) != 0 || rename(tmp, path) != 0) {
     perror("fakebroker: socket");
     return 1;
   }

@@ -331,16 +331,14 @@ int fx_raw_sockopt_int(int fd, int level, int name) {
 }
 
 int fx_same_addr(const struct sockaddr_in *a, const struct sockaddr_in *b) {
-  return a->sin_family == b->sin_family && a->sin_addr.s_addr == b->sin_addr.s_addr &&
-         a->sin_port == b->sin_port;
+  return a->sin_family == b->sin_family && a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
 }
 
 int fx_is_swapped(int fd) {
   if (fx_raw_sockopt_int(fd, SOL_SOCKET, SO_DOMAIN) == AF_UNIX) return 1; /* a channel */
   struct sockaddr_in raw, app;
   socklen_t l = sizeof app;
-  if (fx_raw_sockname(fd, &raw) != 0 || getsockname(fd, (struct sockaddr *)&app, &l) != 0)
-    return 0;
+  if (fx_raw_sockname(fd, &raw) != 0 || getsockname(fd, (struct sockaddr *)&app, &l) != 0) return 0;
   return !fx_same_addr(&raw, &app);
 }
 
@@ -350,8 +348,7 @@ void fx_expect_slimfast(int fd, const char *what) {
   if (a && *a == '1') return;
   struct sockaddr_in raw;
   fx_raw_sockname(fd, &raw);
-  CHECKF(fx_is_swapped(fd), "%s: expected a SlimFast socket, got an ordinary one (%s)", what,
-         fx_fmt(&raw));
+  CHECKF(fx_is_swapped(fd), "%s: expected a SlimFast socket, got an ordinary one (%s)", what, fx_fmt(&raw));
 }
 
 struct sockaddr_in6 fx_mk6(uint32_t ip_net, uint16_t port_host) {
@@ -383,8 +380,8 @@ const char *fx_fmt6(const struct sockaddr_in6 *sa) {
 
 int fx_is_mapped(const struct sockaddr_in6 *sa, uint32_t ip_net, uint16_t port_net) {
   struct sockaddr_in6 want = fx_mk6(ip_net, 0);
-  return sa->sin6_family == AF_INET6 && sa->sin6_port == port_net && sa->sin6_flowinfo == 0 &&
-         sa->sin6_scope_id == 0 && memcmp(&sa->sin6_addr, &want.sin6_addr, 16) == 0;
+  return sa->sin6_family == AF_INET6 && sa->sin6_port == port_net && sa->sin6_flowinfo == 0 && sa->sin6_scope_id == 0 &&
+         memcmp(&sa->sin6_addr, &want.sin6_addr, 16) == 0;
 }
 
 int fx_socket6(int type_flags) {
@@ -399,8 +396,8 @@ struct sockaddr_in6 fx_sockname6(int fd) {
   socklen_t l = sizeof sa;
   memset(&sa, 0, sizeof sa);
   CHECK_SYS(getsockname(fd, (struct sockaddr *)&sa, &l));
-  CHECKF(l == sizeof sa && sa.sin6_family == AF_INET6, "getsockname: family %d, length %u",
-         sa.sin6_family, (unsigned)l);
+  CHECKF(l == sizeof sa && sa.sin6_family == AF_INET6, "getsockname: family %d, length %u", sa.sin6_family,
+         (unsigned)l);
   return sa;
 }
 
@@ -409,8 +406,8 @@ struct sockaddr_in6 fx_peername6(int fd) {
   socklen_t l = sizeof sa;
   memset(&sa, 0, sizeof sa);
   CHECK_SYS(getpeername(fd, (struct sockaddr *)&sa, &l));
-  CHECKF(l == sizeof sa && sa.sin6_family == AF_INET6, "getpeername: family %d, length %u",
-         sa.sin6_family, (unsigned)l);
+  CHECKF(l == sizeof sa && sa.sin6_family == AF_INET6, "getpeername: family %d, length %u", sa.sin6_family,
+         (unsigned)l);
   return sa;
 }
 

@@ -35,26 +35,23 @@
 
 #define FX_SKIP 77
 
-void fx_fail(const char *file, int line, const char *fmt, ...)
-    __attribute__((noreturn, format(printf, 3, 4)));
+void fx_fail(const char *file, int line, const char *fmt, ...) __attribute__((noreturn, format(printf, 3, 4)));
 void fx_skip(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 
-#define CHECK(c)                                                                  \
-  do {                                                                            \
-    if (!(c)) fx_fail(__FILE__, __LINE__, "check failed: %s (errno %d: %s)", #c, \
-                      errno, strerror(errno));                                    \
+#define CHECK(c)                                                                                          \
+  do {                                                                                                    \
+    if (!(c)) fx_fail(__FILE__, __LINE__, "check failed: %s (errno %d: %s)", #c, errno, strerror(errno)); \
   } while (0)
 #define CHECKF(c, ...)                                  \
   do {                                                  \
     if (!(c)) fx_fail(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 /* Evaluates to expr's value; fails when it is negative. */
-#define CHECK_SYS(expr)                                                                   \
-  ({                                                                                      \
-    long r_ = (long)(expr);                                                               \
-    if (r_ < 0) fx_fail(__FILE__, __LINE__, "%s failed: %s (errno %d)", #expr, strerror(errno), \
-                        errno);                                                           \
-    r_;                                                                                   \
+#define CHECK_SYS(expr)                                                                                 \
+  ({                                                                                                    \
+    long r_ = (long)(expr);                                                                             \
+    if (r_ < 0) fx_fail(__FILE__, __LINE__, "%s failed: %s (errno %d)", #expr, strerror(errno), errno); \
+    r_;                                                                                                 \
   })
 #define SKIP(...) fx_skip(__VA_ARGS__)
 
@@ -71,19 +68,19 @@ double fx_now(void);
 int fx_parse_addr(const char *s, struct sockaddr_in *out);
 int fx_env_addr(const char *name, struct sockaddr_in *out); /* 1 if set and valid */
 struct sockaddr_in fx_need_addr(const char *name);          /* skips when missing */
-uint32_t fx_self_ip(void);                                   /* SF_TEST_SELF_IP, skips */
-const char *fx_fmt(const struct sockaddr_in *sa);            /* "a.b.c.d:port", rotating bufs */
+uint32_t fx_self_ip(void);                                  /* SF_TEST_SELF_IP, skips */
+const char *fx_fmt(const struct sockaddr_in *sa);           /* "a.b.c.d:port", rotating bufs */
 struct sockaddr_in fx_mkaddr(uint32_t ip_net, uint16_t port_host);
 
 int fx_listen(uint32_t ip_net, uint16_t port_host, int type_flags); /* bound + listening */
-uint16_t fx_port(int fd);                                            /* host order */
-void fx_echo_thread(int listen_fd);      /* detached: accept and echo every connection */
+uint16_t fx_port(int fd);                                           /* host order */
+void fx_echo_thread(int listen_fd);                                 /* detached: accept and echo every connection */
 /* SF_TEST_ECHO when set, else an in-process echo listener reached at SF_TEST_SELF_IP. */
 struct sockaddr_in fx_echo_target(void);
-int fx_connect(const struct sockaddr_in *sa); /* blocking, checked */
-void fx_echo_check(int fd, const char *msg);  /* write msg, read it back (5 s bound) */
+int fx_connect(const struct sockaddr_in *sa);     /* blocking, checked */
+void fx_echo_check(int fd, const char *msg);      /* write msg, read it back (5 s bound) */
 const char *fx_echo_try(int fd, const char *msg); /* the same; NULL, or what failed */
-int fx_wait_fd(int fd, short events, int ms); /* poll; returns revents (0 on timeout) */
+int fx_wait_fd(int fd, short events, int ms);     /* poll; returns revents (0 on timeout) */
 
 struct sockaddr_in fx_sockname(int fd);
 struct sockaddr_in fx_peername(int fd);

@@ -15,9 +15,8 @@ static void print_addrs(const char *what, int fd, const char *extra) {
   getpeername(fd, (struct sockaddr *)&p, &b);
   fx_raw_sockname(fd, &rl);
   fx_raw_peername(fd, &rp);
-  printf("%s local=%s peer=%s kernel_local=%s kernel_peer=%s slimfast=%s%s\n", what, fx_fmt(&l),
-         fx_fmt(&p), fx_fmt(&rl), fx_fmt(&rp), fx_same_addr(&l, &rl) ? "no" : "yes",
-         extra ? extra : "");
+  printf("%s local=%s peer=%s kernel_local=%s kernel_peer=%s slimfast=%s%s\n", what, fx_fmt(&l), fx_fmt(&p),
+         fx_fmt(&rl), fx_fmt(&rp), fx_same_addr(&l, &rl) ? "no" : "yes", extra ? extra : "");
 }
 
 int main(int argc, char **argv) {

@@ -8,9 +8,9 @@ int main(int argc, char **argv) {
   int lfd = fx_listen(INADDR_ANY, 0, 0);
   fx_expect_slimfast(lfd, "listener");
   struct sockaddr_in ls = fx_sockname(lfd);
-  CHECKF(ls.sin_family == AF_INET && ls.sin_port != 0 &&
-             (ls.sin_addr.s_addr == INADDR_ANY || ls.sin_addr.s_addr == self),
-         "listener address %s", fx_fmt(&ls));
+  CHECKF(
+      ls.sin_family == AF_INET && ls.sin_port != 0 && (ls.sin_addr.s_addr == INADDR_ANY || ls.sin_addr.s_addr == self),
+      "listener address %s", fx_fmt(&ls));
   struct sockaddr_in tmp;
   socklen_t tl = sizeof tmp;
   CHECK(getpeername(lfd, (struct sockaddr *)&tmp, &tl) == -1 && errno == ENOTCONN);
@@ -24,8 +24,8 @@ int main(int argc, char **argv) {
   fx_expect_slimfast(a, "accepted");
   struct sockaddr_in cl = fx_sockname(c), cp = fx_peername(c);
   struct sockaddr_in al = fx_sockname(a), ap = fx_peername(a);
-  printf("client %s -> %s, server %s <- %s, accept() said %s\n", fx_fmt(&cl), fx_fmt(&cp),
-         fx_fmt(&al), fx_fmt(&ap), fx_fmt(&from));
+  printf("client %s -> %s, server %s <- %s, accept() said %s\n", fx_fmt(&cl), fx_fmt(&cp), fx_fmt(&al), fx_fmt(&ap),
+         fx_fmt(&from));
   CHECKF(fx_same_addr(&cp, &dst), "client peer %s", fx_fmt(&cp));
   CHECKF(fx_same_addr(&al, &dst), "server local %s", fx_fmt(&al));
   CHECKF(fx_same_addr(&ap, &cl), "server peer %s, client local %s", fx_fmt(&ap), fx_fmt(&cl));

@@ -55,7 +55,8 @@ static void listen_and_serve(const char *what) {
   double t0 = fx_now();
   CHECK_SYS(listen(lfd, 16));
   CHECKF(fx_now() - t0 < 1.0, "%s: listen took %.2f s", what, fx_now() - t0);
-  CHECKF(fx_raw_sockopt_int(lfd, SOL_SOCKET, SO_DOMAIN) == AF_INET && fx_raw_sockopt_int(lfd, SOL_SOCKET, SO_ACCEPTCONN) == 1,
+  CHECKF(fx_raw_sockopt_int(lfd, SOL_SOCKET, SO_DOMAIN) == AF_INET &&
+             fx_raw_sockopt_int(lfd, SOL_SOCKET, SO_ACCEPTCONN) == 1,
          "%s: listen() did not leave an ordinary listening socket", what);
   fx_echo_thread(lfd);
   struct sockaddr_in dst = fx_mkaddr(htonl(INADDR_LOOPBACK), fx_port(lfd));

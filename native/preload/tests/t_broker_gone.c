@@ -198,8 +198,7 @@ static int stall_mode(const char *path) {
   t0 = fx_now();
   int c2 = fx_connect(&dst);
   CHECKF(fx_now() - t0 < 0.5, "second connect took %.2f s", fx_now() - t0);
-  CHECKF(__atomic_load_n(&connects_seen, __ATOMIC_SEQ_CST) == 2, "broker saw %d CONNECTs",
-         connects_seen);
+  CHECKF(__atomic_load_n(&connects_seen, __ATOMIC_SEQ_CST) == 2, "broker saw %d CONNECTs", connects_seen);
   CHECKF(!fd_with_ino_open(late_ino), "the late reply's fd was not closed");
   fx_echo_check(c2, "after the late reply\n");
   close(c1), close(c2);
@@ -210,8 +209,10 @@ static int stall_mode(const char *path) {
 int main(int argc, char **argv) {
   fx_init(argc, argv);
   if (argc >= 2 && !strcmp(argv[1], "--child")) {
-    if (argc >= 4 && !strcmp(argv[2], "stall")) stall_mode(argv[3]);
-    else simple_mode();
+    if (argc >= 4 && !strcmp(argv[2], "stall"))
+      stall_mode(argv[3]);
+    else
+      simple_mode();
     fx_pass();
   }
   if (!fx_preloaded()) SKIP("libslimfast is not preloaded");

@@ -36,8 +36,7 @@ int main(int argc, char **argv) {
        returned) completes now: 0, as on the host */
     errno = 0;
     r = connect(fd, (struct sockaddr *)&dst, sizeof dst);
-    CHECKF((r == -1 && errno == EISCONN) || r == 0, "mode %d: second connect: r=%d %s", mode, r,
-           strerror(errno));
+    CHECKF((r == -1 && errno == EISCONN) || r == 0, "mode %d: second connect: r=%d %s", mode, r, strerror(errno));
     CHECK(connect(fd, (struct sockaddr *)&dst, sizeof dst) == -1 && errno == EISCONN);
     CHECK(fcntl(fd, F_GETFL) & O_NONBLOCK);
     fx_expect_slimfast(fd, "non-blocking connect");

@@ -2,11 +2,10 @@
  * a dup2 target that was tracked loses its old entry. */
 #include "fixture.h"
 
-static void same_view(int fd, const struct sockaddr_in *l, const struct sockaddr_in *p,
-                      const char *what) {
+static void same_view(int fd, const struct sockaddr_in *l, const struct sockaddr_in *p, const char *what) {
   struct sockaddr_in a = fx_sockname(fd), b = fx_peername(fd);
-  CHECKF(fx_same_addr(&a, l) && fx_same_addr(&b, p), "%s: %s -> %s, want %s -> %s", what,
-         fx_fmt(&a), fx_fmt(&b), fx_fmt(l), fx_fmt(p));
+  CHECKF(fx_same_addr(&a, l) && fx_same_addr(&b, p), "%s: %s -> %s, want %s -> %s", what, fx_fmt(&a), fx_fmt(&b),
+         fx_fmt(l), fx_fmt(p));
 }
 
 int main(int argc, char **argv) {
@@ -67,8 +66,7 @@ int main(int argc, char **argv) {
   CHECK_SYS(bind(u, (struct sockaddr *)&lo, sizeof lo));
   CHECK(dup2(u, t) == t);
   struct sockaddr_in tl = fx_sockname(t);
-  CHECKF(tl.sin_addr.s_addr == htonl(INADDR_LOOPBACK), "dup2 target still reports %s",
-         fx_fmt(&tl));
+  CHECKF(tl.sin_addr.s_addr == htonl(INADDR_LOOPBACK), "dup2 target still reports %s", fx_fmt(&tl));
   CHECK(getpeername(t, (struct sockaddr *)&tl, &(socklen_t){sizeof tl}) == -1 && errno == ENOTCONN);
   close(t), close(u), close(200);
   fx_pass();

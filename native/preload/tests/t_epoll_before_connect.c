@@ -25,8 +25,8 @@ int main(int argc, char **argv) {
   CHECKF(r == 0 || errno == EINPROGRESS, "connect: %s", strerror(errno));
   struct epoll_event out[4];
   int n = epoll_wait(ep1, out, 4, 5000);
-  CHECKF(n == 1 && out[0].data.u64 == 0xdeadbeef01ULL && (out[0].events & EPOLLOUT),
-         "epoll 1: n=%d events=0x%x", n, n > 0 ? out[0].events : 0);
+  CHECKF(n == 1 && out[0].data.u64 == 0xdeadbeef01ULL && (out[0].events & EPOLLOUT), "epoll 1: n=%d events=0x%x", n,
+         n > 0 ? out[0].events : 0);
   n = epoll_wait(ep2, out, 4, 5000);
   CHECKF(n == 1 && out[0].data.u64 == 3 && (out[0].events & EPOLLOUT), "epoll 2: n=%d", n);
   n = epoll_wait(ep4, out, 4, 100);
@@ -39,8 +39,7 @@ int main(int argc, char **argv) {
 
   CHECK(write(fd, "ping\n", 5) == 5);
   n = epoll_wait(ep1, out, 4, 5000);
-  CHECKF(n == 1 && (out[0].events & EPOLLIN) && out[0].data.u64 == 0xdeadbeef01ULL,
-         "no EPOLLIN on epoll 1 (n=%d)", n);
+  CHECKF(n == 1 && (out[0].events & EPOLLIN) && out[0].data.u64 == 0xdeadbeef01ULL, "no EPOLLIN on epoll 1 (n=%d)", n);
   char buf[16];
   CHECK(read(fd, buf, sizeof buf) == 5 && memcmp(buf, "ping\n", 5) == 0);
   /* EPOLL_CTL_DEL after the swap works on the new socket */

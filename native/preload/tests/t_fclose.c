@@ -28,8 +28,8 @@ int main(int argc, char **argv) {
     socklen_t l = sizeof sa;
     errno = 0;
     int r = getsockname(n, (struct sockaddr *)&sa, &l);
-    CHECKF(r == -1 && errno == ENOTSOCK, "round %d: getsockname on a file at a closed socket's number: r=%d %s",
-           round, r, strerror(errno));
+    CHECKF(r == -1 && errno == ENOTSOCK, "round %d: getsockname on a file at a closed socket's number: r=%d %s", round,
+           r, strerror(errno));
     close(n);
     close(round == 0 ? c : a);
   }

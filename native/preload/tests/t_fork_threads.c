@@ -17,8 +17,8 @@ static void *busy(void *arg) {
   while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     if (s < 0) continue;
-    CHECKF(connect(s, (struct sockaddr *)&dst, sizeof dst) == 0, "thread %d: connect to %s: %s", id,
-           fx_fmt(&dst), strerror(errno));
+    CHECKF(connect(s, (struct sockaddr *)&dst, sizeof dst) == 0, "thread %d: connect to %s: %s", id, fx_fmt(&dst),
+           strerror(errno));
     fx_expect_slimfast(s, "parent thread connect");
     int d = dup(s);
     close(s);
@@ -66,8 +66,7 @@ int main(int argc, char **argv) {
   int warm = fx_connect(&dst); /* the broker connection is up before the threads start */
   close(warm);
   pthread_t th[NTHREADS];
-  for (int i = 0; i < NTHREADS; i++)
-    CHECK(pthread_create(&th[i], NULL, busy, (void *)(intptr_t)i) == 0);
+  for (int i = 0; i < NTHREADS; i++) CHECK(pthread_create(&th[i], NULL, busy, (void *)(intptr_t)i) == 0);
   usleep(50000);
 
   int failed = 0;
@@ -95,8 +94,7 @@ int main(int argc, char **argv) {
   double dt = fx_now() - t0;
   __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
   for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
-  printf("%d forks in %.2f s; parent threads: %ld %ld %ld iterations\n", NFORKS, dt, iters[0], iters[1],
-         iters[2]);
+  printf("%d forks in %.2f s; parent threads: %ld %ld %ld iterations\n", NFORKS, dt, iters[0], iters[1], iters[2]);
   CHECKF(!failed, "%d of %d children failed", failed, NFORKS);
   CHECK(iters[0] > 0 && iters[1] > 0 && iters[2] > 0);
   int c = fx_connect(&dst);

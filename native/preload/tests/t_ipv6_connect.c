@@ -7,8 +7,8 @@
 static int sockopt_int(int fd, int level, int name) {
   int v = -12345;
   socklen_t l = sizeof v;
-  CHECKF(getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof v, "getsockopt %d/%d: %s",
-         level, name, strerror(errno));
+  CHECKF(getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof v, "getsockopt %d/%d: %s", level, name,
+         strerror(errno));
   return v;
 }
 
@@ -19,8 +19,7 @@ static void check_addrs(int fd, const struct sockaddr_in6 *dst) {
   CHECKF(fx_is_mapped(&p, dip, dst->sin6_port), "peer %s, wanted %s", fx_fmt6(&p), fx_fmt6(dst));
   uint32_t lip;
   memcpy(&lip, &l.sin6_addr.s6_addr[12], 4);
-  CHECKF(fx_is_mapped(&l, lip, l.sin6_port) && lip != 0 && l.sin6_port != 0, "local %s",
-         fx_fmt6(&l));
+  CHECKF(fx_is_mapped(&l, lip, l.sin6_port) && lip != 0 && l.sin6_port != 0, "local %s", fx_fmt6(&l));
   const char *self = getenv("SF_TEST_SELF_IP");
   if (self) CHECKF(lip == fx_self_ip(), "local %s is not the own vIP %s", fx_fmt6(&l), self);
   /* truncated getpeername: 28 reported, only the asked bytes written */
@@ -43,8 +42,7 @@ int main(int argc, char **argv) {
   int one = 1, tc = 0x28;
   CHECK_SYS(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
   CHECK_SYS(setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tc, sizeof tc));
-  CHECKF(connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0, "connect %s: %s", fx_fmt6(&dst),
-         strerror(errno));
+  CHECKF(connect(fd, (struct sockaddr *)&dst, sizeof dst) == 0, "connect %s: %s", fx_fmt6(&dst), strerror(errno));
   fx_expect_slimfast(fd, "AF_INET6 connect to a mapped overlay address");
   check_addrs(fd, &dst);
   CHECK(sockopt_int(fd, IPPROTO_TCP, TCP_NODELAY) == 1);
@@ -103,8 +101,8 @@ int main(int argc, char **argv) {
   if (fx_env_addr("SF_TEST_CLOSED", &closed)) {
     struct sockaddr_in6 cd = fx_mk6(closed.sin_addr.s_addr, ntohs(closed.sin_port));
     int cf = fx_socket6(0);
-    CHECKF(connect(cf, (struct sockaddr *)&cd, sizeof cd) == -1 && errno == ECONNREFUSED,
-           "connect to closed %s: %s", fx_fmt6(&cd), strerror(errno));
+    CHECKF(connect(cf, (struct sockaddr *)&cd, sizeof cd) == -1 && errno == ECONNREFUSED, "connect to closed %s: %s",
+           fx_fmt6(&cd), strerror(errno));
     close(cf);
   }
   fx_pass();

@@ -10,8 +10,7 @@ static int v6_listen(const struct sockaddr_in6 *a, int v6only) {
   int one = 1;
   CHECK_SYS(setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one));
   CHECK_SYS(setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only));
-  CHECKF(bind(fd, (const struct sockaddr *)a, sizeof *a) == 0, "bind %s: %s", fx_fmt6(a),
-         strerror(errno));
+  CHECKF(bind(fd, (const struct sockaddr *)a, sizeof *a) == 0, "bind %s: %s", fx_fmt6(a), strerror(errno));
   CHECK_SYS(listen(fd, 64));
   return fd;
 }
@@ -19,8 +18,8 @@ static int v6_listen(const struct sockaddr_in6 *a, int v6only) {
 static int sockopt_int(int fd, int level, int name) {
   int v = -12345;
   socklen_t l = sizeof v;
-  CHECKF(getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof v, "getsockopt %d/%d: %s",
-         level, name, strerror(errno));
+  CHECKF(getsockopt(fd, level, name, &v, &l) == 0 && l == sizeof v, "getsockopt %d/%d: %s", level, name,
+         strerror(errno));
   return v;
 }
 
@@ -33,8 +32,8 @@ static int accept6(int lfd, const struct sockaddr_in6 *client_local) {
   CHECKF(fl == sizeof from, "accept() address length %u", (unsigned)fl);
   uint32_t ip;
   memcpy(&ip, &client_local->sin6_addr.s6_addr[12], 4);
-  CHECKF(fx_is_mapped(&from, ip, client_local->sin6_port), "accept() says %s, client is %s",
-         fx_fmt6(&from), fx_fmt6(client_local));
+  CHECKF(fx_is_mapped(&from, ip, client_local->sin6_port), "accept() says %s, client is %s", fx_fmt6(&from),
+         fx_fmt6(client_local));
   return a;
 }
 
@@ -44,8 +43,7 @@ static void check_pair(int a, uint32_t self, uint16_t port_net, const struct soc
   memcpy(&cip, &cl6->sin6_addr.s6_addr[12], 4);
   struct sockaddr_in6 al = fx_sockname6(a), ap = fx_peername6(a);
   CHECKF(fx_is_mapped(&al, self, port_net), "server local %s", fx_fmt6(&al));
-  CHECKF(fx_is_mapped(&ap, cip, cl6->sin6_port), "server peer %s, client local %s",
-         fx_fmt6(&ap), fx_fmt6(cl6));
+  CHECKF(fx_is_mapped(&ap, cip, cl6->sin6_port), "server peer %s, client local %s", fx_fmt6(&ap), fx_fmt6(cl6));
   CHECK(sockopt_int(a, SOL_SOCKET, SO_DOMAIN) == AF_INET6);
   CHECK(sockopt_int(a, SOL_SOCKET, SO_TYPE) == SOCK_STREAM);
   CHECK(sockopt_int(a, IPPROTO_IPV6, IPV6_V6ONLY) == 0);
@@ -93,8 +91,7 @@ int main(int argc, char **argv) {
   int lfd = v6_listen(&any, 0);
   fx_expect_slimfast(lfd, "dual-stack listener");
   struct sockaddr_in6 ls = fx_sockname6(lfd);
-  CHECKF(fx_is_mapped(&ls, 0, ls.sin6_port) && ls.sin6_port != 0, "listener address %s",
-         fx_fmt6(&ls));
+  CHECKF(fx_is_mapped(&ls, 0, ls.sin6_port) && ls.sin6_port != 0, "listener address %s", fx_fmt6(&ls));
   uint16_t port = ls.sin6_port;
   CHECK(sockopt_int(lfd, SOL_SOCKET, SO_DOMAIN) == AF_INET6);
   CHECK(sockopt_int(lfd, SOL_SOCKET, SO_ACCEPTCONN) == 1);
@@ -119,13 +116,11 @@ int main(int argc, char **argv) {
   /* an AF_INET6 client of ::ffff:<vIP> */
   struct sockaddr_in6 dst6 = fx_mk6(self, ntohs(port));
   int c6 = fx_socket6(0);
-  CHECKF(connect(c6, (struct sockaddr *)&dst6, sizeof dst6) == 0, "connect %s: %s",
-         fx_fmt6(&dst6), strerror(errno));
+  CHECKF(connect(c6, (struct sockaddr *)&dst6, sizeof dst6) == 0, "connect %s: %s", fx_fmt6(&dst6), strerror(errno));
   fx_expect_slimfast(c6, "AF_INET6 client");
   struct sockaddr_in6 c6l = fx_sockname6(c6), c6p = fx_peername6(c6);
   CHECKF(fx_is_mapped(&c6p, self, port), "AF_INET6 client peer %s", fx_fmt6(&c6p));
-  CHECKF(fx_is_mapped(&c6l, self, c6l.sin6_port) && c6l.sin6_port != 0, "AF_INET6 client local %s",
-         fx_fmt6(&c6l));
+  CHECKF(fx_is_mapped(&c6l, self, c6l.sin6_port) && c6l.sin6_port != 0, "AF_INET6 client local %s", fx_fmt6(&c6l));
   CHECK(sockopt_int(c6, SOL_SOCKET, SO_DOMAIN) == AF_INET6);
   int a6 = accept6(lfd, &c6l);
   fx_expect_slimfast(a6, "accepted from the AF_INET6 client");
@@ -151,8 +146,7 @@ int main(int argc, char **argv) {
   /* an ordinary client (socket and connect bypass the preload) reaches the real AF_INET6 socket
      the broker keeps; it is accepted on the same channel with the same address form */
   int pc = (int)CHECK_SYS(syscall(SYS_socket, AF_INET, SOCK_STREAM, 0));
-  CHECKF(syscall(SYS_connect, pc, (struct sockaddr *)&dst4, sizeof dst4) == 0, "plain connect: %s",
-         strerror(errno));
+  CHECKF(syscall(SYS_connect, pc, (struct sockaddr *)&dst4, sizeof dst4) == 0, "plain connect: %s", strerror(errno));
   struct sockaddr_in pcl;
   CHECK(fx_raw_sockname(pc, &pcl) == 0);
   struct sockaddr_in6 pcl6 = as6(&pcl);
@@ -166,8 +160,7 @@ int main(int argc, char **argv) {
   int mfd = v6_listen(&mine, 0);
   fx_expect_slimfast(mfd, "listener on ::ffff:<vIP>");
   struct sockaddr_in6 ms = fx_sockname6(mfd);
-  CHECKF(fx_is_mapped(&ms, self, ms.sin6_port) && ms.sin6_port != 0, "listener address %s",
-         fx_fmt6(&ms));
+  CHECKF(fx_is_mapped(&ms, self, ms.sin6_port) && ms.sin6_port != 0, "listener address %s", fx_fmt6(&ms));
   struct sockaddr_in mdst = fx_mkaddr(self, ntohs(ms.sin6_port));
   int mc = fx_connect(&mdst);
   struct sockaddr_in mcl = fx_sockname(mc);

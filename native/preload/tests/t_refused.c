@@ -8,8 +8,7 @@ int main(int argc, char **argv) {
   double t0 = fx_now();
   int fd = (int)CHECK_SYS(socket(AF_INET, SOCK_STREAM, 0));
   int r = connect(fd, (struct sockaddr *)&dst, sizeof dst);
-  CHECKF(r == -1 && errno == ECONNREFUSED, "blocking connect to %s: r=%d %s", fx_fmt(&dst), r,
-         strerror(errno));
+  CHECKF(r == -1 && errno == ECONNREFUSED, "blocking connect to %s: r=%d %s", fx_fmt(&dst), r, strerror(errno));
   double dt = fx_now() - t0;
   CHECKF(dt < 2.5, "refusal took %.2f s", dt);
   close(fd);

@@ -24,18 +24,16 @@ static void start_waiter(struct waiter *w, pthread_t *t, int fd) {
   w->fd = fd;
   CHECK(pthread_create(t, NULL, accept_thread, w) == 0);
   usleep(200000); /* let it block in accept() */
-  CHECKF(!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE), "accept() returned early: %d (%s)",
-         w->result, strerror(w->err));
+  CHECKF(!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE), "accept() returned early: %d (%s)", w->result, strerror(w->err));
 }
 
 static void expect_einval(struct waiter *w, pthread_t t, const char *what) {
   double end = fx_now() + 5;
   while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE) && fx_now() < end) usleep(5000);
-  CHECKF(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE), "%s: accept() still blocked 5 s after shutdown",
-         what);
+  CHECKF(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE), "%s: accept() still blocked 5 s after shutdown", what);
   pthread_join(t, NULL);
-  CHECKF(w->result == -1 && w->err == EINVAL, "%s: accept() returned %d (%s), wanted EINVAL", what,
-         w->result, strerror(w->err));
+  CHECKF(w->result == -1 && w->err == EINVAL, "%s: accept() returned %d (%s), wanted EINVAL", what, w->result,
+         strerror(w->err));
 }
 
 static int accept_once(int lfd, uint32_t self) {
@@ -120,8 +118,7 @@ int main(int argc, char **argv) {
          "a connection pending on a shut-down listener stays open");
   char buf[8];
   ssize_t n = read(pending, buf, sizeof buf);
-  CHECKF(n == 0 || (n < 0 && errno == ECONNRESET), "pending connection: read %zd (%s)", n,
-         strerror(errno));
+  CHECKF(n == 0 || (n < 0 && errno == ECONNRESET), "pending connection: read %zd (%s)", n, strerror(errno));
   close(pending), close(keep);
 
   /* 3. listen() again: a working (SlimFast) listener once more, same fd, same epoll set */

@@ -63,8 +63,7 @@ static void on_usr1(int sig) {
   int a = accept(acc_fd, (struct sockaddr *)&from, &fl);
   if (a >= 0) {
     __atomic_add_fetch(&accepted, 1, __ATOMIC_RELAXED);
-    if (fl != sizeof from || from.sin_family != AF_INET || from.sin_addr.s_addr != self_ip)
-      note_err(&peer_err, 0);
+    if (fl != sizeof from || from.sin_family != AF_INET || from.sin_addr.s_addr != self_ip) note_err(&peer_err, 0);
     if (close(a) != 0) note_err(&close_err, errno);
   } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
     __atomic_add_fetch(&eagain, 1, __ATOMIC_RELAXED);
@@ -72,8 +71,7 @@ static void on_usr1(int sig) {
     note_err(&accept_err, errno);
   }
   int64_t dt = now_ns() - t0, m = __atomic_load_n(&max_ns, __ATOMIC_RELAXED);
-  while (dt > m && !__atomic_compare_exchange_n(&max_ns, &m, dt, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-  }
+  while (dt > m && !__atomic_compare_exchange_n(&max_ns, &m, dt, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {}
   errno = saved;
 }
 
@@ -156,9 +154,10 @@ int main(int argc, char **argv) {
   pthread_join(w, NULL);
   signal(SIGUSR1, SIG_IGN);
 
-  printf("%ld + %ld iterations, %ld handlers (max %.1f ms): closed %ld listeners, %ld connections; "
-         "accepted %ld, EAGAIN %ld\n",
-         main_iters, worker_iters, handled, max_ns / 1e6, closed_l, closed_c, accepted, eagain);
+  printf(
+      "%ld + %ld iterations, %ld handlers (max %.1f ms): closed %ld listeners, %ld connections; "
+      "accepted %ld, EAGAIN %ld\n",
+      main_iters, worker_iters, handled, max_ns / 1e6, closed_l, closed_c, accepted, eagain);
   CHECKF(close_err == 0, "%ld close() in a handler failed (errno %ld)", close_err, last_errno);
   CHECKF(accept_err == 0, "%ld accept() in a handler failed (errno %ld: %s)", accept_err, last_errno,
          strerror((int)last_errno));

@@ -26,11 +26,16 @@ int main(int argc, char **argv) {
   struct timeval tv = {7, 0};
   CHECK_SYS(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
   static const struct opt opts[] = {
-      {IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY"},   {SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"},
-      {SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"},        {SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"},
-      {SOL_SOCKET, SO_LINGER, "SO_LINGER"},        {IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE"},
-      {IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL"}, {IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT"},
-      {IPPROTO_IP, IP_TOS, "IP_TOS"},              {SOL_SOCKET, SO_RCVTIMEO, "SO_RCVTIMEO"},
+      {IPPROTO_TCP, TCP_NODELAY, "TCP_NODELAY"},
+      {SOL_SOCKET, SO_KEEPALIVE, "SO_KEEPALIVE"},
+      {SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF"},
+      {SOL_SOCKET, SO_RCVBUF, "SO_RCVBUF"},
+      {SOL_SOCKET, SO_LINGER, "SO_LINGER"},
+      {IPPROTO_TCP, TCP_KEEPIDLE, "TCP_KEEPIDLE"},
+      {IPPROTO_TCP, TCP_KEEPINTVL, "TCP_KEEPINTVL"},
+      {IPPROTO_TCP, TCP_KEEPCNT, "TCP_KEEPCNT"},
+      {IPPROTO_IP, IP_TOS, "IP_TOS"},
+      {SOL_SOCKET, SO_RCVTIMEO, "SO_RCVTIMEO"},
   };
   enum { N = sizeof opts / sizeof opts[0] };
   unsigned char before[N][32], after[N][32];
@@ -46,8 +51,7 @@ int main(int argc, char **argv) {
     al[i] = sizeof after[i];
     memset(after[i], 0, sizeof after[i]);
     CHECK_SYS(getsockopt(fd, opts[i].level, opts[i].name, after[i], &al[i]));
-    CHECKF(al[i] == bl[i] && memcmp(before[i], after[i], al[i]) == 0, "%s changed by connect()",
-           opts[i].label);
+    CHECKF(al[i] == bl[i] && memcmp(before[i], after[i], al[i]) == 0, "%s changed by connect()", opts[i].label);
   }
   /* options set after connect() go to the connected socket */
   CHECK_SYS(setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &zero, sizeof zero));

@@ -34,8 +34,7 @@ int main(int argc, char **argv) {
   int before = fx_count_fds();
   double t0 = fx_now();
   pthread_t th[NTHREADS];
-  for (int i = 0; i < NTHREADS; i++)
-    CHECK(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i) == 0);
+  for (int i = 0; i < NTHREADS; i++) CHECK(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i) == 0);
   for (int i = 0; i < NTHREADS; i++) pthread_join(th[i], NULL);
   double dt = fx_now() - t0;
   printf("%d connections in %.3f s\n", NTHREADS * PER_THREAD, dt);

@@ -27,8 +27,8 @@ static void *worker(void *arg) {
     if (fx_is_swapped(fd)) swapped[id]++;
     const char *why = fx_echo_try(fd, "through hang and death\n");
     if (why) { /* reset, or EOF: the broker died with this connection in hand */
-      CHECKF(killing && (errno == ECONNRESET || errno == 0) && !strstr(why, "within"),
-             "thread %d: %s (broker %s)", id, why, killing ? "killed" : "alive");
+      CHECKF(killing && (errno == ECONNRESET || errno == 0) && !strstr(why, "within"), "thread %d: %s (broker %s)", id,
+             why, killing ? "killed" : "alive");
       lost[id]++;
     } else {
       done[id]++;
@@ -45,8 +45,7 @@ static int child(pid_t broker) {
   fx_echo_thread(lfd);
   dst = fx_mkaddr(self, fx_port(lfd));
   pthread_t th[NTHREADS];
-  for (int i = 0; i < NTHREADS; i++)
-    CHECK(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i) == 0);
+  for (int i = 0; i < NTHREADS; i++) CHECK(pthread_create(&th[i], NULL, worker, (void *)(intptr_t)i) == 0);
   usleep(500000);
   CHECK_SYS(kill(broker, SIGSTOP));
   usleep(1000000);

@@ -14,7 +14,6 @@
 #include "header_read.h"
 #include "require.h"
 
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   uint8_t chunking = data[0];

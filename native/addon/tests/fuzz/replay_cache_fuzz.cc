@@ -12,7 +12,6 @@
 #include "header_auth.h"
 #include "require.h"
 
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   sf::ReplayCache cache(1 + data[0] % 16);
@@ -24,7 +23,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     uint32_t back;
     memcpy(&nonce, data + off + 1, 8);
     memcpy(&back, data + off + 9, 4);
-    nonce %= 1000000;  // a small space, so repeats are common
+    nonce %= 1000000;                                                 // a small space, so repeats are common
     uint64_t oldest = nonce > back % 2000 ? nonce - back % 2000 : 0;  // callers refuse nonces below oldest first
     bool fresh_high = nonce > highest;
     sf::ReplayCache::Result r = cache.insert(sender, nonce, oldest);

@@ -47,7 +47,8 @@ struct Gen {
     for (int len = in.byte() & 15; len > 0; len--) {
       uint8_t c = in.byte();
       uint8_t how = in.byte();
-      static const char kShort[] = {'"', '"', '\\', '\\', '/', '/', '\b', 'b', '\f', 'f', '\n', 'n', '\r', 'r', '\t', 't'};
+      static const char kShort[] = {'"',  '"', '\\', '\\', '/',  '/', '\b', 'b',
+                                    '\f', 'f', '\n', 'n',  '\r', 'r', '\t', 't'};
       const char* esc = nullptr;
       for (size_t k = 0; k < sizeof kShort; k += 2)
         if (char(c) == kShort[k]) esc = &kShort[k + 1];
@@ -83,11 +84,21 @@ struct Gen {
     uint8_t kind = in.byte() % (depth < 48 ? 8 : 5);
     if (kind == 0 && !strings) kind = 4;
     switch (kind) {
-      case 0: str(); break;
-      case 1: number(); break;
-      case 2: out += "true"; break;
-      case 3: out += "false"; break;
-      case 4: out += "null"; break;
+      case 0:
+        str();
+        break;
+      case 1:
+        number();
+        break;
+      case 2:
+        out += "true";
+        break;
+      case 3:
+        out += "false";
+        break;
+      case 4:
+        out += "null";
+        break;
       case 5:
       case 6: {
         bool obj = kind == 5;
@@ -98,8 +109,10 @@ struct Gen {
           blank();
           if (obj) {
             uint8_t which = in.byte() & 7;
-            if (which < 3) out += which == 0 ? "\"pid\"" : which == 1 ? "\"metadata\"" : "\"fds\"";
-            else str();
+            if (which < 3)
+              out += which == 0 ? "\"pid\"" : which == 1 ? "\"metadata\"" : "\"fds\"";
+            else
+              str();
             blank();
             out += ':';
             blank();
@@ -135,14 +148,20 @@ struct Gen {
       out += ':';
       blank();
       size_t start = out.size();
-      if (in.byte() & 3) number(); else value(0);
+      if (in.byte() & 3)
+        number();
+      else
+        value(0);
       pid = strtol(out.c_str() + start, nullptr, 10);
     } else if (which == 1) {  // metadata: a string, or something else, which leaves it as it was
       out += "\"metadata\"";
       blank();
       out += ':';
       blank();
-      if (in.byte() & 3) metadata = str(); else value(0, false);
+      if (in.byte() & 3)
+        metadata = str();
+      else
+        value(0, false);
     } else if (which == 2) {  // fds: strings, sometimes "seccompFd"
       out += "\"fds\"";
       blank();
