@@ -11,6 +11,7 @@ import { loadPolicyFile, PolicyKeeper, watchPolicyFile } from './policy-source.j
 import { serviceDefinition } from '../common/proto.js';
 import { ApiError, REASON_KEY } from '../common/api-errors.js';
 import { PidfdExitWatcher } from './process-exit.js';
+import { checkRequest } from './registration.js';
 import { containerEnv, type ContainerRecord, Registry } from './registry.js';
 import { DEFAULT_KEY_FILE, keyFingerprint, loadClusterKey, makeKeyHint } from '../common/cluster-key.js';
 import { stateLayout, type StateLayout } from '../common/state-dir.js';
@@ -459,10 +460,8 @@ export class Daemon {
     }
   }
 
-  private async registerContainer(req: RegisterRequest): Promise<ContainerMsg> {
-    if (!req.id) throw new ApiError('ID_INVALID', 'a container id is required');
-    if (!req.netns) throw new ApiError('NETNS_REQUIRED', 'a network namespace path is required (--netns)');
-    if (!fs.existsSync(req.netns)) throw new ApiError('NETNS_MISSING', `network namespace ${req.netns} does not exist`);
+  private async registerContainer(request: RegisterRequest): Promise<ContainerMsg> {
+    const req = checkRequest(request);
     if (req.share) {
       const shared = this.registry.share({ id: req.id, netns: req.netns, pid: req.pid });
       if (shared) {

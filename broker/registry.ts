@@ -1,16 +1,18 @@
-// Registered containers: validation, persistence in the state dir, their native broker sockets, and
-// their lifetime: the registry watches each container's init process and unregisters the container
-// when it exits (no poststop hook needed). Containers that join a registered container's network
-// namespace share its registration (ShareRecord).
+// Registered containers: what depends on the registered set (ids and IPs in use; the rules one
+// registration must meet are registration.ts's), persistence in the state dir, their native broker
+// sockets, and their lifetime: the registry watches each container's init process and unregisters
+// the container when it exits (no poststop hook needed). Containers that join a registered
+// container's network namespace share its registration (ShareRecord).
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApiError } from '../common/api-errors.js';
-import { contains, type Cidr, formatCidr, parseIp } from '../common/cidr.js';
+import type { Cidr } from '../common/cidr.js';
 import { nsIdentity } from '../common/netns.js';
 import { installPaths } from '../common/paths.js';
 import { containerSocketDir, type StateLayout } from '../common/state-dir.js';
 import type { NativeEngine } from './native-engine.js';
 import type { ExitWatcher } from './process-exit.js';
+import { checkId, checkIp, checkSocketPath, isValidId } from './registration.js';
 import { writeFileAtomic } from './state-dir.js';
 
 export interface ContainerRecord {
@@ -41,16 +43,9 @@ export interface ShareRecord {
   createdAt: string;
 }
 
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** A socket directory nobody names is removed at start once it is this old: younger ones may be a
  *  container's whose start is under way (the spec edit makes the directory before registration). */
 const ORPHAN_AGE_MS = 60_000;
-
-function checkId(id: string): void {
-  if (!ID_RE.test(id)) {
-    throw new ApiError('ID_INVALID', `container id "${id}" is invalid: use 1-128 characters from [A-Za-z0-9_.-], starting with a letter or digit`);
-  }
-}
 
 /** Whether the process a record was taken from still runs in the recorded namespace. */
 function initGone(rec: { pid: number; netnsId?: string }): boolean {
@@ -126,13 +121,7 @@ export class Registry {
 
   add(input: { id: string; ip: string; netns: string; pid?: number; createdAt?: string; netnsId?: string }): ContainerRecord {
     this.claimId(input.id);
-    const ipNum = parseIp(input.ip);
-    if (!contains(this.subnet, ipNum)) {
-      throw new ApiError(
-        'IP_OUTSIDE_SUBNET',
-        `container IP ${input.ip} is outside this host's subnet ${formatCidr(this.subnet)}; fix the IP or start the daemon with the right --subnet/--peers`,
-      );
-    }
+    checkIp(input.ip, this.subnet);
     for (const other of [...this.byId.values()]) {
       if (other.ip !== input.ip) continue;
       // A container whose init has exited (its exit not handled yet) no longer holds its IP.
@@ -141,8 +130,7 @@ export class Registry {
     }
     const dir = this.socketDir(input.id);
     const socket = path.join(dir, 'sf.sock');
-    if (socket.length > 107)
-      throw new ApiError('SOCKET_PATH_TOO_LONG', `socket path ${socket} is too long for a Unix socket; use a shorter --state-dir`);
+    checkSocketPath(socket);
     this.watchInit(input.id, input.pid ?? 0);
     try {
       fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
@@ -330,7 +318,7 @@ export class Registry {
     const saved = this.readSaved(log);
     const drop = (id: string, why: string) => {
       log(`dropping container ${id}: ${why}`, { container: id });
-      if (!ID_RE.test(id)) return;
+      if (!isValidId(id)) return; // never a path outside the socket directories
       fs.rmSync(this.socketDir(id), { recursive: true, force: true });
       this.dropRecord(id);
     };

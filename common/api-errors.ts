@@ -23,6 +23,10 @@ export const REASONS = {
   ALREADY_REGISTERED: GRPC_STATUS.ALREADY_EXISTS,
   /** Another registered container has this IP. */
   IP_IN_USE: GRPC_STATUS.ALREADY_EXISTS,
+  /** The IP given is not an IPv4 address. */
+  IP_INVALID: GRPC_STATUS.INVALID_ARGUMENT,
+  /** The process id given is not a whole number >= 0. */
+  PID_INVALID: GRPC_STATUS.INVALID_ARGUMENT,
   /** The IP is outside this host's subnet. */
   IP_OUTSIDE_SUBNET: GRPC_STATUS.FAILED_PRECONDITION,
   /** The container's init process has exited already. */
