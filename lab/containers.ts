@@ -320,3 +320,9 @@ export async function sweepStaleRunc(): Promise<void> {
   // Deepest first; a cgroup is removable once its killed processes are reaped.
   for (const d of dirs.sort((a, b) => b.length - a.length)) await rmdirWhenEmpty(d, 20);
 }
+
+/** A process.json for `runc exec --process FILE`, as root in / with env (PATH=/bin unless given). */
+export function writeProcessFile(file: string, args: string[], env: string[] = ['PATH=/bin']): string {
+  fs.writeFileSync(file, JSON.stringify({ terminal: false, user: { uid: 0, gid: 0 }, cwd: '/', env, args }));
+  return file;
+}

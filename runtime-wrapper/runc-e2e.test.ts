@@ -9,6 +9,7 @@ import path from 'node:path';
 import test from 'ava';
 import { installPaths } from '../common/paths.js';
 import { makeBusyboxBundle } from './bundle-fixture.js';
+import { writeProcessFile } from '../lab/containers.js';
 
 const RUNC = installPaths().runc;
 let seq = 0;
@@ -124,16 +125,10 @@ test('create, start, exec (bundle process and --process file), kill, delete', (t
     const x1 = sfRunc(e, ['exec', id, 'sh', '-c', 'echo $LD_PRELOAD $SLIMFAST_SOCKET']);
     t.is(x1.stdout, '/.slimfast/libslimfast.so /.slimfast/run/sf.sock\n', x1.stderr);
 
-    const processFile = path.join(e.dir, 'process.json');
-    fs.writeFileSync(
-      processFile,
-      JSON.stringify({
-        terminal: false,
-        user: { uid: 0, gid: 0 },
-        args: ['sh', '-c', 'echo $LD_PRELOAD $SLIMFAST_SOCKET $A'],
-        env: ['PATH=/bin', 'A=1'],
-        cwd: '/',
-      }),
+    const processFile = writeProcessFile(
+      path.join(e.dir, 'process.json'),
+      ['sh', '-c', 'echo $LD_PRELOAD $SLIMFAST_SOCKET $A'],
+      ['PATH=/bin', 'A=1'],
     );
     const x2 = sfRunc(e, ['exec', '--process', processFile, id]);
     t.is(x2.stdout, '/.slimfast/libslimfast.so /.slimfast/run/sf.sock 1\n', x2.stderr);

@@ -24,12 +24,12 @@ import { execa } from 'execa';
 import { repoRoot } from '../common/paths.js';
 import { makeBundle, RuncLab, sweepStaleRunc } from '../lab/containers.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';
+import { asNobodyWithSocket, NOBODY } from './lib/nobody.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const SRC = path.join(repoRoot(), 'test', 'apps', 'escape.c');
 const SERVICE_PORT = 9000;
 const PORT = 7000; // echod under the preload in c2 and c3
-const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--'];
 const GUARD_COUNTERS = ['guard_denied_connect', 'guard_denied_bind'];
 
 // uid 65534 must reach the binaries: a 0755 directory of their own (the topology's may not be).
@@ -105,20 +105,12 @@ test.after.always(async () => {
 function asNobody(c: Container, cmd: string[]): string[] {
   const sock = c.env?.SLIMFAST_SOCKET;
   if (!sock) throw new Error(`${c.name} is not registered`);
-  const mnt = path.join(dir, `run-${c.name}`);
-  fs.mkdirSync(mnt, { recursive: true });
-  return [
-    'sh',
-    '-ec',
-    'mount --bind "$1" "$2"; shift 2; exec "$@"',
-    'sh',
-    path.dirname(sock),
-    mnt,
-    'env',
-    `SLIMFAST_SOCKET=${path.join(mnt, path.basename(sock))}`,
-    ...NOBODY,
-    ...cmd,
-  ];
+  return asNobodyWithSocket(
+    sock,
+    path.join(dir, `run-${c.name}`),
+    () => cmd,
+    (at) => [`SLIMFAST_SOCKET=${at}`],
+  );
 }
 
 /** The JSON lines of a finished escape run (execa's or RuncLab's result). */

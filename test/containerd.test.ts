@@ -10,14 +10,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { execa } from 'execa';
-import { parseConnrate } from '../bench/measure.js';
 import { installPaths, repoRoot } from '../common/paths.js';
 import { ANNOTATION_ID, CONTAINER_PRELOAD, CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
 import { REAL_RUNC, makeRootfs, sweepStaleRunc } from '../lab/containers.js';
 import { ContainerdLab, sweepStaleContainerd } from '../lab/containerd.js';
 import { writeOciArchive } from '../lab/oci-image.js';
 import { type Host, Topology } from '../lab/topology.js';
-import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { checkHandedOff, connrateOk, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -130,9 +129,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   step('client done');
   const out = fs.readFileSync(cliLog, 'utf8');
   t.regex(out, /connrate-exit=0/, out);
-  const run = parseConnrate(out);
-  t.is(run.errors, 0, run.first_error);
-  t.is(run.conns, CONNS);
+  const run = connrateOk(t, out, CONNS);
   await checkHandedOff(t, topo, before, run.conns);
   t.deepEqual(
     (await topo!.registered(h1)).map((c) => [c.id, c.ip]),
@@ -153,9 +150,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
   const o0 = await topo.overlayPackets(h1);
   const x = await ctd1.exec(cliId, 'connrate', [CONNRATE, c2.ip, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { timeout: 30_000 });
   t.is(x.exitCode, 0, x.stderr);
-  const rx = parseConnrate(x.stdout);
-  t.is(rx.errors, 0, rx.first_error);
-  t.is(rx.conns, EXEC_CONNS);
+  const rx = connrateOk(t, x.stdout, EXEC_CONNS);
   t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, "the exec'd process's connections were handed out as well");
   t.deepEqual(await topo.overlayPackets(h1), o0, 'and did not cross the VXLAN device');
   step('exec checked');
@@ -170,8 +165,7 @@ test.serial('ctr run --runc-binary slimfast-runc: registered by the hook, TCP ov
     timeout: 30_000,
   });
   t.is(once.exitCode, 0, `${once.stderr}\n${ctd1.logTail()}`);
-  const ro = parseConnrate(once.stdout);
-  t.is(ro.errors, 0, ro.first_error);
+  const ro = connrateOk(t, once.stdout);
   t.is((await topo.counters(h1)).handed_out - k1.handed_out, ro.conns, "the --rm container's connections were handed out");
   t.deepEqual(
     (await topo!.registered(h1)).map((c) => c.id),

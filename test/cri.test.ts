@@ -27,7 +27,7 @@ import { CNI_BIN_DIR, CRI_NAMESPACE, ContainerdLab, sweepStaleContainerd } from 
 import { type ContainerConfig, CriClient, type PodConfig } from '../lab/cri.js';
 import { writeOciArchive } from '../lab/oci-image.js';
 import { type Host, Topology } from '../lab/topology.js';
-import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { checkHandedOff, connrateOk, handoffSnapshot } from './lib/handoff.js';
 import { CONTAINERD_SNIPPET_FILE, NODE_INSTALL_DIR, runtimeClassHandler } from './lib/kubernetes.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
@@ -197,9 +197,7 @@ test.serial(
     });
     const d = await rcOf(dyn);
     t.is(d.rc, '0', d.out);
-    const rd = parseConnrate(d.out);
-    t.is(rd.errors, 0, rd.first_error);
-    t.is(rd.conns, CONNS);
+    connrateOk(t, d.out, CONNS);
     await checkHandedOff(t, topo, before, CONNS);
     step('dynamic client container: handed off');
 
@@ -217,8 +215,7 @@ test.serial(
     await topo.waitFor(() => done(stat), 30_000, 'connrate-static in the "static" container to finish');
     const s = await rcOf(stat);
     t.is(s.rc, '0', s.out);
-    const rs = parseConnrate(s.out);
-    t.is(rs.errors, 0, rs.first_error);
+    const rs = connrateOk(t, s.out);
     const k1 = await topo.counters(h1);
     const delta = (a: Record<string, number>, b: Record<string, number>) =>
       ['seccomp_fds', 'seccomp_handed', 'seccomp_continued', 'handed_out', 'fallbacks'].map((n) => `${n} +${b[n] - a[n]}`).join(', ');
@@ -238,8 +235,7 @@ test.serial(
       const oa = await topo.overlayPackets(h1);
       const x = await cri1.execSync(id, [bin, srvIp, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], 30);
       t.is(x.exitCode, 0, `${x.stdout}\n${x.stderr}`);
-      const rx = parseConnrate(x.stdout);
-      t.is(rx.errors, 0, rx.first_error);
+      const rx = connrateOk(t, x.stdout);
       const b = await topo.counters(h1);
       t.is(b[counter] - a[counter], rx.conns, `ExecSync of ${path.basename(bin)}: ${counter} (${delta(a, b)})`);
       t.deepEqual(await topo.overlayPackets(h1), oa, 'over SlimFast, not the VXLAN device');

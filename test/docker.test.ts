@@ -20,7 +20,7 @@ import { REAL_RUNC, makeRootfs, sweepStaleRunc } from '../lab/containers.js';
 import { DockerLab, sweepStaleDocker } from '../lab/docker.js';
 import { writeOciArchive } from '../lab/oci-image.js';
 import { type Host, Topology } from '../lab/topology.js';
-import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { checkHandedOff, connrateOk, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -188,9 +188,7 @@ test.serial(
     );
     step('client done');
     t.regex(out, /connrate-exit=0/, out);
-    const run = parseConnrate(out);
-    t.is(run.errors, 0, run.first_error);
-    t.is(run.conns, CONNS);
+    const run = connrateOk(t, out, CONNS);
     await checkHandedOff(t, topo, before, run.conns);
     t.deepEqual(
       (await topo!.registered(h1)).map((c) => [c.id, c.ip]),
@@ -206,9 +204,7 @@ test.serial(
     const o0 = await topo.overlayPackets(h1);
     const x = await d1.docker(['exec', cli, CONNRATE, srvIp, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { timeout: 30_000 });
     t.is(x.exitCode, 0, x.stderr);
-    const rx = parseConnrate(x.stdout);
-    t.is(rx.errors, 0, rx.first_error);
-    t.is(rx.conns, EXEC_CONNS);
+    const rx = connrateOk(t, x.stdout, EXEC_CONNS);
     // Each step's counters after are the next one's before: nothing runs in between.
     const k1 = await topo.counters(h1);
     const o1 = await topo.overlayPackets(h1);
@@ -224,9 +220,7 @@ test.serial(
       .docker(['run', '--rm', '--runtime', 'slimfast', image, STATIC, srvIp, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { timeout: 30_000 })
       .finally(() => fs.rmSync(switchFile, { force: true }));
     t.is(st.exitCode, 0, st.stderr);
-    const rs = parseConnrate(st.stdout);
-    t.is(rs.errors, 0, rs.first_error);
-    t.is(rs.conns, EXEC_CONNS);
+    const rs = connrateOk(t, st.stdout, EXEC_CONNS);
     const k2 = await topo.counters(h1);
     const o2 = await topo.overlayPackets(h1);
     t.is(k2.seccomp_handed - k1.seccomp_handed, rs.conns, 'every connect of the static client went through the seccomp agent');

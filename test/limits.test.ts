@@ -25,12 +25,12 @@ import { repoRoot } from '../common/paths.js';
 import { type Container, Topology } from '../lab/topology.js';
 import { CLIENT, ECHO_SERVER, echoRun, PY } from './lib/apps.js';
 import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { asNobodyWithSocket } from './lib/nobody.js';
 
 const FLOOD = path.join(repoRoot(), 'test', 'apps', 'broker_flood.py');
 const FD_LIMIT = 4096;
 const CROSS = 7000; // echo server in c2 (host 2)
 const SAME = 7100; // echo server in c4 (host 1)
-const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--'];
 
 // uid 65534 must reach sfclient: a 0755 directory of its own.
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-limits-'));
@@ -181,21 +181,7 @@ test.serial('a container flooding its broker socket is refused past its limit; i
 /** Runs sfclient in container c against c's broker socket (as uid 65534 with `nobody`, through a bind mount it can reach); one JSON line per command (after its "ready"). */
 async function sfclient(c: Container, commands: string[], nobody: boolean): Promise<Record<string, unknown>[]> {
   const sock = c.env!.SLIMFAST_SOCKET;
-  const mnt = path.join(dir, `run-${c.name}`);
-  fs.mkdirSync(mnt, { recursive: true });
-  const cmd = nobody
-    ? [
-        'sh',
-        '-ec',
-        'mount --bind "$1" "$2"; shift 2; exec "$@"',
-        'sh',
-        path.dirname(sock),
-        mnt,
-        ...NOBODY,
-        SFCLIENT,
-        path.join(mnt, path.basename(sock)),
-      ]
-    : [SFCLIENT, sock];
+  const cmd = nobody ? asNobodyWithSocket(sock, path.join(dir, `run-${c.name}`), (at) => [SFCLIENT, at]) : [SFCLIENT, sock];
   const r = await execa('ip', ['netns', 'exec', c.ns, ...cmd], { input: [...commands, 'quit', ''].join('\n'), reject: false, timeout: 30_000 });
   if (r.exitCode !== 0) throw new Error(`sfclient in ${c.name} exited ${r.exitCode}: ${r.stderr}`);
   const lines = String(r.stdout)

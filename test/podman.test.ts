@@ -9,14 +9,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import test, { type ExecutionContext } from 'ava';
-import { parseConnrate } from '../bench/measure.js';
 import { installPaths, repoRoot } from '../common/paths.js';
 import { CONTAINER_PRELOAD, CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
 import { HOOK_FILES } from '../installers/podman.js';
 import { REAL_RUNC, makeRootfs } from '../lab/containers.js';
 import { PodmanLab, type PodmanRunOptions, sweepStalePodman } from '../lab/podman.js';
 import { type Container, type Host, Topology } from '../lab/topology.js';
-import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { checkHandedOff, connrateOk, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -113,8 +112,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   step('client done');
   const out = logs.stdout;
   t.regex(out, /connrate-exit=0/, `${out}\n${logs.stderr}`);
-  const run = parseConnrate(out);
-  t.is(run.errors, 0, run.first_error);
+  const run = connrateOk(t, out);
   t.true(run.conns > 0);
   await checkHandedOff(t, topo, before, run.conns);
   t.deepEqual(
@@ -148,8 +146,7 @@ async function scenario(t: ExecutionContext, mode: Mode): Promise<void> {
   const o0 = { o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2) };
   const x = await podman.exec(cli, [CONNRATE, c2.ip, String(PORT), '-n', String(EXEC_CONNS), '-t', '10'], { timeout: 30_000 });
   t.is(x.exitCode, 0, x.stderr);
-  const rx = parseConnrate(x.stdout);
-  t.is(rx.errors, 0, rx.first_error);
+  const rx = connrateOk(t, x.stdout);
   t.true(rx.conns > 0);
   t.is((await topo.counters(h1)).handed_out - k0.handed_out, rx.conns, "the exec'd process's connections were handed out as well");
   t.deepEqual({ o1: await topo.overlayPackets(h1), o2: await topo.overlayPackets(h2) }, o0, 'and did not cross the VXLAN devices');

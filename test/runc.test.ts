@@ -6,10 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import test from 'ava';
 import { installPaths, repoRoot } from '../common/paths.js';
-import { parseConnrate } from '../bench/measure.js';
-import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
+import { makeBundle, RuncLab, sweepStaleRunc, writeProcessFile } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';
-import { checkHandedOff, handoffSnapshot } from './lib/handoff.js';
+import { checkHandedOff, connrateOk, handoffSnapshot } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -78,8 +77,7 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   step('client done');
   const out = fs.readFileSync(cli.stdout, 'utf8');
   t.regex(out, /connrate-exit=0/, `${out}\n${fs.readFileSync(cli.stderr, 'utf8')}`);
-  const run = parseConnrate(out);
-  t.is(run.errors, 0, run.first_error);
+  const run = connrateOk(t, out);
   t.true(run.conns > 0);
   await checkHandedOff(t, topo, before, run.conns);
 
@@ -105,25 +103,13 @@ test.serial('runc containers through slimfast-runc: registered by the hook, TCP 
   const o0 = await topo.overlayPackets(h1);
   const x1 = await lab.exec('cli', [CONNRATE, c2.ip, String(PORT), '-n', '50', '-t', '10'], { timeout: 30_000 });
   t.is(x1.exitCode, 0, x1.stderr);
-  const r1 = parseConnrate(x1.stdout);
-  t.is(r1.errors, 0, r1.first_error);
+  const r1 = connrateOk(t, x1.stdout);
   t.true(r1.conns > 0);
   // exec --process FILE: slimfast-runc adds the environment to the file (it has none of it here).
-  const processFile = path.join(topo.dir, 'exec-process.json');
-  fs.writeFileSync(
-    processFile,
-    JSON.stringify({
-      terminal: false,
-      user: { uid: 0, gid: 0 },
-      cwd: '/',
-      env: ['PATH=/bin'],
-      args: [CONNRATE, c2.ip, String(PORT), '-n', '50', '-t', '10'],
-    }),
-  );
+  const processFile = writeProcessFile(path.join(topo.dir, 'exec-process.json'), [CONNRATE, c2.ip, String(PORT), '-n', '50', '-t', '10']);
   const x2 = await lab.exec('cli', [], { flags: ['--process', processFile], timeout: 30_000 });
   t.is(x2.exitCode, 0, x2.stderr);
-  const r2 = parseConnrate(x2.stdout);
-  t.is(r2.errors, 0, r2.first_error);
+  const r2 = connrateOk(t, x2.stdout);
   t.true(r2.conns > 0);
   t.is((await topo.counters(h1)).handed_out - k0.handed_out, r1.conns + r2.conns, "exec'd processes' connections were handed out as well");
   t.deepEqual(await topo.overlayPackets(h1), o0, 'and did not cross the VXLAN device');

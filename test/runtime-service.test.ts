@@ -10,7 +10,7 @@ import test from 'ava';
 import { execa } from 'execa';
 import { ControlClient } from '../common/control-client.js';
 import { installPaths } from '../common/paths.js';
-import { REAL_RUNC, RuncLab, SLIMFAST_RUNC, makeBundle, sweepStaleRunc } from '../lab/containers.js';
+import { makeBundle, REAL_RUNC, RuncLab, SLIMFAST_RUNC, sweepStaleRunc, writeProcessFile } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';
 import { CONTAINER_SOCKET } from '../runtime-wrapper/constants.js';
 
@@ -96,17 +96,7 @@ test.serial('container start through the runtime service: no Node.js per contain
     [held.id],
   );
   // exec --process FILE through the service: the file gains the preload env (runc state read by the broker)
-  const proc = path.join(topo.dir, 'exec-process.json');
-  fs.writeFileSync(
-    proc,
-    JSON.stringify({
-      terminal: false,
-      user: { uid: 0, gid: 0 },
-      cwd: '/',
-      env: ['PATH=/bin'],
-      args: ['/bin/sh', '-c', 'echo "preload=$LD_PRELOAD"'],
-    }),
-  );
+  const proc = writeProcessFile(path.join(topo.dir, 'exec-process.json'), ['/bin/sh', '-c', 'echo "preload=$LD_PRELOAD"']);
   const ex = runc(['--root', lab.root, 'exec', '--process', proc, held.id], env);
   t.is(ex.status, 0, ex.stderr);
   t.regex(ex.stdout, /preload=\S*libslimfast\.so/, "the exec'd process got the preload");

@@ -18,6 +18,8 @@ import { installPaths, repoRoot } from '../common/paths.js';
 import { parseConnrate } from '../bench/measure.js';
 import { RuncLab, makeBundle, sweepStaleRunc } from '../lab/containers.js';
 import { Topology } from '../lab/topology.js';
+import { noSanitizerReports } from './lib/sanitizer.js';
+import { connrateOk } from './lib/handoff.js';
 
 const ECHOD = path.join(repoRoot(), 'bench', 'clients', 'echod');
 const CONNRATE = path.join(repoRoot(), 'bench', 'clients', 'connrate');
@@ -113,8 +115,7 @@ test.serial(
       0,
       `${x1.stdout}\n${x1.stderr}\n${JSON.stringify(await topo.counters(h1))}\n${fs.readFileSync(h1.daemonLog, 'utf8').slice(-3000)}`,
     );
-    const r1 = parseConnrate(x1.stdout);
-    t.is(r1.errors, 0, r1.first_error);
+    const r1 = connrateOk(t, x1.stdout);
     t.true(r1.conns > 0);
     const k2 = await topo.counters(h1);
     const d = (a: Record<string, number>, b: Record<string, number>, names: string[]) => names.map((n) => `${n} +${b[n] - a[n]}`).join(', ');
@@ -149,8 +150,7 @@ test.serial(
     // (2) Not a SlimFast destination (the container's own loopback): the kernel runs the connect as usual.
     const x2 = await lab.exec('cli', [STATIC, '127.0.0.1', String(LOCAL_PORT), '-n', '20', '-t', '10'], { timeout: 30_000 });
     t.is(x2.exitCode, 0, x2.stderr);
-    const r2 = parseConnrate(x2.stdout);
-    t.is(r2.errors, 0, r2.first_error);
+    const r2 = connrateOk(t, x2.stdout);
     t.true(r2.conns > 0);
     const k3 = await topo.counters(h1);
     t.is(k3.seccomp_handed, k2.seccomp_handed + 1, 'nothing handed out for loopback');
@@ -167,8 +167,7 @@ test.serial(
     // (3) A dynamically linked client in the same container keeps the preload's path.
     const x3 = await lab.exec('cli', [CONNRATE, c2.ip, String(PORT), '-n', '50', '-t', '10'], { timeout: 30_000 });
     t.is(x3.exitCode, 0, x3.stderr);
-    const r3 = parseConnrate(x3.stdout);
-    t.is(r3.errors, 0, r3.first_error);
+    const r3 = connrateOk(t, x3.stdout);
     const k4 = await topo.counters(h1);
     t.is(k4.handed_out - k3.handed_out, r3.conns, "the preload's connects are handed out");
     t.is(k4.seccomp_handed, k3.seccomp_handed, 'without the agent');
@@ -193,8 +192,7 @@ test.serial(
     t.is(JSON.parse(fs.readFileSync(sideFile, 'utf8')).linux.seccomp.listenerMetadata, side.id, 'runc tells the agent its own id');
     const x4 = await lab.exec('side', [STATIC, c2.ip, String(PORT), '-n', '50', '-t', '10'], { timeout: 30_000 });
     t.is(x4.exitCode, 0, x4.stderr);
-    const r4 = parseConnrate(x4.stdout);
-    t.is(r4.errors, 0, r4.first_error);
+    const r4 = connrateOk(t, x4.stdout);
     const k5 = await topo.counters(h1);
     t.is(k5.seccomp_handed - k4.seccomp_handed, r4.conns, `the joining container's static client went through the agent (${d(k4, k5, names)})`);
     t.deepEqual(await topo.overlayPackets(h1), o1, 'VXLAN device on host 1 still carried no packets');
@@ -321,8 +319,7 @@ test.serial('a static server in a runc container annotated io.slimfast.seccomp=t
     const a = await topo.counters(h2);
     const x = await lab.exec('scli', [client, c2.ip, String(port), '-n', '100', '-t', '10', '-c', '4'], { timeout: 30_000 });
     t.is(x.exitCode, 0, `${x.stdout}\n${x.stderr}\n${fs.readFileSync(h2.daemonLog, 'utf8').slice(-3000)}`);
-    const r = parseConnrate(x.stdout);
-    t.is(r.errors, 0, r.first_error);
+    const r = connrateOk(t, x.stdout);
     t.true(r.conns > 0);
     const b = await topo.counters(h2);
     const viaAgent = port === PRELOADED_PORT ? 0 : r.conns; // the preloaded server accepts through the preload
@@ -646,15 +643,7 @@ test.serial('a broker restart under seccomp containers: the keeper keeps their n
   await topo.waitFor(async () => (await topo!.counters(h2)).seccomp_fds === 0, 10_000, 'the notify fds to be closed');
   t.true(fs.existsSync(KEEPER_SAN), `${KEEPER_SAN} is missing: make -C native/keeper sanitize`);
   t.true(fs.readFileSync(`/proc/${keeperPid(h2)}/maps`, 'utf8').includes('libasan'), 'the keeper running is the sanitizer build');
-  const reports = fs.readdirSync(policyDir).filter((f) => f.startsWith('keeper-san'));
-  t.deepEqual(
-    reports,
-    [],
-    reports
-      .map((f) => fs.readFileSync(path.join(policyDir, f), 'utf8'))
-      .join('\n')
-      .slice(0, 3000),
-  );
+  noSanitizerReports(t, policyDir, 'keeper-san');
 });
 
 /** The keeper serving h's state dir (its pid from its log). */

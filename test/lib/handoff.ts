@@ -3,6 +3,7 @@
 // device (the traffic went host to host, not over the overlay).
 import type { ExecutionContext } from 'ava';
 import type { Topology } from '../../lab/topology.js';
+import { type ConnrateResult, parseConnrate } from '../../bench/measure.js';
 
 export interface HandoffSnapshot {
   o1: { tx: number; rx: number };
@@ -27,4 +28,12 @@ export async function checkHandedOff(t: ExecutionContext, topo: Topology, before
   t.is(after.k2.handed_in - before.k2.handed_in, conns, "and handed in by host 2's");
   t.deepEqual(after.o1, before.o1, 'VXLAN device on host 1 carried no packets');
   t.deepEqual(after.o2, before.o2, 'VXLAN device on host 2 carried no packets');
+}
+
+/** connrate's output, checked: no error, and conns connections when given. */
+export function connrateOk(t: ExecutionContext, text: string, conns?: number): ConnrateResult {
+  const run = parseConnrate(text);
+  t.is(run.errors, 0, run.first_error);
+  if (conns !== undefined) t.is(run.conns, conns);
+  return run;
 }
