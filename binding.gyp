@@ -15,6 +15,7 @@
         "native/addon/samehost.cc",
         "native/addon/listeners.cc",
         "native/addon/routing.cc",
+        "native/addon/peers.cc",
         "native/addon/policy.cc",
         "native/addon/policy_enforce.cc",
         "native/addon/containers.cc",

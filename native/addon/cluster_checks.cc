@@ -21,14 +21,10 @@ uint64_t Engine::next_nonce() {
 // The member host whose key must have signed h, or 0: the SYNC stream's sender must be a peer
 // itself; a container header must come from the host owning the source vIP's subnet.
 uint32_t Engine::header_owner(uint32_t peer_ip, const sf_hdr& h) const {
-  if (h.type == SF_HDR_SYNC) {
-    for (auto& kv : routes)
-      if (kv.second.peer_ip == peer_ip) return peer_ip;
-    return 0;
-  }
+  if (h.type == SF_HDR_SYNC) return routes.has_peer(peer_ip) ? peer_ip : 0;
   uint32_t src = ntohl(h.src_vip);
   if (in_prefix(src, cfg.local_net, cfg.local_prefix)) return cfg.host_ip;
-  const Route* r = lpm(src);
+  const Route* r = routes.lpm(src);
   return r ? r->peer_ip : 0;
 }
 

@@ -46,8 +46,8 @@ DestKind Engine::classify_connect(Container* c, uint32_t dst, uint16_t dport, Ro
     return DEST_PAIR;
   }
   if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
-    const Route* p = lpm(dst);
-    if (p && view_has(p->peer_ip, dst, dport)) {
+    const Route* p = routes.lpm(dst);
+    if (p && routes.view_has(p->peer_ip, dst, dport)) {
       *r = *p;
       return DEST_PEER;
     }

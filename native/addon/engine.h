@@ -12,6 +12,16 @@
 //     to a free list) at the end of the engine thread's next locked batch.
 //   * Counters are atomics and are read without the lock.
 //   * Events to JS go through EventSink (events.cc: a queue plus one ThreadSafeFunction).
+//
+// Subsystems
+//   The Engine keeps the epoll loop, dispatch, the objects registered in it (containers, preload
+//   connections, listeners, channels, pools, connects in progress) and the glue between the parts
+//   below. Each of those owns its state behind a narrow interface; the Engine holds one of each and
+//   calls it under `mu` like everything else, so the rules above hold for them unchanged.
+//   * RouteTable (routing.h), Engine::routes: the peers' subnets with their longest-prefix match,
+//     and each peer's remote-listener view. peers.cc edits it for JS.
+//   * SeccompAgent (seccomp_agent.h), Engine::seccomp: the seccomp agent's connections, targets and
+//     held notifications; it sees the engine only through SeccompHost (seccomp_host.cc).
 #pragma once
 
 #include <sys/socket.h>
@@ -36,6 +46,7 @@
 #include "header_read.h"
 #include "latency.h"
 #include "policy.h"
+#include "routing.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 #include "view_page.h"
@@ -107,14 +118,6 @@ struct Channel;
 struct PreloadConn;
 struct Pool;
 struct PoolBatch;
-
-// A peer host's share of the overlay and its reserved port.
-struct Route {
-  uint32_t net;  // host order
-  uint8_t prefix;
-  uint32_t peer_ip;  // host order
-  uint16_t peer_port;
-};
 
 struct HeaderConn : Obj {
   Ev ev{EV_HEADER, this};
@@ -333,6 +336,7 @@ struct Engine {
   Error add_container(const std::string& id, uint32_t ip, const std::string& path, const std::string& netns = "",
                       int port_start = -1);
   bool remove_container(const std::string& id);
+  // peers.cc: the route table and the remote-listener views, then the steering keys and view page
   void set_peers(const std::vector<Route>& routes);
   void set_remote_listeners(uint32_t peer_ip, const std::vector<uint64_t>* keys);  // null = unknown
   // Installs a policy (inactive: none). Containers it restricts lose their pools at once.
@@ -365,9 +369,7 @@ struct Engine {
   std::unordered_map<uint32_t, Container*> by_ip;
   std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
 
-  std::vector<uint8_t> route_prefixes;                   // distinct prefix lengths, longest first
-  std::unordered_map<uint64_t, Route> routes;            // (prefix << 32 | net) -> route
-  std::unordered_map<uint32_t, std::unordered_set<uint64_t>> views;  // peer ip -> "ip:port" keys
+  RouteTable routes;  // the peers' subnets and their remote-listener views (routing.h)
   Policy policy;
 
   std::vector<Obj*> garbage;
@@ -529,10 +531,6 @@ struct Engine {
   // policy_enforce.cc
   bool policy_denies(Container* c, uint32_t dst, uint16_t dport);  // counts and logs a denial
   bool may_pool(PreloadConn* pc) const { return cfg.pool_depth > 0 && !pc->c->restricted; }
-
-  // routing.cc
-  const Route* lpm(uint32_t ip) const;
-  bool view_has(uint32_t peer_ip, uint32_t vip, uint16_t port) const;
 
   // listeners.cc
   Listener* find_listener(uint32_t vip, uint16_t port) const;

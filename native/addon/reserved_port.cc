@@ -25,9 +25,7 @@ bool Engine::PeerKey::ok(const sf_hdr& h) const {
 // Without a cluster key, the tag of a SYNC header from a configured peer host is that host's key
 // for the headers its containers send.
 void Engine::learn_peer_key(uint32_t peer_ip, const sf_hdr& h) {
-  bool member = false;
-  for (auto& kv : routes) member = member || kv.second.peer_ip == peer_ip;
-  if (!member || ntohl(h.key_id) != SF_KEY_HOST) return;
+  if (!routes.has_peer(peer_ip) || ntohl(h.key_id) != SF_KEY_HOST) return;
   std::array<uint8_t, 16> k;
   memcpy(k.data(), h.tag, 16);
   auto it = peer_keys.find(peer_ip);

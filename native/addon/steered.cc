@@ -67,8 +67,7 @@ void Engine::open_steering() {
 void Engine::update_steer_keys() {
   if (!steering()) return;
   steer->set_key(htonl(cfg.local_net), cfg.local_prefix, host_key, nullptr, htonl(cfg.host_ip));
-  for (auto& kv : routes) {
-    const Route& r = kv.second;
+  routes.each([&](const Route& r) {
     if (r.peer_ip == cfg.host_ip) {
       steer->drop_key(htonl(r.net), r.prefix);
     } else if (clustered()) {  // every member's key is known from the start
@@ -81,7 +80,7 @@ void Engine::update_steer_keys() {
     } else {
       steer->drop_key(htonl(r.net), r.prefix);
     }
-  }
+  });
 }
 
 void Engine::make_steered(Listener* l, int backlog) {

@@ -42,6 +42,10 @@ execFileSync(path.join(tmp, 'siphash_test'), { stdio: 'inherit' });
 execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(here, '..'), '-o', path.join(tmp, 'header_auth_test'),
   path.join(here, 'header_auth_test.cc'), path.join(here, '..', 'header_auth.cc')], { stdio: 'inherit' });
 execFileSync(path.join(tmp, 'header_auth_test'), { stdio: 'inherit' });
+// The route table (longest-prefix match, peers' views), alone.
+execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(root, 'native', 'common'), '-I', path.join(here, '..'),
+  '-o', path.join(tmp, 'routing_test'), path.join(here, 'routing_test.cc'), path.join(here, '..', 'routing.cc')], { stdio: 'inherit' });
+execFileSync(path.join(tmp, 'routing_test'), { stdio: 'inherit' });
 // runc's container state as the seccomp agent parses it, alone.
 execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(here, '..'), '-o', path.join(tmp, 'seccomp_state_test'),
   path.join(here, 'seccomp_state_test.cc'), path.join(here, '..', 'seccomp_state.cc')], { stdio: 'inherit' });
