@@ -24,6 +24,7 @@
         "native/addon/pid_watch.cc",
         "native/addon/util.cc",
         "native/addon/header_auth.cc",
+        "native/addon/header_authority.cc",
         "native/addon/cluster_checks.cc",
         "native/addon/bpf_object.cc",
         "native/addon/steering.cc",

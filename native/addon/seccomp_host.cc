@@ -49,7 +49,7 @@ class EngineSeccompHost final : public SeccompHost {
   uint16_t next_src_port() override { return e.next_src_port(); }
   int open_connect(Container* c, const Route& r, uint32_t dst, uint16_t dport, uint16_t sport, bool* pending,
                    bool* hdr_sent) override {
-    int fd = e.cfg.fast_open ? e.open_fast_connect(r, e.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport), pending) : -1;
+    int fd = e.cfg.fast_open ? e.open_fast_connect(r, e.auth.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport), pending) : -1;
     *hdr_sent = fd >= 0;
     if (fd < 0) fd = e.open_peer_socket(r, pending);
     if (fd >= 0 && !e.fd_room(fd)) {
@@ -63,7 +63,7 @@ class EngineSeccompHost final : public SeccompHost {
     return fd;
   }
   bool write_connect_header(int fd, Container* c, uint32_t dst, uint16_t dport, uint16_t sport) override {
-    return e.write_header(fd, e.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport));
+    return e.write_header(fd, e.auth.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport));
   }
 
   bool steering() override { return e.steering(); }

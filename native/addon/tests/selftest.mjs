@@ -42,6 +42,12 @@ execFileSync(path.join(tmp, 'siphash_test'), { stdio: 'inherit' });
 execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(here, '..'), '-o', path.join(tmp, 'header_auth_test'),
   path.join(here, 'header_auth_test.cc'), path.join(here, '..', 'header_auth.cc')], { stdio: 'inherit' });
 execFileSync(path.join(tmp, 'header_auth_test'), { stdio: 'inherit' });
+// Signing and checking host headers (keys, nonces, peers' keys, the cluster key's checks), alone.
+execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'common'), '-c', '-o', path.join(tmp, 'fdpass.o'), path.join(root, 'native', 'common', 'fdpass.c')], { stdio: 'inherit' });
+execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(root, 'native', 'common'), '-I', path.join(here, '..'),
+  '-o', path.join(tmp, 'header_authority_test'), path.join(here, 'header_authority_test.cc'),
+  ...['header_authority.cc', 'header_auth.cc', 'routing.cc', 'util.cc'].map((f) => path.join(here, '..', f)), path.join(tmp, 'fdpass.o')], { stdio: 'inherit' });
+execFileSync(path.join(tmp, 'header_authority_test'), { stdio: 'inherit' });
 // The route table (longest-prefix match, peers' views), alone.
 execFileSync('g++', ['-std=c++17', '-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-I', path.join(root, 'native', 'common'), '-I', path.join(here, '..'),
   '-o', path.join(tmp, 'routing_test'), path.join(here, 'routing_test.cc'), path.join(here, '..', 'routing.cc')], { stdio: 'inherit' });
