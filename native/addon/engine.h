@@ -24,6 +24,8 @@
 //     the cluster key's root, the peers' keys and the replay cache; it signs host headers and checks
 //     them. The engine counts and logs refusals and keeps the steering program's keys and replay
 //     cache in step (cluster_checks.cc, steered.cc).
+//   * ListenerTable (listener_table.h), Engine::listeners: which listener is at a vIP:port. The
+//     listeners and their channels are the engine's (listeners.cc: made, counted, announced, freed).
 //   * SeccompAgent (seccomp_agent.h), Engine::seccomp: the seccomp agent's connections, targets and
 //     held notifications; it sees the engine only through SeccompHost (seccomp_host.cc).
 #pragma once
@@ -49,6 +51,7 @@
 #include "header_authority.h"
 #include "header_read.h"
 #include "latency.h"
+#include "listener_table.h"
 #include "policy.h"
 #include "routing.h"
 #include "slimfast_wire.h"
@@ -371,7 +374,7 @@ struct Engine {
   std::unordered_map<std::string, Container*> by_id;
   uint64_t containers_gen = 0;  // bumped by every registration (the seccomp agent retries a miss then)
   std::unordered_map<uint32_t, Container*> by_ip;
-  std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
+  ListenerTable listeners;  // vIP:port -> listener (listener_table.h)
 
   RouteTable routes;  // the peers' subnets and their remote-listener views (routing.h)
   Policy policy;
@@ -517,7 +520,7 @@ struct Engine {
   bool may_pool(PreloadConn* pc) const { return cfg.pool_depth > 0 && !pc->c->restricted; }
 
   // listeners.cc
-  Listener* find_listener(uint32_t vip, uint16_t port) const;
+  Listener* find_listener(uint32_t vip, uint16_t port) const { return listeners.find(vip, port); }
   bool push_accepted(Listener* l, int fd, const sf_msg& m, Channel* prefer);
   void on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds);
   void on_real_accept(Channel* ch);

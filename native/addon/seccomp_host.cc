@@ -79,7 +79,7 @@ class EngineSeccompHost final : public SeccompHost {
     l->vip = c->ip;
     l->port = port;
     l->c = c;
-    e.table.emplace(addr_key(l->vip, l->port), l);
+    e.listeners.insert(l->vip, l->port, l);
     e.view.found();
     inc(e.ctr.listeners);
     int app_end = -1;

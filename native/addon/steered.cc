@@ -171,8 +171,9 @@ Channel* Engine::open_channel(Listener* l, Container* c, int real_fd, int* app_e
 // After exec: an inherited steered socket. The new image gets a fresh channel for it.
 bool Engine::adopt_steered(PreloadConn* pc, const sf_msg& req) {
   Listener* l = nullptr;
-  for (auto& kv : table)
-    if (kv.second->c == pc->c && kv.second->steer_slot > 0 && kv.second->steer_ino == req.a) l = kv.second;
+  listeners.each([&](Listener* x) {
+    if (x->c == pc->c && x->steer_slot > 0 && x->steer_ino == req.a) l = x;
+  });
   if (!l || !steer->slot_open(l->steer_slot)) return false;
   int app_end;
   if (!open_channel(l, pc->c, -1, &app_end)) return false;
@@ -239,7 +240,7 @@ Listener* Engine::take_over_steered(Container* c, uint32_t vip, uint16_t port, i
     *err = ENOMEM;
     return nullptr;
   }
-  table.emplace(addr_key(vip, port), l);
+  listeners.insert(vip, port, l);
   view.found();
   inc(ctr.listeners);
   inc(ctr.listen_ok);
@@ -334,9 +335,8 @@ void Engine::tend_steering(int64_t now) {
   }
   // A steered socket closed behind the broker's back (its process died, it was shut down, or the
   // channel-less listener left after exec was closed): its connections go to slot 0 now.
-  std::vector<Listener*> gone;
-  for (auto& kv : table)
-    if (kv.second->steer_slot > 0 && !steer->slot_open(kv.second->steer_slot)) gone.push_back(kv.second);
+  std::vector<Listener*> gone =
+      listeners.select([this](Listener* l) { return l->steer_slot > 0 && !steer->slot_open(l->steer_slot); });
   for (Listener* l : gone) remove_listener(l, true);
 }
 
