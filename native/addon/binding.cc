@@ -413,14 +413,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return throw_error(
           info.Env(),
           Error{EPERM, "hostKey(): with a cluster key the host key is secret; subscribe with syncHeader()"});
-    return Napi::Buffer<uint8_t>::Copy(info.Env(), eng_->host_key, sizeof eng_->host_key);
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), eng_->auth.host_key(), 16);
   }
 
   // The 48-byte SYNC header to subscribe to a peer with (a new one each call: fresh nonce).
   Napi::Value SyncHeader(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lk(eng_->mu);
     if (!eng_->running()) return throw_error(info.Env(), Error{ENOTCONN, "syncHeader(): the engine is not started"});
-    sf_hdr h = eng_->sync_header();
+    sf_hdr h = eng_->auth.sync_header();
     return Napi::Buffer<uint8_t>::Copy(info.Env(), reinterpret_cast<const uint8_t*>(&h), sizeof h);
   }
 

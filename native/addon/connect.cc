@@ -49,8 +49,8 @@ DestKind Engine::classify_connect(Container* c, uint32_t dst, uint16_t dport, Ro
     return DEST_PAIR;
   }
   if (in_prefix(dst, cfg.overlay_net, cfg.overlay_prefix) && !in_prefix(dst, cfg.local_net, cfg.local_prefix)) {
-    const Route* p = lpm(dst);
-    if (p && view_has(p->peer_ip, dst, dport)) {
+    const Route* p = routes.lpm(dst);
+    if (p && routes.view_has(p->peer_ip, dst, dport)) {
       *r = *p;
       return DEST_PEER;
     }
@@ -157,33 +157,6 @@ int Engine::open_peer_socket(const Route& r, bool* pending, bool fast_open, bool
   return -1;
 }
 
-sf_hdr Engine::signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport) {
-  sf_hdr h;
-  memset(&h, 0, sizeof h);
-  h.magic = htonl(SF_HDR_MAGIC);
-  h.version = SF_HDR_VERSION;
-  h.type = type;
-  h.hdr_len = htons(SF_HDR_LEN);
-  h.dst_vip = htonl(dst);
-  h.dst_port = htons(dport);
-  h.src_port = htons(sport);
-  h.src_vip = htonl(src);
-  h.key_id = htonl(SF_KEY_HOST);
-  h.nonce = htobe64(next_nonce());
-  header_tag(h, host_key);
-  return h;
-}
-
-sf_hdr Engine::sync_header() {
-  if (clustered()) return signed_header(SF_HDR_SYNC, 0, 0, 0, 0);
-  // As the brokers without a cluster key always sent it: the tag is the key itself, the nonce
-  // the time in whole milliseconds.
-  sf_hdr h = signed_header(SF_HDR_SYNC, 0, 0, 0, 0);
-  h.nonce = htobe64(realtime_ns() / 1000000 * 1000000);
-  memcpy(h.tag, host_key, sizeof h.tag);
-  return h;
-}
-
 // Sends the whole header at once (a fresh socket's send buffer is empty); false if it could not.
 bool Engine::write_header(int fd, const sf_hdr& h) {
   // TCP_NODELAY only for the header, so it leaves at once; the app gets the default back.
@@ -250,8 +223,9 @@ void Engine::start_out(PreloadConn* pc, const sf_msg& req, const Route& r, uint1
   bool pending = false;
   uint32_t dst = ntohl(req.vip_b);
   uint16_t dport = ntohs(req.port_b);
-  int fd =
-      cfg.fast_open ? open_fast_connect(r, signed_header(SF_HDR_CONNECT, pc->c->ip, dst, dport, sport), &pending) : -1;
+  int fd = cfg.fast_open
+               ? open_fast_connect(r, auth.signed_header(SF_HDR_CONNECT, pc->c->ip, dst, dport, sport), &pending)
+               : -1;
   bool hdr_sent = fd >= 0;
   if (fd < 0) fd = open_peer_socket(r, &pending);
   if (fd >= 0 && !fd_room(fd)) {  // the broker's descriptors are the control plane's now
@@ -321,7 +295,7 @@ void Engine::finish_out(OutConn* o) {
     reply(pc, o->seq, SF_CONNECT_OK, EACCES, -1);
     return;
   }
-  if (!o->hdr_sent && !write_header(fd, signed_header(SF_HDR_CONNECT, pc->c->ip, o->dst, o->dport, o->sport))) {
+  if (!o->hdr_sent && !write_header(fd, auth.signed_header(SF_HDR_CONNECT, pc->c->ip, o->dst, o->dport, o->sport))) {
     close_fd(fd);
     inc(ctr.connect_failures);
     inc(ctr.fallbacks);

@@ -97,9 +97,7 @@ bool Engine::remove_container(const std::string& id) {
 void Engine::kill_container(Container* c, bool emit) {
   while (!c->conns.empty()) kill_preload(c->conns.back());
   // Its listeners go, steered ones too (whose sockets may outlive their channels).
-  std::vector<Listener*> mine;
-  for (auto& kv : table)
-    if (kv.second->c == c) mine.push_back(kv.second);
+  std::vector<Listener*> mine = listeners.select([c](Listener* l) { return l->c == c; });
   for (Listener* l : mine) remove_listener(l, emit);
   while (!c->channels.empty()) kill_channel(c->channels.back(), emit);
   ep_del(c->ev);

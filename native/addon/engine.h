@@ -12,6 +12,22 @@
 //     to a free list) at the end of the engine thread's next locked batch.
 //   * Counters are atomics and are read without the lock.
 //   * Events to JS go through EventSink (events.cc: a queue plus one ThreadSafeFunction).
+//
+// Subsystems
+//   The Engine keeps the epoll loop, dispatch, the objects registered in it (containers, preload
+//   connections, listeners, channels, pools, connects in progress) and the glue between the parts
+//   below. Each of those owns its state behind a narrow interface; the Engine holds one of each and
+//   calls it under `mu` like everything else, so the rules above hold for them unchanged.
+//   * RouteTable (routing.h), Engine::routes: the peers' subnets with their longest-prefix match,
+//     and each peer's remote-listener view. peers.cc edits it for JS.
+//   * HeaderAuthority (header_authority.h), Engine::auth: this host's key and the nonces it signs,
+//     the cluster key's root, the peers' keys and the replay cache; it signs host headers and checks
+//     them. The engine counts and logs refusals and keeps the steering program's keys and replay
+//     cache in step (cluster_checks.cc, steered.cc).
+//   * ListenerTable (listener_table.h), Engine::listeners: which listener is at a vIP:port. The
+//     listeners and their channels are the engine's (listeners.cc: made, counted, announced, freed).
+//   * SeccompAgent (seccomp_agent.h), Engine::seccomp: the seccomp agent's connections, targets and
+//     held notifications; it sees the engine only through SeccompHost (seccomp_host.cc).
 #pragma once
 
 #include <sys/socket.h>
@@ -31,11 +47,13 @@
 #include <vector>
 
 #include "counters.h"
-#include "header_auth.h"
 #include "guard.h"
+#include "header_authority.h"
 #include "header_read.h"
 #include "latency.h"
+#include "listener_table.h"
 #include "policy.h"
+#include "routing.h"
 #include "slimfast_wire.h"
 #include "steering.h"
 #include "view_page.h"
@@ -116,14 +134,6 @@ struct Channel;
 struct PreloadConn;
 struct Pool;
 struct PoolBatch;
-
-// A peer host's share of the overlay and its reserved port.
-struct Route {
-  uint32_t net;  // host order
-  uint8_t prefix;
-  uint32_t peer_ip;  // host order
-  uint16_t peer_port;
-};
 
 struct HeaderConn : Obj {
   Ev ev{EV_HEADER, this};
@@ -343,6 +353,7 @@ struct Engine {
   Error add_container(const std::string& id, uint32_t ip, const std::string& path, const std::string& netns = "",
                       int port_start = -1);
   bool remove_container(const std::string& id);
+  // peers.cc: the route table and the remote-listener views, then the steering keys and view page
   void set_peers(const std::vector<Route>& routes);
   void set_remote_listeners(uint32_t peer_ip, const std::vector<uint64_t>* keys);  // null = unknown
   // Installs a policy (inactive: none). Containers it restricts lose their pools at once.
@@ -373,32 +384,17 @@ struct Engine {
   std::unordered_map<std::string, Container*> by_id;
   uint64_t containers_gen = 0;  // bumped by every registration (the seccomp agent retries a miss then)
   std::unordered_map<uint32_t, Container*> by_ip;
-  std::unordered_map<uint64_t, Listener*> table;  // addr_key(vip, port) -> listener
+  ListenerTable listeners;  // vIP:port -> listener (listener_table.h)
 
-  std::vector<uint8_t> route_prefixes;                               // distinct prefix lengths, longest first
-  std::unordered_map<uint64_t, Route> routes;                        // (prefix << 32 | net) -> route
-  std::unordered_map<uint32_t, std::unordered_set<uint64_t>> views;  // peer ip -> "ip:port" keys
+  RouteTable routes;  // the peers' subnets and their remote-listener views (routing.h)
   Policy policy;
 
   std::vector<Obj*> garbage;
   TimerList<HeaderConn> hdr_timers;
   std::unordered_map<uint32_t, uint32_t> pending_by_peer;  // parked headers per source address
-  uint8_t host_key[16] = {};          // this broker's MAC key for the headers it sends (random, or derived)
-  uint8_t cluster_key_root[16] = {};  // with a cluster key: its root (cluster_root)
+  // This broker's host key and nonces, the peers' keys, the replay cache (header_authority.h).
+  HeaderAuthority auth{routes};
   bool clustered() const { return !cfg.cluster_key.empty(); }
-  uint64_t last_nonce = 0;                             // the last nonce signed: each new one is larger
-  ReplayCache seen;                                    // with a cluster key: headers accepted on the reserved port
-  uint64_t seen_inserts = 0;                           // of those, recorded in the steering program's cache too
-  std::deque<std::pair<int64_t, uint64_t>> seen_rate;  // (ms, kernel cache inserts so far), per second
-  // Without a cluster key: a peer's host key (from its SYNC header) and the one before it: a
-  // restarted broker's processes may still send pooled headers signed with the old key for a while
-  // (pooled sockets live 20 s).
-  struct PeerKey {
-    std::array<uint8_t, 16> cur{}, prev{};
-    bool has_prev = false;
-    bool ok(const sf_hdr& h) const;
-  };
-  std::unordered_map<uint32_t, PeerKey> peer_keys;    // peer ip -> keys
   std::unordered_map<uint32_t, uint32_t> peer_stock;  // peer ip -> pooled connections (queued + connecting)
   TimerList<OutConn> out_timers;
   std::vector<HeaderConn*> free_hdr;
@@ -448,7 +444,6 @@ struct Engine {
   void on_reserved();
   // accepted_ns: mono_ns() when the connection was accepted (handoff latency).
   void process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns);
-  void learn_peer_key(uint32_t peer_ip, const sf_hdr& h);  // no cluster key: from a SYNC header
   void park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns);
   void on_header(HeaderConn* h);
   void drop_header(HeaderConn* h, bool count_error);
@@ -480,15 +475,9 @@ struct Engine {
   int open_peer_socket(const Route& r, bool* pending, bool fast_open = false, bool* deferred = nullptr);
   bool write_header(int fd, const sf_hdr& h);
   int open_fast_connect(const Route& r, const sf_hdr& h, bool* pending);
-  // A container header from this host, signed with host_key: source vIP src, destination dst:dport
-  // (all zero for SF_HDR_POOLED, whose taker fills them in), source port sport. Host order.
-  sf_hdr signed_header(uint8_t type, uint32_t src, uint32_t dst, uint16_t dport, uint16_t sport);
-  // The SYNC header to subscribe to a peer with: with a cluster key signed, else carrying host_key.
-  sf_hdr sync_header();
 
   // cluster_checks.cc (with a cluster key)
-  uint64_t next_nonce();                                           // max(CLOCK_REALTIME, last + 1)
-  uint32_t header_owner(uint32_t peer_ip, const sf_hdr& h) const;  // 0: no member
+  // auth.check(), then the steering program's replay cache.
   AuthResult auth_header(uint32_t peer_ip, const sf_hdr& h);
   void count_refusal(AuthResult r, uint32_t peer_ip);
   void watch_seen_rate(int64_t now);  // warns when the kernel's replay cache may overflow
@@ -541,12 +530,8 @@ struct Engine {
   bool policy_denies(Container* c, uint32_t dst, uint16_t dport);  // counts and logs a denial
   bool may_pool(PreloadConn* pc) const { return cfg.pool_depth > 0 && !pc->c->restricted; }
 
-  // routing.cc
-  const Route* lpm(uint32_t ip) const;
-  bool view_has(uint32_t peer_ip, uint32_t vip, uint16_t port) const;
-
   // listeners.cc
-  Listener* find_listener(uint32_t vip, uint16_t port) const;
+  Listener* find_listener(uint32_t vip, uint16_t port) const { return listeners.find(vip, port); }
   bool push_accepted(Listener* l, int fd, const sf_msg& m, Channel* prefer);
   void on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds);
   void on_real_accept(Channel* ch);

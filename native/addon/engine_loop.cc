@@ -2,7 +2,6 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/random.h>
 #include <sys/epoll.h>
 #include <fcntl.h>
 #include <sys/eventfd.h>
@@ -96,20 +95,9 @@ Error Engine::start(const Config& c, EventSink* s) {
     rlimit r{};
     lim = size_limits(getrlimit(RLIMIT_NOFILE, &r) == 0 ? uint64_t(r.rlim_cur) : 1024, cfg);
   }
-  peer_keys.clear();
-  seen.clear();
-  seen_rate.clear();
-  if (clustered()) {
-    // Every member computes every member's key; pooled connections survive a restart.
-    cluster_root(cfg.cluster_key.data(), cfg.cluster_key.size(), cluster_key_root);
-    derive_host_key(cluster_key_root, cfg.host_ip, host_key);
-  } else {
-    // A fresh host key per start: pooled connections made before a restart die with their headers.
-    if (getrandom(host_key, sizeof host_key, 0) != ssize_t(sizeof host_key))
-      return Error{errno ? errno : EIO, std::string("getrandom: ") + strerror(errno)};
-    // Our own pooled connections (same-host) come to our reserved port from our own address.
-    memcpy(peer_keys[cfg.host_ip].cur.data(), host_key, sizeof host_key);
-  }
+  // The host key: derived from the cluster key, else a fresh random one.
+  if (!auth.start(cfg.host_ip, cfg.local_net, cfg.local_prefix, cfg.cluster_key, cfg.header_window_ms))
+    return Error{errno ? errno : EIO, std::string("getrandom: ") + strerror(errno)};
   auto failed = [&](Error e) {
     close_core();
     if (by_id.empty()) {  // nothing else lives in the epoll set: leave no descriptor behind

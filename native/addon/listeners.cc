@@ -1,5 +1,6 @@
-// The listener table: (vIP, port) -> listener channels. SF_LISTEN, pushing accepted sockets down
-// channels (round-robin), plain accepts on the app's real socket, channel HUP, SF_QUERY_CHANNEL.
+// Listeners and their channels (which listener is at a vIP:port: listener_table.h). SF_LISTEN,
+// pushing accepted sockets down channels (round-robin), plain accepts on the app's real socket,
+// channel HUP, SF_QUERY_CHANNEL.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -16,11 +17,6 @@
 #include "util.h"
 
 namespace sf {
-
-Listener* Engine::find_listener(uint32_t vip, uint16_t port) const {
-  auto it = table.find(addr_key(vip, port));
-  return it == table.end() ? nullptr : it->second;
-}
 
 // One SF_ACCEPTED (+ fd) down one of the listener's channels. A channel that is full (EAGAIN) or
 // whose app end is gone (EPIPE, HUP not processed yet) is skipped. false: nobody took it.
@@ -125,7 +121,7 @@ void Engine::on_listen(PreloadConn* pc, const sf_msg& req, int* fds, int nfds) {
     l->vip = vip;
     l->port = port;
     l->c = c;
-    table.emplace(addr_key(vip, port), l);
+    listeners.insert(vip, port, l);
     view.found();
     inc(ctr.listeners);
     added = true;
@@ -207,7 +203,7 @@ void Engine::remove_listener(Listener* l, bool emit) {
 void Engine::drop_listener(Listener* l, bool emit) {
   unsteer(l);
   keeper_unsteered(l);
-  table.erase(addr_key(l->vip, l->port));
+  listeners.erase(l->vip, l->port);
   view.gone();
   dec(ctr.listeners);
   SF_DLOG("listener %s:%u removed", ip_str(l->vip).c_str(), l->port);
@@ -242,11 +238,10 @@ void Engine::listen_closed(PreloadConn* pc, const sf_msg& req) {
 std::vector<ListenerRow> Engine::listener_rows() {
   std::lock_guard<std::mutex> lk(mu);
   std::vector<ListenerRow> rows;
-  rows.reserve(table.size());
-  for (auto& kv : table) {
-    Listener* l = kv.second;
+  rows.reserve(listeners.size());
+  listeners.each([&](Listener* l) {
     rows.push_back(ListenerRow{l->vip, l->port, l->c->id, uint32_t(l->chans.size())});
-  }
+  });
   std::sort(rows.begin(), rows.end(),
             [](const ListenerRow& a, const ListenerRow& b) { return a.ip != b.ip ? a.ip < b.ip : a.port < b.port; });
   return rows;

@@ -149,7 +149,7 @@ void Engine::flush_pool_batch(Pool* p, PoolBatch& b) {
 sf_pooled Engine::pooled_msg(Pool* p, bool deferred) {
   // The MAC (made with the destination fields zero) keeps the source vIP ours.
   sf_pooled msg;
-  msg.h = signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
+  msg.h = auth.signed_header(SF_HDR_POOLED, p->pc->c->ip, 0, 0, 0);
   msg.m = make_msg(SF_POOLED, 0, (deferred ? SF_POOLED_DEFERRED : 0) | (p->blocking ? 0 : SF_POOLED_NONBLOCK), 0,
                    next_src_port(), 0, 0, uint64_t(mono_ns()));
   msg.m.seq = std::max<uint32_t>(1, p->target / 4);  // takes the process may report together

@@ -17,29 +17,6 @@
 
 namespace sf {
 
-bool Engine::PeerKey::ok(const sf_hdr& h) const {
-  return header_tag_ok(h, cur.data()) || (has_prev && header_tag_ok(h, prev.data()));
-}
-
-// Without a cluster key, the tag of a SYNC header from a configured peer host is that host's key
-// for the headers its containers send.
-void Engine::learn_peer_key(uint32_t peer_ip, const sf_hdr& h) {
-  bool member = false;
-  for (auto& kv : routes) member = member || kv.second.peer_ip == peer_ip;
-  if (!member || ntohl(h.key_id) != SF_KEY_HOST) return;
-  std::array<uint8_t, 16> k;
-  memcpy(k.data(), h.tag, 16);
-  auto it = peer_keys.find(peer_ip);
-  if (it == peer_keys.end()) {
-    peer_keys[peer_ip].cur = k;
-  } else if (it->second.cur != k) {  // the peer's broker restarted
-    it->second.prev = it->second.cur;
-    it->second.has_prev = true;
-    it->second.cur = k;
-  }
-  update_steer_keys();
-}
-
 void HeaderConn::recycle(Engine& e) {
   if (e.free_hdr.size() < 1024)
     e.free_hdr.push_back(this);
@@ -192,14 +169,15 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64
   }
   if (h.type == SF_HDR_SYNC) {
     inc(ctr.sync_streams);
-    if (!clustered()) learn_peer_key(peer_ip, h);
+    // Without a cluster key its tag is the peer's host key (header_authority.h).
+    if (!clustered() && auth.learn_peer_key(peer_ip, h)) update_steer_keys();
     SF_DLOG("sync stream from %s", ip_str(peer_ip).c_str());
     if (!sink || !sink->sync(fd, peer_ip)) close_fd(fd);  // otherwise JS owns the fd now
     return;
   }
   // A host speaks only for the containers of its own subnet (with a cluster key auth_header()
   // checked that already): a header whose source vIP lies elsewhere is refused, whoever signed it.
-  if (!clustered() && header_owner(peer_ip, h) != peer_ip) {
+  if (!clustered() && auth.header_owner(peer_ip, h) != peer_ip) {
     count_refusal(AUTH_NOT_MEMBER, peer_ip);
     reset_close(fd);
     return;
@@ -210,11 +188,11 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64
   // A peer that announced its host key signs every container header: a pooled socket in a
   // container's hands cannot turn into an unsigned CONNECT with another source vIP. A pooled header
   // is signed without the destination fields, which its process fills in.
-  auto k = peer_keys.find(peer_ip);
-  if (!clustered() && (st.pooled || k != peer_keys.end())) {
+  const PeerKey* k = auth.peer_key(peer_ip);
+  if (!clustered() && (st.pooled || k)) {
     sf_hdr signed_part = h;
     if (st.pooled) pooled_blank(signed_part);
-    if (ntohl(h.key_id) != SF_KEY_HOST || k == peer_keys.end() || !k->second.ok(signed_part)) {
+    if (ntohl(h.key_id) != SF_KEY_HOST || !k || !k->ok(signed_part)) {
       inc(ctr.header_errors);
       SF_DLOG("header from %s: bad or unknown MAC", ip_str(peer_ip).c_str());
       reset_close(fd);

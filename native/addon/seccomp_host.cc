@@ -50,7 +50,7 @@ class EngineSeccompHost final : public SeccompHost {
   int open_connect(Container* c, const Route& r, uint32_t dst, uint16_t dport, uint16_t sport, bool* pending,
                    bool* hdr_sent) override {
     int fd = e.cfg.fast_open
-                 ? e.open_fast_connect(r, e.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport), pending)
+                 ? e.open_fast_connect(r, e.auth.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport), pending)
                  : -1;
     *hdr_sent = fd >= 0;
     if (fd < 0) fd = e.open_peer_socket(r, pending);
@@ -66,7 +66,7 @@ class EngineSeccompHost final : public SeccompHost {
     return fd;
   }
   bool write_connect_header(int fd, Container* c, uint32_t dst, uint16_t dport, uint16_t sport) override {
-    return e.write_header(fd, e.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport));
+    return e.write_header(fd, e.auth.signed_header(SF_HDR_CONNECT, c->ip, dst, dport, sport));
   }
 
   bool steering() override { return e.steering(); }
@@ -82,7 +82,7 @@ class EngineSeccompHost final : public SeccompHost {
     l->vip = c->ip;
     l->port = port;
     l->c = c;
-    e.table.emplace(addr_key(l->vip, l->port), l);
+    e.listeners.insert(l->vip, l->port, l);
     e.view.found();
     inc(e.ctr.listeners);
     int app_end = -1;

@@ -65,22 +65,20 @@ void Engine::open_steering() {
 
 void Engine::update_steer_keys() {
   if (!steering()) return;
-  steer->set_key(htonl(cfg.local_net), cfg.local_prefix, host_key, nullptr, htonl(cfg.host_ip));
-  for (auto& kv : routes) {
-    const Route& r = kv.second;
+  steer->set_key(htonl(cfg.local_net), cfg.local_prefix, auth.host_key(), nullptr, htonl(cfg.host_ip));
+  routes.each([&](const Route& r) {
     if (r.peer_ip == cfg.host_ip) {
       steer->drop_key(htonl(r.net), r.prefix);
     } else if (clustered()) {  // every member's key is known from the start
       uint8_t key[16];
-      derive_host_key(cluster_key_root, r.peer_ip, key);
+      auth.member_key(r.peer_ip, key);
       steer->set_key(htonl(r.net), r.prefix, key, nullptr, htonl(r.peer_ip));
-    } else if (auto k = peer_keys.find(r.peer_ip); k != peer_keys.end()) {
-      steer->set_key(htonl(r.net), r.prefix, k->second.cur.data(), k->second.has_prev ? k->second.prev.data() : nullptr,
-                     htonl(r.peer_ip));
+    } else if (const PeerKey* k = auth.peer_key(r.peer_ip)) {
+      steer->set_key(htonl(r.net), r.prefix, k->cur.data(), k->has_prev ? k->prev.data() : nullptr, htonl(r.peer_ip));
     } else {
       steer->drop_key(htonl(r.net), r.prefix);
     }
-  }
+  });
 }
 
 void Engine::make_steered(Listener* l, int backlog) {
@@ -173,8 +171,9 @@ Channel* Engine::open_channel(Listener* l, Container* c, int real_fd, int* app_e
 // After exec: an inherited steered socket. The new image gets a fresh channel for it.
 bool Engine::adopt_steered(PreloadConn* pc, const sf_msg& req) {
   Listener* l = nullptr;
-  for (auto& kv : table)
-    if (kv.second->c == pc->c && kv.second->steer_slot > 0 && kv.second->steer_ino == req.a) l = kv.second;
+  listeners.each([&](Listener* x) {
+    if (x->c == pc->c && x->steer_slot > 0 && x->steer_ino == req.a) l = x;
+  });
   if (!l || !steer->slot_open(l->steer_slot)) return false;
   int app_end;
   if (!open_channel(l, pc->c, -1, &app_end)) return false;
@@ -243,7 +242,7 @@ Listener* Engine::take_over_steered(Container* c, uint32_t vip, uint16_t port, i
     *err = ENOMEM;
     return nullptr;
   }
-  table.emplace(addr_key(vip, port), l);
+  listeners.insert(vip, port, l);
   view.found();
   inc(ctr.listeners);
   inc(ctr.listen_ok);
@@ -302,7 +301,7 @@ void Engine::ring_doorbell(Listener* l) {
     if (ratelimit(6)) logf(LOG_WARN, "doorbell for %s:%u: %s", ip_str(l->vip).c_str(), l->port, strerror(errno));
     return;
   }
-  sf_hdr h = signed_header(SF_HDR_DOORBELL, l->vip, l->vip, l->port, 0);
+  sf_hdr h = auth.signed_header(SF_HDR_DOORBELL, l->vip, l->vip, l->port, 0);
   if (send(fd, &h, sizeof h, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof h)) {
     close_fd(fd);
     return;
@@ -336,9 +335,8 @@ void Engine::tend_steering(int64_t now) {
   }
   // A steered socket closed behind the broker's back (its process died, it was shut down, or the
   // channel-less listener left after exec was closed): its connections go to slot 0 now.
-  std::vector<Listener*> gone;
-  for (auto& kv : table)
-    if (kv.second->steer_slot > 0 && !steer->slot_open(kv.second->steer_slot)) gone.push_back(kv.second);
+  std::vector<Listener*> gone =
+      listeners.select([this](Listener* l) { return l->steer_slot > 0 && !steer->slot_open(l->steer_slot); });
   for (Listener* l : gone) remove_listener(l, true);
 }
 
@@ -346,10 +344,7 @@ void Engine::tend_steering(int64_t now) {
 // while still inside the window could be replayed once on the steered path. Say so when the last
 // window's inserts exceed its size.
 void Engine::watch_seen_rate(int64_t now) {
-  uint64_t total = steer->stats().steered + seen_inserts;
-  seen_rate.emplace_back(now, total);
-  while (seen_rate.size() > 1 && seen_rate.front().first < now - cfg.header_window_ms - 1000) seen_rate.pop_front();
-  uint64_t in_window = total - seen_rate.front().second;
+  uint64_t in_window = auth.kernel_seen_in_window(now, steer->stats().steered);
   if (in_window > SF_STEER_MAX_SEEN && ratelimit(9))
     logf(LOG_WARN,
          "%llu headers in the last %d ms exceed the kernel's replay cache (%d): the oldest may be "

@@ -32,52 +32,13 @@ const { Engine } = require(process.env.SLIMFAST_ADDON ?? path.join(root, 'build'
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sf-selftest-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true })); // also when a step throws
 const sfclient = path.join(tmp, 'sfclient');
-execFileSync('gcc', ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-o', sfclient, path.join(here, 'sfclient.c')], {
-  stdio: 'inherit',
-});
-// The header MAC against SipHash's reference vector (exits non-zero and says why on failure).
-execFileSync(
-  'gcc',
-  ['-O1', '-Wall', '-I', path.join(root, 'native', 'include'), '-o', path.join(tmp, 'siphash_test'), path.join(here, 'siphash_test.c')],
-  { stdio: 'inherit' },
-);
-execFileSync(path.join(tmp, 'siphash_test'), { stdio: 'inherit' });
-// Cluster-key derivation and the replay cache, alone.
-execFileSync(
-  'g++',
-  [
-    '-std=c++17',
-    '-O1',
-    '-Wall',
-    '-I',
-    path.join(root, 'native', 'include'),
-    '-I',
-    path.join(here, '..'),
-    '-o',
-    path.join(tmp, 'header_auth_test'),
-    path.join(here, 'header_auth_test.cc'),
-    path.join(here, '..', 'header_auth.cc'),
-  ],
-  { stdio: 'inherit' },
-);
-execFileSync(path.join(tmp, 'header_auth_test'), { stdio: 'inherit' });
-// runc's container state as the seccomp agent parses it, alone.
-execFileSync(
-  'g++',
-  [
-    '-std=c++17',
-    '-O1',
-    '-Wall',
-    '-I',
-    path.join(here, '..'),
-    '-o',
-    path.join(tmp, 'seccomp_state_test'),
-    path.join(here, 'seccomp_state_test.cc'),
-    path.join(here, '..', 'seccomp_state.cc'),
-  ],
-  { stdio: 'inherit' },
-);
-execFileSync(path.join(tmp, 'seccomp_state_test'), { stdio: 'inherit' });
+// The unit tests, alone: SipHash against its reference vector, cluster-key derivation and the replay
+// cache, signing and checking host headers, the route table, runc's container state as the seccomp
+// agent parses it. tests/Makefile builds them (and sfclient) into the temp dir; each exits non-zero
+// and says why on failure.
+const UNIT_TESTS = ['siphash_test', 'header_auth_test', 'header_authority_test', 'routing_test', 'seccomp_state_test'];
+execFileSync('make', ['-s', '-C', here, `OUT=${tmp}`, sfclient, ...UNIT_TESTS.map((t) => path.join(tmp, t))], { stdio: 'inherit' });
+for (const t of UNIT_TESTS) execFileSync(path.join(tmp, t), { stdio: 'inherit' });
 
 const verbose = process.argv.includes('-v');
 let passed = 0;
