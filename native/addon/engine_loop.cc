@@ -248,10 +248,10 @@ void Engine::run() {
     expire_outs(now);
     if (seccomp) seccomp->expire(now);
     if (!bells.empty() || steering()) tend_steering(now);
-    if (!parked_pools.empty()) unpark_pools(int64_t(mono_ns()));
+    if (pools.any_parked()) unpark_pools(int64_t(mono_ns()));
     collect_garbage();
     timeout = next_timeout(now);
-    if (!parked_pools.empty() && (timeout < 0 || timeout > 1)) timeout = 1;  // unpark them soon
+    if (pools.any_parked() && (timeout < 0 || timeout > 1)) timeout = 1;  // unpark them soon
   }
 }
 
