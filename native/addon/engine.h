@@ -30,6 +30,9 @@
 //     connections each peer holds, capped per peer; the pools whose reports wait a moment; the size
 //     of a queued SF_POOLED) and the arithmetic of one pool's stock (backoff, target, what a report
 //     says was taken). The pools, their channels and stocking connects are the engine's (pool.cc).
+//   * ReservedPort (reserved_port.h), Engine::rport: the reserved-port connections whose header is
+//     not complete yet (their deadlines, how many wait per source address) and a free list of them.
+//     The listener, the accepts, the header checks and the hand-off are the engine's (reserved_port.cc).
 //   * SeccompAgent (seccomp_agent.h), Engine::seccomp: the seccomp agent's connections, targets and
 //     held notifications; it sees the engine only through SeccompHost (seccomp_host.cc).
 #pragma once
@@ -58,9 +61,11 @@
 #include "listener_table.h"
 #include "policy.h"
 #include "pool_stock.h"
+#include "reserved_port.h"
 #include "routing.h"
 #include "slimfast_wire.h"
 #include "steering.h"
+#include "timer_list.h"
 #include "view_page.h"
 
 namespace sf {
@@ -100,37 +105,6 @@ struct Ev {
   int fd = -1;
   Obj* owner = nullptr;
   explicit Ev(EvKind k, Obj* o = nullptr) : kind(k), owner(o) {}
-};
-
-// Intrusive FIFO for objects that share one timeout: appending keeps it sorted by deadline.
-template <class T>
-struct TimerList {
-  T* head = nullptr;
-  T* tail = nullptr;
-  void push(T* x, int64_t deadline) {
-    x->deadline = deadline;
-    x->tprev = tail;
-    x->tnext = nullptr;
-    if (tail)
-      tail->tnext = x;
-    else
-      head = x;
-    tail = x;
-    x->timed = true;
-  }
-  void remove(T* x) {
-    if (!x->timed) return;
-    if (x->tprev)
-      x->tprev->tnext = x->tnext;
-    else
-      head = x->tnext;
-    if (x->tnext)
-      x->tnext->tprev = x->tprev;
-    else
-      tail = x->tprev;
-    x->tprev = x->tnext = nullptr;
-    x->timed = false;
-  }
 };
 
 struct Container;
@@ -394,13 +368,10 @@ struct Engine {
   Policy policy;
 
   std::vector<Obj*> garbage;
-  TimerList<HeaderConn> hdr_timers;
-  std::unordered_map<uint32_t, uint32_t> pending_by_peer;  // parked headers per source address
   // This broker's host key and nonces, the peers' keys, the replay cache (header_authority.h).
   HeaderAuthority auth{routes};
   bool clustered() const { return !cfg.cluster_key.empty(); }
   TimerList<OutConn> out_timers;
-  std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
   uint16_t next_port = 32768;
   int64_t last_log[16] = {};
@@ -423,6 +394,9 @@ struct Engine {
   // What the pools share: the pooled connections per peer, the parked pools, the size of a queued
   // SF_POOLED (pool_stock.h); the pools themselves are their preload connections' (pool.cc).
   PoolStock pools;
+  // Reserved-port connections waiting for their header: deadlines, counts per source address, a
+  // free list (reserved_port.h). The listener's registration is `reserved` above.
+  ReservedPort rport;
 
   // engine_loop.cc
   void run();
