@@ -11,6 +11,7 @@
         "native/addon/preload.cc",
         "native/addon/connect.cc",
         "native/addon/pool.cc",
+        "native/addon/pool_stock.cc",
         "native/addon/view_page.cc",
         "native/addon/samehost.cc",
         "native/addon/listeners.cc",

@@ -26,6 +26,13 @@
 //     cache in step (cluster_checks.cc, steered.cc).
 //   * ListenerTable (listener_table.h), Engine::listeners: which listener is at a vIP:port. The
 //     listeners and their channels are the engine's (listeners.cc: made, counted, announced, freed).
+//   * PoolStock (pool_stock.h), Engine::pools: what the connection pools share (the pooled
+//     connections each peer holds, capped per peer; the pools whose reports wait a moment; the size
+//     of a queued SF_POOLED) and the arithmetic of one pool's stock (backoff, target, what a report
+//     says was taken). The pools, their channels and stocking connects are the engine's (pool.cc).
+//   * ReservedPort (reserved_port.h), Engine::rport: the reserved-port connections whose header is
+//     not complete yet (their deadlines, how many wait per source address) and a free list of them.
+//     The listener, the accepts, the header checks and the hand-off are the engine's (reserved_port.cc).
 //   * SeccompAgent (seccomp_agent.h), Engine::seccomp: the seccomp agent's connections, targets and
 //     held notifications; it sees the engine only through SeccompHost (seccomp_host.cc).
 #pragma once
@@ -53,9 +60,12 @@
 #include "latency.h"
 #include "listener_table.h"
 #include "policy.h"
+#include "pool_stock.h"
+#include "reserved_port.h"
 #include "routing.h"
 #include "slimfast_wire.h"
 #include "steering.h"
+#include "timer_list.h"
 #include "view_page.h"
 
 namespace sf {
@@ -95,37 +105,6 @@ struct Ev {
   int fd = -1;
   Obj* owner = nullptr;
   explicit Ev(EvKind k, Obj* o = nullptr) : kind(k), owner(o) {}
-};
-
-// Intrusive FIFO for objects that share one timeout: appending keeps it sorted by deadline.
-template <class T>
-struct TimerList {
-  T* head = nullptr;
-  T* tail = nullptr;
-  void push(T* x, int64_t deadline) {
-    x->deadline = deadline;
-    x->tprev = tail;
-    x->tnext = nullptr;
-    if (tail)
-      tail->tnext = x;
-    else
-      head = x;
-    tail = x;
-    x->timed = true;
-  }
-  void remove(T* x) {
-    if (!x->timed) return;
-    if (x->tprev)
-      x->tprev->tnext = x->tnext;
-    else
-      head = x->tnext;
-    if (x->tnext)
-      x->tnext->tprev = x->tprev;
-    else
-      tail = x->tprev;
-    x->tprev = x->tnext = nullptr;
-    x->timed = false;
-  }
 };
 
 struct Container;
@@ -193,8 +172,7 @@ struct Pool : Obj {
   bool blocking = false;  // the process's applications want blocking sockets (SF_TOOK_BLOCKING)
   int backoff_ms = 0;     // after failed stocking connects: none before retry_at
   int64_t retry_at = 0;
-  bool parked = false;  // reports are not watched until parked_ns + kPoolParkNs
-  int64_t parked_ns = 0;
+  bool parked = false;  // its reports are not watched for a moment (Engine::pools holds when it was parked)
 };
 
 struct Container : Obj {
@@ -390,14 +368,10 @@ struct Engine {
   Policy policy;
 
   std::vector<Obj*> garbage;
-  TimerList<HeaderConn> hdr_timers;
-  std::unordered_map<uint32_t, uint32_t> pending_by_peer;  // parked headers per source address
   // This broker's host key and nonces, the peers' keys, the replay cache (header_authority.h).
   HeaderAuthority auth{routes};
   bool clustered() const { return !cfg.cluster_key.empty(); }
-  std::unordered_map<uint32_t, uint32_t> peer_stock;  // peer ip -> pooled connections (queued + connecting)
   TimerList<OutConn> out_timers;
-  std::vector<HeaderConn*> free_hdr;
   std::vector<OutConn*> free_out;
   uint16_t next_port = 32768;
   int64_t last_log[16] = {};
@@ -412,12 +386,17 @@ struct Engine {
     int fd;
     int64_t deadline;
   };
-  std::vector<Bell> bells;          // doorbell connections until their handshake is done
-  std::vector<Pool*> parked_pools;  // pools whose take reports wait a moment (see park_pool)
+  std::vector<Bell> bells;  // doorbell connections until their handshake is done
   int64_t next_sweep = 0;
   // The seccomp agent (seccomp_agent.h) while cfg.seccomp_path is set: made by start(), gone with
   // close_core(). It owns its state; seccomp_host.cc is what it sees of the engine.
   std::unique_ptr<SeccompAgent> seccomp;
+  // What the pools share: the pooled connections per peer, the parked pools, the size of a queued
+  // SF_POOLED (pool_stock.h); the pools themselves are their preload connections' (pool.cc).
+  PoolStock pools;
+  // Reserved-port connections waiting for their header: deadlines, counts per source address, a
+  // free list (reserved_port.h). The listener's registration is `reserved` above.
+  ReservedPort rport;
 
   // engine_loop.cc
   void run();
@@ -514,7 +493,7 @@ struct Engine {
   void pool_connected(OutConn* o, int fd);
   void pool_failed(Pool* p);  // a counted stocking connect failed: uncount it, back off
   void pool_backoff(Pool* p);
-  void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, and the peer's total
+  void pool_stock(Pool* p, int dq, int dc);  // queued += dq, connecting += dc, ctr.pooled and pools.add()
   void on_pool(Pool* p);
   void park_pool(Pool* p);
   void unpark_pools(int64_t now_ns);
@@ -523,7 +502,6 @@ struct Engine {
   void kill_pool(Pool* p);
   uint32_t drain_app_end(Pool* p);
   void sync_pool(Pool* p);
-  uint32_t pooled_msg_size = 0;  // kernel memory one queued SF_POOLED holds (SIOCOUTQ units); 0: unknown
   void count_taken(Pool* p, uint64_t used);
 
   // policy_enforce.cc

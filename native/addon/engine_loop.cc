@@ -157,14 +157,12 @@ void Engine::teardown() {
   std::vector<Container*> cs;
   for (auto& kv : by_id) cs.push_back(kv.second);
   for (Container* c : cs) kill_container(c, false);
-  while (hdr_timers.head) drop_header(hdr_timers.head, false);
-  pending_by_peer.clear();
+  while (HeaderConn* h = rport.first()) drop_header(h, false);
   // Every OutConn belongs to a preload connection, all killed above.
   close_core();
   collect_garbage();
-  for (HeaderConn* h : free_hdr) delete h;
+  rport.clear();  // the counts (none left) and the free list
   for (OutConn* o : free_out) delete o;
-  free_hdr.clear();
   free_out.clear();
   close_fd(epfd);
   epfd = -1;
@@ -190,7 +188,7 @@ void Engine::close_core() {
 
 int Engine::next_timeout(int64_t now) {
   int64_t t = -1;
-  if (hdr_timers.head) t = hdr_timers.head->deadline;
+  if (HeaderConn* h = rport.first()) t = h->deadline;
   if (out_timers.head && (t < 0 || out_timers.head->deadline < t)) t = out_timers.head->deadline;
   if (!bells.empty() && (t < 0 || now + 10 < t)) t = now + 10;                           // doorbells to close
   if (steer && steer->ok() && (t < 0 || next_sweep < t)) t = std::max(next_sweep, now);  // the sweep
@@ -248,10 +246,10 @@ void Engine::run() {
     expire_outs(now);
     if (seccomp) seccomp->expire(now);
     if (!bells.empty() || steering()) tend_steering(now);
-    if (!parked_pools.empty()) unpark_pools(int64_t(mono_ns()));
+    if (pools.any_parked()) unpark_pools(int64_t(mono_ns()));
     collect_garbage();
     timeout = next_timeout(now);
-    if (!parked_pools.empty() && (timeout < 0 || timeout > 1)) timeout = 1;  // unpark them soon
+    if (pools.any_parked() && (timeout < 0 || timeout > 1)) timeout = 1;  // unpark them soon
   }
 }
 

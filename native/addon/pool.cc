@@ -3,7 +3,8 @@
 // to the broker and no TCP handshake. The broker makes and signs the header (SF_HDR_POOLED: the
 // container's source vIP); the process that takes a socket fills in the destination and sends it.
 // Each take is reported on the channel (SF_POOL_TOOK) and the pool is stocked back up to its
-// target, which doubles whenever the process found it empty.
+// target, which doubles whenever the process found it empty. What the pools share (the count per
+// peer, the parked pools) and the arithmetic of a pool's stock are PoolStock's (pool_stock.h).
 #include <linux/sockios.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -70,13 +71,7 @@ void Engine::pool_stock(Pool* p, int dq, int dc) {
   p->queued = uint32_t(int64_t(p->queued) + dq);
   p->connecting = uint32_t(int64_t(p->connecting) + dc);
   ctr.pooled.fetch_add(uint64_t(int64_t(dq) + dc), std::memory_order_relaxed);  // wraps back for negatives
-  auto it = peer_stock.find(p->route.peer_ip);
-  int64_t v = (it == peer_stock.end() ? 0 : int64_t(it->second)) + dq + dc;
-  if (v <= 0) {
-    if (it != peer_stock.end()) peer_stock.erase(it);
-  } else {
-    peer_stock[p->route.peer_ip] = uint32_t(v);
-  }
+  pools.add(p->route.peer_ip, int64_t(dq) + dc);
 }
 
 void Engine::pool_failed(Pool* p) {
@@ -84,11 +79,11 @@ void Engine::pool_failed(Pool* p) {
   pool_backoff(p);
 }
 
-// The peer is not taking connections now (or we are out of resources). Back off (1 s, doubling up
-// to 30 s) so that reports do not turn into a stream of failing connects; a success resets it.
+// The peer is not taking connections now (or we are out of resources): no stocking connects for a
+// while (PoolStock::next_backoff); a success resets it.
 void Engine::pool_backoff(Pool* p) {
   inc(ctr.pool_failures);
-  p->backoff_ms = p->backoff_ms ? std::min(30000, p->backoff_ms * 2) : 1000;
+  p->backoff_ms = PoolStock::next_backoff(p->backoff_ms);
   p->retry_at = now_ms() + p->backoff_ms;
 }
 
@@ -164,10 +159,7 @@ void Engine::fill_pool(Pool* p) {
   // bound keeps one call short whatever happens.
   // The peer holds every idle pooled connection of every process here: cap them all, per peer.
   PoolBatch b;  // (its sockets count against the cap before they are sent)
-  auto room = [&] {
-    auto it = peer_stock.find(p->route.peer_ip);
-    return (it == peer_stock.end() ? 0 : it->second) + uint32_t(b.n) < cfg.pool_peer_max;
-  };
+  auto room = [&] { return pools.at_peer(p->route.peer_ip) + uint32_t(b.n) < cfg.pool_peer_max; };
   for (uint32_t rounds = 0;
        rounds < cfg.pool_max && !p->dead && p->queued + p->connecting + uint32_t(b.n) < p->target && room(); rounds++) {
     bool pending = false, deferred = false;
@@ -239,58 +231,27 @@ void Engine::on_pool(Pool* p) {
   if (!p->dead) park_pool(p);
 }
 
-// After a refill, the channel's reports are not watched for a moment: the takes made meanwhile
-// are read and restocked together, one wakeup and one sendmmsg for many connections instead of
-// one each, while the pool's stock covers the pause. An idle pool is never woken.
-static constexpr int64_t kPoolParkNs = 1000000;  // 1 ms
-
+// After a refill the pool's reports wait a moment (kPoolParkNs, pool_stock.h).
 void Engine::park_pool(Pool* p) {
   if (p->parked || !ep_mod(p->ev, EPOLLRDHUP)) return;  // still told when the process closes it
   p->parked = true;
-  p->parked_ns = int64_t(mono_ns());
-  parked_pools.push_back(p);
+  pools.park(p, int64_t(mono_ns()));
 }
 
 void Engine::unpark_pools(int64_t now_ns) {
-  for (size_t i = 0; i < parked_pools.size();) {
-    Pool* p = parked_pools[i];
-    if (now_ns - p->parked_ns < kPoolParkNs) {
-      i++;
-      continue;
-    }
-    parked_pools[i] = parked_pools.back();
-    parked_pools.pop_back();
+  pools.unpark_due(now_ns, [this](Pool* p) {
     p->parked = false;
     ep_mod(p->ev, EPOLLIN | EPOLLRDHUP);  // level-triggered: reports that came meanwhile fire at once
-  }
-}
-
-// How much kernel memory one queued SF_POOLED message holds, measured on a private socketpair:
-// a pool's SIOCOUTQ divided by it is how many the process has not taken yet.
-static uint32_t measure_pooled_msg_size() {
-  int sp[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return 0;
-  sf_pooled m{};
-  FdCmsg cm;
-  iovec iov{&m, sizeof m};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  attach_fd(mh, cm, sp[1]);
-  int q = 0;
-  if (sendmsg(sp[0], &mh, MSG_DONTWAIT | MSG_NOSIGNAL) != ssize_t(sizeof m) || ioctl(sp[0], SIOCOUTQ, &q) != 0) q = 0;
-  close_fd(sp[0]);
-  close_fd(sp[1]);
-  return q > 0 ? uint32_t(q) : 0;
+  });
 }
 
 // The channel's depth says how many the process took since we last looked, reported or not.
 void Engine::sync_pool(Pool* p) {
   if (p->dead || p->ev.fd < 0) return;
-  if (!pooled_msg_size) pooled_msg_size = measure_pooled_msg_size();
+  uint32_t msg_size = pools.msg_size();
   int q = 0;
-  if (!pooled_msg_size || ioctl(p->ev.fd, SIOCOUTQ, &q) != 0 || q < 0) return;
-  uint32_t left = uint32_t(q) / pooled_msg_size;
+  if (!msg_size || ioctl(p->ev.fd, SIOCOUTQ, &q) != 0 || q < 0) return;
+  uint32_t left = uint32_t(q) / msg_size;
   if (left >= p->queued) return;
   uint32_t took = p->queued - left;
   pool_stock(p, -int(took), 0);
@@ -315,18 +276,13 @@ bool Engine::take_report(Pool* p, const sf_msg& m, ssize_t n) {
     inc(ctr.bad_msgs);
     return false;
   }
-  // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits).
-  uint64_t used = m.a & 0xffffffffu, gone = m.a >> 32;
-  // Takes the channel's depth showed already were counted (as used: a discarded one among them
-  // is counted as a connection, the one inexact case).
-  uint64_t seen = std::min<uint64_t>(used + gone, p->presumed);
-  p->presumed -= uint32_t(seen);
-  uint64_t seen_used = std::min(used, seen);
-  uint32_t took = uint32_t(std::min<uint64_t>(used + gone - seen, p->queued));
-  pool_stock(p, -int(took), 0);
-  count_taken(p, used - seen_used);
-  if (took > 0 && p->target < cfg.pool_depth) p->target = cfg.pool_depth;  // taking again after a full channel
-  if ((m.status & SF_TOOK_EMPTY) && p->target < cfg.pool_max) p->target = std::min(cfg.pool_max, p->target * 2);
+  // a: sockets used (low 32 bits) and discarded as stale or dead (high 32 bits); takes the
+  // channel's depth showed already were counted (PoolStock::report).
+  PoolStock::Took t = PoolStock::report(m.a & 0xffffffffu, m.a >> 32, &p->presumed, p->queued);
+  pool_stock(p, -int(t.dequeued), 0);
+  count_taken(p, t.connections);
+  p->target =
+      PoolStock::target_after(p->target, t.dequeued > 0, (m.status & SF_TOOK_EMPTY) != 0, cfg.pool_depth, cfg.pool_max);
   p->blocking = (m.status & SF_TOOK_BLOCKING) != 0;
   return true;
 }
@@ -382,7 +338,7 @@ void Engine::kill_pool(Pool* p) {
   }
   pool_stock(p, -int(p->queued), 0);  // its connecting ones went with kill_out above
   if (p->parked) {
-    parked_pools.erase(std::find(parked_pools.begin(), parked_pools.end(), p));
+    pools.unpark(p);
     p->parked = false;
   }
   ep_del(p->ev);

@@ -1,5 +1,6 @@
 // The reserved port: batch accept, read exactly the host header, hand the socket to a listener
-// channel (CONNECT) or to JS (SYNC). Headers that are not complete at accept time wait in epoll.
+// channel (CONNECT) or to JS (SYNC). Headers that are not complete at accept time wait in epoll
+// (their deadlines and counts are ReservedPort's, reserved_port.h).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -17,11 +18,38 @@
 
 namespace sf {
 
+void ReservedPort::wait(HeaderConn* h, int64_t deadline) {
+  timers_.push(h, deadline);
+  by_peer_[h->peer_ip]++;
+}
+
+void ReservedPort::done(HeaderConn* h) {
+  timers_.remove(h);
+  auto it = by_peer_.find(h->peer_ip);
+  if (it != by_peer_.end() && --it->second == 0) by_peer_.erase(it);
+}
+
+HeaderConn* ReservedPort::reuse() {
+  if (free_.empty()) return nullptr;
+  HeaderConn* h = free_.back();
+  free_.pop_back();
+  return h;
+}
+
+bool ReservedPort::keep(HeaderConn* h) {
+  if (free_.size() >= 1024) return false;
+  free_.push_back(h);
+  return true;
+}
+
+void ReservedPort::clear() {
+  by_peer_.clear();
+  for (HeaderConn* h : free_) delete h;
+  free_.clear();
+}
+
 void HeaderConn::recycle(Engine& e) {
-  if (e.free_hdr.size() < 1024)
-    e.free_hdr.push_back(this);
-  else
-    delete this;
+  if (!e.rport.keep(this)) delete this;
 }
 
 // SO_REUSEPORT (for steering) would let a second broker bind the port too: make sure nobody
@@ -231,8 +259,7 @@ void Engine::process_header(int fd, uint32_t peer_ip, const HdrState& st, uint64
 }
 
 void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t accepted_ns) {
-  auto it = pending_by_peer.find(peer_ip);
-  uint32_t mine = it == pending_by_peer.end() ? 0 : it->second;
+  uint32_t mine = rport.waiting(peer_ip);
   if (mine >= cfg.header_peer_max || ctr.pending_headers.load() >= cfg.header_pending_max) {
     inc(ctr.header_overload);
     if (ratelimit(11))
@@ -241,10 +268,8 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t 
     reset_close(fd);
     return;
   }
-  HeaderConn* h;
-  if (!free_hdr.empty()) {
-    h = free_hdr.back();
-    free_hdr.pop_back();
+  HeaderConn* h = rport.reuse();
+  if (h) {
     h->dead = false;
   } else if (!(h = new (std::nothrow) HeaderConn)) {
     inc(ctr.header_errors);
@@ -262,9 +287,8 @@ void Engine::park_header(int fd, uint32_t peer_ip, const HdrState& st, uint64_t 
     bury(h);
     return;
   }
-  hdr_timers.push(h, now_ms() + cfg.header_timeout_ms);
+  rport.wait(h, now_ms() + cfg.header_timeout_ms);
   inc(ctr.pending_headers);
-  pending_by_peer[peer_ip]++;
 }
 
 void Engine::on_header(HeaderConn* h) {
@@ -291,20 +315,17 @@ void Engine::drop_header(HeaderConn* h, bool count_error) {
     close_fd(h->ev.fd);
     h->ev.fd = -1;
   }
-  hdr_timers.remove(h);
+  rport.done(h);
   dec(ctr.pending_headers);
-  auto it = pending_by_peer.find(h->peer_ip);
-  if (it != pending_by_peer.end() && --it->second == 0) pending_by_peer.erase(it);
   if (count_error) inc(ctr.header_errors);
   bury(h);
 }
 
 void Engine::expire_headers(int64_t now) {
-  while (hdr_timers.head && hdr_timers.head->deadline <= now) {
-    SF_DLOG("header timeout from %s", ip_str(hdr_timers.head->peer_ip).c_str());
+  for (HeaderConn* h; (h = rport.first()) && h->deadline <= now;) {
+    SF_DLOG("header timeout from %s", ip_str(h->peer_ip).c_str());
     // Nothing at all: a pooled connection nobody took, handed over by the kernel when its hold
     // (TCP_DEFER_ACCEPT) ran out. Not an error; counted apart.
-    HeaderConn* h = hdr_timers.head;
     if (h->st.got == 0) inc(ctr.pool_expired);
     drop_header(h, h->st.got > 0);
   }

@@ -36,7 +36,7 @@ const sfclient = path.join(tmp, 'sfclient');
 // cache, signing and checking host headers, the route table, runc's container state as the seccomp
 // agent parses it. tests/Makefile builds them (and sfclient) into the temp dir; each exits non-zero
 // and says why on failure.
-const UNIT_TESTS = ['siphash_test', 'header_auth_test', 'header_authority_test', 'routing_test', 'seccomp_state_test'];
+const UNIT_TESTS = ['siphash_test', 'header_auth_test', 'header_authority_test', 'routing_test', 'pool_stock_test', 'seccomp_state_test'];
 execFileSync('make', ['-s', '-C', here, `OUT=${tmp}`, sfclient, ...UNIT_TESTS.map((t) => path.join(tmp, t))], { stdio: 'inherit' });
 for (const t of UNIT_TESTS) execFileSync(path.join(tmp, t), { stdio: 'inherit' });
 
