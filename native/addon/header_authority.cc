@@ -86,7 +86,7 @@ AuthResult HeaderAuthority::check(uint32_t peer_ip, const sf_hdr& h) {
   uint32_t owner = header_owner(peer_ip, h);
   if (owner == 0 || owner != peer_ip) return AUTH_NOT_MEMBER;
   uint8_t key[16];
-  derive_host_key(cluster_key_root_, owner, key);
+  member_key(owner, key);
   sf_hdr signed_part = h;
   if (h.type == SF_HDR_POOLED) pooled_blank(signed_part);
   if (ntohl(h.key_id) != SF_KEY_HOST || !header_tag_ok(signed_part, key)) return AUTH_FORGED;
